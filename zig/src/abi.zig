@@ -1,0 +1,354 @@
+//! Every type that crosses the C ABI. TypeScript reads the offsets of these structs from
+//! `fp_layout_json()`, generated here at compile time, so the two sides cannot drift apart.
+const std = @import("std");
+
+/// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
+pub const abi_version: u32 = 1;
+
+pub const Status = enum(c_int) {
+    ok = 0,
+    invalid_argument = 1,
+    no_such_device = 2,
+    permission_denied = 3,
+    interface_down = 4,
+    unsupported = 5,
+    busy = 6,
+    out_of_memory = 7,
+    system = 8,
+    timeout = 9,
+};
+
+/// Every failure inside the library is one of these; `statusOf` maps them, exhaustively.
+pub const Error = error{
+    InvalidArgument,
+    NoSuchDevice,
+    PermissionDenied,
+    InterfaceDown,
+    Unsupported,
+    Busy,
+    OutOfMemory,
+    System,
+    Timeout,
+};
+
+pub fn statusOf(err: Error) Status {
+    return switch (err) {
+        error.InvalidArgument => .invalid_argument,
+        error.NoSuchDevice => .no_such_device,
+        error.PermissionDenied => .permission_denied,
+        error.InterfaceDown => .interface_down,
+        error.Unsupported => .unsupported,
+        error.Busy => .busy,
+        error.OutOfMemory => .out_of_memory,
+        error.System => .system,
+        error.Timeout => .timeout,
+    };
+}
+
+pub const SwapMode = enum(u8) { mac = 0, mac_ip = 1, all = 2 };
+
+pub const Profile = enum(u8) { netally = 0, plain = 1, rfc2544 = 2, y1564 = 3 };
+
+pub const Signature = enum(u8) {
+    probeot = 0,
+    dataot = 1,
+    latency = 2,
+    rfc2544 = 3,
+    y1564 = 4,
+
+    pub fn bit(s: Signature) u8 {
+        return @as(u8, 1) << @as(u3, @intCast(@intFromEnum(s)));
+    }
+    pub const ito_bits: u8 = 0b111;
+};
+
+/// Why a frame was not reflected; `reflect` means it was.
+pub const Verdict = enum(u8) {
+    reflect = 0,
+    too_short = 1,
+    not_ours = 2,
+    oui = 3,
+    not_udp = 4,
+    malformed = 5,
+    port = 6,
+    signature = 7,
+};
+
+/// The rulebook's settings. Shared with the XDP program's rodata.
+pub const ItoConfig = extern struct {
+    our_mac: [6]u8,
+    oui: [3]u8,
+    /// 1: only frames whose source MAC starts with `oui` are reflected.
+    oui_filter: u8,
+    /// UDP destination port to accept; 0 = any.
+    port: u16,
+    /// A `SwapMode`.
+    mode: u8,
+    /// 1: XOR 0x01 into the IPv4 TOS byte (NetAlly profile), checksum fixed up; not in `mac` mode.
+    tos_toggle: u8,
+    /// Bit set of accepted `Signature`s.
+    signatures: u8,
+    _pad: u8 = 0,
+};
+
+/// Counters of one worker. One writer (the worker, once per batch), any number of readers through a
+/// live typed array; 64-byte aligned so workers never share a cache line.
+pub const Counters = extern struct {
+    rx_packets: u64 = 0,
+    rx_bytes: u64 = 0,
+    tx_packets: u64 = 0,
+    tx_bytes: u64 = 0,
+    sig_probeot: u64 = 0,
+    sig_dataot: u64 = 0,
+    sig_latency: u64 = 0,
+    sig_rfc2544: u64 = 0,
+    sig_y1564: u64 = 0,
+    drop_too_short: u64 = 0,
+    drop_not_ours: u64 = 0,
+    drop_oui: u64 = 0,
+    drop_not_udp: u64 = 0,
+    drop_malformed: u64 = 0,
+    drop_port: u64 = 0,
+    drop_signature: u64 = 0,
+    drop_tx_error: u64 = 0,
+    /// Frames the kernel dropped because the receive ring was full.
+    drop_ring_full: u64 = 0,
+    batches: u64 = 0,
+    _pad: [5]u64 = .{0} ** 5,
+
+    pub fn countVerdict(c: *Counters, v: Verdict) void {
+        switch (v) {
+            .reflect => {},
+            .too_short => c.drop_too_short += 1,
+            .not_ours => c.drop_not_ours += 1,
+            .oui => c.drop_oui += 1,
+            .not_udp => c.drop_not_udp += 1,
+            .malformed => c.drop_malformed += 1,
+            .port => c.drop_port += 1,
+            .signature => c.drop_signature += 1,
+        }
+    }
+
+    pub fn countSignature(c: *Counters, s: Signature) void {
+        switch (s) {
+            .probeot => c.sig_probeot += 1,
+            .dataot => c.sig_dataot += 1,
+            .latency => c.sig_latency += 1,
+            .rfc2544 => c.sig_rfc2544 += 1,
+            .y1564 => c.sig_y1564 += 1,
+        }
+    }
+
+    /// Adds a worker's per-batch tally into the shared block, each field with one relaxed atomic
+    /// store so a reader never sees a torn value.
+    pub fn fold(shared: *align(64) Counters, local: *const Counters) void {
+        inline for (std.meta.fields(Counters)) |f| {
+            if (comptime std.mem.startsWith(u8, f.name, "_")) continue;
+            const add = @field(local, f.name);
+            if (add != 0) {
+                const p = &@field(shared, f.name);
+                @atomicStore(u64, p, @atomicLoad(u64, p, .monotonic) + add, .monotonic);
+            }
+        }
+    }
+};
+
+pub const Dataplane = enum(u8) { packet = 0 };
+pub const Fanout = enum(u8) { hash = 0, cpu = 1, lb = 2 };
+
+pub const ReflectorOptions = extern struct {
+    ifname: [16]u8,
+    /// Network namespace name under /run/netns, or empty for the caller's.
+    netns: [64]u8,
+    ito: ItoConfig,
+    workers: u16,
+    /// First CPU to pin worker 0 to (worker i gets first_cpu + i); -1 = no pinning.
+    first_cpu: i16,
+    dataplane: u8,
+    fanout: u8,
+    _pad: [2]u8 = .{ 0, 0 },
+    /// Receive ring: blocks of `ring_block_kib` KiB, `ring_blocks` of them.
+    ring_block_kib: u32,
+    ring_blocks: u32,
+    /// Frames per transmit call.
+    batch: u32,
+    _pad2: u32 = 0,
+};
+
+pub const reflector_state = struct {
+    pub const starting: u32 = 0;
+    pub const running: u32 = 1;
+    pub const stopped: u32 = 2;
+    /// A worker hit an error it cannot recover from; `fp_reflector_error` has the message.
+    pub const failed: u32 = 3;
+};
+
+/// RTT histogram: 16 linear sub-buckets per power of two of nanoseconds (at most 6.25 % wide).
+pub const hist_sub_bits = 4;
+pub const hist_buckets = 48 * (1 << hist_sub_bits);
+
+pub fn histBucket(ns: u64) usize {
+    const sub = @as(u64, 1) << hist_sub_bits;
+    if (ns < sub) return @intCast(ns);
+    const e: u6 = @intCast(63 - @clz(ns));
+    const idx = (@as(usize, e) - hist_sub_bits + 1) * sub + ((ns >> (e - hist_sub_bits)) & (sub - 1));
+    return @min(idx, hist_buckets - 1);
+}
+
+/// Lower bound in ns of bucket `i` (the inverse of histBucket, mirrored in ffi/layout.ts).
+pub fn histLower(i: usize) u64 {
+    const sub: usize = @as(usize, 1) << hist_sub_bits;
+    if (i < sub) return i;
+    const e = i / sub - 1 + hist_sub_bits;
+    return @as(u64, sub + i % sub) << @intCast(e - hist_sub_bits);
+}
+
+pub const ProbeOptions = extern struct {
+    ifname: [16]u8,
+    netns: [64]u8,
+    dst_mac: [6]u8,
+    /// All-zero: the interface's own MAC. Anything else is sent as given and received in promiscuous mode.
+    src_mac: [6]u8,
+    /// IPv4 in the first 4 bytes, or IPv6 when `ipv6` is 1.
+    dst_ip: [16]u8,
+    src_ip: [16]u8,
+    ipv6: u8,
+    signature: u8,
+    /// What the reflector is expected to swap (a `SwapMode`) and whether it toggles TOS.
+    expect_mode: u8,
+    expect_tos_toggle: u8,
+    src_port: u16,
+    dst_port: u16,
+    /// 802.1Q tag to send with; 0 = untagged.
+    vlan: u16,
+    tos: u8,
+    _pad: u8 = 0,
+    /// Frame size on the wire including the 4-byte FCS (64..9018); 0 = IMIX (64:7, 594:4, 1518:1).
+    frame_size: u32,
+    tx_cpu: i16,
+    rx_cpu: i16,
+    /// Frames per second; 0 = as fast as possible.
+    rate_pps: u64,
+    /// Stop after this many frames (0 = no limit) or this long (0 = no limit); one must be set.
+    count: u64,
+    duration_ns: u64,
+    /// How long to keep receiving after the last frame was sent.
+    drain_ns: u64,
+    session: u32,
+    batch: u32,
+};
+
+pub const probe_state = struct {
+    pub const starting: u32 = 0;
+    pub const sending: u32 = 1;
+    pub const draining: u32 = 2;
+    pub const done: u32 = 3;
+    pub const failed: u32 = 4;
+};
+
+pub const ProbeStats = extern struct {
+    state: u32 = 0,
+    _pad: u32 = 0,
+    sent: u64 = 0,
+    sent_bytes: u64 = 0,
+    received: u64 = 0,
+    received_bytes: u64 = 0,
+    /// Distinct sequence numbers received.
+    unique: u64 = 0,
+    duplicates: u64 = 0,
+    /// Received with a lower sequence number than one received before it.
+    reordered: u64 = 0,
+    /// Reflections whose bytes differ from the frame sent with exactly the expected fields swapped.
+    bad_rewrite: u64 = 0,
+    /// Frames of another sender or session seen on the receive side (not counted as received).
+    foreign: u64 = 0,
+    tx_errors: u64 = 0,
+    rx_ring_drops: u64 = 0,
+    rtt_min_ns: u64 = 0,
+    rtt_max_ns: u64 = 0,
+    rtt_sum_ns: u64 = 0,
+    first_tx_ns: u64 = 0,
+    last_tx_ns: u64 = 0,
+    rtt_hist: [hist_buckets]u64 = .{0} ** hist_buckets,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(ItoConfig) == 16);
+    std.debug.assert(@sizeOf(Counters) == 192 and @alignOf(Counters) >= 8);
+    std.debug.assert(@sizeOf(Counters) % 64 == 0);
+    std.debug.assert(@sizeOf(ReflectorOptions) == 120);
+    std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
+    std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The layout, as JSON, for TypeScript.
+
+fn typeName(comptime T: type) []const u8 {
+    return switch (@typeInfo(T)) {
+        .int => @typeName(T),
+        .array => |a| std.fmt.comptimePrint("{s}[{d}]", .{ typeName(a.child), a.len }),
+        .@"struct" => @typeName(T),
+        else => @compileError("unsupported field type " ++ @typeName(T)),
+    };
+}
+
+fn structJson(comptime T: type) []const u8 {
+    comptime var s: []const u8 = std.fmt.comptimePrint("{{\"size\":{d},\"align\":{d},\"fields\":{{", .{ @sizeOf(T), @alignOf(T) });
+    comptime var first = true;
+    inline for (std.meta.fields(T)) |f| {
+        if (comptime std.mem.startsWith(u8, f.name, "_")) continue;
+        s = s ++ (if (first) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{{\"offset\":{d},\"type\":\"{s}\"}}", .{ f.name, @offsetOf(T, f.name), comptime typeName(f.type) });
+        first = false;
+    }
+    return s ++ "}}";
+}
+
+pub const layout_json: [:0]const u8 = blk: {
+    @setEvalBranchQuota(100_000);
+    const structs = .{
+        .{ "ItoConfig", ItoConfig },
+        .{ "Counters", Counters },
+        .{ "ReflectorOptions", ReflectorOptions },
+        .{ "ProbeOptions", ProbeOptions },
+        .{ "ProbeStats", ProbeStats },
+    };
+    var s: []const u8 = std.fmt.comptimePrint("{{\"abi_version\":{d},\"hist_sub_bits\":{d},\"hist_buckets\":{d},\"structs\":{{", .{ abi_version, hist_sub_bits, hist_buckets });
+    for (structs, 0..) |entry, i| {
+        s = s ++ (if (i == 0) "" else ",") ++ "\"" ++ entry[0] ++ "\":" ++ structJson(entry[1]);
+    }
+    s = s ++ "},\"enums\":{";
+    const enums = .{ .{ "Status", Status }, .{ "SwapMode", SwapMode }, .{ "Profile", Profile }, .{ "Signature", Signature }, .{ "Verdict", Verdict }, .{ "Dataplane", Dataplane }, .{ "Fanout", Fanout } };
+    for (enums, 0..) |entry, i| {
+        s = s ++ (if (i == 0) "" else ",") ++ "\"" ++ entry[0] ++ "\":{";
+        for (std.meta.fields(entry[1]), 0..) |f, j| {
+            s = s ++ (if (j == 0) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{d}", .{ f.name, f.value });
+        }
+        s = s ++ "}";
+    }
+    const final = s ++ "}}";
+    const arr: [final.len:0]u8 = final[0..final.len].*;
+    break :blk &arr;
+};
+
+test "the layout JSON parses and names every counter" {
+    const parsed = try std.json.parseFromSlice(std.json.Value, std.testing.allocator, layout_json, .{});
+    defer parsed.deinit();
+    const counters = parsed.value.object.get("structs").?.object.get("Counters").?.object;
+    try std.testing.expectEqual(@as(i64, 192), counters.get("size").?.integer);
+    const fields = counters.get("fields").?.object;
+    try std.testing.expectEqual(@as(i64, 0), fields.get("rx_packets").?.object.get("offset").?.integer);
+    try std.testing.expect(fields.get("_pad") == null);
+}
+
+test "histogram buckets are monotonic and their lower bounds invert them" {
+    var last: usize = 0;
+    var ns: u64 = 0;
+    while (ns < 1 << 40) : (ns = ns + 1 + ns / 7) {
+        const b = histBucket(ns);
+        try std.testing.expect(b >= last);
+        last = b;
+        try std.testing.expect(histLower(b) <= ns);
+        if (b + 1 < hist_buckets) try std.testing.expect(histLower(b + 1) > ns);
+    }
+}

@@ -1,0 +1,181 @@
+//! Thin helpers over Linux system calls: errno to `abi.Error` with a message, interface facts,
+//! network namespaces, CPU pinning, clocks.
+const std = @import("std");
+const linux = std.os.linux;
+const abi = @import("abi.zig");
+const diag = @import("diag.zig");
+const Error = abi.Error;
+
+pub fn errorOf(e: linux.E) Error {
+    return switch (e) {
+        .PERM, .ACCES => error.PermissionDenied,
+        .NODEV, .NXIO, .NOENT => error.NoSuchDevice,
+        .NETDOWN => error.InterfaceDown,
+        .NOMEM, .NOBUFS => error.OutOfMemory,
+        .BUSY, .ADDRINUSE, .EXIST => error.Busy,
+        .INVAL, .MSGSIZE, .RANGE => error.InvalidArgument,
+        .NOSYS, .OPNOTSUPP, .PROTONOSUPPORT, .AFNOSUPPORT => error.Unsupported,
+        .TIMEDOUT => error.Timeout,
+        else => error.System,
+    };
+}
+
+/// Checks a raw syscall return; on failure records "<what>: <errno name>" and returns the mapped error.
+pub fn check(rc: usize, comptime what: []const u8, args: anytype) Error!usize {
+    const e = linux.E.init(rc);
+    if (e == .SUCCESS) return rc;
+    diag.set(what ++ ": {s}", args ++ .{describe(e)});
+    return errorOf(e);
+}
+
+pub fn describe(e: linux.E) []const u8 {
+    return switch (e) {
+        .PERM => "operation not permitted (run as root or with CAP_NET_RAW and CAP_NET_ADMIN)",
+        .ACCES => "permission denied (run as root or with CAP_NET_RAW and CAP_NET_ADMIN)",
+        .NODEV => "no such device",
+        .NOENT => "no such file or directory",
+        .NETDOWN => "network is down",
+        .ADDRINUSE => "address already in use",
+        .BUSY => "device or resource busy",
+        .NOMEM => "out of memory",
+        .NOBUFS => "no buffer space available",
+        .INVAL => "invalid argument",
+        .AGAIN => "resource temporarily unavailable",
+        .MSGSIZE => "message too long (frame larger than the MTU?)",
+        else => @tagName(e),
+    };
+}
+
+pub fn close(fd: i32) void {
+    if (fd >= 0) _ = linux.close(fd);
+}
+
+pub const IfaceInfo = struct {
+    index: i32,
+    mac: [6]u8,
+    mtu: u32,
+    up: bool,
+    running: bool,
+};
+
+fn ifreqFor(name: []const u8) Error!linux.ifreq {
+    if (name.len == 0 or name.len >= linux.IFNAMESIZE)
+        return diag.fail(error.InvalidArgument, "interface name '{s}' must be 1 to 15 characters", .{name});
+    var ifr = std.mem.zeroes(linux.ifreq);
+    @memcpy(ifr.ifrn.name[0..name.len], name);
+    return ifr;
+}
+
+/// Reads index, MAC, MTU and flags of interface `name` in the calling thread's network namespace.
+pub fn ifaceInfo(name: []const u8) Error!IfaceInfo {
+    const fd: i32 = @intCast(try check(linux.socket(linux.AF.INET, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0), "socket", .{}));
+    defer close(fd);
+    var ifr = try ifreqFor(name);
+    const idx_rc = linux.ioctl(fd, linux.SIOCGIFINDEX, @intFromPtr(&ifr));
+    if (linux.E.init(idx_rc) != .SUCCESS)
+        return diag.fail(error.NoSuchDevice, "no interface named '{s}' (see 'ip link')", .{name});
+    var info: IfaceInfo = .{ .index = ifr.ifru.ivalue, .mac = undefined, .mtu = 0, .up = false, .running = false };
+    _ = try check(linux.ioctl(fd, linux.SIOCGIFHWADDR, @intFromPtr(&ifr)), "reading the MAC of {s}", .{name});
+    @memcpy(&info.mac, ifr.ifru.hwaddr.data[0..6]);
+    _ = try check(linux.ioctl(fd, linux.SIOCGIFMTU, @intFromPtr(&ifr)), "reading the MTU of {s}", .{name});
+    info.mtu = @intCast(ifr.ifru.mtu);
+    _ = try check(linux.ioctl(fd, linux.SIOCGIFFLAGS, @intFromPtr(&ifr)), "reading the flags of {s}", .{name});
+    info.up = ifr.ifru.flags.UP;
+    info.running = ifr.ifru.flags.RUNNING;
+    return info;
+}
+
+/// Switches the calling thread into /run/netns/<name> until `leave`. An empty name does nothing.
+pub const Netns = struct {
+    saved: i32 = -1,
+
+    pub fn enter(name: []const u8) Error!Netns {
+        if (name.len == 0) return .{};
+        var path_buf: [128]u8 = undefined;
+        const path = std.fmt.bufPrintZ(&path_buf, "/run/netns/{s}", .{name}) catch
+            return diag.fail(error.InvalidArgument, "network namespace name '{s}' is too long", .{name});
+        const saved: i32 = @intCast(try check(linux.open("/proc/thread-self/ns/net", .{ .CLOEXEC = true }, 0), "opening this thread's network namespace", .{}));
+        errdefer close(saved);
+        const rc = linux.open(path, .{ .CLOEXEC = true }, 0);
+        if (linux.E.init(rc) == .NOENT)
+            return diag.fail(error.NoSuchDevice, "no network namespace named '{s}' (see 'ip netns list')", .{name});
+        const target: i32 = @intCast(try check(rc, "opening {s}", .{path}));
+        defer close(target);
+        _ = try check(linux.syscall2(.setns, @intCast(target), linux.CLONE.NEWNET), "entering network namespace {s}", .{name});
+        return .{ .saved = saved };
+    }
+
+    pub fn leave(self: *Netns) void {
+        if (self.saved < 0) return;
+        // Returning to the namespace we came from cannot fail for a root thread that left it.
+        _ = linux.syscall2(.setns, @intCast(self.saved), linux.CLONE.NEWNET);
+        close(self.saved);
+        self.saved = -1;
+    }
+};
+
+pub fn pinToCpu(cpu: i32) Error!void {
+    if (cpu < 0) return;
+    var set = std.mem.zeroes(linux.cpu_set_t);
+    const bits = @bitSizeOf(usize);
+    const c: usize = @intCast(cpu);
+    if (c >= set.len * bits) return diag.fail(error.InvalidArgument, "CPU {d} is out of range", .{cpu});
+    set[c / bits] |= @as(usize, 1) << @intCast(c % bits);
+    linux.sched_setaffinity(0, &set) catch
+        return diag.fail(error.InvalidArgument, "cannot pin to CPU {d} (is it online? see nproc)", .{cpu});
+}
+
+fn clockNs(id: linux.clockid_t) u64 {
+    var ts: linux.timespec = undefined;
+    _ = linux.clock_gettime(id, &ts);
+    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
+}
+
+pub fn monotonicNs() u64 {
+    return clockNs(.MONOTONIC);
+}
+
+/// The clock the kernel stamps received frames with (AF_PACKET tp_sec/tp_nsec).
+pub fn realtimeNs() u64 {
+    return clockNs(.REALTIME);
+}
+
+pub fn threadCpuNs() u64 {
+    return clockNs(.THREAD_CPUTIME_ID);
+}
+
+pub fn sleepNs(ns: u64) void {
+    var ts = linux.timespec{ .sec = @intCast(ns / std.time.ns_per_s), .nsec = @intCast(ns % std.time.ns_per_s) };
+    _ = linux.nanosleep(&ts, null);
+}
+
+/// An eventfd that tells worker threads to stop; they poll it beside their socket.
+pub const StopSignal = struct {
+    fd: i32,
+
+    pub fn init() Error!StopSignal {
+        return .{ .fd = @intCast(try check(linux.eventfd(0, linux.EFD.CLOEXEC | linux.EFD.NONBLOCK), "eventfd", .{})) };
+    }
+    pub fn raise(self: StopSignal) void {
+        const one: u64 = 1;
+        _ = linux.write(self.fd, std.mem.asBytes(&one), 8);
+    }
+    pub fn deinit(self: *StopSignal) void {
+        close(self.fd);
+        self.fd = -1;
+    }
+};
+
+test "ifaceInfo reads loopback and names a missing interface" {
+    const lo = try ifaceInfo("lo");
+    try std.testing.expect(lo.index > 0);
+    try std.testing.expect(lo.up);
+    try std.testing.expectError(error.NoSuchDevice, ifaceInfo("fp-nonexistent"));
+    try std.testing.expect(std.mem.indexOf(u8, std.mem.span(diag.message()), "ip link") != null);
+    try std.testing.expectError(error.InvalidArgument, ifaceInfo("a-name-that-is-far-too-long"));
+}
+
+test "entering a missing network namespace says which" {
+    try std.testing.expectError(error.NoSuchDevice, Netns.enter("fp-no-such-ns"));
+    try std.testing.expect(std.mem.indexOf(u8, std.mem.span(diag.message()), "fp-no-such-ns") != null);
+}

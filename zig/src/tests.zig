@@ -1,0 +1,8 @@
+//! Collects every file's tests for `zig build test`.
+test {
+    _ = @import("abi.zig");
+    _ = @import("diag.zig");
+    _ = @import("ito.zig");
+    _ = @import("cbpf.zig");
+    _ = @import("linux.zig");
+}
