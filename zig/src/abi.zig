@@ -113,8 +113,13 @@ pub const Counters = extern struct {
     drop_tx_error: u64 = 0,
     /// Frames the kernel dropped because the receive ring was full.
     drop_ring_full: u64 = 0,
+    /// Receive batches processed (ring blocks, XDP polls).
     batches: u64 = 0,
-    _pad: [5]u64 = .{0} ** 5,
+    /// CPU time the worker thread itself used (user + system), nanoseconds.
+    cpu_ns: u64 = 0,
+    /// Times the interface went down under the worker.
+    link_down: u64 = 0,
+    _pad: [3]u64 = .{0} ** 3,
 
     pub fn countVerdict(c: *Counters, v: Verdict) void {
         switch (v) {
@@ -173,6 +178,17 @@ pub const ReflectorOptions = extern struct {
     /// Frames per transmit call.
     batch: u32,
     _pad2: u32 = 0,
+};
+
+/// What the reflector found out about its interface at start.
+pub const ReflectorInfo = extern struct {
+    mac: [6]u8,
+    /// 1 when guard UDP sockets hold the test port (no ICMP port-unreachable leaves the host).
+    guarded: u8,
+    _pad: u8 = 0,
+    ifindex: i32,
+    mtu: u32,
+    workers: u32,
 };
 
 pub const reflector_state = struct {
@@ -310,6 +326,7 @@ pub const layout_json: [:0]const u8 = blk: {
         .{ "ItoConfig", ItoConfig },
         .{ "Counters", Counters },
         .{ "ReflectorOptions", ReflectorOptions },
+        .{ "ReflectorInfo", ReflectorInfo },
         .{ "ProbeOptions", ProbeOptions },
         .{ "ProbeStats", ProbeStats },
     };

@@ -31,6 +31,15 @@ pub const Parsed = struct {
     ipv6: bool = false,
 };
 
+/// Six bytes as one integer, so address compares are one instruction, not a memcmp call.
+inline fn mac48(b: *const [6]u8) u48 {
+    return @bitCast(b.*);
+}
+
+inline fn sig56(b: *const [7]u8) u56 {
+    return @bitCast(b.*);
+}
+
 fn reject(v: Verdict) Parsed {
     return .{ .verdict = v };
 }
@@ -61,14 +70,14 @@ pub fn signatureText(sig: Signature) struct { text: *const [7]u8, offset: u8 } {
 /// must reflect. Never reads outside `frame`.
 pub fn classify(cfg: *const Config, frame: []const u8) Parsed {
     if (frame.len < 14) return reject(.too_short);
-    const dst = frame[0..6];
-    const src = frame[6..12];
+    const dst = mac48(frame[0..6]);
+    const src = mac48(frame[6..12]);
+    const ours = mac48(&cfg.our_mac);
     // Broadcast and multicast have the group bit set; a multicast source is invalid and would make
     // our reflection a multicast frame.
-    if (dst[0] & 1 != 0 or src[0] & 1 != 0) return reject(.not_ours);
-    if (!std.mem.eql(u8, dst, &cfg.our_mac)) return reject(.not_ours);
-    if (std.mem.eql(u8, src, &cfg.our_mac) or std.mem.eql(u8, src, dst)) return reject(.not_ours);
-    if (cfg.oui_filter != 0 and !std.mem.eql(u8, src[0..3], &cfg.oui)) return reject(.oui);
+    if ((frame[0] | frame[6]) & 1 != 0) return reject(.not_ours);
+    if (dst != ours or src == ours) return reject(.not_ours); // src == dst follows
+    if (cfg.oui_filter != 0 and !std.mem.eql(u8, frame[6..9], &cfg.oui)) return reject(.oui);
 
     var l3: usize = 14;
     var ethertype = be16(frame, 12);
@@ -111,7 +120,7 @@ pub fn classify(cfg: *const Config, frame: []const u8) Parsed {
     for (signature_text) |s| {
         if (cfg.signatures & s.sig.bit() == 0) continue;
         if (payload.len < @as(usize, s.offset) + signature_len) continue;
-        if (std.mem.eql(u8, payload[s.offset..][0..signature_len], s.text)) {
+        if (sig56(payload[s.offset..][0..signature_len]) == sig56(s.text)) {
             return .{
                 .verdict = .reflect,
                 .signature = s.sig,

@@ -1,14 +1,107 @@
-//! The C ABI of libfastpath: the export list, nothing else.
+//! The C ABI of libfastpath: the export list, nothing else. Every function returns an `abi.Status`
+//! (0 = ok) or a plain value; after a non-zero status `fp_last_error()` has the message on that thread.
+//! Handles are opaque pointers; every `*_close(null)` is a no-op.
 const std = @import("std");
+const builtin = @import("builtin");
 const abi = @import("abi.zig");
 const diag = @import("diag.zig");
+const os = @import("os.zig");
+
+const gpa = std.heap.c_allocator;
+
+fn status(result: abi.Error!void) abi.Status {
+    result catch |err| return abi.statusOf(err);
+    diag.clear();
+    return .ok;
+}
 
 export fn fp_abi_version() u32 {
     return abi.abi_version;
 }
+
+/// Offsets and sizes of every struct and enum crossing the boundary, as JSON.
 export fn fp_layout_json() [*:0]const u8 {
     return abi.layout_json.ptr;
 }
+
 export fn fp_last_error() [*:0]const u8 {
     return diag.message();
+}
+
+// --- Reflector --------------------------------------------------------------------------------
+
+const Reflector = os.Reflector;
+
+export fn fp_reflector_start(opts: *const abi.ReflectorOptions, out: *?*Reflector) abi.Status {
+    out.* = null;
+    return status(blk: {
+        out.* = Reflector.start(gpa, opts) catch |e| break :blk e;
+    });
+}
+
+/// The per-worker counter blocks (live, updated once per batch); returns how many.
+export fn fp_reflector_counters(r: *Reflector, out: *[*]abi.Counters) u32 {
+    out.* = r.counters.ptr;
+    return @intCast(r.counters.len);
+}
+
+export fn fp_reflector_info(r: *Reflector, out: *abi.ReflectorInfo) void {
+    out.* = r.info();
+}
+
+/// An `abi.reflector_state` value.
+export fn fp_reflector_state(r: *Reflector) u32 {
+    return r.state.load(.acquire);
+}
+
+/// Why the reflector failed, when its state is `failed`.
+export fn fp_reflector_failure(r: *Reflector) [*:0]const u8 {
+    return @ptrCast(&r.failure);
+}
+
+export fn fp_reflector_close(r: ?*Reflector) void {
+    if (r) |h| h.destroy();
+}
+
+// --- Probe ------------------------------------------------------------------------------------
+
+const Probe = os.Probe;
+
+export fn fp_probe_start(opts: *const abi.ProbeOptions, out: *?*Probe) abi.Status {
+    out.* = null;
+    return status(blk: {
+        out.* = Probe.start(gpa, opts) catch |e| break :blk e;
+    });
+}
+
+/// Live statistics of the run.
+export fn fp_probe_stats(p: *Probe) *abi.ProbeStats {
+    return p.stats;
+}
+
+/// Stops sending; the probe drains and finishes.
+export fn fp_probe_stop(p: *Probe) void {
+    p.stop();
+}
+
+/// Blocks up to `timeout_ms` for the run to finish; 1 when it has. Meant for a non-blocking FFI call.
+export fn fp_probe_wait(p: *Probe, timeout_ms: u32) i32 {
+    return @intFromBool(p.wait(@as(u64, timeout_ms) * std.time.ns_per_ms));
+}
+
+export fn fp_probe_failure(p: *Probe) [*:0]const u8 {
+    return @ptrCast(&p.failure);
+}
+
+export fn fp_probe_close(p: ?*Probe) void {
+    if (p) |h| h.destroy();
+}
+
+/// Sends one UDP datagram to `ip` (port 9, discard) from `ifname` so the kernel resolves its MAC.
+export fn fp_neigh_solicit(netns: [*:0]const u8, ifname: [*:0]const u8, ip: *const [16]u8, ipv6: u8) abi.Status {
+    return status(os.neighSolicit(std.mem.span(netns), std.mem.span(ifname), ip, ipv6 != 0));
+}
+
+comptime {
+    _ = builtin;
 }

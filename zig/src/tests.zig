@@ -5,4 +5,8 @@ test {
     _ = @import("ito.zig");
     _ = @import("cbpf.zig");
     _ = @import("linux.zig");
+    _ = @import("afpacket.zig");
+    _ = @import("probe.zig");
+    _ = @import("reflector.zig");
+    _ = @import("root.zig");
 }

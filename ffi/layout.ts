@@ -1,0 +1,149 @@
+/**
+ * Struct offsets and enum values, read from the library itself (`fp_layout_json`), so TypeScript
+ * never hard-codes an offset. Structs going in are built with `StructBuilder`; structs coming out
+ * are read through live typed arrays over native memory.
+ */
+export interface FieldSpec {
+  offset: number;
+  type: string;
+}
+export interface StructSpec {
+  size: number;
+  align: number;
+  fields: Record<string, FieldSpec>;
+}
+export interface LayoutJson {
+  abi_version: number;
+  hist_sub_bits: number;
+  hist_buckets: number;
+  structs: Record<string, StructSpec>;
+  enums: Record<string, Record<string, number>>;
+}
+
+export class Layout {
+  constructor(readonly json: LayoutJson) {}
+
+  struct(name: string): StructSpec {
+    const s = this.json.structs[name];
+    if (!s) throw new Error(`the library does not describe struct ${name}`);
+    return s;
+  }
+
+  field(struct: string, field: string): FieldSpec {
+    const f = this.struct(struct).fields[field];
+    if (!f) throw new Error(`struct ${struct} has no field ${field}`);
+    return f;
+  }
+
+  enumValue(name: string, key: string): number {
+    const v = this.json.enums[name]?.[key];
+    if (v === undefined) throw new Error(`enum ${name} has no value ${key}`);
+    return v;
+  }
+
+  enumName(name: string, value: number): string | undefined {
+    return Object.entries(this.json.enums[name] ?? {}).find(([, v]) => v === value)?.[0];
+  }
+
+  /** The names of all u64 fields of a struct, in offset order (counter blocks). */
+  u64Fields(struct: string): Array<[string, number]> {
+    return Object.entries(this.struct(struct).fields)
+      .filter(([, f]) => f.type === "u64")
+      .map(([name, f]) => [name, f.offset / 8] as [string, number])
+      .sort((a, b) => a[1] - b[1]);
+  }
+
+  builder(struct: string): StructBuilder {
+    return new StructBuilder(this.struct(struct), struct);
+  }
+
+  /** Lower bound in ns of an RTT histogram bucket (mirrors abi.histLower in Zig). */
+  histLower(i: number): number {
+    const sub = 1 << this.json.hist_sub_bits;
+    if (i < sub) return i;
+    const e = Math.floor(i / sub) - 1 + this.json.hist_sub_bits;
+    return (sub + (i % sub)) * 2 ** (e - this.json.hist_sub_bits);
+  }
+}
+
+/** Fills a struct's bytes field by field, checking names and ranges. */
+export class StructBuilder {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly #view: DataView;
+
+  constructor(readonly spec: StructSpec, readonly name: string) {
+    this.bytes = new Uint8Array(spec.size);
+    this.#view = new DataView(this.bytes.buffer);
+  }
+
+  #field(name: string): FieldSpec {
+    const f = this.spec.fields[name];
+    if (!f) throw new Error(`struct ${this.name} has no field ${name}`);
+    return f;
+  }
+
+  set(name: string, value: number | bigint | boolean): this {
+    const f = this.#field(name);
+    const v = typeof value === "boolean" ? Number(value) : value;
+    const o = f.offset;
+    switch (f.type) {
+      case "u8": this.#view.setUint8(o, Number(v)); break;
+      case "u16": this.#view.setUint16(o, Number(v), true); break;
+      case "i16": this.#view.setInt16(o, Number(v), true); break;
+      case "u32": this.#view.setUint32(o, Number(v), true); break;
+      case "i32": this.#view.setInt32(o, Number(v), true); break;
+      case "u64": this.#view.setBigUint64(o, BigInt(v), true); break;
+      default: throw new Error(`field ${this.name}.${name} is ${f.type}, not a number`);
+    }
+    return this;
+  }
+
+  /** Sets a `u8[N]` field from bytes, or from a string (NUL-padded; must leave room for the NUL). */
+  setBytes(name: string, value: Uint8Array | string): this {
+    const f = this.#field(name);
+    const m = /^u8\[(\d+)\]$/.exec(f.type);
+    if (!m) throw new Error(`field ${this.name}.${name} is ${f.type}, not bytes`);
+    const cap = Number(m[1]);
+    const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
+    const limit = typeof value === "string" ? cap - 1 : cap;
+    if (bytes.length > limit) throw new RangeError(`${name} is longer than ${limit} bytes`);
+    this.bytes.fill(0, f.offset, f.offset + cap);
+    this.bytes.set(bytes, f.offset);
+    return this;
+  }
+
+  /** Copies a nested struct (built separately) into field `name`. */
+  setStruct(name: string, inner: StructBuilder): this {
+    const f = this.#field(name);
+    this.bytes.set(inner.bytes, f.offset);
+    return this;
+  }
+}
+
+/** A live read-only view of a native struct of u64 counters. */
+export class CounterView<K extends string = string> {
+  readonly #words: BigUint64Array;
+  readonly #index: Map<string, number>;
+
+  constructor(pointer: Deno.PointerObject, byteLength: number, fields: Array<[string, number]>) {
+    this.#words = new BigUint64Array(Deno.UnsafePointerView.getArrayBuffer(pointer, byteLength));
+    this.#index = new Map(fields);
+  }
+
+  get(name: K): number {
+    const i = this.#index.get(name);
+    if (i === undefined) throw new Error(`no counter ${name}`);
+    return Number(this.#words[i]);
+  }
+
+  word(i: number): number {
+    return Number(this.#words[i]);
+  }
+
+  /** A snapshot of every named counter. */
+  snapshot(): Record<K, number> {
+    const out = {} as Record<K, number>;
+    for (const [name, i] of this.#index) out[name as K] = Number(this.#words[i]);
+    return out;
+  }
+}

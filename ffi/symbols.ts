@@ -1,0 +1,77 @@
+/**
+ * The whole C ABI of libfastpath, declared once. Each parameter carries its C type.
+ * Statuses are `fp_status` (0 = ok); see `unwrap` in error.ts.
+ */
+export const symbols = {
+  /** uint32_t fp_abi_version(void) */
+  fp_abi_version: { parameters: [], result: "u32" },
+  /** const char *fp_layout_json(void) — struct offsets and enum values */
+  fp_layout_json: { parameters: [], result: "pointer" },
+  /** const char *fp_last_error(void) — message behind the last non-zero status on this thread */
+  fp_last_error: { parameters: [], result: "pointer" },
+
+  fp_reflector_start: {
+    parameters: [
+      "buffer", // const struct fp_reflector_options *opts
+      "buffer", // struct fp_reflector **out
+    ],
+    result: "i32",
+  },
+  fp_reflector_counters: {
+    parameters: [
+      "pointer", // struct fp_reflector *r
+      "buffer", // struct fp_counters **out (array, one per worker)
+    ],
+    result: "u32", // number of workers
+  },
+  fp_reflector_info: {
+    parameters: [
+      "pointer", // struct fp_reflector *r
+      "buffer", // struct fp_reflector_info *out
+    ],
+    result: "void",
+  },
+  /** uint32_t fp_reflector_state(struct fp_reflector *r) */
+  fp_reflector_state: { parameters: ["pointer"], result: "u32" },
+  /** const char *fp_reflector_failure(struct fp_reflector *r) */
+  fp_reflector_failure: { parameters: ["pointer"], result: "pointer" },
+  /** void fp_reflector_close(struct fp_reflector *r) — NULL is a no-op */
+  fp_reflector_close: { parameters: ["pointer"], result: "void" },
+
+  fp_probe_start: {
+    parameters: [
+      "buffer", // const struct fp_probe_options *opts
+      "buffer", // struct fp_probe **out
+    ],
+    result: "i32",
+  },
+  /** struct fp_probe_stats *fp_probe_stats(struct fp_probe *p) — live */
+  fp_probe_stats: { parameters: ["pointer"], result: "pointer" },
+  /** void fp_probe_stop(struct fp_probe *p) */
+  fp_probe_stop: { parameters: ["pointer"], result: "void" },
+  fp_probe_wait: {
+    parameters: [
+      "pointer", // struct fp_probe *p
+      "u32", // uint32_t timeout_ms
+    ],
+    result: "i32", // 1 = finished
+    nonblocking: true,
+  },
+  /** const char *fp_probe_failure(struct fp_probe *p) */
+  fp_probe_failure: { parameters: ["pointer"], result: "pointer" },
+  /** void fp_probe_close(struct fp_probe *p) — NULL is a no-op */
+  fp_probe_close: { parameters: ["pointer"], result: "void" },
+
+  fp_neigh_solicit: {
+    parameters: [
+      "buffer", // const char *netns ("" = current)
+      "buffer", // const char *ifname
+      "buffer", // const uint8_t ip[16]
+      "u8", // uint8_t ipv6
+    ],
+    result: "i32",
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The ABI this TypeScript was written against; the library must report the same. */
+export const ABI_VERSION = 1;

@@ -1,0 +1,87 @@
+/** One measured run in the lab: reflector in one namespace, probe in the other, CPU accounted. */
+import { type Lab, cpuBusyNs } from "./lab.ts";
+import { type Counters, Reflector, type ReflectorOptions } from "./reflector.ts";
+import { Probe, type ProbeOptions, type ProbeReport, type Rate } from "./probe.ts";
+
+export interface LabCase {
+  size: number | "imix";
+  rate: Rate;
+  durationMs?: number;
+  count?: number;
+  swap?: ReflectorOptions["swap"];
+  profile?: ReflectorOptions["profile"];
+  mode?: ReflectorOptions["mode"];
+  vlan?: number;
+  ipv6?: boolean;
+  signature?: ProbeOptions["signature"];
+}
+
+export interface LabResult {
+  case: LabCase;
+  mode: string;
+  probe: ProbeReport;
+  reflector: Counters;
+  /** Busy time of the reflector's CPU (worker, syscalls, receive softirq) per reflected frame. */
+  reflectorCoreNsPerFrame: number | null;
+  /** CPU time of the reflector's worker thread alone per reflected frame. */
+  workerNsPerFrame: number | null;
+}
+
+export interface LabRunHooks {
+  /** Called about every `intervalMs` with the live probe report and reflector counters. */
+  onInterval?: (probe: ProbeReport, reflector: Counters) => void;
+  intervalMs?: number;
+  signal?: AbortSignal;
+}
+
+export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}): Promise<LabResult> {
+  const swap = c.swap ?? "mac-ip";
+  const profile = c.profile ?? "netally";
+  await using reflector = await Reflector.start({
+    iface: lab.reflectorIf,
+    netns: lab.reflectorNs,
+    mode: c.mode ?? "auto",
+    swap,
+    profile,
+    cpu: lab.reflectorCpu,
+  });
+  const busy0 = await cpuBusyNs(lab.reflectorCpu);
+  const before = reflector.stats();
+  await using probe = await Probe.start({
+    iface: lab.probeIf,
+    netns: lab.probeNs,
+    to: c.ipv6 ? lab.reflectorIp6 : lab.reflectorIp,
+    size: c.size,
+    rate: c.rate,
+    durationMs: c.durationMs,
+    count: c.count,
+    expectSwap: swap,
+    expectTosToggle: profile === "netally",
+    vlan: c.vlan,
+    signature: c.signature,
+    cpu: lab.probeCpu,
+    rxCpu: lab.probeCpu,
+  });
+  const onAbort = () => probe.stop();
+  hooks.signal?.addEventListener("abort", onAbort);
+  const timer = hooks.onInterval
+    ? setInterval(() => hooks.onInterval!(probe.report(), reflector.stats()), hooks.intervalMs ?? 1000)
+    : undefined;
+  try {
+    const report = await probe.done();
+    const busy1 = await cpuBusyNs(lab.reflectorCpu);
+    const after = reflector.stats();
+    const reflected = after.tx_packets - before.tx_packets;
+    return {
+      case: c,
+      mode: reflector.info.mode,
+      probe: report,
+      reflector: after,
+      reflectorCoreNsPerFrame: reflected > 0 ? (busy1 - busy0) / reflected : null,
+      workerNsPerFrame: reflected > 0 ? (after.cpu_ns - before.cpu_ns) / reflected : null,
+    };
+  } finally {
+    if (timer !== undefined) clearInterval(timer);
+    hooks.signal?.removeEventListener("abort", onAbort);
+  }
+}

@@ -1,0 +1,119 @@
+/** Interface and address facts through iproute2 (`ip -j`), namespace-aware. */
+import { FastpathError } from "../ffi/error.ts";
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command; never throws for a non-zero exit (callers decide). */
+export async function run(cmd: string[], stdin?: string): Promise<RunResult> {
+  let child;
+  try {
+    child = new Deno.Command(cmd[0], {
+      args: cmd.slice(1),
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new FastpathError("unsupported", `${cmd[0]} is not installed: run scripts/setup (or install iproute2)`);
+    }
+    throw err;
+  }
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Runs `ip` (in `netns` when given) and throws with its message on failure. */
+export async function ip(netns: string | undefined, ...args: string[]): Promise<string> {
+  const cmd = ["ip", ...(netns ? ["-n", netns] : []), ...args];
+  const r = await run(cmd);
+  if (r.code !== 0) {
+    throw new FastpathError("failed", `${cmd.join(" ")}: ${r.stderr.trim() || `exit ${r.code}`}`);
+  }
+  return r.stdout;
+}
+
+export async function ipJson<T>(netns: string | undefined, ...args: string[]): Promise<T> {
+  const out = await ip(netns, "-j", ...args);
+  return (out.trim() ? JSON.parse(out) : []) as T;
+}
+
+export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+
+export function parseMac(s: string): Uint8Array {
+  if (!MAC_RE.test(s)) throw new FastpathError("usage", `'${s}' is not a MAC address (like 00:c0:17:12:34:56)`);
+  return new Uint8Array(s.split(":").map((h) => parseInt(h, 16)));
+}
+
+export function formatMac(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
+/** Parses an IPv4 or IPv6 literal into 16 bytes (IPv4 in the first 4). */
+export function parseIp(s: string): { bytes: Uint8Array; v6: boolean } | undefined {
+  const out = new Uint8Array(16);
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (v4) {
+    const parts = v4.slice(1).map(Number);
+    if (parts.some((p) => p > 255)) return undefined;
+    out.set(parts);
+    return { bytes: out, v6: false };
+  }
+  if (!s.includes(":")) return undefined;
+  const [head, tail, extra] = s.split("::");
+  if (extra !== undefined) return undefined;
+  const hs = head ? head.split(":") : [];
+  const ts = tail !== undefined ? (tail ? tail.split(":") : []) : [];
+  if (tail === undefined && hs.length !== 8) return undefined;
+  const groups = [...hs, ...Array(8 - hs.length - ts.length).fill("0"), ...ts];
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/i.test(g))) return undefined;
+  groups.forEach((g, i) => {
+    const v = parseInt(g, 16);
+    out[2 * i] = v >> 8;
+    out[2 * i + 1] = v & 0xff;
+  });
+  return { bytes: out, v6: true };
+}
+
+interface IpAddrInfo {
+  ifname: string;
+  operstate?: string;
+  flags?: string[];
+  address?: string;
+  mtu?: number;
+  addr_info?: Array<{ family: string; local: string; scope: string; prefixlen: number }>;
+}
+
+export async function linkInfo(netns: string | undefined, iface: string): Promise<IpAddrInfo | undefined> {
+  try {
+    const list = await ipJson<IpAddrInfo[]>(netns, "addr", "show", "dev", iface);
+    return list[0];
+  } catch {
+    return undefined;
+  }
+}
+
+/** The interface's first global address of the family. */
+export async function ifaceAddress(netns: string | undefined, iface: string, v6: boolean): Promise<string | undefined> {
+  const info = await linkInfo(netns, iface);
+  return info?.addr_info?.find((a) => a.family === (v6 ? "inet6" : "inet") && a.scope === "global")?.local;
+}
+
+/** Reads the neighbour table for `addr` on `iface`. */
+export async function neighbour(netns: string | undefined, iface: string, addr: string): Promise<string | undefined> {
+  const list = await ipJson<Array<{ dst: string; lladdr?: string; state?: string[] }>>(
+    netns, "neigh", "show", "to", addr, "dev", iface,
+  );
+  const e = list.find((n) => n.lladdr && !(n.state ?? []).includes("FAILED") && !(n.state ?? []).includes("INCOMPLETE"));
+  return e?.lladdr;
+}

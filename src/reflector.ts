@@ -1,0 +1,258 @@
+/** The reflector as a TypeScript handle over the native one. */
+import { cstring, load, unwrap } from "../ffi/load.ts";
+import { FastpathError } from "../ffi/error.ts";
+import { CounterView } from "../ffi/layout.ts";
+import { formatMac, parseMac } from "./net.ts";
+
+export type SwapMode = "mac" | "mac-ip" | "all";
+export type Profile = "netally" | "plain" | "rfc2544" | "y1564";
+export type ReflectMode = "auto" | "packet";
+export type Fanout = "hash" | "cpu" | "lb";
+export type SignatureName = "PROBEOT" | "DATA:OT" | "LATENCY" | "RFC2544" | "Y.1564";
+
+export const SWAP_MODES: SwapMode[] = ["mac", "mac-ip", "all"];
+export const PROFILES: Profile[] = ["netally", "plain", "rfc2544", "y1564"];
+export const REFLECT_MODES: ReflectMode[] = ["auto", "packet"];
+export const SIGNATURES: Record<SignatureName, string> = {
+  "PROBEOT": "probeot",
+  "DATA:OT": "dataot",
+  "LATENCY": "latency",
+  "RFC2544": "rfc2544",
+  "Y.1564": "y1564",
+};
+
+export interface ReflectorOptions {
+  /** Interface to reflect on, e.g. "eth0". */
+  iface: string;
+  /** Network namespace (under /run/netns) the interface lives in. */
+  netns?: string;
+  /** Dataplane; "auto" picks the fastest this machine offers. */
+  mode?: ReflectMode;
+  /** Settings bundle for a kind of tester (default "netally"). */
+  profile?: Profile;
+  /** Which fields to swap; the profile's default otherwise ("mac-ip"). */
+  swap?: SwapMode;
+  /** Source-MAC OUI to require ("00:c0:17"), or false to accept any sender. */
+  oui?: string | false;
+  /** UDP destination port to accept (default 3842; 0 = any). */
+  port?: number;
+  /** Toggle TOS bit 0 on the way back (on in the netally profile). */
+  tosToggle?: boolean;
+  /** Signatures to reflect; the profile's otherwise. */
+  signatures?: SignatureName[];
+  workers?: number;
+  /** Pin worker i to CPU cpu+i. */
+  cpu?: number;
+  fanout?: Fanout;
+  ringBlockKib?: number;
+  ringBlocks?: number;
+  batch?: number;
+}
+
+export type CounterName =
+  | "rx_packets" | "rx_bytes" | "tx_packets" | "tx_bytes"
+  | "sig_probeot" | "sig_dataot" | "sig_latency" | "sig_rfc2544" | "sig_y1564"
+  | "drop_too_short" | "drop_not_ours" | "drop_oui" | "drop_not_udp" | "drop_malformed"
+  | "drop_port" | "drop_signature" | "drop_tx_error" | "drop_ring_full"
+  | "batches" | "cpu_ns" | "link_down";
+
+export type Counters = Record<CounterName, number>;
+
+export interface ReflectorInfo {
+  iface: string;
+  netns?: string;
+  mode: "packet";
+  /** Why this mode runs (when "auto" chose it). */
+  reason: string;
+  mac: string;
+  mtu: number;
+  workers: number;
+  swap: SwapMode;
+  profile: Profile;
+  port: number;
+  oui: string | null;
+  tosToggle: boolean;
+  /** Whether a guard UDP socket holds the port (no ICMP port-unreachable). */
+  guarded: boolean;
+}
+
+function ouiBytes(oui: string): Uint8Array {
+  const parts = oui.split(/[:-]/);
+  if (parts.length !== 3 || parts.some((p) => !/^[0-9a-f]{2}$/i.test(p))) {
+    throw new FastpathError("usage", `--oui '${oui}' is not an OUI (three bytes like 00:c0:17)`);
+  }
+  return new Uint8Array(parts.map((p) => parseInt(p, 16)));
+}
+
+const PROFILE_DEFAULTS: Record<Profile, { signatures: SignatureName[]; oui: string | false; tos: boolean }> = {
+  netally: { signatures: ["PROBEOT", "DATA:OT", "LATENCY"], oui: "00:c0:17", tos: true },
+  plain: { signatures: ["PROBEOT", "DATA:OT", "LATENCY"], oui: "00:c0:17", tos: false },
+  rfc2544: { signatures: ["RFC2544"], oui: false, tos: false },
+  y1564: { signatures: ["Y.1564"], oui: false, tos: false },
+};
+
+/** Builds the native ItoConfig for these options (shared by every dataplane). */
+export function resolveConfig(o: ReflectorOptions) {
+  const profile = o.profile ?? "netally";
+  if (!PROFILES.includes(profile)) {
+    throw new FastpathError("usage", `unknown profile '${profile}': use one of ${PROFILES.join(", ")}`);
+  }
+  const d = PROFILE_DEFAULTS[profile];
+  const swap = o.swap ?? "mac-ip";
+  if (!SWAP_MODES.includes(swap)) {
+    throw new FastpathError("usage", `unknown swap mode '${swap}': use one of ${SWAP_MODES.join(", ")}`);
+  }
+  const port = o.port ?? 3842;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new FastpathError("usage", `--port ${port} is not a UDP port (0 = any)`);
+  }
+  const oui = o.oui === undefined ? d.oui : o.oui;
+  const signatures = o.signatures ?? d.signatures;
+  for (const s of signatures) {
+    if (!(s in SIGNATURES)) {
+      throw new FastpathError("usage", `unknown signature '${s}': use ${Object.keys(SIGNATURES).join(", ")}`);
+    }
+  }
+  return { profile, swap, port, oui: oui === false ? null : oui, signatures, tosToggle: o.tosToggle ?? d.tos };
+}
+
+export class Reflector implements Disposable, AsyncDisposable {
+  #handle: Deno.PointerValue;
+  readonly #native;
+  readonly #layout;
+  readonly #workers: CounterView<CounterName>[];
+  readonly info: ReflectorInfo;
+
+  private constructor(
+    handle: Deno.PointerObject,
+    lib: Awaited<ReturnType<typeof load>>,
+    workers: CounterView<CounterName>[],
+    info: ReflectorInfo,
+  ) {
+    this.#handle = handle;
+    this.#native = lib.native;
+    this.#layout = lib.layout;
+    this.#workers = workers;
+    this.info = info;
+  }
+
+  /** Starts reflecting on `o.iface`. Frames are handled on native threads from here on. */
+  static async start(o: ReflectorOptions): Promise<Reflector> {
+    const lib = await load();
+    const { native, layout } = lib;
+    const cfg = resolveConfig(o);
+    const mode = o.mode ?? "auto";
+    if (!REFLECT_MODES.includes(mode)) {
+      throw new FastpathError(
+        "unsupported",
+        `mode '${mode}' is not available in this build: use ${REFLECT_MODES.join(" or ")}`,
+      );
+    }
+    const reason = mode === "auto"
+      ? "auto: packet is the only dataplane in this build (xdp and afxdp are not built yet)"
+      : "packet: chosen with --mode packet";
+
+    const ito = layout.builder("ItoConfig")
+      .setBytes("oui", cfg.oui ? ouiBytes(cfg.oui) : new Uint8Array(3))
+      .set("oui_filter", cfg.oui !== null)
+      .set("port", cfg.port)
+      .set("mode", layout.enumValue("SwapMode", cfg.swap.replace("-", "_")))
+      .set("tos_toggle", cfg.tosToggle)
+      .set("signatures", cfg.signatures.reduce((m, s) => m | (1 << layout.enumValue("Signature", SIGNATURES[s])), 0));
+    const workers = o.workers ?? 1;
+    if (!Number.isInteger(workers) || workers < 1) {
+      throw new FastpathError("usage", `--workers ${workers} must be a whole number of at least 1`);
+    }
+    const opts = layout.builder("ReflectorOptions")
+      .setBytes("ifname", o.iface)
+      .setBytes("netns", o.netns ?? "")
+      .setStruct("ito", ito)
+      .set("workers", workers)
+      .set("first_cpu", o.cpu ?? -1)
+      .set("dataplane", layout.enumValue("Dataplane", "packet"))
+      .set("fanout", layout.enumValue("Fanout", o.fanout ?? "hash"))
+      .set("ring_block_kib", o.ringBlockKib ?? 256)
+      .set("ring_blocks", o.ringBlocks ?? 64)
+      .set("batch", o.batch ?? 64);
+    const out = new BigUint64Array(1);
+    unwrap(native, layout, native.fp_reflector_start(opts.bytes, out), `cannot reflect on ${o.iface}`);
+    const handle = Deno.UnsafePointer.create(out[0])!;
+
+    const ptrOut = new BigUint64Array(1);
+    const n = native.fp_reflector_counters(handle, ptrOut);
+    const spec = layout.struct("Counters");
+    const fields = layout.u64Fields("Counters");
+    const workerViews = Array.from({ length: n }, (_, i) =>
+      new CounterView<CounterName>(Deno.UnsafePointer.create(ptrOut[0] + BigInt(i * spec.size))!, spec.size, fields));
+
+    const infoB = layout.builder("ReflectorInfo");
+    native.fp_reflector_info(handle, infoB.bytes);
+    const iv = new DataView(infoB.bytes.buffer);
+    const f = (name: string) => layout.field("ReflectorInfo", name).offset;
+    const info: ReflectorInfo = {
+      iface: o.iface,
+      netns: o.netns,
+      mode: "packet",
+      reason,
+      mac: formatMac(infoB.bytes.slice(f("mac"), f("mac") + 6)),
+      mtu: iv.getUint32(f("mtu"), true),
+      workers: n,
+      swap: cfg.swap,
+      profile: cfg.profile,
+      port: cfg.port,
+      oui: cfg.oui,
+      tosToggle: cfg.tosToggle && cfg.swap !== "mac",
+      guarded: iv.getUint8(f("guarded")) === 1,
+    };
+    return new Reflector(handle, lib, workerViews, info);
+  }
+
+  #live(): Deno.PointerObject {
+    if (this.#handle === null) throw new FastpathError("failed", "the reflector is closed");
+    return this.#handle;
+  }
+
+  /** Totals over all workers, read from shared memory (no native call per counter). */
+  stats(): Counters {
+    this.#live();
+    const total = this.#workers[0].snapshot();
+    for (const w of this.#workers.slice(1)) {
+      const s = w.snapshot();
+      for (const k in s) total[k as CounterName] += s[k as CounterName];
+    }
+    return total;
+  }
+
+  workerStats(): Counters[] {
+    this.#live();
+    return this.#workers.map((w) => w.snapshot());
+  }
+
+  /** "running", or "failed" with `failure()` saying why. */
+  state(): string {
+    const s = this.#native.fp_reflector_state(this.#live());
+    return ["starting", "running", "stopped", "failed"][s] ?? `state ${s}`;
+  }
+
+  failure(): string {
+    return cstring(this.#native.fp_reflector_failure(this.#live()));
+  }
+
+  /** Stops the workers and frees every native resource. Safe to call twice. */
+  close(): void {
+    if (this.#handle === null) return;
+    this.#native.fp_reflector_close(this.#handle);
+    this.#handle = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    return Promise.resolve();
+  }
+}
+
+export { parseMac };

@@ -1,0 +1,25 @@
+const std = @import("std");
+const linux = std.os.linux;
+const abi = @import("abi.zig");
+const sys = @import("linux.zig");
+
+pub const Reflector = @import("reflector.zig").Reflector;
+pub const Probe = @import("probe.zig").Probe;
+
+pub fn neighSolicit(netns: []const u8, ifname: []const u8, ip: *const [16]u8, ipv6: bool) abi.Error!void {
+    var ns = try sys.Netns.enter(netns);
+    defer ns.leave();
+    const family: u32 = if (ipv6) linux.AF.INET6 else linux.AF.INET;
+    const fd: i32 = @intCast(try sys.check(linux.socket(family, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0), "opening a UDP socket", .{}));
+    defer sys.close(fd);
+    _ = try sys.check(linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.BINDTODEVICE, ifname.ptr, @intCast(ifname.len)), "binding to {s}", .{ifname});
+    const msg = "fastpath neighbour solicitation";
+    const rc = if (ipv6) blk: {
+        const sa = linux.sockaddr.in6{ .port = std.mem.nativeToBig(u16, 9), .flowinfo = 0, .addr = ip.*, .scope_id = 0 };
+        break :blk linux.sendto(fd, msg, msg.len, 0, @ptrCast(&sa), @sizeOf(linux.sockaddr.in6));
+    } else blk: {
+        const sa = linux.sockaddr.in{ .port = std.mem.nativeToBig(u16, 9), .addr = @bitCast(ip[0..4].*) };
+        break :blk linux.sendto(fd, msg, msg.len, 0, @ptrCast(&sa), @sizeOf(linux.sockaddr.in));
+    };
+    _ = try sys.check(rc, "sending to the reflector's address on {s} (is there a route?)", .{ifname});
+}

@@ -1,0 +1,280 @@
+//! The reflector: per-interface set-up (namespace, MAC, lock, guard sockets) and worker threads that
+//! run the dataplane's batch loop. TypeScript starts it, reads the counters, and stops it.
+const std = @import("std");
+const linux = std.os.linux;
+const abi = @import("abi.zig");
+const afpacket = @import("afpacket.zig");
+const cbpf = @import("cbpf.zig");
+const diag = @import("diag.zig");
+const ito = @import("ito.zig");
+const sys = @import("linux.zig");
+const Error = abi.Error;
+
+pub const max_workers = 64;
+
+pub const Reflector = struct {
+    gpa: std.mem.Allocator,
+    opts: abi.ReflectorOptions,
+    cfg: abi.ItoConfig,
+    filter: cbpf.Filter = .{},
+    iface: sys.IfaceInfo,
+    counters: []align(64) abi.Counters,
+    workers: []Worker,
+    stop_signal: sys.StopSignal,
+    stopping: std.atomic.Value(bool) = .init(false),
+    state: std.atomic.Value(u32) = .init(abi.reflector_state.starting),
+    lock: Lock = .{},
+    guards: [2]i32 = .{ -1, -1 },
+    failure: [256]u8 = .{0} ** 256,
+
+    pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*Reflector {
+        const ifname = std.mem.sliceTo(&opts.ifname, 0);
+        const netns = std.mem.sliceTo(&opts.netns, 0);
+        const nworkers: usize = opts.workers;
+        if (nworkers == 0 or nworkers > max_workers)
+            return diag.fail(error.InvalidArgument, "--workers must be 1 to {d}, not {d}", .{ max_workers, nworkers });
+        if (opts.ito.mode > @intFromEnum(abi.SwapMode.all))
+            return diag.fail(error.InvalidArgument, "unknown swap mode {d}", .{opts.ito.mode});
+        if (opts.ito.signatures == 0)
+            return diag.fail(error.InvalidArgument, "no signature enabled: nothing would be reflected", .{});
+        if (opts.dataplane != @intFromEnum(abi.Dataplane.packet))
+            return diag.fail(error.Unsupported, "dataplane {d} is not built into this library", .{opts.dataplane});
+
+        // Sockets belong to the namespace they are created in; the workers can live anywhere.
+        var ns = try sys.Netns.enter(netns);
+        defer ns.leave();
+
+        const iface = try sys.ifaceInfo(ifname);
+        if (!iface.up) return diag.fail(error.InterfaceDown, "interface {s} is down: bring it up with 'ip link set {s} up'", .{ ifname, ifname });
+
+        const self = gpa.create(Reflector) catch return error.OutOfMemory;
+        errdefer gpa.destroy(self);
+        self.* = .{
+            .gpa = gpa,
+            .opts = opts.*,
+            .cfg = opts.ito,
+            .iface = iface,
+            .counters = undefined,
+            .workers = undefined,
+            .stop_signal = undefined,
+        };
+        self.cfg.our_mac = iface.mac;
+        cbpf.build(&self.filter, &self.cfg);
+
+        try self.lock.acquire(netns, ifname);
+        errdefer self.lock.release();
+
+        self.guards = try openGuards(ifname, self.cfg.port);
+        errdefer for (self.guards) |g| sys.close(g);
+
+        self.stop_signal = try sys.StopSignal.init();
+        errdefer self.stop_signal.deinit();
+
+        self.counters = gpa.alignedAlloc(abi.Counters, 64, nworkers) catch return error.OutOfMemory;
+        errdefer gpa.free(self.counters);
+        @memset(self.counters, .{});
+        self.workers = gpa.alloc(Worker, nworkers) catch return error.OutOfMemory;
+        errdefer gpa.free(self.workers);
+
+        const group: u16 = @truncate(@as(u32, @bitCast(linux.getpid())) ^ @as(u32, @bitCast(iface.index)) << 8);
+        var opened: usize = 0;
+        errdefer for (self.workers[0..opened]) |*w| w.sock.close();
+        for (self.workers, 0..) |*w, i| {
+            w.* = .{ .r = self, .index = @intCast(i), .sock = undefined, .thread = null };
+            w.sock = try afpacket.Socket.open(.{
+                .ifindex = iface.index,
+                .filter = &self.filter,
+                .block_size = opts.ring_block_kib * 1024,
+                .block_nr = opts.ring_blocks,
+                .fanout = if (nworkers > 1) .{ .group = group, .mode = @enumFromInt(opts.fanout) } else null,
+            });
+            opened += 1;
+        }
+        errdefer self.stopWorkers();
+        for (self.workers) |*w| {
+            w.thread = std.Thread.spawn(.{ .stack_size = 256 * 1024 }, Worker.run, .{w}) catch
+                return diag.fail(error.System, "cannot start worker thread {d}", .{w.index});
+        }
+        self.state.store(abi.reflector_state.running, .release);
+        return self;
+    }
+
+    pub fn info(self: *const Reflector) abi.ReflectorInfo {
+        return .{
+            .mac = self.iface.mac,
+            .guarded = @intFromBool(self.guards[0] >= 0),
+            .ifindex = self.iface.index,
+            .mtu = self.iface.mtu,
+            .workers = @intCast(self.workers.len),
+        };
+    }
+
+    fn stopWorkers(self: *Reflector) void {
+        self.stopping.store(true, .release);
+        self.stop_signal.raise();
+        for (self.workers) |*w| {
+            if (w.thread) |t| t.join();
+            w.thread = null;
+        }
+    }
+
+    /// Stops the workers, closes every socket, releases the lock, frees everything.
+    pub fn destroy(self: *Reflector) void {
+        self.stopWorkers();
+        for (self.workers) |*w| w.sock.close();
+        for (self.guards) |g| sys.close(g);
+        self.stop_signal.deinit();
+        self.lock.release();
+        const gpa = self.gpa;
+        gpa.free(self.workers);
+        gpa.free(self.counters);
+        gpa.destroy(self);
+    }
+
+    fn fail(self: *Reflector, comptime fmt: []const u8, args: anytype) void {
+        _ = std.fmt.bufPrintZ(&self.failure, fmt, args) catch {};
+        self.state.store(abi.reflector_state.failed, .release);
+        self.stopping.store(true, .release);
+        self.stop_signal.raise();
+    }
+};
+
+const Worker = struct {
+    r: *Reflector,
+    index: u16,
+    sock: afpacket.Socket,
+    thread: ?std.Thread,
+
+    const batch_max = 64;
+
+    fn run(w: *Worker) void {
+        const r = w.r;
+        if (r.opts.first_cpu >= 0) {
+            sys.pinToCpu(@as(i32, r.opts.first_cpu) + w.index) catch {
+                r.fail("worker {d}: {s}", .{ w.index, std.mem.span(diag.message()) });
+                return;
+            };
+        }
+        const shared: *align(64) abi.Counters = &r.counters[w.index];
+        var local: abi.Counters = .{};
+        var tx: afpacket.TxBatch(batch_max) = .{};
+        var cpu_last = sys.threadCpuNs();
+        const cfg = r.cfg;
+        const batch = @min(@max(r.opts.batch, 1), batch_max);
+
+        while (!r.stopping.load(.acquire)) {
+            // Take: one ring block. Between blocks, sleep in poll; time out to fold ring drops.
+            const blk = w.sock.next() orelse {
+                switch (w.sock.wait(r.stop_signal, 250)) {
+                    .stop => break,
+                    .link_error => local.link_down += 1,
+                    .timeout, .ready => {},
+                }
+                local.drop_ring_full += w.sock.takeDrops();
+                finishBatch(shared, &local, &cpu_last);
+                continue;
+            };
+            // Process: classify and rewrite in place; submit in sendmmsg batches.
+            var it = blk.iterator();
+            while (it.next()) |f| {
+                local.rx_packets += 1;
+                local.rx_bytes += f.data.len + @as(u64, if (f.vlan != null) 4 else 0);
+                const p = ito.classify(&cfg, f.data);
+                if (p.verdict != .reflect) {
+                    local.countVerdict(p.verdict);
+                    continue;
+                }
+                local.countSignature(p.signature);
+                ito.rewrite(&cfg, f.data, p);
+                tx.add(f.data, f.vlan);
+                if (tx.n >= batch) submit(&tx, w.sock.fd, &local);
+            }
+            submit(&tx, w.sock.fd, &local);
+            // Release: the block goes back to the kernel only after its frames were sent.
+            w.sock.release();
+            local.batches += 1;
+            finishBatch(shared, &local, &cpu_last);
+        }
+        local.drop_ring_full += w.sock.takeDrops();
+        finishBatch(shared, &local, &cpu_last);
+    }
+
+    fn submit(tx: *afpacket.TxBatch(batch_max), fd: i32, local: *abi.Counters) void {
+        if (tx.n == 0) return;
+        const res = tx.flush(fd);
+        local.tx_packets += res.sent;
+        local.tx_bytes += res.bytes;
+        local.drop_tx_error += res.failed;
+    }
+
+    fn finishBatch(shared: *align(64) abi.Counters, local: *abi.Counters, cpu_last: *u64) void {
+        const now = sys.threadCpuNs();
+        local.cpu_ns += now - cpu_last.*;
+        cpu_last.* = now;
+        abi.Counters.fold(shared, local);
+        local.* = .{};
+    }
+};
+
+/// Bound UDP sockets on the test port of the interface, so the host stack does not answer test
+/// frames with ICMP port-unreachable. They drop everything they would receive.
+fn openGuards(ifname: []const u8, port: u16) Error![2]i32 {
+    var fds = [2]i32{ -1, -1 };
+    if (port == 0) return fds; // "any port" cannot be guarded; the CLI says so.
+    errdefer for (fds) |fd| sys.close(fd);
+    for ([_]u32{ linux.AF.INET, linux.AF.INET6 }, 0..) |family, i| {
+        const rc = linux.socket(family, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0);
+        if (linux.E.init(rc) == .AFNOSUPPORT) continue; // IPv6 disabled
+        const fd: i32 = @intCast(try sys.check(rc, "opening the guard UDP socket", .{}));
+        fds[i] = fd;
+        _ = try sys.check(linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.BINDTODEVICE, ifname.ptr, @intCast(ifname.len)), "binding the guard socket to {s}", .{ifname});
+        const prog = cbpf.Program{ .len = cbpf.drop_all.len, .filter = &cbpf.drop_all };
+        _ = try sys.check(linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.ATTACH_FILTER, std.mem.asBytes(&prog), @sizeOf(cbpf.Program)), "filtering the guard socket", .{});
+        var bind_rc: usize = undefined;
+        if (family == linux.AF.INET) {
+            const sa = linux.sockaddr.in{ .port = std.mem.nativeToBig(u16, port), .addr = 0 };
+            bind_rc = linux.bind(fd, @ptrCast(&sa), @sizeOf(linux.sockaddr.in));
+        } else {
+            const one: c_int = 1;
+            _ = linux.setsockopt(fd, linux.IPPROTO.IPV6, linux.IPV6.V6ONLY, std.mem.asBytes(&one), 4);
+            const sa = linux.sockaddr.in6{ .port = std.mem.nativeToBig(u16, port), .flowinfo = 0, .addr = .{0} ** 16, .scope_id = 0 };
+            bind_rc = linux.bind(fd, @ptrCast(&sa), @sizeOf(linux.sockaddr.in6));
+        }
+        if (linux.E.init(bind_rc) == .ADDRINUSE)
+            return diag.fail(error.Busy, "UDP port {d} on {s} is already in use by another program; stop it or choose --port", .{ port, ifname });
+        _ = try sys.check(bind_rc, "binding the guard socket to UDP port {d}", .{port});
+    }
+    return fds;
+}
+
+/// One reflector per interface (and namespace): an flock on /run/fastpath/<netns>.<ifname>.lock that
+/// the kernel releases when the process dies, however it dies.
+const Lock = struct {
+    fd: i32 = -1,
+
+    fn acquire(l: *Lock, netns: []const u8, ifname: []const u8) Error!void {
+        _ = linux.mkdir("/run/fastpath", 0o755);
+        var buf: [128]u8 = undefined;
+        const path = std.fmt.bufPrintZ(&buf, "/run/fastpath/{s}.{s}.lock", .{ if (netns.len == 0) "-" else netns, ifname }) catch unreachable;
+        const fd: i32 = @intCast(try sys.check(linux.open(path, .{ .ACCMODE = .RDWR, .CREAT = true, .CLOEXEC = true }, 0o644), "opening {s}", .{path}));
+        errdefer sys.close(fd);
+        const rc = linux.flock(fd, std.posix.LOCK.EX | std.posix.LOCK.NB);
+        if (linux.E.init(rc) == .AGAIN) {
+            var pid_buf: [16]u8 = undefined;
+            const n = linux.pread(fd, &pid_buf, pid_buf.len, 0);
+            const pid = if (linux.E.init(n) == .SUCCESS) std.mem.trim(u8, pid_buf[0..n], " \n") else "?";
+            return diag.fail(error.Busy, "another fastpath reflector (pid {s}) is running on {s}; stop it first", .{ pid, ifname });
+        }
+        _ = try sys.check(rc, "locking {s}", .{path});
+        var pid_buf: [16]u8 = undefined;
+        const pid = std.fmt.bufPrint(&pid_buf, "{d}\n", .{linux.getpid()}) catch unreachable;
+        _ = linux.ftruncate(fd, 0);
+        _ = linux.pwrite(fd, pid.ptr, pid.len, 0);
+        l.fd = fd;
+    }
+
+    fn release(l: *Lock) void {
+        sys.close(l.fd); // the flock goes with the descriptor
+        l.fd = -1;
+    }
+};
