@@ -22,7 +22,7 @@ function cstring(ptr: Deno.PointerValue): string {
   return ptr === null ? "" : Deno.UnsafePointerView.getCString(ptr);
 }
 
-async function sha256Hex(bytes: Uint8Array): Promise<string> {
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes);
   return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -57,10 +57,13 @@ export async function load(): Promise<{ native: Native; layout: Layout; path: st
   if (loaded) return loaded;
   const tried: string[] = [];
   const candidates: Array<() => Promise<string>> = [];
+  // An explicit override is the only candidate: silently loading another copy would hide the mistake.
   const override = Deno.env.get("FASTPATH_LIB");
   if (override) candidates.push(() => Promise.resolve(override));
-  candidates.push(() => Promise.resolve(devPath.pathname));
-  candidates.push(() => extractEmbedded(devPath.pathname));
+  else {
+    candidates.push(() => Promise.resolve(devPath.pathname));
+    candidates.push(() => extractEmbedded(devPath.pathname));
+  }
   for (const candidate of candidates) {
     let path = "";
     try {

@@ -31,7 +31,9 @@ export interface ProbeOptions {
   /** What the reflector should swap, to check every reflection byte for byte. */
   expectSwap?: SwapMode;
   expectTosToggle?: boolean;
+  /** UDP source port (default 50000, so a reflector swapping ports is visible). */
   srcPort?: number;
+  /** UDP destination port (default 3842, the handhelds' test port). */
   dstPort?: number;
   vlan?: number;
   tos?: number;
@@ -178,7 +180,7 @@ export class Probe implements Disposable, AsyncDisposable {
       .set("signature", layout.enumValue("Signature", SIGNATURES[signature]))
       .set("expect_mode", layout.enumValue("SwapMode", expectSwap.replace("-", "_")))
       .set("expect_tos_toggle", (o.expectTosToggle ?? true) && expectSwap !== "mac")
-      .set("src_port", o.srcPort ?? 3842)
+      .set("src_port", o.srcPort ?? 50000)
       .set("dst_port", o.dstPort ?? 3842)
       .set("vlan", o.vlan ?? 0)
       .set("tos", o.tos ?? 0)

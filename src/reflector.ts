@@ -6,13 +6,15 @@ import { formatMac, parseMac } from "./net.ts";
 
 export type SwapMode = "mac" | "mac-ip" | "all";
 export type Profile = "netally" | "plain" | "rfc2544" | "y1564";
-export type ReflectMode = "auto" | "packet";
+export type ReflectMode = "auto" | "xdp" | "afxdp" | "packet";
 export type Fanout = "hash" | "cpu" | "lb";
 export type SignatureName = "PROBEOT" | "DATA:OT" | "LATENCY" | "RFC2544" | "Y.1564";
 
 export const SWAP_MODES: SwapMode[] = ["mac", "mac-ip", "all"];
 export const PROFILES: Profile[] = ["netally", "plain", "rfc2544", "y1564"];
-export const REFLECT_MODES: ReflectMode[] = ["auto", "packet"];
+export const REFLECT_MODES: ReflectMode[] = ["auto", "xdp", "afxdp", "packet"];
+/** Dataplanes built into this version, fastest first. */
+export const BUILT_MODES: ReflectMode[] = ["packet"];
 export const SIGNATURES: Record<SignatureName, string> = {
   "PROBEOT": "probeot",
   "DATA:OT": "dataot",
@@ -143,9 +145,12 @@ export class Reflector implements Disposable, AsyncDisposable {
     const cfg = resolveConfig(o);
     const mode = o.mode ?? "auto";
     if (!REFLECT_MODES.includes(mode)) {
+      throw new FastpathError("usage", `unknown mode '${mode}': use one of ${REFLECT_MODES.join(", ")}`);
+    }
+    if (mode !== "auto" && !BUILT_MODES.includes(mode)) {
       throw new FastpathError(
         "unsupported",
-        `mode '${mode}' is not available in this build: use ${REFLECT_MODES.join(" or ")}`,
+        `mode ${mode} is not available in this build: use --mode ${BUILT_MODES.join(" or --mode ")} (or auto)`,
       );
     }
     const reason = mode === "auto"

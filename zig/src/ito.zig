@@ -5,6 +5,7 @@
 //! Offsets for the plain case (no VLAN, IHL 5): UDP ports at 34..38, payload at 42, signature at 47..54.
 const std = @import("std");
 const abi = @import("abi.zig");
+const checksum = @import("checksum.zig");
 
 pub const Config = abi.ItoConfig;
 pub const Mode = abi.SwapMode;
@@ -277,26 +278,10 @@ pub const testing = struct {
         return buf[0..total];
     }
 
-    fn sum16(data: []const u8, initial: u32) u32 {
-        var sum = initial;
-        var i: usize = 0;
-        while (i + 1 < data.len) : (i += 2) sum += std.mem.readInt(u16, data[i..][0..2], .big);
-        if (i < data.len) sum += @as(u32, data[i]) << 8;
-        return sum;
-    }
-
-    fn fold(sum_in: u32) u16 {
-        var sum = sum_in;
-        while (sum >> 16 != 0) sum = (sum & 0xffff) + (sum >> 16);
-        return ~@as(u16, @intCast(sum));
-    }
+    const sum16 = checksum.sum16;
 
     pub fn ipChecksum(hdr: []const u8) u16 {
-        var tmp: [60]u8 = undefined;
-        @memcpy(tmp[0..hdr.len], hdr);
-        tmp[10] = 0;
-        tmp[11] = 0;
-        return fold(sum16(tmp[0..hdr.len], 0));
+        return checksum.ipv4Header(hdr);
     }
 
     /// Computes the UDP checksum over the pseudo-header, header (checksum field as zero) and payload.
@@ -308,7 +293,7 @@ pub const testing = struct {
         sum += udp_len;
         sum = sum16(frame[l4 .. l4 + 6], sum);
         sum = sum16(frame[l4 + 8 .. l4 + udp_len], sum);
-        const c = fold(sum);
+        const c = checksum.finish(sum);
         return if (c == 0) 0xffff else c;
     }
 

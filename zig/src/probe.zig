@@ -13,7 +13,10 @@ const abi = @import("abi.zig");
 const afpacket = @import("afpacket.zig");
 const cbpf = @import("cbpf.zig");
 const diag = @import("diag.zig");
+const guard = @import("guard.zig");
 const ito = @import("ito.zig");
+const checksum = @import("checksum.zig");
+const sum16 = checksum.sum16;
 const sys = @import("linux.zig");
 const Error = abi.Error;
 
@@ -64,20 +67,6 @@ fn be16(b: []const u8, off: usize) u16 {
     return std.mem.readInt(u16, b[off..][0..2], .big);
 }
 
-fn sum16(data: []const u8, initial: u32) u32 {
-    var sum = initial;
-    var i: usize = 0;
-    while (i + 1 < data.len) : (i += 2) sum += std.mem.readInt(u16, data[i..][0..2], .big);
-    if (i < data.len) sum += @as(u32, data[i]) << 8;
-    return sum;
-}
-
-fn foldSum(sum_in: u32) u16 {
-    var sum = sum_in;
-    while (sum >> 16 != 0) sum = (sum & 0xffff) + (sum >> 16);
-    return @truncate(sum);
-}
-
 fn buildTemplate(gpa: std.mem.Allocator, o: *const abi.ProbeOptions, src_mac: [6]u8, size: u32) Error!Template {
     const len = size - 4;
     const sent = gpa.alloc(u8, len) catch return error.OutOfMemory;
@@ -115,7 +104,7 @@ fn buildTemplate(gpa: std.mem.Allocator, o: *const abi.ProbeOptions, src_mac: [6
         sent[l3 + 9] = 17;
         @memcpy(sent[l3 + 12 ..][0..4], o.src_ip[0..4]);
         @memcpy(sent[l3 + 16 ..][0..4], o.dst_ip[0..4]);
-        std.mem.writeInt(u16, sent[l3 + 10 ..][0..2], ~foldSum(sum16(sent[l3 .. l3 + 20], 0)), .big);
+        std.mem.writeInt(u16, sent[l3 + 10 ..][0..2], checksum.ipv4Header(sent[l3 .. l3 + 20]), .big);
     }
     std.mem.writeInt(u16, sent[l4..][0..2], o.src_port, .big);
     std.mem.writeInt(u16, sent[l4 + 2 ..][0..2], o.dst_port, .big);
@@ -132,7 +121,7 @@ fn buildTemplate(gpa: std.mem.Allocator, o: *const abi.ProbeOptions, src_mac: [6
     var sum: u32 = if (ipv6) sum16(sent[l3 + 8 .. l3 + 40], 0) else sum16(sent[l3 + 12 .. l3 + 20], 0);
     sum += 17 + @as(u32, udp_len);
     sum = sum16(sent[l4..len], sum);
-    var check = ~foldSum(sum);
+    var check = checksum.finish(sum);
     if (check == 0) check = 0xffff;
     std.mem.writeInt(u16, sent[l4 + 6 ..][0..2], check, .big);
 
@@ -155,9 +144,7 @@ fn buildTemplate(gpa: std.mem.Allocator, o: *const abi.ProbeOptions, src_mac: [6
             @memcpy(expect[el3 + 16 ..][0..4], o.src_ip[0..4]);
             if (o.expect_tos_toggle != 0) {
                 expect[el3 + 1] ^= 1;
-                expect[el3 + 10] = 0;
-                expect[el3 + 11] = 0;
-                std.mem.writeInt(u16, expect[el3 + 10 ..][0..2], ~foldSum(sum16(expect[el3 .. el3 + 20], 0)), .big);
+                std.mem.writeInt(u16, expect[el3 + 10 ..][0..2], checksum.ipv4Header(expect[el3 .. el3 + 20]), .big);
             }
         }
     }
@@ -197,6 +184,7 @@ pub const Probe = struct {
     tx_seqs: []u32,
     seen: []std.atomic.Value(u64),
     stop_signal: sys.StopSignal,
+    guard: guard.Guard = .{},
     stop_tx: std.atomic.Value(bool) = .init(false),
     tx_done_ns: std.atomic.Value(u64) = .init(0),
     finished: std.Thread.ResetEvent = .{},
@@ -298,6 +286,10 @@ pub const Probe = struct {
         _ = try sys.check(linux.bind(tx_fd, @ptrCast(&sll), @sizeOf(linux.sockaddr.ll)), "binding the transmit socket", .{});
         self.tx_fd = tx_fd;
 
+        // Reflections reach this host's stack too; hold the ports they arrive on (no ICMP back).
+        self.guard = try guard.Guard.open(ifname, &.{ opts.src_port, opts.dst_port });
+        errdefer self.guard.close();
+
         self.stop_signal = try sys.StopSignal.init();
         errdefer self.stop_signal.deinit();
 
@@ -331,6 +323,7 @@ pub const Probe = struct {
         if (self.rx_thread) |t| t.join();
         self.rx.close();
         sys.close(self.tx_fd);
+        self.guard.close();
         self.stop_signal.deinit();
         const gpa = self.gpa;
         for (self.templates) |t| {

@@ -6,6 +6,7 @@ const abi = @import("abi.zig");
 const afpacket = @import("afpacket.zig");
 const cbpf = @import("cbpf.zig");
 const diag = @import("diag.zig");
+const guard = @import("guard.zig");
 const ito = @import("ito.zig");
 const sys = @import("linux.zig");
 const Error = abi.Error;
@@ -24,7 +25,7 @@ pub const Reflector = struct {
     stopping: std.atomic.Value(bool) = .init(false),
     state: std.atomic.Value(u32) = .init(abi.reflector_state.starting),
     lock: Lock = .{},
-    guards: [2]i32 = .{ -1, -1 },
+    guard: guard.Guard = .{},
     failure: [256]u8 = .{0} ** 256,
 
     pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*Reflector {
@@ -64,8 +65,8 @@ pub const Reflector = struct {
         try self.lock.acquire(netns, ifname);
         errdefer self.lock.release();
 
-        self.guards = try openGuards(ifname, self.cfg.port);
-        errdefer for (self.guards) |g| sys.close(g);
+        self.guard = try guard.Guard.open(ifname, &.{self.cfg.port});
+        errdefer self.guard.close();
 
         self.stop_signal = try sys.StopSignal.init();
         errdefer self.stop_signal.deinit();
@@ -102,7 +103,7 @@ pub const Reflector = struct {
     pub fn info(self: *const Reflector) abi.ReflectorInfo {
         return .{
             .mac = self.iface.mac,
-            .guarded = @intFromBool(self.guards[0] >= 0),
+            .guarded = @intFromBool(self.guard.held()),
             .ifindex = self.iface.index,
             .mtu = self.iface.mtu,
             .workers = @intCast(self.workers.len),
@@ -122,7 +123,7 @@ pub const Reflector = struct {
     pub fn destroy(self: *Reflector) void {
         self.stopWorkers();
         for (self.workers) |*w| w.sock.close();
-        for (self.guards) |g| sys.close(g);
+        self.guard.close();
         self.stop_signal.deinit();
         self.lock.release();
         const gpa = self.gpa;
@@ -215,37 +216,6 @@ const Worker = struct {
         local.* = .{};
     }
 };
-
-/// Bound UDP sockets on the test port of the interface, so the host stack does not answer test
-/// frames with ICMP port-unreachable. They drop everything they would receive.
-fn openGuards(ifname: []const u8, port: u16) Error![2]i32 {
-    var fds = [2]i32{ -1, -1 };
-    if (port == 0) return fds; // "any port" cannot be guarded; the CLI says so.
-    errdefer for (fds) |fd| sys.close(fd);
-    for ([_]u32{ linux.AF.INET, linux.AF.INET6 }, 0..) |family, i| {
-        const rc = linux.socket(family, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0);
-        if (linux.E.init(rc) == .AFNOSUPPORT) continue; // IPv6 disabled
-        const fd: i32 = @intCast(try sys.check(rc, "opening the guard UDP socket", .{}));
-        fds[i] = fd;
-        _ = try sys.check(linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.BINDTODEVICE, ifname.ptr, @intCast(ifname.len)), "binding the guard socket to {s}", .{ifname});
-        const prog = cbpf.Program{ .len = cbpf.drop_all.len, .filter = &cbpf.drop_all };
-        _ = try sys.check(linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.ATTACH_FILTER, std.mem.asBytes(&prog), @sizeOf(cbpf.Program)), "filtering the guard socket", .{});
-        var bind_rc: usize = undefined;
-        if (family == linux.AF.INET) {
-            const sa = linux.sockaddr.in{ .port = std.mem.nativeToBig(u16, port), .addr = 0 };
-            bind_rc = linux.bind(fd, @ptrCast(&sa), @sizeOf(linux.sockaddr.in));
-        } else {
-            const one: c_int = 1;
-            _ = linux.setsockopt(fd, linux.IPPROTO.IPV6, linux.IPV6.V6ONLY, std.mem.asBytes(&one), 4);
-            const sa = linux.sockaddr.in6{ .port = std.mem.nativeToBig(u16, port), .flowinfo = 0, .addr = .{0} ** 16, .scope_id = 0 };
-            bind_rc = linux.bind(fd, @ptrCast(&sa), @sizeOf(linux.sockaddr.in6));
-        }
-        if (linux.E.init(bind_rc) == .ADDRINUSE)
-            return diag.fail(error.Busy, "UDP port {d} on {s} is already in use by another program; stop it or choose --port", .{ port, ifname });
-        _ = try sys.check(bind_rc, "binding the guard socket to UDP port {d}", .{port});
-    }
-    return fds;
-}
 
 /// One reflector per interface (and namespace): an flock on /run/fastpath/<netns>.<ifname>.lock that
 /// the kernel releases when the process dies, however it dies.

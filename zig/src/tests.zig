@@ -3,9 +3,11 @@ test {
     _ = @import("abi.zig");
     _ = @import("diag.zig");
     _ = @import("ito.zig");
+    _ = @import("checksum.zig");
     _ = @import("cbpf.zig");
     _ = @import("linux.zig");
     _ = @import("afpacket.zig");
+    _ = @import("guard.zig");
     _ = @import("probe.zig");
     _ = @import("reflector.zig");
     _ = @import("root.zig");

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { cli, isRoot, netnsList, ROOT, skipUnless } from "./helpers.ts";
+import { run } from "../src/net.ts";
+
+Deno.test("the CLI", async (t) => {
+  await t.step("every command has help with runnable examples and the exit codes", async () => {
+    for (const cmd of ["reflect", "probe", "lab", "doctor"]) {
+      const r = await cli([cmd, "--help"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /Usage: fastpath /);
+      assert.match(r.stdout, /Examples:\n {2}(sudo )?fastpath /);
+      assert.match(r.stdout, /Exit codes:/);
+    }
+    const top = await cli(["--help"]);
+    assert.equal(top.code, 0);
+    for (const cmd of ["reflect", "probe", "lab", "doctor"]) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
+  });
+
+  await t.step("no arguments prints help and exits 2", async () => {
+    const r = await cli([]);
+    assert.equal(r.code, 2);
+    assert.match(r.stdout, /Commands:/);
+  });
+
+  await t.step("an unknown command suggests the closest one and exits 2", async () => {
+    const r = await cli(["reflekt", "eth0"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim(), "error: unknown command 'reflekt' (did you mean reflect?): see 'fastpath --help'");
+  });
+
+  await t.step("an unknown flag and a bad choice are one-line usage errors", async () => {
+    let r = await cli(["reflect", "lo", "--swapp", "all"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^error: unknown flag '--swapp' for reflect \(did you mean --swap\?\)/);
+    assert.equal(r.stderr.trim().split("\n").length, 1);
+    r = await cli(["reflect", "lo", "--swap", "everything"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--swap must be one of mac, mac-ip, all/);
+    r = await cli(["probe", "lo", "--to", "198.18.0.1", "--rate", "fast"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--rate 'fast' is not a rate: use e\.g\. 100kpps/);
+  });
+
+  await t.step("a missing interface names the interface and how to list them (exit 4)", async () => {
+    if (skipUnless(isRoot, "needs root to open AF_PACKET sockets")) return;
+    const r = await cli(["reflect", "fp-missing0"]);
+    assert.equal(r.code, 4, r.stderr);
+    assert.equal(r.stderr.trim(), "error: cannot reflect on fp-missing0: no interface named 'fp-missing0' (see 'ip link')");
+  });
+
+  await t.step("an interface that is down says how to bring it up (exit 5)", async () => {
+    if (skipUnless(isRoot, "needs root to create a namespace")) return;
+    const ns = "fpt-cli-down";
+    await run(["ip", "netns", "del", ns]);
+    await run(["ip", "netns", "add", ns]);
+    try {
+      const add = await run(["ip", "-n", ns, "link", "add", "fpdown0", "type", "veth", "peer", "name", "fpdown1"]);
+      assert.equal(add.code, 0, add.stderr);
+      const r = await cli(["reflect", "fpdown0", "--netns", ns]);
+      assert.equal(r.code, 5, r.stderr);
+      assert.match(r.stderr, /^error: cannot reflect on fpdown0: interface fpdown0 is down: bring it up with 'ip link set fpdown0 up'/);
+    } finally {
+      await run(["ip", "netns", "del", ns]);
+    }
+    assert.ok(!(await netnsList()).includes(ns));
+  });
+
+  await t.step("a mode this build lacks is refused as unsupported (exit 6)", async () => {
+    const r = await cli(["reflect", "lo", "--mode", "xdp"]);
+    assert.equal(r.code, 6, r.stderr);
+    assert.match(r.stderr, /^error: mode xdp is not available in this build: use --mode packet/);
+  });
+
+  await t.step("without root the error names the missing privilege (exit 3)", async () => {
+    if (skipUnless(isRoot, "needs root to switch to an unprivileged user")) return;
+    const denoDir = await Deno.makeTempDir({ prefix: "fastpath-nobody-" });
+    await Deno.chmod(denoDir, 0o777);
+    try {
+      const r = await run([
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env", "env", `DENO_DIR=${denoDir}`, "NO_COLOR=1",
+        Deno.execPath(), "run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, "reflect", "lo",
+      ]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /^error: cannot reflect on lo: .*(run as root|permission)/);
+    } finally {
+      await Deno.remove(denoDir, { recursive: true });
+    }
+  });
+
+  await t.step("a frame size outside 64..9018 is a usage error", async () => {
+    const r = await cli(["probe", "lo", "--to", "02:00:00:00:00:01", "--size", "63", "--count", "1"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr.trim(), "error: --size '63' must be a frame size from 64 to 9018 bytes, or imix");
+  });
+
+  await t.step("doctor reports every check and the modes, in text and JSON", async () => {
+    const text = await cli(["doctor"]);
+    assert.equal(text.code, 0, text.stderr);
+    for (const name of ["root", "bpf", "xdp", "af_xdp", "btf", "sched_ext", "library"]) {
+      assert.match(text.stdout, new RegExp(`\\b${name}\\b`));
+    }
+    const json = await cli(["doctor", "--format", "json"]);
+    const report = JSON.parse(json.stdout);
+    assert.ok(report.modes.some((m: { mode: string; available: boolean }) => m.mode === "packet"));
+    const scx = report.checks.find((c: { name: string }) => c.name === "sched_ext");
+    const hasScx = await Deno.stat("/sys/kernel/sched_ext").then(() => true, () => false);
+    assert.equal(scx.status, hasScx ? "ok" : "missing");
+    if (!hasScx) assert.equal(scx.fix, "kernel ≥ 6.12 with CONFIG_SCHED_CLASS_EXT=y");
+  });
+});

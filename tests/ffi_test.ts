@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { load } from "../ffi/load.ts";
+import { ABI_VERSION } from "../ffi/symbols.ts";
+import { FastpathError } from "../ffi/error.ts";
+import { Reflector } from "../src/reflector.ts";
+import { DENO, ROOT } from "./helpers.ts";
+
+async function runScript(code: string, env: Record<string, string>, cwd: string) {
+  const out = await new Deno.Command(DENO, {
+    args: ["eval", "--unstable-ffi", code],
+    env: { NO_COLOR: "1", ...env },
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
+}
+
+Deno.test("the FFI layer", async (t) => {
+  await t.step("loads the library and agrees on the ABI version", async () => {
+    const { native, layout, path } = await load();
+    assert.equal(native.fp_abi_version(), ABI_VERSION);
+    assert.equal(layout.json.abi_version, ABI_VERSION);
+    assert.match(path, /libfastpath\.(so|dylib)$/);
+  });
+
+  await t.step("reads every struct offset from the library, with 64-byte counter blocks", async () => {
+    const { layout } = await load();
+    const c = layout.struct("Counters");
+    assert.equal(c.size % 64, 0);
+    for (const name of ["rx_packets", "tx_packets", "tx_bytes", "sig_dataot", "drop_not_ours", "drop_oui", "drop_port", "drop_signature", "drop_tx_error"]) {
+      assert.equal(c.fields[name]?.type, "u64", name);
+    }
+    assert.equal(layout.enumValue("Status", "ok"), 0);
+    assert.equal(layout.field("ReflectorOptions", "ifname").type, "u8[16]");
+  });
+
+  await t.step("the histogram bounds in TypeScript invert the native bucket function", async () => {
+    const { layout } = await load();
+    for (let i = 1; i < layout.json.hist_buckets; i++) assert.ok(layout.histLower(i) > layout.histLower(i - 1));
+    assert.equal(layout.histLower(16), 16);
+    assert.equal(layout.histLower(32), 32);
+    assert.equal(layout.histLower(33), 34);
+  });
+
+  await t.step("a native failure becomes one FastpathError carrying the native message", async () => {
+    const err = await Reflector.start({ iface: "fp-missing0" }).then(() => undefined, (e) => e);
+    assert.ok(err instanceof FastpathError);
+    assert.equal(err.code, "no_such_device");
+    assert.equal(err.exitCode, 4);
+    assert.equal(err.message, "cannot reflect on fp-missing0: no interface named 'fp-missing0' (see 'ip link')");
+  });
+
+  await t.step("close(NULL) is a no-op on the native side", async () => {
+    const { native } = await load();
+    native.fp_reflector_close(null);
+    native.fp_probe_close(null);
+  });
+
+  await t.step("a wrong FASTPATH_LIB is the only path tried, and the error says so", async () => {
+    const r = await runScript(`import("${ROOT}/ffi/load.ts").then(m => m.load()).catch(e => { console.log(e.message); })`, { FASTPATH_LIB: "/nonexistent/libfastpath.so" }, ROOT);
+    assert.match(r.stdout, /^cannot load libfastpath\.(so|dylib); tried:\n {2}\/nonexistent\/libfastpath\.so: /);
+    assert.match(r.stdout, /set FASTPATH_LIB/);
+  });
+
+  await t.step("without a build the error lists every place it looked", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "fastpath-noload-" });
+    try {
+      await Deno.mkdir(`${dir}/ffi`);
+      for (const f of ["load.ts", "symbols.ts", "error.ts", "layout.ts"]) await Deno.copyFile(`${ROOT}/ffi/${f}`, `${dir}/ffi/${f}`);
+      const r = await runScript(`import("${dir}/ffi/load.ts").then(m => m.load()).catch(e => { console.log(e.message); })`, {}, dir);
+      const tried = r.stdout.split("\n").filter((l) => l.startsWith("  "));
+      assert.equal(tried.length, 2, r.stdout + r.stderr);
+      assert.match(tried[0], new RegExp(`${dir}/zig/zig-out/lib/libfastpath`));
+      assert.match(tried[1], /embedded copy/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});

@@ -1,0 +1,99 @@
+/** Shared by the Deno tests: running the CLI, skipping with a reason, namespace checks. */
+import { run } from "../src/net.ts";
+
+export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+export const DENO = Deno.execPath();
+export const isRoot = Deno.uid() === 0;
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `main.ts` with `args` in a child process (the way users run it). */
+export async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const out = await new Deno.Command(DENO, {
+    args: ["run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, ...args],
+    env: { NO_COLOR: "1", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Starts the CLI and returns the child plus a promise of everything it printed. */
+export function spawnCli(args: string[]) {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, ...args],
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const dec = new TextDecoder();
+  let stderr = "";
+  let stdout = "";
+  const readErr = (async () => {
+    for await (const chunk of child.stderr) stderr += dec.decode(chunk);
+  })();
+  const readOut = (async () => {
+    for await (const chunk of child.stdout) stdout += dec.decode(chunk);
+  })();
+  return {
+    child,
+    get stderr() {
+      return stderr;
+    },
+    async waitFor(text: string, timeoutMs = 15_000): Promise<void> {
+      const end = Date.now() + timeoutMs;
+      while (!stderr.includes(text) && !stdout.includes(text)) {
+        if (Date.now() > end) throw new Error(`timed out waiting for '${text}'; stderr so far:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    async finish(): Promise<CliResult> {
+      const status = await child.status;
+      await Promise.all([readErr, readOut]);
+      return { code: status.code, stdout, stderr };
+    },
+  };
+}
+
+export async function netnsList(): Promise<string[]> {
+  const r = await run(["ip", "netns", "list"]);
+  return r.stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);
+}
+
+/** Says why a step is skipped, so no skip is silent. Returns true when the caller should skip. */
+export function skipUnless(condition: boolean, why: string): boolean {
+  if (!condition) console.log(`  SKIPPED: ${why}`);
+  return !condition;
+}
+
+export async function sendFrames(
+  netns: string,
+  iface: string,
+  kind: string,
+  count: number,
+  dst: string,
+  src: string,
+  sip: string,
+  dip: string,
+): Promise<{ sent: number; reflected: number; icmp_unreachable: number }> {
+  const r = await run(["ip", "netns", "exec", netns, "python3", `${ROOT}/tests/frames.py`, "send", iface, kind, String(count), dst, src, sip, dip]);
+  if (r.code !== 0) throw new Error(`frames.py failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+export function watchFrames(netns: string, iface: string, seconds: number) {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", netns, "python3", `${ROOT}/tests/frames.py`, "watch", iface, String(seconds)],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return child.output().then((o) => {
+    if (o.code !== 0) throw new Error(`frames.py watch failed: ${new TextDecoder().decode(o.stderr)}`);
+    return JSON.parse(new TextDecoder().decode(o.stdout)) as { reflected: number; icmp_unreachable: number };
+  });
+}

@@ -1,0 +1,92 @@
+/**
+ * Every exit path leaves nothing behind: no namespace, no lock, no bound port, no thread (the process
+ * is gone), and the next run starts cleanly.
+ */
+import assert from "node:assert/strict";
+import { labDown, labUp } from "../src/lab.ts";
+import { Reflector } from "../src/reflector.ts";
+import { Probe } from "../src/probe.ts";
+import { isRoot, netnsList, skipUnless, spawnCli } from "./helpers.ts";
+
+const PREFIX = "fps";
+
+Deno.test("exit paths", async (t) => {
+  if (skipUnless(isRoot, "needs root for namespaces and AF_PACKET")) return;
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    await t.step(`lab run stopped by ${signal} removes its namespaces and prints what it measured`, async () => {
+      const p = spawnCli(["lab", "run", "--prefix", PREFIX, "--size", "64", "--duration-s", "60", "--rate", "5kpps"]);
+      // Wait until traffic flows (the live line or the first interval).
+      const deadline = Date.now() + 15_000;
+      while (!(await netnsList()).includes(`${PREFIX}-probe`)) {
+        assert.ok(Date.now() < deadline, `the lab never came up: ${p.stderr}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+      p.child.kill(signal);
+      const r = await p.finish();
+      assert.equal(r.code, 130, r.stderr);
+      assert.match(r.stdout, /packet 64B/);
+      const left = (await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`));
+      assert.deepEqual(left, []);
+    });
+  }
+
+  const lab = await labUp({ prefix: PREFIX });
+  try {
+    const reflectArgs = ["reflect", lab.reflectorIf, "--netns", lab.reflectorNs];
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      await t.step(`reflect stopped by ${signal} exits 0 with totals and frees the interface`, async () => {
+        const p = spawnCli(reflectArgs);
+        await p.waitFor("stop with Ctrl-C");
+        await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 300, rate: { pps: 3000 } });
+        assert.equal((await probe.done()).received, 300);
+        p.child.kill(signal);
+        const r = await p.finish();
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /stopped: received 300, reflected 300/);
+        // Lock and guard port are free again: a new reflector starts on the same interface.
+        using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+        assert.equal(again.state(), "running");
+      });
+    }
+
+    await t.step("a SIGKILLed reflector leaves the interface usable (the kernel drops its lock)", async () => {
+      const p = spawnCli(reflectArgs);
+      await p.waitFor("stop with Ctrl-C");
+      p.child.kill("SIGKILL");
+      await p.finish();
+      using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+      assert.equal(again.state(), "running");
+    });
+
+    await t.step("a second reflector process is refused with exit 7, naming the first", async () => {
+      const first = spawnCli(reflectArgs);
+      await first.waitFor("stop with Ctrl-C");
+      const second = spawnCli(reflectArgs);
+      const r2 = await second.finish();
+      assert.equal(r2.code, 7, r2.stderr);
+      assert.match(r2.stderr, new RegExp(`^error: cannot reflect on ${lab.reflectorIf}: another fastpath reflector \\(pid \\d+\\) is running on ${lab.reflectorIf}; stop it first`));
+      first.child.kill("SIGTERM");
+      assert.equal((await first.finish()).code, 0);
+    });
+
+    await t.step("when the reflector crashes mid-run the probe reports the loss and finishes", async () => {
+      const p = spawnCli(reflectArgs);
+      await p.waitFor("stop with Ctrl-C");
+      await using probe = await Probe.start({
+        iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, durationMs: 2000, rate: { pps: 5000 }, drainMs: 200,
+      });
+      await new Promise((r) => setTimeout(r, 700));
+      p.child.kill("SIGKILL");
+      await p.finish();
+      const r = await probe.done();
+      assert.ok(r.received > 1000, `reflections before the crash: ${r.received}`);
+      assert.ok(r.lost > 1000, `loss after the crash: ${r.lost}`);
+      assert.equal(r.sent, r.received + r.lost);
+    });
+  } finally {
+    await labDown({ prefix: PREFIX });
+  }
+  assert.deepEqual((await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`)), []);
+});
