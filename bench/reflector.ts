@@ -1,0 +1,150 @@
+/**
+ * deno task bench — the reflector in the namespace lab against the kernel's ceiling, in one invocation.
+ *
+ * Reference: a bare XDP_TX swap (bench/bare_xdp_tx.c: signature check, swap, XDP_TX, nothing else)
+ * attached to the reflector's veth (xdp.frags, so MTU 9000 works). Each fastpath mode runs the same sizes and rates, and every
+ * figure is printed as a ratio of the reference measured minutes apart in the same lab.
+ *
+ * CPU per frame is the busy time (user, system, irq, softirq) of the reflector's core divided by the
+ * frames reflected: the veth receive work is steered to that core (RPS, threaded NAPI pinned there),
+ * the probe runs on the other core.
+ *
+ *   sudo deno task bench                        all sizes at maximum rate, plus paced runs
+ *   sudo deno task bench --sizes 64 --seconds 3
+ */
+import { parseArgs } from "node:util";
+import { cpuBusyNs, type Lab, labDown, labUp } from "../src/lab.ts";
+import { runLabCase } from "../src/labrun.ts";
+import { Probe, type Rate } from "../src/probe.ts";
+import { run } from "../src/net.ts";
+import { mbps, pct, pps, table } from "../src/format.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const { values: args } = parseArgs({
+  args: Deno.args,
+  options: {
+    sizes: { type: "string", default: "64,512,1518,9000" },
+    seconds: { type: "string", default: "5" },
+    paced: { type: "string", default: "100000" },
+    json: { type: "string" },
+  },
+});
+const sizes = args.sizes!.split(",").map(Number);
+const seconds = Number(args.seconds);
+const pacedPps = args.paced!.split(",").filter(Boolean).map(Number);
+
+interface Row {
+  name: string;
+  size: number;
+  rate: string;
+  offeredPps: number;
+  reflectedPps: number;
+  wireMbps: number;
+  lossPct: number;
+  badRewrite: number;
+  cpuNsPerFrame: number | null;
+  ratioPps?: number;
+  ratioCpu?: number;
+}
+
+async function sh(cmd: string[]): Promise<string> {
+  const r = await run(cmd);
+  if (r.code !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+async function buildFixtures(): Promise<string> {
+  const out = `${ROOT}.tools/bench`;
+  await Deno.mkdir(out, { recursive: true });
+  const arch = Deno.build.arch === "x86_64" ? "x86_64" : "aarch64";
+  for (const name of ["bare_xdp_tx", "xdp_pass"]) {
+    await sh(["clang-19", "-O2", "-g", "-target", "bpf", `-I/usr/include/${arch}-linux-gnu`, "-c", `${ROOT}bench/${name}.c`, "-o", `${out}/${name}.o`]);
+  }
+  return out;
+}
+
+/** Makes a veth's NAPI a kernel thread pinned to `cpu`, so its XDP work is charged to that core. */
+async function pinNapi(ns: string, dev: string, cpu: number): Promise<void> {
+  await sh(["ip", "netns", "exec", ns, "sh", "-c", `echo 1 > /sys/class/net/${dev}/threaded`]);
+  const ps = await sh(["ps", "-e", "-o", "pid=,comm="]);
+  for (const line of ps.split("\n")) {
+    const [pid, comm] = line.trim().split(/\s+/, 2);
+    if (comm?.startsWith(`napi/${dev}`)) await sh(["taskset", "-pc", String(cpu), pid]);
+  }
+}
+
+async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>): Promise<T> {
+  await sh(["ip", "-n", lab.probeNs, "link", "set", "dev", lab.probeIf, "xdp", "obj", `${fixtures}/xdp_pass.o`, "sec", "xdp.frags"]);
+  await sh(["ip", "-n", lab.reflectorNs, "link", "set", "dev", lab.reflectorIf, "xdp", "obj", `${fixtures}/bare_xdp_tx.o`, "sec", "xdp.frags"]);
+  await pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu);
+  await pinNapi(lab.probeNs, lab.probeIf, lab.probeCpu);
+  try {
+    return await fn();
+  } finally {
+    await sh(["ip", "-n", lab.reflectorNs, "link", "set", "dev", lab.reflectorIf, "xdp", "off"]);
+    await sh(["ip", "-n", lab.probeNs, "link", "set", "dev", lab.probeIf, "xdp", "off"]);
+  }
+}
+
+async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Promise<Row> {
+  const busy0 = await cpuBusyNs(lab.reflectorCpu);
+  await using probe = await Probe.start({
+    iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, size, rate, durationMs: seconds * 1000,
+    expectSwap: "all", expectTosToggle: false, cpu: lab.probeCpu, rxCpu: lab.probeCpu,
+  });
+  const r = await probe.done();
+  const busy1 = await cpuBusyNs(lab.reflectorCpu);
+  return {
+    name: "xdp_tx ceiling", size, rate: label, offeredPps: r.txPps, reflectedPps: r.rxPps, wireMbps: r.rxWireMbps,
+    lossPct: r.lossPct, badRewrite: r.badRewrite, cpuNsPerFrame: r.received ? (busy1 - busy0) / r.received : null,
+  };
+}
+
+async function modeRun(lab: Lab, mode: "packet", size: number, rate: Rate, label: string): Promise<Row> {
+  const r = await runLabCase(lab, { size, rate, durationMs: seconds * 1000, mode, swap: "all", profile: "plain" });
+  return {
+    name: mode, size, rate: label, offeredPps: r.probe.txPps, reflectedPps: r.probe.rxPps, wireMbps: r.probe.rxWireMbps,
+    lossPct: r.probe.lossPct, badRewrite: r.probe.badRewrite, cpuNsPerFrame: r.reflectorCoreNsPerFrame,
+  };
+}
+
+if (Deno.uid() !== 0) {
+  console.error("error: bench: the lab needs root: run 'sudo deno task bench'");
+  Deno.exit(3);
+}
+const fixtures = await buildFixtures();
+const lab = await labUp({ prefix: "fpb" });
+const rows: Row[] = [];
+const cases: Array<{ size: number; rate: Rate; label: string }> = [
+  ...sizes.map((size) => ({ size, rate: "max" as Rate, label: "max" })),
+  ...pacedPps.map((p) => ({ size: 64, rate: { pps: p } as Rate, label: pps(p) })),
+];
+const started = Date.now();
+try {
+  for (const c of cases) {
+    console.error(`bench: ${c.size}-byte frames at ${c.label}, ${seconds} s each …`);
+    const ceiling = await withCeiling(lab, fixtures, () => ceilingRun(lab, c.size, c.rate, c.label));
+    rows.push(ceiling);
+    const packet = await modeRun(lab, "packet", c.size, c.rate, c.label);
+    packet.ratioPps = packet.reflectedPps / ceiling.reflectedPps;
+    packet.ratioCpu = packet.cpuNsPerFrame && ceiling.cpuNsPerFrame ? packet.cpuNsPerFrame / ceiling.cpuNsPerFrame : undefined;
+    rows.push(packet);
+  }
+} finally {
+  await labDown(lab);
+}
+
+const cpuInfo = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
+console.log(`fastpath reflector bench — ${navigator.hardwareConcurrency} CPUs (${cpuInfo}), kernel ${Deno.osRelease()}, veth lab, ${seconds} s per run`);
+console.log(table(
+  ["mode", "size", "rate", "offered", "reflected", "on wire", "loss", "bad", "CPU/frame", "pps ÷ ceiling", "CPU ÷ ceiling"],
+  rows.map((r) => [
+    r.name, `${r.size}`, r.rate, pps(r.offeredPps), pps(r.reflectedPps), mbps(r.wireMbps), pct(r.lossPct), String(r.badRewrite),
+    r.cpuNsPerFrame === null ? "-" : `${Math.round(r.cpuNsPerFrame)} ns`,
+    r.ratioPps === undefined ? "1.00" : r.ratioPps.toFixed(2),
+    r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : r.ratioCpu.toFixed(2),
+  ]),
+));
+const json = { machine: { cpus: navigator.hardwareConcurrency, cpu: cpuInfo, kernel: Deno.osRelease() }, seconds, elapsedS: (Date.now() - started) / 1000, rows };
+console.log(JSON.stringify(json));
+if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(json, null, 2));
