@@ -9,6 +9,8 @@ export const symbols = {
   fp_layout_json: { parameters: [], result: "pointer" },
   /** const char *fp_last_error(void) — message behind the last non-zero status on this thread */
   fp_last_error: { parameters: [], result: "pointer" },
+  /** uint32_t fp_libbpf_version(void) — major << 16 | minor of the libbpf linked in; 0 = none */
+  fp_libbpf_version: { parameters: [], result: "u32" },
 
   fp_reflector_start: {
     parameters: [

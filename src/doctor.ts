@@ -70,8 +70,10 @@ export async function doctor(): Promise<DoctorReport> {
   });
   add({ name: "kernel", status: "info", detail: `${Deno.build.os} ${kernel}` });
 
+  let libbpf = 0;
   try {
     const lib = await load();
+    libbpf = lib.native.fp_libbpf_version();
     add({ name: "library", status: "ok", detail: `${lib.path} (ABI ${lib.layout.json.abi_version})` });
   } catch (err) {
     add({ name: "library", status: "missing", detail: (err as Error).message.split("\n")[0], fix: "scripts/setup, then build with 'zig build' in zig/" });
@@ -142,8 +144,9 @@ export async function doctor(): Promise<DoctorReport> {
   });
   add({
     name: "libbpf",
-    status: "info",
-    detail: "not linked into this build (the packet dataplane does not need it)",
+    status: libbpf >= 0x10004 ? "ok" : "missing",
+    detail: libbpf ? `libbpf ${libbpf >> 16}.${libbpf & 0xffff}, linked into the library` : "no libbpf in this library",
+    fix: libbpf >= 0x10004 ? undefined : "rebuild the library after scripts/setup (it fetches libbpf 1.4 sources)",
   });
   const ipOk = (await run(["ip", "-V"]).catch(() => undefined))?.code === 0;
   add({

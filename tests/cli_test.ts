@@ -96,6 +96,7 @@ Deno.test("the CLI", async (t) => {
   await t.step("doctor reports every check and the modes, in text and JSON", async () => {
     const text = await cli(["doctor"]);
     assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /ok +libbpf +libbpf 1\.([4-9]|\d\d), linked into the library/);
     for (const name of ["root", "bpf", "xdp", "af_xdp", "btf", "sched_ext", "library"]) {
       assert.match(text.stdout, new RegExp(`\\b${name}\\b`));
     }

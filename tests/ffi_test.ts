@@ -24,6 +24,19 @@ Deno.test("the FFI layer", async (t) => {
     assert.match(path, /libfastpath\.(so|dylib)$/);
   });
 
+  await t.step("carries its own libbpf 1.4 or newer and needs only libc", async () => {
+    const { native, path } = await load();
+    const v = native.fp_libbpf_version();
+    assert.equal(v >> 16, 1);
+    assert.ok((v & 0xffff) >= 4, `libbpf 1.${v & 0xffff}`);
+    if (Deno.build.os === "linux") {
+      const out = await new Deno.Command("ldd", { args: [path], stdout: "piped" }).output();
+      const libs = new TextDecoder().decode(out.stdout).split("\n").map((l) => l.trim().split(/\s/)[0]).filter(Boolean);
+      const foreign = libs.filter((l) => !/^(linux-vdso|libc|ld-linux|libm|libpthread|libdl|librt)\b/.test(l.replace(/^\/.*\//, "")));
+      assert.deepEqual(foreign, [], `ldd lists ${libs.join(", ")}`);
+    }
+  });
+
   await t.step("reads every struct offset from the library, with 64-byte counter blocks", async () => {
     const { layout } = await load();
     const c = layout.struct("Counters");

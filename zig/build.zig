@@ -1,4 +1,5 @@
 const std = @import("std");
+const deps = @import("deps.zig");
 
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
@@ -10,7 +11,14 @@ pub fn build(b: *std.Build) void {
         .optimize = optimize,
         .link_libc = true,
     });
+    const versions = readVersions(b);
+    const vendor = b.option([]const u8, "vendor-src", "where scripts/setup unpacked the libbpf, elfutils and zlib sources") orelse
+        b.pathFromRoot("../.tools/src");
+    const linux = target.result.os.tag == .linux;
+    if (linux and deps.add(b, lib_mod, vendor, versions) == null) b.getInstallStep().dependOn(&b.addFail("libbpf sources missing: run scripts/setup").step);
     const lib = b.addLibrary(.{ .name = "fastpath", .linkage = .dynamic, .root_module = lib_mod });
+    // Every symbol must resolve at link time: a missing one would otherwise surface at dlopen.
+    lib.linker_allow_shlib_undefined = false;
     b.installArtifact(lib);
 
     // The same library for Macs, built here (Linux-only parts are left out at compile time).
@@ -34,7 +42,26 @@ pub fn build(b: *std.Build) void {
         .optimize = .Debug,
         .link_libc = true,
     });
+    if (linux) _ = deps.add(b, test_mod, vendor, versions);
     const tests = b.addTest(.{ .root_module = test_mod });
     const run_tests = b.addRunArtifact(tests);
     b.step("test", "Run the library's unit and fuzz tests").dependOn(&run_tests.step);
+}
+
+/// The source versions pinned in scripts/versions.env (the one place versions live).
+fn readVersions(b: *std.Build) deps.Versions {
+    var v = deps.Versions{};
+    const text = std.fs.cwd().readFileAlloc(b.allocator, b.pathFromRoot("../scripts/versions.env"), 1 << 16) catch return v;
+    var lines = std.mem.tokenizeScalar(u8, text, '\n');
+    while (lines.next()) |line| {
+        const eq = std.mem.indexOfScalar(u8, line, '=') orelse continue;
+        const key = std.mem.trim(u8, line[0..eq], " ");
+        var value = line[eq + 1 ..];
+        if (std.mem.indexOfScalar(u8, value, '#')) |hash| value = value[0..hash];
+        value = std.mem.trim(u8, value, " \t");
+        if (std.mem.eql(u8, key, "LIBBPF_SRC_VERSION")) v.libbpf = value;
+        if (std.mem.eql(u8, key, "ELFUTILS_SRC_VERSION")) v.elfutils = value;
+        if (std.mem.eql(u8, key, "ZLIB_SRC_VERSION")) v.zlib = value;
+    }
+    return v;
 }

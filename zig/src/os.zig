@@ -10,3 +10,4 @@ const impl = switch (builtin.os.tag) {
 pub const Reflector = impl.Reflector;
 pub const Probe = impl.Probe;
 pub const neighSolicit = impl.neighSolicit;
+pub const libbpfVersion = impl.libbpfVersion;

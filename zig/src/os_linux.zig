@@ -5,6 +5,7 @@ const sys = @import("linux.zig");
 
 pub const Reflector = @import("reflector.zig").Reflector;
 pub const Probe = @import("probe.zig").Probe;
+pub const libbpfVersion = @import("bpf.zig").version;
 
 pub fn neighSolicit(netns: []const u8, ifname: []const u8, ip: *const [16]u8, ipv6: bool) abi.Error!void {
     var ns = try sys.Netns.enter(netns);

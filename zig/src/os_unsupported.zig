@@ -38,3 +38,8 @@ pub const Probe = struct {
 pub fn neighSolicit(_: []const u8, _: []const u8, _: *const [16]u8, _: bool) abi.Error!void {
     return unsupported();
 }
+
+/// No libbpf in this build.
+pub fn libbpfVersion() u32 {
+    return 0;
+}

@@ -28,6 +28,11 @@ export fn fp_last_error() [*:0]const u8 {
     return diag.message();
 }
 
+/// The libbpf linked into this library, as major << 16 | minor; 0 when it has none (macOS).
+export fn fp_libbpf_version() u32 {
+    return os.libbpfVersion();
+}
+
 // --- Reflector --------------------------------------------------------------------------------
 
 const Reflector = os.Reflector;
