@@ -53,6 +53,18 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.equal(r.reflector.sig_probeot, 500);
     });
 
+    await t.step("two workers in a PACKET_FANOUT group share the frames and lose none", async () => {
+      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, workers: 2, fanout: "lb" });
+      assert.equal(refl.info.workers, 2);
+      await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 4000, rate: { pps: 20_000 } });
+      const r = await probe.done();
+      assert.equal(r.received, 4000);
+      assert.equal(r.badRewrite, 0);
+      const per = refl.workerStats().map((w) => w.tx_packets);
+      assert.equal(per[0] + per[1], 4000);
+      assert.ok(per[0] > 0 && per[1] > 0, `per-worker reflections: ${per}`);
+    });
+
     await t.step("a probe expecting other swaps than the reflector makes flags every reflection", async () => {
       await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, swap: "mac-ip" });
       await using probe = await Probe.start({
