@@ -16,6 +16,7 @@ pub fn build(b: *std.Build) void {
         b.pathFromRoot("../.tools/src");
     const linux = target.result.os.tag == .linux;
     if (linux and deps.add(b, lib_mod, vendor, versions) == null) b.getInstallStep().dependOn(&b.addFail("libbpf sources missing: run scripts/setup").step);
+    if (linux) addBpfObjects(b, lib_mod, vendor, versions);
     const lib = b.addLibrary(.{ .name = "fastpath", .linkage = .dynamic, .root_module = lib_mod });
     // Every symbol must resolve at link time: a missing one would otherwise surface at dlopen.
     lib.linker_allow_shlib_undefined = false;
@@ -42,7 +43,10 @@ pub fn build(b: *std.Build) void {
         .optimize = .Debug,
         .link_libc = true,
     });
-    if (linux) _ = deps.add(b, test_mod, vendor, versions);
+    if (linux) {
+        _ = deps.add(b, test_mod, vendor, versions);
+        addBpfObjects(b, test_mod, vendor, versions);
+    }
     const tests = b.addTest(.{ .root_module = test_mod });
     const run_tests = b.addRunArtifact(tests);
     b.step("test", "Run the library's unit and fuzz tests").dependOn(&run_tests.step);
@@ -64,4 +68,30 @@ fn readVersions(b: *std.Build) deps.Versions {
         if (std.mem.eql(u8, key, "ZLIB_SRC_VERSION")) v.zlib = value;
     }
     return v;
+}
+
+/// Compiles the BPF programs in bpf/ with clang-19 for the bpf target and makes each object available
+/// to Zig as @embedFile("<name>.bpf.o"). Helpers come from the pinned libbpf source, not the system.
+fn addBpfObjects(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: deps.Versions) void {
+    const arch = @tagName(b.graph.host.result.cpu.arch);
+    const libbpf_src = b.fmt("{s}/libbpf-{s}", .{ vendor, v.libbpf });
+    // <bpf/bpf_helpers.h> as installed headers lay them out.
+    const helpers = b.addWriteFiles();
+    for ([_][]const u8{ "bpf_helpers.h", "bpf_helper_defs.h", "bpf_endian.h", "bpf_tracing.h", "bpf_core_read.h" }) |h| {
+        _ = helpers.addCopyFile(.{ .cwd_relative = b.fmt("{s}/src/{s}", .{ libbpf_src, h }) }, b.fmt("bpf/{s}", .{h}));
+    }
+    for ([_][]const u8{"reflect"}) |name| {
+        const cc = b.addSystemCommand(&.{ "clang-19", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function" });
+        cc.addPrefixedDirectoryArg("-I", b.path("bpf"));
+        cc.addPrefixedDirectoryArg("-I", helpers.getDirectory());
+        cc.addArg(b.fmt("-I{s}/include/uapi", .{libbpf_src}));
+        cc.addArg(b.fmt("-I/usr/include/{s}-linux-gnu", .{arch})); // <asm/types.h>
+        cc.addArg("-c");
+        cc.addFileArg(b.path(b.fmt("bpf/{s}.bpf.c", .{name})));
+        cc.addFileInput(b.path("bpf/fastpath.h"));
+        cc.addArg("-o");
+        const obj = cc.addOutputFileArg(b.fmt("{s}.bpf.o", .{name}));
+        mod.addAnonymousImport(b.fmt("{s}.bpf.o", .{name}), .{ .root_source_file = obj });
+    }
+    mod.addIncludePath(b.path("bpf"));
 }

@@ -1,13 +1,188 @@
-//! libbpf, linked in statically (see deps.zig). The loader for the XDP and sched_ext programs grows
-//! here; for now it answers which libbpf this library carries.
+//! BPF objects through libbpf (linked in statically, see deps.zig): open from memory, write
+//! configuration into .rodata, load with the verifier log kept for the error message, attach.
 const std = @import("std");
+const abi = @import("abi.zig");
+const diag = @import("diag.zig");
+const sys = @import("linux.zig");
+const Error = abi.Error;
+
 pub const c = @cImport({
     @cInclude("bpf/libbpf.h");
+    @cInclude("bpf/bpf.h");
+    @cInclude("bpf/btf.h");
+    @cInclude("fastpath.h");
 });
+
+// bpf_shim.c: calls that need LIBBPF_OPTS.
+extern fn fp_bpf_open_mem(buf: [*]const u8, len: usize, name: [*:0]const u8) ?*c.bpf_object;
+extern fn fp_bpf_test_run(prog_fd: c_int, in: [*]const u8, in_len: u32, out: [*]u8, out_len: *u32, retval: *u32) c_int;
+pub extern fn fp_bpf_xdp_attach_mode(ifindex: c_int) c_int;
 
 /// libbpf's version as major << 16 | minor.
 pub fn version() u32 {
     return @as(u32, c.libbpf_major_version()) << 16 | c.libbpf_minor_version();
+}
+
+// --- libbpf's messages ---------------------------------------------------------------------------
+// libbpf reports through one global print callback. We keep the tail of what it said while loading
+// (the verifier log is printed there) so a failure can carry it.
+
+var log_lock: std.Thread.Mutex = .{};
+var log_buf: [16 * 1024]u8 = undefined;
+var log_len: usize = 0;
+var print_installed = std.atomic.Value(bool).init(false);
+
+extern fn vsnprintf(buf: [*]u8, size: usize, fmt: [*c]const u8, ap: ?*anyopaque) c_int;
+
+fn printFn(level: c.enum_libbpf_print_level, fmt: [*c]const u8, ap: ?*anyopaque) callconv(.C) c_int {
+    if (level == c.LIBBPF_DEBUG) return 0;
+    var line: [1024]u8 = undefined;
+    const n = vsnprintf(&line, line.len, fmt, ap);
+    if (n <= 0) return 0;
+    const len = @min(@as(usize, @intCast(n)), line.len - 1);
+    log_lock.lock();
+    defer log_lock.unlock();
+    if (log_len + len > log_buf.len) {
+        // Keep the end: the verifier's verdict is at the bottom.
+        const keep = log_buf.len / 2;
+        std.mem.copyForwards(u8, log_buf[0..keep], log_buf[log_len - keep .. log_len]);
+        log_len = keep;
+    }
+    @memcpy(log_buf[log_len..][0..len], line[0..len]);
+    log_len += len;
+    return 0;
+}
+
+fn installPrint() void {
+    if (print_installed.swap(true, .acq_rel)) return;
+    _ = c.libbpf_set_print(@ptrCast(&printFn));
+}
+
+fn clearLog() void {
+    log_lock.lock();
+    defer log_lock.unlock();
+    log_len = 0;
+}
+
+/// The last lines libbpf printed (the verifier's conclusion), one line per ` | `.
+fn logTail(out: []u8) []const u8 {
+    log_lock.lock();
+    defer log_lock.unlock();
+    const text = std.mem.trimRight(u8, log_buf[0..log_len], "\n ");
+    var start = text.len;
+    var lines: usize = 0;
+    while (start > 0 and lines < 6) {
+        start -= 1;
+        if (text[start] == '\n') lines += 1;
+    }
+    const tail = text[start..];
+    var n: usize = 0;
+    for (tail) |ch| {
+        if (n >= out.len) break;
+        out[n] = if (ch == '\n') ' ' else ch;
+        n += 1;
+    }
+    return out[0..n];
+}
+
+fn errnoError(what: []const u8) Error {
+    const errno = std.c._errno().*;
+    var tail_buf: [700]u8 = undefined;
+    const tail = logTail(&tail_buf);
+    const sep = if (tail.len > 0) " — libbpf: " else "";
+    // libbpf's own codes (LIBBPF_ERRNO__*, 4000 and up) mean the object itself is bad.
+    if (errno >= 4000) {
+        var msg: [128]u8 = undefined;
+        _ = c.libbpf_strerror(errno, &msg, msg.len);
+        diag.set("{s}: {s}{s}{s}", .{ what, std.mem.sliceTo(&msg, 0), sep, tail });
+        return error.InvalidArgument;
+    }
+    const e: std.os.linux.E = @enumFromInt(errno);
+    diag.set("{s}: {s}{s}{s}", .{ what, sys.describe(e), sep, tail });
+    return sys.errorOf(e);
+}
+
+// --- An opened object ----------------------------------------------------------------------------
+
+pub const Object = struct {
+    obj: *c.bpf_object,
+
+    /// Opens an ELF object held in memory (embedded in this library).
+    pub fn open(bytes: []const u8, name: [:0]const u8) Error!Object {
+        installPrint();
+        clearLog();
+        const obj = fp_bpf_open_mem(bytes.ptr, bytes.len, name.ptr) orelse return errnoError("opening the BPF object");
+        return .{ .obj = obj };
+    }
+
+    pub fn close(o: *Object) void {
+        c.bpf_object__close(o.obj);
+    }
+
+    /// Writes `value` into the `const volatile` global `name` (found through BTF) before load.
+    pub fn setRodata(o: *Object, name: []const u8, value: []const u8) Error!void {
+        const map = c.bpf_object__find_map_by_name(o.obj, ".rodata") orelse
+            return diag.fail(error.System, "the BPF object has no .rodata", .{});
+        var size: usize = 0;
+        const data: [*]u8 = @ptrCast(c.bpf_map__initial_value(map, &size) orelse
+            return diag.fail(error.System, ".rodata has no initial value", .{}));
+        const btf = c.bpf_object__btf(o.obj) orelse return diag.fail(error.System, "the BPF object has no BTF", .{});
+        const sec_id = c.btf__find_by_name_kind(btf, ".rodata", c.BTF_KIND_DATASEC);
+        if (sec_id < 0) return diag.fail(error.System, "no .rodata section in the object's BTF", .{});
+        const sec: *const c.struct_btf_type = c.btf__type_by_id(btf, @intCast(sec_id));
+        const vlen = sec.info & 0xffff;
+        const infos: [*]const c.struct_btf_var_secinfo = @ptrCast(@as([*]const c.struct_btf_type, @ptrCast(sec)) + 1);
+        for (infos[0..vlen]) |vs| {
+            const v: *const c.struct_btf_type = c.btf__type_by_id(btf, vs.type);
+            const vname = std.mem.span(c.btf__name_by_offset(btf, v.name_off));
+            if (!std.mem.eql(u8, vname, name)) continue;
+            if (vs.size != value.len or vs.offset + vs.size > size)
+                return diag.fail(error.System, "BPF global {s} is {d} bytes, the library expects {d}", .{ name, vs.size, value.len });
+            @memcpy(data[vs.offset..][0..value.len], value);
+            return;
+        }
+        return diag.fail(error.System, "BPF global {s} not found", .{name});
+    }
+
+    /// Loads every program; on failure the error carries the end of the verifier log.
+    pub fn load(o: *Object) Error!void {
+        clearLog();
+        if (c.bpf_object__load(o.obj) != 0) return errnoError("loading the BPF program");
+    }
+
+    pub fn program(o: *Object, name: [:0]const u8) Error!*c.bpf_program {
+        return c.bpf_object__find_program_by_name(o.obj, name.ptr) orelse
+            diag.fail(error.System, "BPF program {s} not found", .{name});
+    }
+
+    pub fn mapFd(o: *Object, name: [:0]const u8) Error!i32 {
+        const m = c.bpf_object__find_map_by_name(o.obj, name.ptr) orelse
+            return diag.fail(error.System, "BPF map {s} not found", .{name});
+        return c.bpf_map__fd(m);
+    }
+};
+
+/// Runs a loaded XDP program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP action and the
+/// bytes the program left in `out`.
+pub fn testRunXdp(prog: *c.bpf_program, frame: []const u8, out: []u8) Error!struct { action: u32, out: []u8 } {
+    var out_len: u32 = @intCast(out.len);
+    var retval: u32 = 0;
+    if (fp_bpf_test_run(c.bpf_program__fd(prog), frame.ptr, @intCast(frame.len), out.ptr, &out_len, &retval) != 0)
+        return errnoError("BPF_PROG_TEST_RUN");
+    return .{ .action = retval, .out = out[0..out_len] };
+}
+
+comptime {
+    // The header shared with the BPF programs describes the same bytes as abi.zig.
+    std.debug.assert(@sizeOf(c.struct_fp_ito_config) == @sizeOf(abi.ItoConfig));
+    for (.{ "our_mac", "oui", "oui_filter", "port", "mode", "tos_toggle", "signatures" }) |f| {
+        std.debug.assert(@offsetOf(c.struct_fp_ito_config, f) == @offsetOf(abi.ItoConfig, f));
+    }
+    std.debug.assert(c.FP_VERDICTS == std.meta.fields(abi.Verdict).len);
+    std.debug.assert(c.FP_SIGNATURES == std.meta.fields(abi.Signature).len);
+    std.debug.assert(c.FP_SIGNATURE == @intFromEnum(abi.Verdict.signature));
+    std.debug.assert(c.FP_SIG_Y1564 == @intFromEnum(abi.Signature.y1564));
+    std.debug.assert(c.FP_SWAP_ALL == @intFromEnum(abi.SwapMode.all));
 }
 
 test "the linked libbpf is the pinned 1.4 or newer" {

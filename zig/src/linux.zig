@@ -42,7 +42,7 @@ pub fn describe(e: linux.E) []const u8 {
         .INVAL => "invalid argument",
         .AGAIN => "resource temporarily unavailable",
         .MSGSIZE => "message too long (frame larger than the MTU?)",
-        else => @tagName(e),
+        else => std.enums.tagName(linux.E, e) orelse "unknown error",
     };
 }
 

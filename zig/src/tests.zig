@@ -8,6 +8,9 @@ test {
     _ = @import("linux.zig");
     _ = @import("afpacket.zig");
     _ = @import("guard.zig");
+    _ = @import("frames.zig");
+    _ = @import("xdp.zig");
+    _ = @import("bpf.zig");
     _ = @import("probe.zig");
     _ = @import("reflector.zig");
     _ = @import("root.zig");

@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The ITO reflector inside the kernel. The same rules as zig/src/ito.zig, frame for frame (a test
+ * runs one table of frames through both and compares verdicts and bytes): frames that are ITO test
+ * frames addressed to us are rewritten and sent back with XDP_TX (or, in AF_XDP mode, redirected to
+ * the receive queue's socket); everything else goes to the stack with XDP_PASS, so ARP keeps working.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "fastpath.h"
+
+/*
+ * Written by the loader before the program is loaded, so the verifier sees constants and the JIT
+ * drops the branches a configuration does not use.
+ */
+const volatile struct fp_ito_config cfg = {};
+/* FP_ACTION_TX (xdp mode) or FP_ACTION_REDIRECT (afxdp mode). */
+const volatile __u8 action = FP_ACTION_TX;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fp_xdp_counters);
+} counters SEC(".maps");
+
+/* AF_XDP sockets by receive queue (afxdp mode). */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+#define ETH_P_8021Q_ 0x8100
+#define ETH_P_8021AD_ 0x88A8
+#define VENDOR_HEADER_LEN 5
+#define SIG_LEN 7
+
+struct parsed {
+	__u32 verdict;
+	__u32 sig;
+	__u32 l3;
+	__u32 l4;
+	__u32 ipv6;
+};
+
+static __always_inline int mac_eq(const __u8 *a, const volatile __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] && a[5] == b[5];
+}
+
+static __always_inline int sig_eq(const __u8 *p, const char *s)
+{
+	return p[0] == s[0] && p[1] == s[1] && p[2] == s[2] && p[3] == s[3] && p[4] == s[4] && p[5] == s[5] &&
+	       p[6] == s[6];
+}
+
+/* Mirrors ito.classify: same checks in the same order, so verdicts match exactly. */
+static __always_inline void classify(void *data, void *end, struct parsed *p)
+{
+	__u8 *f = data;
+	__u64 len = end - data;
+	__u16 ethertype;
+	__u32 l3 = 14, l4;
+
+	p->verdict = FP_TOO_SHORT;
+	if (data + 14 > end)
+		return;
+	p->verdict = FP_NOT_OURS;
+	if ((f[0] | f[6]) & 1)
+		return;
+	if (!mac_eq(f, cfg.our_mac) || mac_eq(f + 6, cfg.our_mac))
+		return;
+	if (cfg.oui_filter && (f[6] != cfg.oui[0] || f[7] != cfg.oui[1] || f[8] != cfg.oui[2])) {
+		p->verdict = FP_OUI;
+		return;
+	}
+	ethertype = (f[12] << 8) | f[13];
+	if (ethertype == ETH_P_8021Q_ || ethertype == ETH_P_8021AD_) {
+		p->verdict = FP_TOO_SHORT;
+		if (data + 18 > end)
+			return;
+		ethertype = (f[16] << 8) | f[17];
+		l3 = 18;
+	}
+
+	if (ethertype == ETH_P_IP) {
+		__u8 *ip = data + l3;
+		__u32 ihl;
+
+		p->verdict = FP_TOO_SHORT;
+		if ((void *)(ip + 20) > end)
+			return;
+		p->verdict = FP_MALFORMED;
+		if (ip[0] >> 4 != 4)
+			return;
+		ihl = ip[0] & 0x0f;
+		if (ihl < 5 || l3 + ihl * 4 > len)
+			return;
+		p->verdict = FP_NOT_UDP;
+		if (ip[9] != IPPROTO_UDP)
+			return;
+		p->verdict = FP_MALFORMED;
+		if (((ip[6] << 8) | ip[7]) & 0x1fff)
+			return;
+		l4 = l3 + ihl * 4;
+		p->ipv6 = 0;
+	} else if (ethertype == ETH_P_IPV6) {
+		__u8 *ip6 = data + l3;
+
+		p->verdict = FP_TOO_SHORT;
+		if ((void *)(ip6 + 40) > end)
+			return;
+		p->verdict = FP_MALFORMED;
+		if (ip6[0] >> 4 != 6)
+			return;
+		p->verdict = FP_NOT_UDP;
+		if (ip6[6] != IPPROTO_UDP)
+			return;
+		l4 = l3 + 40;
+		p->ipv6 = 1;
+	} else {
+		p->verdict = FP_NOT_UDP;
+		return;
+	}
+
+	/* l4 <= 18 + 60: bounded, so the verifier can follow the pointer arithmetic below. */
+	l4 &= 0xff;
+	__u8 *udp = data + l4;
+	p->verdict = FP_TOO_SHORT;
+	if ((void *)(udp + 8) > end)
+		return;
+	if (cfg.port && ((udp[2] << 8) | udp[3]) != cfg.port) {
+		p->verdict = FP_PORT;
+		return;
+	}
+
+	__u8 *payload = udp + 8;
+	int room5 = (void *)(payload + VENDOR_HEADER_LEN + SIG_LEN) <= end;
+	int room0 = (void *)(payload + SIG_LEN) <= end;
+
+	p->l3 = l3;
+	p->l4 = l4;
+	p->verdict = FP_REFLECT;
+	if (room5) {
+		__u8 *s = payload + VENDOR_HEADER_LEN;
+
+		if ((cfg.signatures & (1 << FP_SIG_PROBEOT)) && sig_eq(s, "PROBEOT")) {
+			p->sig = FP_SIG_PROBEOT;
+			return;
+		}
+		if ((cfg.signatures & (1 << FP_SIG_DATAOT)) && sig_eq(s, "DATA:OT")) {
+			p->sig = FP_SIG_DATAOT;
+			return;
+		}
+		if ((cfg.signatures & (1 << FP_SIG_LATENCY)) && sig_eq(s, "LATENCY")) {
+			p->sig = FP_SIG_LATENCY;
+			return;
+		}
+	}
+	if (room0) {
+		if ((cfg.signatures & (1 << FP_SIG_RFC2544)) && sig_eq(payload, "RFC2544")) {
+			p->sig = FP_SIG_RFC2544;
+			return;
+		}
+		if ((cfg.signatures & (1 << FP_SIG_Y1564)) && sig_eq(payload, "Y.1564 ")) {
+			p->sig = FP_SIG_Y1564;
+			return;
+		}
+	}
+	p->verdict = room5 ? FP_SIGNATURE : FP_TOO_SHORT;
+}
+
+static __always_inline void swap_bytes(__u8 *a, __u8 *b, int n)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i < n) {
+			__u8 t = a[i];
+
+			a[i] = b[i];
+			b[i] = t;
+		}
+	}
+}
+
+/* RFC 1624: add (new - old) to a one's-complement checksum field. */
+static __always_inline __u16 csum_adjust(__u16 check, __u16 old, __u16 new)
+{
+	__u32 sum = (__u16)~check + (__u16)~old + (__u32)new;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return ~sum;
+}
+
+/* Mirrors ito.rewrite. Bounds were checked by classify; the verifier wants them again. */
+static __always_inline int rewrite(void *data, void *end, struct parsed *p)
+{
+	__u8 *f = data;
+	__u32 l3 = p->l3 & 0x1f, l4 = p->l4 & 0xff;
+
+	if (data + 14 > end)
+		return -1;
+	swap_bytes(f, f + 6, 6);
+	if (cfg.mode == FP_SWAP_MAC)
+		return 0;
+	if (p->ipv6) {
+		__u8 *ip6 = data + l3;
+
+		if ((void *)(ip6 + 40) > end)
+			return -1;
+		swap_bytes(ip6 + 8, ip6 + 24, 16);
+	} else {
+		__u8 *ip = data + l3;
+
+		if ((void *)(ip + 20) > end)
+			return -1;
+		swap_bytes(ip + 12, ip + 16, 4);
+		if (cfg.tos_toggle) {
+			__u16 old = (ip[0] << 8) | ip[1];
+			__u16 check = (ip[10] << 8) | ip[11];
+
+			ip[1] ^= 0x01;
+			check = csum_adjust(check, old, (ip[0] << 8) | ip[1]);
+			ip[10] = check >> 8;
+			ip[11] = check & 0xff;
+		}
+	}
+	if (cfg.mode == FP_SWAP_ALL) {
+		__u8 *udp = data + l4;
+
+		if ((void *)(udp + 4) > end)
+			return -1;
+		swap_bytes(udp, udp + 2, 2);
+	}
+	return 0;
+}
+
+SEC("xdp.frags")
+int fp_reflect(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct parsed p = {};
+	struct fp_xdp_counters *c;
+	__u32 zero = 0;
+	__u64 bytes = bpf_xdp_get_buff_len(ctx);
+
+	c = bpf_map_lookup_elem(&counters, &zero);
+	if (!c)
+		return XDP_PASS;
+	c->rx_packets++;
+	c->rx_bytes += bytes;
+
+	classify(data, end, &p);
+	if (p.verdict != FP_REFLECT) {
+		if (p.verdict < FP_VERDICTS)
+			c->drop[p.verdict]++;
+		return XDP_PASS;
+	}
+	if (p.sig < FP_SIGNATURES)
+		c->sig[p.sig]++;
+
+	if (action == FP_ACTION_REDIRECT) {
+		int rc = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+
+		if (rc == XDP_REDIRECT)
+			c->drop[FP_REFLECT]++;
+		else
+			c->redirect_failed++;
+		return rc;
+	}
+	if (rewrite(data, end, &p))
+		return XDP_PASS;
+	c->tx_packets++;
+	c->tx_bytes += bytes;
+	return XDP_TX;
+}
+
+char LICENSE[] SEC("license") = "GPL";
