@@ -204,6 +204,16 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
           lastText = now;
         }
         if (!status.tty || json) { /* rates are per interval either way */ }
+        if (c.link_down > prev.link_down) {
+          status.clear();
+          if (json) emitJson({ type: "link", state: "down", t: Date.now() / 1000 });
+          else console.error(`warning: ${iface} went down: nothing is reflected until it is up again`);
+        }
+        if (c.link_up > prev.link_up) {
+          status.clear();
+          if (json) emitJson({ type: "link", state: "up", t: Date.now() / 1000 });
+          else console.error(`${iface} is up again: reflecting`);
+        }
         prev = c;
         prevT = now;
         if (r.state() === "failed") {
@@ -252,7 +262,13 @@ const PROBE_HEADER = ["run", "sent", "back", "loss", "reord", "dup", "bad", "rat
 function probeSummaryText(p: ProbeReport): string {
   const lines = [
     `sent ${p.sent}, received ${p.received}, lost ${p.lost} (${pct(p.lossPct)}), reordered ${p.reordered}, duplicates ${p.duplicates}`,
-    `rewrite: ${p.badRewrite === 0 ? "every reflection had exactly the expected fields swapped" : `${p.badRewrite} reflections had wrong bytes`}`,
+    `rewrite: ${
+      p.received === 0
+        ? "nothing came back to check"
+        : p.badRewrite === 0
+        ? "every reflection had exactly the expected fields swapped"
+        : `${p.badRewrite} reflections had wrong bytes`
+    }`,
     `throughput: sent ${pps(p.txPps)} ${mbps(p.txWireMbps)} on the wire; received ${pps(p.rxPps)}, ${mbps(p.rxL2Mbps)} L2, ${mbps(p.rxWireMbps)} on the wire`,
   ];
   if (p.rttUs) {

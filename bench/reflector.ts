@@ -57,7 +57,7 @@ async function buildFixtures(): Promise<string> {
   const out = `${ROOT}.tools/bench`;
   await Deno.mkdir(out, { recursive: true });
   const arch = Deno.build.arch === "x86_64" ? "x86_64" : "aarch64";
-  for (const name of ["bare_xdp_tx", "xdp_pass"]) {
+  for (const name of ["bare_xdp_tx"]) {
     await sh(["clang-19", "-O2", "-g", "-target", "bpf", `-I/usr/include/${arch}-linux-gnu`, "-c", `${ROOT}bench/${name}.c`, "-o", `${out}/${name}.o`]);
   }
   return out;
@@ -74,7 +74,6 @@ async function pinNapi(ns: string, dev: string, cpu: number): Promise<void> {
 }
 
 async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>): Promise<T> {
-  await sh(["ip", "-n", lab.probeNs, "link", "set", "dev", lab.probeIf, "xdp", "obj", `${fixtures}/xdp_pass.o`, "sec", "xdp.frags"]);
   await sh(["ip", "-n", lab.reflectorNs, "link", "set", "dev", lab.reflectorIf, "xdp", "obj", `${fixtures}/bare_xdp_tx.o`, "sec", "xdp.frags"]);
   await pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu);
   await pinNapi(lab.probeNs, lab.probeIf, lab.probeCpu);
@@ -82,7 +81,6 @@ async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>):
     return await fn();
   } finally {
     await sh(["ip", "-n", lab.reflectorNs, "link", "set", "dev", lab.reflectorIf, "xdp", "off"]);
-    await sh(["ip", "-n", lab.probeNs, "link", "set", "dev", lab.probeIf, "xdp", "off"]);
   }
 }
 

@@ -33,6 +33,8 @@ export const symbols = {
     ],
     result: "void",
   },
+  /** void fp_reflector_refresh(struct fp_reflector *r) — bring counters up to date (xdp mode) */
+  fp_reflector_refresh: { parameters: ["pointer"], result: "void" },
   /** uint32_t fp_reflector_state(struct fp_reflector *r) */
   fp_reflector_state: { parameters: ["pointer"], result: "u32" },
   /** const char *fp_reflector_failure(struct fp_reflector *r) */
@@ -64,6 +66,13 @@ export const symbols = {
   /** void fp_probe_close(struct fp_probe *p) — NULL is a no-op */
   fp_probe_close: { parameters: ["pointer"], result: "void" },
 
+  fp_xdp_pass_attach: {
+    parameters: [
+      "buffer", // const char *netns ("" = current)
+      "buffer", // const char *ifname
+    ],
+    result: "i32",
+  },
   fp_neigh_solicit: {
     parameters: [
       "buffer", // const char *netns ("" = current)
@@ -76,4 +85,4 @@ export const symbols = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI this TypeScript was written against; the library must report the same. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;

@@ -156,7 +156,7 @@ export async function doctor(): Promise<DoctorReport> {
     fix: ipOk ? undefined : "apt-get install iproute2",
   });
   const modes = [
-    { mode: "xdp", available: false, why: "not built yet" },
+    { mode: "xdp", available: root && bpfOn, why: root ? (bpfOn ? "XDP with BPF links (program leaves with the process)" : "no BPF system call") : "needs root (CAP_BPF, CAP_NET_ADMIN)" },
     { mode: "afxdp", available: false, why: "not built yet" },
     { mode: "packet", available: root, why: root ? "AF_PACKET available" : "needs root (CAP_NET_RAW)" },
   ];

@@ -5,6 +5,7 @@
  */
 import { FastpathError } from "../ffi/error.ts";
 import { ip, run } from "./net.ts";
+import { load, unwrap } from "../ffi/load.ts";
 
 export interface LabConfig {
   /** Prefix of every name the lab creates, so several labs (and tests) can coexist. */
@@ -85,6 +86,13 @@ export async function labUp(c: Partial<LabConfig> = {}): Promise<Lab> {
       await ip(ns, "addr", "add", `${v6}/64`, "dev", dev, "nodad");
       await ip(ns, "link", "set", dev, "up");
       await ip(ns, "link", "set", "lo", "up");
+    }
+    // A veth hands XDP_TX frames (xdp mode) only to a peer that runs XDP itself: give the probe's side
+    // an XDP_PASS program. It stays attached until the namespace goes.
+    if (Deno.build.os === "linux") {
+      const lib = await load();
+      const enc = (s: string) => new TextEncoder().encode(s + "\0");
+      unwrap(lib.native, lib.layout, lib.native.fp_xdp_pass_attach(enc(lab.probeNs), enc(lab.probeIf)), `lab: preparing ${lab.probeIf} for XDP_TX`);
     }
     // Each side's receive processing runs on its own CPU, so CPU time per frame can be measured.
     await writeSys(lab.reflectorNs, `/sys/class/net/${lab.reflectorIf}/queues/rx-0/rps_cpus`, (1 << lab.reflectorCpu).toString(16));

@@ -78,7 +78,8 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
       probe: report,
       reflector: after,
       reflectorCoreNsPerFrame: reflected > 0 ? (busy1 - busy0) / reflected : null,
-      workerNsPerFrame: reflected > 0 ? (after.cpu_ns - before.cpu_ns) / reflected : null,
+      // In xdp mode the kernel does the work: there is no worker thread to account.
+      workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp" ? (after.cpu_ns - before.cpu_ns) / reflected : null,
     };
   } finally {
     if (timer !== undefined) clearInterval(timer);

@@ -14,7 +14,7 @@ export const SWAP_MODES: SwapMode[] = ["mac", "mac-ip", "all"];
 export const PROFILES: Profile[] = ["netally", "plain", "rfc2544", "y1564"];
 export const REFLECT_MODES: ReflectMode[] = ["auto", "xdp", "afxdp", "packet"];
 /** Dataplanes built into this version, fastest first. */
-export const BUILT_MODES: ReflectMode[] = ["packet"];
+export const BUILT_MODES: ReflectMode[] = ["xdp", "packet"];
 export const SIGNATURES: Record<SignatureName, string> = {
   "PROBEOT": "probeot",
   "DATA:OT": "dataot",
@@ -56,14 +56,16 @@ export type CounterName =
   | "sig_probeot" | "sig_dataot" | "sig_latency" | "sig_rfc2544" | "sig_y1564"
   | "drop_too_short" | "drop_not_ours" | "drop_oui" | "drop_not_udp" | "drop_malformed"
   | "drop_port" | "drop_signature" | "drop_tx_error" | "drop_ring_full"
-  | "batches" | "cpu_ns" | "link_down";
+  | "batches" | "cpu_ns" | "link_down" | "link_up";
 
 export type Counters = Record<CounterName, number>;
 
 export interface ReflectorInfo {
   iface: string;
   netns?: string;
-  mode: "packet";
+  mode: "xdp" | "packet";
+  /** How XDP is attached ("driver", "generic"), in xdp mode. */
+  xdpAttach?: string;
   /** Why this mode runs (when "auto" chose it). */
   reason: string;
   mac: string;
@@ -138,11 +140,12 @@ export class Reflector implements Disposable, AsyncDisposable {
     this.info = info;
   }
 
-  /** Starts reflecting on `o.iface`. Frames are handled on native threads from here on. */
+  /**
+   * Starts reflecting on `o.iface`. Frames are handled on native threads or in the kernel from here on.
+   * Mode "auto" tries the fastest dataplane first and says in `info.reason` why faster ones did not run.
+   */
   static async start(o: ReflectorOptions): Promise<Reflector> {
     const lib = await load();
-    const { native, layout } = lib;
-    const cfg = resolveConfig(o);
     const mode = o.mode ?? "auto";
     if (!REFLECT_MODES.includes(mode)) {
       throw new FastpathError("usage", `unknown mode '${mode}': use one of ${REFLECT_MODES.join(", ")}`);
@@ -153,10 +156,32 @@ export class Reflector implements Disposable, AsyncDisposable {
         `mode ${mode} is not available in this build: use --mode ${BUILT_MODES.join(" or --mode ")} (or auto)`,
       );
     }
-    const reason = mode === "auto"
-      ? "auto: packet is the only dataplane in this build (xdp and afxdp are not built yet)"
-      : "packet: chosen with --mode packet";
+    if (mode !== "auto") return Reflector.#startMode(lib, o, mode as "xdp" | "packet", `${mode}: chosen with --mode ${mode}`);
+    const skipped: string[] = [];
+    for (const candidate of BUILT_MODES as Array<"xdp" | "packet">) {
+      try {
+        const why = skipped.length ? `auto: ${skipped.join("; ")}` : `auto: ${candidate} is the fastest dataplane`;
+        return await Reflector.#startMode(lib, o, candidate, why);
+      } catch (err) {
+        // Problems of the interface or the caller are the same in every mode: report them as they are.
+        if (!(err instanceof FastpathError) || ["usage", "invalid_argument", "no_such_device", "interface_down", "busy"].includes(err.code)) {
+          throw err;
+        }
+        if (candidate === BUILT_MODES[BUILT_MODES.length - 1]) throw err;
+        skipped.push(`${candidate} not possible (${err.message.replace(/^cannot reflect on [^:]+: /, "")})`);
+      }
+    }
+    throw new FastpathError("unsupported", "no dataplane could start");
+  }
 
+  static async #startMode(
+    lib: Awaited<ReturnType<typeof load>>,
+    o: ReflectorOptions,
+    mode: "xdp" | "packet",
+    reason: string,
+  ): Promise<Reflector> {
+    const { native, layout } = lib;
+    const cfg = resolveConfig(o);
     const ito = layout.builder("ItoConfig")
       .setBytes("oui", cfg.oui ? ouiBytes(cfg.oui) : new Uint8Array(3))
       .set("oui_filter", cfg.oui !== null)
@@ -174,7 +199,7 @@ export class Reflector implements Disposable, AsyncDisposable {
       .setStruct("ito", ito)
       .set("workers", workers)
       .set("first_cpu", o.cpu ?? -1)
-      .set("dataplane", layout.enumValue("Dataplane", "packet"))
+      .set("dataplane", layout.enumValue("Dataplane", mode))
       .set("fanout", layout.enumValue("Fanout", o.fanout ?? "hash"))
       .set("ring_block_kib", o.ringBlockKib ?? 256)
       .set("ring_blocks", o.ringBlocks ?? 64)
@@ -194,14 +219,16 @@ export class Reflector implements Disposable, AsyncDisposable {
     native.fp_reflector_info(handle, infoB.bytes);
     const iv = new DataView(infoB.bytes.buffer);
     const f = (name: string) => layout.field("ReflectorInfo", name).offset;
+    const attach = ["none", "driver", "generic", "offload"][iv.getUint8(f("xdp_attach"))];
     const info: ReflectorInfo = {
       iface: o.iface,
       netns: o.netns,
-      mode: "packet",
+      mode,
+      xdpAttach: mode === "xdp" ? attach : undefined,
       reason,
       mac: formatMac(infoB.bytes.slice(f("mac"), f("mac") + 6)),
       mtu: iv.getUint32(f("mtu"), true),
-      workers: n,
+      workers: iv.getUint32(f("workers"), true),
       swap: cfg.swap,
       profile: cfg.profile,
       port: cfg.port,
@@ -219,7 +246,9 @@ export class Reflector implements Disposable, AsyncDisposable {
 
   /** Totals over all workers, read from shared memory (no native call per counter). */
   stats(): Counters {
-    this.#live();
+    const h = this.#live();
+    // The kernel keeps xdp mode's counters per CPU; one call folds them into the shared block.
+    if (this.info.mode === "xdp") this.#native.fp_reflector_refresh(h);
     const total = this.#workers[0].snapshot();
     for (const w of this.#workers.slice(1)) {
       const s = w.snapshot();
@@ -229,7 +258,8 @@ export class Reflector implements Disposable, AsyncDisposable {
   }
 
   workerStats(): Counters[] {
-    this.#live();
+    const h = this.#live();
+    if (this.info.mode === "xdp") this.#native.fp_reflector_refresh(h);
     return this.#workers.map((w) => w.snapshot());
   }
 

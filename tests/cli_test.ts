@@ -66,9 +66,9 @@ Deno.test("the CLI", async (t) => {
   });
 
   await t.step("a mode this build lacks is refused as unsupported (exit 6)", async () => {
-    const r = await cli(["reflect", "lo", "--mode", "xdp"]);
+    const r = await cli(["reflect", "lo", "--mode", "afxdp"]);
     assert.equal(r.code, 6, r.stderr);
-    assert.match(r.stderr, /^error: mode xdp is not available in this build: use --mode packet/);
+    assert.match(r.stderr, /^error: mode afxdp is not available in this build: use --mode xdp or --mode packet/);
   });
 
   await t.step("without root the error names the missing privilege (exit 3)", async () => {

@@ -97,3 +97,19 @@ export function watchFrames(netns: string, iface: string, seconds: number) {
     return JSON.parse(new TextDecoder().decode(o.stdout)) as { reflected: number; icmp_unreachable: number };
   });
 }
+
+/** Polls `cond` every 20 ms for up to `ms`; fails with `what` if it never holds. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Whether an XDP program is attached to `dev` in `netns` (as `ip link` shows it). */
+export async function xdpAttached(netns: string, dev: string): Promise<boolean> {
+  const r = await run(["ip", "-n", netns, "-j", "link", "show", "dev", dev]);
+  const [link] = JSON.parse(r.stdout || "[{}]");
+  return link?.xdp !== undefined;
+}

@@ -8,41 +8,46 @@ import { runLabCase } from "../src/labrun.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
 import { FastpathError } from "../ffi/error.ts";
-import { isRoot, netnsList, sendFrames, skipUnless, watchFrames } from "./helpers.ts";
+import { isRoot, netnsList, sendFrames, skipUnless, waitFor, watchFrames } from "./helpers.ts";
+import { ip } from "../src/net.ts";
 
 const PREFIX = "fpt";
+const MODES = ["xdp", "packet"] as const;
 
 Deno.test("reflection in the namespace lab", async (t) => {
   if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
   const lab: Lab = await labUp({ prefix: PREFIX });
   try {
-    for (const swap of ["mac", "mac-ip", "all"] as const) {
-      for (const size of [64, 1518, 9000]) {
-        await t.step(`${swap} mode returns every ${size}-byte frame with exactly its fields swapped`, async () => {
-          const r = await runLabCase(lab, { size, rate: { pps: 20_000 }, count: 2000, swap });
-          assert.equal(r.probe.sent, 2000);
-          assert.equal(r.probe.received, 2000, JSON.stringify(r.probe));
-          assert.equal(r.probe.badRewrite, 0);
-          assert.equal(r.probe.duplicates, 0);
-          assert.equal(r.reflector.tx_packets, 2000);
-          assert.equal(r.reflector.sig_dataot, 2000);
+    for (const mode of MODES) {
+      for (const swap of ["mac", "mac-ip", "all"] as const) {
+        await t.step(`${mode} mode, swap ${swap}: every 64, 1518 and 9000-byte frame comes back with exactly its fields swapped`, async () => {
+          for (const size of [64, 1518, 9000]) {
+            const r = await runLabCase(lab, { size, rate: { pps: 20_000 }, count: 2000, swap, mode });
+            assert.equal(r.mode, mode);
+            assert.equal(r.probe.sent, 2000);
+            assert.equal(r.probe.received, 2000, `${size} bytes: ${JSON.stringify(r.probe)}`);
+            assert.equal(r.probe.badRewrite, 0);
+            assert.equal(r.probe.duplicates, 0);
+            assert.equal(r.reflector.tx_packets, 2000);
+            assert.equal(r.reflector.sig_dataot, 2000);
+          }
         });
       }
-    }
 
-    await t.step("VLAN-tagged frames come back tagged with the same VLAN", async () => {
-      for (const size of [68, 1518]) {
-        const r = await runLabCase(lab, { size, rate: { pps: 20_000 }, count: 1000, vlan: 100, swap: "all" });
+      await t.step(`${mode} mode: VLAN-tagged frames come back tagged with the same VLAN`, async () => {
+        for (const size of [68, 1518]) {
+          const r = await runLabCase(lab, { size, rate: { pps: 20_000 }, count: 1000, vlan: 100, swap: "all", mode });
+          assert.equal(r.probe.received, 1000, JSON.stringify(r.probe));
+          assert.equal(r.probe.badRewrite, 0);
+        }
+      });
+
+      await t.step(`${mode} mode: IPv6 frames are reflected with addresses swapped`, async () => {
+        const r = await runLabCase(lab, { size: 128, rate: { pps: 20_000 }, count: 1000, ipv6: true, swap: "all", mode });
         assert.equal(r.probe.received, 1000, JSON.stringify(r.probe));
         assert.equal(r.probe.badRewrite, 0);
-      }
-    });
-
-    await t.step("IPv6 frames are reflected with addresses swapped", async () => {
-      const r = await runLabCase(lab, { size: 128, rate: { pps: 20_000 }, count: 1000, ipv6: true, swap: "all" });
-      assert.equal(r.probe.received, 1000, JSON.stringify(r.probe));
-      assert.equal(r.probe.badRewrite, 0);
-    });
+      });
+    }
 
     await t.step("IMIX and the PROBEOT and LATENCY signatures are reflected and counted", async () => {
       let r = await runLabCase(lab, { size: "imix", rate: { pps: 20_000 }, count: 1200 });
@@ -54,7 +59,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
     });
 
     await t.step("two workers in a PACKET_FANOUT group share the frames and lose none", async () => {
-      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, workers: 2, fanout: "lb" });
+      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, workers: 2, fanout: "lb", mode: "packet" });
       assert.equal(refl.info.workers, 2);
       await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 4000, rate: { pps: 20_000 } });
       const r = await probe.done();
@@ -79,35 +84,47 @@ Deno.test("reflection in the namespace lab", async (t) => {
     const peer = (kind: string, count = 50) =>
       sendFrames(lab.probeNs, lab.probeIf, kind, count, lab.reflectorMac, lab.probeMac, lab.probeIp, lab.reflectorIp);
 
-    await t.step("the raw-frame tool sees reflections of a valid frame (the checks below can fail)", async () => {
-      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
-      const r = await peer("ito");
-      assert.equal(r.reflected, 50);
-      assert.equal(refl.stats().tx_packets, 50);
+    await t.step("the raw-frame tool sees reflections of a valid frame in both modes (the checks below can fail)", async () => {
+      for (const mode of MODES) {
+        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+        const r = await peer("ito");
+        assert.equal(r.reflected, 50, mode);
+        assert.equal(refl.stats().tx_packets, 50, mode);
+      }
     });
 
-    for (
-      const [kind, counter] of [
-        ["broadcast", null],
-        ["multicast", null],
-        ["foreign-dst", null],
-        ["wrong-oui", null],
-        ["wrong-port", null],
-        ["tcp", null],
-        ["src-is-dst", null],
-        ["no-signature", "drop_signature"],
-      ] as const
-    ) {
-      await t.step(`${kind} frames are never reflected`, async () => {
-        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
-        const r = await peer(kind);
-        assert.equal(r.sent, 50);
-        assert.equal(r.reflected, 0);
-        const s = refl.stats();
-        assert.equal(s.tx_packets, 0);
-        // Frames the kernel filter already refuses never reach userspace; the rest are counted.
-        if (counter) assert.equal(s[counter], 50);
-        else assert.equal(s.rx_packets, 0);
+    await t.step("auto mode picks xdp here and says why", async () => {
+      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+      assert.equal(refl.info.mode, "xdp");
+      assert.match(refl.info.reason, /^auto: xdp is the fastest dataplane/);
+      assert.ok(["driver", "generic"].includes(refl.info.xdpAttach ?? ""), refl.info.xdpAttach);
+    });
+
+    // What each mode counts for a refused frame: packet mode never sees what the kernel filter drops;
+    // the XDP program sees every frame and names the reason.
+    const refused = [
+      ["broadcast", null, "drop_not_ours"],
+      ["multicast", null, "drop_not_ours"],
+      ["foreign-dst", null, "drop_not_ours"],
+      ["wrong-oui", null, "drop_oui"],
+      ["wrong-port", null, "drop_port"],
+      ["tcp", null, "drop_not_udp"],
+      ["src-is-dst", null, "drop_not_ours"],
+      ["no-signature", "drop_signature", "drop_signature"],
+    ] as const;
+    for (const mode of MODES) {
+      await t.step(`${mode} mode never reflects broadcast, multicast, foreign, wrong-OUI, wrong-port, TCP, src==dst or unsigned frames`, async () => {
+        for (const [kind, packetCounter, xdpCounter] of refused) {
+          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+          const r = await peer(kind);
+          assert.equal(r.sent, 50);
+          assert.equal(r.reflected, 0, kind);
+          const s = refl.stats();
+          assert.equal(s.tx_packets, 0, kind);
+          const counter = mode === "xdp" ? xdpCounter : packetCounter;
+          if (counter) assert.equal(s[counter], 50, `${kind}: ${counter}`);
+          else assert.equal(s.rx_packets, 0, kind);
+        }
       });
     }
 
@@ -115,7 +132,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       // Control: with nothing holding the port, the host answers test frames with ICMP.
       const control = await peer("ito", 20);
       assert.ok(control.icmp_unreachable > 0, "the control run must see ICMP port-unreachable");
-      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet" });
       assert.equal(refl.info.guarded, true);
       const watch = watchFrames(lab.probeNs, lab.probeIf, 2.5);
       await new Promise((r) => setTimeout(r, 300));
@@ -129,11 +146,33 @@ Deno.test("reflection in the namespace lab", async (t) => {
 
     await t.step("a second reflector on the same interface is refused and names the first", async () => {
       await using _first = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
-      const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs }).then(() => undefined, (e) => e);
-      assert.ok(err instanceof FastpathError);
-      assert.equal(err.code, "busy");
-      assert.match(err.message, new RegExp(`another fastpath reflector \\(pid ${Deno.pid}\\) is running on ${lab.reflectorIf}`));
+      for (const mode of ["auto", ...MODES] as const) {
+        const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode }).then(() => undefined, (e) => e);
+        assert.ok(err instanceof FastpathError);
+        assert.equal(err.code, "busy", mode);
+        assert.match(err.message, new RegExp(`another fastpath reflector \\(pid ${Deno.pid}\\) is running on ${lab.reflectorIf}`));
+      }
     });
+
+    for (const mode of MODES) {
+      await t.step(`${mode} mode survives the interface going down and up, and counts both`, async () => {
+        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+        const burst = async () => {
+          await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 500, rate: { pps: 10_000 } });
+          return (await probe.done()).received;
+        };
+        assert.equal(await burst(), 500);
+        await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "down");
+        await waitFor(() => refl.stats().link_down === 1, "link_down counted");
+        assert.equal(refl.state(), "running");
+        await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "up");
+        await waitFor(() => refl.stats().link_up === 1, "link_up counted");
+        // veth takes a moment to report carrier again
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(await burst(), 500);
+        assert.equal(refl.state(), "running");
+      });
+    }
 
     await t.step("a frame size larger than the MTU says how to raise it", async () => {
       await labDown(lab);

@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { labDown, labUp } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
-import { isRoot, netnsList, skipUnless, spawnCli } from "./helpers.ts";
+import { isRoot, netnsList, skipUnless, spawnCli, xdpAttached } from "./helpers.ts";
+import { ip } from "../src/net.ts";
 
 const PREFIX = "fps";
 
@@ -26,7 +27,7 @@ Deno.test("exit paths", async (t) => {
       p.child.kill(signal);
       const r = await p.finish();
       assert.equal(r.code, 130, r.stderr);
-      assert.match(r.stdout, /packet 64B/);
+      assert.match(r.stdout, /^(xdp|packet) 64B /m);
       const left = (await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`));
       assert.deepEqual(left, []);
     });
@@ -36,26 +37,31 @@ Deno.test("exit paths", async (t) => {
   try {
     const reflectArgs = ["reflect", lab.reflectorIf, "--netns", lab.reflectorNs];
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      await t.step(`reflect stopped by ${signal} exits 0 with totals and frees the interface`, async () => {
+      await t.step(`reflect (xdp) stopped by ${signal} exits 0 with totals, detaches XDP and frees the interface`, async () => {
         const p = spawnCli(reflectArgs);
         await p.waitFor("stop with Ctrl-C");
+        assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf), "xdp mode attached its program");
         await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 300, rate: { pps: 3000 } });
         assert.equal((await probe.done()).received, 300);
         p.child.kill(signal);
         const r = await p.finish();
         assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stderr, /stopped: received 300, reflected 300/);
+        assert.match(r.stderr, /in xdp mode/);
+        assert.match(r.stderr, /stopped: received \d+, reflected 300/);
+        assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false, "no XDP program left on the interface");
         // Lock and guard port are free again: a new reflector starts on the same interface.
         using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
         assert.equal(again.state(), "running");
       });
     }
 
-    await t.step("a SIGKILLed reflector leaves the interface usable (the kernel drops its lock)", async () => {
+    await t.step("a SIGKILLed reflector leaves no XDP program and the interface usable (the kernel drops link and lock)", async () => {
       const p = spawnCli(reflectArgs);
       await p.waitFor("stop with Ctrl-C");
+      assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf));
       p.child.kill("SIGKILL");
       await p.finish();
+      assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false, "the BPF link died with the process");
       using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
       assert.equal(again.state(), "running");
     });
@@ -84,6 +90,15 @@ Deno.test("exit paths", async (t) => {
       assert.ok(r.received > 1000, `reflections before the crash: ${r.received}`);
       assert.ok(r.lost > 1000, `loss after the crash: ${r.lost}`);
       assert.equal(r.sent, r.received + r.lost);
+    });
+
+    await t.step("reflect ends with exit 10 and a message when its interface disappears", async () => {
+      const p = spawnCli(reflectArgs);
+      await p.waitFor("stop with Ctrl-C");
+      await ip(lab.reflectorNs, "link", "del", lab.reflectorIf);
+      const r = await p.finish();
+      assert.equal(r.code, 10, r.stderr);
+      assert.match(r.stderr, new RegExp(`^error: reflector on ${lab.reflectorIf}: interface ${lab.reflectorIf} disappeared$`, "m"));
     });
   } finally {
     await labDown({ prefix: PREFIX });

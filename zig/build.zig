@@ -80,7 +80,7 @@ fn addBpfObjects(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: d
     for ([_][]const u8{ "bpf_helpers.h", "bpf_helper_defs.h", "bpf_endian.h", "bpf_tracing.h", "bpf_core_read.h" }) |h| {
         _ = helpers.addCopyFile(.{ .cwd_relative = b.fmt("{s}/src/{s}", .{ libbpf_src, h }) }, b.fmt("bpf/{s}", .{h}));
     }
-    for ([_][]const u8{"reflect"}) |name| {
+    for ([_][]const u8{ "reflect", "pass" }) |name| {
         const cc = b.addSystemCommand(&.{ "clang-19", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function" });
         cc.addPrefixedDirectoryArg("-I", b.path("bpf"));
         cc.addPrefixedDirectoryArg("-I", helpers.getDirectory());

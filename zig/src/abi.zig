@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 1;
+pub const abi_version: u32 = 2;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -117,9 +117,10 @@ pub const Counters = extern struct {
     batches: u64 = 0,
     /// CPU time the worker thread itself used (user + system), nanoseconds.
     cpu_ns: u64 = 0,
-    /// Times the interface went down under the worker.
+    /// Times the interface went down, and came back up, during the run (worker 0's block only).
     link_down: u64 = 0,
-    _pad: [3]u64 = .{0} ** 3,
+    link_up: u64 = 0,
+    _pad: [2]u64 = .{0} ** 2,
 
     pub fn countVerdict(c: *Counters, v: Verdict) void {
         switch (v) {
@@ -158,7 +159,7 @@ pub const Counters = extern struct {
     }
 };
 
-pub const Dataplane = enum(u8) { packet = 0 };
+pub const Dataplane = enum(u8) { packet = 0, xdp = 1, afxdp = 2 };
 pub const Fanout = enum(u8) { hash = 0, cpu = 1, lb = 2 };
 
 pub const ReflectorOptions = extern struct {
@@ -189,6 +190,11 @@ pub const ReflectorInfo = extern struct {
     ifindex: i32,
     mtu: u32,
     workers: u32,
+    /// The `Dataplane` running.
+    dataplane: u8,
+    /// How XDP is attached: 0 none, 1 driver (native), 2 generic (skb), 3 offloaded.
+    xdp_attach: u8,
+    _pad2: [2]u8 = .{ 0, 0 },
 };
 
 pub const reflector_state = struct {

@@ -85,6 +85,37 @@ pub fn ifaceInfo(name: []const u8) Error!IfaceInfo {
     return info;
 }
 
+/// Watches an interface's flags through a socket created in its namespace (ioctls on it resolve
+/// names there, whichever thread asks).
+pub const LinkWatch = struct {
+    fd: i32,
+    ifr: linux.ifreq,
+
+    pub fn open(name: []const u8) Error!LinkWatch {
+        const ifr = try ifreqFor(name);
+        const fd: i32 = @intCast(try check(linux.socket(linux.AF.INET, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0), "socket", .{}));
+        return .{ .fd = fd, .ifr = ifr };
+    }
+
+    pub const State = enum { up, down, gone };
+
+    pub fn state(w: *LinkWatch) State {
+        var ifr = w.ifr;
+        const rc = linux.ioctl(w.fd, linux.SIOCGIFFLAGS, @intFromPtr(&ifr));
+        if (linux.E.init(rc) != .SUCCESS) return .gone;
+        return if (ifr.ifru.flags.UP and ifr.ifru.flags.RUNNING) .up else .down;
+    }
+
+    pub fn close(w: *LinkWatch) void {
+        close_fd(w.fd);
+        w.fd = -1;
+    }
+};
+
+fn close_fd(fd: i32) void {
+    if (fd >= 0) _ = linux.close(fd);
+}
+
 /// Switches the calling thread into /run/netns/<name> until `leave`. An empty name does nothing.
 pub const Netns = struct {
     saved: i32 = -1,

@@ -18,6 +18,7 @@ pub const Reflector = struct {
     pub fn info(_: *const Reflector) abi.ReflectorInfo {
         unreachable;
     }
+    pub fn refresh(_: *Reflector) void {}
     pub fn destroy(_: *Reflector) void {}
 };
 
@@ -42,4 +43,8 @@ pub fn neighSolicit(_: []const u8, _: []const u8, _: *const [16]u8, _: bool) abi
 /// No libbpf in this build.
 pub fn libbpfVersion() u32 {
     return 0;
+}
+
+pub fn xdpPassAttach(_: []const u8, _: []const u8) abi.Error!void {
+    return unsupported();
 }

@@ -9,6 +9,7 @@ const diag = @import("diag.zig");
 const guard = @import("guard.zig");
 const ito = @import("ito.zig");
 const sys = @import("linux.zig");
+const xdp = @import("xdp.zig");
 const Error = abi.Error;
 
 pub const max_workers = 64;
@@ -26,6 +27,12 @@ pub const Reflector = struct {
     state: std.atomic.Value(u32) = .init(abi.reflector_state.starting),
     lock: Lock = .{},
     guard: guard.Guard = .{},
+    /// xdp mode: the program, and the thread that folds its per-CPU counters into `counters[0]`.
+    xdp_prog: ?xdp.Program = null,
+    xdp_attach: xdp.AttachMode = .none,
+    /// Every mode: a thread that watches the link (and in xdp mode folds the program's counters).
+    monitor: ?std.Thread = null,
+    link: sys.LinkWatch = .{ .fd = -1, .ifr = undefined },
     failure: [256]u8 = .{0} ** 256,
 
     pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*Reflector {
@@ -38,8 +45,9 @@ pub const Reflector = struct {
             return diag.fail(error.InvalidArgument, "unknown swap mode {d}", .{opts.ito.mode});
         if (opts.ito.signatures == 0)
             return diag.fail(error.InvalidArgument, "no signature enabled: nothing would be reflected", .{});
-        if (opts.dataplane != @intFromEnum(abi.Dataplane.packet))
-            return diag.fail(error.Unsupported, "dataplane {d} is not built into this library", .{opts.dataplane});
+        const dataplane = std.meta.intToEnum(abi.Dataplane, opts.dataplane) catch
+            return diag.fail(error.InvalidArgument, "unknown dataplane {d}", .{opts.dataplane});
+        if (dataplane == .afxdp) return diag.fail(error.Unsupported, "the afxdp dataplane is not built into this library", .{});
 
         // Sockets belong to the namespace they are created in; the workers can live anywhere.
         var ns = try sys.Netns.enter(netns);
@@ -71,11 +79,30 @@ pub const Reflector = struct {
         self.stop_signal = try sys.StopSignal.init();
         errdefer self.stop_signal.deinit();
 
-        self.counters = gpa.alignedAlloc(abi.Counters, 64, nworkers) catch return error.OutOfMemory;
+        self.link = try sys.LinkWatch.open(ifname);
+        errdefer self.link.close();
+
+        self.counters = gpa.alignedAlloc(abi.Counters, 64, if (dataplane == .packet) nworkers else 1) catch return error.OutOfMemory;
         errdefer gpa.free(self.counters);
         @memset(self.counters, .{});
-        self.workers = gpa.alloc(Worker, nworkers) catch return error.OutOfMemory;
+        self.workers = gpa.alloc(Worker, if (dataplane == .packet) nworkers else 0) catch return error.OutOfMemory;
         errdefer gpa.free(self.workers);
+
+        if (dataplane == .xdp) {
+            var prog = try xdp.Program.load(gpa, &self.cfg, .tx);
+            self.xdp_attach = prog.attach(iface.index, ifname) catch |e| {
+                prog.close();
+                return e;
+            };
+            self.xdp_prog = prog;
+            errdefer {
+                self.xdp_prog.?.close();
+                self.xdp_prog = null;
+            }
+            try self.startMonitor();
+            self.state.store(abi.reflector_state.running, .release);
+            return self;
+        }
 
         const group: u16 = @truncate(@as(u32, @bitCast(linux.getpid())) ^ @as(u32, @bitCast(iface.index)) << 8);
         var opened: usize = 0;
@@ -96,6 +123,7 @@ pub const Reflector = struct {
             w.thread = std.Thread.spawn(.{ .stack_size = 256 * 1024 }, Worker.run, .{w}) catch
                 return diag.fail(error.System, "cannot start worker thread {d}", .{w.index});
         }
+        try self.startMonitor();
         self.state.store(abi.reflector_state.running, .release);
         return self;
     }
@@ -107,7 +135,46 @@ pub const Reflector = struct {
             .ifindex = self.iface.index,
             .mtu = self.iface.mtu,
             .workers = @intCast(self.workers.len),
+            .dataplane = if (self.xdp_prog != null) @intFromEnum(abi.Dataplane.xdp) else @intFromEnum(abi.Dataplane.packet),
+            .xdp_attach = @intFromEnum(self.xdp_attach),
         };
+    }
+
+    pub fn refresh(self: *Reflector) void {
+        if (self.xdp_prog) |*p| p.read(&self.counters[0]);
+    }
+
+    fn startMonitor(self: *Reflector) Error!void {
+        self.monitor = std.Thread.spawn(.{ .stack_size = 128 * 1024 }, monitorMain, .{self}) catch
+            return diag.fail(error.System, "cannot start the monitor thread", .{});
+    }
+
+    /// Every 100 ms: counts the link going down and coming back (workers and the XDP program resume
+    /// by themselves), fails the reflector when the interface disappears, and in xdp mode folds the
+    /// program's per-CPU counters into the shared block.
+    fn monitorMain(self: *Reflector) void {
+        var was_up = true;
+        const c = &self.counters[0];
+        while (!self.stopping.load(.acquire)) {
+            if (self.xdp_prog) |*p| p.read(c);
+            switch (self.link.state()) {
+                .gone => {
+                    self.fail("interface {s} disappeared", .{std.mem.sliceTo(&self.opts.ifname, 0)});
+                    break;
+                },
+                .down => if (was_up) {
+                    @atomicStore(u64, &c.link_down, c.link_down + 1, .release);
+                    was_up = false;
+                },
+                .up => if (!was_up) {
+                    @atomicStore(u64, &c.link_up, c.link_up + 1, .release);
+                    was_up = true;
+                },
+            }
+            var fds = [1]linux.pollfd{.{ .fd = self.stop_signal.fd, .events = linux.POLL.IN, .revents = 0 }};
+            _ = linux.poll(&fds, 1, 100);
+        }
+        if (self.xdp_prog) |*p| p.read(c);
     }
 
     fn stopWorkers(self: *Reflector) void {
@@ -117,13 +184,19 @@ pub const Reflector = struct {
             if (w.thread) |t| t.join();
             w.thread = null;
         }
+        if (self.monitor) |t| t.join();
+        self.monitor = null;
     }
 
     /// Stops the workers, closes every socket, releases the lock, frees everything.
     pub fn destroy(self: *Reflector) void {
         self.stopWorkers();
         for (self.workers) |*w| w.sock.close();
+        // Destroying the link takes the program off the interface.
+        if (self.xdp_prog) |*p| p.close();
+        self.xdp_prog = null;
         self.guard.close();
+        self.link.close();
         self.stop_signal.deinit();
         self.lock.release();
         const gpa = self.gpa;
@@ -168,7 +241,7 @@ const Worker = struct {
             const blk = w.sock.next() orelse {
                 switch (w.sock.wait(r.stop_signal, 250)) {
                     .stop => break,
-                    .link_error => local.link_down += 1,
+                    .link_error => {}, // counted by the monitor; the ring resumes when the link is back
                     .timeout, .ready => {},
                 }
                 local.drop_ring_full += w.sock.takeDrops();

@@ -54,6 +54,12 @@ export fn fp_reflector_info(r: *Reflector, out: *abi.ReflectorInfo) void {
     out.* = r.info();
 }
 
+/// Brings the counter block up to date now (xdp mode reads the program's per-CPU map; a background
+/// thread otherwise does so every 100 ms). Other modes' counters are always current.
+export fn fp_reflector_refresh(r: *Reflector) void {
+    r.refresh();
+}
+
 /// An `abi.reflector_state` value.
 export fn fp_reflector_state(r: *Reflector) u32 {
     return r.state.load(.acquire);
@@ -100,6 +106,12 @@ export fn fp_probe_failure(p: *Probe) [*:0]const u8 {
 
 export fn fp_probe_close(p: ?*Probe) void {
     if (p) |h| h.destroy();
+}
+
+/// Attaches an XDP_PASS program to `ifname` that outlives this process (the lab's probe-side veth,
+/// which accepts XDP_TX frames from its peer only while it runs XDP itself).
+export fn fp_xdp_pass_attach(netns: [*:0]const u8, ifname: [*:0]const u8) abi.Status {
+    return status(os.xdpPassAttach(std.mem.span(netns), std.mem.span(ifname)));
 }
 
 /// Sends one UDP datagram to `ip` (port 9, discard) from `ifname` so the kernel resolves its MAC.

@@ -11,6 +11,23 @@ const c = bpf.c;
 const Error = abi.Error;
 
 pub const object = @embedFile("reflect.bpf.o");
+const pass_object = @embedFile("pass.bpf.o");
+
+const xdp_flags_update_if_noexist = 1;
+
+/// Attaches the XDP_PASS program to `ifindex` without a link, so it stays when this process exits
+/// (for the namespace lab, whose veth pair outlives `lab up`; deleting the namespace removes it).
+pub fn attachPass(ifindex: i32, ifname: []const u8) Error!void {
+    var obj = try bpf.Object.open(pass_object, "fastpath_pass");
+    defer obj.close(); // an attached program keeps itself alive
+    try obj.load();
+    const prog = try obj.program("fp_pass");
+    if (c.bpf_xdp_attach(ifindex, c.bpf_program__fd(prog), xdp_flags_update_if_noexist, null) != 0) {
+        const e: std.os.linux.E = @enumFromInt(std.c._errno().*);
+        if (e == .BUSY or e == .EXIST) return diag.fail(error.Busy, "{s} already runs an XDP program", .{ifname});
+        return diag.fail(sys.errorOf(e), "attaching XDP_PASS to {s}: {s}", .{ ifname, sys.describe(e) });
+    }
+}
 
 pub const Action = enum(u8) { tx = c.FP_ACTION_TX, redirect = c.FP_ACTION_REDIRECT };
 
