@@ -139,7 +139,8 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     signature: { type: "string", help: "reflect only this signature (repeatable as a comma list)" },
     workers: { type: "number", help: "worker threads (PACKET_FANOUT when more than 1)", default: 1 },
     cpu: { type: "number", help: "pin worker i to CPU N+i" },
-    fanout: { type: "string", help: "how frames are spread over workers", default: "hash", choices: ["hash", "cpu", "lb"] },
+    fanout: { type: "string", help: "how frames are spread over workers (packet mode)", default: "hash", choices: ["hash", "cpu", "lb"] },
+    "busy-poll-us": { type: "number", help: "afxdp mode: busy-poll the sockets this long instead of sleeping (lower latency, more CPU)" },
     netns: { type: "string", help: "network namespace the interface lives in (ip netns)" },
     "interval-ms": { type: "number", help: "how often to report", default: 1000 },
     "duration-s": { type: "number", help: "stop after this many seconds (default: run until stopped)" },
@@ -165,6 +166,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
         workers: f.workers as number | undefined,
         cpu: f.cpu as number | undefined,
         fanout: f.fanout as "hash",
+        busyPollUs: f["busy-poll-us"] as number | undefined,
       });
     } catch (err) {
       stop.dispose();
@@ -174,13 +176,17 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     try {
       const i = r.info;
       const started = {
-        type: "started", iface, netns: i.netns ?? null, mode: i.mode, reason: i.reason, mac: i.mac, mtu: i.mtu,
+        type: "started", iface, netns: i.netns ?? null, mode: i.mode, xdp_attach: i.xdpAttach ?? null, zerocopy: i.zerocopy ?? null, reason: i.reason, mac: i.mac, mtu: i.mtu,
         workers: i.workers, profile: i.profile, swap: i.swap, port: i.port, oui: i.oui, tos_toggle: i.tosToggle, guarded: i.guarded,
       };
       if (json) emitJson(started);
       else {
-        console.error(`reflecting on ${iface} (${i.mac}) in ${i.mode} mode — ${i.reason}`);
+        const how = i.mode === "packet" ? "" : ` (XDP ${i.xdpAttach}${i.mode === "afxdp" ? `, ${i.zerocopy ? "zero-copy" : "copy mode"}` : ""})`;
+        console.error(`reflecting on ${iface} (${i.mac}) in ${i.mode} mode${how} — ${i.reason}`);
         console.error(`  profile ${i.profile}, swap ${i.swap}, port ${i.port || "any"}, OUI ${i.oui ?? "any"}, TOS toggle ${i.tosToggle ? "on" : "off"}, ${i.workers} worker(s)`);
+        if (i.maxFrame && i.mtu + 14 > i.maxFrame) {
+          console.error(`  note: afxdp reflects frames up to ${i.maxFrame} bytes; ${iface} has MTU ${i.mtu}, so longer frames go unreflected (use --mode xdp)`);
+        }
         if (!i.guarded) console.error("  warning: port 'any' cannot be guarded: the host may answer test frames with ICMP port-unreachable");
         console.error("  stop with Ctrl-C");
       }

@@ -33,6 +33,8 @@ export const symbols = {
     ],
     result: "void",
   },
+  /** void fp_reflector_stop(struct fp_reflector *r) — stop; counters stay readable until close */
+  fp_reflector_stop: { parameters: ["pointer"], result: "void" },
   /** void fp_reflector_refresh(struct fp_reflector *r) — bring counters up to date (xdp mode) */
   fp_reflector_refresh: { parameters: ["pointer"], result: "void" },
   /** uint32_t fp_reflector_state(struct fp_reflector *r) */
@@ -85,4 +87,4 @@ export const symbols = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI this TypeScript was written against; the library must report the same. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;

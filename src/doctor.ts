@@ -157,7 +157,7 @@ export async function doctor(): Promise<DoctorReport> {
   });
   const modes = [
     { mode: "xdp", available: root && bpfOn, why: root ? (bpfOn ? "XDP with BPF links (program leaves with the process)" : "no BPF system call") : "needs root (CAP_BPF, CAP_NET_ADMIN)" },
-    { mode: "afxdp", available: false, why: "not built yet" },
+    { mode: "afxdp", available: root && afxdp, why: root ? (afxdp ? "AF_XDP sockets (zero-copy where the driver has it)" : "no CONFIG_XDP_SOCKETS") : "needs root" },
     { mode: "packet", available: root, why: root ? "AF_PACKET available" : "needs root (CAP_NET_RAW)" },
   ];
   return { os: Deno.build.os, kernel, checks, modes };

@@ -25,6 +25,14 @@ export interface LabResult {
   reflectorCoreNsPerFrame: number | null;
   /** CPU time of the reflector's worker thread alone per reflected frame. */
   workerNsPerFrame: number | null;
+  /** afxdp mode: the UMEM audit after stopping (both 0 when no frame was lost or held twice). */
+  umem?: { missing: number; duplicated: number };
+}
+
+function auditAfterStop(reflector: Reflector): { missing: number; duplicated: number } {
+  reflector.stop();
+  const s = reflector.stats();
+  return { missing: s.umem_missing, duplicated: s.umem_duplicated };
 }
 
 export interface LabRunHooks {
@@ -32,6 +40,8 @@ export interface LabRunHooks {
   onInterval?: (probe: ProbeReport, reflector: Counters) => void;
   intervalMs?: number;
   signal?: AbortSignal;
+  /** Runs after the reflector started and before the probe does (benchmarks pin kernel threads here). */
+  afterStart?: (reflector: Reflector) => Promise<void>;
 }
 
 export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}): Promise<LabResult> {
@@ -45,6 +55,7 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
     profile,
     cpu: lab.reflectorCpu,
   });
+  await hooks.afterStart?.(reflector);
   const busy0 = await cpuBusyNs(lab.reflectorCpu);
   const before = reflector.stats();
   await using probe = await Probe.start({
@@ -80,6 +91,7 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
       reflectorCoreNsPerFrame: reflected > 0 ? (busy1 - busy0) / reflected : null,
       // In xdp mode the kernel does the work: there is no worker thread to account.
       workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp" ? (after.cpu_ns - before.cpu_ns) / reflected : null,
+      umem: reflector.info.mode === "afxdp" ? auditAfterStop(reflector) : undefined,
     };
   } finally {
     if (timer !== undefined) clearInterval(timer);

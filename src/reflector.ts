@@ -6,15 +6,18 @@ import { formatMac, parseMac } from "./net.ts";
 
 export type SwapMode = "mac" | "mac-ip" | "all";
 export type Profile = "netally" | "plain" | "rfc2544" | "y1564";
-export type ReflectMode = "auto" | "xdp" | "afxdp" | "packet";
+export type ReflectMode = "auto" | "xdp" | "afxdp" | "packet" | "bpf";
 export type Fanout = "hash" | "cpu" | "lb";
 export type SignatureName = "PROBEOT" | "DATA:OT" | "LATENCY" | "RFC2544" | "Y.1564";
 
 export const SWAP_MODES: SwapMode[] = ["mac", "mac-ip", "all"];
 export const PROFILES: Profile[] = ["netally", "plain", "rfc2544", "y1564"];
-export const REFLECT_MODES: ReflectMode[] = ["auto", "xdp", "afxdp", "packet"];
+export const REFLECT_MODES: ReflectMode[] = ["auto", "xdp", "afxdp", "packet", "bpf"];
 /** Dataplanes built into this version, fastest first. */
-export const BUILT_MODES: ReflectMode[] = ["xdp", "packet"];
+/** A 4096-byte UMEM chunk less the kernel's XDP headroom (zig/src/afxdp.zig max_frame), without FCS. */
+export const AFXDP_MAX_FRAME = 3808;
+/** Dataplanes of this platform, fastest first ("bpf" is macOS's /dev/bpf). */
+export const BUILT_MODES: ReflectMode[] = Deno.build.os === "linux" ? ["xdp", "afxdp", "packet"] : [];
 export const SIGNATURES: Record<SignatureName, string> = {
   "PROBEOT": "probeot",
   "DATA:OT": "dataot",
@@ -49,6 +52,8 @@ export interface ReflectorOptions {
   ringBlockKib?: number;
   ringBlocks?: number;
   batch?: number;
+  /** afxdp mode: busy-poll the sockets for this many microseconds. */
+  busyPollUs?: number;
 }
 
 export type CounterName =
@@ -56,16 +61,20 @@ export type CounterName =
   | "sig_probeot" | "sig_dataot" | "sig_latency" | "sig_rfc2544" | "sig_y1564"
   | "drop_too_short" | "drop_not_ours" | "drop_oui" | "drop_not_udp" | "drop_malformed"
   | "drop_port" | "drop_signature" | "drop_tx_error" | "drop_ring_full"
-  | "batches" | "cpu_ns" | "link_down" | "link_up";
+  | "batches" | "cpu_ns" | "link_down" | "link_up" | "umem_missing" | "umem_duplicated" | "drop_too_long";
 
 export type Counters = Record<CounterName, number>;
 
 export interface ReflectorInfo {
   iface: string;
   netns?: string;
-  mode: "xdp" | "packet";
-  /** How XDP is attached ("driver", "generic"), in xdp mode. */
+  mode: "xdp" | "afxdp" | "packet";
+  /** How XDP is attached ("driver", "generic"), in the xdp and afxdp modes. */
   xdpAttach?: string;
+  /** afxdp mode: whether the sockets run zero-copy (else copy mode, as on veth). */
+  zerocopy?: boolean;
+  /** afxdp mode: the longest frame reflected (a UMEM chunk); longer ones go to the stack, counted. */
+  maxFrame?: number;
   /** Why this mode runs (when "auto" chose it). */
   reason: string;
   mac: string;
@@ -156,9 +165,9 @@ export class Reflector implements Disposable, AsyncDisposable {
         `mode ${mode} is not available in this build: use --mode ${BUILT_MODES.join(" or --mode ")} (or auto)`,
       );
     }
-    if (mode !== "auto") return Reflector.#startMode(lib, o, mode as "xdp" | "packet", `${mode}: chosen with --mode ${mode}`);
+    if (mode !== "auto") return Reflector.#startMode(lib, o, mode as "xdp" | "afxdp" | "packet", `${mode}: chosen with --mode ${mode}`);
     const skipped: string[] = [];
-    for (const candidate of BUILT_MODES as Array<"xdp" | "packet">) {
+    for (const candidate of BUILT_MODES as Array<"xdp" | "afxdp" | "packet">) {
       try {
         const why = skipped.length ? `auto: ${skipped.join("; ")}` : `auto: ${candidate} is the fastest dataplane`;
         return await Reflector.#startMode(lib, o, candidate, why);
@@ -177,7 +186,7 @@ export class Reflector implements Disposable, AsyncDisposable {
   static async #startMode(
     lib: Awaited<ReturnType<typeof load>>,
     o: ReflectorOptions,
-    mode: "xdp" | "packet",
+    mode: "xdp" | "afxdp" | "packet",
     reason: string,
   ): Promise<Reflector> {
     const { native, layout } = lib;
@@ -203,7 +212,8 @@ export class Reflector implements Disposable, AsyncDisposable {
       .set("fanout", layout.enumValue("Fanout", o.fanout ?? "hash"))
       .set("ring_block_kib", o.ringBlockKib ?? 256)
       .set("ring_blocks", o.ringBlocks ?? 64)
-      .set("batch", o.batch ?? 64);
+      .set("batch", o.batch ?? 64)
+      .set("busy_poll_us", o.busyPollUs ?? 0);
     const out = new BigUint64Array(1);
     unwrap(native, layout, native.fp_reflector_start(opts.bytes, out), `cannot reflect on ${o.iface}`);
     const handle = Deno.UnsafePointer.create(out[0])!;
@@ -224,7 +234,9 @@ export class Reflector implements Disposable, AsyncDisposable {
       iface: o.iface,
       netns: o.netns,
       mode,
-      xdpAttach: mode === "xdp" ? attach : undefined,
+      xdpAttach: mode !== "packet" ? attach : undefined,
+      zerocopy: mode === "afxdp" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
+      maxFrame: mode === "afxdp" ? AFXDP_MAX_FRAME : undefined,
       reason,
       mac: formatMac(infoB.bytes.slice(f("mac"), f("mac") + 6)),
       mtu: iv.getUint32(f("mtu"), true),
@@ -248,7 +260,7 @@ export class Reflector implements Disposable, AsyncDisposable {
   stats(): Counters {
     const h = this.#live();
     // The kernel keeps xdp mode's counters per CPU; one call folds them into the shared block.
-    if (this.info.mode === "xdp") this.#native.fp_reflector_refresh(h);
+    if (this.info.mode !== "packet") this.#native.fp_reflector_refresh(h);
     const total = this.#workers[0].snapshot();
     for (const w of this.#workers.slice(1)) {
       const s = w.snapshot();
@@ -259,7 +271,7 @@ export class Reflector implements Disposable, AsyncDisposable {
 
   workerStats(): Counters[] {
     const h = this.#live();
-    if (this.info.mode === "xdp") this.#native.fp_reflector_refresh(h);
+    if (this.info.mode !== "packet") this.#native.fp_reflector_refresh(h);
     return this.#workers.map((w) => w.snapshot());
   }
 
@@ -271,6 +283,14 @@ export class Reflector implements Disposable, AsyncDisposable {
 
   failure(): string {
     return cstring(this.#native.fp_reflector_failure(this.#live()));
+  }
+
+  /**
+   * Stops reflecting (any XDP program leaves the interface) but keeps the counters readable — in
+   * afxdp mode including the final UMEM audit (`umem_missing`, `umem_duplicated`).
+   */
+  stop(): void {
+    this.#native.fp_reflector_stop(this.#live());
   }
 
   /** Stops the workers and frees every native resource. Safe to call twice. */

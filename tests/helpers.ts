@@ -11,13 +11,14 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `main.ts` with `args` in a child process (the way users run it). */
+/** Runs `main.ts` with `args` in a child process (the way users run it); killed after 60 s. */
 export async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const out = await new Deno.Command(DENO, {
     args: ["run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, ...args],
     env: { NO_COLOR: "1", ...env },
     stdout: "piped",
     stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
   }).output();
   const dec = new TextDecoder();
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
@@ -30,6 +31,7 @@ export function spawnCli(args: string[]) {
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
+    signal: AbortSignal.timeout(120_000), // no test may hang CI
   }).spawn();
   const dec = new TextDecoder();
   let stderr = "";

@@ -66,6 +66,18 @@ Deno.test("exit paths", async (t) => {
       assert.equal(again.state(), "running");
     });
 
+    await t.step("a SIGKILLed afxdp reflector leaves no XDP program and the queue usable", async () => {
+      const p = spawnCli([...reflectArgs, "--mode", "afxdp"]);
+      await p.waitFor("stop with Ctrl-C");
+      assert.match(p.stderr, /in afxdp mode \(XDP \w+, copy mode\)/);
+      assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf));
+      p.child.kill("SIGKILL");
+      await p.finish();
+      assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false);
+      using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "afxdp" });
+      assert.equal(again.state(), "running");
+    });
+
     await t.step("a second reflector process is refused with exit 7, naming the first", async () => {
       const first = spawnCli(reflectArgs);
       await first.waitFor("stop with Ctrl-C");

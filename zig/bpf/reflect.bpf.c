@@ -19,6 +19,8 @@
 const volatile struct fp_ito_config cfg = {};
 /* FP_ACTION_TX (xdp mode) or FP_ACTION_REDIRECT (afxdp mode). */
 const volatile __u8 action = FP_ACTION_TX;
+/* afxdp mode: the longest frame a UMEM chunk holds; longer ones go to the stack, counted. */
+const volatile __u32 xsk_max_frame = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -267,13 +269,12 @@ int fp_reflect(struct xdp_md *ctx)
 		c->sig[p.sig]++;
 
 	if (action == FP_ACTION_REDIRECT) {
-		int rc = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
-
-		if (rc == XDP_REDIRECT)
-			c->drop[FP_REFLECT]++;
-		else
-			c->redirect_failed++;
-		return rc;
+		if (bytes > xsk_max_frame) {
+			c->too_long++;
+			return XDP_PASS;
+		}
+		c->drop[FP_REFLECT]++;
+		return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 	}
 	if (rewrite(data, end, &p))
 		return XDP_PASS;

@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 2;
+pub const abi_version: u32 = 3;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -120,7 +120,12 @@ pub const Counters = extern struct {
     /// Times the interface went down, and came back up, during the run (worker 0's block only).
     link_down: u64 = 0,
     link_up: u64 = 0,
-    _pad: [2]u64 = .{0} ** 2,
+    /// afxdp mode, after stop: UMEM frames found nowhere, and found twice (both must be 0).
+    umem_missing: u64 = 0,
+    umem_duplicated: u64 = 0,
+    /// afxdp mode: ITO frames longer than a UMEM chunk (passed to the stack, not reflected).
+    drop_too_long: u64 = 0,
+    _pad: [7]u64 = .{0} ** 7,
 
     pub fn countVerdict(c: *Counters, v: Verdict) void {
         switch (v) {
@@ -178,7 +183,8 @@ pub const ReflectorOptions = extern struct {
     ring_blocks: u32,
     /// Frames per transmit call.
     batch: u32,
-    _pad2: u32 = 0,
+    /// afxdp mode: busy-poll the socket for this many microseconds (0 = interrupts only).
+    busy_poll_us: u32,
 };
 
 /// What the reflector found out about its interface at start.
@@ -194,7 +200,9 @@ pub const ReflectorInfo = extern struct {
     dataplane: u8,
     /// How XDP is attached: 0 none, 1 driver (native), 2 generic (skb), 3 offloaded.
     xdp_attach: u8,
-    _pad2: [2]u8 = .{ 0, 0 },
+    /// afxdp mode: 1 when the sockets run zero-copy, 0 in copy mode.
+    zerocopy: u8,
+    _pad2: u8 = 0,
 };
 
 pub const reflector_state = struct {
@@ -296,7 +304,7 @@ pub const ProbeStats = extern struct {
 
 comptime {
     std.debug.assert(@sizeOf(ItoConfig) == 16);
-    std.debug.assert(@sizeOf(Counters) == 192 and @alignOf(Counters) >= 8);
+    std.debug.assert(@sizeOf(Counters) == 256 and @alignOf(Counters) >= 8);
     std.debug.assert(@sizeOf(Counters) % 64 == 0);
     std.debug.assert(@sizeOf(ReflectorOptions) == 120);
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
@@ -358,7 +366,7 @@ test "the layout JSON parses and names every counter" {
     const parsed = try std.json.parseFromSlice(std.json.Value, std.testing.allocator, layout_json, .{});
     defer parsed.deinit();
     const counters = parsed.value.object.get("structs").?.object.get("Counters").?.object;
-    try std.testing.expectEqual(@as(i64, 192), counters.get("size").?.integer);
+    try std.testing.expectEqual(@as(i64, 256), counters.get("size").?.integer);
     const fields = counters.get("fields").?.object;
     try std.testing.expectEqual(@as(i64, 0), fields.get("rx_packets").?.object.get("offset").?.integer);
     try std.testing.expect(fields.get("_pad") == null);

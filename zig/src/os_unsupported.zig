@@ -19,6 +19,7 @@ pub const Reflector = struct {
         unreachable;
     }
     pub fn refresh(_: *Reflector) void {}
+    pub fn stop(_: *Reflector) void {}
     pub fn destroy(_: *Reflector) void {}
 };
 

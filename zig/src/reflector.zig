@@ -10,6 +10,7 @@ const guard = @import("guard.zig");
 const ito = @import("ito.zig");
 const sys = @import("linux.zig");
 const xdp = @import("xdp.zig");
+const afxdp = @import("afxdp.zig");
 const Error = abi.Error;
 
 pub const max_workers = 64;
@@ -32,6 +33,10 @@ pub const Reflector = struct {
     xdp_attach: xdp.AttachMode = .none,
     /// Every mode: a thread that watches the link (and in xdp mode folds the program's counters).
     monitor: ?std.Thread = null,
+    /// afxdp mode: one socket and worker per receive queue; the last counter block is the kernel's.
+    xsk_workers: []XskWorker = &.{},
+    zerocopy: bool = false,
+    stopped: bool = false,
     link: sys.LinkWatch = .{ .fd = -1, .ifr = undefined },
     failure: [256]u8 = .{0} ** 256,
 
@@ -47,7 +52,6 @@ pub const Reflector = struct {
             return diag.fail(error.InvalidArgument, "no signature enabled: nothing would be reflected", .{});
         const dataplane = std.meta.intToEnum(abi.Dataplane, opts.dataplane) catch
             return diag.fail(error.InvalidArgument, "unknown dataplane {d}", .{opts.dataplane});
-        if (dataplane == .afxdp) return diag.fail(error.Unsupported, "the afxdp dataplane is not built into this library", .{});
 
         // Sockets belong to the namespace they are created in; the workers can live anywhere.
         var ns = try sys.Netns.enter(netns);
@@ -82,14 +86,24 @@ pub const Reflector = struct {
         self.link = try sys.LinkWatch.open(ifname);
         errdefer self.link.close();
 
-        self.counters = gpa.alignedAlloc(abi.Counters, 64, if (dataplane == .packet) nworkers else 1) catch return error.OutOfMemory;
+        const queues: usize = if (dataplane == .afxdp) @max(nworkers, afxdp.queueCount(self.link.fd, ifname)) else 0;
+        const blocks: usize = switch (dataplane) {
+            .packet => nworkers,
+            .xdp => 1,
+            .afxdp => queues + 1,
+        };
+        self.counters = gpa.alignedAlloc(abi.Counters, 64, blocks) catch return error.OutOfMemory;
         errdefer gpa.free(self.counters);
         @memset(self.counters, .{});
         self.workers = gpa.alloc(Worker, if (dataplane == .packet) nworkers else 0) catch return error.OutOfMemory;
         errdefer gpa.free(self.workers);
 
+        if (dataplane == .afxdp) {
+            try self.startAfxdp(iface.index, ifname, queues);
+            return self;
+        }
         if (dataplane == .xdp) {
-            var prog = try xdp.Program.load(gpa, &self.cfg, .tx);
+            var prog = try xdp.Program.load(gpa, &self.cfg, .tx, 0);
             self.xdp_attach = prog.attach(iface.index, ifname) catch |e| {
                 prog.close();
                 return e;
@@ -134,14 +148,58 @@ pub const Reflector = struct {
             .guarded = @intFromBool(self.guard.held()),
             .ifindex = self.iface.index,
             .mtu = self.iface.mtu,
-            .workers = @intCast(self.workers.len),
-            .dataplane = if (self.xdp_prog != null) @intFromEnum(abi.Dataplane.xdp) else @intFromEnum(abi.Dataplane.packet),
+            .workers = @intCast(@max(self.workers.len, self.xsk_workers.len)),
+            .dataplane = if (self.xsk_workers.len > 0) @intFromEnum(abi.Dataplane.afxdp) else if (self.xdp_prog != null) @intFromEnum(abi.Dataplane.xdp) else @intFromEnum(abi.Dataplane.packet),
             .xdp_attach = @intFromEnum(self.xdp_attach),
+            .zerocopy = @intFromBool(self.zerocopy),
         };
     }
 
+    /// The block the XDP program's counters go to: the only one in xdp mode, the last in afxdp mode.
+    fn kernelBlock(self: *Reflector) *abi.Counters {
+        return &self.counters[self.counters.len - 1];
+    }
+
     pub fn refresh(self: *Reflector) void {
-        if (self.xdp_prog) |*p| p.read(&self.counters[0]);
+        if (self.xdp_prog) |*p| p.read(self.kernelBlock());
+    }
+
+    fn startAfxdp(self: *Reflector, ifindex: i32, ifname: []const u8, queues: usize) Error!void {
+        const gpa = self.gpa;
+        var prog = try xdp.Program.load(gpa, &self.cfg, .redirect, afxdp.max_frame);
+        self.xsk_workers = gpa.alloc(XskWorker, queues) catch {
+            prog.close();
+            return error.OutOfMemory;
+        };
+        var opened: usize = 0;
+        errdefer {
+            for (self.xsk_workers[0..opened]) |*w| w.sock.close(gpa);
+            gpa.free(self.xsk_workers);
+            self.xsk_workers = &.{};
+        }
+        errdefer prog.close();
+        for (self.xsk_workers, 0..) |*w, q| {
+            w.* = .{ .r = self, .index = @intCast(q), .sock = try afxdp.Socket.open(gpa, ifindex, @intCast(q), self.opts.busy_poll_us), .thread = null };
+            opened += 1;
+            const key: u32 = @intCast(q);
+            const fd: u32 = @intCast(w.sock.fd);
+            if (xdp.c.bpf_map_update_elem(prog.xsks_fd, &key, &fd, 0) != 0)
+                return diag.fail(error.System, "registering the AF_XDP socket of queue {d}", .{q});
+        }
+        self.zerocopy = self.xsk_workers[0].sock.zerocopy;
+        self.xdp_attach = try prog.attach(ifindex, ifname);
+        self.xdp_prog = prog;
+        errdefer {
+            self.xdp_prog.?.close();
+            self.xdp_prog = null;
+        }
+        errdefer self.stopWorkers();
+        for (self.xsk_workers) |*w| {
+            w.thread = std.Thread.spawn(.{ .stack_size = 256 * 1024 }, XskWorker.run, .{w}) catch
+                return diag.fail(error.System, "cannot start AF_XDP worker {d}", .{w.index});
+        }
+        try self.startMonitor();
+        self.state.store(abi.reflector_state.running, .release);
     }
 
     fn startMonitor(self: *Reflector) Error!void {
@@ -154,7 +212,7 @@ pub const Reflector = struct {
     /// program's per-CPU counters into the shared block.
     fn monitorMain(self: *Reflector) void {
         var was_up = true;
-        const c = &self.counters[0];
+        const c = self.kernelBlock();
         while (!self.stopping.load(.acquire)) {
             if (self.xdp_prog) |*p| p.read(c);
             switch (self.link.state()) {
@@ -184,17 +242,32 @@ pub const Reflector = struct {
             if (w.thread) |t| t.join();
             w.thread = null;
         }
+        for (self.xsk_workers) |*w| {
+            if (w.thread) |t| t.join();
+            w.thread = null;
+        }
         if (self.monitor) |t| t.join();
         self.monitor = null;
     }
 
-    /// Stops the workers, closes every socket, releases the lock, frees everything.
-    pub fn destroy(self: *Reflector) void {
+    /// Stops reflecting and takes the program off the interface; counters stay readable until
+    /// `destroy`. Idempotent.
+    pub fn stop(self: *Reflector) void {
+        if (self.stopped) return;
+        self.stopped = true;
         self.stopWorkers();
-        for (self.workers) |*w| w.sock.close();
-        // Destroying the link takes the program off the interface.
+        if (self.xdp_prog) |*p| p.read(self.kernelBlock());
         if (self.xdp_prog) |*p| p.close();
         self.xdp_prog = null;
+        if (self.state.load(.acquire) != abi.reflector_state.failed) self.state.store(abi.reflector_state.stopped, .release);
+    }
+
+    /// Stops the workers, closes every socket, releases the lock, frees everything.
+    pub fn destroy(self: *Reflector) void {
+        self.stop();
+        for (self.workers) |*w| w.sock.close();
+        for (self.xsk_workers) |*w| w.sock.close(self.gpa);
+        if (self.xsk_workers.len > 0) self.gpa.free(self.xsk_workers);
         self.guard.close();
         self.link.close();
         self.stop_signal.deinit();
@@ -287,6 +360,50 @@ const Worker = struct {
         cpu_last.* = now;
         abi.Counters.fold(shared, local);
         local.* = .{};
+    }
+};
+
+/// afxdp mode: one receive queue's socket and its batch loop.
+const XskWorker = struct {
+    r: *Reflector,
+    index: u16,
+    sock: afxdp.Socket,
+    thread: ?std.Thread,
+
+    const batch_max = 64;
+
+    fn run(w: *XskWorker) void {
+        const r = w.r;
+        if (r.opts.first_cpu >= 0) {
+            sys.pinToCpu(@as(i32, r.opts.first_cpu) + w.index) catch {
+                r.fail("AF_XDP worker {d}: {s}", .{ w.index, std.mem.span(diag.message()) });
+                return;
+            };
+        }
+        const shared: *align(64) abi.Counters = &r.counters[w.index];
+        var local: abi.Counters = .{};
+        var cpu_last = sys.threadCpuNs();
+        const batch: u32 = @min(@max(r.opts.batch, 1), batch_max);
+        while (!r.stopping.load(.acquire)) {
+            // Take, process, submit, release: one call; then fold the counters once per batch.
+            if (w.sock.batch(&r.cfg, batch, &local) == 0) {
+                // Nothing waiting: finish pending sends, then sleep until frames arrive.
+                if (w.sock.tx_outstanding > 0) {
+                    w.sock.kickTx();
+                    w.sock.reclaim();
+                }
+                if (w.sock.wait(r.stop_signal, 100) == .stop) break;
+                Worker.finishBatch(shared, &local, &cpu_last);
+                continue;
+            }
+            local.batches += 1;
+            Worker.finishBatch(shared, &local, &cpu_last);
+        }
+        // Every frame must be accounted for: in our free list or the fill ring, exactly once.
+        const a = w.sock.audit(r.gpa, 500 * std.time.ns_per_ms);
+        local.umem_missing += a.missing;
+        local.umem_duplicated += a.duplicated;
+        Worker.finishBatch(shared, &local, &cpu_last);
     }
 };
 

@@ -60,6 +60,12 @@ export fn fp_reflector_refresh(r: *Reflector) void {
     r.refresh();
 }
 
+/// Stops reflecting (and takes any XDP program off the interface) but keeps the counters readable,
+/// including the final UMEM audit of afxdp mode. `fp_reflector_close` still has to follow.
+export fn fp_reflector_stop(r: *Reflector) void {
+    r.stop();
+}
+
 /// An `abi.reflector_state` value.
 export fn fp_reflector_state(r: *Reflector) u32 {
     return r.state.load(.acquire);

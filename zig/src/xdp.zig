@@ -7,7 +7,7 @@ const abi = @import("abi.zig");
 const bpf = @import("bpf.zig");
 const diag = @import("diag.zig");
 const sys = @import("linux.zig");
-const c = bpf.c;
+pub const c = bpf.c;
 const Error = abi.Error;
 
 pub const object = @embedFile("reflect.bpf.o");
@@ -44,11 +44,13 @@ pub const Program = struct {
     gpa: std.mem.Allocator,
 
     /// Opens and loads the program with `cfg` baked in.
-    pub fn load(gpa: std.mem.Allocator, cfg: *const abi.ItoConfig, action: Action) Error!Program {
+    /// `xsk_max_frame`: afxdp mode's longest frame (longer ones are passed to the stack).
+    pub fn load(gpa: std.mem.Allocator, cfg: *const abi.ItoConfig, action: Action, xsk_max_frame: u32) Error!Program {
         var obj = try bpf.Object.open(object, "fastpath_reflect");
         errdefer obj.close();
         try obj.setRodata("cfg", std.mem.asBytes(cfg));
         try obj.setRodata("action", &.{@intFromEnum(action)});
+        try obj.setRodata("xsk_max_frame", std.mem.asBytes(&xsk_max_frame));
         try obj.load();
         const ncpus_rc = c.libbpf_num_possible_cpus();
         if (ncpus_rc <= 0) return diag.fail(error.System, "cannot count possible CPUs", .{});
@@ -92,7 +94,7 @@ pub const Program = struct {
             t.rx_bytes += v.rx_bytes;
             t.tx_packets += v.tx_packets;
             t.tx_bytes += v.tx_bytes;
-            t.redirect_failed += v.redirect_failed;
+            t.too_long += v.too_long;
             for (0..t.sig.len) |i| t.sig[i] += v.sig[i];
             for (0..t.drop.len) |i| t.drop[i] += v.drop[i];
         }
@@ -115,6 +117,7 @@ pub const Program = struct {
         Set.set(&out.drop_malformed, t.drop[c.FP_MALFORMED]);
         Set.set(&out.drop_port, t.drop[c.FP_PORT]);
         Set.set(&out.drop_signature, t.drop[c.FP_SIGNATURE]);
+        Set.set(&out.drop_too_long, t.too_long);
         // In xdp mode the kernel transmits; in afxdp mode the workers add their own tx counts.
         if (t.tx_packets != 0) {
             Set.set(&out.tx_packets, t.tx_packets);
@@ -138,7 +141,7 @@ const ito = @import("ito.zig");
 const frames = @import("frames.zig");
 
 fn loadForTest(cfg: *const abi.ItoConfig) !?Program {
-    return Program.load(std.testing.allocator, cfg, .tx) catch |e| switch (e) {
+    return Program.load(std.testing.allocator, cfg, .tx, 0) catch |e| switch (e) {
         error.PermissionDenied => {
             std.debug.print("SKIPPED: loading BPF needs root or CAP_BPF\n", .{});
             return null;
