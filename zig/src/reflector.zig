@@ -278,6 +278,16 @@ pub const Reflector = struct {
         gpa.destroy(self);
     }
 
+    /// Pins worker `index` to first_cpu + index when asked; false (and the reflector failed) if not possible.
+    fn pinWorker(self: *Reflector, index: u16) bool {
+        if (self.opts.first_cpu < 0) return true;
+        sys.pinToCpu(@as(i32, self.opts.first_cpu) + index) catch {
+            self.fail("worker {d}: {s}", .{ index, std.mem.span(diag.message()) });
+            return false;
+        };
+        return true;
+    }
+
     fn fail(self: *Reflector, comptime fmt: []const u8, args: anytype) void {
         _ = std.fmt.bufPrintZ(&self.failure, fmt, args) catch {};
         self.state.store(abi.reflector_state.failed, .release);
@@ -296,12 +306,7 @@ const Worker = struct {
 
     fn run(w: *Worker) void {
         const r = w.r;
-        if (r.opts.first_cpu >= 0) {
-            sys.pinToCpu(@as(i32, r.opts.first_cpu) + w.index) catch {
-                r.fail("worker {d}: {s}", .{ w.index, std.mem.span(diag.message()) });
-                return;
-            };
-        }
+        if (!r.pinWorker(w.index)) return;
         const shared: *align(64) abi.Counters = &r.counters[w.index];
         var local: abi.Counters = .{};
         var tx: afpacket.TxBatch(batch_max) = .{};
@@ -374,12 +379,7 @@ const XskWorker = struct {
 
     fn run(w: *XskWorker) void {
         const r = w.r;
-        if (r.opts.first_cpu >= 0) {
-            sys.pinToCpu(@as(i32, r.opts.first_cpu) + w.index) catch {
-                r.fail("AF_XDP worker {d}: {s}", .{ w.index, std.mem.span(diag.message()) });
-                return;
-            };
-        }
+        if (!r.pinWorker(w.index)) return;
         const shared: *align(64) abi.Counters = &r.counters[w.index];
         var local: abi.Counters = .{};
         var cpu_last = sys.threadCpuNs();
