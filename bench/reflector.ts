@@ -14,7 +14,7 @@
  *   sudo deno task bench --soak 60              plus 60 s at half of each mode's maximum (zero loss?)
  */
 import { parseArgs } from "node:util";
-import { cpuBusyNs, type Lab, labDown, labUp } from "../src/lab.ts";
+import { cpuBusyNs, type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
 import { runLabCase } from "../src/labrun.ts";
 import { Probe, type Rate } from "../src/probe.ts";
 import { run } from "../src/net.ts";
@@ -80,6 +80,7 @@ async function pinNapi(ns: string, dev: string, cpu: number): Promise<void> {
 }
 
 async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>): Promise<T> {
+  await peerForMode(lab, "xdp"); // the reference transmits with XDP_TX too
   await sh(["ip", "-n", lab.reflectorNs, "link", "set", "dev", lab.reflectorIf, "xdp", "obj", `${fixtures}/bare_xdp_tx.o`, "sec", "xdp.frags"]);
   await pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu);
   try {
@@ -120,10 +121,9 @@ if (Deno.uid() !== 0) {
 }
 const fixtures = await buildFixtures();
 const lab = await labUp({ prefix: "fpb" });
-// The probe's veth runs XDP (the lab attaches XDP_PASS so XDP_TX frames arrive). Its NAPI stays in
-// softirq: as a kernel thread in this VM it wakes too slowly and its 256-entry ring overflows
-// (xdp_tx_errors on the reflector's side). Its XDP_PASS step then runs on the core that transmitted,
-// the reflector's, the same way for every mode.
+// For the XDP_TX runs (reference and xdp mode) the probe's veth runs XDP_PASS (peerForMode). Its NAPI
+// stays in softirq: as a kernel thread in this VM it wakes too slowly and its 256-entry ring overflows
+// (xdp_tx_errors on the reflector's side); it then runs on the core that transmitted, the reflector's.
 const rows: Row[] = [];
 const cases: Array<{ size: number; rate: Rate; label: string }> = [
   ...sizes.map((size) => ({ size, rate: "max" as Rate, label: "max" })),

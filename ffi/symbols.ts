@@ -68,10 +68,11 @@ export const symbols = {
   /** void fp_probe_close(struct fp_probe *p) — NULL is a no-op */
   fp_probe_close: { parameters: ["pointer"], result: "void" },
 
-  fp_xdp_pass_attach: {
+  fp_xdp_pass: {
     parameters: [
       "buffer", // const char *netns ("" = current)
       "buffer", // const char *ifname
+      "u8", // uint8_t on
     ],
     result: "i32",
   },

@@ -87,13 +87,8 @@ export async function labUp(c: Partial<LabConfig> = {}): Promise<Lab> {
       await ip(ns, "link", "set", dev, "up");
       await ip(ns, "link", "set", "lo", "up");
     }
-    // A veth hands XDP_TX frames (xdp mode) only to a peer that runs XDP itself: give the probe's side
-    // an XDP_PASS program. It stays attached until the namespace goes.
-    if (Deno.build.os === "linux") {
-      const lib = await load();
-      const enc = (s: string) => new TextEncoder().encode(s + "\0");
-      unwrap(lib.native, lib.layout, lib.native.fp_xdp_pass_attach(enc(lab.probeNs), enc(lab.probeIf)), `lab: preparing ${lab.probeIf} for XDP_TX`);
-    }
+    // Ready for the default mode (xdp) when used by hand: see peerForMode.
+    if (Deno.build.os === "linux") await peerForMode(lab, "xdp");
     // Each side's receive processing runs on its own CPU, so CPU time per frame can be measured.
     await writeSys(lab.reflectorNs, `/sys/class/net/${lab.reflectorIf}/queues/rx-0/rps_cpus`, (1 << lab.reflectorCpu).toString(16));
     await writeSys(lab.probeNs, `/sys/class/net/${lab.probeIf}/queues/rx-0/rps_cpus`, (1 << lab.probeCpu).toString(16));
@@ -102,6 +97,18 @@ export async function labUp(c: Partial<LabConfig> = {}): Promise<Lab> {
     throw err;
   }
   return lab;
+}
+
+/**
+ * A veth hands XDP_TX frames (xdp mode) only to a peer that runs XDP itself, so the probe's side gets an
+ * XDP_PASS program for xdp mode. For the other modes it must go: with XDP on the peer, every frame they
+ * send detours through the peer's 256-entry XDP ring and NAPI on the sender's core.
+ */
+export async function peerForMode(lab: Lab, mode: string): Promise<void> {
+  const lib = await load();
+  const enc = (s: string) => new TextEncoder().encode(s + "\0");
+  const on = mode === "xdp";
+  unwrap(lib.native, lib.layout, lib.native.fp_xdp_pass(enc(lab.probeNs), enc(lab.probeIf), on ? 1 : 0), `lab: ${on ? "preparing" : "resetting"} ${lab.probeIf} for ${mode} mode`);
 }
 
 /** Removes the lab's namespaces (and with them the veth pair). Idempotent. */

@@ -1,5 +1,5 @@
 /** One measured run in the lab: reflector in one namespace, probe in the other, CPU accounted. */
-import { type Lab, cpuBusyNs } from "./lab.ts";
+import { type Lab, cpuBusyNs, peerForMode } from "./lab.ts";
 import { type Counters, Reflector, type ReflectorOptions } from "./reflector.ts";
 import { Probe, type ProbeOptions, type ProbeReport, type Rate } from "./probe.ts";
 
@@ -55,6 +55,7 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
     profile,
     cpu: lab.reflectorCpu,
   });
+  await peerForMode(lab, reflector.info.mode);
   await hooks.afterStart?.(reflector);
   const busy0 = await cpuBusyNs(lab.reflectorCpu);
   const before = reflector.stats();

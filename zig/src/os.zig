@@ -11,4 +11,4 @@ pub const Reflector = impl.Reflector;
 pub const Probe = impl.Probe;
 pub const neighSolicit = impl.neighSolicit;
 pub const libbpfVersion = impl.libbpfVersion;
-pub const xdpPassAttach = impl.xdpPassAttach;
+pub const xdpPass = impl.xdpPass;

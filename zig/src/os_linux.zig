@@ -7,11 +7,12 @@ pub const Reflector = @import("reflector.zig").Reflector;
 pub const Probe = @import("probe.zig").Probe;
 pub const libbpfVersion = @import("bpf.zig").version;
 
-pub fn xdpPassAttach(netns: []const u8, ifname: []const u8) abi.Error!void {
+pub fn xdpPass(netns: []const u8, ifname: []const u8, on: bool) abi.Error!void {
     var ns = try sys.Netns.enter(netns);
     defer ns.leave();
     const info = try sys.ifaceInfo(ifname);
-    try @import("xdp.zig").attachPass(info.index, ifname);
+    const xdp = @import("xdp.zig");
+    if (on) try xdp.attachPass(info.index, ifname) else try xdp.detachPass(info.index, ifname);
 }
 
 pub fn neighSolicit(netns: []const u8, ifname: []const u8, ip: *const [16]u8, ipv6: bool) abi.Error!void {

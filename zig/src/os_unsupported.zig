@@ -46,6 +46,6 @@ pub fn libbpfVersion() u32 {
     return 0;
 }
 
-pub fn xdpPassAttach(_: []const u8, _: []const u8) abi.Error!void {
+pub fn xdpPass(_: []const u8, _: []const u8, _: bool) abi.Error!void {
     return unsupported();
 }

@@ -114,10 +114,11 @@ export fn fp_probe_close(p: ?*Probe) void {
     if (p) |h| h.destroy();
 }
 
-/// Attaches an XDP_PASS program to `ifname` that outlives this process (the lab's probe-side veth,
-/// which accepts XDP_TX frames from its peer only while it runs XDP itself).
-export fn fp_xdp_pass_attach(netns: [*:0]const u8, ifname: [*:0]const u8) abi.Status {
-    return status(os.xdpPassAttach(std.mem.span(netns), std.mem.span(ifname)));
+/// Puts (on = 1) or takes off (0) an XDP_PASS program that outlives this process: the lab's
+/// probe-side veth accepts XDP_TX frames from its peer only while it runs XDP itself, and slows
+/// every other kind of traffic down while it does.
+export fn fp_xdp_pass(netns: [*:0]const u8, ifname: [*:0]const u8, on: u8) abi.Status {
+    return status(os.xdpPass(std.mem.span(netns), std.mem.span(ifname), on != 0));
 }
 
 /// Sends one UDP datagram to `ip` (port 9, discard) from `ifname` so the kernel resolves its MAC.

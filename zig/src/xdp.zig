@@ -15,6 +15,14 @@ const pass_object = @embedFile("pass.bpf.o");
 
 const xdp_flags_update_if_noexist = 1;
 
+/// Takes a link-less XDP program (such as the one `attachPass` leaves) off `ifindex`. No-op without one.
+pub fn detachPass(ifindex: i32, ifname: []const u8) Error!void {
+    if (c.bpf_xdp_detach(ifindex, 0, null) != 0) {
+        const e: std.os.linux.E = @enumFromInt(std.c._errno().*);
+        return diag.fail(sys.errorOf(e), "removing XDP from {s}: {s}", .{ ifname, sys.describe(e) });
+    }
+}
+
 /// Attaches the XDP_PASS program to `ifindex` without a link, so it stays when this process exits
 /// (for the namespace lab, whose veth pair outlives `lab up`; deleting the namespace removes it).
 pub fn attachPass(ifindex: i32, ifname: []const u8) Error!void {
@@ -24,7 +32,7 @@ pub fn attachPass(ifindex: i32, ifname: []const u8) Error!void {
     const prog = try obj.program("fp_pass");
     if (c.bpf_xdp_attach(ifindex, c.bpf_program__fd(prog), xdp_flags_update_if_noexist, null) != 0) {
         const e: std.os.linux.E = @enumFromInt(std.c._errno().*);
-        if (e == .BUSY or e == .EXIST) return diag.fail(error.Busy, "{s} already runs an XDP program", .{ifname});
+        if (e == .BUSY or e == .EXIST) return; // already runs XDP: XDP_TX frames arrive either way
         return diag.fail(sys.errorOf(e), "attaching XDP_PASS to {s}: {s}", .{ ifname, sys.describe(e) });
     }
 }
