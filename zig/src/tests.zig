@@ -9,6 +9,7 @@ test {
     _ = @import("afpacket.zig");
     _ = @import("guard.zig");
     _ = @import("frames.zig");
+    _ = @import("bpfbuf.zig");
     _ = @import("xdp.zig");
     _ = @import("bpf.zig");
     _ = @import("probe.zig");
