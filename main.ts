@@ -181,7 +181,11 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
       };
       if (json) emitJson(started);
       else {
-        const how = i.mode === "packet" ? "" : ` (XDP ${i.xdpAttach}${i.mode === "afxdp" ? `, ${i.zerocopy ? "zero-copy" : "copy mode"}` : ""})`;
+        const how = i.mode === "bpf"
+          ? ` (${i.batchWrite ? "BIOCSBATCHWRITE batches" : "one write() per frame: BIOCSBATCHWRITE needs macOS 14"})`
+          : i.mode === "packet"
+          ? ""
+          : ` (XDP ${i.xdpAttach}${i.mode === "afxdp" ? `, ${i.zerocopy ? "zero-copy" : "copy mode"}` : ""})`;
         console.error(`reflecting on ${iface} (${i.mac}) in ${i.mode} mode${how} — ${i.reason}`);
         console.error(`  profile ${i.profile}, swap ${i.swap}, port ${i.port || "any"}, OUI ${i.oui ?? "any"}, TOS toggle ${i.tosToggle ? "on" : "off"}, ${i.workers} worker(s)`);
         if (i.maxFrame && i.mtu + 14 > i.maxFrame) {

@@ -17,7 +17,11 @@ export const REFLECT_MODES: ReflectMode[] = ["auto", "xdp", "afxdp", "packet", "
 /** A 4096-byte UMEM chunk less the kernel's XDP headroom (zig/src/afxdp.zig max_frame), without FCS. */
 export const AFXDP_MAX_FRAME = 3808;
 /** Dataplanes of this platform, fastest first ("bpf" is macOS's /dev/bpf). */
-export const BUILT_MODES: ReflectMode[] = Deno.build.os === "linux" ? ["xdp", "afxdp", "packet"] : [];
+export const BUILT_MODES: ReflectMode[] = Deno.build.os === "linux"
+  ? ["xdp", "afxdp", "packet"]
+  : Deno.build.os === "darwin"
+  ? ["bpf"]
+  : [];
 export const SIGNATURES: Record<SignatureName, string> = {
   "PROBEOT": "probeot",
   "DATA:OT": "dataot",
@@ -68,7 +72,9 @@ export type Counters = Record<CounterName, number>;
 export interface ReflectorInfo {
   iface: string;
   netns?: string;
-  mode: "xdp" | "afxdp" | "packet";
+  mode: "xdp" | "afxdp" | "packet" | "bpf";
+  /** bpf mode (macOS): whether frames go out many per write() (BIOCSBATCHWRITE, macOS 14+). */
+  batchWrite?: boolean;
   /** How XDP is attached ("driver", "generic"), in the xdp and afxdp modes. */
   xdpAttach?: string;
   /** afxdp mode: whether the sockets run zero-copy (else copy mode, as on veth). */
@@ -165,9 +171,9 @@ export class Reflector implements Disposable, AsyncDisposable {
         `mode ${mode} is not available in this build: use --mode ${BUILT_MODES.join(" or --mode ")} (or auto)`,
       );
     }
-    if (mode !== "auto") return Reflector.#startMode(lib, o, mode as "xdp" | "afxdp" | "packet", `${mode}: chosen with --mode ${mode}`);
+    if (mode !== "auto") return Reflector.#startMode(lib, o, mode as "xdp" | "afxdp" | "packet" | "bpf", `${mode}: chosen with --mode ${mode}`);
     const skipped: string[] = [];
-    for (const candidate of BUILT_MODES as Array<"xdp" | "afxdp" | "packet">) {
+    for (const candidate of BUILT_MODES as Array<"xdp" | "afxdp" | "packet" | "bpf">) {
       try {
         const why = skipped.length ? `auto: ${skipped.join("; ")}` : `auto: ${candidate} is the fastest dataplane`;
         return await Reflector.#startMode(lib, o, candidate, why);
@@ -186,7 +192,7 @@ export class Reflector implements Disposable, AsyncDisposable {
   static async #startMode(
     lib: Awaited<ReturnType<typeof load>>,
     o: ReflectorOptions,
-    mode: "xdp" | "afxdp" | "packet",
+    mode: "xdp" | "afxdp" | "packet" | "bpf",
     reason: string,
   ): Promise<Reflector> {
     const { native, layout } = lib;
@@ -208,7 +214,8 @@ export class Reflector implements Disposable, AsyncDisposable {
       .setStruct("ito", ito)
       .set("workers", workers)
       .set("first_cpu", o.cpu ?? -1)
-      .set("dataplane", layout.enumValue("Dataplane", mode))
+      // macOS's /dev/bpf dataplane is the library's "packet" dataplane on that system.
+      .set("dataplane", layout.enumValue("Dataplane", mode === "bpf" ? "packet" : mode))
       .set("fanout", layout.enumValue("Fanout", o.fanout ?? "hash"))
       .set("ring_block_kib", o.ringBlockKib ?? 256)
       .set("ring_blocks", o.ringBlocks ?? 64)
@@ -234,7 +241,8 @@ export class Reflector implements Disposable, AsyncDisposable {
       iface: o.iface,
       netns: o.netns,
       mode,
-      xdpAttach: mode !== "packet" ? attach : undefined,
+      xdpAttach: mode === "xdp" || mode === "afxdp" ? attach : undefined,
+      batchWrite: mode === "bpf" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
       zerocopy: mode === "afxdp" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
       maxFrame: mode === "afxdp" ? AFXDP_MAX_FRAME : undefined,
       reason,

@@ -1,9 +1,10 @@
-//! The platform's dataplanes, chosen at compile time. Linux: AF_PACKET (XDP and AF_XDP to come);
-//! other systems: not yet (the macOS /dev/bpf dataplane is its own piece of work).
+//! The platform's dataplanes, chosen at compile time. Linux: XDP, AF_XDP, AF_PACKET; macOS: /dev/bpf
+//! (the reflector; the probe over /dev/bpf is not written yet). Parts a platform lacks say so.
 const builtin = @import("builtin");
 
 const impl = switch (builtin.os.tag) {
     .linux => @import("os_linux.zig"),
+    .macos => @import("os_darwin.zig"),
     else => @import("os_unsupported.zig"),
 };
 
