@@ -49,6 +49,8 @@ interface Row {
   lossPct: number;
   badRewrite: number;
   cpuNsPerFrame: number | null;
+  /** Where frames were lost, when they were: the probe's own receive ring, and the reflector's drops. */
+  lostAt?: { probeRing: number; probeTx: number; reflectorRing: number; reflectorTx: number; reflectorTooLong: number };
   ratioPps?: number;
   ratioCpu?: number;
 }
@@ -112,6 +114,13 @@ async function modeRun(lab: Lab, mode: "xdp" | "packet", size: number, rate: Rat
   return {
     name: mode, size, rate: label, offeredPps: r.probe.txPps, reflectedPps: r.probe.rxPps, wireMbps: r.probe.rxWireMbps,
     lossPct: r.probe.lossPct, badRewrite: r.probe.badRewrite, cpuNsPerFrame: r.reflectorCoreNsPerFrame,
+    lostAt: {
+      probeRing: r.probe.rxRingDrops,
+      probeTx: r.probe.txErrors,
+      reflectorRing: r.reflector.drop_ring_full,
+      reflectorTx: r.reflector.drop_tx_error,
+      reflectorTooLong: r.reflector.drop_too_long,
+    },
   };
 }
 
@@ -167,6 +176,9 @@ console.log(table(
     r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : r.ratioCpu.toFixed(2),
   ]),
 ));
+for (const r of rows.filter((r) => r.lossPct > 0 && r.rate.startsWith("soak"))) {
+  console.log(`${r.name} soak lost ${r.lossPct.toExponential(1)} %: probe ring ${r.lostAt?.probeRing}, probe send errors ${r.lostAt?.probeTx}, reflector ring ${r.lostAt?.reflectorRing}, reflector send errors ${r.lostAt?.reflectorTx}`);
+}
 const json = { machine: { cpus: navigator.hardwareConcurrency, cpu: cpuInfo, kernel: Deno.osRelease() }, seconds, elapsedS: (Date.now() - started) / 1000, rows };
 console.log(JSON.stringify(json));
 if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(json, null, 2));

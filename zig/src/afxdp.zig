@@ -246,15 +246,17 @@ pub const Socket = struct {
     pub fn batch(s: *Socket, cfg: *const abi.ItoConfig, max: u32, local: *abi.Counters) u32 {
         s.reclaim();
         s.refill();
-        const n = s.rx.available(max);
-        if (n == 0) return 0;
-        var room = s.tx.free(n);
-        if (room < n) {
-            // The tx ring is full of frames not yet sent: push them out, take completions, retry.
+        var room = s.tx.free(max);
+        if (room < max) {
+            // Frames not yet sent fill the tx ring: push them out and take completions back first.
             s.kickTx();
             s.reclaim();
-            room = s.tx.free(n);
+            s.refill();
+            room = s.tx.free(max);
         }
+        // Take no more than can be sent: the rest waits in the rx ring (back-pressure), none is dropped.
+        const n = s.rx.available(room);
+        if (n == 0) return 0;
         var queued: u32 = 0;
         for (0..n) |i| {
             const d = s.rx.at(@intCast(i)).*;
@@ -264,11 +266,6 @@ pub const Socket = struct {
             if (p.verdict != .reflect) {
                 // The XDP program validated it; a disagreement is counted, never sent.
                 local.countVerdict(p.verdict);
-                s.pushFree(d.addr);
-                continue;
-            }
-            if (queued == room) {
-                local.drop_tx_error += 1;
                 s.pushFree(d.addr);
                 continue;
             }

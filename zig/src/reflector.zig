@@ -387,12 +387,14 @@ const XskWorker = struct {
         while (!r.stopping.load(.acquire)) {
             // Take, process, submit, release: one call; then fold the counters once per batch.
             if (w.sock.batch(&r.cfg, batch, &local) == 0) {
-                // Nothing waiting: finish pending sends, then sleep until frames arrive.
+                // Nothing taken: finish pending sends; sleep only when nothing is waiting either (with
+                // a full tx ring, frames wait in the rx ring and poll would return at once).
                 if (w.sock.tx_outstanding > 0) {
                     w.sock.kickTx();
                     w.sock.reclaim();
                 }
-                if (w.sock.wait(r.stop_signal, 100) == .stop) break;
+                const timeout: i32 = if (w.sock.tx_outstanding > 0) 1 else 100;
+                if (w.sock.wait(r.stop_signal, timeout) == .stop) break;
                 Worker.finishBatch(shared, &local, &cpu_last);
                 continue;
             }
