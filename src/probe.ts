@@ -1,6 +1,7 @@
 /** The probe: the handheld's side of the test, as a TypeScript handle over the native one. */
 import { cstring, load, unwrap } from "../ffi/load.ts";
 import { FastpathError } from "../ffi/error.ts";
+import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
 import { ifaceAddress, linkInfo, MAC_RE, neighbour, parseIp, parseMac } from "./net.ts";
 import { type SignatureName, SIGNATURES, type SwapMode, SWAP_MODES } from "./reflector.ts";
@@ -102,8 +103,7 @@ export function ratePps(rate: Rate, size: number | "imix"): number {
   return Math.round((rate.mbps * 1e6) / ((avg + 20) * 8));
 }
 
-export class Probe implements Disposable, AsyncDisposable {
-  #handle: Deno.PointerValue;
+export class Probe extends NativeHandle {
   readonly #lib;
   readonly #stats: CounterView<StatName>;
   readonly #hist: { first: number; count: number };
@@ -118,7 +118,7 @@ export class Probe implements Disposable, AsyncDisposable {
     hist: { first: number; count: number },
     options: Probe["options"],
   ) {
-    this.#handle = handle;
+    super(handle, "probe");
     this.#lib = lib;
     this.#stats = stats;
     this.#hist = hist;
@@ -211,30 +211,25 @@ export class Probe implements Disposable, AsyncDisposable {
     });
   }
 
-  #live(): Deno.PointerObject {
-    if (this.#handle === null) throw new FastpathError("failed", "the probe is closed");
-    return this.#handle;
-  }
-
   state(): string {
-    this.#live();
+    this.live();
     const st = this.#stats.word(0) & 0xffffffff;
     return STATE_NAMES[st] ?? `state ${st}`;
   }
 
   failure(): string {
-    return cstring(this.#lib.native.fp_probe_failure(this.#live()));
+    return cstring(this.#lib.native.fp_probe_failure(this.live()));
   }
 
   /** The RTT histogram (counts per bucket). */
   histogram(): number[] {
-    this.#live();
+    this.live();
     return Array.from({ length: this.#hist.count }, (_, i) => this.#stats.word(this.#hist.first + i));
   }
 
   /** A report from the live counters; cheap enough to call every interval. */
   report(): ProbeReport {
-    this.#live();
+    this.live();
     const s = this.#stats.snapshot();
     const state = this.state();
     const elapsedS = ((this.#endedAt ?? performance.now()) - this.#startedAt) / 1000;
@@ -277,7 +272,7 @@ export class Probe implements Disposable, AsyncDisposable {
 
   /** Resolves when the run has finished (sent everything and drained), with the final report. */
   async done(): Promise<ProbeReport> {
-    while ((await this.#lib.native.fp_probe_wait(this.#live(), 200)) !== 1) { /* keep waiting */ }
+    while ((await this.#lib.native.fp_probe_wait(this.live(), 200)) !== 1) { /* keep waiting */ }
     this.#endedAt ??= performance.now();
     const r = this.report();
     if (r.state === "failed") throw new FastpathError("failed", `probe on ${this.options.iface}: ${this.failure()}`);
@@ -286,22 +281,11 @@ export class Probe implements Disposable, AsyncDisposable {
 
   /** Stops sending early; `done()` still resolves after the drain. */
   stop(): void {
-    if (this.#handle !== null) this.#lib.native.fp_probe_stop(this.#handle);
+    if (this.open) this.#lib.native.fp_probe_stop(this.live());
   }
 
-  close(): void {
-    if (this.#handle === null) return;
-    this.#lib.native.fp_probe_close(this.#handle);
-    this.#handle = null;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    this.close();
-    return Promise.resolve();
+  protected free(handle: Deno.PointerObject): void {
+    this.#lib.native.fp_probe_close(handle);
   }
 }
 

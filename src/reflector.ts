@@ -1,6 +1,7 @@
 /** The reflector as a TypeScript handle over the native one. */
 import { cstring, load, unwrap } from "../ffi/load.ts";
 import { FastpathError } from "../ffi/error.ts";
+import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
 import { formatMac, parseMac } from "./net.ts";
 
@@ -135,8 +136,7 @@ export function resolveConfig(o: ReflectorOptions) {
   return { profile, swap, port, oui: oui === false ? null : oui, signatures, tosToggle: o.tosToggle ?? d.tos };
 }
 
-export class Reflector implements Disposable, AsyncDisposable {
-  #handle: Deno.PointerValue;
+export class Reflector extends NativeHandle {
   readonly #native;
   readonly #layout;
   readonly #workers: CounterView<CounterName>[];
@@ -148,7 +148,7 @@ export class Reflector implements Disposable, AsyncDisposable {
     workers: CounterView<CounterName>[],
     info: ReflectorInfo,
   ) {
-    this.#handle = handle;
+    super(handle, "reflector");
     this.#native = lib.native;
     this.#layout = lib.layout;
     this.#workers = workers;
@@ -259,14 +259,9 @@ export class Reflector implements Disposable, AsyncDisposable {
     return new Reflector(handle, lib, workerViews, info);
   }
 
-  #live(): Deno.PointerObject {
-    if (this.#handle === null) throw new FastpathError("failed", "the reflector is closed");
-    return this.#handle;
-  }
-
   /** Totals over all workers, read from shared memory (no native call per counter). */
   stats(): Counters {
-    const h = this.#live();
+    const h = this.live();
     // The kernel keeps xdp mode's counters per CPU; one call folds them into the shared block.
     if (this.info.mode !== "packet") this.#native.fp_reflector_refresh(h);
     const total = this.#workers[0].snapshot();
@@ -278,19 +273,19 @@ export class Reflector implements Disposable, AsyncDisposable {
   }
 
   workerStats(): Counters[] {
-    const h = this.#live();
+    const h = this.live();
     if (this.info.mode !== "packet") this.#native.fp_reflector_refresh(h);
     return this.#workers.map((w) => w.snapshot());
   }
 
   /** "running", or "failed" with `failure()` saying why. */
   state(): string {
-    const s = this.#native.fp_reflector_state(this.#live());
+    const s = this.#native.fp_reflector_state(this.live());
     return ["starting", "running", "stopped", "failed"][s] ?? `state ${s}`;
   }
 
   failure(): string {
-    return cstring(this.#native.fp_reflector_failure(this.#live()));
+    return cstring(this.#native.fp_reflector_failure(this.live()));
   }
 
   /**
@@ -298,23 +293,11 @@ export class Reflector implements Disposable, AsyncDisposable {
    * afxdp mode including the final UMEM audit (`umem_missing`, `umem_duplicated`).
    */
   stop(): void {
-    this.#native.fp_reflector_stop(this.#live());
+    this.#native.fp_reflector_stop(this.live());
   }
 
-  /** Stops the workers and frees every native resource. Safe to call twice. */
-  close(): void {
-    if (this.#handle === null) return;
-    this.#native.fp_reflector_close(this.#handle);
-    this.#handle = null;
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
-  }
-
-  [Symbol.asyncDispose](): Promise<void> {
-    this.close();
-    return Promise.resolve();
+  protected free(handle: Deno.PointerObject): void {
+    this.#native.fp_reflector_close(handle);
   }
 }
 
