@@ -2,7 +2,7 @@
  * fastpath — the command line. A table of commands; each has a summary, help with runnable examples,
  * declared flags and a handler. Errors print `error: <what>: <detail>` and exit with a documented code.
  */
-import { EXIT_CODES, FastpathError } from "./ffi/error.ts";
+import { FastpathError } from "./ffi/error.ts";
 import { doctor } from "./src/doctor.ts";
 import { mbps, pct, pps, StatusLine, table, us } from "./src/format.ts";
 import { labDown, labNames, labUp } from "./src/lab.ts";
@@ -213,7 +213,6 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
           console.error(reflectorLine(iface, c, prev, dt));
           lastText = now;
         }
-        if (!status.tty || json) { /* rates are per interval either way */ }
         if (c.link_down > prev.link_down) {
           status.clear();
           if (json) emitJson({ type: "link", state: "down", t: Date.now() / 1000 });
@@ -680,4 +679,3 @@ if (import.meta.main) {
   Deno.exit(code);
 }
 
-export { EXIT_CODES };

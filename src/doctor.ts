@@ -139,7 +139,7 @@ export async function doctor(): Promise<DoctorReport> {
   const libbpfVersion = bpftool?.code === 0 ? /libbpf v([\d.]+)/.exec(bpftool.stdout)?.[1] : undefined;
   add({
     name: "bpftool",
-    status: bpftoolVersion ? "info" : "info",
+    status: "info",
     detail: bpftoolVersion ? `bpftool ${bpftoolVersion} (libbpf ${libbpfVersion ?? "?"}); only needed to develop` : "not installed; only needed to develop",
   });
   add({

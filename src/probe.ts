@@ -234,7 +234,7 @@ export class Probe extends NativeHandle {
     const state = this.state();
     const elapsedS = ((this.#endedAt ?? performance.now()) - this.#startedAt) / 1000;
     const sendS = s.last_tx_ns > s.first_tx_ns ? (s.last_tx_ns - s.first_tx_ns) / 1e9 : elapsedS;
-    const lost = state === "done" ? Math.max(0, s.sent - s.unique) : Math.max(0, s.sent - s.unique);
+    const lost = Math.max(0, s.sent - s.unique); // while running, frames in flight count here too
     const hist = this.histogram();
     const lower = (i: number) => this.#lib.layout.histLower(i);
     const rtt = s.unique > 0

@@ -3,7 +3,7 @@ import { cstring, load, unwrap } from "../ffi/load.ts";
 import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
-import { formatMac, parseMac } from "./net.ts";
+import { formatMac } from "./net.ts";
 
 export type SwapMode = "mac" | "mac-ip" | "all";
 export type Profile = "netally" | "plain" | "rfc2544" | "y1564";
@@ -138,7 +138,6 @@ export function resolveConfig(o: ReflectorOptions) {
 
 export class Reflector extends NativeHandle {
   readonly #native;
-  readonly #layout;
   readonly #workers: CounterView<CounterName>[];
   readonly info: ReflectorInfo;
 
@@ -150,7 +149,6 @@ export class Reflector extends NativeHandle {
   ) {
     super(handle, "reflector");
     this.#native = lib.native;
-    this.#layout = lib.layout;
     this.#workers = workers;
     this.info = info;
   }
@@ -301,4 +299,3 @@ export class Reflector extends NativeHandle {
   }
 }
 
-export { parseMac };

@@ -73,7 +73,7 @@ def classify(buf: bytes):
     return None
 
 
-def listen(sock, seconds: float, own_src: bytes):
+def listen(sock, seconds: float):
     counts = {"reflected": 0, "icmp_unreachable": 0}
     end = time.monotonic() + seconds
     sock.settimeout(0.05)
@@ -97,7 +97,7 @@ def main():
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind((iface, 0))
     if cmd == "watch":
-        print(json.dumps(listen(sock, float(sys.argv[3]), b"")))
+        print(json.dumps(listen(sock, float(sys.argv[3]))))
         return
     kind, count = sys.argv[3], int(sys.argv[4])
     dst, src = mac(sys.argv[5]), mac(sys.argv[6])
@@ -106,7 +106,7 @@ def main():
     for _ in range(count):
         sock.send(f)
         time.sleep(0.0005)
-    counts = listen(sock, 0.5, f[6:12])
+    counts = listen(sock, 0.5)
     print(json.dumps({"sent": count, **counts}))
 
 

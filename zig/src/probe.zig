@@ -54,13 +54,6 @@ const Template = struct {
     l4: u32, // UDP header offset in `sent`
     expect_l4: u32,
     udp_check0: u16, // UDP checksum of `sent` with sequence fields zero
-
-    fn payload(t: *const Template) u32 {
-        return t.l4 + 8;
-    }
-    fn hasTs(t: *const Template) bool {
-        return t.sent.len >= t.payload() + ts_end;
-    }
 };
 
 fn be16(b: []const u8, off: usize) u16 {
@@ -155,20 +148,36 @@ fn buildTemplate(gpa: std.mem.Allocator, o: *const abi.ProbeOptions, src_mac: [6
     return .{ .size = size, .sent = sent, .expect = expect[0..elen], .l4 = l4, .expect_l4 = el4, .udp_check0 = check };
 }
 
-/// Writes sequence number and send time into a frame built from `t`, fixing the UDP checksum.
-fn stamp(t: *const Template, frame: []u8, seq: u32, ts: u64) void {
-    const pl = t.payload();
-    var check = be16(t.sent, t.l4 + 6);
+/// Where the per-frame fields sit in one of a template's two frames: as sent, or as expected back.
+const Shape = struct {
+    l4: u32,
+    len: usize,
+    /// UDP checksum with the sequence fields zero (the same in both frames: swaps keep it valid).
+    check0: u16,
+
+    fn sent(t: *const Template) Shape {
+        return .{ .l4 = t.l4, .len = t.sent.len, .check0 = t.udp_check0 };
+    }
+    fn expected(t: *const Template) Shape {
+        return .{ .l4 = t.expect_l4, .len = t.expect.len, .check0 = t.udp_check0 };
+    }
+};
+
+/// Writes sequence number and send time (when the frame has room) into the first bytes of a frame
+/// of shape `s`, fixing the UDP checksum.
+fn stamp(s: Shape, frame: []u8, seq: u32, ts: u64) void {
+    const pl = s.l4 + 8;
+    var check = s.check0;
     std.mem.writeInt(u32, frame[pl + off_seq ..][0..4], seq, .big);
     check = ito.checksumAdjust(check, 0, @truncate(seq >> 16));
     check = ito.checksumAdjust(check, 0, @truncate(seq));
-    if (t.hasTs()) {
+    if (s.len >= pl + ts_end) {
         std.mem.writeInt(u64, frame[pl + off_ts ..][0..8], ts, .big);
         var i: u6 = 0;
         while (i < 4) : (i += 1) check = ito.checksumAdjust(check, 0, @truncate(ts >> (48 - @as(u6, i) * 16)));
     }
     if (check == 0) check = 0xffff;
-    std.mem.writeInt(u16, frame[t.l4 + 6 ..][0..2], check, .big);
+    std.mem.writeInt(u16, frame[s.l4 + 6 ..][0..2], check, .big);
 }
 
 pub const Probe = struct {
@@ -398,7 +407,7 @@ pub const Probe = struct {
                 const t = self.templateFor(seq + i);
                 const head_len = @min(t.sent.len, header_room);
                 @memcpy(heads[i][0..head_len], t.sent[0..head_len]);
-                stamp(t, heads[i][0..head_len], s, ts);
+                stamp(Shape.sent(t), heads[i][0..head_len], s, ts);
                 const slot = s & (window - 1);
                 self.tx_times[slot] = ts;
                 @atomicStore(u32, &self.tx_seqs[slot], s, .release);
@@ -537,8 +546,7 @@ pub const Probe = struct {
         // Stamp the expected header the way the sender stamped the original.
         const head_len = @min(t.expect.len, header_room - 4);
         @memcpy(scratch[0..head_len], t.expect[0..head_len]);
-        const shifted = Template{ .size = t.size, .sent = t.expect, .expect = t.expect, .l4 = t.expect_l4, .expect_l4 = t.expect_l4, .udp_check0 = t.udp_check0 };
-        stamp(&shifted, scratch[0..head_len], seq, tx_ts);
+        stamp(Shape.expected(t), scratch[0..head_len], seq, tx_ts);
         if (!std.mem.eql(u8, scratch[0..head_len], f.data[0..head_len])) return false;
         return std.mem.eql(u8, t.expect[head_len..], f.data[head_len..]);
     }
@@ -578,7 +586,7 @@ test "probe frames pass the reflector's rules and a reflection matches the expec
             defer gpa.free(t.expect.ptr[0..t.sent.len]);
             const frame = try gpa.dupe(u8, t.sent);
             defer gpa.free(frame);
-            stamp(&t, frame[0..@min(frame.len, 128)], 77, 123456789);
+            stamp(Shape.sent(&t), frame[0..@min(frame.len, 128)], 77, 123456789);
             try std.testing.expectEqual(ito.testing.udpChecksum(frame, 14, 34, false), be16(frame, 40));
             var cfg = ito.testing.config(mode);
             const p = ito.classify(&cfg, frame);
@@ -608,7 +616,7 @@ test "a reflection with the wrong fields swapped is caught" {
     defer gpa.free(t.expect.ptr[0..t.sent.len]);
     const frame = try gpa.dupe(u8, t.sent);
     defer gpa.free(frame);
-    stamp(&t, frame, 5, 0);
+    stamp(Shape.sent(&t), frame, 5, 0);
     var cfg = ito.testing.config(.mac_ip); // reflector in a different mode than expected
     ito.rewrite(&cfg, frame, ito.classify(&cfg, frame));
     var probe: Probe = undefined;
