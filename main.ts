@@ -9,6 +9,15 @@ import { labDown, labNames, labUp } from "./src/lab.ts";
 import { type LabCase, type LabResult, runLabCase } from "./src/labrun.ts";
 import { Probe, type ProbeReport, type Rate } from "./src/probe.ts";
 import {
+  exitLine,
+  NO_SCHED_EXT,
+  resolveForeground,
+  SCHED_DEFAULTS,
+  type SchedCounters,
+  Scheduler,
+  schedStatus,
+} from "./src/sched.ts";
+import {
   type Counters,
   PROFILES,
   REFLECT_MODES,
@@ -55,6 +64,7 @@ const EXIT_HELP = `Exit codes:
   8  native library missing or of the wrong version
   9  timed out (e.g. the reflector's address did not answer ARP)
   10 a run failed (a worker stopped, a probe saw wrong rewrites, …)
+  11 the kernel ejected the scheduler (an error or a stalled task; the EXIT: line says which)
   130 interrupted (probe and lab run, after printing what was measured)`;
 
 function parseRate(s: string): Rate {
@@ -529,7 +539,167 @@ const doctorCmd: Command = {
   },
 };
 
-const COMMANDS: Command[] = [reflectCmd, probeCmd, labCmd, doctorCmd];
+
+function schedLine(c: SchedCounters, prev: SchedCounters, dt: number, fg: number[]): string {
+  const rate = (k: keyof SchedCounters) => Math.round((c[k] - prev[k]) / dt);
+  const cpuPct = ((c.busy_ns - prev.busy_ns) / 1e9 / dt / Math.max(1, c.nr_cpus)) * 100;
+  return `fastpath: ${rate("runs")} runs/s, ${rate("wakeups")} wakeups/s, idle-CPU placements ${rate("direct_idle")}/s, ` +
+    `queued ${rate("enqueued")}/s, preemptions ${rate("preempt_kicks")}/s, CPU ${cpuPct.toFixed(0)} % (${c.busy ? "busy" : "idle"})` +
+    (fg.length ? `, foreground ${fg.join(",")}: ${rate("foreground_runs")} runs/s` : "");
+}
+
+function requireSchedExt(): void {
+  if (!schedStatus().present) throw new FastpathError("unsupported", NO_SCHED_EXT);
+}
+
+const schedCmd: Command = {
+  name: "sched",
+  summary: "a sched_ext CPU scheduler that keeps a game responsive while the machine is busy",
+  usage: "fastpath sched run|status|stats [flags]",
+  description:
+    `run: attaches the fastpath scheduler (a deadline policy in the kernel: tasks that sleep often and
+    run briefly go first, idle cores first, the --foreground processes get more weight) and shows
+    live counters until Ctrl-C or SIGTERM, then detaches and prints EXIT: reason (msg). If the loader
+    dies (even by SIGKILL) the kernel detaches it; if the kernel ejects it, run exits with code 11.
+status: what /sys/kernel/sched_ext says: state, the attached scheduler, enable_seq.
+stats: the counters of the fastpath scheduler attached now (by any process).
+Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
+  examples: [
+    "sudo fastpath sched run",
+    "sudo fastpath sched run --foreground game.exe --foreground-weight-pct 400",
+    "sudo fastpath sched run --slice-us 3000 --duration-s 60 --format json",
+    "fastpath sched status",
+    "sudo fastpath sched stats --format json | jq .preempt_kicks",
+  ],
+  args: ["run|status|stats"],
+  flags: {
+    "slice-us": { type: "number", help: "slice of a task that rarely wakes, µs", default: SCHED_DEFAULTS.sliceUs },
+    "slice-min-us": { type: "number", help: "floor for slices of tasks that wake often, µs", default: SCHED_DEFAULTS.sliceMinUs },
+    "lag-us": { type: "number", help: "sleep credit of a rarely-waking task, µs", default: SCHED_DEFAULTS.lagUs },
+    "lag-max-us": { type: "number", help: "ceiling of the sleep credit of tasks that wake often, µs", default: SCHED_DEFAULTS.lagMaxUs },
+    "wake-ref-hz": { type: "number", help: "wake frequency above which slices shrink, Hz", default: SCHED_DEFAULTS.wakeRefHz },
+    "latency-hz": { type: "number", help: "wake frequency from which a wakeup may preempt, Hz", default: SCHED_DEFAULTS.latencyHz },
+    "busy-high-pct": { type: "number", help: "CPU use above which the system counts as busy (wakeups stay in their LLC), %", default: SCHED_DEFAULTS.busyHighPct },
+    "busy-low-pct": { type: "number", help: "CPU use below which it counts as idle again, %", default: SCHED_DEFAULTS.busyLowPct },
+    foreground: { type: "string", help: "comma list of PIDs or process names to favour (names are looked up again every interval)" },
+    "foreground-weight-pct": { type: "number", help: "weight of foreground tasks, % of their own", default: SCHED_DEFAULTS.foregroundWeightPct },
+    "watchdog-ms": { type: "number", help: "eject the scheduler when a runnable task waits this long (0 = kernel default, 30000), ms", default: 0 },
+    "interval-ms": { type: "number", help: "how often run reports", default: 1000 },
+    "duration-s": { type: "number", help: "run: detach after this many seconds (default: until stopped)" },
+    "test-stall-pid": { type: "number", help: "testing only: load a deliberately broken build that starves this process, to see the kernel eject it" },
+    format: FORMAT,
+  },
+  async run([action], f) {
+    const json = f.format === "json";
+    if (!["run", "status", "stats"].includes(action)) {
+      throw new FastpathError("usage", `unknown sched action '${action}': use run, status or stats`);
+    }
+    if (action === "status") {
+      const st = schedStatus();
+      if (!st.present) throw new FastpathError("unsupported", NO_SCHED_EXT);
+      if (json) emitJson({ type: "status", state: st.state, ops: st.ops || null, enable_seq: st.enableSeq, hotplug_seq: st.hotplugSeq });
+      else {
+        console.log(`state:       ${st.state}`);
+        console.log(`scheduler:   ${st.ops || "(none: the kernel's default scheduler)"}`);
+        console.log(`enable_seq:  ${st.enableSeq}`);
+        console.log(`hotplug_seq: ${st.hotplugSeq}`);
+      }
+      return 0;
+    }
+    requireSchedExt();
+    if (action === "stats") {
+      const c = await Scheduler.readAttached();
+      if (json) emitJson({ type: "stats", ...c });
+      else console.log(table(["counter", "value"], Object.entries(c).map(([k, v]) => [k, String(v)])));
+      return 0;
+    }
+
+    const specs = f.foreground === undefined ? [] : String(f.foreground).split(",").map((s) => s.trim()).filter(Boolean);
+    const stop = untilSignal();
+    let s: Scheduler;
+    try {
+      s = await Scheduler.start({
+        sliceUs: f["slice-us"] as number | undefined,
+        sliceMinUs: f["slice-min-us"] as number | undefined,
+        lagUs: f["lag-us"] as number | undefined,
+        lagMaxUs: f["lag-max-us"] as number | undefined,
+        wakeRefHz: f["wake-ref-hz"] as number | undefined,
+        latencyHz: f["latency-hz"] as number | undefined,
+        busyHighPct: f["busy-high-pct"] as number | undefined,
+        busyLowPct: f["busy-low-pct"] as number | undefined,
+        foreground: specs,
+        foregroundWeightPct: f["foreground-weight-pct"] as number | undefined,
+        watchdogMs: f["watchdog-ms"] as number | undefined,
+        testStallPid: f["test-stall-pid"] as number | undefined,
+      });
+    } catch (err) {
+      stop.dispose();
+      throw err;
+    }
+    const status = new StatusLine();
+    try {
+      const st = schedStatus();
+      const c0 = s.stats();
+      const o = s.options;
+      if (json) {
+        emitJson({ type: "started", state: st.state, ops: st.ops, enable_seq: st.enableSeq, nr_cpus: c0.nr_cpus, nr_llcs: c0.nr_llcs, foreground: s.foreground, ...o });
+      } else {
+        console.error(`fastpath scheduler attached: state ${st.state}, ops ${st.ops}, ${c0.nr_cpus} CPUs in ${c0.nr_llcs} LLC(s)`);
+        console.error(`  slice ${o.sliceUs} µs (down to ${o.sliceMinUs} µs for frequent wakers), preempt from ${o.latencyHz} Hz, foreground weight ${o.foregroundWeightPct} %` +
+          (specs.length ? `, foreground ${specs.join(",")} → ${s.foreground.length ? s.foreground.join(",") : "not running yet"}` : ""));
+        console.error("  stop with Ctrl-C");
+      }
+      const intervalMs = Math.max(100, Number(f["interval-ms"] ?? 1000));
+      const textEvery = status.tty ? intervalMs : Math.max(intervalMs, 10_000);
+      const deadline = f["duration-s"] !== undefined ? Date.now() + Number(f["duration-s"]) * 1000 : Infinity;
+      let prev = s.stats();
+      let prevT = performance.now();
+      let lastText = performance.now();
+      while (true) {
+        const wait = Math.min(intervalMs, Math.max(0, deadline - Date.now()));
+        const why = await Promise.race([
+          stop.promise,
+          s.waitEjected(wait).then((ejected) => (ejected ? "ejected" : "tick")),
+        ]);
+        const now = performance.now();
+        const c = s.stats();
+        const dt = (now - prevT) / 1000;
+        if (specs.some((x) => !/^\d+$/.test(x))) {
+          const { tgids } = resolveForeground(specs);
+          if (tgids.join() !== s.foreground.join()) {
+            s.setForeground(tgids);
+            if (!json) {
+              status.clear();
+              console.error(`foreground now ${tgids.length ? tgids.join(",") : "empty (not running)"}`);
+            }
+          }
+        }
+        if (json) emitJson({ type: "interval", t: Date.now() / 1000, interval_s: dt, ...c });
+        else if (status.tty) status.show(schedLine(c, prev, dt, s.foreground));
+        else if (now - lastText >= textEvery) {
+          console.error(schedLine(c, prev, dt, s.foreground));
+          lastText = now;
+        }
+        prev = c;
+        prevT = now;
+        if (why !== "tick" || Date.now() >= deadline) break;
+      }
+      status.clear();
+      const ejected = s.state() === "ejected";
+      const e = s.stop();
+      const total = s.stats();
+      if (json) emitJson({ type: "exit", kind: e.kind, kind_name: e.kindName, exit_code: Number(e.exitCode), reason: e.reason, msg: e.msg, ejected, ...total });
+      console.error(exitLine(e));
+      if (!json) console.error(`  ${total.runs} runs, ${total.wakeups} wakeups, ${total.preempt_kicks} preemptions, ${total.restarts} restarts; state now ${schedStatus().state}`);
+      return e.error || ejected ? 11 : 0;
+    } finally {
+      stop.dispose();
+      s.close();
+    }
+  },
+};
+
+const COMMANDS: Command[] = [reflectCmd, probeCmd, labCmd, schedCmd, doctorCmd];
 
 function commandHelp(c: Command): string {
   const flagLines = Object.entries(c.flags).map(([name, s]) => {

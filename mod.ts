@@ -28,6 +28,17 @@ export {
   type SwapMode,
 } from "./src/reflector.ts";
 export { Probe, type ProbeOptions, type ProbeReport, type Rate, type RttSummary } from "./src/probe.ts";
+export {
+  exitLine,
+  NO_SCHED_EXT,
+  resolveForeground,
+  type SchedCounters,
+  type SchedExit,
+  Scheduler,
+  type SchedulerOptions,
+  schedStatus,
+  type SchedStatus,
+} from "./src/sched.ts";
 export { type Check, doctor, type DoctorReport } from "./src/doctor.ts";
 export { type Lab, type LabConfig, labDown, labUp } from "./src/lab.ts";
 export { type LabCase, type LabResult, runLabCase } from "./src/labrun.ts";

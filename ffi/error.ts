@@ -24,4 +24,5 @@ export const EXIT_CODES: Record<string, number> = {
   library: 8,
   timeout: 9,
   failed: 10,
+  ejected: 11,
 };

@@ -85,7 +85,52 @@ export const symbols = {
     ],
     result: "i32",
   },
+
+  /** fp_status fp_sched_preflight(void) — could a scheduler attach now? (sched_ext, root, none attached) */
+  fp_sched_preflight: { parameters: [], result: "i32" },
+  fp_sched_read_attached: {
+    parameters: [
+      "buffer", // struct fp_sched_counters *out — of the fastpath scheduler attached by any process
+    ],
+    result: "i32",
+  },
+  fp_sched_start: {
+    parameters: [
+      "buffer", // const struct fp_sched_options *opts
+      "buffer", // struct fp_scheduler **out
+    ],
+    result: "i32",
+  },
+  /** struct fp_sched_counters *fp_sched_counters(struct fp_scheduler *s) — live, folded every 100 ms */
+  fp_sched_counters: { parameters: ["pointer"], result: "pointer" },
+  /** void fp_sched_refresh(struct fp_scheduler *s) — fold the per-CPU counters now */
+  fp_sched_refresh: { parameters: ["pointer"], result: "void" },
+  /** uint32_t fp_sched_state(struct fp_scheduler *s) — 1 running, 2 stopped, 3 ejected */
+  fp_sched_state: { parameters: ["pointer"], result: "u32" },
+  /** const struct fp_sched_exit *fp_sched_exit_info(struct fp_scheduler *s) */
+  fp_sched_exit_info: { parameters: ["pointer"], result: "pointer" },
+  fp_sched_set_foreground: {
+    parameters: [
+      "pointer", // struct fp_scheduler *s
+      "buffer", // const uint32_t *tgids
+      "u32", // uint32_t n
+      "u32", // uint32_t weight_pct
+    ],
+    result: "i32",
+  },
+  fp_sched_wait: {
+    parameters: [
+      "pointer", // struct fp_scheduler *s
+      "u32", // uint32_t timeout_ms
+    ],
+    result: "i32", // 1 = ejected or stopped
+    nonblocking: true,
+  },
+  /** void fp_sched_stop(struct fp_scheduler *s) — detach; exit info stays readable until close */
+  fp_sched_stop: { parameters: ["pointer"], result: "void" },
+  /** void fp_sched_close(struct fp_scheduler *s) — NULL is a no-op */
+  fp_sched_close: { parameters: ["pointer"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI this TypeScript was written against; the library must report the same. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;

@@ -2,7 +2,9 @@ const std = @import("std");
 const deps = @import("deps.zig");
 
 pub fn build(b: *std.Build) void {
-    const target = b.standardTargetOptions(.{});
+    // A library that ships runs on any CPU of its architecture (the sched_ext test VM's emulated CPU
+    // lacks the build machine's extensions): baseline unless -Dcpu= says otherwise.
+    const target = b.standardTargetOptions(.{ .default_target = .{ .cpu_model = .baseline } });
     const optimize = b.standardOptimizeOption(.{});
 
     const lib_mod = b.createModule(.{
@@ -21,6 +23,16 @@ pub fn build(b: *std.Build) void {
     // Every symbol must resolve at link time: a missing one would otherwise surface at dlopen.
     lib.linker_allow_shlib_undefined = false;
     b.installArtifact(lib);
+
+    // What a game feels of the scheduler, for the sched_ext tests and `deno task bench:sched`.
+    if (linux) {
+        const probe = b.addExecutable(.{ .name = "fp-schedprobe", .root_module = b.createModule(.{
+            .root_source_file = b.path("src/schedprobe.zig"),
+            .target = target,
+            .optimize = optimize,
+        }) });
+        b.installArtifact(probe);
+    }
 
     // The same library for Macs, built here (Linux-only parts are left out at compile time).
     const cross = b.step("cross", "Cross-compile libfastpath for aarch64-macos and x86_64-macos");
@@ -80,15 +92,29 @@ fn addBpfObjects(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: d
     for ([_][]const u8{ "bpf_helpers.h", "bpf_helper_defs.h", "bpf_endian.h", "bpf_tracing.h", "bpf_core_read.h" }) |h| {
         _ = helpers.addCopyFile(.{ .cwd_relative = b.fmt("{s}/src/{s}", .{ libbpf_src, h }) }, b.fmt("bpf/{s}", .{h}));
     }
-    for ([_][]const u8{ "reflect", "pass" }) |name| {
+    const objects = [_]struct { name: []const u8, src: []const u8, define: ?[]const u8 = null }{
+        .{ .name = "reflect", .src = "reflect" },
+        .{ .name = "pass", .src = "pass" },
+        .{ .name = "sched", .src = "sched" },
+        // The deliberately stalling build the ejection test loads (`sched run --test-stall-pid`).
+        .{ .name = "sched_stall", .src = "sched", .define = "-DFP_TEST_STALL" },
+        // A minimal tcp_congestion_ops: proves the struct_ops loader on kernels without sched_ext.
+        .{ .name = "test_cc", .src = "test_cc" },
+    };
+    for (objects) |o| {
+        const name = o.name;
         const cc = b.addSystemCommand(&.{ "clang-19", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function" });
+        if (o.define) |d| cc.addArg(d);
         cc.addPrefixedDirectoryArg("-I", b.path("bpf"));
+        // The kernel types (sched_ext included) for CO-RE: a 6.12 vmlinux.h kept in the project.
+        if (!std.mem.eql(u8, o.src, "reflect") and !std.mem.eql(u8, o.src, "pass")) cc.addPrefixedDirectoryArg("-I", b.path("bpf/vmlinux"));
         cc.addPrefixedDirectoryArg("-I", helpers.getDirectory());
         cc.addArg(b.fmt("-I{s}/include/uapi", .{libbpf_src}));
         cc.addArg(b.fmt("-I/usr/include/{s}-linux-gnu", .{arch})); // <asm/types.h>
         cc.addArg("-c");
-        cc.addFileArg(b.path(b.fmt("bpf/{s}.bpf.c", .{name})));
+        cc.addFileArg(b.path(b.fmt("bpf/{s}.bpf.c", .{o.src})));
         cc.addFileInput(b.path("bpf/fastpath.h"));
+        cc.addFileInput(b.path("bpf/sched.h"));
         cc.addArg("-o");
         const obj = cc.addOutputFileArg(b.fmt("{s}.bpf.o", .{name}));
         mod.addAnonymousImport(b.fmt("{s}.bpf.o", .{name}), .{ .root_source_file = obj });

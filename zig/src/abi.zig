@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 3;
+pub const abi_version: u32 = 4;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -302,6 +302,70 @@ pub const ProbeStats = extern struct {
     rtt_hist: [hist_buckets]u64 = .{0} ** hist_buckets,
 };
 
+// --- sched_ext scheduler ---------------------------------------------------------------------
+
+pub const SchedOptions = extern struct {
+    /// Slice of a task that rarely wakes, and the floor frequent wakers shrink to (microseconds).
+    slice_us: u32,
+    slice_min_us: u32,
+    /// Sleep credit of a rarely-waking task and its ceiling for frequent wakers (microseconds).
+    lag_us: u32,
+    lag_max_us: u32,
+    /// Wake frequency where slices start to shrink, and from which a task may preempt (Hz).
+    wake_ref_hz: u32,
+    latency_hz: u32,
+    /// Busy/idle hysteresis watermarks, % of all CPUs.
+    busy_high_pct: u32,
+    busy_low_pct: u32,
+    /// Weight of foreground tasks in % of their own (100 = no boost).
+    foreground_weight_pct: u32,
+    /// sched_ext watchdog: a runnable task waiting this long ejects the scheduler (0 = kernel default).
+    watchdog_ms: u32,
+    /// Test only: load the deliberately stalling build and starve this thread group.
+    stall_tgid: u32,
+    _pad: u32 = 0,
+};
+
+/// Live counters of the scheduler, summed over CPUs by the loader every `fold` (100 ms).
+pub const SchedCounters = extern struct {
+    enqueued: u64 = 0,
+    direct_idle: u64 = 0,
+    direct_local: u64 = 0,
+    dispatched: u64 = 0,
+    kept_running: u64 = 0,
+    preempt_kicks: u64 = 0,
+    foreground_runs: u64 = 0,
+    runs: u64 = 0,
+    busy_ns: u64 = 0,
+    wakeups: u64 = 0,
+    /// The scheduler's own view (its .bss): utilisation of the last period, busy flag, flips.
+    util_pct: u64 = 0,
+    busy: u64 = 0,
+    busy_flips: u64 = 0,
+    /// Times the loader re-attached because the kernel asked it to (CPU hotplug).
+    restarts: u64 = 0,
+    nr_cpus: u64 = 0,
+    nr_llcs: u64 = 0,
+};
+
+/// Why the scheduler went away (struct scx_exit_info as ops.exit saw it).
+pub const SchedExit = extern struct {
+    /// enum scx_exit_kind: 0 still running, 64 unregistered by us, >= 1024 an error (1026 stall).
+    kind: i32 = 0,
+    _pad: u32 = 0,
+    exit_code: i64 = 0,
+    reason: [128]u8 = .{0} ** 128,
+    msg: [1024]u8 = .{0} ** 1024,
+};
+
+pub const sched_state = struct {
+    pub const running: u32 = 1;
+    /// Detached on request.
+    pub const stopped: u32 = 2;
+    /// The kernel ejected it; `SchedExit` says why.
+    pub const ejected: u32 = 3;
+};
+
 comptime {
     std.debug.assert(@sizeOf(ItoConfig) == 16);
     std.debug.assert(@sizeOf(Counters) == 256 and @alignOf(Counters) >= 8);
@@ -309,6 +373,9 @@ comptime {
     std.debug.assert(@sizeOf(ReflectorOptions) == 120);
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
+    std.debug.assert(@sizeOf(SchedOptions) == 48);
+    std.debug.assert(@sizeOf(SchedCounters) == 128);
+    std.debug.assert(@sizeOf(SchedExit) == 16 + 128 + 1024);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,6 +410,9 @@ pub const layout_json: [:0]const u8 = blk: {
         .{ "ReflectorInfo", ReflectorInfo },
         .{ "ProbeOptions", ProbeOptions },
         .{ "ProbeStats", ProbeStats },
+        .{ "SchedOptions", SchedOptions },
+        .{ "SchedCounters", SchedCounters },
+        .{ "SchedExit", SchedExit },
     };
     var s: []const u8 = std.fmt.comptimePrint("{{\"abi_version\":{d},\"hist_sub_bits\":{d},\"hist_buckets\":{d},\"structs\":{{", .{ abi_version, hist_sub_bits, hist_buckets });
     for (structs, 0..) |entry, i| {

@@ -11,12 +11,15 @@ pub const c = @cImport({
     @cInclude("bpf/bpf.h");
     @cInclude("bpf/btf.h");
     @cInclude("fastpath.h");
+    @cInclude("sched.h");
 });
 
 // bpf_shim.c: calls that need LIBBPF_OPTS.
 extern fn fp_bpf_open_mem(buf: [*]const u8, len: usize, name: [*:0]const u8) ?*c.bpf_object;
 extern fn fp_bpf_test_run(prog_fd: c_int, in: [*]const u8, in_len: u32, out: [*]u8, out_len: *u32, retval: *u32) c_int;
 pub extern fn fp_bpf_xdp_attach_mode(ifindex: c_int) c_int;
+pub extern fn fp_bpf_prog_maps(prog_fd: c_int, name: *[16]u8, prog_type: *u32, map_ids: [*]u32, nr_maps: *u32) c_int;
+pub extern fn fp_bpf_map_about(map_fd: c_int, name: *[16]u8, map_type: *u32, value_size: *u32, btf_id: *u32) c_int;
 
 /// libbpf's version as major << 16 | minor.
 pub fn version() u32 {
@@ -85,7 +88,7 @@ fn logTail(out: []u8) []const u8 {
     return out[0..n];
 }
 
-fn errnoError(what: []const u8) Error {
+pub fn errnoError(what: []const u8) Error {
     const errno = std.c._errno().*;
     var tail_buf: [700]u8 = undefined;
     const tail = logTail(&tail_buf);
@@ -119,29 +122,40 @@ pub const Object = struct {
         c.bpf_object__close(o.obj);
     }
 
-    /// Writes `value` into the `const volatile` global `name` (found through BTF) before load.
+    /// Where the global `name` lives in the data section `section` (.rodata, .bss), found through BTF.
+    pub fn findGlobal(o: *Object, section: [:0]const u8, name: []const u8) Error!Global {
+        const btf = c.bpf_object__btf(o.obj) orelse return diag.fail(error.System, "the BPF object has no BTF", .{});
+        return globalIn(btf, section, name);
+    }
+
+    pub const Global = struct { offset: usize, size: usize };
+
+    /// Where the global `name` lives in data section `section` according to `btf`.
+    pub fn globalIn(btf: *const c.struct_btf, section: [:0]const u8, name: []const u8) Error!Global {
+        const sec_id = c.btf__find_by_name_kind(btf, section.ptr, c.BTF_KIND_DATASEC);
+        if (sec_id < 0) return diag.fail(error.System, "no {s} section in the object's BTF", .{section});
+        const sec: *const c.struct_btf_type = c.btf__type_by_id(btf, @intCast(sec_id));
+        const vlen = sec.info & 0xffff;
+        const infos: [*]const c.struct_btf_var_secinfo = @ptrCast(@as([*]const c.struct_btf_type, @ptrCast(sec)) + 1);
+        for (infos[0..vlen]) |vs| {
+            const v: *const c.struct_btf_type = c.btf__type_by_id(btf, vs.type);
+            if (std.mem.eql(u8, std.mem.span(c.btf__name_by_offset(btf, v.name_off)), name))
+                return .{ .offset = vs.offset, .size = vs.size };
+        }
+        return diag.fail(error.System, "BPF global {s} not found in {s}", .{ name, section });
+    }
+
+    /// Writes `value` into the `const volatile` global `name` before load.
     pub fn setRodata(o: *Object, name: []const u8, value: []const u8) Error!void {
         const map = c.bpf_object__find_map_by_name(o.obj, ".rodata") orelse
             return diag.fail(error.System, "the BPF object has no .rodata", .{});
         var size: usize = 0;
         const data: [*]u8 = @ptrCast(c.bpf_map__initial_value(map, &size) orelse
             return diag.fail(error.System, ".rodata has no initial value", .{}));
-        const btf = c.bpf_object__btf(o.obj) orelse return diag.fail(error.System, "the BPF object has no BTF", .{});
-        const sec_id = c.btf__find_by_name_kind(btf, ".rodata", c.BTF_KIND_DATASEC);
-        if (sec_id < 0) return diag.fail(error.System, "no .rodata section in the object's BTF", .{});
-        const sec: *const c.struct_btf_type = c.btf__type_by_id(btf, @intCast(sec_id));
-        const vlen = sec.info & 0xffff;
-        const infos: [*]const c.struct_btf_var_secinfo = @ptrCast(@as([*]const c.struct_btf_type, @ptrCast(sec)) + 1);
-        for (infos[0..vlen]) |vs| {
-            const v: *const c.struct_btf_type = c.btf__type_by_id(btf, vs.type);
-            const vname = std.mem.span(c.btf__name_by_offset(btf, v.name_off));
-            if (!std.mem.eql(u8, vname, name)) continue;
-            if (vs.size != value.len or vs.offset + vs.size > size)
-                return diag.fail(error.System, "BPF global {s} is {d} bytes, the library expects {d}", .{ name, vs.size, value.len });
-            @memcpy(data[vs.offset..][0..value.len], value);
-            return;
-        }
-        return diag.fail(error.System, "BPF global {s} not found", .{name});
+        const v = try o.findGlobal(".rodata", name);
+        if (v.size != value.len or v.offset + v.size > size)
+            return diag.fail(error.System, "BPF global {s} is {d} bytes, the library expects {d}", .{ name, v.size, value.len });
+        @memcpy(data[v.offset..][0..value.len], value);
     }
 
     /// Loads every program; on failure the error carries the end of the verifier log.

@@ -35,3 +35,37 @@ int fp_bpf_xdp_attach_mode(int ifindex)
 
 	return err ? err : opts.attach_mode;
 }
+
+/* Name, type and map ids of a loaded program (struct bpf_prog_info has bitfields Zig cannot see). */
+int fp_bpf_prog_maps(int prog_fd, char name[16], __u32 *type, __u32 *map_ids, __u32 *nr_maps)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info);
+	int err;
+
+	info.nr_map_ids = *nr_maps;
+	info.map_ids = (__u64)(unsigned long)map_ids;
+	err = bpf_prog_get_info_by_fd(prog_fd, &info, &len);
+	if (err)
+		return err;
+	__builtin_memcpy(name, info.name, 16);
+	*type = info.type;
+	*nr_maps = info.nr_map_ids < *nr_maps ? info.nr_map_ids : *nr_maps;
+	return 0;
+}
+
+/* Name, type, value size and BTF object id of a map. */
+int fp_bpf_map_about(int map_fd, char name[16], __u32 *type, __u32 *value_size, __u32 *btf_id)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	int err = bpf_map_get_info_by_fd(map_fd, &info, &len);
+
+	if (err)
+		return err;
+	__builtin_memcpy(name, info.name, 16);
+	*type = info.type;
+	*value_size = info.value_size;
+	*btf_id = info.btf_id;
+	return 0;
+}

@@ -10,6 +10,9 @@ const impl = switch (builtin.os.tag) {
 
 pub const Reflector = impl.Reflector;
 pub const Probe = impl.Probe;
+pub const Scheduler = impl.Scheduler;
+pub const schedReadAttached = impl.schedReadAttached;
+pub const schedPreflight = impl.schedPreflight;
 pub const neighSolicit = impl.neighSolicit;
 pub const libbpfVersion = impl.libbpfVersion;
 pub const xdpPass = impl.xdpPass;

@@ -309,6 +309,9 @@ pub const Reflector = struct {
 const unsupported = @import("os_unsupported.zig");
 /// The probe over /dev/bpf is not written yet.
 pub const Probe = unsupported.Probe;
+pub const Scheduler = unsupported.Scheduler;
+pub const schedReadAttached = unsupported.schedReadAttached;
+pub const schedPreflight = unsupported.schedPreflight;
 pub const neighSolicit = unsupported.neighSolicit;
 pub const libbpfVersion = unsupported.libbpfVersion;
 pub const xdpPass = unsupported.xdpPass;

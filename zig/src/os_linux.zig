@@ -5,6 +5,9 @@ const sys = @import("linux.zig");
 
 pub const Reflector = @import("reflector.zig").Reflector;
 pub const Probe = @import("probe.zig").Probe;
+pub const Scheduler = @import("sched.zig").Scheduler;
+pub const schedReadAttached = @import("sched.zig").readAttached;
+pub const schedPreflight = @import("sched.zig").preflight;
 pub const libbpfVersion = @import("bpf.zig").version;
 
 pub fn xdpPass(netns: []const u8, ifname: []const u8, on: bool) abi.Error!void {

@@ -49,3 +49,34 @@ pub fn libbpfVersion() u32 {
 pub fn xdpPass(_: []const u8, _: []const u8, _: bool) abi.Error!void {
     return unsupported();
 }
+
+fn noSchedExt() abi.Error {
+    return diag.fail(error.Unsupported, "sched_ext is a Linux feature: run fastpath sched on Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y", .{});
+}
+
+pub fn schedReadAttached(_: *abi.SchedCounters) abi.Error!void {
+    return noSchedExt();
+}
+
+pub fn schedPreflight() abi.Error!void {
+    return noSchedExt();
+}
+
+pub const Scheduler = struct {
+    counters: *abi.SchedCounters,
+    exit: abi.SchedExit,
+    state: std.atomic.Value(u32),
+
+    pub fn start(_: std.mem.Allocator, _: *const abi.SchedOptions) abi.Error!*Scheduler {
+        return noSchedExt();
+    }
+    pub fn refresh(_: *Scheduler) void {}
+    pub fn setForeground(_: *Scheduler, _: []const u32, _: u32) abi.Error!void {
+        return noSchedExt();
+    }
+    pub fn wait(_: *Scheduler, _: u64) bool {
+        return true;
+    }
+    pub fn stop(_: *Scheduler) void {}
+    pub fn destroy(_: *Scheduler) void {}
+};

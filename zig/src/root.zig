@@ -126,6 +126,68 @@ export fn fp_neigh_solicit(netns: [*:0]const u8, ifname: [*:0]const u8, ip: *con
     return status(os.neighSolicit(std.mem.span(netns), std.mem.span(ifname), ip, ipv6 != 0));
 }
 
+// --- sched_ext scheduler ----------------------------------------------------------------------
+
+const Scheduler = os.Scheduler;
+
+/// Whether a scheduler could attach now: sched_ext present, root, nothing else attached.
+export fn fp_sched_preflight() abi.Status {
+    return status(os.schedPreflight());
+}
+
+/// Counters of the fastpath scheduler attached now, by whichever process attached it.
+export fn fp_sched_read_attached(out: *abi.SchedCounters) abi.Status {
+    out.* = .{};
+    return status(os.schedReadAttached(out));
+}
+
+export fn fp_sched_start(opts: *const abi.SchedOptions, out: *?*Scheduler) abi.Status {
+    out.* = null;
+    return status(blk: {
+        out.* = Scheduler.start(gpa, opts) catch |e| break :blk e;
+    });
+}
+
+/// The live counter block (folded from per-CPU counters every 100 ms).
+export fn fp_sched_counters(s: *Scheduler) *abi.SchedCounters {
+    return s.counters;
+}
+
+/// Folds the per-CPU counters now.
+export fn fp_sched_refresh(s: *Scheduler) void {
+    s.refresh();
+}
+
+/// An `abi.sched_state` value.
+export fn fp_sched_state(s: *Scheduler) u32 {
+    return s.state.load(.acquire);
+}
+
+/// Why the scheduler went away; valid once the state is not `running`.
+export fn fp_sched_exit_info(s: *Scheduler) *const abi.SchedExit {
+    return &s.exit;
+}
+
+/// Replaces the foreground thread groups and their weight (% of their own).
+export fn fp_sched_set_foreground(s: *Scheduler, tgids: [*]const u32, n: u32, weight_pct: u32) abi.Status {
+    return status(s.setForeground(tgids[0..n], weight_pct));
+}
+
+/// Blocks up to `timeout_ms` for the kernel to eject the scheduler; 1 when it has (or it stopped).
+/// Meant for a non-blocking FFI call.
+export fn fp_sched_wait(s: *Scheduler, timeout_ms: u32) i32 {
+    return @intFromBool(s.wait(@as(u64, timeout_ms) * std.time.ns_per_ms));
+}
+
+/// Detaches: the kernel runs ops.exit and every task returns to the fair class.
+export fn fp_sched_stop(s: *Scheduler) void {
+    s.stop();
+}
+
+export fn fp_sched_close(s: ?*Scheduler) void {
+    if (s) |h| h.destroy();
+}
+
 comptime {
     _ = builtin;
 }

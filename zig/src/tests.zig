@@ -14,5 +14,7 @@ test {
     _ = @import("bpf.zig");
     _ = @import("probe.zig");
     _ = @import("reflector.zig");
+    _ = @import("sched.zig");
+    _ = @import("schedprobe.zig");
     _ = @import("root.zig");
 }

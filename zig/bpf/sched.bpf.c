@@ -1,0 +1,539 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fastpath - a sched_ext scheduler that keeps a game's latency-critical threads responsive while
+ * the rest of the machine is busy.
+ *
+ * Policy (the arithmetic is in sched.h, shared with the host's unit tests):
+ *  - Every task has a virtual runtime that advances with the time it runs, scaled by its weight.
+ *    When it wakes it is queued by deadline = vruntime (no further behind the system's virtual
+ *    clock than a bounded sleep credit) + the runtime it used since it last woke. Tasks that
+ *    sleep often and run briefly - input, render submission, audio, network - get early
+ *    deadlines; CPU hogs get late ones.
+ *  - Frequent wakers get shorter slices; latency-critical wakeups (foreground, or waking at
+ *    `latency_hz` or more) preempt a CPU running something that is not.
+ *  - Placement: an idle whole core in the waker's LLC, then any idle core, then any idle CPU,
+ *    always within p->cpus_ptr. Pinned and migration-disabled tasks stay on their CPU. LLCs come
+ *    from the real topology (the loader reads sysfs into cpu_llc[]); SMT siblings from the
+ *    kernel's own idle SMT mask.
+ *  - Busy/idle hysteresis: while the system is idle, wakeups spread to idle CPUs anywhere; while
+ *    it is busy, they stay within their LLC.
+ *  - The foreground thread groups (a map the loader fills at run time) run with
+ *    knobs.foreground_weight_pct of their weight.
+ *
+ * One object runs on 6.12 through 6.18: kfuncs renamed in 6.13 are declared weak under both
+ * names and picked with bpf_ksym_exists(); enum values come from the running kernel's BTF
+ * (scx_enums[], written by the loader).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "sched.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define BPF_STRUCT_OPS(name, args...) SEC("struct_ops/" #name) BPF_PROG(name, ##args)
+#define BPF_STRUCT_OPS_SLEEPABLE(name, args...) SEC("struct_ops.s/" #name) BPF_PROG(name, ##args)
+
+/* --- kfuncs ------------------------------------------------------------------------------------ */
+
+/* 6.13 renamed the dispatch kfuncs; the old names exist on 6.12 only. */
+extern void scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym __weak;
+extern void scx_bpf_dispatch(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym __weak;
+extern void scx_bpf_dsq_insert_vtime(struct task_struct *p, u64 dsq_id, u64 slice, u64 vtime,
+				     u64 enq_flags) __ksym __weak;
+extern void scx_bpf_dispatch_vtime(struct task_struct *p, u64 dsq_id, u64 slice, u64 vtime,
+				   u64 enq_flags) __ksym __weak;
+extern bool scx_bpf_dsq_move_to_local(u64 dsq_id) __ksym __weak;
+extern bool scx_bpf_consume(u64 dsq_id) __ksym __weak;
+
+extern s32 scx_bpf_create_dsq(u64 dsq_id, s32 node) __ksym;
+extern void scx_bpf_kick_cpu(s32 cpu, u64 flags) __ksym;
+extern s32 scx_bpf_pick_idle_cpu(const struct cpumask *cpus_allowed, u64 flags) __ksym;
+extern bool scx_bpf_test_and_clear_cpu_idle(s32 cpu) __ksym;
+extern const struct cpumask *scx_bpf_get_idle_smtmask(void) __ksym;
+extern void scx_bpf_put_idle_cpumask(const struct cpumask *cpumask) __ksym;
+extern s32 scx_bpf_task_cpu(const struct task_struct *p) __ksym;
+extern bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;
+extern void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data_len) __ksym;
+/* 6.14: a cheaper clock, exact within a scheduling event. */
+extern u64 scx_bpf_now(void) __ksym __weak;
+
+static __always_inline void insert(struct task_struct *p, u64 dsq, u64 slice, u64 flags)
+{
+	if (bpf_ksym_exists(scx_bpf_dsq_insert))
+		scx_bpf_dsq_insert(p, dsq, slice, flags);
+	else
+		scx_bpf_dispatch(p, dsq, slice, flags);
+}
+
+static __always_inline void insert_vtime(struct task_struct *p, u64 dsq, u64 slice, u64 vtime, u64 flags)
+{
+	if (bpf_ksym_exists(scx_bpf_dsq_insert_vtime))
+		scx_bpf_dsq_insert_vtime(p, dsq, slice, vtime, flags);
+	else
+		scx_bpf_dispatch_vtime(p, dsq, slice, vtime, flags);
+}
+
+static __always_inline bool move_to_local(u64 dsq)
+{
+	if (bpf_ksym_exists(scx_bpf_dsq_move_to_local))
+		return scx_bpf_dsq_move_to_local(dsq);
+	return scx_bpf_consume(dsq);
+}
+
+static __always_inline u64 now_ns(void)
+{
+	if (bpf_ksym_exists(scx_bpf_now))
+		return scx_bpf_now();
+	return bpf_ktime_get_ns();
+}
+
+#define fp_error(fmt, args...)                                                          \
+	({                                                                              \
+		static char ___fmt[] = fmt;                                             \
+		unsigned long long ___param[___bpf_narg(args)];                         \
+		_Pragma("GCC diagnostic push")                                          \
+		_Pragma("GCC diagnostic ignored \"-Wint-conversion\"")                  \
+		___bpf_fill(___param, args);                                            \
+		_Pragma("GCC diagnostic pop")                                           \
+		scx_bpf_error_bstr(___fmt, ___param, sizeof(___param));                 \
+	})
+
+/* --- Configuration ----------------------------------------------------------------------------- */
+
+/* Written by the loader from the running kernel's BTF: values differ between kernels. */
+const volatile u64 scx_enums[FP_SCX_ENUMS];
+#define SCX(name) scx_enums[FP_SCX_##name]
+
+/* Fixed for the life of the scheduler (flags of `fastpath sched run`). */
+const volatile struct fp_sched_tunables tun = {
+	.slice_ns = 5 * FP_NSEC_PER_MSEC,
+	.slice_min_ns = 500000,
+	.lag_ns = 2 * FP_NSEC_PER_MSEC,
+	.lag_max_ns = 20 * FP_NSEC_PER_MSEC,
+	.wake_ref_hz = 30,
+	.latency_hz = 50,
+	.busy_high_pct = 75,
+	.busy_low_pct = 50,
+	.fold_ms = 100,
+	.nr_cpus = 1,
+};
+
+/* LLC of each CPU, read by the loader from /sys/devices/system/cpu/cpuN/cache (never guessed). */
+const volatile u32 cpu_llc[FP_MAX_CPUS];
+
+/* Changed at run time by the loader through the mmaped .bss. */
+struct fp_sched_knobs knobs; /* zero here: the loader writes it before attaching */
+struct fp_sched_state state;
+struct fp_sched_exit uei;
+
+/* --- Maps -------------------------------------------------------------------------------------- */
+
+/* Foreground thread groups (tgid -> 1), filled by the loader at run time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FP_MAX_FOREGROUND);
+	__type(key, u32);
+	__type(value, u32);
+} foreground SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct fp_sched_counters);
+} counters SEC(".maps");
+
+struct cpu_ctx {
+	u64 started_at;	  /* when the running task got this CPU */
+	u64 busy_ns;	  /* running time, summed by the utilisation fold */
+	u64 running_deadline;
+	u32 running_lat;  /* the running task is latency-critical */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct cpu_ctx);
+} cpu_ctxs SEC(".maps");
+
+/* Per-task state: task storage, freed with the task, so a reused TID never inherits it. */
+struct task_ctx {
+	u64 vruntime;
+	u64 exec_ns;	 /* runtime since the task last woke */
+	u64 last_woke;	 /* when it last became runnable */
+	u64 wake_hz;	 /* exponential average, events per second */
+	u64 deadline;
+	u32 foreground;	 /* cached at wakeup from the foreground map */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_ctx);
+} task_ctxs SEC(".maps");
+
+static u64 last_fold;
+static u64 last_busy_sum;
+
+static __always_inline struct fp_sched_counters *cnt(void)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(&counters, &zero);
+}
+
+static __always_inline struct cpu_ctx *this_cpu_ctx(void)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(&cpu_ctxs, &zero);
+}
+
+static __always_inline struct task_ctx *tctx_of(struct task_struct *p)
+{
+	return bpf_task_storage_get(&task_ctxs, p, 0, 0);
+}
+
+static __always_inline bool is_foreground(struct task_struct *p)
+{
+	u32 tgid = p->tgid;
+
+	return knobs.nr_foreground && bpf_map_lookup_elem(&foreground, &tgid);
+}
+
+static __always_inline u64 weight_of(struct task_struct *p, struct task_ctx *tc)
+{
+	return fp_weight(p->scx.weight, tc->foreground, knobs.foreground_weight_pct);
+}
+
+/* Tasks that must stay where they are: one allowed CPU, or migration disabled right now. */
+static __always_inline bool is_pinned(const struct task_struct *p)
+{
+	return p->nr_cpus_allowed == 1 || p->migration_disabled;
+}
+
+static __always_inline u32 llc_of(s32 cpu)
+{
+	if (cpu < 0 || cpu >= FP_MAX_CPUS)
+		return 0;
+	return cpu_llc[cpu];
+}
+
+/*
+ * An idle CPU in `llc` that `p` may use, claimed (its idle bit cleared); with `whole_core`, only
+ * one whose SMT siblings are idle too. -1 when there is none.
+ */
+static s32 pick_idle_in_llc(const struct task_struct *p, u32 llc, bool whole_core)
+{
+	const struct cpumask *smt = scx_bpf_get_idle_smtmask();
+	s32 found = -1;
+	u32 i;
+
+	bpf_for(i, 0, FP_MAX_CPUS) {
+		if (i >= tun.nr_cpus)
+			break;
+		if (cpu_llc[i] != llc || !bpf_cpumask_test_cpu(i, p->cpus_ptr))
+			continue;
+		if (whole_core && !bpf_cpumask_test_cpu(i, smt))
+			continue;
+		if (scx_bpf_test_and_clear_cpu_idle(i)) {
+			found = i;
+			break;
+		}
+	}
+	scx_bpf_put_idle_cpumask(smt);
+	return found;
+}
+
+/* Idle-core-first placement; -1 when every allowed CPU is busy. */
+static s32 pick_idle(struct task_struct *p, s32 prev_cpu)
+{
+	const struct cpumask *smt;
+	u32 llc = llc_of(prev_cpu);
+	bool prev_core_idle;
+	s32 cpu;
+
+	/* The previous CPU, if its whole core is idle: warm caches, no migration. */
+	smt = scx_bpf_get_idle_smtmask();
+	prev_core_idle = bpf_cpumask_test_cpu(prev_cpu, smt);
+	scx_bpf_put_idle_cpumask(smt);
+	if (prev_core_idle && bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
+	    scx_bpf_test_and_clear_cpu_idle(prev_cpu))
+		return prev_cpu;
+
+	cpu = pick_idle_in_llc(p, llc, true);
+	if (cpu >= 0)
+		return cpu;
+	if (!state.busy) {
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, SCX(PICK_IDLE_CORE));
+		if (cpu >= 0)
+			return cpu;
+	}
+	if (bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) && scx_bpf_test_and_clear_cpu_idle(prev_cpu))
+		return prev_cpu;
+	cpu = pick_idle_in_llc(p, llc, false);
+	if (cpu >= 0 || state.busy)
+		return cpu;
+	return scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+}
+
+/* Every `fold_ms`, one CPU sums the others' busy time into utilisation and the busy state. */
+static void maybe_fold(u64 now)
+{
+	u64 last = last_fold, sum = 0, period;
+	u32 i, zero = 0, util;
+	int busy;
+
+	if (now < last + (u64)tun.fold_ms * FP_NSEC_PER_MSEC)
+		return;
+	if (__sync_val_compare_and_swap(&last_fold, last, now) != last)
+		return; /* another CPU is folding this period */
+
+	bpf_for(i, 0, FP_MAX_CPUS) {
+		struct cpu_ctx *cc;
+
+		if (i >= tun.nr_cpus)
+			break;
+		cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, i);
+		if (cc)
+			sum += cc->busy_ns;
+	}
+	period = last ? now - last : 0;
+	util = fp_util_pct(sum - last_busy_sum, period, tun.nr_cpus);
+	last_busy_sum = sum;
+	busy = fp_busy_next(state.busy, util, tun.busy_high_pct, tun.busy_low_pct);
+	if (busy != (int)state.busy)
+		__sync_fetch_and_add(&state.busy_flips, 1);
+	state.busy = busy;
+	state.util_pct = util;
+	__sync_fetch_and_add(&state.folds, 1);
+}
+
+/* --- sched_ext_ops ----------------------------------------------------------------------------- */
+
+s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
+{
+	struct fp_sched_counters *c;
+	struct task_ctx *tc;
+	s32 cpu;
+
+	if (is_pinned(p))
+		return prev_cpu;
+	tc = tctx_of(p);
+	cpu = pick_idle(p, prev_cpu);
+	if (cpu < 0)
+		return prev_cpu;
+	/* An idle CPU is ours: skip the queue (ops.enqueue is not called). */
+	insert(p, SCX(DSQ_LOCAL), tc ? fp_slice(&tun, tc->wake_hz) : tun.slice_ns, 0);
+	if ((c = cnt()))
+		c->direct_idle++;
+	return cpu;
+}
+
+/* Interrupt `cpu` if what runs there is less urgent than a latency-critical task due at `deadline`. */
+static void preempt_for(struct task_struct *p, s32 cpu, u64 deadline)
+{
+	struct fp_sched_counters *c;
+	struct cpu_ctx *cc;
+	u32 zero = 0;
+
+	if (cpu < 0 || cpu >= FP_MAX_CPUS || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+		return;
+	cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
+	if (!cc || cc->running_lat || cc->running_deadline <= deadline)
+		return;
+	scx_bpf_kick_cpu(cpu, SCX(KICK_PREEMPT));
+	if ((c = cnt()))
+		c->preempt_kicks++;
+}
+
+void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
+{
+	struct fp_sched_counters *c = cnt();
+	struct task_ctx *tc = tctx_of(p);
+	u64 weight, slice, deadline;
+	s32 cpu;
+
+#ifdef FP_TEST_STALL
+	/* The deliberately broken build: starve one thread group so the watchdog ejects us. */
+	if (knobs.stall_tgid && p->tgid == knobs.stall_tgid) {
+		insert(p, FP_DSQ_STALL, tun.slice_ns, enq_flags);
+		return;
+	}
+#endif
+	if (!tc) {
+		insert(p, FP_DSQ_SHARED, tun.slice_ns, enq_flags);
+		return;
+	}
+	slice = fp_slice(&tun, tc->wake_hz);
+
+	/*
+	 * A task that may only run where it is goes to that CPU's local queue: the kernel allows
+	 * SCX_DSQ_LOCAL_ON only for a CPU in p->cpus_ptr, and a migration-disabled task may not
+	 * leave its CPU at all.
+	 */
+	if (is_pinned(p)) {
+		cpu = scx_bpf_task_cpu(p);
+		if (bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+			insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags);
+			scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
+			if (c)
+				c->direct_local++;
+			return;
+		}
+	}
+
+	weight = weight_of(p, tc);
+	deadline = fp_deadline(tc->vruntime, state.vtime_now, fp_lag_credit(&tun, tc->wake_hz, weight),
+			       tc->exec_ns, weight);
+	tc->deadline = deadline;
+	insert_vtime(p, FP_DSQ_SHARED, slice, deadline, enq_flags);
+	if (c)
+		c->enqueued++;
+
+	/* Wake an idle CPU to pull it; failing that, preempt for a latency-critical wakeup. */
+	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+	if (cpu >= 0)
+		scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
+	else if ((enq_flags & SCX(ENQ_WAKEUP)) && fp_latency_critical(&tun, tc->wake_hz, tc->foreground))
+		preempt_for(p, scx_bpf_task_cpu(p), deadline);
+}
+
+void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
+{
+	struct fp_sched_counters *c = cnt();
+	struct task_ctx *tc;
+
+	if (move_to_local(FP_DSQ_SHARED)) {
+		if (c)
+			c->dispatched++;
+		return;
+	}
+	/* Nothing else waits: let the previous task go on. */
+	if (prev && (prev->scx.flags & SCX(TASK_QUEUED))) {
+		tc = tctx_of(prev);
+		prev->scx.slice = tc ? fp_slice(&tun, tc->wake_hz) : tun.slice_ns;
+		if (c)
+			c->kept_running++;
+	}
+}
+
+void BPF_STRUCT_OPS(fastpath_runnable, struct task_struct *p, u64 enq_flags)
+{
+	struct fp_sched_counters *c = cnt();
+	struct task_ctx *tc = tctx_of(p);
+	u64 now = now_ns();
+
+	if (!tc)
+		return;
+	tc->wake_hz = fp_wake_hz(tc->wake_hz, now - tc->last_woke);
+	tc->last_woke = now;
+	tc->exec_ns = 0;
+	tc->foreground = is_foreground(p);
+	if (c)
+		c->wakeups++;
+}
+
+void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
+{
+	struct fp_sched_counters *c = cnt();
+	struct cpu_ctx *cc = this_cpu_ctx();
+	struct task_ctx *tc = tctx_of(p);
+	u64 now = now_ns();
+
+	if (cc) {
+		cc->started_at = now;
+		cc->running_deadline = tc ? tc->deadline : 0;
+		cc->running_lat = tc ? fp_latency_critical(&tun, tc->wake_hz, tc->foreground) : 0;
+	}
+	if (tc && tc->vruntime > state.vtime_now)
+		state.vtime_now = tc->vruntime;
+	if (c) {
+		c->runs++;
+		if (tc && tc->foreground)
+			c->foreground_runs++;
+	}
+	maybe_fold(now);
+}
+
+void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
+{
+	struct cpu_ctx *cc = this_cpu_ctx();
+	struct task_ctx *tc = tctx_of(p);
+	struct fp_sched_counters *c;
+	u64 now = now_ns(), ran;
+
+	if (!cc || !cc->started_at)
+		return;
+	ran = now > cc->started_at ? now - cc->started_at : 0;
+	cc->started_at = 0;
+	cc->busy_ns += ran;
+	if ((c = cnt()))
+		c->busy_ns += ran;
+	if (tc) {
+		tc->exec_ns += ran;
+		tc->vruntime += fp_vtime_delta(ran, weight_of(p, tc));
+	}
+}
+
+void BPF_STRUCT_OPS(fastpath_tick, struct task_struct *p)
+{
+	maybe_fold(now_ns());
+}
+
+void BPF_STRUCT_OPS(fastpath_enable, struct task_struct *p)
+{
+	struct task_ctx *tc = tctx_of(p);
+
+	if (tc)
+		tc->vruntime = state.vtime_now;
+}
+
+s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_task_args *args)
+{
+	if (!bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
+		return -12; /* -ENOMEM */
+	return 0;
+}
+
+s32 BPF_STRUCT_OPS_SLEEPABLE(fastpath_init)
+{
+	s32 err = scx_bpf_create_dsq(FP_DSQ_SHARED, -1);
+
+#ifdef FP_TEST_STALL
+	if (!err)
+		err = scx_bpf_create_dsq(FP_DSQ_STALL, -1);
+#endif
+	if (err)
+		fp_error("creating the shared dispatch queue: %d", err);
+	return err;
+}
+
+void BPF_STRUCT_OPS(fastpath_exit, struct scx_exit_info *ei)
+{
+	uei.exit_code = ei->exit_code;
+	bpf_probe_read_kernel_str(uei.reason, sizeof(uei.reason), ei->reason);
+	bpf_probe_read_kernel_str(uei.msg, sizeof(uei.msg), ei->msg);
+	/* kind last: the loader treats a non-zero kind as "the rest is there". */
+	__sync_val_compare_and_swap(&uei.kind, 0, ei->kind);
+}
+
+SEC(".struct_ops.link")
+struct sched_ext_ops fastpath_ops = {
+	.select_cpu = (void *)fastpath_select_cpu,
+	.enqueue = (void *)fastpath_enqueue,
+	.dispatch = (void *)fastpath_dispatch,
+	.runnable = (void *)fastpath_runnable,
+	.running = (void *)fastpath_running,
+	.stopping = (void *)fastpath_stopping,
+	.tick = (void *)fastpath_tick,
+	.enable = (void *)fastpath_enable,
+	.init_task = (void *)fastpath_init_task,
+	.init = (void *)fastpath_init,
+	.exit = (void *)fastpath_exit,
+	.name = "fastpath",
+};

@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * Shared by the sched_ext scheduler (sched.bpf.c, clang -target bpf) and the Zig loader
+ * (@cImport). Zig asserts at compile time that these layouts match abi.zig.
+ *
+ * The policy arithmetic lives here as plain C with no kfunc or helper calls, so the host's unit
+ * tests run exactly the code the kernel runs.
+ */
+#ifndef FASTPATH_SCHED_H
+#define FASTPATH_SCHED_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define FP_NSEC_PER_SEC 1000000000ULL
+#define FP_NSEC_PER_MSEC 1000000ULL
+
+/* Size of the per-CPU tables in .rodata (LLC id of each CPU). */
+#define FP_MAX_CPUS 1024
+/* Foreground thread groups the user can name at once. */
+#define FP_MAX_FOREGROUND 64
+/* Weight of a nice-0 task in sched_ext (p->scx.weight). */
+#define FP_WEIGHT_NICE0 100
+
+/*
+ * sched_ext enum values the scheduler needs. Their values and presence differ between kernels,
+ * so the loader reads each one from the running kernel's BTF and writes it into
+ * `scx_enums[FP_SCX_*]` in .rodata before load (names in sched.zig, same order).
+ */
+enum fp_scx_enum {
+	FP_SCX_DSQ_LOCAL = 0,
+	FP_SCX_DSQ_LOCAL_ON = 1,
+	FP_SCX_ENQ_WAKEUP = 2,
+	FP_SCX_KICK_IDLE = 3,
+	FP_SCX_KICK_PREEMPT = 4,
+	FP_SCX_PICK_IDLE_CORE = 5,
+	FP_SCX_TASK_QUEUED = 6,
+	FP_SCX_EXIT_ERROR_STALL = 7,
+	FP_SCX_ENUMS = 8,
+};
+
+/* The scheduler's own dispatch queues. */
+#define FP_DSQ_SHARED 0x6670000ULL /* deadline-ordered queue every CPU pulls from */
+#define FP_DSQ_STALL 0x6670001ULL  /* test build only: never consumed */
+
+/* Per-CPU counters, folded by the loader into abi.SchedCounters (same order). */
+struct fp_sched_counters {
+	__u64 enqueued;     /* tasks put on the shared deadline queue */
+	__u64 direct_idle;  /* wakeups placed straight onto an idle CPU */
+	__u64 direct_local; /* pinned / migration-disabled tasks kept on their CPU */
+	__u64 dispatched;   /* tasks a CPU pulled from the shared queue */
+	__u64 kept_running; /* slices renewed because nothing else was waiting */
+	__u64 preempt_kicks;  /* CPUs interrupted for a latency-critical wakeup */
+	__u64 foreground_runs; /* times a foreground task got a CPU */
+	__u64 runs;         /* times any task got a CPU */
+	__u64 busy_ns;      /* time CPUs spent running tasks we schedule */
+	__u64 wakeups;      /* runnable transitions seen */
+};
+
+/* Knobs that change while the scheduler runs; they live in .bss, written by the loader. */
+struct fp_sched_knobs {
+	__u32 foreground_weight_pct; /* weight of foreground tasks, in % of their own */
+	__u32 nr_foreground;	     /* number of tgids in the foreground map */
+	__u32 stall_tgid;	     /* test build only: thread group to starve */
+	__u32 _pad;
+};
+
+/* State the scheduler publishes in .bss for the loader (read through the mmaped map). */
+struct fp_sched_state {
+	__u64 vtime_now;  /* the system's virtual clock */
+	__u32 busy;	  /* 1 while utilisation is above the busy watermark */
+	__u32 util_pct;	  /* utilisation of the last fold period, % of all CPUs */
+	__u64 busy_flips; /* busy/idle transitions */
+	__u64 folds;	  /* utilisation periods folded */
+};
+
+/* What ops.exit saw (struct scx_exit_info, copied out). */
+struct fp_sched_exit {
+	__s32 kind; /* enum scx_exit_kind; 0 while running */
+	__u32 _pad;
+	__s64 exit_code; /* bits 48-63: actions the kernel asks of the loader */
+	char reason[128];
+	char msg[1024];
+};
+
+/* Tunables fixed at load time (.rodata). */
+struct fp_sched_tunables {
+	__u64 slice_ns;	     /* slice of a task that rarely wakes */
+	__u64 slice_min_ns;  /* floor for slices of frequent wakers */
+	__u64 lag_ns;	     /* sleep credit a rarely-waking task keeps against vtime_now */
+	__u64 lag_max_ns;    /* ceiling for sleep credit of frequent wakers */
+	__u32 wake_ref_hz;   /* wake frequency at which slices start to shrink */
+	__u32 latency_hz;    /* wake frequency from which a task counts as latency-critical */
+	__u32 busy_high_pct; /* utilisation above which the system turns busy */
+	__u32 busy_low_pct;  /* ... and below which it turns idle again */
+	__u32 fold_ms;	     /* utilisation period */
+	__u32 nr_cpus;	     /* possible CPUs (entries of cpu_llc used) */
+};
+
+/* --- Policy (pure functions) ------------------------------------------------------------------ */
+
+/* floor(log2(v)) for v > 0, 0 for v = 0. */
+static inline __u32 fp_log2(__u64 v)
+{
+	__u32 r = 0;
+
+	while (v > 1 && r < 63) {
+		v >>= 1;
+		r++;
+	}
+	return r;
+}
+
+/*
+ * Wake frequency in Hz (events per second), as an exponential average: each wakeup moves it a
+ * quarter of the way to the rate implied by the gap since the last one, rounded towards that
+ * rate so a steady rate is reached exactly. A zero gap counts as 1 ns.
+ */
+static inline __u64 fp_wake_hz(__u64 old_hz, __u64 gap_ns)
+{
+	__u64 now_hz = FP_NSEC_PER_SEC / (gap_ns ? gap_ns : 1);
+
+	if (now_hz >= old_hz)
+		return old_hz + (now_hz - old_hz + 3) / 4;
+	return old_hz - (old_hz - now_hz + 3) / 4;
+}
+
+/* A task's weight with the foreground boost applied (pct = 100 leaves it alone). */
+static inline __u64 fp_weight(__u32 task_weight, int foreground, __u32 fg_pct)
+{
+	__u64 w = task_weight ? task_weight : 1;
+
+	return foreground ? (w * fg_pct + 99) / 100 : w;
+}
+
+/* Runtime `ns` converted to virtual time: heavier tasks age more slowly. */
+static inline __u64 fp_vtime_delta(__u64 ns, __u64 weight)
+{
+	return ns * FP_WEIGHT_NICE0 / (weight ? weight : 1);
+}
+
+/*
+ * Slice for a task waking `wake_hz` times a second: the full slice up to `wake_ref_hz`, then
+ * divided by one more for every doubling, never below `slice_min_ns`. A frame loop at 60 Hz
+ * keeps a slice long enough for a frame; a thread waking 8000 times a second gets the floor.
+ */
+static inline __u64 fp_slice(const volatile struct fp_sched_tunables *t, __u64 wake_hz)
+{
+	__u64 slice = t->slice_ns;
+
+	if (wake_hz > t->wake_ref_hz && t->wake_ref_hz)
+		slice /= 1 + fp_log2(wake_hz / t->wake_ref_hz);
+	return slice > t->slice_min_ns ? slice : t->slice_min_ns;
+}
+
+/*
+ * How far behind the virtual clock a waking task may be placed (its sleep credit): `lag_ns`
+ * for a task that rarely wakes, growing with each doubling of its wake frequency up to
+ * `lag_max_ns`, then scaled by its weight. Bounded, so a long sleeper cannot bank unlimited
+ * credit and starve everyone when it wakes.
+ */
+static inline __u64 fp_lag_credit(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u64 weight)
+{
+	__u64 credit = t->lag_ns * (1 + fp_log2(wake_hz + 1));
+
+	if (credit > t->lag_max_ns)
+		credit = t->lag_max_ns;
+	return credit * weight / FP_WEIGHT_NICE0;
+}
+
+/*
+ * Deadline of a task: its virtual runtime, clamped to at most `credit` behind the virtual clock,
+ * plus the weighted runtime it used since it last woke (a task that runs long before sleeping
+ * queues behind ones that run briefly).
+ */
+static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, __u64 exec_ns, __u64 weight)
+{
+	__u64 floor = vtime_now > credit ? vtime_now - credit : 0;
+
+	if (vruntime < floor)
+		vruntime = floor;
+	return vruntime + fp_vtime_delta(exec_ns, weight);
+}
+
+/* Busy/idle hysteresis: turns busy above `high`, idle again only below `low`. */
+static inline int fp_busy_next(int busy, __u32 util_pct, __u32 high, __u32 low)
+{
+	return busy ? util_pct >= low : util_pct >= high;
+}
+
+/* Utilisation in % of `nr_cpus` CPUs over `period_ns`, from the busy time spent in it. */
+static inline __u32 fp_util_pct(__u64 busy_ns, __u64 period_ns, __u32 nr_cpus)
+{
+	__u64 cap = period_ns * (nr_cpus ? nr_cpus : 1);
+	__u64 pct;
+
+	if (!cap)
+		return 0;
+	pct = busy_ns * 100 / cap;
+	return pct > 100 ? 100 : (__u32)pct;
+}
+
+/* Whether a task waking `wake_hz` times a second, or in the foreground, should preempt. */
+static inline int fp_latency_critical(const volatile struct fp_sched_tunables *t, __u64 wake_hz, int foreground)
+{
+	return foreground || wake_hz >= t->latency_hz;
+}
+
+#endif

@@ -1,0 +1,671 @@
+//! The sched_ext loader: preflight, open the embedded scheduler, fill in what only the running
+//! kernel knows (hotplug_seq, SCX_* enum values, ops it lacks, the CPU topology), load with the
+//! verifier's verdict in the error, attach through a BPF link (the scheduler dies with our last
+//! fd: crash or SIGKILL included), then watch: fold per-CPU counters, notice an ejection, re-attach
+//! when the kernel asks for it (CPU hotplug).
+const std = @import("std");
+const abi = @import("abi.zig");
+const bpf = @import("bpf.zig");
+const diag = @import("diag.zig");
+const sys = @import("linux.zig");
+const c = bpf.c;
+const Error = abi.Error;
+
+const sched_obj = @embedFile("sched.bpf.o");
+const stall_obj = @embedFile("sched_stall.bpf.o");
+
+pub const sysfs = "/sys/kernel/sched_ext";
+
+pub const no_sched_ext = "this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y";
+
+// --- What the running kernel says ----------------------------------------------------------------
+
+/// Reads a small sysfs file, trimmed; `buf` holds the result.
+fn readSys(path: []const u8, buf: []u8) ?[]const u8 {
+    const f = std.fs.cwd().openFile(path, .{}) catch return null;
+    defer f.close();
+    const n = f.readAll(buf) catch return null;
+    return std.mem.trim(u8, buf[0..n], " \n\t");
+}
+
+/// Whether this kernel can run a sched_ext scheduler at all.
+pub fn present() bool {
+    std.fs.cwd().access(sysfs ++ "/state", .{}) catch return false;
+    return true;
+}
+
+/// Fails unless we may attach a scheduler now, with the exact reason and its fix.
+pub fn preflight() Error!void {
+    if (!present()) return diag.fail(error.Unsupported, no_sched_ext, .{});
+    const kbtf = c.btf__load_vmlinux_btf() orelse
+        return diag.fail(error.Unsupported, "the kernel exposes no BTF (/sys/kernel/btf/vmlinux): rebuild it with CONFIG_DEBUG_INFO_BTF=y", .{});
+    defer c.btf__free(kbtf);
+    if (c.btf__find_by_name_kind(kbtf, "sched_ext_ops", c.BTF_KIND_STRUCT) < 0)
+        return diag.fail(error.Unsupported, no_sched_ext, .{});
+    if (std.os.linux.geteuid() != 0)
+        return diag.fail(error.PermissionDenied, "attaching a scheduler needs root: run with sudo", .{});
+    var buf: [64]u8 = undefined;
+    const state = readSys(sysfs ++ "/state", &buf) orelse "unknown";
+    if (!std.mem.eql(u8, state, "disabled")) {
+        var ops_buf: [160]u8 = undefined;
+        const ops = readSys(sysfs ++ "/root/ops", &ops_buf) orelse "?";
+        return diag.fail(error.Busy, "another sched_ext scheduler is attached ({s}, state {s}): stop it first", .{ ops, state });
+    }
+}
+
+/// The value of enumerator `name` of `enum type_name` in `btf`, or null when the kernel lacks it.
+pub fn enumValue(btf: *const c.struct_btf, type_name: [:0]const u8, name: []const u8) ?u64 {
+    inline for (.{ c.BTF_KIND_ENUM64, c.BTF_KIND_ENUM }) |kind| {
+        const id = c.btf__find_by_name_kind(btf, type_name.ptr, kind);
+        if (id > 0) {
+            const t: *const c.struct_btf_type = c.btf__type_by_id(btf, @intCast(id));
+            const vlen = t.info & 0xffff;
+            const after: [*]const u8 = @ptrCast(@as([*]const c.struct_btf_type, @ptrCast(t)) + 1);
+            for (0..vlen) |i| {
+                if (kind == c.BTF_KIND_ENUM64) {
+                    const e: *const c.struct_btf_enum64 = @ptrCast(@alignCast(after + i * @sizeOf(c.struct_btf_enum64)));
+                    if (std.mem.eql(u8, std.mem.span(c.btf__name_by_offset(btf, e.name_off)), name))
+                        return @as(u64, e.val_hi32) << 32 | e.val_lo32;
+                } else {
+                    const e: *const c.struct_btf_enum = @ptrCast(@alignCast(after + i * @sizeOf(c.struct_btf_enum)));
+                    if (std.mem.eql(u8, std.mem.span(c.btf__name_by_offset(btf, e.name_off)), name))
+                        return @as(u64, @bitCast(@as(i64, e.val)));
+                }
+            }
+        }
+    }
+    return null;
+}
+
+/// The enum values the BPF side needs, in `enum fp_scx_enum` order.
+const scx_enums = [_]struct { type_name: [:0]const u8, name: []const u8 }{
+    .{ .type_name = "scx_dsq_id_flags", .name = "SCX_DSQ_LOCAL" },
+    .{ .type_name = "scx_dsq_id_flags", .name = "SCX_DSQ_LOCAL_ON" },
+    .{ .type_name = "scx_enq_flags", .name = "SCX_ENQ_WAKEUP" },
+    .{ .type_name = "scx_kick_flags", .name = "SCX_KICK_IDLE" },
+    .{ .type_name = "scx_kick_flags", .name = "SCX_KICK_PREEMPT" },
+    .{ .type_name = "scx_pick_idle_cpu_flags", .name = "SCX_PICK_IDLE_CORE" },
+    .{ .type_name = "scx_ent_flags", .name = "SCX_TASK_QUEUED" },
+    .{ .type_name = "scx_exit_kind", .name = "SCX_EXIT_ERROR_STALL" },
+};
+
+comptime {
+    std.debug.assert(scx_enums.len == c.FP_SCX_ENUMS);
+    std.debug.assert(@sizeOf(c.struct_fp_sched_counters) == 10 * 8);
+    std.debug.assert(@sizeOf(c.struct_fp_sched_exit) == @sizeOf(abi.SchedExit));
+    std.debug.assert(@offsetOf(c.struct_fp_sched_exit, "msg") == @offsetOf(abi.SchedExit, "msg"));
+    // The per-CPU counters fold into the first fields of abi.SchedCounters, same names, same order.
+    for (std.meta.fields(c.struct_fp_sched_counters), 0..) |f, i| {
+        std.debug.assert(std.mem.eql(u8, f.name, std.meta.fields(abi.SchedCounters)[i].name));
+    }
+}
+
+/// LLC id (the lowest CPU sharing it) of every possible CPU, from sysfs; CPUs without cache
+/// information share LLC 0. Returns the number of CPUs and of distinct LLCs.
+pub fn readTopology(llc: []u32) struct { nr_cpus: u32, nr_llcs: u32 } {
+    var buf: [256]u8 = undefined;
+    const nr_cpus: u32 = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), @as(c_int, @intCast(llc.len)))));
+    var nr_llcs: u32 = 0;
+    for (0..nr_cpus) |cpu| {
+        llc[cpu] = 0;
+        // The highest cache level is the last level: the one whose sharing matters.
+        var best_level: u32 = 0;
+        var index: u32 = 0;
+        while (index < 8) : (index += 1) {
+            var path_buf: [128]u8 = undefined;
+            const level_path = std.fmt.bufPrint(&path_buf, "/sys/devices/system/cpu/cpu{d}/cache/index{d}/level", .{ cpu, index }) catch break;
+            const level_text = readSys(level_path, &buf) orelse break;
+            const level = std.fmt.parseInt(u32, level_text, 10) catch continue;
+            if (level < best_level) continue;
+            const list_path = std.fmt.bufPrint(&path_buf, "/sys/devices/system/cpu/cpu{d}/cache/index{d}/shared_cpu_list", .{ cpu, index }) catch break;
+            const list = readSys(list_path, &buf) orelse continue;
+            const end = std.mem.indexOfAny(u8, list, ",-") orelse list.len;
+            llc[cpu] = std.fmt.parseInt(u32, list[0..end], 10) catch continue;
+            best_level = level;
+        }
+        var seen = false;
+        for (0..cpu) |other| seen = seen or llc[other] == llc[cpu];
+        if (!seen) nr_llcs += 1;
+    }
+    return .{ .nr_cpus = nr_cpus, .nr_llcs = nr_llcs };
+}
+
+// --- struct_ops maps -------------------------------------------------------------------------------
+
+/// A member of the struct_ops map's value as the object's BTF lays it out.
+fn memberOffset(btf: *const c.struct_btf, type_id: u32, name: []const u8) ?u32 {
+    const t: *const c.struct_btf_type = c.btf__type_by_id(btf, type_id);
+    const members: [*]const c.struct_btf_member = @ptrCast(@as([*]const c.struct_btf_type, @ptrCast(t)) + 1);
+    for (members[0 .. t.info & 0xffff]) |m| {
+        if (std.mem.eql(u8, std.mem.span(c.btf__name_by_offset(btf, m.name_off)), name)) return m.offset / 8;
+    }
+    return null;
+}
+
+fn kernelHasMember(kbtf: *const c.struct_btf, kid: u32, name: []const u8) bool {
+    return memberOffset(kbtf, kid, name) != null;
+}
+
+/// Prepares the struct_ops map `map_name` of `obj` for this kernel: every callback member the
+/// kernel's `struct type_name` lacks is set to NULL (its program is then not loaded), so one
+/// object runs on kernels with fewer ops. Returns the map, its value bytes and the value's type.
+pub fn prepareStructOps(obj: *bpf.Object, kbtf: *const c.struct_btf, map_name: [:0]const u8, type_name: [:0]const u8) Error!struct { map: *c.bpf_map, data: []u8, btf: *const c.struct_btf, type_id: u32 } {
+    const map = c.bpf_object__find_map_by_name(obj.obj, map_name.ptr) orelse
+        return diag.fail(error.System, "struct_ops map {s} not in the BPF object", .{map_name});
+    const kid = c.btf__find_by_name_kind(kbtf, type_name.ptr, c.BTF_KIND_STRUCT);
+    if (kid < 0) return diag.fail(error.Unsupported, "this kernel has no struct {s}", .{type_name});
+    const btf = c.bpf_object__btf(obj.obj) orelse return diag.fail(error.System, "the BPF object has no BTF", .{});
+    const id = c.btf__find_by_name_kind(btf, type_name.ptr, c.BTF_KIND_STRUCT);
+    if (id < 0) return diag.fail(error.System, "the BPF object has no struct {s}", .{type_name});
+    var size: usize = 0;
+    const data: [*]u8 = @ptrCast(c.bpf_map__initial_value(map, &size) orelse
+        return diag.fail(error.System, "struct_ops map {s} has no value", .{map_name}));
+
+    const t: *const c.struct_btf_type = c.btf__type_by_id(btf, @intCast(id));
+    const members: [*]const c.struct_btf_member = @ptrCast(@as([*]const c.struct_btf_type, @ptrCast(t)) + 1);
+    for (members[0 .. t.info & 0xffff]) |m| {
+        const name = std.mem.span(c.btf__name_by_offset(btf, m.name_off));
+        if (kernelHasMember(kbtf, @intCast(kid), name)) continue;
+        const mt: *const c.struct_btf_type = c.btf__type_by_id(btf, m.type);
+        if ((mt.info >> 24) & 0x1f != c.BTF_KIND_PTR) continue; // data members: libbpf checks they are zero
+        @memset(data[m.offset / 8 ..][0..8], 0);
+    }
+    return .{ .map = map, .data = data[0..size], .btf = btf, .type_id = @intCast(id) };
+}
+
+/// Attaches a prepared struct_ops map through a BPF link (section `.struct_ops.link`).
+pub fn attachStructOps(map: *c.bpf_map, what: []const u8) Error!*c.bpf_link {
+    return c.bpf_map__attach_struct_ops(map) orelse bpf.errnoError(what);
+}
+
+// --- The scheduler -------------------------------------------------------------------------------
+
+pub const Scheduler = struct {
+    gpa: std.mem.Allocator,
+    opts: abi.SchedOptions,
+    obj: ?bpf.Object = null,
+    link: ?*c.bpf_link = null,
+    /// The .bss as the kernel sees it (mmaped by libbpf): knobs, state, exit info.
+    knobs: *volatile c.struct_fp_sched_knobs = undefined,
+    bpf_state: *volatile c.struct_fp_sched_state = undefined,
+    uei: *volatile c.struct_fp_sched_exit = undefined,
+    bss: []align(std.heap.page_size_min) u8 = &.{},
+    counters_fd: i32 = -1,
+    foreground_fd: i32 = -1,
+    percpu: []c.struct_fp_sched_counters = &.{},
+    counters: *align(64) abi.SchedCounters,
+    exit: abi.SchedExit = .{},
+    act_restart: u64 = 0,
+    state: std.atomic.Value(u32) = .init(abi.sched_state.running),
+    lock: std.Thread.Mutex = .{},
+    monitor: ?std.Thread = null,
+    stop_signal: sys.StopSignal,
+    done: std.Thread.ResetEvent = .{},
+    stopped: bool = false,
+
+    pub fn start(gpa: std.mem.Allocator, opts: *const abi.SchedOptions) Error!*Scheduler {
+        try validate(opts);
+        try preflight();
+        const s = try gpa.create(Scheduler);
+        errdefer gpa.destroy(s);
+        const counters = try gpa.alignedAlloc(abi.SchedCounters, 64, 1);
+        errdefer gpa.free(counters);
+        counters[0] = .{};
+        s.* = .{ .gpa = gpa, .opts = opts.*, .counters = &counters[0], .stop_signal = try sys.StopSignal.init() };
+        errdefer s.stop_signal.deinit();
+        s.percpu = try gpa.alloc(c.struct_fp_sched_counters, @intCast(@max(1, c.libbpf_num_possible_cpus())));
+        errdefer gpa.free(s.percpu);
+        try s.attach();
+        errdefer s.detach();
+        s.monitor = std.Thread.spawn(.{}, monitorLoop, .{s}) catch return diag.fail(error.System, "starting the scheduler's monitor thread", .{});
+        return s;
+    }
+
+    fn validate(o: *const abi.SchedOptions) Error!void {
+        if (o.slice_us < 50 or o.slice_us > 100_000)
+            return diag.fail(error.InvalidArgument, "--slice-us must be 50 to 100000, not {d}", .{o.slice_us});
+        if (o.slice_min_us < 10 or o.slice_min_us > o.slice_us)
+            return diag.fail(error.InvalidArgument, "--slice-min-us must be 10 to --slice-us ({d}), not {d}", .{ o.slice_us, o.slice_min_us });
+        if (o.lag_us > o.lag_max_us or o.lag_max_us > 1_000_000)
+            return diag.fail(error.InvalidArgument, "--lag-us ({d}) must not exceed --lag-max-us ({d}), which must be at most 1000000", .{ o.lag_us, o.lag_max_us });
+        if (o.busy_low_pct > o.busy_high_pct or o.busy_high_pct > 100)
+            return diag.fail(error.InvalidArgument, "--busy-low-pct ({d}) must not exceed --busy-high-pct ({d}), which must be at most 100", .{ o.busy_low_pct, o.busy_high_pct });
+        if (o.foreground_weight_pct < 1 or o.foreground_weight_pct > 10_000)
+            return diag.fail(error.InvalidArgument, "--foreground-weight-pct must be 1 to 10000, not {d}", .{o.foreground_weight_pct});
+        if (o.watchdog_ms != 0 and (o.watchdog_ms < 500 or o.watchdog_ms > 30_000))
+            return diag.fail(error.InvalidArgument, "--watchdog-ms must be 500 to 30000 (the kernel's ceiling), not {d}", .{o.watchdog_ms});
+        if (o.wake_ref_hz == 0 or o.latency_hz == 0)
+            return diag.fail(error.InvalidArgument, "--wake-ref-hz and --latency-hz must be at least 1", .{});
+    }
+
+    /// Open, configure, load and attach (again, after a restart request).
+    fn attach(s: *Scheduler) Error!void {
+        const kbtf = c.btf__load_vmlinux_btf() orelse return diag.fail(error.Unsupported, no_sched_ext, .{});
+        defer c.btf__free(kbtf);
+        var obj = try bpf.Object.open(if (s.opts.stall_tgid != 0) stall_obj else sched_obj, "fastpath_sched");
+        errdefer obj.close();
+
+        // SCX_* values of this kernel.
+        var enums: [scx_enums.len]u64 = undefined;
+        for (scx_enums, 0..) |e, i| {
+            enums[i] = enumValue(kbtf, e.type_name, e.name) orelse
+                return diag.fail(error.Unsupported, "this kernel's sched_ext lacks {s} (enum {s}): it is older than 6.12 or not a release kernel", .{ e.name, e.type_name });
+        }
+        s.act_restart = enumValue(kbtf, "scx_exit_code", "SCX_ECODE_ACT_RESTART") orelse 1 << 48;
+        try obj.setRodata("scx_enums", std.mem.asBytes(&enums));
+
+        const o = s.opts;
+        var llc: [c.FP_MAX_CPUS]u32 = undefined;
+        const topo = readTopology(&llc);
+        const tun = c.struct_fp_sched_tunables{
+            .slice_ns = @as(u64, o.slice_us) * 1000,
+            .slice_min_ns = @as(u64, o.slice_min_us) * 1000,
+            .lag_ns = @as(u64, o.lag_us) * 1000,
+            .lag_max_ns = @as(u64, o.lag_max_us) * 1000,
+            .wake_ref_hz = o.wake_ref_hz,
+            .latency_hz = o.latency_hz,
+            .busy_high_pct = o.busy_high_pct,
+            .busy_low_pct = o.busy_low_pct,
+            .fold_ms = 100,
+            .nr_cpus = topo.nr_cpus,
+        };
+        try obj.setRodata("tun", std.mem.asBytes(&tun));
+        try obj.setRodata("cpu_llc", std.mem.asBytes(&llc));
+        s.counters.nr_cpus = topo.nr_cpus;
+        s.counters.nr_llcs = topo.nr_llcs;
+
+        // The ops struct: hotplug_seq (the kernel refuses us if CPUs came or went since we read
+        // it), the watchdog, and NULL for any op this kernel does not know.
+        const ops = try prepareStructOps(&obj, kbtf, "fastpath_ops", "sched_ext_ops");
+        var seq_buf: [32]u8 = undefined;
+        if (readSys(sysfs ++ "/hotplug_seq", &seq_buf)) |text| {
+            const seq = std.fmt.parseInt(u64, text, 10) catch 0;
+            if (memberOffset(ops.btf, ops.type_id, "hotplug_seq")) |off| std.mem.writeInt(u64, ops.data[off..][0..8], seq, .little);
+        }
+        if (memberOffset(ops.btf, ops.type_id, "timeout_ms")) |off| std.mem.writeInt(u32, ops.data[off..][0..4], o.watchdog_ms, .little);
+
+        try obj.load();
+        try s.mapBss(&obj);
+        errdefer {
+            _ = std.os.linux.munmap(s.bss.ptr, s.bss.len);
+            s.bss = &.{};
+        }
+        s.knobs.foreground_weight_pct = o.foreground_weight_pct;
+        s.knobs.stall_tgid = o.stall_tgid;
+        s.counters_fd = try obj.mapFd("counters");
+        s.foreground_fd = try obj.mapFd("foreground");
+        s.obj = obj;
+        s.link = attachStructOps(ops.map, "attaching the scheduler") catch |e| {
+            s.obj = null;
+            return e;
+        };
+        s.state.store(abi.sched_state.running, .release);
+    }
+
+    /// Maps the kernel's .bss into our memory (libbpf only does this for skeletons), so knobs,
+    /// state and exit info are plain loads and stores.
+    fn mapBss(s: *Scheduler, obj: *bpf.Object) Error!void {
+        const map = c.bpf_object__find_map_by_name(obj.obj, ".bss") orelse
+            return diag.fail(error.System, "the scheduler object has no .bss", .{});
+        const size: usize = c.bpf_map__value_size(map);
+        const len = std.mem.alignForward(usize, size, std.heap.pageSize());
+        const rc = std.os.linux.mmap(null, len, std.os.linux.PROT.READ | std.os.linux.PROT.WRITE, .{ .TYPE = .SHARED }, c.bpf_map__fd(map), 0);
+        const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(try sys.check(rc, "mapping the scheduler's .bss", .{}));
+        s.bss = base[0..len];
+        s.knobs = @ptrCast(@alignCast(base + try bssOffset(obj, "knobs", @sizeOf(c.struct_fp_sched_knobs), size)));
+        s.bpf_state = @ptrCast(@alignCast(base + try bssOffset(obj, "state", @sizeOf(c.struct_fp_sched_state), size)));
+        s.uei = @ptrCast(@alignCast(base + try bssOffset(obj, "uei", @sizeOf(c.struct_fp_sched_exit), size)));
+    }
+
+    fn bssOffset(obj: *bpf.Object, name: []const u8, want: usize, size: usize) Error!usize {
+        const v = try obj.findGlobal(".bss", name);
+        if (v.size != want or v.offset + v.size > size)
+            return diag.fail(error.System, "BPF global {s} is {d} bytes, the loader expects {d}", .{ name, v.size, want });
+        return v.offset;
+    }
+
+    /// Destroys the link (the kernel runs ops.exit, then every task is back on the fair class).
+    fn detach(s: *Scheduler) void {
+        if (s.link) |l| _ = c.bpf_link__destroy(l);
+        s.link = null;
+        if (s.obj) |*o| {
+            if (s.bss.len > 0) {
+                s.copyExit();
+                _ = std.os.linux.munmap(s.bss.ptr, s.bss.len);
+                s.bss = &.{};
+            }
+            o.close();
+        }
+        s.obj = null;
+    }
+
+    fn copyExit(s: *Scheduler) void {
+        const u = s.uei;
+        var e: abi.SchedExit = .{ .kind = u.kind, .exit_code = u.exit_code };
+        for (&e.reason, 0..) |*b, i| b.* = u.reason[i];
+        for (&e.msg, 0..) |*b, i| b.* = u.msg[i];
+        e.reason[e.reason.len - 1] = 0;
+        e.msg[e.msg.len - 1] = 0;
+        s.exit = e;
+    }
+
+    /// Sums the per-CPU counters into the shared block.
+    pub fn refresh(s: *Scheduler) void {
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (s.obj == null) return;
+        const zero: u32 = 0;
+        if (c.bpf_map_lookup_elem(s.counters_fd, &zero, s.percpu.ptr) != 0) return;
+        inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| {
+            var sum: u64 = 0;
+            for (s.percpu) |pc| sum += @field(pc, f.name);
+            @atomicStore(u64, &@field(s.counters, f.name), sum, .monotonic);
+        }
+        @atomicStore(u64, &s.counters.util_pct, s.bpf_state.util_pct, .monotonic);
+        @atomicStore(u64, &s.counters.busy, s.bpf_state.busy, .monotonic);
+        @atomicStore(u64, &s.counters.busy_flips, s.bpf_state.busy_flips, .monotonic);
+    }
+
+    fn monitorLoop(s: *Scheduler) void {
+        var fds = [_]std.os.linux.pollfd{.{ .fd = s.stop_signal.fd, .events = std.os.linux.POLL.IN, .revents = 0 }};
+        while (true) {
+            _ = std.os.linux.poll(&fds, 1, 100);
+            if (fds[0].revents != 0) return;
+            s.refresh();
+            s.lock.lock();
+            const ejected = s.obj != null and s.uei.kind != 0;
+            s.lock.unlock();
+            if (!ejected) continue;
+            s.refresh();
+            s.lock.lock();
+            s.detach();
+            const restart = s.exit.exit_code & @as(i64, @bitCast(s.act_restart)) != 0;
+            if (restart) {
+                s.attach() catch {
+                    diag.copyTo(&s.exit.msg);
+                    s.state.store(abi.sched_state.ejected, .release);
+                    s.lock.unlock();
+                    s.done.set();
+                    return;
+                };
+                s.counters.restarts += 1;
+                s.lock.unlock();
+                continue;
+            }
+            s.state.store(abi.sched_state.ejected, .release);
+            s.lock.unlock();
+            s.done.set();
+            return;
+        }
+    }
+
+    /// Replaces the foreground thread groups (at most FP_MAX_FOREGROUND).
+    pub fn setForeground(s: *Scheduler, tgids: []const u32, weight_pct: u32) Error!void {
+        if (tgids.len > c.FP_MAX_FOREGROUND)
+            return diag.fail(error.InvalidArgument, "at most {d} foreground processes, not {d}", .{ c.FP_MAX_FOREGROUND, tgids.len });
+        if (weight_pct < 1 or weight_pct > 10_000)
+            return diag.fail(error.InvalidArgument, "--foreground-weight-pct must be 1 to 10000, not {d}", .{weight_pct});
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (s.obj == null) return diag.fail(error.InvalidArgument, "the scheduler is not attached", .{});
+        // Drop what is not in the new set, then add.
+        var key: u32 = 0;
+        var next: u32 = 0;
+        var stale: [c.FP_MAX_FOREGROUND]u32 = undefined;
+        var nstale: usize = 0;
+        var prev: ?*const u32 = null;
+        while (c.bpf_map_get_next_key(s.foreground_fd, prev, &next) == 0) : (prev = &key) {
+            key = next;
+            if (std.mem.indexOfScalar(u32, tgids, key) == null and nstale < stale.len) {
+                stale[nstale] = key;
+                nstale += 1;
+            }
+        }
+        for (stale[0..nstale]) |k| _ = c.bpf_map_delete_elem(s.foreground_fd, &k);
+        const one: u32 = 1;
+        for (tgids) |t| {
+            if (c.bpf_map_update_elem(s.foreground_fd, &t, &one, c.BPF_ANY) != 0) return bpf.errnoError("updating the foreground map");
+        }
+        s.knobs.foreground_weight_pct = weight_pct;
+        s.knobs.nr_foreground = @intCast(tgids.len);
+    }
+
+    /// Blocks up to `timeout_ns` for the kernel to eject the scheduler; true when it has.
+    pub fn wait(s: *Scheduler, timeout_ns: u64) bool {
+        s.done.timedWait(timeout_ns) catch return false;
+        return true;
+    }
+
+    /// Detaches (if still attached); the exit info then holds what ops.exit saw.
+    pub fn stop(s: *Scheduler) void {
+        if (s.stopped) return;
+        s.stopped = true;
+        s.stop_signal.raise();
+        if (s.monitor) |t| t.join();
+        s.monitor = null;
+        s.refresh();
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (s.obj != null) {
+            s.detach();
+            s.state.store(abi.sched_state.stopped, .release);
+        }
+        s.done.set();
+    }
+
+    pub fn destroy(s: *Scheduler) void {
+        s.stop();
+        s.stop_signal.deinit();
+        s.gpa.free(s.percpu);
+        const block: *align(64) [1]abi.SchedCounters = @ptrCast(s.counters);
+        s.gpa.free(block);
+        s.gpa.destroy(s);
+    }
+};
+
+// --- Reading a scheduler another process attached ------------------------------------------------
+
+/// Fills `out` from the maps of the `fastpath` scheduler attached now (by any process): its
+/// struct_ops programs lead to the per-CPU `counters` map and the `.bss` with its state.
+pub fn readAttached(out: *abi.SchedCounters) Error!void {
+    if (!present()) return diag.fail(error.Unsupported, no_sched_ext, .{});
+    var buf: [160]u8 = undefined;
+    const ops = readSys(sysfs ++ "/root/ops", &buf) orelse "";
+    if (!std.mem.eql(u8, ops, "fastpath"))
+        return diag.fail(error.NoSuchDevice, "no fastpath scheduler is attached{s}{s}: start one with 'sudo fastpath sched run'", .{ if (ops.len > 0) " (attached: " else "", if (ops.len > 0) ops else "" });
+    var id: u32 = 0;
+    while (c.bpf_prog_get_next_id(id, &id) == 0) {
+        const fd = c.bpf_prog_get_fd_by_id(id);
+        if (fd < 0) continue;
+        defer sys.close(fd);
+        var maps: [16]u32 = undefined;
+        var nr_maps: u32 = maps.len;
+        var pname: [16]u8 = undefined;
+        var ptype: u32 = 0;
+        if (bpf.fp_bpf_prog_maps(fd, &pname, &ptype, &maps, &nr_maps) != 0) continue;
+        if (ptype != c.BPF_PROG_TYPE_STRUCT_OPS) continue;
+        if (!std.mem.eql(u8, std.mem.sliceTo(&pname, 0), "fastpath_runnin")) continue;
+        var got: u32 = 0;
+        for (maps[0..nr_maps]) |mid| {
+            const mfd = c.bpf_map_get_fd_by_id(mid);
+            if (mfd < 0) continue;
+            defer sys.close(mfd);
+            var mname: [16]u8 = undefined;
+            var mtype: u32 = 0;
+            var value_size: u32 = 0;
+            var btf_id: u32 = 0;
+            if (bpf.fp_bpf_map_about(mfd, &mname, &mtype, &value_size, &btf_id) != 0) continue;
+            const name = std.mem.sliceTo(&mname, 0);
+            const zero: u32 = 0;
+            if (std.mem.eql(u8, name, "counters") and mtype == c.BPF_MAP_TYPE_PERCPU_ARRAY) {
+                var percpu: [c.FP_MAX_CPUS]c.struct_fp_sched_counters = undefined;
+                const ncpu: usize = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), c.FP_MAX_CPUS)));
+                if (c.bpf_map_lookup_elem(mfd, &zero, &percpu) != 0) continue;
+                inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| {
+                    var sum: u64 = 0;
+                    for (percpu[0..ncpu]) |pc| sum += @field(pc, f.name);
+                    @field(out, f.name) = sum;
+                }
+                out.nr_cpus = ncpu;
+                got |= 1;
+            } else if (std.mem.endsWith(u8, name, ".bss") and btf_id != 0) {
+                // Where `state` sits in .bss, from the BTF the kernel keeps for the map.
+                const btf = c.btf__load_from_kernel_by_id(btf_id) orelse continue;
+                defer c.btf__free(btf);
+                const g = bpf.Object.globalIn(btf, ".bss", "state") catch continue;
+                var bss: [4096]u8 align(8) = undefined;
+                if (value_size > bss.len or g.size != @sizeOf(c.struct_fp_sched_state) or g.offset + g.size > value_size) continue;
+                if (c.bpf_map_lookup_elem(mfd, &zero, &bss) != 0) continue;
+                var st: c.struct_fp_sched_state = undefined;
+                @memcpy(std.mem.asBytes(&st), bss[g.offset..][0..g.size]);
+                out.util_pct = st.util_pct;
+                out.busy = st.busy;
+                out.busy_flips = st.busy_flips;
+                got |= 2;
+            }
+        }
+        if (got & 1 != 0) return;
+    }
+    return diag.fail(error.NoSuchDevice, "the fastpath scheduler's counters were not found among the kernel's BPF programs", .{});
+}
+
+// --- Tests (this host kernel has no sched_ext; the VM tests cover attaching a scheduler) -----------
+
+const testing = std.testing;
+const P = c.struct_fp_sched_tunables;
+
+fn tunables() P {
+    return .{ .slice_ns = 5_000_000, .slice_min_ns = 500_000, .lag_ns = 2_000_000, .lag_max_ns = 20_000_000, .wake_ref_hz = 30, .latency_hz = 50, .busy_high_pct = 75, .busy_low_pct = 50, .fold_ms = 100, .nr_cpus = 2 };
+}
+
+test "wake frequency is in Hz: a task waking every 10 ms converges to 100" {
+    var hz: u64 = 0;
+    for (0..40) |_| hz = c.fp_wake_hz(hz, 10 * std.time.ns_per_ms);
+    try testing.expectEqual(@as(u64, 100), hz);
+    // ... and one waking every 16.6 ms (a 60 fps frame loop) to 60.
+    hz = 0;
+    for (0..40) |_| hz = c.fp_wake_hz(hz, 16_666_666);
+    try testing.expectEqual(@as(u64, 60), hz);
+    // A thread that stops waking often decays back down.
+    for (0..40) |_| hz = c.fp_wake_hz(hz, std.time.ns_per_s);
+    try testing.expectEqual(@as(u64, 1), hz);
+    // A zero gap does not divide by zero.
+    try testing.expect(c.fp_wake_hz(0, 0) > 0);
+}
+
+test "slices shrink for frequent wakers and never below the floor" {
+    const t = tunables();
+    try testing.expectEqual(@as(u64, 5_000_000), c.fp_slice(&t, 0));
+    try testing.expectEqual(@as(u64, 5_000_000), c.fp_slice(&t, 30));
+    try testing.expectEqual(@as(u64, 2_500_000), c.fp_slice(&t, 60)); // one doubling past 30 Hz
+    try testing.expect(c.fp_slice(&t, 240) < c.fp_slice(&t, 60));
+    try testing.expectEqual(@as(u64, 500_000), c.fp_slice(&t, 1 << 40));
+}
+
+test "sleep credit grows with wake frequency, is bounded, and scales with weight" {
+    const t = tunables();
+    const rare = c.fp_lag_credit(&t, 0, 100);
+    const often = c.fp_lag_credit(&t, 1000, 100);
+    try testing.expectEqual(@as(u64, 2_000_000), rare);
+    try testing.expect(often > rare);
+    try testing.expectEqual(@as(u64, 20_000_000), c.fp_lag_credit(&t, 1 << 50, 100));
+    try testing.expectEqual(@as(u64, 2 * often), c.fp_lag_credit(&t, 1000, 200));
+}
+
+test "a deadline never starts further behind the virtual clock than the credit" {
+    // Long sleeper: vruntime far behind; placed at most `credit` behind vtime_now.
+    try testing.expectEqual(@as(u64, 1_000_000_000 - 2_000_000), c.fp_deadline(0, 1_000_000_000, 2_000_000, 0, 100));
+    // A task ahead of the clock keeps its vruntime; runtime since wakeup pushes the deadline out.
+    try testing.expectEqual(@as(u64, 2_000_000_000 + 1_000_000), c.fp_deadline(2_000_000_000, 1_000_000_000, 2_000_000, 1_000_000, 100));
+    // Double weight: half the virtual time for the same runtime.
+    try testing.expectEqual(@as(u64, 500_000), c.fp_deadline(0, 0, 0, 1_000_000, 200));
+    // Early in boot the clock is below the credit: no underflow.
+    try testing.expectEqual(@as(u64, 0), c.fp_deadline(0, 1000, 2_000_000, 0, 100));
+}
+
+test "the frame thread of a game gets an earlier deadline than a CPU hog" {
+    const t = tunables();
+    const now: u64 = 10_000_000_000;
+    // Hog: never sleeps, ran 5 ms since it last woke, vruntime at the clock.
+    const hog = c.fp_deadline(now, now, c.fp_lag_credit(&t, 0, 100), 5_000_000, 100);
+    // Frame thread: 60 Hz, 2 ms of work, vruntime behind (it slept).
+    const frame = c.fp_deadline(now - 50_000_000, now, c.fp_lag_credit(&t, 60, 100), 2_000_000, 100);
+    try testing.expect(frame < hog);
+    // Foreground weight makes it earlier still.
+    const fg_w = c.fp_weight(100, 1, 400);
+    try testing.expectEqual(@as(u64, 400), fg_w);
+    try testing.expect(c.fp_deadline(now - 50_000_000, now, c.fp_lag_credit(&t, 60, fg_w), 2_000_000, fg_w) < frame);
+}
+
+test "weights: foreground boost applies only to the foreground, zero weight is safe" {
+    try testing.expectEqual(@as(u64, 100), c.fp_weight(100, 0, 400));
+    try testing.expectEqual(@as(u64, 250), c.fp_weight(100, 1, 250));
+    try testing.expectEqual(@as(u64, 1), c.fp_weight(0, 0, 100));
+    try testing.expectEqual(@as(u64, 1_000_000), c.fp_vtime_delta(1_000_000, 0) / 100);
+}
+
+test "busy/idle hysteresis needs the high mark to turn busy and the low mark to turn idle" {
+    var busy: c_int = 0;
+    busy = c.fp_busy_next(busy, 70, 75, 50);
+    try testing.expectEqual(@as(c_int, 0), busy);
+    busy = c.fp_busy_next(busy, 80, 75, 50);
+    try testing.expectEqual(@as(c_int, 1), busy);
+    busy = c.fp_busy_next(busy, 60, 75, 50); // between the marks: stays busy
+    try testing.expectEqual(@as(c_int, 1), busy);
+    busy = c.fp_busy_next(busy, 40, 75, 50);
+    try testing.expectEqual(@as(c_int, 0), busy);
+}
+
+test "utilisation is a percentage of all CPUs over the period, capped at 100" {
+    try testing.expectEqual(@as(u32, 50), c.fp_util_pct(100 * std.time.ns_per_ms, 100 * std.time.ns_per_ms, 2));
+    try testing.expectEqual(@as(u32, 100), c.fp_util_pct(500 * std.time.ns_per_ms, 100 * std.time.ns_per_ms, 2));
+    try testing.expectEqual(@as(u32, 0), c.fp_util_pct(5, 0, 2));
+}
+
+test "latency-critical means foreground or waking at latency_hz or more" {
+    const t = tunables();
+    try testing.expect(c.fp_latency_critical(&t, 60, 0) != 0);
+    try testing.expect(c.fp_latency_critical(&t, 10, 0) == 0);
+    try testing.expect(c.fp_latency_critical(&t, 0, 1) != 0);
+}
+
+test "the topology names every CPU's LLC by a CPU that shares it" {
+    var llc: [c.FP_MAX_CPUS]u32 = undefined;
+    const topo = readTopology(&llc);
+    try testing.expect(topo.nr_cpus >= 1 and topo.nr_llcs >= 1 and topo.nr_llcs <= topo.nr_cpus);
+    for (llc[0..topo.nr_cpus]) |id| try testing.expect(id < topo.nr_cpus);
+}
+
+test "preflight on a kernel without sched_ext names the kernel option" {
+    if (present()) return error.SkipZigTest; // covered by the VM tests there
+    try testing.expectError(error.Unsupported, preflight());
+    const msg = std.mem.span(diag.message());
+    try testing.expect(std.mem.indexOf(u8, msg, "CONFIG_SCHED_CLASS_EXT") != null);
+    try testing.expect(std.mem.indexOf(u8, msg, "6.12") != null);
+}
+
+test "enum values come from the kernel's BTF, and a missing one is null" {
+    const kbtf = c.btf__load_vmlinux_btf() orelse return error.SkipZigTest;
+    defer c.btf__free(kbtf);
+    // Present on every kernel with BTF: values the kernel defines, not ones we hard-code.
+    try testing.expectEqual(@as(?u64, 2), enumValue(kbtf, "bpf_map_type", "BPF_MAP_TYPE_ARRAY"));
+    try testing.expect(enumValue(kbtf, "bpf_map_type", "BPF_MAP_TYPE_NOT_A_THING") == null);
+    try testing.expect(enumValue(kbtf, "no_such_enum", "X") == null);
+}
+
+test "a struct_ops map attaches through a link and goes away with it (tcp_congestion_ops)" {
+    if (std.os.linux.geteuid() != 0) return error.SkipZigTest;
+    const kbtf = c.btf__load_vmlinux_btf() orelse return error.SkipZigTest;
+    defer c.btf__free(kbtf);
+    var obj = try bpf.Object.open(@embedFile("test_cc.bpf.o"), "fp_test_cc");
+    defer obj.close();
+    const ops = try prepareStructOps(&obj, kbtf, "fp_test_cc", "tcp_congestion_ops");
+    try obj.load();
+    const link = try attachStructOps(ops.map, "attaching tcp_congestion_ops");
+    var buf: [512]u8 = undefined;
+    const avail = readSys("/proc/sys/net/ipv4/tcp_available_congestion_control", &buf) orelse "";
+    try testing.expect(std.mem.indexOf(u8, avail, "fp_test_cc") != null);
+    _ = c.bpf_link__destroy(link);
+    const after = readSys("/proc/sys/net/ipv4/tcp_available_congestion_control", &buf) orelse "";
+    try testing.expect(std.mem.indexOf(u8, after, "fp_test_cc") == null);
+}

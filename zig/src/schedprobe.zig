@@ -1,0 +1,130 @@
+//! fp-schedprobe: what a game feels of the CPU scheduler, without a GPU. Two SCHED_OTHER threads:
+//!  - a frame loop: every `frame_period_us` it does `frame_work_us` of CPU work (measured on the
+//!    thread's own CPU clock, so time spent preempted counts against it) and misses its deadline
+//!    when the work ends after the frame's period;
+//!  - a waker: sleeps to absolute times every `wake_period_us` and records how late it woke.
+//! Prints one JSON object. Used by the sched_ext tests and `deno task bench:sched`.
+//!
+//! usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N]
+const std = @import("std");
+const linux = std.os.linux;
+
+const Config = struct {
+    duration_ns: u64 = 10 * std.time.ns_per_s,
+    frame_period_ns: u64 = 16_666_667,
+    frame_work_ns: u64 = 4 * std.time.ns_per_ms,
+    wake_period_ns: u64 = std.time.ns_per_ms,
+};
+
+fn now(clock: linux.CLOCK) u64 {
+    var ts: linux.timespec = undefined;
+    _ = linux.clock_gettime(clock, &ts);
+    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
+}
+
+fn sleepUntil(t: u64) void {
+    const ts = linux.timespec{ .sec = @intCast(t / std.time.ns_per_s), .nsec = @intCast(t % std.time.ns_per_s) };
+    while (true) {
+        const rc = linux.clock_nanosleep(.MONOTONIC, .{ .ABSTIME = true }, &ts, null);
+        if (linux.E.init(rc) != .INTR) return;
+    }
+}
+
+const Frames = struct {
+    frames: u64 = 0,
+    misses: u64 = 0,
+    worst_ns: u64 = 0,
+};
+
+fn frameLoop(cfg: Config, out: *Frames) void {
+    const start = now(.MONOTONIC);
+    var frame_start = start;
+    var sink: u64 = 0;
+    while (frame_start < start + cfg.duration_ns) {
+        const cpu0 = now(.THREAD_CPUTIME_ID);
+        while (now(.THREAD_CPUTIME_ID) - cpu0 < cfg.frame_work_ns) {
+            for (0..256) |i| sink +%= i *% 2654435761;
+        }
+        const done = now(.MONOTONIC);
+        const took = done - frame_start;
+        out.frames += 1;
+        if (took > cfg.frame_period_ns) out.misses += 1;
+        out.worst_ns = @max(out.worst_ns, took);
+        // The next frame starts at the next period boundary (a missed frame skips, like vsync).
+        var next = frame_start + cfg.frame_period_ns;
+        while (next < done) next += cfg.frame_period_ns;
+        sleepUntil(next);
+        frame_start = next;
+    }
+    std.mem.doNotOptimizeAway(sink);
+}
+
+fn wakeLoop(cfg: Config, lat: *std.ArrayList(u64)) void {
+    const start = now(.MONOTONIC);
+    var target = start + cfg.wake_period_ns;
+    while (target < start + cfg.duration_ns) : (target += cfg.wake_period_ns) {
+        sleepUntil(target);
+        const late = now(.MONOTONIC) -| target;
+        lat.append(late) catch return;
+        // Woke past later targets: skip them rather than record a burst of zero-latency wakeups.
+        while (target + cfg.wake_period_ns < now(.MONOTONIC)) target += cfg.wake_period_ns;
+    }
+}
+
+fn percentile(sorted: []const u64, p: f64) u64 {
+    if (sorted.len == 0) return 0;
+    const idx: usize = @intFromFloat(@min(@as(f64, @floatFromInt(sorted.len - 1)), @ceil(p * @as(f64, @floatFromInt(sorted.len))) - 1));
+    return sorted[idx];
+}
+
+fn usage() noreturn {
+    std.debug.print("usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N]\n", .{});
+    std.process.exit(2);
+}
+
+pub fn main() !void {
+    const gpa = std.heap.page_allocator;
+    var cfg = Config{};
+    var args = try std.process.argsWithAllocator(gpa);
+    _ = args.next();
+    while (args.next()) |a| {
+        const v = args.next() orelse usage();
+        const n = std.fmt.parseFloat(f64, v) catch usage();
+        if (n <= 0) usage();
+        if (std.mem.eql(u8, a, "--duration-s")) cfg.duration_ns = @intFromFloat(n * std.time.ns_per_s) //
+        else if (std.mem.eql(u8, a, "--frame-period-us")) cfg.frame_period_ns = @intFromFloat(n * std.time.ns_per_us) //
+        else if (std.mem.eql(u8, a, "--frame-work-us")) cfg.frame_work_ns = @intFromFloat(n * std.time.ns_per_us) //
+        else if (std.mem.eql(u8, a, "--wake-period-us")) cfg.wake_period_ns = @intFromFloat(n * std.time.ns_per_us) //
+        else usage();
+    }
+    var frames = Frames{};
+    var lat = std.ArrayList(u64).init(gpa);
+    const ft = try std.Thread.spawn(.{}, frameLoop, .{ cfg, &frames });
+    const wt = try std.Thread.spawn(.{}, wakeLoop, .{ cfg, &lat });
+    ft.join();
+    wt.join();
+    std.mem.sort(u64, lat.items, {}, std.sort.asc(u64));
+    const us = struct {
+        fn f(ns: u64) f64 {
+            return @as(f64, @floatFromInt(ns)) / 1000.0;
+        }
+    }.f;
+    const miss_ratio = if (frames.frames == 0) 0 else @as(f64, @floatFromInt(frames.misses)) / @as(f64, @floatFromInt(frames.frames));
+    const out = std.io.getStdOut().writer();
+    try out.print(
+        "{{\"pid\":{d},\"frames\":{d},\"misses\":{d},\"miss_ratio\":{d:.5},\"frame_worst_us\":{d:.1}," ++
+            "\"wakeups\":{d},\"wake_p50_us\":{d:.1},\"wake_p99_us\":{d:.1},\"wake_p999_us\":{d:.1},\"wake_max_us\":{d:.1}}}\n",
+        .{
+            linux.getpid(),                          frames.frames, frames.misses,                     miss_ratio,
+            us(frames.worst_ns),                     lat.items.len,                                   us(percentile(lat.items, 0.50)), us(percentile(lat.items, 0.99)),
+            us(percentile(lat.items, 0.999)), us(if (lat.items.len > 0) lat.items[lat.items.len - 1] else 0),
+        },
+    );
+}
+
+test "percentiles pick from the sorted samples" {
+    const v = [_]u64{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+    try std.testing.expectEqual(@as(u64, 5), percentile(&v, 0.5));
+    try std.testing.expectEqual(@as(u64, 10), percentile(&v, 0.99));
+    try std.testing.expectEqual(@as(u64, 0), percentile(&[_]u64{}, 0.5));
+}
