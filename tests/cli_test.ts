@@ -4,7 +4,7 @@ import { run } from "../src/net.ts";
 
 Deno.test("the CLI", async (t) => {
   await t.step("every command has help with runnable examples and the exit codes", async () => {
-    for (const cmd of ["reflect", "probe", "lab", "doctor"]) {
+    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor"]) {
       const r = await cli([cmd, "--help"]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /Usage: fastpath /);
@@ -13,7 +13,7 @@ Deno.test("the CLI", async (t) => {
     }
     const top = await cli(["--help"]);
     assert.equal(top.code, 0);
-    for (const cmd of ["reflect", "probe", "lab", "doctor"]) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
+    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor"]) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
   });
 
   await t.step("no arguments prints help and exits 2", async () => {
@@ -107,5 +107,29 @@ Deno.test("the CLI", async (t) => {
     const hasScx = await Deno.stat("/sys/kernel/sched_ext").then(() => true, () => false);
     assert.equal(scx.status, hasScx ? "ok" : "missing");
     if (!hasScx) assert.equal(scx.fix, "kernel ≥ 6.12 with CONFIG_SCHED_CLASS_EXT=y");
+  });
+
+  await t.step("sched help gives every tunable with its unit in the name", async () => {
+    const r = await cli(["sched", "--help"]);
+    for (const flag of ["slice-us", "slice-min-us", "lag-us", "lag-max-us", "wake-ref-hz", "latency-hz", "busy-high-pct", "busy-low-pct", "foreground-weight-pct", "watchdog-ms"]) {
+      assert.match(r.stdout, new RegExp(`--${flag} N\\n`));
+    }
+    assert.match(r.stdout, /11 +the kernel ejected the scheduler/);
+  });
+
+  await t.step("on a kernel without sched_ext every sched action says so in one line with the fix (exit 6)", async () => {
+    const hasScx = await Deno.stat("/sys/kernel/sched_ext").then(() => true, () => false);
+    if (skipUnless(!hasScx, "this kernel has sched_ext; tests/vm/sched.vmtest.ts covers it")) return;
+    for (const action of ["run", "status", "stats"]) {
+      const r = await cli(["sched", action]);
+      assert.equal(r.code, 6, r.stderr);
+      assert.equal(r.stderr, "error: this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y\n");
+    }
+  });
+
+  await t.step("an unknown sched action is a usage error", async () => {
+    const r = await cli(["sched", "start"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, "error: unknown sched action 'start': use run, status or stats\n");
   });
 });

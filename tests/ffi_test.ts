@@ -3,7 +3,8 @@ import { load } from "../ffi/load.ts";
 import { ABI_VERSION } from "../ffi/symbols.ts";
 import { FastpathError } from "../ffi/error.ts";
 import { Reflector } from "../src/reflector.ts";
-import { DENO, ROOT } from "./helpers.ts";
+import { Scheduler } from "../src/sched.ts";
+import { DENO, ROOT, skipUnless } from "./helpers.ts";
 
 async function runScript(code: string, env: Record<string, string>, cwd: string) {
   const out = await new Deno.Command(DENO, {
@@ -68,6 +69,26 @@ Deno.test("the FFI layer", async (t) => {
     const { native } = await load();
     native.fp_reflector_close(null);
     native.fp_probe_close(null);
+    native.fp_sched_close(null);
+  });
+
+  await t.step("the scheduler's preflight and start name what is missing on this kernel", async () => {
+    const hasScx = await Deno.stat("/sys/kernel/sched_ext").then(() => true, () => false);
+    if (skipUnless(!hasScx, "this kernel has sched_ext; tests/vm/sched.vmtest.ts covers attaching")) return;
+    for (const attempt of [() => Scheduler.preflight(), () => Scheduler.start({})]) {
+      const err = await attempt().then(() => undefined, (e) => e);
+      assert.ok(err instanceof FastpathError);
+      assert.equal(err.code, "unsupported");
+      assert.equal(err.exitCode, 6);
+      assert.match(err.message, /this kernel has no sched_ext: boot Linux 6\.12 or newer built with CONFIG_SCHED_CLASS_EXT=y$/);
+    }
+  });
+
+  await t.step("bad scheduler tunables are refused before the kernel is asked", async () => {
+    const err = await Scheduler.start({ sliceUs: 5000, sliceMinUs: 9000 }).then(() => undefined, (e) => e);
+    assert.ok(err instanceof FastpathError);
+    assert.equal(err.code, "invalid_argument");
+    assert.equal(err.message, "cannot attach the scheduler: --slice-min-us must be 10 to --slice-us (5000), not 9000");
   });
 
   await t.step("a wrong FASTPATH_LIB is the only path tried, and the error says so", async () => {

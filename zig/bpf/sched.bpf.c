@@ -149,7 +149,7 @@ struct cpu_ctx {
 	u64 started_at;	  /* when the running task got this CPU */
 	u64 busy_ns;	  /* running time, summed by the utilisation fold */
 	u64 running_deadline;
-	u32 running_lat;  /* the running task is latency-critical */
+	u32 running_lat;  /* urgency() of the running task */
 };
 
 struct {
@@ -334,21 +334,61 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 	return cpu;
 }
 
-/* Interrupt `cpu` if what runs there is less urgent than a latency-critical task due at `deadline`. */
-static void preempt_for(struct task_struct *p, s32 cpu, u64 deadline)
+/*
+ * A latency-critical wakeup found no idle CPU: interrupt the allowed CPU running the least urgent
+ * task - lowest urgency class first (normal < latency-critical < foreground), then the latest
+ * deadline - provided that task is less urgent than `p`. The interrupted task is re-queued by its
+ * deadline; the CPU then pulls `p` from the shared queue.
+ */
+static void preempt_for(struct task_struct *p, u32 level, u64 deadline)
 {
 	struct fp_sched_counters *c;
-	struct cpu_ctx *cc;
-	u32 zero = 0;
+	u32 i, zero = 0, best_level = level;
+	u64 best_deadline = 0;
+	s32 victim = -1;
 
-	if (cpu < 0 || cpu >= FP_MAX_CPUS || !bpf_cpumask_test_cpu(cpu, p->cpus_ptr))
+	/*
+	 * The CPU this wakeup runs on first: interrupting it needs no IPI (the wakeup's timer or
+	 * interrupt fired here, so its caches are warm for the wakee too).
+	 */
+	s32 self = bpf_get_smp_processor_id();
+	struct cpu_ctx *cc = this_cpu_ctx();
+
+	if (cc && cc->started_at && bpf_cpumask_test_cpu(self, p->cpus_ptr) &&
+	    (cc->running_lat < level || (cc->running_lat == level && cc->running_deadline > deadline))) {
+		victim = self;
+		goto kick;
+	}
+	bpf_for(i, 0, FP_MAX_CPUS) {
+		if (i >= tun.nr_cpus)
+			break;
+		if (!bpf_cpumask_test_cpu(i, p->cpus_ptr))
+			continue;
+		cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, i);
+		if (!cc || !cc->started_at)
+			continue; /* idle, or running something that is not ours */
+		if (cc->running_lat > best_level)
+			continue;
+		if (cc->running_lat == level && cc->running_deadline <= deadline)
+			continue; /* as urgent as p and due earlier */
+		if (cc->running_lat < best_level || cc->running_deadline > best_deadline) {
+			best_level = cc->running_lat;
+			best_deadline = cc->running_deadline;
+			victim = i;
+		}
+	}
+	if (victim < 0)
 		return;
-	cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
-	if (!cc || cc->running_lat || cc->running_deadline <= deadline)
-		return;
-	scx_bpf_kick_cpu(cpu, SCX(KICK_PREEMPT));
+kick:
+	scx_bpf_kick_cpu(victim, SCX(KICK_PREEMPT));
 	if ((c = cnt()))
 		c->preempt_kicks++;
+}
+
+/* 0 normal, 1 latency-critical (wakes often), 2 foreground. */
+static __always_inline u32 urgency(struct task_ctx *tc)
+{
+	return tc->foreground ? 2 : fp_latency_critical(&tun, tc->wake_hz, 0) ? 1 : 0;
 }
 
 void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
@@ -399,8 +439,8 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	if (cpu >= 0)
 		scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
-	else if ((enq_flags & SCX(ENQ_WAKEUP)) && fp_latency_critical(&tun, tc->wake_hz, tc->foreground))
-		preempt_for(p, scx_bpf_task_cpu(p), deadline);
+	else if ((enq_flags & SCX(ENQ_WAKEUP)) && urgency(tc))
+		preempt_for(p, urgency(tc), deadline);
 }
 
 void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
@@ -448,7 +488,7 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	if (cc) {
 		cc->started_at = now;
 		cc->running_deadline = tc ? tc->deadline : 0;
-		cc->running_lat = tc ? fp_latency_critical(&tun, tc->wake_hz, tc->foreground) : 0;
+		cc->running_lat = tc ? urgency(tc) : 0;
 	}
 	if (tc && tc->vruntime > state.vtime_now)
 		state.vtime_now = tc->vruntime;
