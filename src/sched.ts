@@ -277,17 +277,13 @@ export class Scheduler extends NativeHandle {
 
   /** Replaces the foreground set (PIDs; resolve names with `resolveForeground`). */
   setForeground(tgids: number[], weightPct = this.options.foregroundWeightPct): void {
-    const { native } = this;
+    const native = this.#native;
     const arr = new Uint32Array(tgids);
     const status = native.fp_sched_set_foreground(this.live(), new Uint8Array(arr.buffer), arr.length, weightPct);
     if (status !== 0) {
       throw new FastpathError("invalid_argument", `setting the foreground: ${cstring(native.fp_last_error())}`);
     }
     this.#foreground = [...tgids];
-  }
-
-  private get native() {
-    return this.#native;
   }
 
   /** Resolves true as soon as the kernel ejects the scheduler, false after `timeoutMs`. */

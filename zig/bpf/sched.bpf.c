@@ -224,13 +224,11 @@ static __always_inline u32 llc_of(s32 cpu)
 }
 
 /*
- * An idle CPU in `llc` that `p` may use, claimed (its idle bit cleared); with `whole_core`, only
- * one whose SMT siblings are idle too. -1 when there is none.
+ * An idle CPU in `llc` that `p` may use, claimed (its idle bit cleared); with `smt` (the idle SMT
+ * mask), only one whose SMT siblings are idle too. -1 when there is none.
  */
-static s32 pick_idle_in_llc(const struct task_struct *p, u32 llc, bool whole_core)
+static s32 pick_idle_in_llc(const struct task_struct *p, u32 llc, const struct cpumask *smt)
 {
-	const struct cpumask *smt = scx_bpf_get_idle_smtmask();
-	s32 found = -1;
 	u32 i;
 
 	bpf_for(i, 0, FP_MAX_CPUS) {
@@ -238,47 +236,45 @@ static s32 pick_idle_in_llc(const struct task_struct *p, u32 llc, bool whole_cor
 			break;
 		if (cpu_llc[i] != llc || !bpf_cpumask_test_cpu(i, p->cpus_ptr))
 			continue;
-		if (whole_core && !bpf_cpumask_test_cpu(i, smt))
+		if (smt && !bpf_cpumask_test_cpu(i, smt))
 			continue;
-		if (scx_bpf_test_and_clear_cpu_idle(i)) {
-			found = i;
-			break;
-		}
+		if (scx_bpf_test_and_clear_cpu_idle(i))
+			return i;
 	}
-	scx_bpf_put_idle_cpumask(smt);
-	return found;
+	return -1;
 }
 
 /* Idle-core-first placement; -1 when every allowed CPU is busy. */
 static s32 pick_idle(struct task_struct *p, s32 prev_cpu)
 {
-	const struct cpumask *smt;
+	const struct cpumask *smt = scx_bpf_get_idle_smtmask();
 	u32 llc = llc_of(prev_cpu);
-	bool prev_core_idle;
 	s32 cpu;
 
 	/* The previous CPU, if its whole core is idle: warm caches, no migration. */
-	smt = scx_bpf_get_idle_smtmask();
-	prev_core_idle = bpf_cpumask_test_cpu(prev_cpu, smt);
-	scx_bpf_put_idle_cpumask(smt);
-	if (prev_core_idle && bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
-	    scx_bpf_test_and_clear_cpu_idle(prev_cpu))
-		return prev_cpu;
-
-	cpu = pick_idle_in_llc(p, llc, true);
+	if (bpf_cpumask_test_cpu(prev_cpu, smt) && bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
+	    scx_bpf_test_and_clear_cpu_idle(prev_cpu)) {
+		cpu = prev_cpu;
+		goto out;
+	}
+	cpu = pick_idle_in_llc(p, llc, smt);
 	if (cpu >= 0)
-		return cpu;
+		goto out;
 	if (!state.busy) {
 		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, SCX(PICK_IDLE_CORE));
 		if (cpu >= 0)
-			return cpu;
+			goto out;
 	}
-	if (bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) && scx_bpf_test_and_clear_cpu_idle(prev_cpu))
-		return prev_cpu;
-	cpu = pick_idle_in_llc(p, llc, false);
-	if (cpu >= 0 || state.busy)
-		return cpu;
-	return scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+	if (bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) && scx_bpf_test_and_clear_cpu_idle(prev_cpu)) {
+		cpu = prev_cpu;
+		goto out;
+	}
+	cpu = pick_idle_in_llc(p, llc, NULL);
+	if (cpu < 0 && !state.busy)
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+out:
+	scx_bpf_put_idle_cpumask(smt);
+	return cpu;
 }
 
 /* Every `fold_ms`, one CPU sums the others' busy time into utilisation and the busy state. */
@@ -396,6 +392,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	struct fp_sched_counters *c = cnt();
 	struct task_ctx *tc = tctx_of(p);
 	u64 weight, slice, deadline;
+	u32 level;
 	s32 cpu;
 
 #ifdef FP_TEST_STALL
@@ -439,8 +436,8 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	if (cpu >= 0)
 		scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
-	else if ((enq_flags & SCX(ENQ_WAKEUP)) && urgency(tc))
-		preempt_for(p, urgency(tc), deadline);
+	else if ((enq_flags & SCX(ENQ_WAKEUP)) && (level = urgency(tc)))
+		preempt_for(p, level, deadline);
 }
 
 void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)

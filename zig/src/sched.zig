@@ -100,6 +100,19 @@ comptime {
     }
 }
 
+/// Reads the per-CPU `counters` map into `percpu` and sums it into the first fields of `out`
+/// (same names, asserted above). False when the map could not be read.
+fn sumPerCpu(fd: i32, percpu: []c.struct_fp_sched_counters, out: *abi.SchedCounters) bool {
+    const zero: u32 = 0;
+    if (c.bpf_map_lookup_elem(fd, &zero, percpu.ptr) != 0) return false;
+    inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| {
+        var sum: u64 = 0;
+        for (percpu) |pc| sum += @field(pc, f.name);
+        @atomicStore(u64, &@field(out, f.name), sum, .monotonic);
+    }
+    return true;
+}
+
 /// LLC id (the lowest CPU sharing it) of every possible CPU, from sysfs; CPUs without cache
 /// information share LLC 0. Returns the number of CPUs and of distinct LLCs.
 pub fn readTopology(llc: []u32) struct { nr_cpus: u32, nr_llcs: u32 } {
@@ -142,10 +155,6 @@ fn memberOffset(btf: *const c.struct_btf, type_id: u32, name: []const u8) ?u32 {
     return null;
 }
 
-fn kernelHasMember(kbtf: *const c.struct_btf, kid: u32, name: []const u8) bool {
-    return memberOffset(kbtf, kid, name) != null;
-}
-
 /// Prepares the struct_ops map `map_name` of `obj` for this kernel: every callback member the
 /// kernel's `struct type_name` lacks is set to NULL (its program is then not loaded), so one
 /// object runs on kernels with fewer ops. Returns the map, its value bytes and the value's type.
@@ -165,7 +174,7 @@ pub fn prepareStructOps(obj: *bpf.Object, kbtf: *const c.struct_btf, map_name: [
     const members: [*]const c.struct_btf_member = @ptrCast(@as([*]const c.struct_btf_type, @ptrCast(t)) + 1);
     for (members[0 .. t.info & 0xffff]) |m| {
         const name = std.mem.span(c.btf__name_by_offset(btf, m.name_off));
-        if (kernelHasMember(kbtf, @intCast(kid), name)) continue;
+        if (memberOffset(kbtf, @intCast(kid), name) != null) continue;
         const mt: *const c.struct_btf_type = c.btf__type_by_id(btf, m.type);
         if ((mt.info >> 24) & 0x1f != c.BTF_KIND_PTR) continue; // data members: libbpf checks they are zero
         @memset(data[m.offset / 8 ..][0..8], 0);
@@ -354,13 +363,7 @@ pub const Scheduler = struct {
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return;
-        const zero: u32 = 0;
-        if (c.bpf_map_lookup_elem(s.counters_fd, &zero, s.percpu.ptr) != 0) return;
-        inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| {
-            var sum: u64 = 0;
-            for (s.percpu) |pc| sum += @field(pc, f.name);
-            @atomicStore(u64, &@field(s.counters, f.name), sum, .monotonic);
-        }
+        if (!sumPerCpu(s.counters_fd, s.percpu, s.counters)) return;
         @atomicStore(u64, &s.counters.util_pct, s.bpf_state.util_pct, .monotonic);
         @atomicStore(u64, &s.counters.busy, s.bpf_state.busy, .monotonic);
         @atomicStore(u64, &s.counters.busy_flips, s.bpf_state.busy_flips, .monotonic);
@@ -500,12 +503,7 @@ pub fn readAttached(out: *abi.SchedCounters) Error!void {
             if (std.mem.eql(u8, name, "counters") and mtype == c.BPF_MAP_TYPE_PERCPU_ARRAY) {
                 var percpu: [c.FP_MAX_CPUS]c.struct_fp_sched_counters = undefined;
                 const ncpu: usize = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), c.FP_MAX_CPUS)));
-                if (c.bpf_map_lookup_elem(mfd, &zero, &percpu) != 0) continue;
-                inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| {
-                    var sum: u64 = 0;
-                    for (percpu[0..ncpu]) |pc| sum += @field(pc, f.name);
-                    @field(out, f.name) = sum;
-                }
+                if (!sumPerCpu(mfd, percpu[0..ncpu], out)) continue;
                 out.nr_cpus = ncpu;
                 got |= 1;
             } else if (std.mem.endsWith(u8, name, ".bss") and btf_id != 0) {
