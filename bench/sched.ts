@@ -10,6 +10,7 @@
  * On a kernel without sched_ext it boots ../shared/vm (Linux 6.12) and runs there.
  *
  * usage: deno task bench:sched [--duration-s 20] [--frame-work-us 4000] [--rounds 1] [--json FILE]
+ *                              [--only default,fastpath,foreground]
  */
 import { parseArgs } from "node:util";
 import { schedStatus, Scheduler } from "../mod.ts";
@@ -25,6 +26,8 @@ const { values: o } = parseArgs({
     "duration-s": { type: "string", default: "20" },
     "frame-work-us": { type: "string", default: "4000" },
     rounds: { type: "string", default: "1" },
+    // Only for digging into one configuration; the ratios need "default" in the same invocation.
+    only: { type: "string", default: "default,fastpath,foreground" },
     json: { type: "string" },
     "in-vm": { type: "boolean", default: false },
   },
@@ -63,11 +66,13 @@ interface Result {
   misses: number;
   miss_ratio: number;
   frame_worst_us: number;
+  frame_worst_at_ms: number;
   wakeups: number;
   wake_p50_us: number;
   wake_p99_us: number;
   wake_p999_us: number;
   wake_max_us: number;
+  wake_max_at_ms: number;
 }
 
 const ncpu = navigator.hardwareConcurrency;
@@ -76,6 +81,7 @@ const work = Number(o["frame-work-us"]);
 
 async function oneRun(label: string, scheduler: "default" | "fastpath" | "foreground"): Promise<Result> {
   let sched: Scheduler | undefined;
+  let result: Result, ejected = "";
   if (scheduler !== "default") sched = await Scheduler.start({});
   const load = new Deno.Command("stress-ng", {
     args: ["--cpu", String(ncpu), "--timeout", `${duration + 3}s`, "--quiet"],
@@ -97,21 +103,24 @@ async function oneRun(label: string, scheduler: "default" | "fastpath" | "foregr
     }
     const c = sched?.stats();
     console.error(
-      `  ${label}: ${r.frames} frames, ${r.misses} missed, wakeup p99 ${r.wake_p99_us} µs (state ${state.state})` +
+      `  ${label}: ${r.frames} frames, ${r.misses} missed (worst ${r.frame_worst_us} µs at ${r.frame_worst_at_ms} ms), ` +
+        `wakeup p99 ${r.wake_p99_us} µs, max ${r.wake_max_us} µs at ${r.wake_max_at_ms} ms (state ${state.state})` +
         (c
           ? ` — runs ${c.runs}, wakeups ${c.wakeups}, idle placements ${c.direct_idle}, queued ${c.enqueued}, preemptions ${c.preempt_kicks}, kept ${c.kept_running}, foreground runs ${c.foreground_runs}`
           : ""),
     );
-    return r;
+    result = r;
   } finally {
     load.kill("SIGKILL");
     await load.status;
     if (sched) {
       const e = sched.stop();
       sched.close();
-      if (e.error) throw new Error(`${label}: ejected: ${e.reason} (${e.msg})`);
+      if (e.error) ejected = `${label}: ejected: ${e.reason} (${e.msg})`;
     }
   }
+  if (ejected) throw new Error(ejected);
+  return result;
 }
 
 function merge(rs: Result[]): Result {
@@ -123,11 +132,13 @@ function merge(rs: Result[]): Result {
     misses,
     miss_ratio: frames ? misses / frames : 0,
     frame_worst_us: Math.max(...rs.map((r) => r.frame_worst_us)),
+    frame_worst_at_ms: 0,
     wakeups: sum("wakeups"),
     wake_p50_us: med("wake_p50_us"),
     wake_p99_us: med("wake_p99_us"),
     wake_p999_us: med("wake_p999_us"),
     wake_max_us: Math.max(...rs.map((r) => r.wake_max_us)),
+    wake_max_at_ms: 0,
   };
 }
 
@@ -135,12 +146,14 @@ console.error(
   `bench:sched on ${Deno.osRelease()}, ${ncpu} CPUs: stress-ng --cpu ${ncpu} + a 16.6 ms frame loop with ${work} µs of work + a 1 kHz waker, ${duration} s per run, ${o.rounds} round(s)`,
 );
 const runs = { default: [] as Result[], fastpath: [] as Result[], foreground: [] as Result[] };
+const only = new Set(o.only.split(","));
 for (let i = 0; i < Number(o.rounds); i++) {
   // Interleaved, so slow drift of the machine hits every scheduler alike.
-  runs.default.push(await oneRun(`round ${i + 1} default scheduler`, "default"));
-  runs.fastpath.push(await oneRun(`round ${i + 1} fastpath`, "fastpath"));
-  runs.foreground.push(await oneRun(`round ${i + 1} fastpath --foreground`, "foreground"));
+  if (only.has("default")) runs.default.push(await oneRun(`round ${i + 1} default scheduler`, "default"));
+  if (only.has("fastpath")) runs.fastpath.push(await oneRun(`round ${i + 1} fastpath`, "fastpath"));
+  if (only.has("foreground")) runs.foreground.push(await oneRun(`round ${i + 1} fastpath --foreground`, "foreground"));
 }
+if (only.size < 3) Deno.exit(0); // no side-by-side table without all three
 const d = merge(runs.default), f = merge(runs.fastpath), g = merge(runs.foreground);
 const ratio = (a: number, b: number) => (b === 0 ? (a === 0 ? "1.00" : "inf") : (a / b).toFixed(2));
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;

@@ -126,6 +126,46 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
+  await t.step("more CPU hogs than CPUs share the CPUs and queue by deadline, none treated as pinned", async () => {
+    await withLoader([], async (run) => {
+      await run.waitFor("fastpath scheduler attached", 30_000);
+      const stats = async () => {
+        const r = await cli(["sched", "stats", "--format", "json"]);
+        assert.deepEqual(r.code, 0, r.stderr);
+        return JSON.parse(r.stdout);
+      };
+      const before = await stats();
+      const hogs = Array.from(
+        { length: NCPU + 1 },
+        () => new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn(),
+      );
+      const cpuTicks = (pid: number) => {
+        const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+        return Number(f[11]) + Number(f[12]); // utime + stime (fields 14 and 15 of stat)
+      };
+      try {
+        await new Promise((r) => setTimeout(r, 6000));
+        const ticks = hogs.map((h) => cpuTicks(h.pid));
+        const total = ticks.reduce((a, b) => a + b, 0);
+        const fair = total / hogs.length;
+        console.log(`    CPU ticks of ${hogs.length} hogs on ${NCPU} CPUs: ${ticks.join(", ")}`);
+        // A hog that never left its CPU would leave the last one near zero.
+        assert.ok(Math.min(...ticks) >= fair / 2, `every hog got at least half its fair share: ${ticks.join(", ")}`);
+      } finally {
+        for (const h of hogs) h.kill("SIGKILL");
+        await Promise.all(hogs.map((h) => h.status));
+      }
+      assert.deepEqual(state(), "enabled");
+      // The hogs may run on any CPU, so at the end of each slice they go back to the shared queue,
+      // ordered by deadline. (BPF runs with migration disabled for the current task; mistaking
+      // that for the task's own pinning sent every hog back to its own CPU's FIFO instead.)
+      const after = await stats();
+      const queued = after.enqueued - before.enqueued, pinned = after.direct_local - before.direct_local;
+      console.log(`    queued by deadline ${queued}, placed as pinned ${pinned}`);
+      assert.ok(queued > 4 * pinned, `slice ends go to the shared queue: ${queued} queued, ${pinned} as pinned`);
+    });
+  });
+
   await t.step("a second loader is refused while one runs, with the reason", async () => {
     await withLoader([], async (run) => {
       await run.waitFor("fastpath scheduler attached", 30_000);

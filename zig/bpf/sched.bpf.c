@@ -46,6 +46,9 @@ extern void scx_bpf_dispatch_vtime(struct task_struct *p, u64 dsq_id, u64 slice,
 				   u64 enq_flags) __ksym __weak;
 extern bool scx_bpf_dsq_move_to_local(u64 dsq_id) __ksym __weak;
 extern bool scx_bpf_consume(u64 dsq_id) __ksym __weak;
+extern int bpf_iter_scx_dsq_new(struct bpf_iter_scx_dsq *it, u64 dsq_id, u64 flags) __ksym;
+extern struct task_struct *bpf_iter_scx_dsq_next(struct bpf_iter_scx_dsq *it) __ksym;
+extern void bpf_iter_scx_dsq_destroy(struct bpf_iter_scx_dsq *it) __ksym;
 
 extern s32 scx_bpf_create_dsq(u64 dsq_id, s32 node) __ksym;
 extern void scx_bpf_kick_cpu(s32 cpu, u64 flags) __ksym;
@@ -210,10 +213,71 @@ static __always_inline u64 weight_of(struct task_struct *p, struct task_ctx *tc)
 	return fp_weight(p->scx.weight, tc->foreground, knobs.foreground_weight_pct);
 }
 
+/*
+ * The deadline `p` is queued with after running `ran` ns more than its task context records (the
+ * running task's context is brought up to date only when it stops).
+ */
+static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *tc, u64 ran)
+{
+	u64 weight = weight_of(p, tc);
+
+	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now,
+			   fp_lag_credit(&tun, tc->wake_hz, weight), tc->exec_ns + ran, weight, tun.lag_max_ns);
+}
+
+/* Deadline of the first task in the shared queue; ~0 when it is empty. */
+static __always_inline u64 shared_head_deadline(void)
+{
+	struct task_struct *p;
+	u64 deadline = ~0ULL;
+
+	bpf_for_each(scx_dsq, p, FP_DSQ_SHARED, 0) {
+		deadline = p->scx.dsq_vtime;
+		break;
+	}
+	return deadline;
+}
+
+/*
+ * Moves the virtual clock forward to `v`, never back. Two CPUs update it at once: with a plain
+ * compare-and-store the slower one can overwrite a larger value with its smaller one, and a
+ * low-weight task (nice 19 has weight 1: 6 ms of running is 600 ms of virtual time) makes that
+ * step back hundreds of milliseconds - every task queued before it then sorts behind every task
+ * queued after it until the clock catches up again (seen as a 300 ms stall of a frame loop).
+ */
+static __always_inline void advance_vtime(u64 v)
+{
+	u64 cur = state.vtime_now, seen;
+	u32 i;
+
+	bpf_for(i, 0, 8) {
+		if (v <= cur)
+			return;
+		seen = __sync_val_compare_and_swap(&state.vtime_now, cur, v);
+		if (seen == cur)
+			return;
+		cur = seen;
+	}
+}
+
+/*
+ * Whether `p` has migration disabled right now. Every BPF program runs with migration disabled
+ * for the task it runs in (the trampoline calls migrate_disable()), so when `p` is the current
+ * task - ops.enqueue at the end of its slice, or after a preemption - a count of 1 is our own
+ * doing, not the task's. Taking it at face value pinned every CPU hog to its CPU at each slice
+ * end, past the shared queue and every deadline in it (a frame thread waited 400 ms behind one).
+ */
+static __always_inline bool migration_disabled(const struct task_struct *p)
+{
+	if (p->migration_disabled == 1)
+		return (void *)bpf_get_current_task_btf() != (void *)p;
+	return p->migration_disabled;
+}
+
 /* Tasks that must stay where they are: one allowed CPU, or migration disabled right now. */
 static __always_inline bool is_pinned(const struct task_struct *p)
 {
-	return p->nr_cpus_allowed == 1 || p->migration_disabled;
+	return p->nr_cpus_allowed == 1 || migration_disabled(p);
 }
 
 static __always_inline u32 llc_of(s32 cpu)
@@ -331,16 +395,32 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 }
 
 /*
- * A latency-critical wakeup found no idle CPU: interrupt the allowed CPU running the least urgent
- * task - lowest urgency class first (normal < latency-critical < foreground), then the latest
- * deadline - provided that task is less urgent than `p`. The interrupted task is re-queued by its
- * deadline; the CPU then pulls `p` from the shared queue.
+ * Whether a wakeup of urgency `level` due at `deadline` should interrupt what `cc`'s CPU runs: a
+ * less urgent class at once; the same class only when due later and after it ran `slice_min_ns`
+ * (without that floor two tasks with close deadlines would take the CPU from each other on every
+ * wakeup, each paying a context switch for a few microseconds of work).
+ */
+static __always_inline bool preemptible(struct cpu_ctx *cc, u32 level, u64 deadline, u64 now)
+{
+	if (!cc->started_at)
+		return false; /* idle, or running something that is not ours */
+	if (cc->running_lat != level)
+		return cc->running_lat < level;
+	return cc->running_deadline > deadline && now - cc->started_at >= tun.slice_min_ns;
+}
+
+/*
+ * A wakeup found no idle CPU: interrupt the allowed CPU running the least urgent task - lowest
+ * urgency class first (normal < latency-critical < foreground), then the latest deadline -
+ * provided that task is preemptible for `p` (above). The interrupted task is queued again by its
+ * deadline; the CPU then pulls the earliest task from the shared queue, which is `p` or one due
+ * before it.
  */
 static void preempt_for(struct task_struct *p, u32 level, u64 deadline)
 {
 	struct fp_sched_counters *c;
-	u32 i, zero = 0, best_level = level;
-	u64 best_deadline = 0;
+	u32 i, zero = 0, best_level = ~0U;
+	u64 best_deadline = 0, now = now_ns();
 	s32 victim = -1;
 
 	/*
@@ -350,8 +430,7 @@ static void preempt_for(struct task_struct *p, u32 level, u64 deadline)
 	s32 self = bpf_get_smp_processor_id();
 	struct cpu_ctx *cc = this_cpu_ctx();
 
-	if (cc && cc->started_at && bpf_cpumask_test_cpu(self, p->cpus_ptr) &&
-	    (cc->running_lat < level || (cc->running_lat == level && cc->running_deadline > deadline))) {
+	if (cc && bpf_cpumask_test_cpu(self, p->cpus_ptr) && preemptible(cc, level, deadline, now)) {
 		victim = self;
 		goto kick;
 	}
@@ -361,13 +440,10 @@ static void preempt_for(struct task_struct *p, u32 level, u64 deadline)
 		if (!bpf_cpumask_test_cpu(i, p->cpus_ptr))
 			continue;
 		cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, i);
-		if (!cc || !cc->started_at)
-			continue; /* idle, or running something that is not ours */
-		if (cc->running_lat > best_level)
+		if (!cc || !preemptible(cc, level, deadline, now))
 			continue;
-		if (cc->running_lat == level && cc->running_deadline <= deadline)
-			continue; /* as urgent as p and due earlier */
-		if (cc->running_lat < best_level || cc->running_deadline > best_deadline) {
+		if (cc->running_lat < best_level ||
+		    (cc->running_lat == best_level && cc->running_deadline > best_deadline)) {
 			best_level = cc->running_lat;
 			best_deadline = cc->running_deadline;
 			victim = i;
@@ -391,8 +467,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct fp_sched_counters *c = cnt();
 	struct task_ctx *tc = tctx_of(p);
-	u64 weight, slice, deadline;
-	u32 level;
+	u64 slice, deadline;
 	s32 cpu;
 
 #ifdef FP_TEST_STALL
@@ -424,39 +499,47 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 		}
 	}
 
-	weight = weight_of(p, tc);
-	deadline = fp_deadline(tc->vruntime, state.vtime_now, fp_lag_credit(&tun, tc->wake_hz, weight),
-			       tc->exec_ns, weight);
+	deadline = deadline_of(p, tc, 0);
 	tc->deadline = deadline;
 	insert_vtime(p, FP_DSQ_SHARED, slice, deadline, enq_flags);
 	if (c)
 		c->enqueued++;
 
-	/* Wake an idle CPU to pull it; failing that, preempt for a latency-critical wakeup. */
+	/* Wake an idle CPU to pull it; failing that, preempt for a wakeup due earlier. */
 	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	if (cpu >= 0)
 		scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
-	else if ((enq_flags & SCX(ENQ_WAKEUP)) && (level = urgency(tc)))
-		preempt_for(p, level, deadline);
+	else if (enq_flags & SCX(ENQ_WAKEUP))
+		preempt_for(p, urgency(tc), deadline);
 }
 
 void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
 {
 	struct fp_sched_counters *c = cnt();
-	struct task_ctx *tc;
+	struct cpu_ctx *cc = this_cpu_ctx();
+	bool expired = prev && (prev->scx.flags & SCX(TASK_QUEUED));
+	struct task_ctx *tc = expired ? tctx_of(prev) : NULL;
 
+	/*
+	 * The previous task used up its slice and is still runnable. It has not been queued again
+	 * yet, so the shared queue does not hold it: compare it with the queue's first task, or a
+	 * frame thread whose slice ends mid-frame would wait behind a hog's whole slice.
+	 */
+	if (tc && cc && cc->started_at &&
+	    deadline_of(prev, tc, now_ns() - cc->started_at) <= shared_head_deadline())
+		goto keep;
 	if (move_to_local(FP_DSQ_SHARED)) {
 		if (c)
 			c->dispatched++;
 		return;
 	}
-	/* Nothing else waits: let the previous task go on. */
-	if (prev && (prev->scx.flags & SCX(TASK_QUEUED))) {
-		tc = tctx_of(prev);
-		prev->scx.slice = tc ? fp_slice(&tun, tc->wake_hz) : tun.slice_ns;
-		if (c)
-			c->kept_running++;
-	}
+	if (!expired)
+		return;
+keep:
+	/* Nothing queued is due earlier: the previous task goes on. */
+	prev->scx.slice = tc ? fp_slice(&tun, tc->wake_hz) : tun.slice_ns;
+	if (c)
+		c->kept_running++;
 }
 
 void BPF_STRUCT_OPS(fastpath_runnable, struct task_struct *p, u64 enq_flags)
@@ -487,8 +570,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		cc->running_deadline = tc ? tc->deadline : 0;
 		cc->running_lat = tc ? urgency(tc) : 0;
 	}
-	if (tc && tc->vruntime > state.vtime_now)
-		state.vtime_now = tc->vruntime;
+	if (tc)
+		advance_vtime(tc->vruntime);
 	if (c) {
 		c->runs++;
 		if (tc && tc->foreground)

@@ -171,16 +171,19 @@ static inline __u64 fp_lag_credit(const volatile struct fp_sched_tunables *t, __
 
 /*
  * Deadline of a task: its virtual runtime, clamped to at most `credit` behind the virtual clock,
- * plus the weighted runtime it used since it last woke (a task that runs long before sleeping
- * queues behind ones that run briefly).
+ * plus the weighted runtime it used since it last woke, counted up to `exec_max` (a task that
+ * runs long before sleeping queues behind ones that run briefly; the bound keeps CPU hogs fair
+ * among themselves: without it a hog that started later would run alone until its runtime
+ * caught up with the older ones').
  */
-static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, __u64 exec_ns, __u64 weight)
+static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, __u64 exec_ns, __u64 weight,
+				__u64 exec_max)
 {
 	__u64 floor = vtime_now > credit ? vtime_now - credit : 0;
 
 	if (vruntime < floor)
 		vruntime = floor;
-	return vruntime + fp_vtime_delta(exec_ns, weight);
+	return vruntime + fp_vtime_delta(exec_ns < exec_max ? exec_ns : exec_max, weight);
 }
 
 /* Busy/idle hysteresis: turns busy above `high`, idle again only below `low`. */

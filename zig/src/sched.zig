@@ -505,6 +505,8 @@ pub fn readAttached(out: *abi.SchedCounters) Error!void {
                 const ncpu: usize = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), c.FP_MAX_CPUS)));
                 if (!sumPerCpu(mfd, percpu[0..ncpu], out)) continue;
                 out.nr_cpus = ncpu;
+                var llc: [c.FP_MAX_CPUS]u32 = undefined;
+                out.nr_llcs = readTopology(&llc).nr_llcs; // what the loader read: the same sysfs
                 got |= 1;
             } else if (std.mem.endsWith(u8, name, ".bss") and btf_id != 0) {
                 // Where `state` sits in .bss, from the BTF the kernel keeps for the map.
@@ -571,28 +573,40 @@ test "sleep credit grows with wake frequency, is bounded, and scales with weight
 }
 
 test "a deadline never starts further behind the virtual clock than the credit" {
+    const max = std.math.maxInt(u64);
     // Long sleeper: vruntime far behind; placed at most `credit` behind vtime_now.
-    try testing.expectEqual(@as(u64, 1_000_000_000 - 2_000_000), c.fp_deadline(0, 1_000_000_000, 2_000_000, 0, 100));
+    try testing.expectEqual(@as(u64, 1_000_000_000 - 2_000_000), c.fp_deadline(0, 1_000_000_000, 2_000_000, 0, 100, max));
     // A task ahead of the clock keeps its vruntime; runtime since wakeup pushes the deadline out.
-    try testing.expectEqual(@as(u64, 2_000_000_000 + 1_000_000), c.fp_deadline(2_000_000_000, 1_000_000_000, 2_000_000, 1_000_000, 100));
+    try testing.expectEqual(@as(u64, 2_000_000_000 + 1_000_000), c.fp_deadline(2_000_000_000, 1_000_000_000, 2_000_000, 1_000_000, 100, max));
     // Double weight: half the virtual time for the same runtime.
-    try testing.expectEqual(@as(u64, 500_000), c.fp_deadline(0, 0, 0, 1_000_000, 200));
+    try testing.expectEqual(@as(u64, 500_000), c.fp_deadline(0, 0, 0, 1_000_000, 200, max));
     // Early in boot the clock is below the credit: no underflow.
-    try testing.expectEqual(@as(u64, 0), c.fp_deadline(0, 1000, 2_000_000, 0, 100));
+    try testing.expectEqual(@as(u64, 0), c.fp_deadline(0, 1000, 2_000_000, 0, 100, max));
 }
 
 test "the frame thread of a game gets an earlier deadline than a CPU hog" {
     const t = tunables();
     const now: u64 = 10_000_000_000;
     // Hog: never sleeps, ran 5 ms since it last woke, vruntime at the clock.
-    const hog = c.fp_deadline(now, now, c.fp_lag_credit(&t, 0, 100), 5_000_000, 100);
+    const hog = c.fp_deadline(now, now, c.fp_lag_credit(&t, 0, 100), 5_000_000, 100, t.lag_max_ns);
     // Frame thread: 60 Hz, 2 ms of work, vruntime behind (it slept).
-    const frame = c.fp_deadline(now - 50_000_000, now, c.fp_lag_credit(&t, 60, 100), 2_000_000, 100);
+    const frame = c.fp_deadline(now - 50_000_000, now, c.fp_lag_credit(&t, 60, 100), 2_000_000, 100, t.lag_max_ns);
     try testing.expect(frame < hog);
     // Foreground weight makes it earlier still.
     const fg_w = c.fp_weight(100, 1, 400);
     try testing.expectEqual(@as(u64, 400), fg_w);
-    try testing.expect(c.fp_deadline(now - 50_000_000, now, c.fp_lag_credit(&t, 60, fg_w), 2_000_000, fg_w) < frame);
+    try testing.expect(c.fp_deadline(now - 50_000_000, now, c.fp_lag_credit(&t, 60, fg_w), 2_000_000, fg_w, t.lag_max_ns) < frame);
+}
+
+test "a CPU hog that started later does not run alone until it catches up with older hogs" {
+    const t = tunables();
+    const now: u64 = 10_000_000_000;
+    // Both at the clock; the old one has run 10 s without sleeping, the new one 1 ms.
+    const old = c.fp_deadline(now, now, c.fp_lag_credit(&t, 0, 100), 10_000_000_000, 100, t.lag_max_ns);
+    const new = c.fp_deadline(now, now, c.fp_lag_credit(&t, 0, 100), 1_000_000, 100, t.lag_max_ns);
+    try testing.expect(new < old);
+    // The old one's lead is bounded: it waits at most lag_max_ns of virtual time for the new one.
+    try testing.expectEqual(@as(u64, now + t.lag_max_ns), old);
 }
 
 test "weights: foreground boost applies only to the foreground, zero weight is safe" {

@@ -34,10 +34,10 @@ const Frames = struct {
     frames: u64 = 0,
     misses: u64 = 0,
     worst_ns: u64 = 0,
+    worst_at_ns: u64 = 0, // since the probe started: tells a start-up hiccup from a steady-state one
 };
 
-fn frameLoop(cfg: Config, out: *Frames) void {
-    const start = now(.MONOTONIC);
+fn frameLoop(cfg: Config, start: u64, out: *Frames) void {
     var frame_start = start;
     var sink: u64 = 0;
     while (frame_start < start + cfg.duration_ns) {
@@ -49,7 +49,10 @@ fn frameLoop(cfg: Config, out: *Frames) void {
         const took = done - frame_start;
         out.frames += 1;
         if (took > cfg.frame_period_ns) out.misses += 1;
-        out.worst_ns = @max(out.worst_ns, took);
+        if (took > out.worst_ns) {
+            out.worst_ns = took;
+            out.worst_at_ns = frame_start - start;
+        }
         // The next frame starts at the next period boundary (a missed frame skips, like vsync).
         var next = frame_start + cfg.frame_period_ns;
         while (next < done) next += cfg.frame_period_ns;
@@ -59,13 +62,22 @@ fn frameLoop(cfg: Config, out: *Frames) void {
     std.mem.doNotOptimizeAway(sink);
 }
 
-fn wakeLoop(cfg: Config, lat: *std.ArrayList(u64)) void {
-    const start = now(.MONOTONIC);
+const Wakes = struct {
+    lat: std.ArrayList(u64),
+    max_ns: u64 = 0,
+    max_at_ns: u64 = 0,
+};
+
+fn wakeLoop(cfg: Config, start: u64, w: *Wakes) void {
     var target = start + cfg.wake_period_ns;
     while (target < start + cfg.duration_ns) : (target += cfg.wake_period_ns) {
         sleepUntil(target);
         const late = now(.MONOTONIC) -| target;
-        lat.append(late) catch return;
+        w.lat.append(late) catch return;
+        if (late > w.max_ns) {
+            w.max_ns = late;
+            w.max_at_ns = target - start;
+        }
         // Woke past later targets: skip them rather than record a burst of zero-latency wakeups.
         while (target + cfg.wake_period_ns < now(.MONOTONIC)) target += cfg.wake_period_ns;
     }
@@ -98,9 +110,11 @@ pub fn main() !void {
         else usage();
     }
     var frames = Frames{};
-    var lat = std.ArrayList(u64).init(gpa);
-    const ft = try std.Thread.spawn(.{}, frameLoop, .{ cfg, &frames });
-    const wt = try std.Thread.spawn(.{}, wakeLoop, .{ cfg, &lat });
+    var wakes = Wakes{ .lat = std.ArrayList(u64).init(gpa) };
+    const lat = &wakes.lat;
+    const start = now(.MONOTONIC);
+    const ft = try std.Thread.spawn(.{}, frameLoop, .{ cfg, start, &frames });
+    const wt = try std.Thread.spawn(.{}, wakeLoop, .{ cfg, start, &wakes });
     ft.join();
     wt.join();
     std.mem.sort(u64, lat.items, {}, std.sort.asc(u64));
@@ -112,12 +126,12 @@ pub fn main() !void {
     const miss_ratio = if (frames.frames == 0) 0 else @as(f64, @floatFromInt(frames.misses)) / @as(f64, @floatFromInt(frames.frames));
     const out = std.io.getStdOut().writer();
     try out.print(
-        "{{\"pid\":{d},\"frames\":{d},\"misses\":{d},\"miss_ratio\":{d:.5},\"frame_worst_us\":{d:.1}," ++
-            "\"wakeups\":{d},\"wake_p50_us\":{d:.1},\"wake_p99_us\":{d:.1},\"wake_p999_us\":{d:.1},\"wake_max_us\":{d:.1}}}\n",
+        "{{\"pid\":{d},\"frames\":{d},\"misses\":{d},\"miss_ratio\":{d:.5},\"frame_worst_us\":{d:.1},\"frame_worst_at_ms\":{d}," ++
+            "\"wakeups\":{d},\"wake_p50_us\":{d:.1},\"wake_p99_us\":{d:.1},\"wake_p999_us\":{d:.1},\"wake_max_us\":{d:.1},\"wake_max_at_ms\":{d}}}\n",
         .{
-            linux.getpid(),                          frames.frames, frames.misses,                     miss_ratio,
-            us(frames.worst_ns),                     lat.items.len,                                   us(percentile(lat.items, 0.50)), us(percentile(lat.items, 0.99)),
-            us(percentile(lat.items, 0.999)), us(if (lat.items.len > 0) lat.items[lat.items.len - 1] else 0),
+            linux.getpid(),                  frames.frames,                           frames.misses,    miss_ratio,
+            us(frames.worst_ns),             frames.worst_at_ns / std.time.ns_per_ms, lat.items.len,    us(percentile(lat.items, 0.50)),
+            us(percentile(lat.items, 0.99)), us(percentile(lat.items, 0.999)),        us(wakes.max_ns), wakes.max_at_ns / std.time.ns_per_ms,
         },
     );
 }
