@@ -14,8 +14,8 @@ import {
   resolveForeground,
   SCHED_DEFAULTS,
   type SchedCounters,
-  Scheduler,
   schedStatus,
+  Scheduler,
 } from "./src/sched.ts";
 import {
   type Counters,
@@ -50,7 +50,12 @@ interface Command {
   run(args: string[], flags: Flags): Promise<number>;
 }
 
-const FORMAT: FlagSpec = { type: "string", help: "output: text for people, json for scripts", default: "text", choices: ["text", "json"] };
+const FORMAT: FlagSpec = {
+  type: "string",
+  help: "output: text for people, json for scripts",
+  default: "text",
+  choices: ["text", "json"],
+};
 
 const EXIT_HELP = `Exit codes:
   0  success (a reflector stopped with Ctrl-C or SIGTERM also exits 0)
@@ -71,7 +76,9 @@ function parseRate(s: string): Rate {
   const v = s.trim().toLowerCase();
   if (v === "max") return "max";
   const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(pps|bps|bit\/s)?$/.exec(v);
-  if (!m) throw new FastpathError("usage", `--rate '${s}' is not a rate: use e.g. 100kpps, 250000, 500mbps, 1gbps or max`);
+  if (!m) {
+    throw new FastpathError("usage", `--rate '${s}' is not a rate: use e.g. 100kpps, 250000, 500mbps, 1gbps or max`);
+  }
   const mult = { "": 1, k: 1e3, m: 1e6, g: 1e9 }[m[2] as "" | "k" | "m" | "g"];
   const n = Number(m[1]) * mult;
   if (n <= 0) throw new FastpathError("usage", `--rate must be positive`);
@@ -89,7 +96,9 @@ function parseSize(s: string | number): number | "imix" {
 }
 
 function parseSignature(s: string): SignatureName {
-  const key = Object.keys(SIGNATURES).find((k) => k.toLowerCase() === s.toLowerCase() || k.replace(/[:.]/g, "").toLowerCase() === s.toLowerCase());
+  const key = Object.keys(SIGNATURES).find((k) =>
+    k.toLowerCase() === s.toLowerCase() || k.replace(/[:.]/g, "").toLowerCase() === s.toLowerCase()
+  );
   if (!key) throw new FastpathError("usage", `--signature '${s}' is not one of ${Object.keys(SIGNATURES).join(", ")}`);
   return key as SignatureName;
 }
@@ -117,9 +126,21 @@ function untilSignal(): { promise: Promise<string>; dispose: () => void } {
 
 function reflectorLine(iface: string, c: Counters, prev: Counters, dt: number): string {
   const rate = (k: keyof Counters) => (c[k] - prev[k]) / dt;
-  const drops = (["drop_not_ours", "drop_oui", "drop_port", "drop_signature", "drop_not_udp", "drop_malformed", "drop_too_short", "drop_tx_error", "drop_ring_full"] as const)
+  const drops = ([
+    "drop_not_ours",
+    "drop_oui",
+    "drop_port",
+    "drop_signature",
+    "drop_not_udp",
+    "drop_malformed",
+    "drop_too_short",
+    "drop_tx_error",
+    "drop_ring_full",
+  ] as const)
     .filter((k) => c[k] > 0).map((k) => `${k.slice(5)} ${c[k]}`).join(", ");
-  return `${iface}: rx ${pps(rate("rx_packets"))}, reflected ${pps(rate("tx_packets"))} ${mbps((rate("tx_bytes") * 8) / 1e6)}, total ${c.tx_packets}` +
+  return `${iface}: rx ${pps(rate("rx_packets"))}, reflected ${pps(rate("tx_packets"))} ${
+    mbps((rate("tx_bytes") * 8) / 1e6)
+  }, total ${c.tx_packets}` +
     (drops ? ` | not reflected: ${drops}` : "");
 }
 
@@ -127,8 +148,7 @@ const reflectCmd: Command = {
   name: "reflect",
   summary: "reflect ITO test frames from a handheld tester on an interface",
   usage: "fastpath reflect IFACE [flags]",
-  description:
-    `Returns NetAlly / Fluke / NETSCOUT test frames (signatures PROBEOT, DATA:OT, LATENCY) addressed to
+  description: `Returns NetAlly / Fluke / NETSCOUT test frames (signatures PROBEOT, DATA:OT, LATENCY) addressed to
 this interface with their addresses swapped, so the handheld measures throughput, loss and latency.
 Frames that are not ITO-signed, not addressed to us, broadcast or multicast are never reflected.
 Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
@@ -140,17 +160,40 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
   ],
   args: ["IFACE"],
   flags: {
-    mode: { type: "string", help: "dataplane: auto picks the fastest available", default: "auto", choices: REFLECT_MODES },
-    profile: { type: "string", help: "tester profile: netally toggles TOS like real LinkRunner reflectors", default: "netally", choices: PROFILES },
-    swap: { type: "string", help: "fields to swap: mac, mac-ip (IPv4/IPv6 addresses too) or all (UDP ports too)", default: "mac-ip", choices: SWAP_MODES },
+    mode: {
+      type: "string",
+      help: "dataplane: auto picks the fastest available",
+      default: "auto",
+      choices: REFLECT_MODES,
+    },
+    profile: {
+      type: "string",
+      help: "tester profile: netally toggles TOS like real LinkRunner reflectors",
+      default: "netally",
+      choices: PROFILES,
+    },
+    swap: {
+      type: "string",
+      help: "fields to swap: mac, mac-ip (IPv4/IPv6 addresses too) or all (UDP ports too)",
+      default: "mac-ip",
+      choices: SWAP_MODES,
+    },
     oui: { type: "string", help: "require this source-MAC OUI, or 'any'", default: "00:c0:17 (netally, plain)" },
     port: { type: "number", help: "UDP destination port to accept, 0 = any", default: 3842 },
     "tos-toggle": { type: "boolean", help: "XOR 0x01 into the IPv4 TOS byte on the way back (profile default)" },
     signature: { type: "string", help: "reflect only this signature (repeatable as a comma list)" },
     workers: { type: "number", help: "worker threads (PACKET_FANOUT when more than 1)", default: 1 },
     cpu: { type: "number", help: "pin worker i to CPU N+i" },
-    fanout: { type: "string", help: "how frames are spread over workers (packet mode)", default: "hash", choices: ["hash", "cpu", "lb"] },
-    "busy-poll-us": { type: "number", help: "afxdp mode: busy-poll the sockets this long instead of sleeping (lower latency, more CPU)" },
+    fanout: {
+      type: "string",
+      help: "how frames are spread over workers (packet mode)",
+      default: "hash",
+      choices: ["hash", "cpu", "lb"],
+    },
+    "busy-poll-us": {
+      type: "number",
+      help: "afxdp mode: busy-poll the sockets this long instead of sleeping (lower latency, more CPU)",
+    },
     netns: { type: "string", help: "network namespace the interface lives in (ip netns)" },
     "interval-ms": { type: "number", help: "how often to report", default: 1000 },
     "duration-s": { type: "number", help: "stop after this many seconds (default: run until stopped)" },
@@ -158,7 +201,11 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
   },
   async run([iface], f) {
     const json = f.format === "json";
-    const oui = f.oui === undefined ? undefined : String(f.oui).toLowerCase() === "any" ? false as const : String(f.oui);
+    const oui = f.oui === undefined
+      ? undefined
+      : String(f.oui).toLowerCase() === "any"
+      ? false as const
+      : String(f.oui);
     const signatures = f.signature === undefined ? undefined : String(f.signature).split(",").map(parseSignature);
     const stop = untilSignal();
     let r: Reflector;
@@ -186,8 +233,22 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     try {
       const i = r.info;
       const started = {
-        type: "started", iface, netns: i.netns ?? null, mode: i.mode, xdp_attach: i.xdpAttach ?? null, zerocopy: i.zerocopy ?? null, reason: i.reason, mac: i.mac, mtu: i.mtu,
-        workers: i.workers, profile: i.profile, swap: i.swap, port: i.port, oui: i.oui, tos_toggle: i.tosToggle, guarded: i.guarded,
+        type: "started",
+        iface,
+        netns: i.netns ?? null,
+        mode: i.mode,
+        xdp_attach: i.xdpAttach ?? null,
+        zerocopy: i.zerocopy ?? null,
+        reason: i.reason,
+        mac: i.mac,
+        mtu: i.mtu,
+        workers: i.workers,
+        profile: i.profile,
+        swap: i.swap,
+        port: i.port,
+        oui: i.oui,
+        tos_toggle: i.tosToggle,
+        guarded: i.guarded,
       };
       if (json) emitJson(started);
       else {
@@ -197,11 +258,21 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
           ? ""
           : ` (XDP ${i.xdpAttach}${i.mode === "afxdp" ? `, ${i.zerocopy ? "zero-copy" : "copy mode"}` : ""})`;
         console.error(`reflecting on ${iface} (${i.mac}) in ${i.mode} mode${how} — ${i.reason}`);
-        console.error(`  profile ${i.profile}, swap ${i.swap}, port ${i.port || "any"}, OUI ${i.oui ?? "any"}, TOS toggle ${i.tosToggle ? "on" : "off"}, ${i.workers} worker(s)`);
+        console.error(
+          `  profile ${i.profile}, swap ${i.swap}, port ${i.port || "any"}, OUI ${i.oui ?? "any"}, TOS toggle ${
+            i.tosToggle ? "on" : "off"
+          }, ${i.workers} worker(s)`,
+        );
         if (i.maxFrame && i.mtu + 14 > i.maxFrame) {
-          console.error(`  note: afxdp reflects frames up to ${i.maxFrame} bytes; ${iface} has MTU ${i.mtu}, so longer frames go unreflected (use --mode xdp)`);
+          console.error(
+            `  note: afxdp reflects frames up to ${i.maxFrame} bytes; ${iface} has MTU ${i.mtu}, so longer frames go unreflected (use --mode xdp)`,
+          );
         }
-        if (!i.guarded) console.error("  warning: port 'any' cannot be guarded: the host may answer test frames with ICMP port-unreachable");
+        if (!i.guarded) {
+          console.error(
+            "  warning: port 'any' cannot be guarded: the host may answer test frames with ICMP port-unreachable",
+          );
+        }
         console.error("  stop with Ctrl-C");
       }
       const intervalMs = Math.max(100, Number(f["interval-ms"] ?? 1000));
@@ -212,7 +283,9 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
       let lastText = 0;
       let failed = false;
       while (true) {
-        const tick = new Promise<string>((res) => setTimeout(() => res("tick"), Math.min(intervalMs, Math.max(0, deadline - Date.now()))));
+        const tick = new Promise<string>((res) =>
+          setTimeout(() => res("tick"), Math.min(intervalMs, Math.max(0, deadline - Date.now())))
+        );
         const why = await Promise.race([stop.promise, tick]);
         const now = performance.now();
         const c = r.stats();
@@ -247,9 +320,12 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
       if (json) emitJson({ type: "summary", ...total, state: failed ? "failed" : "stopped", failure: failure ?? null });
       else {
         console.error(`stopped: received ${total.rx_packets}, reflected ${total.tx_packets} (${total.tx_bytes} bytes)`);
-        const sig = `PROBEOT ${total.sig_probeot}, DATA:OT ${total.sig_dataot}, LATENCY ${total.sig_latency}, RFC2544 ${total.sig_rfc2544}, Y.1564 ${total.sig_y1564}`;
+        const sig =
+          `PROBEOT ${total.sig_probeot}, DATA:OT ${total.sig_dataot}, LATENCY ${total.sig_latency}, RFC2544 ${total.sig_rfc2544}, Y.1564 ${total.sig_y1564}`;
         console.error(`  by signature: ${sig}`);
-        const drops = Object.entries(total).filter(([k, v]) => k.startsWith("drop_") && v > 0).map(([k, v]) => `${k.slice(5)} ${v}`);
+        const drops = Object.entries(total).filter(([k, v]) => k.startsWith("drop_") && v > 0).map(([k, v]) =>
+          `${k.slice(5)} ${v}`
+        );
         console.error(`  not reflected: ${drops.length ? drops.join(", ") : "none"}`);
       }
       if (failure) throw new FastpathError("failed", `reflector on ${iface}: ${failure}`);
@@ -280,7 +356,9 @@ const PROBE_HEADER = ["run", "sent", "back", "loss", "reord", "dup", "bad", "rat
 
 function probeSummaryText(p: ProbeReport): string {
   const lines = [
-    `sent ${p.sent}, received ${p.received}, lost ${p.lost} (${pct(p.lossPct)}), reordered ${p.reordered}, duplicates ${p.duplicates}`,
+    `sent ${p.sent}, received ${p.received}, lost ${p.lost} (${
+      pct(p.lossPct)
+    }), reordered ${p.reordered}, duplicates ${p.duplicates}`,
     `rewrite: ${
       p.received === 0
         ? "nothing came back to check"
@@ -288,13 +366,21 @@ function probeSummaryText(p: ProbeReport): string {
         ? "every reflection had exactly the expected fields swapped"
         : `${p.badRewrite} reflections had wrong bytes`
     }`,
-    `throughput: sent ${pps(p.txPps)} ${mbps(p.txWireMbps)} on the wire; received ${pps(p.rxPps)}, ${mbps(p.rxL2Mbps)} L2, ${mbps(p.rxWireMbps)} on the wire`,
+    `throughput: sent ${pps(p.txPps)} ${mbps(p.txWireMbps)} on the wire; received ${pps(p.rxPps)}, ${
+      mbps(p.rxL2Mbps)
+    } L2, ${mbps(p.rxWireMbps)} on the wire`,
   ];
   if (p.rttUs) {
-    lines.push(`rtt: min ${us(p.rttUs.min)}, p50 ${us(p.rttUs.p50)}, p99 ${us(p.rttUs.p99)}, p99.9 ${us(p.rttUs.p999)}, max ${us(p.rttUs.max)}`);
+    lines.push(
+      `rtt: min ${us(p.rttUs.min)}, p50 ${us(p.rttUs.p50)}, p99 ${us(p.rttUs.p99)}, p99.9 ${us(p.rttUs.p999)}, max ${
+        us(p.rttUs.max)
+      }`,
+    );
   }
   if (p.txErrors || p.rxRingDrops || p.foreign) {
-    lines.push(`probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`);
+    lines.push(
+      `probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`,
+    );
   }
   return lines.join("\n");
 }
@@ -303,8 +389,7 @@ const probeCmd: Command = {
   name: "probe",
   summary: "send ITO test frames to a reflector and measure what comes back",
   usage: "fastpath probe IFACE --to IP|MAC [flags]",
-  description:
-    `Plays the handheld: sends DATA:OT frames (or another signature) at a rate and size for a duration or a
+  description: `Plays the handheld: sends DATA:OT frames (or another signature) at a rate and size for a duration or a
 count, receives the reflections and reports loss, reordering, duplicates, throughput, round-trip time,
 and whether every reflection had exactly the fields swapped that --expect-swap says.
 With an IP address the reflector's MAC is resolved with ARP / neighbour discovery, like a handheld.`,
@@ -320,12 +405,24 @@ With an IP address the reflector's MAC is resolved with ARP / neighbour discover
     "dst-ip": { type: "string", help: "destination IP when --to is a MAC", default: "198.18.0.1" },
     "src-mac": { type: "string", help: "send from this MAC (received in promiscuous mode)" },
     size: { type: "string", help: "frame size with FCS: 64 … 9018, or imix (7×64, 4×594, 1×1518)", default: 64 },
-    rate: { type: "string", help: "frames/s (100kpps, 250000), bits/s on the wire (500mbps, 1gbps), or max", default: "10kpps" },
+    rate: {
+      type: "string",
+      help: "frames/s (100kpps, 250000), bits/s on the wire (500mbps, 1gbps), or max",
+      default: "10kpps",
+    },
     count: { type: "number", help: "stop after this many frames" },
     "duration-s": { type: "number", help: "stop after this many seconds (default 5 when no --count)" },
     signature: { type: "string", help: "PROBEOT, DATA:OT, LATENCY, RFC2544 or Y.1564", default: "DATA:OT" },
-    "expect-swap": { type: "string", help: "what the reflector swaps, checked on every frame", default: "mac-ip", choices: SWAP_MODES },
-    "expect-tos-toggle": { type: "boolean", help: "expect the NetAlly TOS toggle (default on; --no-expect-tos-toggle for plain)" },
+    "expect-swap": {
+      type: "string",
+      help: "what the reflector swaps, checked on every frame",
+      default: "mac-ip",
+      choices: SWAP_MODES,
+    },
+    "expect-tos-toggle": {
+      type: "boolean",
+      help: "expect the NetAlly TOS toggle (default on; --no-expect-tos-toggle for plain)",
+    },
     port: { type: "number", help: "UDP destination port", default: 3842 },
     "src-port": { type: "number", help: "UDP source port (differs from --port so a port swap shows)", default: 50000 },
     vlan: { type: "number", help: "send with this 802.1Q VLAN ID" },
@@ -372,13 +469,30 @@ With an IP address the reflector's MAC is resolved with ARP / neighbour discover
       probe.stop();
     });
     const o = probe.options;
-    if (json) emitJson({ type: "started", iface, to: o.dstIp, mac: o.dstMac, from: o.srcIp, size: o.size, rate_pps: o.pps || "max" });
-    else console.error(`probing ${o.dstIp} (${o.dstMac}) from ${iface} ${o.srcIp}: ${o.size}-byte frames at ${o.pps ? pps(o.pps) : "maximum rate"}`);
+    if (json) {
+      emitJson({
+        type: "started",
+        iface,
+        to: o.dstIp,
+        mac: o.dstMac,
+        from: o.srcIp,
+        size: o.size,
+        rate_pps: o.pps || "max",
+      });
+    } else {console.error(
+        `probing ${o.dstIp} (${o.dstMac}) from ${iface} ${o.srcIp}: ${o.size}-byte frames at ${
+          o.pps ? pps(o.pps) : "maximum rate"
+        }`,
+      );}
     const intervalMs = Math.max(100, Number(f["interval-ms"] ?? 1000));
     const timer = setInterval(() => {
       const p = probe.report();
       if (json) emitJson({ type: "interval", ...p });
-      else status.show(`sent ${p.sent}  received ${p.received}  loss ${pct(p.lossPct)}  ${pps(p.rxPps)}  rtt p50 ${p.rttUs ? us(p.rttUs.p50) : "-"}`);
+      else {status.show(
+          `sent ${p.sent}  received ${p.received}  loss ${pct(p.lossPct)}  ${pps(p.rxPps)}  rtt p50 ${
+            p.rttUs ? us(p.rttUs.p50) : "-"
+          }`,
+        );}
     }, intervalMs);
     try {
       const report = await probe.done();
@@ -387,7 +501,10 @@ With an IP address the reflector's MAC is resolved with ARP / neighbour discover
       else console.log(probeSummaryText(report));
       if (interrupted) return 130;
       if (report.badRewrite > 0) {
-        throw new FastpathError("failed", `${report.badRewrite} reflections did not have exactly the ${f["expect-swap"] ?? "mac-ip"} fields swapped`);
+        throw new FastpathError(
+          "failed",
+          `${report.badRewrite} reflections did not have exactly the ${f["expect-swap"] ?? "mac-ip"} fields swapped`,
+        );
       }
       return 0;
     } finally {
@@ -404,7 +521,10 @@ function labRows(results: LabResult[]): string {
     // is only meaningful at high rates, where other processes on that core do not dominate it.
     [...PROBE_HEADER, "worker CPU/frame"],
     results.map((r) => [
-      ...probeRow(`${r.mode} ${r.case.size}B${r.case.vlan ? ` vlan${r.case.vlan}` : ""}${r.case.ipv6 ? " ipv6" : ""}`, r.probe),
+      ...probeRow(
+        `${r.mode} ${r.case.size}B${r.case.vlan ? ` vlan${r.case.vlan}` : ""}${r.case.ipv6 ? " ipv6" : ""}`,
+        r.probe,
+      ),
       r.workerNsPerFrame === null ? "-" : `${Math.round(r.workerNsPerFrame)} ns`,
     ]),
   );
@@ -414,8 +534,7 @@ const labCmd: Command = {
   name: "lab",
   summary: "a two-namespace veth lab with the reflector on one side and the probe on the other",
   usage: "fastpath lab up|down|run [flags]",
-  description:
-    `up: creates namespaces PREFIX-refl and PREFIX-probe joined by veth PREFIX-r0 <-> PREFIX-p0
+  description: `up: creates namespaces PREFIX-refl and PREFIX-probe joined by veth PREFIX-r0 <-> PREFIX-p0
     (198.18.0.1 / 198.18.0.2, 2001:2::1 / 2001:2::2, MTU 9000; the probe's MAC has NetAlly's OUI).
 down: removes them. run: brings the lab up, reflects real ITO traffic for each --size, prints a table
     of what came back, and removes the lab again on every exit path (Ctrl-C and SIGTERM included).
@@ -452,7 +571,9 @@ Traffic never leaves the veth pair.`,
       const lab = await labUp({ prefix });
       if (json) emitJson({ type: "lab", action: "up", ...lab });
       else {
-        console.error(`lab up: ${lab.reflectorNs}/${lab.reflectorIf} ${lab.reflectorIp} (${lab.reflectorMac}) <-> ${lab.probeNs}/${lab.probeIf} ${lab.probeIp} (${lab.probeMac})`);
+        console.error(
+          `lab up: ${lab.reflectorNs}/${lab.reflectorIf} ${lab.reflectorIp} (${lab.reflectorMac}) <-> ${lab.probeNs}/${lab.probeIf} ${lab.probeIp} (${lab.probeMac})`,
+        );
         console.error(`  reflect: sudo fastpath reflect ${lab.reflectorIf} --netns ${lab.reflectorNs}`);
         console.error(`  probe:   sudo fastpath probe ${lab.probeIf} --netns ${lab.probeNs} --to ${lab.reflectorIp}`);
         console.error(`  remove:  sudo fastpath lab down${prefix !== "fp" ? ` --prefix ${prefix}` : ""}`);
@@ -464,14 +585,20 @@ Traffic never leaves the veth pair.`,
     const sizes = String(f.size ?? "64,1518,9000").split(",").map((s) => parseSize(s.trim()));
     const rate = parseRate(String(f.rate ?? "20kpps"));
     const durationMs = Number(f["duration-s"] ?? 2) * 1000;
-    if (!(durationMs > 0) || durationMs > 3600_000) throw new FastpathError("usage", "--duration-s must be between 0 and 3600");
+    if (!(durationMs > 0) || durationMs > 3600_000) {
+      throw new FastpathError("usage", "--duration-s must be between 0 and 3600");
+    }
     const abort = new AbortController();
     const stop = untilSignal();
     stop.promise.then(() => abort.abort());
     const status = new StatusLine();
     const results: LabResult[] = [];
     const names = labNames({ prefix });
-    if (!json) console.error(`lab: ${names.reflectorNs} <-> ${names.probeNs}, ${sizes.join("/")}-byte frames, ${durationMs / 1000} s each`);
+    if (!json) {
+      console.error(
+        `lab: ${names.reflectorNs} <-> ${names.probeNs}, ${sizes.join("/")}-byte frames, ${durationMs / 1000} s each`,
+      );
+    }
     try {
       const lab = await labUp({ prefix });
       for (const size of sizes) {
@@ -490,7 +617,11 @@ Traffic never leaves the veth pair.`,
           signal: abort.signal,
           onInterval: (p, refl) => {
             if (json) emitJson({ type: "interval", size, probe: p, reflector: refl });
-            else status.show(`${size}B: sent ${p.sent} received ${p.received} loss ${pct(p.lossPct)} rtt p50 ${p.rttUs ? us(p.rttUs.p50) : "-"}`);
+            else {status.show(
+                `${size}B: sent ${p.sent} received ${p.received} loss ${pct(p.lossPct)} rtt p50 ${
+                  p.rttUs ? us(p.rttUs.p50) : "-"
+                }`,
+              );}
           },
         });
         status.clear();
@@ -506,9 +637,11 @@ Traffic never leaves the veth pair.`,
     if (json) emitJson({ type: "summary", runs: results.length, bad_rewrite: bad, interrupted: abort.signal.aborted });
     else {
       console.log(labRows(results));
-      console.log(bad === 0
-        ? "every reflection came back with exactly the expected fields swapped"
-        : `${bad} reflections had wrong bytes`);
+      console.log(
+        bad === 0
+          ? "every reflection came back with exactly the expected fields swapped"
+          : `${bad} reflections had wrong bytes`,
+      );
     }
     if (abort.signal.aborted) return 130;
     if (bad > 0) throw new FastpathError("failed", `${bad} reflections were rewritten wrongly`);
@@ -532,19 +665,26 @@ const doctorCmd: Command = {
     }
     const mark = { ok: "ok  ", missing: "MISS", warn: "warn", info: "    " };
     for (const c of report.checks) {
-      console.log(`${mark[c.status]} ${c.name.padEnd(10)} ${c.detail}${c.fix ? `\n     ${"".padEnd(10)} fix: ${c.fix}` : ""}`);
+      console.log(
+        `${mark[c.status]} ${c.name.padEnd(10)} ${c.detail}${c.fix ? `\n     ${"".padEnd(10)} fix: ${c.fix}` : ""}`,
+      );
     }
-    console.log(`reflector modes: ${report.modes.map((m) => `${m.mode} ${m.available ? "yes" : `no (${m.why})`}`).join(", ")}`);
+    console.log(
+      `reflector modes: ${report.modes.map((m) => `${m.mode} ${m.available ? "yes" : `no (${m.why})`}`).join(", ")}`,
+    );
     return 0;
   },
 };
 
-
 function schedLine(c: SchedCounters, prev: SchedCounters, dt: number, fg: number[]): string {
   const rate = (k: keyof SchedCounters) => Math.round((c[k] - prev[k]) / dt);
   const cpuPct = ((c.busy_ns - prev.busy_ns) / 1e9 / dt / Math.max(1, c.nr_cpus)) * 100;
-  return `fastpath: ${rate("runs")} runs/s, ${rate("wakeups")} wakeups/s, idle-CPU placements ${rate("direct_idle")}/s, ` +
-    `queued ${rate("enqueued")}/s, preemptions ${rate("preempt_kicks")}/s, CPU ${cpuPct.toFixed(0)} % (${c.busy ? "busy" : "idle"})` +
+  return `fastpath: ${rate("runs")} runs/s, ${rate("wakeups")} wakeups/s, idle-CPU placements ${
+    rate("direct_idle")
+  }/s, ` +
+    `queued ${rate("enqueued")}/s, preemptions ${rate("preempt_kicks")}/s, CPU ${cpuPct.toFixed(0)} % (${
+      c.busy ? "busy" : "idle"
+    })` +
     (fg.length ? `, foreground ${fg.join(",")}: ${rate("foreground_runs")} runs/s` : "");
 }
 
@@ -556,8 +696,7 @@ const schedCmd: Command = {
   name: "sched",
   summary: "a sched_ext CPU scheduler that keeps a game responsive while the machine is busy",
   usage: "fastpath sched run|status|stats [flags]",
-  description:
-    `run: attaches the fastpath scheduler (a deadline policy in the kernel: tasks that sleep often and
+  description: `run: attaches the fastpath scheduler (a deadline policy in the kernel: tasks that sleep often and
     run briefly go first, idle cores first, the --foreground processes get more weight) and shows
     live counters until Ctrl-C or SIGTERM, then detaches and prints EXIT: reason (msg). If the loader
     dies (even by SIGKILL) the kernel detaches it; if the kernel ejects it, run exits with code 11.
@@ -574,19 +713,57 @@ Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
   args: ["run|status|stats"],
   flags: {
     "slice-us": { type: "number", help: "slice of a task that rarely wakes, µs", default: SCHED_DEFAULTS.sliceUs },
-    "slice-min-us": { type: "number", help: "floor for slices of tasks that wake often, µs", default: SCHED_DEFAULTS.sliceMinUs },
+    "slice-min-us": {
+      type: "number",
+      help: "floor for slices of tasks that wake often, µs",
+      default: SCHED_DEFAULTS.sliceMinUs,
+    },
     "lag-us": { type: "number", help: "sleep credit of a rarely-waking task, µs", default: SCHED_DEFAULTS.lagUs },
-    "lag-max-us": { type: "number", help: "ceiling of the sleep credit of tasks that wake often, µs", default: SCHED_DEFAULTS.lagMaxUs },
-    "wake-ref-hz": { type: "number", help: "wake frequency above which slices shrink, Hz", default: SCHED_DEFAULTS.wakeRefHz },
-    "latency-hz": { type: "number", help: "wake frequency from which a wakeup may preempt, Hz", default: SCHED_DEFAULTS.latencyHz },
-    "busy-high-pct": { type: "number", help: "CPU use above which the system counts as busy (wakeups stay in their LLC), %", default: SCHED_DEFAULTS.busyHighPct },
-    "busy-low-pct": { type: "number", help: "CPU use below which it counts as idle again, %", default: SCHED_DEFAULTS.busyLowPct },
-    foreground: { type: "string", help: "comma list of PIDs or process names to favour (names are looked up again every interval)" },
-    "foreground-weight-pct": { type: "number", help: "weight of foreground tasks, % of their own", default: SCHED_DEFAULTS.foregroundWeightPct },
-    "watchdog-ms": { type: "number", help: "eject the scheduler when a runnable task waits this long (0 = kernel default, 30000), ms", default: 0 },
+    "lag-max-us": {
+      type: "number",
+      help: "ceiling of the sleep credit of tasks that wake often, µs",
+      default: SCHED_DEFAULTS.lagMaxUs,
+    },
+    "wake-ref-hz": {
+      type: "number",
+      help: "wake frequency above which slices shrink, Hz",
+      default: SCHED_DEFAULTS.wakeRefHz,
+    },
+    "latency-hz": {
+      type: "number",
+      help: "wake frequency from which a wakeup may preempt, Hz",
+      default: SCHED_DEFAULTS.latencyHz,
+    },
+    "busy-high-pct": {
+      type: "number",
+      help: "CPU use above which the system counts as busy (wakeups stay in their LLC), %",
+      default: SCHED_DEFAULTS.busyHighPct,
+    },
+    "busy-low-pct": {
+      type: "number",
+      help: "CPU use below which it counts as idle again, %",
+      default: SCHED_DEFAULTS.busyLowPct,
+    },
+    foreground: {
+      type: "string",
+      help: "comma list of PIDs or process names to favour (names are looked up again every interval)",
+    },
+    "foreground-weight-pct": {
+      type: "number",
+      help: "weight of foreground tasks, % of their own",
+      default: SCHED_DEFAULTS.foregroundWeightPct,
+    },
+    "watchdog-ms": {
+      type: "number",
+      help: "eject the scheduler when a runnable task waits this long (0 = kernel default, 30000), ms",
+      default: 0,
+    },
     "interval-ms": { type: "number", help: "how often run reports", default: 1000 },
     "duration-s": { type: "number", help: "run: detach after this many seconds (default: until stopped)" },
-    "test-stall-pid": { type: "number", help: "testing only: load a deliberately broken build that starves this process, to see the kernel eject it" },
+    "test-stall-pid": {
+      type: "number",
+      help: "testing only: load a deliberately broken build that starves this process, to see the kernel eject it",
+    },
     format: FORMAT,
   },
   async run([action], f) {
@@ -597,8 +774,15 @@ Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
     if (action === "status") {
       const st = schedStatus();
       if (!st.present) throw new FastpathError("unsupported", NO_SCHED_EXT);
-      if (json) emitJson({ type: "status", state: st.state, ops: st.ops || null, enable_seq: st.enableSeq, hotplug_seq: st.hotplugSeq });
-      else {
+      if (json) {
+        emitJson({
+          type: "status",
+          state: st.state,
+          ops: st.ops || null,
+          enable_seq: st.enableSeq,
+          hotplug_seq: st.hotplugSeq,
+        });
+      } else {
         console.log(`state:       ${st.state}`);
         console.log(`scheduler:   ${st.ops || "(none: the kernel's default scheduler)"}`);
         console.log(`enable_seq:  ${st.enableSeq}`);
@@ -614,7 +798,9 @@ Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
       return 0;
     }
 
-    const specs = f.foreground === undefined ? [] : String(f.foreground).split(",").map((s) => s.trim()).filter(Boolean);
+    const specs = f.foreground === undefined
+      ? []
+      : String(f.foreground).split(",").map((s) => s.trim()).filter(Boolean);
     const stop = untilSignal();
     let s: Scheduler;
     try {
@@ -642,11 +828,26 @@ Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
       const c0 = s.stats();
       const o = s.options;
       if (json) {
-        emitJson({ type: "started", state: st.state, ops: st.ops, enable_seq: st.enableSeq, nr_cpus: c0.nr_cpus, nr_llcs: c0.nr_llcs, foreground: s.foreground, ...o });
+        emitJson({
+          type: "started",
+          state: st.state,
+          ops: st.ops,
+          enable_seq: st.enableSeq,
+          nr_cpus: c0.nr_cpus,
+          nr_llcs: c0.nr_llcs,
+          foreground: s.foreground,
+          ...o,
+        });
       } else {
-        console.error(`fastpath scheduler attached: state ${st.state}, ops ${st.ops}, ${c0.nr_cpus} CPUs in ${c0.nr_llcs} LLC(s)`);
-        console.error(`  slice ${o.sliceUs} µs (down to ${o.sliceMinUs} µs for frequent wakers), preempt from ${o.latencyHz} Hz, foreground weight ${o.foregroundWeightPct} %` +
-          (specs.length ? `, foreground ${specs.join(",")} → ${s.foreground.length ? s.foreground.join(",") : "not running yet"}` : ""));
+        console.error(
+          `fastpath scheduler attached: state ${st.state}, ops ${st.ops}, ${c0.nr_cpus} CPUs in ${c0.nr_llcs} LLC(s)`,
+        );
+        console.error(
+          `  slice ${o.sliceUs} µs (down to ${o.sliceMinUs} µs for frequent wakers), preempt from ${o.latencyHz} Hz, foreground weight ${o.foregroundWeightPct} %` +
+            (specs.length
+              ? `, foreground ${specs.join(",")} → ${s.foreground.length ? s.foreground.join(",") : "not running yet"}`
+              : ""),
+        );
         console.error("  stop with Ctrl-C");
       }
       const intervalMs = Math.max(100, Number(f["interval-ms"] ?? 1000));
@@ -688,9 +889,24 @@ Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
       const ejected = s.state() === "ejected";
       const e = s.stop();
       const total = s.stats();
-      if (json) emitJson({ type: "exit", kind: e.kind, kind_name: e.kindName, exit_code: Number(e.exitCode), reason: e.reason, msg: e.msg, ejected, ...total });
+      if (json) {
+        emitJson({
+          type: "exit",
+          kind: e.kind,
+          kind_name: e.kindName,
+          exit_code: Number(e.exitCode),
+          reason: e.reason,
+          msg: e.msg,
+          ejected,
+          ...total,
+        });
+      }
       console.error(exitLine(e));
-      if (!json) console.error(`  ${total.runs} runs, ${total.wakeups} wakeups, ${total.preempt_kicks} preemptions, ${total.restarts} restarts; state now ${schedStatus().state}`);
+      if (!json) {
+        console.error(
+          `  ${total.runs} runs, ${total.wakeups} wakeups, ${total.preempt_kicks} preemptions, ${total.restarts} restarts; state now ${schedStatus().state}`,
+        );
+      }
       return e.error || ejected ? 11 : 0;
     } finally {
       stop.dispose();
@@ -703,11 +919,19 @@ const COMMANDS: Command[] = [reflectCmd, probeCmd, labCmd, schedCmd, doctorCmd];
 
 function commandHelp(c: Command): string {
   const flagLines = Object.entries(c.flags).map(([name, s]) => {
-    const arg = s.type === "boolean" ? "" : s.choices ? ` ${s.choices.join("|")}` : s.type === "number" ? " N" : " VALUE";
+    const arg = s.type === "boolean"
+      ? ""
+      : s.choices
+      ? ` ${s.choices.join("|")}`
+      : s.type === "number"
+      ? " N"
+      : " VALUE";
     const def = s.default !== undefined ? ` [default: ${s.default}]` : "";
     return `  --${name}${arg}\n      ${s.help}${def}`;
   });
-  return `${c.summary}\n\nUsage: ${c.usage}\n\n${c.description}\n\nFlags:\n${flagLines.join("\n")}\n  -h, --help\n      show this help\n\nExamples:\n${c.examples.map((e) => `  ${e}`).join("\n")}\n\n${EXIT_HELP}`;
+  return `${c.summary}\n\nUsage: ${c.usage}\n\n${c.description}\n\nFlags:\n${
+    flagLines.join("\n")
+  }\n  -h, --help\n      show this help\n\nExamples:\n${c.examples.map((e) => `  ${e}`).join("\n")}\n\n${EXIT_HELP}`;
 }
 
 function mainHelp(): string {
@@ -762,7 +986,9 @@ export function parseFlags(c: Command, argv: string[]): { args: string[]; flags:
       break;
     }
     if (!a.startsWith("--")) {
-      if (a.startsWith("-") && a.length > 1) throw new FastpathError("usage", `unknown flag '${a}' for ${c.name}: see 'fastpath ${c.name} --help'`);
+      if (a.startsWith("-") && a.length > 1) {
+        throw new FastpathError("usage", `unknown flag '${a}' for ${c.name}: see 'fastpath ${c.name} --help'`);
+      }
       args.push(a);
       continue;
     }
@@ -775,7 +1001,12 @@ export function parseFlags(c: Command, argv: string[]): { args: string[]; flags:
     }
     if (!spec) {
       const hint = closest(name, Object.keys(c.flags));
-      throw new FastpathError("usage", `unknown flag '--${name}' for ${c.name}${hint ? ` (did you mean --${hint}?)` : ""}: see 'fastpath ${c.name} --help'`);
+      throw new FastpathError(
+        "usage",
+        `unknown flag '--${name}' for ${c.name}${
+          hint ? ` (did you mean --${hint}?)` : ""
+        }: see 'fastpath ${c.name} --help'`,
+      );
     }
     if (spec.type === "boolean") {
       flags[name] = value === undefined ? true : !["false", "0", "no"].includes(value);
@@ -783,14 +1014,18 @@ export function parseFlags(c: Command, argv: string[]): { args: string[]; flags:
     }
     if (value === undefined) {
       value = argv[++i];
-      if (value === undefined) throw new FastpathError("usage", `--${name} needs a value: see 'fastpath ${c.name} --help'`);
+      if (value === undefined) {
+        throw new FastpathError("usage", `--${name} needs a value: see 'fastpath ${c.name} --help'`);
+      }
     }
     if (spec.choices && !spec.choices.includes(value)) {
       throw new FastpathError("usage", `--${name} must be one of ${spec.choices.join(", ")}, not '${value}'`);
     }
     if (spec.type === "number") {
       const n = Number(value);
-      if (value.trim() === "" || !Number.isFinite(n)) throw new FastpathError("usage", `--${name} needs a number, not '${value}'`);
+      if (value.trim() === "" || !Number.isFinite(n)) {
+        throw new FastpathError("usage", `--${name} needs a number, not '${value}'`);
+      }
       flags[name] = n;
     } else flags[name] = value;
   }
@@ -815,7 +1050,10 @@ export async function main(argv: string[]): Promise<number> {
   const cmd = COMMANDS.find((c) => c.name === name);
   if (!cmd) {
     const hint = closest(name, COMMANDS.map((c) => c.name));
-    throw new FastpathError("usage", `unknown command '${name}'${hint ? ` (did you mean ${hint}?)` : ""}: see 'fastpath --help'`);
+    throw new FastpathError(
+      "usage",
+      `unknown command '${name}'${hint ? ` (did you mean ${hint}?)` : ""}: see 'fastpath --help'`,
+    );
   }
   const { args, flags, help } = parseFlags(cmd, rest);
   if (help) {
@@ -827,7 +1065,9 @@ export async function main(argv: string[]): Promise<number> {
       "usage",
       args.length < cmd.args.length
         ? `${cmd.name} needs ${cmd.args.join(" ")}: usage: ${cmd.usage}`
-        : `${cmd.name} takes ${cmd.args.length ? cmd.args.join(" ") : "no arguments"}, got '${args.join(" ")}': usage: ${cmd.usage}`,
+        : `${cmd.name} takes ${cmd.args.length ? cmd.args.join(" ") : "no arguments"}, got '${
+          args.join(" ")
+        }': usage: ${cmd.usage}`,
     );
   }
   return await cmd.run(args, flags);
@@ -848,4 +1088,3 @@ if (import.meta.main) {
   }
   Deno.exit(code);
 }
-

@@ -16,8 +16,8 @@
  * @module
  */
 export {
-  type Counters,
   type CounterName,
+  type Counters,
   type Fanout,
   type Profile,
   type ReflectMode,
@@ -34,10 +34,10 @@ export {
   resolveForeground,
   type SchedCounters,
   type SchedExit,
+  type SchedStatus,
+  schedStatus,
   Scheduler,
   type SchedulerOptions,
-  schedStatus,
-  type SchedStatus,
 } from "./src/sched.ts";
 export { type Check, doctor, type DoctorReport } from "./src/doctor.ts";
 export { type Lab, type LabConfig, labDown, labUp } from "./src/lab.ts";

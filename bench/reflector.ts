@@ -66,7 +66,18 @@ async function buildFixtures(): Promise<string> {
   await Deno.mkdir(out, { recursive: true });
   const arch = Deno.build.arch === "x86_64" ? "x86_64" : "aarch64";
   for (const name of ["bare_xdp_tx"]) {
-    await sh(["clang-19", "-O2", "-g", "-target", "bpf", `-I/usr/include/${arch}-linux-gnu`, "-c", `${ROOT}bench/${name}.c`, "-o", `${out}/${name}.o`]);
+    await sh([
+      "clang-19",
+      "-O2",
+      "-g",
+      "-target",
+      "bpf",
+      `-I/usr/include/${arch}-linux-gnu`,
+      "-c",
+      `${ROOT}bench/${name}.c`,
+      "-o",
+      `${out}/${name}.o`,
+    ]);
   }
   return out;
 }
@@ -83,7 +94,20 @@ async function pinNapi(ns: string, dev: string, cpu: number): Promise<void> {
 
 async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>): Promise<T> {
   await peerForMode(lab, "xdp"); // the reference transmits with XDP_TX too
-  await sh(["ip", "-n", lab.reflectorNs, "link", "set", "dev", lab.reflectorIf, "xdp", "obj", `${fixtures}/bare_xdp_tx.o`, "sec", "xdp.frags"]);
+  await sh([
+    "ip",
+    "-n",
+    lab.reflectorNs,
+    "link",
+    "set",
+    "dev",
+    lab.reflectorIf,
+    "xdp",
+    "obj",
+    `${fixtures}/bare_xdp_tx.o`,
+    "sec",
+    "xdp.frags",
+  ]);
   await pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu);
   try {
     return await fn();
@@ -95,25 +119,55 @@ async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>):
 async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Promise<Row> {
   const busy0 = await cpuBusyNs(lab.reflectorCpu);
   await using probe = await Probe.start({
-    iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, size, rate, durationMs: seconds * 1000,
-    expectSwap: "all", expectTosToggle: false, cpu: lab.probeCpu, rxCpu: lab.probeCpu,
+    iface: lab.probeIf,
+    netns: lab.probeNs,
+    to: lab.reflectorIp,
+    size,
+    rate,
+    durationMs: seconds * 1000,
+    expectSwap: "all",
+    expectTosToggle: false,
+    cpu: lab.probeCpu,
+    rxCpu: lab.probeCpu,
   });
   const r = await probe.done();
   const busy1 = await cpuBusyNs(lab.reflectorCpu);
   return {
-    name: "xdp_tx ceiling", size, rate: label, offeredPps: r.txPps, reflectedPps: r.rxPps, wireMbps: r.rxWireMbps,
-    lossPct: r.lossPct, badRewrite: r.badRewrite, cpuNsPerFrame: r.received ? (busy1 - busy0) / r.received : null,
+    name: "xdp_tx ceiling",
+    size,
+    rate: label,
+    offeredPps: r.txPps,
+    reflectedPps: r.rxPps,
+    wireMbps: r.rxWireMbps,
+    lossPct: r.lossPct,
+    badRewrite: r.badRewrite,
+    cpuNsPerFrame: r.received ? (busy1 - busy0) / r.received : null,
   };
 }
 
-async function modeRun(lab: Lab, mode: "xdp" | "packet", size: number, rate: Rate, label: string, secs = seconds): Promise<Row> {
+async function modeRun(
+  lab: Lab,
+  mode: "xdp" | "packet",
+  size: number,
+  rate: Rate,
+  label: string,
+  secs = seconds,
+): Promise<Row> {
   const r = await runLabCase(lab, { size, rate, durationMs: secs * 1000, mode, swap: "all", profile: "plain" }, {
     // xdp mode runs in the veth's NAPI: make it a thread on the reflector's core, like the reference.
-    afterStart: (refl) => refl.info.mode === "xdp" ? pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu) : Promise.resolve(),
+    afterStart: (refl) =>
+      refl.info.mode === "xdp" ? pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu) : Promise.resolve(),
   });
   return {
-    name: mode, size, rate: label, offeredPps: r.probe.txPps, reflectedPps: r.probe.rxPps, wireMbps: r.probe.rxWireMbps,
-    lossPct: r.probe.lossPct, badRewrite: r.probe.badRewrite, cpuNsPerFrame: r.reflectorCoreNsPerFrame,
+    name: mode,
+    size,
+    rate: label,
+    offeredPps: r.probe.txPps,
+    reflectedPps: r.probe.rxPps,
+    wireMbps: r.probe.rxWireMbps,
+    lossPct: r.probe.lossPct,
+    badRewrite: r.probe.badRewrite,
+    cpuNsPerFrame: r.reflectorCoreNsPerFrame,
     lostAt: {
       probeRing: r.probe.rxRingDrops,
       probeTx: r.probe.txErrors,
@@ -166,19 +220,49 @@ try {
 }
 
 const cpuInfo = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
-console.log(`fastpath reflector bench — ${navigator.hardwareConcurrency} CPUs (${cpuInfo}), kernel ${Deno.osRelease()}, veth lab, ${seconds} s per run`);
+console.log(
+  `fastpath reflector bench — ${navigator.hardwareConcurrency} CPUs (${cpuInfo}), kernel ${Deno.osRelease()}, veth lab, ${seconds} s per run`,
+);
 console.log(table(
-  ["mode", "size", "rate", "offered", "reflected", "on wire", "loss", "bad", "CPU/frame", "pps ÷ ceiling", "CPU ÷ ceiling"],
+  [
+    "mode",
+    "size",
+    "rate",
+    "offered",
+    "reflected",
+    "on wire",
+    "loss",
+    "bad",
+    "CPU/frame",
+    "pps ÷ ceiling",
+    "CPU ÷ ceiling",
+  ],
   rows.map((r) => [
-    r.name, `${r.size}`, r.rate, pps(r.offeredPps), pps(r.reflectedPps), mbps(r.wireMbps), pct(r.lossPct), String(r.badRewrite),
+    r.name,
+    `${r.size}`,
+    r.rate,
+    pps(r.offeredPps),
+    pps(r.reflectedPps),
+    mbps(r.wireMbps),
+    pct(r.lossPct),
+    String(r.badRewrite),
     r.cpuNsPerFrame === null ? "-" : `${Math.round(r.cpuNsPerFrame)} ns`,
     r.ratioPps === undefined ? "1.00" : r.ratioPps.toFixed(2),
     r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : r.ratioCpu.toFixed(2),
   ]),
 ));
 for (const r of rows.filter((r) => r.lossPct > 0 && r.rate.startsWith("soak"))) {
-  console.log(`${r.name} soak lost ${r.lossPct.toExponential(1)} %: probe ring ${r.lostAt?.probeRing}, probe send errors ${r.lostAt?.probeTx}, reflector ring ${r.lostAt?.reflectorRing}, reflector send errors ${r.lostAt?.reflectorTx}`);
+  console.log(
+    `${r.name} soak lost ${
+      r.lossPct.toExponential(1)
+    } %: probe ring ${r.lostAt?.probeRing}, probe send errors ${r.lostAt?.probeTx}, reflector ring ${r.lostAt?.reflectorRing}, reflector send errors ${r.lostAt?.reflectorTx}`,
+  );
 }
-const json = { machine: { cpus: navigator.hardwareConcurrency, cpu: cpuInfo, kernel: Deno.osRelease() }, seconds, elapsedS: (Date.now() - started) / 1000, rows };
+const json = {
+  machine: { cpus: navigator.hardwareConcurrency, cpu: cpuInfo, kernel: Deno.osRelease() },
+  seconds,
+  elapsedS: (Date.now() - started) / 1000,
+  rows,
+};
 console.log(JSON.stringify(json));
 if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(json, null, 2));

@@ -87,13 +87,26 @@ export class StructBuilder {
     const v = typeof value === "boolean" ? Number(value) : value;
     const o = f.offset;
     switch (f.type) {
-      case "u8": this.#view.setUint8(o, Number(v)); break;
-      case "u16": this.#view.setUint16(o, Number(v), true); break;
-      case "i16": this.#view.setInt16(o, Number(v), true); break;
-      case "u32": this.#view.setUint32(o, Number(v), true); break;
-      case "i32": this.#view.setInt32(o, Number(v), true); break;
-      case "u64": this.#view.setBigUint64(o, BigInt(v), true); break;
-      default: throw new Error(`field ${this.name}.${name} is ${f.type}, not a number`);
+      case "u8":
+        this.#view.setUint8(o, Number(v));
+        break;
+      case "u16":
+        this.#view.setUint16(o, Number(v), true);
+        break;
+      case "i16":
+        this.#view.setInt16(o, Number(v), true);
+        break;
+      case "u32":
+        this.#view.setUint32(o, Number(v), true);
+        break;
+      case "i32":
+        this.#view.setInt32(o, Number(v), true);
+        break;
+      case "u64":
+        this.#view.setBigUint64(o, BigInt(v), true);
+        break;
+      default:
+        throw new Error(`field ${this.name}.${name} is ${f.type}, not a number`);
     }
     return this;
   }

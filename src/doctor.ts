@@ -76,11 +76,21 @@ export async function doctor(): Promise<DoctorReport> {
     libbpf = lib.native.fp_libbpf_version();
     add({ name: "library", status: "ok", detail: `${lib.path} (ABI ${lib.layout.json.abi_version})` });
   } catch (err) {
-    add({ name: "library", status: "missing", detail: (err as Error).message.split("\n")[0], fix: "scripts/setup, then build with 'zig build' in zig/" });
+    add({
+      name: "library",
+      status: "missing",
+      detail: (err as Error).message.split("\n")[0],
+      fix: "scripts/setup, then build with 'zig build' in zig/",
+    });
   }
 
   if (Deno.build.os !== "linux") {
-    return { os: Deno.build.os, kernel, checks, modes: [{ mode: "bpf", available: false, why: "the macOS dataplane is not built yet" }] };
+    return {
+      os: Deno.build.os,
+      kernel,
+      checks,
+      modes: [{ mode: "bpf", available: false, why: "the macOS dataplane is not built yet" }],
+    };
   }
 
   const cfg = await kernelConfig();
@@ -99,7 +109,9 @@ export async function doctor(): Promise<DoctorReport> {
     detail: jit === undefined ? "JIT always on (no bpf_jit_enable knob)" : `bpf_jit_enable = ${jit}`,
     fix: jit === "0" ? "sysctl -w net.core.bpf_jit_enable=1" : undefined,
   });
-  const xdp = cfg ? flag("CONFIG_XDP_SOCKETS") === "y" || flag("CONFIG_BPF_SYSCALL") === "y" : kernelAtLeast(kernel, 4, 18);
+  const xdp = cfg
+    ? flag("CONFIG_XDP_SOCKETS") === "y" || flag("CONFIG_BPF_SYSCALL") === "y"
+    : kernelAtLeast(kernel, 4, 18);
   add({
     name: "xdp",
     status: xdp ? "ok" : "missing",
@@ -110,7 +122,9 @@ export async function doctor(): Promise<DoctorReport> {
   add({
     name: "af_xdp",
     status: afxdp ? "ok" : "missing",
-    detail: cfg ? `CONFIG_XDP_SOCKETS=${flag("CONFIG_XDP_SOCKETS") ?? "unset"}` : "kernel config not readable; assumed from version",
+    detail: cfg
+      ? `CONFIG_XDP_SOCKETS=${flag("CONFIG_XDP_SOCKETS") ?? "unset"}`
+      : "kernel config not readable; assumed from version",
     fix: afxdp ? undefined : "a kernel built with CONFIG_XDP_SOCKETS=y",
   });
   const btf = await exists("/sys/kernel/btf/vmlinux");
@@ -140,7 +154,9 @@ export async function doctor(): Promise<DoctorReport> {
   add({
     name: "bpftool",
     status: "info",
-    detail: bpftoolVersion ? `bpftool ${bpftoolVersion} (libbpf ${libbpfVersion ?? "?"}); only needed to develop` : "not installed; only needed to develop",
+    detail: bpftoolVersion
+      ? `bpftool ${bpftoolVersion} (libbpf ${libbpfVersion ?? "?"}); only needed to develop`
+      : "not installed; only needed to develop",
   });
   add({
     name: "libbpf",
@@ -156,8 +172,20 @@ export async function doctor(): Promise<DoctorReport> {
     fix: ipOk ? undefined : "apt-get install iproute2",
   });
   const modes = [
-    { mode: "xdp", available: root && bpfOn, why: root ? (bpfOn ? "XDP with BPF links (program leaves with the process)" : "no BPF system call") : "needs root (CAP_BPF, CAP_NET_ADMIN)" },
-    { mode: "afxdp", available: root && afxdp, why: root ? (afxdp ? "AF_XDP sockets (zero-copy where the driver has it)" : "no CONFIG_XDP_SOCKETS") : "needs root" },
+    {
+      mode: "xdp",
+      available: root && bpfOn,
+      why: root
+        ? (bpfOn ? "XDP with BPF links (program leaves with the process)" : "no BPF system call")
+        : "needs root (CAP_BPF, CAP_NET_ADMIN)",
+    },
+    {
+      mode: "afxdp",
+      available: root && afxdp,
+      why: root
+        ? (afxdp ? "AF_XDP sockets (zero-copy where the driver has it)" : "no CONFIG_XDP_SOCKETS")
+        : "needs root",
+    },
     { mode: "packet", available: root, why: root ? "AF_PACKET available" : "needs root (CAP_NET_RAW)" },
   ];
   return { os: Deno.build.os, kernel, checks, modes };

@@ -76,11 +76,25 @@ export async function labUp(c: Partial<LabConfig> = {}): Promise<Lab> {
   try {
     await ip(undefined, "netns", "add", lab.reflectorNs);
     await ip(undefined, "netns", "add", lab.probeNs);
-    await ip(lab.reflectorNs, "link", "add", lab.reflectorIf, "type", "veth", "peer", "name", lab.probeIf, "netns", lab.probeNs);
-    for (const [ns, dev, mac, v4, v6] of [
-      [lab.reflectorNs, lab.reflectorIf, lab.reflectorMac, lab.reflectorIp, lab.reflectorIp6],
-      [lab.probeNs, lab.probeIf, lab.probeMac, lab.probeIp, lab.probeIp6],
-    ]) {
+    await ip(
+      lab.reflectorNs,
+      "link",
+      "add",
+      lab.reflectorIf,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      lab.probeIf,
+      "netns",
+      lab.probeNs,
+    );
+    for (
+      const [ns, dev, mac, v4, v6] of [
+        [lab.reflectorNs, lab.reflectorIf, lab.reflectorMac, lab.reflectorIp, lab.reflectorIp6],
+        [lab.probeNs, lab.probeIf, lab.probeMac, lab.probeIp, lab.probeIp6],
+      ]
+    ) {
       await ip(ns, "link", "set", dev, "address", mac, "mtu", String(lab.mtu));
       await ip(ns, "addr", "add", `${v4}/24`, "dev", dev);
       await ip(ns, "addr", "add", `${v6}/64`, "dev", dev, "nodad");
@@ -90,7 +104,11 @@ export async function labUp(c: Partial<LabConfig> = {}): Promise<Lab> {
     // Ready for the default mode (xdp) when used by hand: see peerForMode.
     if (Deno.build.os === "linux") await peerForMode(lab, "xdp");
     // Each side's receive processing runs on its own CPU, so CPU time per frame can be measured.
-    await writeSys(lab.reflectorNs, `/sys/class/net/${lab.reflectorIf}/queues/rx-0/rps_cpus`, (1 << lab.reflectorCpu).toString(16));
+    await writeSys(
+      lab.reflectorNs,
+      `/sys/class/net/${lab.reflectorIf}/queues/rx-0/rps_cpus`,
+      (1 << lab.reflectorCpu).toString(16),
+    );
     await writeSys(lab.probeNs, `/sys/class/net/${lab.probeIf}/queues/rx-0/rps_cpus`, (1 << lab.probeCpu).toString(16));
   } catch (err) {
     await labDown(lab);
@@ -108,7 +126,12 @@ export async function peerForMode(lab: Lab, mode: string): Promise<void> {
   const lib = await load();
   const enc = (s: string) => new TextEncoder().encode(s + "\0");
   const on = mode === "xdp";
-  unwrap(lib.native, lib.layout, lib.native.fp_xdp_pass(enc(lab.probeNs), enc(lab.probeIf), on ? 1 : 0), `lab: ${on ? "preparing" : "resetting"} ${lab.probeIf} for ${mode} mode`);
+  unwrap(
+    lib.native,
+    lib.layout,
+    lib.native.fp_xdp_pass(enc(lab.probeNs), enc(lab.probeIf), on ? 1 : 0),
+    `lab: ${on ? "preparing" : "resetting"} ${lab.probeIf} for ${mode} mode`,
+  );
 }
 
 /** Removes the lab's namespaces (and with them the veth pair). Idempotent. */

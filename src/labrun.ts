@@ -1,5 +1,5 @@
 /** One measured run in the lab: reflector in one namespace, probe in the other, CPU accounted. */
-import { type Lab, cpuBusyNs, peerForMode } from "./lab.ts";
+import { cpuBusyNs, type Lab, peerForMode } from "./lab.ts";
 import { type Counters, Reflector, type ReflectorOptions } from "./reflector.ts";
 import { Probe, type ProbeOptions, type ProbeReport, type Rate } from "./probe.ts";
 
@@ -91,7 +91,9 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
       reflector: after,
       reflectorCoreNsPerFrame: reflected > 0 ? (busy1 - busy0) / reflected : null,
       // In xdp mode the kernel does the work: there is no worker thread to account.
-      workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp" ? (after.cpu_ns - before.cpu_ns) / reflected : null,
+      workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp"
+        ? (after.cpu_ns - before.cpu_ns) / reflected
+        : null,
       umem: reflector.info.mode === "afxdp" ? auditAfterStop(reflector) : undefined,
     };
   } finally {

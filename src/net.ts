@@ -112,8 +112,16 @@ export async function ifaceAddress(netns: string | undefined, iface: string, v6:
 /** Reads the neighbour table for `addr` on `iface`. */
 export async function neighbour(netns: string | undefined, iface: string, addr: string): Promise<string | undefined> {
   const list = await ipJson<Array<{ dst: string; lladdr?: string; state?: string[] }>>(
-    netns, "neigh", "show", "to", addr, "dev", iface,
+    netns,
+    "neigh",
+    "show",
+    "to",
+    addr,
+    "dev",
+    iface,
   );
-  const e = list.find((n) => n.lladdr && !(n.state ?? []).includes("FAILED") && !(n.state ?? []).includes("INCOMPLETE"));
+  const e = list.find((n) =>
+    n.lladdr && !(n.state ?? []).includes("FAILED") && !(n.state ?? []).includes("INCOMPLETE")
+  );
   return e?.lladdr;
 }

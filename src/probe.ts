@@ -4,7 +4,7 @@ import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
 import { ifaceAddress, linkInfo, MAC_RE, neighbour, parseIp, parseMac } from "./net.ts";
-import { type SignatureName, SIGNATURES, type SwapMode, SWAP_MODES } from "./reflector.ts";
+import { type SignatureName, SIGNATURES, SWAP_MODES, type SwapMode } from "./reflector.ts";
 
 export const FRAME_SIZES = [64, 128, 256, 512, 1024, 1280, 1518, 9000, 9018] as const;
 /** Simple IMIX by frame count: 7 × 64, 4 × 594, 1 × 1518 bytes. */
@@ -77,9 +77,23 @@ export interface ProbeReport {
 }
 
 type StatName =
-  | "state" | "sent" | "sent_bytes" | "received" | "received_bytes" | "unique" | "duplicates"
-  | "reordered" | "bad_rewrite" | "foreign" | "tx_errors" | "rx_ring_drops" | "rtt_min_ns"
-  | "rtt_max_ns" | "rtt_sum_ns" | "first_tx_ns" | "last_tx_ns";
+  | "state"
+  | "sent"
+  | "sent_bytes"
+  | "received"
+  | "received_bytes"
+  | "unique"
+  | "duplicates"
+  | "reordered"
+  | "bad_rewrite"
+  | "foreign"
+  | "tx_errors"
+  | "rx_ring_drops"
+  | "rtt_min_ns"
+  | "rtt_max_ns"
+  | "rtt_sum_ns"
+  | "first_tx_ns"
+  | "last_tx_ns";
 
 const STATE_NAMES = ["starting", "sending", "draining", "done", "failed"];
 
@@ -109,7 +123,12 @@ export class Probe extends NativeHandle {
   readonly #hist: { first: number; count: number };
   readonly #startedAt = performance.now();
   #endedAt: number | undefined;
-  readonly options: Required<Pick<ProbeOptions, "iface" | "size">> & { dstMac: string; dstIp: string; srcIp: string; pps: number };
+  readonly options: Required<Pick<ProbeOptions, "iface" | "size">> & {
+    dstMac: string;
+    dstIp: string;
+    srcIp: string;
+    pps: number;
+  };
 
   private constructor(
     handle: Deno.PointerObject,
@@ -130,7 +149,10 @@ export class Probe extends NativeHandle {
     const { native, layout } = lib;
     const link = await linkInfo(o.netns, o.iface);
     if (!link) {
-      throw new FastpathError("no_such_device", `no interface named '${o.iface}'${o.netns ? ` in namespace ${o.netns}` : ""} (see 'ip link')`);
+      throw new FastpathError(
+        "no_such_device",
+        `no interface named '${o.iface}'${o.netns ? ` in namespace ${o.netns}` : ""} (see 'ip link')`,
+      );
     }
     const size = o.size ?? 64;
     if (size !== "imix" && (!Number.isInteger(size) || size < 64 || size > 9018)) {
@@ -157,7 +179,9 @@ export class Probe extends NativeHandle {
     if (!srcIp) {
       throw new FastpathError(
         "invalid_argument",
-        `${o.iface} has no ${v6 ? "IPv6" : "IPv4"} address to send from: add one with 'ip addr add ADDR/LEN dev ${o.iface}'`,
+        `${o.iface} has no ${
+          v6 ? "IPv6" : "IPv4"
+        } address to send from: add one with 'ip addr add ADDR/LEN dev ${o.iface}'`,
       );
     }
     const rate = o.rate ?? { pps: 10_000 };
@@ -300,7 +324,12 @@ async function resolveMac(
   const existing = await neighbour(netns, iface, addr);
   if (existing) return existing;
   const enc = (s: string) => new TextEncoder().encode(s + "\0");
-  unwrap(lib.native, lib.layout, lib.native.fp_neigh_solicit(enc(netns ?? ""), enc(iface), bytes, v6 ? 1 : 0), `cannot reach ${addr}`);
+  unwrap(
+    lib.native,
+    lib.layout,
+    lib.native.fp_neigh_solicit(enc(netns ?? ""), enc(iface), bytes, v6 ? 1 : 0),
+    `cannot reach ${addr}`,
+  );
   for (let i = 0; i < 30; i++) {
     await new Promise((r) => setTimeout(r, 100));
     const mac = await neighbour(netns, iface, addr);
@@ -308,6 +337,8 @@ async function resolveMac(
   }
   throw new FastpathError(
     "timeout",
-    `${addr} did not answer ${v6 ? "neighbour solicitation" : "ARP"} on ${iface} within 3 s: check the address, or give the reflector's MAC with --to`,
+    `${addr} did not answer ${
+      v6 ? "neighbour solicitation" : "ARP"
+    } on ${iface} within 3 s: check the address, or give the reflector's MAC with --to`,
   );
 }

@@ -62,11 +62,31 @@ export interface ReflectorOptions {
 }
 
 export type CounterName =
-  | "rx_packets" | "rx_bytes" | "tx_packets" | "tx_bytes"
-  | "sig_probeot" | "sig_dataot" | "sig_latency" | "sig_rfc2544" | "sig_y1564"
-  | "drop_too_short" | "drop_not_ours" | "drop_oui" | "drop_not_udp" | "drop_malformed"
-  | "drop_port" | "drop_signature" | "drop_tx_error" | "drop_ring_full"
-  | "batches" | "cpu_ns" | "link_down" | "link_up" | "umem_missing" | "umem_duplicated" | "drop_too_long";
+  | "rx_packets"
+  | "rx_bytes"
+  | "tx_packets"
+  | "tx_bytes"
+  | "sig_probeot"
+  | "sig_dataot"
+  | "sig_latency"
+  | "sig_rfc2544"
+  | "sig_y1564"
+  | "drop_too_short"
+  | "drop_not_ours"
+  | "drop_oui"
+  | "drop_not_udp"
+  | "drop_malformed"
+  | "drop_port"
+  | "drop_signature"
+  | "drop_tx_error"
+  | "drop_ring_full"
+  | "batches"
+  | "cpu_ns"
+  | "link_down"
+  | "link_up"
+  | "umem_missing"
+  | "umem_duplicated"
+  | "drop_too_long";
 
 export type Counters = Record<CounterName, number>;
 
@@ -169,15 +189,25 @@ export class Reflector extends NativeHandle {
         `mode ${mode} is not available in this build: use --mode ${BUILT_MODES.join(" or --mode ")} (or auto)`,
       );
     }
-    if (mode !== "auto") return Reflector.#startMode(lib, o, mode as "xdp" | "afxdp" | "packet" | "bpf", `${mode}: chosen with --mode ${mode}`);
+    if (mode !== "auto") {
+      return Reflector.#startMode(
+        lib,
+        o,
+        mode as "xdp" | "afxdp" | "packet" | "bpf",
+        `${mode}: chosen with --mode ${mode}`,
+      );
+    }
     const skipped: string[] = [];
     for (const candidate of BUILT_MODES as Array<"xdp" | "afxdp" | "packet" | "bpf">) {
       try {
         const why = skipped.length ? `auto: ${skipped.join("; ")}` : `auto: ${candidate} is the fastest dataplane`;
-        return await Reflector.#startMode(lib, o, candidate, why);
+        return Reflector.#startMode(lib, o, candidate, why);
       } catch (err) {
         // Problems of the interface or the caller are the same in every mode: report them as they are.
-        if (!(err instanceof FastpathError) || ["usage", "invalid_argument", "no_such_device", "interface_down", "busy"].includes(err.code)) {
+        if (
+          !(err instanceof FastpathError) ||
+          ["usage", "invalid_argument", "no_such_device", "interface_down", "busy"].includes(err.code)
+        ) {
           throw err;
         }
         if (candidate === BUILT_MODES[BUILT_MODES.length - 1]) throw err;
@@ -187,12 +217,12 @@ export class Reflector extends NativeHandle {
     throw new FastpathError("unsupported", "no dataplane could start");
   }
 
-  static async #startMode(
+  static #startMode(
     lib: Awaited<ReturnType<typeof load>>,
     o: ReflectorOptions,
     mode: "xdp" | "afxdp" | "packet" | "bpf",
     reason: string,
-  ): Promise<Reflector> {
+  ): Reflector {
     const { native, layout } = lib;
     const cfg = resolveConfig(o);
     const ito = layout.builder("ItoConfig")
@@ -227,8 +257,11 @@ export class Reflector extends NativeHandle {
     const n = native.fp_reflector_counters(handle, ptrOut);
     const spec = layout.struct("Counters");
     const fields = layout.u64Fields("Counters");
-    const workerViews = Array.from({ length: n }, (_, i) =>
-      new CounterView<CounterName>(Deno.UnsafePointer.create(ptrOut[0] + BigInt(i * spec.size))!, spec.size, fields));
+    const workerViews = Array.from(
+      { length: n },
+      (_, i) =>
+        new CounterView<CounterName>(Deno.UnsafePointer.create(ptrOut[0] + BigInt(i * spec.size))!, spec.size, fields),
+    );
 
     const infoB = layout.builder("ReflectorInfo");
     native.fp_reflector_info(handle, infoB.bytes);
@@ -298,4 +331,3 @@ export class Reflector extends NativeHandle {
     this.#native.fp_reflector_close(handle);
   }
 }
-

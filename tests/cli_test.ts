@@ -13,7 +13,9 @@ Deno.test("the CLI", async (t) => {
     }
     const top = await cli(["--help"]);
     assert.equal(top.code, 0);
-    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor"]) assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
+    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor"]) {
+      assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
+    }
   });
 
   await t.step("no arguments prints help and exits 2", async () => {
@@ -45,7 +47,10 @@ Deno.test("the CLI", async (t) => {
     if (skipUnless(isRoot, "needs root to open AF_PACKET sockets")) return;
     const r = await cli(["reflect", "fp-missing0"]);
     assert.equal(r.code, 4, r.stderr);
-    assert.equal(r.stderr.trim(), "error: cannot reflect on fp-missing0: no interface named 'fp-missing0' (see 'ip link')");
+    assert.equal(
+      r.stderr.trim(),
+      "error: cannot reflect on fp-missing0: no interface named 'fp-missing0' (see 'ip link')",
+    );
   });
 
   await t.step("an interface that is down says how to bring it up (exit 5)", async () => {
@@ -58,7 +63,10 @@ Deno.test("the CLI", async (t) => {
       assert.equal(add.code, 0, add.stderr);
       const r = await cli(["reflect", "fpdown0", "--netns", ns]);
       assert.equal(r.code, 5, r.stderr);
-      assert.match(r.stderr, /^error: cannot reflect on fpdown0: interface fpdown0 is down: bring it up with 'ip link set fpdown0 up'/);
+      assert.match(
+        r.stderr,
+        /^error: cannot reflect on fpdown0: interface fpdown0 is down: bring it up with 'ip link set fpdown0 up'/,
+      );
     } finally {
       await run(["ip", "netns", "del", ns]);
     }
@@ -68,7 +76,10 @@ Deno.test("the CLI", async (t) => {
   await t.step("a mode this platform lacks (macOS's bpf on Linux) is refused as unsupported (exit 6)", async () => {
     const r = await cli(["reflect", "lo", "--mode", "bpf"]);
     assert.equal(r.code, 6, r.stderr);
-    assert.match(r.stderr, /^error: mode bpf is not available in this build: use --mode xdp or --mode afxdp or --mode packet/);
+    assert.match(
+      r.stderr,
+      /^error: mode bpf is not available in this build: use --mode xdp or --mode afxdp or --mode packet/,
+    );
   });
 
   await t.step("without root the error names the missing privilege (exit 3)", async () => {
@@ -77,8 +88,22 @@ Deno.test("the CLI", async (t) => {
     await Deno.chmod(denoDir, 0o777);
     try {
       const r = await run([
-        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env", "env", `DENO_DIR=${denoDir}`, "NO_COLOR=1",
-        Deno.execPath(), "run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, "reflect", "lo",
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--reset-env",
+        "env",
+        `DENO_DIR=${denoDir}`,
+        "NO_COLOR=1",
+        Deno.execPath(),
+        "run",
+        "-A",
+        "--unstable-ffi",
+        "--quiet",
+        `${ROOT}/main.ts`,
+        "reflect",
+        "lo",
       ]);
       assert.equal(r.code, 3, r.stderr);
       assert.match(r.stderr, /^error: cannot reflect on lo: .*(run as root|permission)/);
@@ -111,21 +136,40 @@ Deno.test("the CLI", async (t) => {
 
   await t.step("sched help gives every tunable with its unit in the name", async () => {
     const r = await cli(["sched", "--help"]);
-    for (const flag of ["slice-us", "slice-min-us", "lag-us", "lag-max-us", "wake-ref-hz", "latency-hz", "busy-high-pct", "busy-low-pct", "foreground-weight-pct", "watchdog-ms"]) {
+    for (
+      const flag of [
+        "slice-us",
+        "slice-min-us",
+        "lag-us",
+        "lag-max-us",
+        "wake-ref-hz",
+        "latency-hz",
+        "busy-high-pct",
+        "busy-low-pct",
+        "foreground-weight-pct",
+        "watchdog-ms",
+      ]
+    ) {
       assert.match(r.stdout, new RegExp(`--${flag} N\\n`));
     }
     assert.match(r.stdout, /11 +the kernel ejected the scheduler/);
   });
 
-  await t.step("on a kernel without sched_ext every sched action says so in one line with the fix (exit 6)", async () => {
-    const hasScx = await Deno.stat("/sys/kernel/sched_ext").then(() => true, () => false);
-    if (skipUnless(!hasScx, "this kernel has sched_ext; tests/vm/sched.vmtest.ts covers it")) return;
-    for (const action of ["run", "status", "stats"]) {
-      const r = await cli(["sched", action]);
-      assert.equal(r.code, 6, r.stderr);
-      assert.equal(r.stderr, "error: this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y\n");
-    }
-  });
+  await t.step(
+    "on a kernel without sched_ext every sched action says so in one line with the fix (exit 6)",
+    async () => {
+      const hasScx = await Deno.stat("/sys/kernel/sched_ext").then(() => true, () => false);
+      if (skipUnless(!hasScx, "this kernel has sched_ext; tests/vm/sched.vmtest.ts covers it")) return;
+      for (const action of ["run", "status", "stats"]) {
+        const r = await cli(["sched", action]);
+        assert.equal(r.code, 6, r.stderr);
+        assert.equal(
+          r.stderr,
+          "error: this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y\n",
+        );
+      }
+    },
+  );
 
   await t.step("an unknown sched action is a usage error", async () => {
     const r = await cli(["sched", "start"]);

@@ -33,7 +33,9 @@ Deno.test("the FFI layer", async (t) => {
     if (Deno.build.os === "linux") {
       const out = await new Deno.Command("ldd", { args: [path], stdout: "piped" }).output();
       const libs = new TextDecoder().decode(out.stdout).split("\n").map((l) => l.trim().split(/\s/)[0]).filter(Boolean);
-      const foreign = libs.filter((l) => !/^(linux-vdso|libc|ld-linux|libm|libpthread|libdl|librt)\b/.test(l.replace(/^\/.*\//, "")));
+      const foreign = libs.filter((l) =>
+        !/^(linux-vdso|libc|ld-linux|libm|libpthread|libdl|librt)\b/.test(l.replace(/^\/.*\//, ""))
+      );
       assert.deepEqual(foreign, [], `ldd lists ${libs.join(", ")}`);
     }
   });
@@ -42,7 +44,19 @@ Deno.test("the FFI layer", async (t) => {
     const { layout } = await load();
     const c = layout.struct("Counters");
     assert.equal(c.size % 64, 0);
-    for (const name of ["rx_packets", "tx_packets", "tx_bytes", "sig_dataot", "drop_not_ours", "drop_oui", "drop_port", "drop_signature", "drop_tx_error"]) {
+    for (
+      const name of [
+        "rx_packets",
+        "tx_packets",
+        "tx_bytes",
+        "sig_dataot",
+        "drop_not_ours",
+        "drop_oui",
+        "drop_port",
+        "drop_signature",
+        "drop_tx_error",
+      ]
+    ) {
       assert.equal(c.fields[name]?.type, "u64", name);
     }
     assert.equal(layout.enumValue("Status", "ok"), 0);
@@ -80,7 +94,10 @@ Deno.test("the FFI layer", async (t) => {
       assert.ok(err instanceof FastpathError);
       assert.equal(err.code, "unsupported");
       assert.equal(err.exitCode, 6);
-      assert.match(err.message, /this kernel has no sched_ext: boot Linux 6\.12 or newer built with CONFIG_SCHED_CLASS_EXT=y$/);
+      assert.match(
+        err.message,
+        /this kernel has no sched_ext: boot Linux 6\.12 or newer built with CONFIG_SCHED_CLASS_EXT=y$/,
+      );
     }
   });
 
@@ -92,7 +109,11 @@ Deno.test("the FFI layer", async (t) => {
   });
 
   await t.step("a wrong FASTPATH_LIB is the only path tried, and the error says so", async () => {
-    const r = await runScript(`import("${ROOT}/ffi/load.ts").then(m => m.load()).catch(e => { console.log(e.message); })`, { FASTPATH_LIB: "/nonexistent/libfastpath.so" }, ROOT);
+    const r = await runScript(
+      `import("${ROOT}/ffi/load.ts").then(m => m.load()).catch(e => { console.log(e.message); })`,
+      { FASTPATH_LIB: "/nonexistent/libfastpath.so" },
+      ROOT,
+    );
     assert.match(r.stdout, /^cannot load libfastpath\.(so|dylib); tried:\n {2}\/nonexistent\/libfastpath\.so: /);
     assert.match(r.stdout, /set FASTPATH_LIB/);
   });
@@ -101,8 +122,14 @@ Deno.test("the FFI layer", async (t) => {
     const dir = await Deno.makeTempDir({ prefix: "fastpath-noload-" });
     try {
       await Deno.mkdir(`${dir}/ffi`);
-      for (const f of ["load.ts", "symbols.ts", "error.ts", "layout.ts"]) await Deno.copyFile(`${ROOT}/ffi/${f}`, `${dir}/ffi/${f}`);
-      const r = await runScript(`import("${dir}/ffi/load.ts").then(m => m.load()).catch(e => { console.log(e.message); })`, {}, dir);
+      for (const f of ["load.ts", "symbols.ts", "error.ts", "layout.ts"]) {
+        await Deno.copyFile(`${ROOT}/ffi/${f}`, `${dir}/ffi/${f}`);
+      }
+      const r = await runScript(
+        `import("${dir}/ffi/load.ts").then(m => m.load()).catch(e => { console.log(e.message); })`,
+        {},
+        dir,
+      );
       const tried = r.stdout.split("\n").filter((l) => l.startsWith("  "));
       assert.equal(tried.length, 2, r.stdout + r.stderr);
       assert.match(tried[0], new RegExp(`${dir}/zig/zig-out/lib/libfastpath`));

@@ -83,7 +83,22 @@ export async function sendFrames(
   sip: string,
   dip: string,
 ): Promise<{ sent: number; reflected: number; icmp_unreachable: number }> {
-  const r = await run(["ip", "netns", "exec", netns, "python3", `${ROOT}/tests/frames.py`, "send", iface, kind, String(count), dst, src, sip, dip]);
+  const r = await run([
+    "ip",
+    "netns",
+    "exec",
+    netns,
+    "python3",
+    `${ROOT}/tests/frames.py`,
+    "send",
+    iface,
+    kind,
+    String(count),
+    dst,
+    src,
+    sip,
+    dip,
+  ]);
   if (r.code !== 0) throw new Error(`frames.py failed: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }

@@ -22,18 +22,23 @@ Deno.test("reflection in the namespace lab", async (t) => {
   try {
     for (const mode of MODES) {
       for (const swap of ["mac", "mac-ip", "all"] as const) {
-        await t.step(`${mode} mode, swap ${swap}: every ${SIZES[mode].join(", ")}-byte frame comes back with exactly its fields swapped`, async () => {
-          for (const size of SIZES[mode]) {
-            const r = await runLabCase(lab, { size, rate: { pps: 20_000 }, count: 2000, swap, mode });
-            assert.equal(r.mode, mode);
-            assert.equal(r.probe.sent, 2000);
-            assert.equal(r.probe.received, 2000, `${size} bytes: ${JSON.stringify(r.probe)}`);
-            assert.equal(r.probe.badRewrite, 0);
-            assert.equal(r.probe.duplicates, 0);
-            assert.equal(r.reflector.tx_packets, 2000);
-            assert.equal(r.reflector.sig_dataot, 2000);
-          }
-        });
+        await t.step(
+          `${mode} mode, swap ${swap}: every ${
+            SIZES[mode].join(", ")
+          }-byte frame comes back with exactly its fields swapped`,
+          async () => {
+            for (const size of SIZES[mode]) {
+              const r = await runLabCase(lab, { size, rate: { pps: 20_000 }, count: 2000, swap, mode });
+              assert.equal(r.mode, mode);
+              assert.equal(r.probe.sent, 2000);
+              assert.equal(r.probe.received, 2000, `${size} bytes: ${JSON.stringify(r.probe)}`);
+              assert.equal(r.probe.badRewrite, 0);
+              assert.equal(r.probe.duplicates, 0);
+              assert.equal(r.reflector.tx_packets, 2000);
+              assert.equal(r.reflector.sig_dataot, 2000);
+            }
+          },
+        );
       }
 
       await t.step(`${mode} mode: VLAN-tagged frames come back tagged with the same VLAN`, async () => {
@@ -45,7 +50,14 @@ Deno.test("reflection in the namespace lab", async (t) => {
       });
 
       await t.step(`${mode} mode: IPv6 frames are reflected with addresses swapped`, async () => {
-        const r = await runLabCase(lab, { size: 128, rate: { pps: 20_000 }, count: 1000, ipv6: true, swap: "all", mode });
+        const r = await runLabCase(lab, {
+          size: 128,
+          rate: { pps: 20_000 },
+          count: 1000,
+          ipv6: true,
+          swap: "all",
+          mode,
+        });
         assert.equal(r.probe.received, 1000, JSON.stringify(r.probe));
         assert.equal(r.probe.badRewrite, 0);
       });
@@ -61,9 +73,21 @@ Deno.test("reflection in the namespace lab", async (t) => {
     });
 
     await t.step("two workers in a PACKET_FANOUT group share the frames and lose none", async () => {
-      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, workers: 2, fanout: "lb", mode: "packet" });
+      await using refl = await Reflector.start({
+        iface: lab.reflectorIf,
+        netns: lab.reflectorNs,
+        workers: 2,
+        fanout: "lb",
+        mode: "packet",
+      });
       assert.equal(refl.info.workers, 2);
-      await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 4000, rate: { pps: 20_000 } });
+      await using probe = await Probe.start({
+        iface: lab.probeIf,
+        netns: lab.probeNs,
+        to: lab.reflectorIp,
+        count: 4000,
+        rate: { pps: 20_000 },
+      });
       const r = await probe.done();
       assert.equal(r.received, 4000);
       assert.equal(r.badRewrite, 0);
@@ -75,7 +99,12 @@ Deno.test("reflection in the namespace lab", async (t) => {
     await t.step("a probe expecting other swaps than the reflector makes flags every reflection", async () => {
       await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, swap: "mac-ip" });
       await using probe = await Probe.start({
-        iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 500, rate: { pps: 20_000 }, expectSwap: "all",
+        iface: lab.probeIf,
+        netns: lab.probeNs,
+        to: lab.reflectorIp,
+        count: 500,
+        rate: { pps: 20_000 },
+        expectSwap: "all",
       });
       const r = await probe.done();
       assert.equal(r.received, 500);
@@ -86,14 +115,17 @@ Deno.test("reflection in the namespace lab", async (t) => {
     const peer = (kind: string, count = 50) =>
       sendFrames(lab.probeNs, lab.probeIf, kind, count, lab.reflectorMac, lab.probeMac, lab.probeIp, lab.reflectorIp);
 
-    await t.step("the raw-frame tool sees reflections of a valid frame in both modes (the checks below can fail)", async () => {
-      for (const mode of MODES) {
-        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
-        const r = await peer("ito");
-        assert.equal(r.reflected, 50, mode);
-        assert.equal(refl.stats().tx_packets, 50, mode);
-      }
-    });
+    await t.step(
+      "the raw-frame tool sees reflections of a valid frame in both modes (the checks below can fail)",
+      async () => {
+        for (const mode of MODES) {
+          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+          const r = await peer("ito");
+          assert.equal(r.reflected, 50, mode);
+          assert.equal(refl.stats().tx_packets, 50, mode);
+        }
+      },
+    );
 
     await t.step("auto mode picks xdp here and says why", async () => {
       await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
@@ -115,21 +147,25 @@ Deno.test("reflection in the namespace lab", async (t) => {
       ["no-signature", "drop_signature", "drop_signature"],
     ] as const;
     for (const mode of MODES) {
-      await t.step(`${mode} mode never reflects broadcast, multicast, foreign, wrong-OUI, wrong-port, TCP, src==dst or unsigned frames`, async () => {
-        for (const [kind, packetCounter, xdpCounter] of refused) {
-          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
-          const r = await peer(kind);
-          assert.equal(r.sent, 50);
-          assert.equal(r.reflected, 0, kind);
-          const s = refl.stats();
-          assert.equal(s.tx_packets, 0, kind);
-          const counter = mode === "packet" ? packetCounter : xdpCounter;
-          // ARP and IPv6 neighbour discovery also end up as not_ours / not_udp where XDP sees every frame.
-          if (counter === "drop_not_ours" || counter === "drop_not_udp") assert.ok(s[counter] >= 50, `${kind}: ${counter} ${s[counter]}`);
-          else if (counter) assert.equal(s[counter], 50, `${kind}: ${counter}`);
-          else assert.equal(s.rx_packets, 0, kind);
-        }
-      });
+      await t.step(
+        `${mode} mode never reflects broadcast, multicast, foreign, wrong-OUI, wrong-port, TCP, src==dst or unsigned frames`,
+        async () => {
+          for (const [kind, packetCounter, xdpCounter] of refused) {
+            await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+            const r = await peer(kind);
+            assert.equal(r.sent, 50);
+            assert.equal(r.reflected, 0, kind);
+            const s = refl.stats();
+            assert.equal(s.tx_packets, 0, kind);
+            const counter = mode === "packet" ? packetCounter : xdpCounter;
+            // ARP and IPv6 neighbour discovery also end up as not_ours / not_udp where XDP sees every frame.
+            if (counter === "drop_not_ours" || counter === "drop_not_udp") {
+              assert.ok(s[counter] >= 50, `${kind}: ${counter} ${s[counter]}`);
+            } else if (counter) assert.equal(s[counter], 50, `${kind}: ${counter}`);
+            else assert.equal(s.rx_packets, 0, kind);
+          }
+        },
+      );
     }
 
     await t.step("no ICMP port-unreachable leaves the reflector (and without one, it would)", async () => {
@@ -140,7 +176,13 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.equal(refl.info.guarded, true);
       const watch = watchFrames(lab.probeNs, lab.probeIf, 2.5);
       await new Promise((r) => setTimeout(r, 300));
-      await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 5000, rate: { pps: 5000 } });
+      await using probe = await Probe.start({
+        iface: lab.probeIf,
+        netns: lab.probeNs,
+        to: lab.reflectorIp,
+        count: 5000,
+        rate: { pps: 5000 },
+      });
       const r = await probe.done();
       const seen = await watch;
       assert.equal(r.received, 5000);
@@ -151,10 +193,16 @@ Deno.test("reflection in the namespace lab", async (t) => {
     await t.step("a second reflector on the same interface is refused and names the first", async () => {
       await using _first = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
       for (const mode of ["auto", ...MODES] as const) {
-        const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode }).then(() => undefined, (e) => e);
+        const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode }).then(
+          () => undefined,
+          (e) => e,
+        );
         assert.ok(err instanceof FastpathError);
         assert.equal(err.code, "busy", mode);
-        assert.match(err.message, new RegExp(`another fastpath reflector \\(pid ${Deno.pid}\\) is running on ${lab.reflectorIf}`));
+        assert.match(
+          err.message,
+          new RegExp(`another fastpath reflector \\(pid ${Deno.pid}\\) is running on ${lab.reflectorIf}`),
+        );
       }
     });
 
@@ -162,7 +210,13 @@ Deno.test("reflection in the namespace lab", async (t) => {
       await t.step(`${mode} mode survives the interface going down and up, and counts both`, async () => {
         await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
         const burst = async () => {
-          await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 500, rate: { pps: 10_000 } });
+          await using probe = await Probe.start({
+            iface: lab.probeIf,
+            netns: lab.probeNs,
+            to: lab.reflectorIp,
+            count: 500,
+            rate: { pps: 10_000 },
+          });
           return (await probe.done()).received;
         };
         assert.equal(await burst(), 500);
@@ -198,10 +252,19 @@ Deno.test("reflection in the namespace lab", async (t) => {
     await t.step("a frame size larger than the MTU says how to raise it", async () => {
       await labDown(lab);
       const small = await labUp({ prefix: PREFIX, mtu: 1500 });
-      const err = await Probe.start({ iface: small.probeIf, netns: small.probeNs, to: small.reflectorIp, size: 9000, count: 1 })
+      const err = await Probe.start({
+        iface: small.probeIf,
+        netns: small.probeNs,
+        to: small.reflectorIp,
+        size: 9000,
+        count: 1,
+      })
         .then(() => undefined, (e) => e);
       assert.ok(err instanceof FastpathError);
-      assert.match(err.message, /--size 9000 does not fit the MTU of fpt-p0 \(1500\): raise it with 'ip link set fpt-p0 mtu 8982'/);
+      assert.match(
+        err.message,
+        /--size 9000 does not fit the MTU of fpt-p0 \(1500\): raise it with 'ip link set fpt-p0 mtu 8982'/,
+      );
     });
   } finally {
     await labDown({ prefix: PREFIX });

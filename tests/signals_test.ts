@@ -37,34 +37,50 @@ Deno.test("exit paths", async (t) => {
   try {
     const reflectArgs = ["reflect", lab.reflectorIf, "--netns", lab.reflectorNs];
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
-      await t.step(`reflect (xdp) stopped by ${signal} exits 0 with totals, detaches XDP and frees the interface`, async () => {
-        const p = spawnCli(reflectArgs);
-        await p.waitFor("stop with Ctrl-C");
-        assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf), "xdp mode attached its program");
-        await using probe = await Probe.start({ iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, count: 300, rate: { pps: 3000 } });
-        assert.equal((await probe.done()).received, 300);
-        p.child.kill(signal);
-        const r = await p.finish();
-        assert.equal(r.code, 0, r.stderr);
-        assert.match(r.stderr, /in xdp mode/);
-        assert.match(r.stderr, /stopped: received \d+, reflected 300/);
-        assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false, "no XDP program left on the interface");
-        // Lock and guard port are free again: a new reflector starts on the same interface.
-        using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
-        assert.equal(again.state(), "running");
-      });
+      await t.step(
+        `reflect (xdp) stopped by ${signal} exits 0 with totals, detaches XDP and frees the interface`,
+        async () => {
+          const p = spawnCli(reflectArgs);
+          await p.waitFor("stop with Ctrl-C");
+          assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf), "xdp mode attached its program");
+          await using probe = await Probe.start({
+            iface: lab.probeIf,
+            netns: lab.probeNs,
+            to: lab.reflectorIp,
+            count: 300,
+            rate: { pps: 3000 },
+          });
+          assert.equal((await probe.done()).received, 300);
+          p.child.kill(signal);
+          const r = await p.finish();
+          assert.equal(r.code, 0, r.stderr);
+          assert.match(r.stderr, /in xdp mode/);
+          assert.match(r.stderr, /stopped: received \d+, reflected 300/);
+          assert.equal(
+            await xdpAttached(lab.reflectorNs, lab.reflectorIf),
+            false,
+            "no XDP program left on the interface",
+          );
+          // Lock and guard port are free again: a new reflector starts on the same interface.
+          using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+          assert.equal(again.state(), "running");
+        },
+      );
     }
 
-    await t.step("a SIGKILLed reflector leaves no XDP program and the interface usable (the kernel drops link and lock)", async () => {
-      const p = spawnCli(reflectArgs);
-      await p.waitFor("stop with Ctrl-C");
-      assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf));
-      p.child.kill("SIGKILL");
-      await p.finish();
-      assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false, "the BPF link died with the process");
-      using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
-      assert.equal(again.state(), "running");
-    });
+    await t.step(
+      "a SIGKILLed reflector leaves no XDP program and the interface usable (the kernel drops link and lock)",
+      async () => {
+        const p = spawnCli(reflectArgs);
+        await p.waitFor("stop with Ctrl-C");
+        assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf));
+        p.child.kill("SIGKILL");
+        await p.finish();
+        assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false, "the BPF link died with the process");
+        using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+        assert.equal(again.state(), "running");
+      },
+    );
 
     await t.step("a SIGKILLed afxdp reflector leaves no XDP program and the queue usable", async () => {
       const p = spawnCli([...reflectArgs, "--mode", "afxdp"]);
@@ -84,7 +100,12 @@ Deno.test("exit paths", async (t) => {
       const second = spawnCli(reflectArgs);
       const r2 = await second.finish();
       assert.equal(r2.code, 7, r2.stderr);
-      assert.match(r2.stderr, new RegExp(`^error: cannot reflect on ${lab.reflectorIf}: another fastpath reflector \\(pid \\d+\\) is running on ${lab.reflectorIf}; stop it first`));
+      assert.match(
+        r2.stderr,
+        new RegExp(
+          `^error: cannot reflect on ${lab.reflectorIf}: another fastpath reflector \\(pid \\d+\\) is running on ${lab.reflectorIf}; stop it first`,
+        ),
+      );
       first.child.kill("SIGTERM");
       assert.equal((await first.finish()).code, 0);
     });
@@ -93,7 +114,12 @@ Deno.test("exit paths", async (t) => {
       const p = spawnCli(reflectArgs);
       await p.waitFor("stop with Ctrl-C");
       await using probe = await Probe.start({
-        iface: lab.probeIf, netns: lab.probeNs, to: lab.reflectorIp, durationMs: 2000, rate: { pps: 5000 }, drainMs: 200,
+        iface: lab.probeIf,
+        netns: lab.probeNs,
+        to: lab.reflectorIp,
+        durationMs: 2000,
+        rate: { pps: 5000 },
+        drainMs: 200,
       });
       await new Promise((r) => setTimeout(r, 700));
       p.child.kill("SIGKILL");
@@ -110,7 +136,10 @@ Deno.test("exit paths", async (t) => {
       await ip(lab.reflectorNs, "link", "del", lab.reflectorIf);
       const r = await p.finish();
       assert.equal(r.code, 10, r.stderr);
-      assert.match(r.stderr, new RegExp(`^error: reflector on ${lab.reflectorIf}: interface ${lab.reflectorIf} disappeared$`, "m"));
+      assert.match(
+        r.stderr,
+        new RegExp(`^error: reflector on ${lab.reflectorIf}: interface ${lab.reflectorIf} disappeared$`, "m"),
+      );
     });
   } finally {
     await labDown({ prefix: PREFIX });
