@@ -65,15 +65,22 @@ pub const BatchWriter = struct {
     frames: u32 = 0,
 
     pub fn add(b: *BatchWriter, frame: []const u8) bool {
-        const need = wordAlign(eth_hdrlen + frame.len);
+        return b.addPieces(frame, &.{});
+    }
+
+    /// One frame given as two pieces (the probe's stamped head and its template's tail).
+    pub fn addPieces(b: *BatchWriter, head: []const u8, tail: []const u8) bool {
+        const len = head.len + tail.len;
+        const need = wordAlign(eth_hdrlen + len);
         if (b.len + need > b.buf.len) return false;
         const h = b.buf[b.len..];
         @memset(h[0..8], 0); // timestamp: ignored on write
-        std.mem.writeInt(u32, h[8..12], @intCast(frame.len), .little);
-        std.mem.writeInt(u32, h[12..16], @intCast(frame.len), .little);
+        std.mem.writeInt(u32, h[8..12], @intCast(len), .little);
+        std.mem.writeInt(u32, h[12..16], @intCast(len), .little);
         std.mem.writeInt(u16, h[16..18], eth_hdrlen, .little);
-        @memcpy(h[eth_hdrlen..][0..frame.len], frame);
-        @memset(h[eth_hdrlen + frame.len .. need], 0);
+        @memcpy(h[eth_hdrlen..][0..head.len], head);
+        @memcpy(h[eth_hdrlen + head.len ..][0..tail.len], tail);
+        @memset(h[eth_hdrlen + len .. need], 0);
         b.len += need;
         b.frames += 1;
         return true;
@@ -190,4 +197,15 @@ test "the batch encoder writes records the walker reads back, word-aligned, and 
     try t.expect(w.next() == null and !w.malformed);
     b.reset();
     try t.expectEqual(@as(usize, 0), b.len);
+}
+
+test "a frame given in two pieces is encoded as one record" {
+    var out: [256]u8 = undefined;
+    var b = BatchWriter{ .buf = &out };
+    try t.expect(b.addPieces("head-", "and-tail" ** 8));
+    try t.expect(b.addPieces("x" ** 61, &.{}));
+    var w = Walker{ .buf = @constCast(b.bytes()) };
+    try t.expectEqualSlices(u8, "head-" ++ "and-tail" ** 8, w.next().?.frame);
+    try t.expectEqualSlices(u8, "x" ** 61, w.next().?.frame);
+    try t.expect(w.next() == null and !w.malformed);
 }

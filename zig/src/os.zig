@@ -1,5 +1,5 @@
 //! The platform's dataplanes, chosen at compile time. Linux: XDP, AF_XDP, AF_PACKET; macOS: /dev/bpf
-//! (the reflector; the probe over /dev/bpf is not written yet). Parts a platform lacks say so.
+//! (reflector and probe). Parts a platform lacks (sched_ext on macOS) say so.
 const builtin = @import("builtin");
 
 const impl = switch (builtin.os.tag) {

@@ -4,7 +4,7 @@ const abi = @import("abi.zig");
 const sys = @import("linux.zig");
 
 pub const Reflector = @import("reflector.zig").Reflector;
-pub const Probe = @import("probe.zig").Probe;
+pub const Probe = @import("probe_linux.zig").Probe;
 pub const Scheduler = @import("sched.zig").Scheduler;
 pub const schedReadAttached = @import("sched.zig").readAttached;
 pub const schedPreflight = @import("sched.zig").preflight;

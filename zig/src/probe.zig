@@ -1,23 +1,19 @@
-//! The handheld's side: sends ITO frames at a set rate and size, receives the reflections, and
-//! measures loss, reordering, duplicates, RTT and whether each reflection was rewritten exactly as
-//! the reflector's mode says. One TX thread paces and sends in `sendmmsg` batches; one RX thread
-//! reads a TPACKET_V3 ring. RTT uses the kernel's receive timestamp, so ring hand-over delay on the
-//! probe side is not counted.
+//! The handheld's side, the part every platform shares: the prepared frames, the pacing loop, the
+//! in-flight window, and the checks on each reflection (loss, reordering, duplicates, RTT, and
+//! whether it was rewritten exactly as the reflector's mode says). The platforms add only I/O:
+//! AF_PACKET on Linux (probe_linux.zig), /dev/bpf on macOS (probe_darwin.zig). One TX thread paces
+//! and sends in batches; one RX thread reads the kernel's buffer. RTT uses the kernel's receive
+//! timestamp, so hand-over delay on the probe side is not counted.
 //!
 //! Payload layout (offsets from the UDP payload):
 //!   0..5 vendor header, 5..12 signature, 12..16 sequence (BE), 16..18 session (BE),
 //!   18..26 send time in ns CLOCK_REALTIME (BE), when the frame has room; then a fixed pattern.
 const std = @import("std");
-const linux = std.os.linux;
 const abi = @import("abi.zig");
-const afpacket = @import("afpacket.zig");
-const cbpf = @import("cbpf.zig");
 const diag = @import("diag.zig");
-const guard = @import("guard.zig");
 const ito = @import("ito.zig");
 const checksum = @import("checksum.zig");
 const sum16 = checksum.sum16;
-const sys = @import("linux.zig");
 const Error = abi.Error;
 
 const vendor_header = [5]u8{ 0x09, 0x10, 0xEA, 0x1D, 0x00 };
@@ -180,68 +176,73 @@ fn stamp(s: Shape, frame: []u8, seq: u32, ts: u64) void {
     std.mem.writeInt(u16, frame[s.l4 + 6 ..][0..2], check, .big);
 }
 
-pub const Probe = struct {
+pub fn monotonicNs() u64 {
+    const ts = std.posix.clock_gettime(.MONOTONIC) catch unreachable;
+    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
+}
+
+/// The clock both kernels stamp received frames with (AF_PACKET tp_sec/tp_nsec, bpf_hdr bh_tstamp).
+pub fn realtimeNs() u64 {
+    const ts = std.posix.clock_gettime(.REALTIME) catch unreachable;
+    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
+}
+
+const set_mtu = if (@import("builtin").os.tag == .macos) "sudo ifconfig {s} mtu {d}" else "ip link set {s} mtu {d}";
+
+pub const tx_batch_max = 64;
+/// Bytes of each frame rebuilt per send; the rest is sent straight from the template.
+pub const header_room = 128;
+
+/// What a platform's sender reports for one batch.
+pub const Sent = struct {
+    frames: u64 = 0,
+    bytes: u64 = 0,
+    /// The interface went away; the run fails with this message.
+    down: bool = false,
+};
+
+/// Everything but I/O. A platform's probe embeds one, calls `init` once it knows the interface, runs
+/// `transmit` on its TX thread with a sender, and feeds each received frame to a `Receiver`.
+pub const Core = struct {
     gpa: std.mem.Allocator,
     opts: abi.ProbeOptions,
     src_mac: [6]u8,
-    templates: []Template,
+    templates: []Template = &.{},
     stats: *abi.ProbeStats,
-    filter: cbpf.Filter = .{},
-    rx: afpacket.Socket,
-    tx_fd: i32,
-    tx_times: []u64,
-    tx_seqs: []u32,
-    seen: []std.atomic.Value(u64),
-    stop_signal: sys.StopSignal,
-    guard: guard.Guard = .{},
+    tx_times: []u64 = &.{},
+    tx_seqs: []u32 = &.{},
+    seen: []std.atomic.Value(u64) = &.{},
     stop_tx: std.atomic.Value(bool) = .init(false),
+    /// Teardown: the receive side stops without waiting for the drain.
+    quitting: std.atomic.Value(bool) = .init(false),
     tx_done_ns: std.atomic.Value(u64) = .init(0),
     finished: std.Thread.ResetEvent = .{},
+    failure: [256]u8 = .{0} ** 256,
     tx_thread: ?std.Thread = null,
     rx_thread: ?std.Thread = null,
-    failure: [256]u8 = .{0} ** 256,
 
-    pub fn start(gpa: std.mem.Allocator, opts: *const abi.ProbeOptions) Error!*Probe {
+    /// Checks the options against the interface (`iface_mac`, `mtu`) and prepares every frame.
+    pub fn init(gpa: std.mem.Allocator, opts: *const abi.ProbeOptions, iface_mac: [6]u8, mtu: u32) Error!Core {
         const ifname = std.mem.sliceTo(&opts.ifname, 0);
-        const netns = std.mem.sliceTo(&opts.netns, 0);
         if (opts.count == 0 and opts.duration_ns == 0)
             return diag.fail(error.InvalidArgument, "set a frame count or a duration: the probe never runs unbounded", .{});
         if (opts.signature > @intFromEnum(abi.Signature.y1564)) return diag.fail(error.InvalidArgument, "unknown signature {d}", .{opts.signature});
         if (opts.dst_mac[0] & 1 != 0 or std.mem.allEqual(u8, &opts.dst_mac, 0))
             return diag.fail(error.InvalidArgument, "the reflector's MAC must be a unicast address", .{});
-
-        var ns = try sys.Netns.enter(netns);
-        defer ns.leave();
-        const iface = try sys.ifaceInfo(ifname);
-        if (!iface.up) return diag.fail(error.InterfaceDown, "interface {s} is down: bring it up with 'ip link set {s} up'", .{ ifname, ifname });
         const min = minFrameSize(opts);
-        const max: u32 = iface.mtu + 14 + 4 + @as(u32, if (opts.vlan != 0) 4 else 0);
-        var sizes_buf: [imix.len]u32 = undefined;
+        const max: u32 = mtu + 14 + 4 + @as(u32, if (opts.vlan != 0) 4 else 0);
+        var sizes_buf: [1]u32 = undefined;
         const sizes: []const u32 = if (opts.frame_size != 0) blk: {
             sizes_buf[0] = opts.frame_size;
-            break :blk sizes_buf[0..1];
+            break :blk &sizes_buf;
         } else &.{ 64, 594, 1518 };
         for (sizes) |s| {
             if (s < min) return diag.fail(error.InvalidArgument, "--size {d} is too small for these headers: use {d} or more", .{ s, min });
-            if (s > max) return diag.fail(error.InvalidArgument, "--size {d} does not fit the MTU of {s} ({d}): raise it with 'ip link set {s} mtu {d}'", .{ s, ifname, iface.mtu, ifname, s - 18 });
+            if (s > max) return diag.fail(error.InvalidArgument, "--size {d} does not fit the MTU of {s} ({d}): raise it with '" ++ set_mtu ++ "'", .{ s, ifname, mtu, ifname, s - 18 });
         }
 
-        const self = gpa.create(Probe) catch return error.OutOfMemory;
-        errdefer gpa.destroy(self);
-        const src_mac = if (std.mem.allEqual(u8, &opts.src_mac, 0)) iface.mac else opts.src_mac;
-        self.* = .{
-            .gpa = gpa,
-            .opts = opts.*,
-            .src_mac = src_mac,
-            .templates = &.{},
-            .stats = undefined,
-            .rx = undefined,
-            .tx_fd = -1,
-            .tx_times = &.{},
-            .tx_seqs = &.{},
-            .seen = &.{},
-            .stop_signal = undefined,
-        };
+        const src_mac = if (std.mem.allEqual(u8, &opts.src_mac, 0)) iface_mac else opts.src_mac;
+        var self = Core{ .gpa = gpa, .opts = opts.*, .src_mac = src_mac, .stats = undefined };
         self.opts.batch = @min(@max(opts.batch, 1), tx_batch_max);
         self.stats = gpa.create(abi.ProbeStats) catch return error.OutOfMemory;
         errdefer gpa.destroy(self.stats);
@@ -250,10 +251,7 @@ pub const Probe = struct {
         self.templates = gpa.alloc(Template, sizes.len) catch return error.OutOfMemory;
         var built: usize = 0;
         errdefer {
-            for (self.templates[0..built]) |t| {
-                gpa.free(t.sent);
-                gpa.free(t.expect.ptr[0..t.sent.len]);
-            }
+            for (self.templates[0..built]) |t| freeTemplate(gpa, t);
             gpa.free(self.templates);
         }
         for (sizes, 0..) |s, i| {
@@ -265,130 +263,102 @@ pub const Probe = struct {
         self.tx_seqs = gpa.alloc(u32, window) catch return error.OutOfMemory;
         errdefer gpa.free(self.tx_seqs);
         self.seen = gpa.alloc(std.atomic.Value(u64), window / 64) catch return error.OutOfMemory;
-        errdefer gpa.free(self.seen);
         @memset(self.tx_seqs, 0xffff_ffff);
         @memset(self.seen, .init(0));
-
-        // Receive: reflections come back addressed to our source MAC, from any vendor, any port.
-        var rx_cfg = ito.profileConfig(.plain);
-        rx_cfg.our_mac = src_mac;
-        rx_cfg.oui_filter = 0;
-        rx_cfg.port = 0;
-        cbpf.build(&self.filter, &rx_cfg);
-        self.rx = try afpacket.Socket.open(.{
-            .ifindex = iface.index,
-            .filter = &self.filter,
-            .promisc = !std.mem.eql(u8, &src_mac, &iface.mac),
-        });
-        errdefer self.rx.close();
-
-        // Transmit: bound with protocol 0, so this socket never receives.
-        const tx_fd: i32 = @intCast(try sys.check(linux.socket(linux.AF.PACKET, linux.SOCK.RAW | linux.SOCK.CLOEXEC, 0), "opening an AF_PACKET socket", .{}));
-        errdefer sys.close(tx_fd);
-        const one: c_int = 1;
-        _ = try sys.check(linux.setsockopt(tx_fd, linux.SOL.PACKET, linux.PACKET.QDISC_BYPASS, std.mem.asBytes(&one), 4), "PACKET_QDISC_BYPASS", .{});
-        const sndbuf: c_int = 4 * 1024 * 1024;
-        _ = linux.setsockopt(tx_fd, linux.SOL.SOCKET, linux.SO.SNDBUFFORCE, std.mem.asBytes(&sndbuf), 4);
-        var sll = std.mem.zeroes(linux.sockaddr.ll);
-        sll.family = linux.AF.PACKET;
-        sll.ifindex = iface.index;
-        _ = try sys.check(linux.bind(tx_fd, @ptrCast(&sll), @sizeOf(linux.sockaddr.ll)), "binding the transmit socket", .{});
-        self.tx_fd = tx_fd;
-
-        // Reflections reach this host's stack too; hold the ports they arrive on (no ICMP back).
-        self.guard = try guard.Guard.open(ifname, &.{ opts.src_port, opts.dst_port });
-        errdefer self.guard.close();
-
-        self.stop_signal = try sys.StopSignal.init();
-        errdefer self.stop_signal.deinit();
-
-        self.rx_thread = std.Thread.spawn(.{}, rxMain, .{self}) catch return diag.fail(error.System, "cannot start the receive thread", .{});
-        errdefer {
-            self.stop_tx.store(true, .release);
-            self.tx_done_ns.store(1, .release);
-            self.stop_signal.raise();
-            self.rx_thread.?.join();
-        }
-        self.tx_thread = std.Thread.spawn(.{}, txMain, .{self}) catch return diag.fail(error.System, "cannot start the transmit thread", .{});
         return self;
     }
 
-    /// Ends sending early; the probe still drains and finishes normally.
-    pub fn stop(self: *Probe) void {
-        self.stop_tx.store(true, .release);
-    }
-
-    /// Waits for the run to finish (false on timeout).
-    pub fn wait(self: *Probe, timeout_ns: u64) bool {
-        self.finished.timedWait(timeout_ns) catch return false;
-        return true;
-    }
-
-    pub fn destroy(self: *Probe) void {
-        self.stop_tx.store(true, .release);
-        if (self.tx_thread) |t| t.join();
-        if (self.tx_done_ns.load(.acquire) == 0) self.tx_done_ns.store(1, .release);
-        self.stop_signal.raise();
-        if (self.rx_thread) |t| t.join();
-        self.rx.close();
-        sys.close(self.tx_fd);
-        self.guard.close();
-        self.stop_signal.deinit();
+    pub fn deinit(self: *Core) void {
         const gpa = self.gpa;
-        for (self.templates) |t| {
-            gpa.free(t.sent);
-            gpa.free(t.expect.ptr[0..t.sent.len]);
-        }
+        for (self.templates) |t| freeTemplate(gpa, t);
         gpa.free(self.templates);
         gpa.free(self.tx_times);
         gpa.free(self.tx_seqs);
         gpa.free(self.seen);
         gpa.destroy(self.stats);
-        gpa.destroy(self);
     }
 
-    fn fail(self: *Probe, comptime fmt: []const u8, args: anytype) void {
+    /// What the receive side accepts: reflections addressed to our source MAC, from any vendor and
+    /// port (the kernel filter and the per-frame check use the same rules).
+    pub fn rxConfig(self: *const Core) abi.ItoConfig {
+        var cfg = ito.profileConfig(.plain);
+        cfg.our_mac = self.src_mac;
+        cfg.oui_filter = 0;
+        cfg.port = 0;
+        return cfg;
+    }
+
+    /// Whether the run uses a source MAC other than the interface's (received in promiscuous mode).
+    pub fn foreignSource(self: *const Core, iface_mac: [6]u8) bool {
+        return !std.mem.eql(u8, &self.src_mac, &iface_mac);
+    }
+
+    pub fn fail(self: *Core, comptime fmt: []const u8, args: anytype) void {
         _ = std.fmt.bufPrintZ(&self.failure, fmt, args) catch {};
         @atomicStore(u32, &self.stats.state, abi.probe_state.failed, .release);
         self.stop_tx.store(true, .release);
     }
 
-    fn templateFor(self: *const Probe, seq: u64) *const Template {
+    /// Ends sending early; the receive side still drains and finishes normally.
+    pub fn stop(self: *Core) void {
+        self.stop_tx.store(true, .release);
+    }
+
+    /// Waits for the run to finish (false on timeout).
+    pub fn wait(self: *Core, timeout_ns: u64) bool {
+        self.finished.timedWait(timeout_ns) catch return false;
+        return true;
+    }
+
+    /// Teardown (or a failed start): sending stops and the receive side ends without draining.
+    fn quit(self: *Core) void {
+        self.stop_tx.store(true, .release);
+        self.quitting.store(true, .release);
+    }
+
+    /// Starts `platform.rxMain`, then `platform.txMain`; if the second cannot start, the first is
+    /// stopped (`platform.wake()` interrupts its wait) before the error returns.
+    pub fn spawn(self: *Core, platform: anytype) Error!void {
+        const P = @TypeOf(platform.*);
+        self.rx_thread = std.Thread.spawn(.{}, P.rxMain, .{platform}) catch return diag.fail(error.System, "cannot start the receive thread", .{});
+        errdefer self.join(platform);
+        self.tx_thread = std.Thread.spawn(.{}, P.txMain, .{platform}) catch return diag.fail(error.System, "cannot start the transmit thread", .{});
+    }
+
+    /// Ends both threads at once, without the drain (teardown).
+    pub fn join(self: *Core, platform: anytype) void {
+        self.quit();
+        if (self.tx_thread) |t| t.join();
+        platform.wake();
+        if (self.rx_thread) |t| t.join();
+        self.tx_thread = null;
+        self.rx_thread = null;
+    }
+
+    fn templateFor(self: *const Core, seq: u64) *const Template {
         if (self.templates.len == 1) return &self.templates[0];
         const size = frameSizeFor(&self.opts, seq);
         for (self.templates) |*t| if (t.size == size) return t;
         unreachable;
     }
 
-    const tx_batch_max = 64;
-    const header_room = 128; // bytes of each frame rebuilt per send; the rest points at the template
-
-    fn txMain(self: *Probe) void {
+    /// The TX thread's loop: paces, stamps up to `batch` frames and hands them to `sender`, which
+    /// has `add(head, tail)` (a frame in two pieces: the stamped first bytes, then the untouched
+    /// rest of the template; both stay valid until `flush`) and `flush() Sent`.
+    pub fn transmit(self: *Core, sender: anytype) void {
         const o = &self.opts;
-        sys.pinToCpu(o.tx_cpu) catch {
-            self.fail("transmit thread: {s}", .{std.mem.span(diag.message())});
-            self.tx_done_ns.store(sys.monotonicNs(), .release);
-            return;
-        };
-        // Sleeps shorter than the default 50 us slack keep pacing smooth at low rates.
-        _ = linux.syscall2(.prctl, @intFromEnum(linux.PR.SET_TIMERSLACK), 1);
         @atomicStore(u32, &self.stats.state, abi.probe_state.sending, .release);
-
         var heads: [tx_batch_max][header_room]u8 = undefined;
-        var iovs: [tx_batch_max][2]std.posix.iovec_const = undefined;
-        var msgs: [tx_batch_max]linux.mmsghdr_const = undefined;
-        const t0 = sys.monotonicNs();
-        @atomicStore(u64, &self.stats.first_tx_ns, sys.realtimeNs(), .monotonic);
+        const t0 = monotonicNs();
+        @atomicStore(u64, &self.stats.first_tx_ns, realtimeNs(), .monotonic);
         var seq: u64 = 0;
         var sent: u64 = 0;
         var sent_bytes: u64 = 0;
-        var errors: u64 = 0;
         const batch: u64 = o.batch;
 
         while (!self.stop_tx.load(.acquire)) {
             if (o.count != 0 and seq >= o.count) break;
-            const now = sys.monotonicNs();
-            const elapsed = now - t0;
+            const elapsed = monotonicNs() - t0;
             if (o.duration_ns != 0 and elapsed >= o.duration_ns) break;
             var n: u64 = batch;
             if (o.count != 0) n = @min(n, o.count - seq);
@@ -396,12 +366,12 @@ pub const Probe = struct {
                 const due: u64 = @intCast(@as(u128, elapsed) * o.rate_pps / std.time.ns_per_s + 1);
                 if (due <= seq) {
                     const next_ns: u64 = @intCast(@as(u128, seq) * std.time.ns_per_s / o.rate_pps);
-                    if (next_ns > elapsed) sys.sleepNs(next_ns - elapsed);
+                    if (next_ns > elapsed) std.time.sleep(next_ns - elapsed);
                     continue;
                 }
                 n = @min(n, due - seq);
             }
-            const ts = sys.realtimeNs();
+            const ts = realtimeNs();
             for (0..n) |i| {
                 const s: u32 = @truncate(seq + i);
                 const t = self.templateFor(seq + i);
@@ -412,145 +382,141 @@ pub const Probe = struct {
                 self.tx_times[slot] = ts;
                 @atomicStore(u32, &self.tx_seqs[slot], s, .release);
                 _ = self.seen[slot / 64].fetchAnd(~(@as(u64, 1) << @intCast(slot % 64)), .monotonic);
-                iovs[i][0] = .{ .base = &heads[i], .len = head_len };
-                iovs[i][1] = .{ .base = t.sent.ptr + head_len, .len = t.sent.len - head_len };
-                msgs[i] = .{ .hdr = .{ .name = null, .namelen = 0, .iov = &iovs[i], .iovlen = if (t.sent.len > head_len) 2 else 1, .control = null, .controllen = 0, .flags = 0 }, .len = 0 };
+                sender.add(heads[i][0..head_len], t.sent[head_len..]);
             }
-            var done: u64 = 0;
-            var retries: u32 = 0;
-            while (done < n) {
-                const rc = linux.sendmmsg(self.tx_fd, msgs[done..].ptr, @intCast(n - done), 0);
-                switch (linux.E.init(rc)) {
-                    .SUCCESS => {
-                        for (done..done + rc) |i| sent_bytes += self.templateFor(seq + i).sent.len;
-                        done += rc;
-                    },
-                    .AGAIN, .NOBUFS, .INTR => {
-                        retries += 1;
-                        if (retries > 1000) break;
-                        std.Thread.yield() catch {};
-                    },
-                    .NETDOWN, .NXIO => {
-                        self.fail("sending: interface {s} went down", .{std.mem.sliceTo(&o.ifname, 0)});
-                        break;
-                    },
-                    else => |e| {
-                        errors += 1;
-                        if (errors == 1) diag.set("{s}", .{sys.describe(e)});
-                        done += 1;
-                    },
-                }
-            }
-            // Sequence numbers of frames that failed are simply never received: they count as lost
-            // unless excluded here.
+            const r: Sent = sender.flush();
+            if (r.down) self.fail("sending: interface {s} went down", .{std.mem.sliceTo(&o.ifname, 0)});
+            // Sequence numbers of frames that were not sent are never received: they count as lost.
             seq += n;
-            sent += done;
+            sent += r.frames;
+            sent_bytes += r.bytes;
             @atomicStore(u64, &self.stats.sent, seq, .release);
             @atomicStore(u64, &self.stats.sent_bytes, sent_bytes, .monotonic);
-            @atomicStore(u64, &self.stats.tx_errors, errors + (n - done), .monotonic);
+            @atomicStore(u64, &self.stats.tx_errors, seq - sent, .monotonic);
             @atomicStore(u64, &self.stats.last_tx_ns, ts, .monotonic);
+            if (r.down) break;
         }
         if (@atomicLoad(u32, &self.stats.state, .acquire) != abi.probe_state.failed)
             @atomicStore(u32, &self.stats.state, abi.probe_state.draining, .release);
-        self.tx_done_ns.store(sys.monotonicNs(), .release);
+        self.tx_done_ns.store(monotonicNs(), .release);
     }
 
-    fn rxMain(self: *Probe) void {
-        const o = &self.opts;
-        sys.pinToCpu(o.rx_cpu) catch {};
-        const st = self.stats;
-        var cfg = ito.profileConfig(.plain);
-        cfg.our_mac = self.src_mac;
-        cfg.oui_filter = 0;
-        cfg.port = 0;
-        cfg.signatures = @as(u8, 1) << @as(u3, @intCast(o.signature));
-        var max_seen: ?u32 = null;
-        var received: u64 = 0;
-        var received_bytes: u64 = 0;
-        var unique: u64 = 0;
-        var scratch: [header_room]u8 = undefined;
-
-        while (true) {
-            const done_at = self.tx_done_ns.load(.acquire);
-            if (done_at != 0) {
-                const sent = @atomicLoad(u64, &st.sent, .acquire);
-                const drained = sys.monotonicNs() >= done_at + o.drain_ns;
-                if (drained or unique >= sent) break;
-            }
-            const blk = self.rx.next() orelse {
-                switch (self.rx.wait(self.stop_signal, 20)) {
-                    .stop => if (self.tx_done_ns.load(.acquire) != 0 and sys.monotonicNs() >= self.tx_done_ns.load(.acquire) + o.drain_ns) break,
-                    else => {},
-                }
-                @atomicStore(u64, &st.rx_ring_drops, st.rx_ring_drops + self.rx.takeDrops(), .monotonic);
-                continue;
-            };
-            var it = blk.iterator();
-            while (it.next()) |f| {
-                const p = ito.classify(&cfg, f.data);
-                if (p.verdict != .reflect) {
-                    @atomicStore(u64, &st.foreign, st.foreign + 1, .monotonic);
-                    continue;
-                }
-                const pl = @as(usize, p.l4) + 8;
-                if (f.data.len < pl + seq_fields_end or be16(f.data, pl + off_session) != @as(u16, @truncate(o.session))) {
-                    @atomicStore(u64, &st.foreign, st.foreign + 1, .monotonic);
-                    continue;
-                }
-                const seq = std.mem.readInt(u32, f.data[pl + off_seq ..][0..4], .big);
-                const slot = seq & (window - 1);
-                if (@atomicLoad(u32, &self.tx_seqs[slot], .acquire) != seq) {
-                    @atomicStore(u64, &st.foreign, st.foreign + 1, .monotonic);
-                    continue; // never sent, or too old to judge
-                }
-                received += 1;
-                received_bytes += f.data.len + @as(u64, if (f.vlan != null) 4 else 0);
-                const bit = @as(u64, 1) << @intCast(slot % 64);
-                if (self.seen[slot / 64].fetchOr(bit, .monotonic) & bit != 0) {
-                    @atomicStore(u64, &st.duplicates, st.duplicates + 1, .monotonic);
-                    continue;
-                }
-                unique += 1;
-                if (max_seen) |m| {
-                    if (seq < m) @atomicStore(u64, &st.reordered, st.reordered + 1, .monotonic) else max_seen = seq;
-                } else max_seen = seq;
-
-                const tx_ts = self.tx_times[slot];
-                const rtt = f.ts_ns -| tx_ts;
-                const b = abi.histBucket(rtt);
-                @atomicStore(u64, &st.rtt_hist[b], st.rtt_hist[b] + 1, .monotonic);
-                @atomicStore(u64, &st.rtt_sum_ns, st.rtt_sum_ns + rtt, .monotonic);
-                if (st.rtt_min_ns == 0 or rtt < st.rtt_min_ns) @atomicStore(u64, &st.rtt_min_ns, rtt, .monotonic);
-                if (rtt > st.rtt_max_ns) @atomicStore(u64, &st.rtt_max_ns, rtt, .monotonic);
-
-                if (!self.rewriteCorrect(f, seq, tx_ts, &scratch))
-                    @atomicStore(u64, &st.bad_rewrite, st.bad_rewrite + 1, .monotonic);
-            }
-            self.rx.release();
-            @atomicStore(u64, &st.unique, unique, .monotonic);
-            @atomicStore(u64, &st.received_bytes, received_bytes, .monotonic);
-            @atomicStore(u64, &st.received, received, .release);
-        }
-        @atomicStore(u64, &st.rx_ring_drops, st.rx_ring_drops + self.rx.takeDrops(), .monotonic);
-        if (@atomicLoad(u32, &st.state, .acquire) != abi.probe_state.failed)
-            @atomicStore(u32, &st.state, abi.probe_state.done, .release);
-        self.finished.set();
+    pub fn receiver(self: *Core) Receiver {
+        var cfg = self.rxConfig();
+        cfg.signatures = @as(u8, 1) << @as(u3, @intCast(self.opts.signature));
+        return .{ .core = self, .cfg = cfg };
     }
 
-    /// Compares a reflection byte for byte with the frame we sent, swapped as the mode says.
-    fn rewriteCorrect(self: *const Probe, f: afpacket.Frame, seq: u32, tx_ts: u64, scratch: *[header_room]u8) bool {
+    /// Compares a reflection (without its VLAN tag, which goes in `vlan`) byte for byte with the
+    /// frame we sent, swapped as the mode says.
+    fn rewriteCorrect(self: *const Core, data: []const u8, vlan: ?u16, seq: u32, tx_ts: u64, scratch: *[header_room]u8) bool {
         const t = self.templateFor(seq);
-        if ((f.vlan != null) != (self.opts.vlan != 0)) return false;
-        if (f.vlan) |v| if (v.tci != self.opts.vlan) return false;
-        if (f.data.len != t.expect.len) return false;
+        if ((vlan != null) != (self.opts.vlan != 0)) return false;
+        if (vlan) |v| if (v != self.opts.vlan) return false;
+        if (data.len != t.expect.len) return false;
         // Stamp the expected header the way the sender stamped the original.
         const head_len = @min(t.expect.len, header_room - 4);
         @memcpy(scratch[0..head_len], t.expect[0..head_len]);
         stamp(Shape.expected(t), scratch[0..head_len], seq, tx_ts);
-        if (!std.mem.eql(u8, scratch[0..head_len], f.data[0..head_len])) return false;
-        return std.mem.eql(u8, t.expect[head_len..], f.data[head_len..]);
+        if (!std.mem.eql(u8, scratch[0..head_len], data[0..head_len])) return false;
+        return std.mem.eql(u8, t.expect[head_len..], data[head_len..]);
     }
 };
+
+fn freeTemplate(gpa: std.mem.Allocator, t: Template) void {
+    gpa.free(t.sent);
+    gpa.free(t.expect.ptr[0..t.sent.len]);
+}
+
+/// The RX thread's state: each received frame goes through `frame`, counters are published once per
+/// batch with `publish`, and `finish` ends the run.
+pub const Receiver = struct {
+    core: *Core,
+    cfg: abi.ItoConfig,
+    max_seen: ?u32 = null,
+    received: u64 = 0,
+    received_bytes: u64 = 0,
+    unique: u64 = 0,
+    scratch: [header_room]u8 = undefined,
+
+    /// Whether the run is over: sending ended and every frame came back, or the drain time passed.
+    pub fn done(r: *const Receiver) bool {
+        if (r.core.quitting.load(.acquire)) return true;
+        const done_at = r.core.tx_done_ns.load(.acquire);
+        if (done_at == 0) return false;
+        return r.unique >= @atomicLoad(u64, &r.core.stats.sent, .acquire) or monotonicNs() >= done_at + r.core.opts.drain_ns;
+    }
+
+    /// One received frame, with its VLAN tag already taken off (`vlan` is the TCI), and its kernel
+    /// receive time.
+    pub fn frame(r: *Receiver, data: []const u8, vlan: ?u16, ts_ns: u64) void {
+        const st = r.core.stats;
+        const p = ito.classify(&r.cfg, data);
+        if (p.verdict != .reflect) return r.foreign();
+        const pl = @as(usize, p.l4) + 8;
+        if (data.len < pl + seq_fields_end or be16(data, pl + off_session) != @as(u16, @truncate(r.core.opts.session)))
+            return r.foreign();
+        const seq = std.mem.readInt(u32, data[pl + off_seq ..][0..4], .big);
+        const slot = seq & (window - 1);
+        if (@atomicLoad(u32, &r.core.tx_seqs[slot], .acquire) != seq) return r.foreign(); // never sent, or too old to judge
+        r.received += 1;
+        r.received_bytes += data.len + @as(u64, if (vlan != null) 4 else 0);
+        const bit = @as(u64, 1) << @intCast(slot % 64);
+        if (r.core.seen[slot / 64].fetchOr(bit, .monotonic) & bit != 0) {
+            @atomicStore(u64, &st.duplicates, st.duplicates + 1, .monotonic);
+            return;
+        }
+        r.unique += 1;
+        if (r.max_seen) |m| {
+            if (seq < m) @atomicStore(u64, &st.reordered, st.reordered + 1, .monotonic) else r.max_seen = seq;
+        } else r.max_seen = seq;
+
+        const tx_ts = r.core.tx_times[slot];
+        const rtt = ts_ns -| tx_ts;
+        const b = abi.histBucket(rtt);
+        @atomicStore(u64, &st.rtt_hist[b], st.rtt_hist[b] + 1, .monotonic);
+        @atomicStore(u64, &st.rtt_sum_ns, st.rtt_sum_ns + rtt, .monotonic);
+        if (st.rtt_min_ns == 0 or rtt < st.rtt_min_ns) @atomicStore(u64, &st.rtt_min_ns, rtt, .monotonic);
+        if (rtt > st.rtt_max_ns) @atomicStore(u64, &st.rtt_max_ns, rtt, .monotonic);
+
+        if (!r.core.rewriteCorrect(data, vlan, seq, tx_ts, &r.scratch))
+            @atomicStore(u64, &st.bad_rewrite, st.bad_rewrite + 1, .monotonic);
+    }
+
+    fn foreign(r: *Receiver) void {
+        const st = r.core.stats;
+        @atomicStore(u64, &st.foreign, st.foreign + 1, .monotonic);
+    }
+
+    /// Publishes the totals (once per batch) and adds frames the kernel dropped before we read them.
+    pub fn publish(r: *Receiver, kernel_drops: u64) void {
+        const st = r.core.stats;
+        if (kernel_drops != 0) @atomicStore(u64, &st.rx_ring_drops, st.rx_ring_drops + kernel_drops, .monotonic);
+        @atomicStore(u64, &st.unique, r.unique, .monotonic);
+        @atomicStore(u64, &st.received_bytes, r.received_bytes, .monotonic);
+        @atomicStore(u64, &st.received, r.received, .release);
+    }
+
+    pub fn finish(r: *Receiver, kernel_drops: u64) void {
+        r.publish(kernel_drops);
+        const st = r.core.stats;
+        if (@atomicLoad(u32, &st.state, .acquire) != abi.probe_state.failed)
+            @atomicStore(u32, &st.state, abi.probe_state.done, .release);
+        r.core.finished.set();
+    }
+};
+
+/// Takes an 802.1Q/802.1ad tag out of a frame in place (the 12 address bytes move up by 4) and
+/// returns the untagged frame and the tag's TCI; a frame without a tag comes back as it is. For
+/// kernels that deliver tags inline (/dev/bpf), so the checks see frames as AF_PACKET delivers them.
+pub fn untag(frame: []u8) struct { data: []u8, vlan: ?u16 } {
+    if (frame.len < 18) return .{ .data = frame, .vlan = null };
+    const tpid = be16(frame, 12);
+    if (tpid != 0x8100 and tpid != 0x88A8) return .{ .data = frame, .vlan = null };
+    const tci = be16(frame, 14);
+    std.mem.copyBackwards(u8, frame[4..16], frame[0..12]);
+    return .{ .data = frame[4..], .vlan = tci };
+}
 
 test "minimum frame sizes leave room for sequence and session" {
     var o = std.mem.zeroes(abi.ProbeOptions);
@@ -592,17 +558,17 @@ test "probe frames pass the reflector's rules and a reflection matches the expec
             const p = ito.classify(&cfg, frame);
             try std.testing.expectEqual(abi.Verdict.reflect, p.verdict);
             ito.rewrite(&cfg, frame, p);
-            var probe: Probe = undefined;
+            var probe: Core = undefined;
             probe.opts = o;
             var templates = [1]Template{t};
             probe.templates = &templates;
-            var scratch: [Probe.header_room]u8 = undefined;
-            try std.testing.expect(probe.rewriteCorrect(.{ .data = frame, .vlan = null, .ts_ns = 0 }, 77, 123456789, &scratch));
+            var scratch: [header_room]u8 = undefined;
+            try std.testing.expect(probe.rewriteCorrect(frame, null, 77, 123456789, &scratch));
             // One flipped payload byte, or the wrong sequence, is caught.
             frame[frame.len - 1] ^= 1;
-            try std.testing.expect(!probe.rewriteCorrect(.{ .data = frame, .vlan = null, .ts_ns = 0 }, 77, 123456789, &scratch));
+            try std.testing.expect(!probe.rewriteCorrect(frame, null, 77, 123456789, &scratch));
             frame[frame.len - 1] ^= 1;
-            try std.testing.expect(!probe.rewriteCorrect(.{ .data = frame, .vlan = null, .ts_ns = 0 }, 78, 123456789, &scratch));
+            try std.testing.expect(!probe.rewriteCorrect(frame, null, 78, 123456789, &scratch));
         }
     }
 }
@@ -619,10 +585,61 @@ test "a reflection with the wrong fields swapped is caught" {
     stamp(Shape.sent(&t), frame, 5, 0);
     var cfg = ito.testing.config(.mac_ip); // reflector in a different mode than expected
     ito.rewrite(&cfg, frame, ito.classify(&cfg, frame));
-    var probe: Probe = undefined;
+    var probe: Core = undefined;
     probe.opts = o;
     var templates = [1]Template{t};
     probe.templates = &templates;
-    var scratch: [Probe.header_room]u8 = undefined;
-    try std.testing.expect(!probe.rewriteCorrect(.{ .data = frame, .vlan = null, .ts_ns = 0 }, 5, 0, &scratch));
+    var scratch: [header_room]u8 = undefined;
+    try std.testing.expect(!probe.rewriteCorrect(frame, null, 5, 0, &scratch));
+}
+
+test "an inline VLAN tag is taken out in place and an untagged frame is left alone" {
+    var tagged = [_]u8{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x81, 0x00, 0x20, 0x05, 0x08, 0x00, 0x45 };
+    const u = untag(&tagged);
+    try std.testing.expectEqual(@as(?u16, 0x2005), u.vlan);
+    try std.testing.expectEqualSlices(u8, &.{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45 }, u.data);
+    var plain = [_]u8{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45, 0, 0, 0 };
+    const p = untag(&plain);
+    try std.testing.expectEqual(@as(?u16, null), p.vlan);
+    try std.testing.expectEqual(@as(usize, plain.len), p.data.len);
+    var short = [_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0x00 };
+    try std.testing.expectEqual(@as(?u16, null), untag(&short).vlan);
+}
+
+test "the receiver counts a reflection once, a repeat as a duplicate, and a stranger as foreign" {
+    const gpa = std.testing.allocator;
+    var o = testOptions();
+    o.count = 10;
+    o.frame_size = 200;
+    o.vlan = 7;
+    var core = try Core.init(gpa, &o, ito.testing.peer_mac, 1500);
+    defer core.deinit();
+    const t = &core.templates[0];
+    // As the sender would: stamp sequence 3 and record it in the window.
+    const frame = try gpa.dupe(u8, t.sent);
+    defer gpa.free(frame);
+    stamp(Shape.sent(t), frame[0..header_room], 3, 1_000);
+    core.tx_times[3] = 1_000;
+    core.tx_seqs[3] = 3;
+    // The reflector swaps; /dev/bpf hands the frame over with its tag inline.
+    var cfg = ito.testing.config(.mac_ip);
+    ito.rewrite(&cfg, frame, ito.classify(&cfg, frame));
+    var rx = core.receiver();
+    const back = try gpa.dupe(u8, frame);
+    defer gpa.free(back);
+    const u = untag(back);
+    rx.frame(u.data, u.vlan, 51_000);
+    const again = try gpa.dupe(u8, frame);
+    defer gpa.free(again);
+    const v = untag(again);
+    rx.frame(v.data, v.vlan, 52_000);
+    rx.frame(t.sent[0..60], null, 53_000); // our own frame, not a reflection
+    rx.publish(2);
+    const st = core.stats;
+    try std.testing.expectEqual(@as(u64, 1), st.unique);
+    try std.testing.expectEqual(@as(u64, 1), st.duplicates);
+    try std.testing.expectEqual(@as(u64, 1), st.foreign);
+    try std.testing.expectEqual(@as(u64, 0), st.bad_rewrite);
+    try std.testing.expectEqual(@as(u64, 50_000), st.rtt_min_ns);
+    try std.testing.expectEqual(@as(u64, 2), st.rx_ring_drops);
 }

@@ -13,6 +13,7 @@ test {
     _ = @import("xdp.zig");
     _ = @import("bpf.zig");
     _ = @import("probe.zig");
+    _ = @import("probe_linux.zig");
     _ = @import("reflector.zig");
     _ = @import("sched.zig");
     _ = @import("schedprobe.zig");
