@@ -1,6 +1,6 @@
 /** What this machine offers fastpath, each missing piece with its fix. */
 import { load } from "../ffi/load.ts";
-import { run } from "./net.ts";
+import { run, type RunResult } from "./net.ts";
 
 export type CheckStatus = "ok" | "missing" | "warn" | "info";
 
@@ -66,7 +66,11 @@ export async function doctor(): Promise<DoctorReport> {
     name: "root",
     status: root ? "ok" : "missing",
     detail: root ? "running as root" : `running as uid ${Deno.uid()}`,
-    fix: root ? undefined : "run as root (sudo), or grant CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF",
+    fix: root
+      ? undefined
+      : Deno.build.os === "darwin"
+      ? "run with sudo (/dev/bpf is root-only)"
+      : "run as root (sudo), or grant CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF",
   });
   add({ name: "kernel", status: "info", detail: `${Deno.build.os} ${kernel}` });
 
@@ -84,12 +88,20 @@ export async function doctor(): Promise<DoctorReport> {
     });
   }
 
+  if (Deno.build.os === "darwin") {
+    const mac = await darwinChecks({ root, run, devices: () => bpfDevices("/dev") });
+    return { os: Deno.build.os, kernel, checks: [...checks, ...mac.checks], modes: mac.modes };
+  }
   if (Deno.build.os !== "linux") {
     return {
       os: Deno.build.os,
       kernel,
       checks,
-      modes: [{ mode: "bpf", available: false, why: "the macOS dataplane is not built yet" }],
+      modes: [{
+        mode: "bpf",
+        available: false,
+        why: `no dataplane for ${Deno.build.os}: fastpath runs on Linux and macOS`,
+      }],
     };
   }
 
@@ -189,4 +201,80 @@ export async function doctor(): Promise<DoctorReport> {
     { mode: "packet", available: root, why: root ? "AF_PACKET available" : "needs root (CAP_NET_RAW)" },
   ];
   return { os: Deno.build.os, kernel, checks, modes };
+}
+
+/** What macOS checks need from the system; a test passes its own. */
+export interface DarwinSystem {
+  root: boolean;
+  run(cmd: string[]): Promise<RunResult>;
+  /** Names of the /dev/bpfN nodes that exist now (XNU adds one when the last is opened). */
+  devices(): Promise<string[]>;
+}
+
+async function bpfDevices(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (/^bpf\d+$/.test(e.name)) out.push(e.name);
+  return out;
+}
+
+async function sysctl(sys: DarwinSystem, name: string): Promise<number | undefined> {
+  const r = await sys.run(["sysctl", "-n", name]).catch(() => undefined);
+  const v = r?.code === 0 ? Number(r.stdout.trim()) : NaN;
+  return Number.isFinite(v) ? v : undefined;
+}
+
+/** The macOS part of `doctor`: /dev/bpf, its limits, and whether batched writes can be expected. */
+export async function darwinChecks(sys: DarwinSystem): Promise<Pick<DoctorReport, "checks" | "modes">> {
+  const checks: Check[] = [];
+  const vr = await sys.run(["sw_vers", "-productVersion"]).catch(() => undefined);
+  const version = vr?.code === 0 ? vr.stdout.trim() : undefined;
+  const major = version ? Number(version.split(".")[0]) : NaN;
+  checks.push({ name: "macos", status: "info", detail: version ? `macOS ${version}` : "sw_vers did not answer" });
+
+  const devices = await sys.devices().catch(() => [] as string[]);
+  const maxDevices = await sysctl(sys, "debug.bpf_maxdevices");
+  checks.push({
+    name: "bpf-devices",
+    status: devices.length > 0 ? "ok" : "missing",
+    detail: `${devices.length} /dev/bpf device${devices.length === 1 ? "" : "s"} now${
+      maxDevices !== undefined ? `, up to ${maxDevices} (debug.bpf_maxdevices)` : ""
+    }; the reflector takes 1, the probe 2`,
+    fix: devices.length > 0 ? undefined : "no /dev/bpf: this macOS has no packet filter devices",
+  });
+  const cap = await sysctl(sys, "debug.bpf_bufsize_cap") ?? await sysctl(sys, "debug.bpf_maxbufsize");
+  const want = 4 * 1024 * 1024;
+  checks.push({
+    name: "bpf-buffer",
+    status: cap === undefined ? "info" : cap >= want ? "ok" : "warn",
+    detail: cap === undefined
+      ? "buffer cap not readable; the reflector reads back what BIOCSBLEN granted"
+      : `BIOCSBLEN granted up to ${cap} bytes (fastpath asks for ${want})`,
+    fix: cap !== undefined && cap < want ? `sudo sysctl -w debug.bpf_bufsize_cap=${want}` : undefined,
+  });
+  const batch = Number.isFinite(major) && major >= 14;
+  checks.push({
+    name: "batch-write",
+    status: "info",
+    detail: batch
+      ? "BIOCSBATCHWRITE expected (macOS 14+): many frames per write(); confirmed at start"
+      : "no BIOCSBATCHWRITE before macOS 14: one write() per frame",
+  });
+  checks.push({
+    name: "sched_ext",
+    status: "info",
+    detail: "sched_ext is a Linux feature: fastpath sched runs on Linux 6.12+",
+  });
+  const available = sys.root && devices.length > 0;
+  return {
+    checks,
+    modes: [{
+      mode: "bpf",
+      available,
+      why: !sys.root
+        ? "needs root: /dev/bpf* are root-only (run with sudo)"
+        : devices.length === 0
+        ? "no /dev/bpf devices"
+        : `/dev/bpf + kqueue${batch ? ", batched writes" : ", one write() per frame"}`,
+    }],
+  };
 }

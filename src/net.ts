@@ -1,4 +1,7 @@
-/** Interface and address facts through iproute2 (`ip -j`), namespace-aware. */
+/**
+ * Interface and address facts: through iproute2 (`ip -j`, namespace-aware) on Linux, through
+ * `ifconfig`, `arp -n` and `ndp -n` on macOS (their text parsed by the functions below).
+ */
 import { FastpathError } from "../ffi/error.ts";
 
 export interface RunResult {
@@ -94,7 +97,20 @@ interface IpAddrInfo {
   addr_info?: Array<{ family: string; local: string; scope: string; prefixlen: number }>;
 }
 
+const darwin = Deno.build.os === "darwin";
+
+function noNetnsOnMac(netns: string | undefined): void {
+  if (netns && darwin) {
+    throw new FastpathError("unsupported", "network namespaces are a Linux feature: leave out --netns on macOS");
+  }
+}
+
 export async function linkInfo(netns: string | undefined, iface: string): Promise<IpAddrInfo | undefined> {
+  noNetnsOnMac(netns);
+  if (darwin) {
+    const r = await run(["ifconfig", iface]);
+    return r.code === 0 ? parseIfconfig(r.stdout) : undefined;
+  }
   try {
     const list = await ipJson<IpAddrInfo[]>(netns, "addr", "show", "dev", iface);
     return list[0];
@@ -111,6 +127,12 @@ export async function ifaceAddress(netns: string | undefined, iface: string, v6:
 
 /** Reads the neighbour table for `addr` on `iface`. */
 export async function neighbour(netns: string | undefined, iface: string, addr: string): Promise<string | undefined> {
+  noNetnsOnMac(netns);
+  if (darwin) {
+    const v6 = addr.includes(":");
+    const r = await run(v6 ? ["ndp", "-n", addr] : ["arp", "-n", addr]);
+    return r.code === 0 ? (v6 ? parseNdp(r.stdout, addr, iface) : parseArp(r.stdout, addr, iface)) : undefined;
+  }
   const list = await ipJson<Array<{ dst: string; lladdr?: string; state?: string[] }>>(
     netns,
     "neigh",
@@ -124,4 +146,70 @@ export async function neighbour(netns: string | undefined, iface: string, addr: 
     n.lladdr && !(n.state ?? []).includes("FAILED") && !(n.state ?? []).includes("INCOMPLETE")
   );
   return e?.lladdr;
+}
+
+/** BSD tools print MACs without leading zeros ("0:c0:17:2:3:4"); this is the usual form. */
+function normalMac(s: string): string | undefined {
+  const parts = s.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-f]{1,2}$/i.test(p))) return undefined;
+  return parts.map((p) => p.toLowerCase().padStart(2, "0")).join(":");
+}
+
+/** One interface as macOS `ifconfig IFACE` prints it, in the shape `ip -j addr` gives on Linux. */
+export function parseIfconfig(text: string): IpAddrInfo | undefined {
+  const head = /^([^\s:]+): flags=[0-9a-f]+<([^>]*)> mtu (\d+)/m.exec(text);
+  if (!head) return undefined;
+  const info: IpAddrInfo = {
+    ifname: head[1],
+    flags: head[2].split(",").filter(Boolean),
+    mtu: Number(head[3]),
+    addr_info: [],
+  };
+  info.operstate = info.flags!.includes("UP") ? "UP" : "DOWN";
+  for (const line of text.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[0] === "ether") info.address = normalMac(f[1]);
+    if (f[0] === "inet") {
+      const mask = f[f.indexOf("netmask") + 1];
+      const prefixlen = mask?.startsWith("0x") ? (parseInt(mask, 16) >>> 0).toString(2).replace(/0+$/, "").length : 32;
+      info.addr_info!.push({
+        family: "inet",
+        local: f[1],
+        scope: f[1].startsWith("127.") ? "host" : "global",
+        prefixlen,
+      });
+    }
+    if (f[0] === "inet6") {
+      const local = f[1].split("%")[0];
+      const prefixlen = Number(f[f.indexOf("prefixlen") + 1]) || 128;
+      const scope = /^fe[89ab]/i.test(local) ? "link" : local === "::1" ? "host" : "global";
+      info.addr_info!.push({ family: "inet6", local, scope, prefixlen });
+    }
+  }
+  return info;
+}
+
+/** The MAC of `addr` in macOS `arp -n ADDR` output, when resolved on `iface`. */
+export function parseArp(text: string, addr: string, iface: string): string | undefined {
+  for (const line of text.split("\n")) {
+    const m = /^\S+ \(([^)]+)\) at (\S+) on (\S+)/.exec(line.trim());
+    if (m && m[1] === addr && m[3] === iface) {
+      const mac = normalMac(m[2]);
+      if (mac) return mac;
+    }
+  }
+  return undefined;
+}
+
+/** The MAC of `addr` in macOS `ndp -n ADDR` output (a table), when resolved on `iface`. */
+export function parseNdp(text: string, addr: string, iface: string): string | undefined {
+  const want = parseIp(addr)?.bytes.join(",");
+  for (const line of text.split("\n")) {
+    const [neighbor, lladdr, netif] = line.trim().split(/\s+/);
+    if (!neighbor || netif !== iface) continue;
+    if (parseIp(neighbor.split("%")[0])?.bytes.join(",") !== want) continue;
+    const mac = normalMac(lladdr);
+    if (mac) return mac;
+  }
+  return undefined;
 }

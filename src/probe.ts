@@ -151,7 +151,9 @@ export class Probe extends NativeHandle {
     if (!link) {
       throw new FastpathError(
         "no_such_device",
-        `no interface named '${o.iface}'${o.netns ? ` in namespace ${o.netns}` : ""} (see 'ip link')`,
+        `no interface named '${o.iface}'${o.netns ? ` in namespace ${o.netns}` : ""} (see ${
+          Deno.build.os === "darwin" ? "'ifconfig -l'" : "'ip link'"
+        })`,
       );
     }
     const size = o.size ?? 64;
@@ -179,9 +181,11 @@ export class Probe extends NativeHandle {
     if (!srcIp) {
       throw new FastpathError(
         "invalid_argument",
-        `${o.iface} has no ${
-          v6 ? "IPv6" : "IPv4"
-        } address to send from: add one with 'ip addr add ADDR/LEN dev ${o.iface}'`,
+        `${o.iface} has no ${v6 ? "IPv6" : "IPv4"} address to send from: add one with ${
+          Deno.build.os === "darwin"
+            ? `'sudo ifconfig ${o.iface} ${v6 ? "inet6" : "inet"} ADDR/LEN alias'`
+            : `'ip addr add ADDR/LEN dev ${o.iface}'`
+        }`,
       );
     }
     const rate = o.rate ?? { pps: 10_000 };
