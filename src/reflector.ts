@@ -15,8 +15,6 @@ export const SWAP_MODES: SwapMode[] = ["mac", "mac-ip", "all"];
 export const PROFILES: Profile[] = ["netally", "plain", "rfc2544", "y1564"];
 export const REFLECT_MODES: ReflectMode[] = ["auto", "xdp", "afxdp", "packet", "bpf"];
 /** Dataplanes built into this version, fastest first. */
-/** A 4096-byte UMEM chunk less the kernel's XDP headroom (zig/src/afxdp.zig max_frame), without FCS. */
-export const AFXDP_MAX_FRAME = 3808;
 /** Dataplanes of this platform, fastest first ("bpf" is macOS's /dev/bpf). */
 export const BUILT_MODES: ReflectMode[] = Deno.build.os === "linux"
   ? ["xdp", "afxdp", "packet"]
@@ -100,7 +98,7 @@ export interface ReflectorInfo {
   xdpAttach?: string;
   /** afxdp mode: whether the sockets run zero-copy (else copy mode, as on veth). */
   zerocopy?: boolean;
-  /** afxdp mode: the longest frame reflected (a UMEM chunk); longer ones go to the stack, counted. */
+  /** afxdp mode on kernels without multi-buffer AF_XDP (before 6.6): the longest frame reflected (a UMEM chunk); longer ones go to the stack, counted. */
   maxFrame?: number;
   /** Why this mode runs (when "auto" chose it). */
   reason: string;
@@ -275,7 +273,7 @@ export class Reflector extends NativeHandle {
       xdpAttach: mode === "xdp" || mode === "afxdp" ? attach : undefined,
       batchWrite: mode === "bpf" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
       zerocopy: mode === "afxdp" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
-      maxFrame: mode === "afxdp" ? AFXDP_MAX_FRAME : undefined,
+      maxFrame: iv.getUint32(f("max_frame"), true) || undefined,
       reason,
       mac: formatMac(infoB.bytes.slice(f("mac"), f("mac") + 6)),
       mtu: iv.getUint32(f("mtu"), true),

@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 4;
+pub const abi_version: u32 = 5;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -203,6 +203,8 @@ pub const ReflectorInfo = extern struct {
     /// afxdp mode: 1 when the sockets run zero-copy, 0 in copy mode.
     zerocopy: u8,
     _pad2: u8 = 0,
+    /// The longest frame (without FCS) this dataplane reflects; 0 = whatever the MTU allows.
+    max_frame: u32 = 0,
 };
 
 pub const reflector_state = struct {
@@ -371,6 +373,7 @@ comptime {
     std.debug.assert(@sizeOf(Counters) == 256 and @alignOf(Counters) >= 8);
     std.debug.assert(@sizeOf(Counters) % 64 == 0);
     std.debug.assert(@sizeOf(ReflectorOptions) == 120);
+    std.debug.assert(@sizeOf(ReflectorInfo) == 28 and @offsetOf(ReflectorInfo, "max_frame") == 24);
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
     std.debug.assert(@sizeOf(SchedOptions) == 48);

@@ -19,10 +19,14 @@ const Error = abi.Error;
 pub const frame_size = 4096;
 pub const frame_count = 4096;
 pub const ring_size = 2048;
-/// Largest frame a 4096-byte chunk holds after the kernel's XDP headroom (256): MTU ≤ 3808.
+/// Largest frame a 4096-byte chunk holds after the kernel's XDP headroom (256): MTU ≤ 3808. Longer
+/// frames span several chunks, which needs multi-buffer AF_XDP (XDP_USE_SG, Linux 6.6+).
 pub const max_frame = frame_size - 256 - 32;
 
 const need_wakeup: u32 = 1; // XDP_RING_NEED_WAKEUP
+const use_sg: u16 = 1 << 4; // XDP_USE_SG: one packet may span several descriptors
+/// xdp_desc.options: more descriptors of this packet follow (XDP_PKT_CONTD).
+const pkt_contd: u32 = 1 << 0;
 
 fn Ring(comptime Desc: type) type {
     return struct {
@@ -109,6 +113,8 @@ pub const Socket = struct {
     /// Frames handed to the tx ring whose completion has not come back yet.
     tx_outstanding: u32 = 0,
     zerocopy: bool,
+    /// Multi-buffer: packets longer than a chunk arrive (and go back) as chained descriptors.
+    multi_buffer: bool,
     queue: u32,
 
     pub fn open(gpa: std.mem.Allocator, ifindex: i32, queue: u32, busy_poll_us: u32) Error!Socket {
@@ -159,13 +165,21 @@ pub const Socket = struct {
 
         // Neither XDP_COPY nor XDP_ZEROCOPY: the kernel takes zero-copy where the driver offers it and
         // falls back to copy mode (veth has no zero-copy); XDP_OPTIONS says which it chose.
-        const sxdp = linux.sockaddr.xdp{ .flags = linux.XDP.USE_NEED_WAKEUP, .ifindex = @intCast(ifindex), .queue_id = queue, .shared_umem_fd = 0 };
+        // Multi-buffer where the kernel has it (6.6+; EINVAL or EOPNOTSUPP before), so jumbo frames
+        // are reflected too; without it frames longer than a chunk stay with the stack.
+        var sxdp = linux.sockaddr.xdp{ .flags = linux.XDP.USE_NEED_WAKEUP | use_sg, .ifindex = @intCast(ifindex), .queue_id = queue, .shared_umem_fd = 0 };
         // A socket closed a moment ago gives its queue back from deferred kernel work: EBUSY until
         // then. Wait for that (bounded); a queue still held after 2 s belongs to another program.
         var rc = linux.bind(fd, @ptrCast(&sxdp), @sizeOf(linux.sockaddr.xdp));
         var tries: u32 = 0;
-        while (linux.E.init(rc) == .BUSY and tries < 200) : (tries += 1) {
-            sys.sleepNs(10 * std.time.ns_per_ms);
+        while (true) : (tries += 1) {
+            switch (linux.E.init(rc)) {
+                .BUSY => if (tries >= 200) break else sys.sleepNs(10 * std.time.ns_per_ms),
+                .INVAL, .OPNOTSUPP => if (sxdp.flags & use_sg != 0) {
+                    sxdp.flags &= ~use_sg;
+                } else break,
+                else => break,
+            }
             rc = linux.bind(fd, @ptrCast(&sxdp), @sizeOf(linux.sockaddr.xdp));
         }
         if (linux.E.init(rc) == .BUSY)
@@ -187,6 +201,7 @@ pub const Socket = struct {
             .free_list = free_list,
             .free_len = 0,
             .zerocopy = zerocopy,
+            .multi_buffer = sxdp.flags & use_sg != 0,
             .queue = queue,
         };
         for (0..frame_count) |i| s.pushFree(@as(u64, i) * frame_size);
@@ -255,25 +270,39 @@ pub const Socket = struct {
             room = s.tx.free(max);
         }
         // Take no more than can be sent: the rest waits in the rx ring (back-pressure), none is dropped.
-        const n = s.rx.available(room);
+        var n = s.rx.available(room);
+        // Whole packets only: a packet's descriptors carry XDP_PKT_CONTD on all but its last, and
+        // the kernel publishes a packet's descriptors together.
+        while (n > 0 and s.rx.at(n - 1).options & pkt_contd != 0) n -= 1;
         if (n == 0) return 0;
         var queued: u32 = 0;
-        for (0..n) |i| {
-            const d = s.rx.at(@intCast(i)).*;
+        var first: u32 = 0;
+        while (first < n) {
+            var last = first;
+            while (s.rx.at(last).options & pkt_contd != 0) last += 1;
+            // Every header is in the first buffer (a chunk holds 3808 bytes); the rest is payload.
+            const d = s.rx.at(first).*;
             const frame = s.umem[d.addr..][0..d.len];
             // Received frames are counted by the XDP program (the kernel block), not here.
             const p = ito.classify(cfg, frame);
-            if (p.verdict != .reflect) {
+            if (p.verdict == .reflect) {
+                ito.rewrite(cfg, frame, p);
+                local.tx_packets += 1;
+            } else {
                 // The XDP program validated it; a disagreement is counted, never sent.
                 local.countVerdict(p.verdict);
-                s.pushFree(d.addr);
-                continue;
             }
-            ito.rewrite(cfg, frame, p);
-            s.tx.slot(queued).* = .{ .addr = d.addr, .len = d.len, .options = 0 };
-            queued += 1;
-            local.tx_packets += 1;
-            local.tx_bytes += d.len;
+            for (first..last + 1) |i| {
+                const di = s.rx.at(@intCast(i)).*;
+                if (p.verdict != .reflect) {
+                    s.pushFree(di.addr);
+                    continue;
+                }
+                s.tx.slot(queued).* = .{ .addr = di.addr, .len = di.len, .options = di.options & pkt_contd };
+                queued += 1;
+                local.tx_bytes += di.len;
+            }
+            first = last + 1;
         }
         s.tx.submit(queued);
         s.tx_outstanding += queued;

@@ -36,6 +36,8 @@ pub const Reflector = struct {
     /// afxdp mode: one socket and worker per receive queue; the last counter block is the kernel's.
     xsk_workers: []XskWorker = &.{},
     zerocopy: bool = false,
+    /// afxdp mode without multi-buffer: the longest frame a UMEM chunk holds (0: no limit).
+    max_frame: u32 = 0,
     stopped: bool = false,
     link: sys.LinkWatch = .{ .fd = -1, .ifr = undefined },
     failure: [256]u8 = .{0} ** 256,
@@ -152,6 +154,7 @@ pub const Reflector = struct {
             .dataplane = if (self.xsk_workers.len > 0) @intFromEnum(abi.Dataplane.afxdp) else if (self.xdp_prog != null) @intFromEnum(abi.Dataplane.xdp) else @intFromEnum(abi.Dataplane.packet),
             .xdp_attach = @intFromEnum(self.xdp_attach),
             .zerocopy = @intFromBool(self.zerocopy),
+            .max_frame = self.max_frame,
         };
     }
 
@@ -166,21 +169,22 @@ pub const Reflector = struct {
 
     fn startAfxdp(self: *Reflector, ifindex: i32, ifname: []const u8, queues: usize) Error!void {
         const gpa = self.gpa;
-        var prog = try xdp.Program.load(gpa, &self.cfg, .redirect, afxdp.max_frame);
-        self.xsk_workers = gpa.alloc(XskWorker, queues) catch {
-            prog.close();
-            return error.OutOfMemory;
-        };
+        self.xsk_workers = gpa.alloc(XskWorker, queues) catch return error.OutOfMemory;
         var opened: usize = 0;
         errdefer {
             for (self.xsk_workers[0..opened]) |*w| w.sock.close(gpa);
             gpa.free(self.xsk_workers);
             self.xsk_workers = &.{};
         }
-        errdefer prog.close();
         for (self.xsk_workers, 0..) |*w, q| {
             w.* = .{ .r = self, .index = @intCast(q), .sock = try afxdp.Socket.open(gpa, ifindex, @intCast(q), self.opts.busy_poll_us), .thread = null };
             opened += 1;
+        }
+        // The sockets say whether packets may span several chunks; the program is told before load.
+        self.max_frame = if (self.xsk_workers[0].sock.multi_buffer) 0 else afxdp.max_frame;
+        var prog = try xdp.Program.load(gpa, &self.cfg, .redirect, if (self.max_frame == 0) std.math.maxInt(u32) else self.max_frame);
+        errdefer prog.close();
+        for (self.xsk_workers, 0..) |*w, q| {
             const key: u32 = @intCast(q);
             const fd: u32 = @intCast(w.sock.fd);
             if (xdp.c.bpf_map_update_elem(prog.xsks_fd, &key, &fd, 0) != 0)
