@@ -249,8 +249,10 @@ pub const Socket = struct {
         s.fill.submit(n);
     }
 
-    /// In copy mode, and whenever the kernel asks, transmission needs a system call.
+    /// In copy mode, and whenever the kernel asks, transmission needs a system call — but only
+    /// while the tx ring holds descriptors the kernel has not taken yet.
     pub fn kickTx(s: *Socket) void {
+        if (@atomicLoad(u32, s.tx.consumer, .acquire) == s.tx.cached_prod) return;
         if (s.zerocopy and !s.tx.needsWakeup()) return;
         const nothing = [0]u8{};
         _ = linux.sendto(s.fd, &nothing, 0, linux.MSG.DONTWAIT, null, 0);

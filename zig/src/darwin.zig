@@ -4,6 +4,7 @@
 const std = @import("std");
 const c = std.c;
 const abi = @import("abi.zig");
+const Backoff = @import("backoff.zig").Backoff;
 const cbpf = @import("cbpf.zig");
 const diag = @import("diag.zig");
 const Error = abi.Error;
@@ -153,19 +154,15 @@ pub const Device = struct {
     pub const WriteResult = enum { ok, full, down, failed };
 
     /// One write(): a frame, or with batch_write a buffer of records. A full interface queue is
-    /// retried a while; a vanished interface says so.
+    /// waited out for up to 20 ms; a vanished interface says so.
     pub fn write(d: *const Device, bytes: []const u8) WriteResult {
-        var retries: u32 = 0;
+        var backoff = Backoff{ .limit_ns = 20 * std.time.ns_per_ms };
         while (true) {
             const rc = c.write(d.fd, bytes.ptr, bytes.len);
             if (rc == bytes.len) return .ok;
             if (rc >= 0) return .failed;
             switch (errno()) {
-                .NOBUFS, .AGAIN, .INTR => {
-                    retries += 1;
-                    if (retries > 1000) return .full;
-                    std.Thread.yield() catch {};
-                },
+                .NOBUFS, .AGAIN, .INTR => if (!backoff.wait()) return .full,
                 .NXIO, .NETDOWN => return .down,
                 else => return .failed,
             }

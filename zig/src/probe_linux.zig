@@ -5,6 +5,7 @@ const std = @import("std");
 const linux = std.os.linux;
 const abi = @import("abi.zig");
 const afpacket = @import("afpacket.zig");
+const Backoff = @import("backoff.zig").Backoff;
 const cbpf = @import("cbpf.zig");
 const diag = @import("diag.zig");
 const guard = @import("guard.zig");
@@ -106,7 +107,9 @@ pub const Probe = struct {
             defer s.n = 0;
             var r = core.Sent{};
             var done: usize = 0;
-            var retries: u32 = 0;
+            // Up to 200 ms: a frame the reflector's side takes late is a late reflection (its RTT
+            // shows it), not a frame the probe threw away.
+            var backoff = Backoff{ .limit_ns = 200 * std.time.ns_per_ms };
             while (done < s.n) {
                 const rc = linux.sendmmsg(s.fd, s.msgs[done..].ptr, @intCast(s.n - done), 0);
                 switch (linux.E.init(rc)) {
@@ -115,11 +118,7 @@ pub const Probe = struct {
                         r.frames += rc;
                         done += rc;
                     },
-                    .AGAIN, .NOBUFS, .INTR => {
-                        retries += 1;
-                        if (retries > 1000) break;
-                        std.Thread.yield() catch {};
-                    },
+                    .AGAIN, .NOBUFS, .INTR => if (!backoff.wait()) break,
                     .NETDOWN, .NXIO => {
                         r.down = true;
                         break;

@@ -364,9 +364,18 @@ const Worker = struct {
     }
 
     fn finishBatch(shared: *align(64) abi.Counters, local: *abi.Counters, cpu_last: *u64) void {
+        readCpu(local, cpu_last);
+        foldOnly(shared, local);
+    }
+
+    /// Adds the thread's CPU time since the last call (a system call: not on every small batch).
+    fn readCpu(local: *abi.Counters, cpu_last: *u64) void {
         const now = sys.threadCpuNs();
         local.cpu_ns += now - cpu_last.*;
         cpu_last.* = now;
+    }
+
+    fn foldOnly(shared: *align(64) abi.Counters, local: *abi.Counters) void {
         abi.Counters.fold(shared, local);
         local.* = .{};
     }
@@ -388,6 +397,9 @@ const XskWorker = struct {
         var local: abi.Counters = .{};
         var cpu_last = sys.threadCpuNs();
         const batch: u32 = @min(@max(r.opts.batch, 1), batch_max);
+        // Busy stretches read the thread's CPU time every this many batches, idle ones before sleeping.
+        const cpu_every = 256;
+        var since_cpu: u32 = 0;
         while (!r.stopping.load(.acquire)) {
             // Take, process, submit, release: one call; then fold the counters once per batch.
             if (w.sock.batch(&r.cfg, batch, &local) == 0) {
@@ -397,13 +409,19 @@ const XskWorker = struct {
                     w.sock.kickTx();
                     w.sock.reclaim();
                 }
+                Worker.finishBatch(shared, &local, &cpu_last);
+                since_cpu = 0;
                 const timeout: i32 = if (w.sock.tx_outstanding > 0) 1 else 100;
                 if (w.sock.wait(r.stop_signal, timeout) == .stop) break;
-                Worker.finishBatch(shared, &local, &cpu_last);
                 continue;
             }
             local.batches += 1;
-            Worker.finishBatch(shared, &local, &cpu_last);
+            since_cpu += 1;
+            if (since_cpu >= cpu_every) {
+                Worker.readCpu(&local, &cpu_last);
+                since_cpu = 0;
+            }
+            Worker.foldOnly(shared, &local);
         }
         // Every frame must be accounted for: in our free list or the fill ring, exactly once.
         const a = w.sock.audit(r.gpa, 500 * std.time.ns_per_ms);

@@ -7,6 +7,7 @@ test {
     _ = @import("cbpf.zig");
     _ = @import("linux.zig");
     _ = @import("afpacket.zig");
+    _ = @import("backoff.zig");
     _ = @import("guard.zig");
     _ = @import("frames.zig");
     _ = @import("bpfbuf.zig");
