@@ -5,7 +5,8 @@ const std = @import("std");
 const linux = std.os.linux;
 const abi = @import("abi.zig");
 const cbpf = @import("cbpf.zig");
-const Backoff = @import("backoff.zig").Backoff;
+const backoff_limits = @import("backoff.zig");
+const Backoff = backoff_limits.Backoff;
 const diag = @import("diag.zig");
 const sys = @import("linux.zig");
 const Error = abi.Error;
@@ -247,13 +248,12 @@ pub fn TxBatch(comptime max: usize) type {
 
         pub const Result = struct { sent: u32, failed: u32, bytes: u64 };
 
-        /// Sends everything queued. A full device queue (ENOBUFS/EAGAIN) is waited out for up to
-        /// 20 ms (the receive ring holds far more than that) before the rest of the batch counts as
-        /// failed; any other error fails one frame.
+        /// Sends everything queued. A full device queue (ENOBUFS/EAGAIN) is waited out (backoff.zig)
+        /// before the rest of the batch counts as failed; any other error fails one frame.
         pub fn flush(b: *Self, fd: i32) Result {
             var res = Result{ .sent = 0, .failed = 0, .bytes = b.bytes };
             var i: u32 = 0;
-            var backoff = Backoff{ .limit_ns = 20 * std.time.ns_per_ms };
+            var backoff = Backoff{ .limit_ns = backoff_limits.dataplane_limit_ns };
             while (i < b.n) {
                 const rc = linux.sendmmsg(fd, b.msgs[i..].ptr, b.n - i, 0);
                 switch (linux.E.init(rc)) {

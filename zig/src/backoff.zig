@@ -4,6 +4,13 @@
 //! carried; one that never gives up hangs on a dead peer. So: yield for a millisecond, then sleep in
 //! short steps, and give up after a bounded time.
 const std = @import("std");
+const monotonicNs = @import("clock.zig").monotonicNs;
+
+/// A dataplane's send: its receive ring holds far more than this.
+pub const dataplane_limit_ns = 20 * std.time.ns_per_ms;
+/// The probe's send: a frame the reflector's side takes late is a late reflection (its RTT shows
+/// it), not a frame the probe threw away.
+pub const probe_limit_ns = 200 * std.time.ns_per_ms;
 
 pub const Backoff = struct {
     /// How long to keep trying in all.
@@ -17,8 +24,7 @@ pub const Backoff = struct {
 
     /// Waits a little; false when the time is up (the caller counts the rest as failed).
     pub fn wait(b: *Backoff) bool {
-        const ts = std.posix.clock_gettime(.MONOTONIC) catch unreachable;
-        const now = @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
+        const now = monotonicNs();
         if (b.start == 0) b.start = now;
         const waited = now - b.start;
         if (waited >= b.limit_ns) return false;

@@ -154,9 +154,9 @@ pub const Device = struct {
     pub const WriteResult = enum { ok, full, down, failed };
 
     /// One write(): a frame, or with batch_write a buffer of records. A full interface queue is
-    /// waited out for up to 20 ms; a vanished interface says so.
-    pub fn write(d: *const Device, bytes: []const u8) WriteResult {
-        var backoff = Backoff{ .limit_ns = 20 * std.time.ns_per_ms };
+    /// waited out for up to `limit_ns` (backoff.zig); a vanished interface says so.
+    pub fn write(d: *const Device, bytes: []const u8, limit_ns: u64) WriteResult {
+        var backoff = Backoff{ .limit_ns = limit_ns };
         while (true) {
             const rc = c.write(d.fd, bytes.ptr, bytes.len);
             if (rc == bytes.len) return .ok;

@@ -156,24 +156,8 @@ pub fn pinToCpu(cpu: i32) Error!void {
         return diag.fail(error.InvalidArgument, "cannot pin to CPU {d} (is it online? see nproc)", .{cpu});
 }
 
-fn clockNs(id: linux.clockid_t) u64 {
-    var ts: linux.timespec = undefined;
-    _ = linux.clock_gettime(id, &ts);
-    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
-}
-
-pub fn monotonicNs() u64 {
-    return clockNs(.MONOTONIC);
-}
-
-/// The clock the kernel stamps received frames with (AF_PACKET tp_sec/tp_nsec).
-pub fn realtimeNs() u64 {
-    return clockNs(.REALTIME);
-}
-
-pub fn threadCpuNs() u64 {
-    return clockNs(.THREAD_CPUTIME_ID);
-}
+pub const monotonicNs = @import("clock.zig").monotonicNs;
+pub const threadCpuNs = @import("clock.zig").threadCpuNs;
 
 pub fn sleepNs(ns: u64) void {
     var ts = linux.timespec{ .sec = @intCast(ns / std.time.ns_per_s), .nsec = @intCast(ns % std.time.ns_per_s) };

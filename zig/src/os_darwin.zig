@@ -9,6 +9,7 @@
 //! Built and cross-compiled here; only a Mac runs it (docs/macos.md).
 const std = @import("std");
 const abi = @import("abi.zig");
+const backoff = @import("backoff.zig");
 const bpfbuf = @import("bpfbuf.zig");
 const cbpf = @import("cbpf.zig");
 const darwin = @import("darwin.zig");
@@ -106,7 +107,7 @@ pub const Reflector = struct {
     }
 
     fn writeOne(self: *Reflector, frame: []const u8, local: *abi.Counters) void {
-        if (self.dev.write(frame) == .ok) {
+        if (self.dev.write(frame, backoff.dataplane_limit_ns) == .ok) {
             local.tx_packets += 1;
             local.tx_bytes += frame.len;
         } else local.drop_tx_error += 1;
@@ -115,7 +116,7 @@ pub const Reflector = struct {
     fn flush(self: *Reflector, batch: *bpfbuf.BatchWriter, local: *abi.Counters) void {
         if (batch.frames == 0) return;
         const bytes = batch.bytes();
-        if (self.dev.write(bytes) == .ok) {
+        if (self.dev.write(bytes, backoff.dataplane_limit_ns) == .ok) {
             local.tx_packets += batch.frames;
             local.tx_bytes += bytes.len - @as(u64, batch.frames) * bpfbuf.eth_hdrlen;
         } else local.drop_tx_error += batch.frames;

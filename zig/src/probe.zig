@@ -10,6 +10,9 @@
 //!   18..26 send time in ns CLOCK_REALTIME (BE), when the frame has room; then a fixed pattern.
 const std = @import("std");
 const abi = @import("abi.zig");
+const clock = @import("clock.zig");
+const monotonicNs = clock.monotonicNs;
+const realtimeNs = clock.realtimeNs;
 const diag = @import("diag.zig");
 const ito = @import("ito.zig");
 const checksum = @import("checksum.zig");
@@ -174,17 +177,6 @@ fn stamp(s: Shape, frame: []u8, seq: u32, ts: u64) void {
     }
     if (check == 0) check = 0xffff;
     std.mem.writeInt(u16, frame[s.l4 + 6 ..][0..2], check, .big);
-}
-
-pub fn monotonicNs() u64 {
-    const ts = std.posix.clock_gettime(.MONOTONIC) catch unreachable;
-    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
-}
-
-/// The clock both kernels stamp received frames with (AF_PACKET tp_sec/tp_nsec, bpf_hdr bh_tstamp).
-pub fn realtimeNs() u64 {
-    const ts = std.posix.clock_gettime(.REALTIME) catch unreachable;
-    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
 }
 
 const set_mtu = if (@import("builtin").os.tag == .macos) "sudo ifconfig {s} mtu {d}" else "ip link set {s} mtu {d}";

@@ -5,6 +5,7 @@
 //! measures a reflector exactly as Linux does. RTT comes from bh_tstamp: microsecond resolution.
 const std = @import("std");
 const abi = @import("abi.zig");
+const backoff = @import("backoff.zig");
 const bpfbuf = @import("bpfbuf.zig");
 const cbpf = @import("cbpf.zig");
 const darwin = @import("darwin.zig");
@@ -97,13 +98,13 @@ pub const Probe = struct {
             const frame = s.batch.buf[0 .. head.len + tail.len];
             @memcpy(frame[0..head.len], head);
             @memcpy(frame[head.len..], tail);
-            s.account(s.dev.write(frame), 1, frame.len);
+            s.account(s.dev.write(frame, backoff.probe_limit_ns), 1, frame.len);
         }
 
         pub fn flush(s: *Sender) core.Sent {
             if (s.batch.frames > 0) {
                 const bytes = s.batch.bytes();
-                s.account(s.dev.write(bytes), s.batch.frames, bytes.len - @as(u64, s.batch.frames) * bpfbuf.eth_hdrlen);
+                s.account(s.dev.write(bytes, backoff.probe_limit_ns), s.batch.frames, bytes.len - @as(u64, s.batch.frames) * bpfbuf.eth_hdrlen);
                 s.batch.reset();
             }
             defer s.r = .{};

@@ -5,7 +5,8 @@ const std = @import("std");
 const linux = std.os.linux;
 const abi = @import("abi.zig");
 const afpacket = @import("afpacket.zig");
-const Backoff = @import("backoff.zig").Backoff;
+const backoff_limits = @import("backoff.zig");
+const Backoff = backoff_limits.Backoff;
 const cbpf = @import("cbpf.zig");
 const diag = @import("diag.zig");
 const guard = @import("guard.zig");
@@ -107,9 +108,7 @@ pub const Probe = struct {
             defer s.n = 0;
             var r = core.Sent{};
             var done: usize = 0;
-            // Up to 200 ms: a frame the reflector's side takes late is a late reflection (its RTT
-            // shows it), not a frame the probe threw away.
-            var backoff = Backoff{ .limit_ns = 200 * std.time.ns_per_ms };
+            var backoff = Backoff{ .limit_ns = backoff_limits.probe_limit_ns };
             while (done < s.n) {
                 const rc = linux.sendmmsg(s.fd, s.msgs[done..].ptr, @intCast(s.n - done), 0);
                 switch (linux.E.init(rc)) {
@@ -138,7 +137,7 @@ pub const Probe = struct {
     pub fn txMain(self: *Probe) void {
         sys.pinToCpu(self.core.opts.tx_cpu) catch {
             self.core.fail("transmit thread: {s}", .{std.mem.span(diag.message())});
-            self.core.tx_done_ns.store(core.monotonicNs(), .release);
+            self.core.tx_done_ns.store(sys.monotonicNs(), .release);
             return;
         };
         // Sleeps shorter than the default 50 us slack keep pacing smooth at low rates.
