@@ -19,7 +19,10 @@
 const volatile struct fp_ito_config cfg = {};
 /* FP_ACTION_TX (xdp mode) or FP_ACTION_REDIRECT (afxdp mode). */
 const volatile __u8 action = FP_ACTION_TX;
-/* afxdp mode: the longest frame a UMEM chunk holds; longer ones go to the stack, counted. */
+/*
+ * afxdp mode without multi-buffer sockets: the longest frame a UMEM chunk holds; longer ones go to
+ * the stack, counted. 0: no limit (the sockets chain chunks).
+ */
 const volatile __u32 xsk_max_frame = 0;
 
 struct {
@@ -269,7 +272,7 @@ int fp_reflect(struct xdp_md *ctx)
 		c->sig[p.sig]++;
 
 	if (action == FP_ACTION_REDIRECT) {
-		if (bytes > xsk_max_frame) {
+		if (xsk_max_frame && bytes > xsk_max_frame) {
 			c->too_long++;
 			return XDP_PASS;
 		}

@@ -287,22 +287,19 @@ pub const Socket = struct {
             const frame = s.umem[d.addr..][0..d.len];
             // Received frames are counted by the XDP program (the kernel block), not here.
             const p = ito.classify(cfg, frame);
-            if (p.verdict == .reflect) {
-                ito.rewrite(cfg, frame, p);
-                local.tx_packets += 1;
-            } else {
+            if (p.verdict != .reflect) {
                 // The XDP program validated it; a disagreement is counted, never sent.
                 local.countVerdict(p.verdict);
-            }
-            for (first..last + 1) |i| {
-                const di = s.rx.at(@intCast(i)).*;
-                if (p.verdict != .reflect) {
-                    s.pushFree(di.addr);
-                    continue;
+                for (first..last + 1) |i| s.pushFree(s.rx.at(@intCast(i)).addr);
+            } else {
+                ito.rewrite(cfg, frame, p);
+                local.tx_packets += 1;
+                for (first..last + 1) |i| {
+                    const di = s.rx.at(@intCast(i)).*;
+                    s.tx.slot(queued).* = .{ .addr = di.addr, .len = di.len, .options = di.options & pkt_contd };
+                    queued += 1;
+                    local.tx_bytes += di.len;
                 }
-                s.tx.slot(queued).* = .{ .addr = di.addr, .len = di.len, .options = di.options & pkt_contd };
-                queued += 1;
-                local.tx_bytes += di.len;
             }
             first = last + 1;
         }

@@ -182,7 +182,7 @@ pub const Reflector = struct {
         }
         // The sockets say whether packets may span several chunks; the program is told before load.
         self.max_frame = if (self.xsk_workers[0].sock.multi_buffer) 0 else afxdp.max_frame;
-        var prog = try xdp.Program.load(gpa, &self.cfg, .redirect, if (self.max_frame == 0) std.math.maxInt(u32) else self.max_frame);
+        var prog = try xdp.Program.load(gpa, &self.cfg, .redirect, self.max_frame);
         errdefer prog.close();
         for (self.xsk_workers, 0..) |*w, q| {
             const key: u32 = @intCast(q);

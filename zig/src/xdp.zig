@@ -52,7 +52,7 @@ pub const Program = struct {
     gpa: std.mem.Allocator,
 
     /// Opens and loads the program with `cfg` baked in.
-    /// `xsk_max_frame`: afxdp mode's longest frame (longer ones are passed to the stack).
+    /// `xsk_max_frame`: afxdp mode's longest frame (longer ones are passed to the stack); 0 = no limit.
     pub fn load(gpa: std.mem.Allocator, cfg: *const abi.ItoConfig, action: Action, xsk_max_frame: u32) Error!Program {
         var obj = try bpf.Object.open(object, "fastpath_reflect");
         errdefer obj.close();
