@@ -2,7 +2,7 @@
  * The sched_ext scheduler as a TypeScript handle. Scheduling runs in the kernel; this only starts,
  * stops, names the foreground processes and reads counters from shared memory.
  */
-import { cstring, load, unwrap } from "../ffi/load.ts";
+import { load, unwrap } from "../ffi/load.ts";
 import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
@@ -171,6 +171,7 @@ function check(name: string, v: number, min: number, max: number): number {
 
 export class Scheduler extends NativeHandle {
   readonly #native;
+  readonly #layout;
   readonly #counters: CounterView<SchedCounterName>;
   readonly #exitPtr: Deno.PointerObject;
   readonly #exitSpec;
@@ -184,6 +185,7 @@ export class Scheduler extends NativeHandle {
   ) {
     super(handle, "scheduler");
     this.#native = lib.native;
+    this.#layout = lib.layout;
     const spec = lib.layout.struct("SchedCounters");
     this.#counters = new CounterView(
       lib.native.fp_sched_counters(handle)!,
@@ -277,12 +279,9 @@ export class Scheduler extends NativeHandle {
 
   /** Replaces the foreground set (PIDs; resolve names with `resolveForeground`). */
   setForeground(tgids: number[], weightPct = this.options.foregroundWeightPct): void {
-    const native = this.#native;
     const arr = new Uint32Array(tgids);
-    const status = native.fp_sched_set_foreground(this.live(), new Uint8Array(arr.buffer), arr.length, weightPct);
-    if (status !== 0) {
-      throw new FastpathError("invalid_argument", `setting the foreground: ${cstring(native.fp_last_error())}`);
-    }
+    const status = this.#native.fp_sched_set_foreground(this.live(), new Uint8Array(arr.buffer), arr.length, weightPct);
+    unwrap(this.#native, this.#layout, status, "setting the foreground");
     this.#foreground = [...tgids];
   }
 

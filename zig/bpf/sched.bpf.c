@@ -308,35 +308,35 @@ static s32 pick_idle_in_llc(const struct task_struct *p, u32 llc, const struct c
 	return -1;
 }
 
-/* Idle-core-first placement; -1 when every allowed CPU is busy. */
+/*
+ * One placement pass, claiming what it returns: the previous CPU (warm caches, no migration), then
+ * the rest of its LLC, then - while the system is idle - anywhere. With `smt` (the idle SMT mask)
+ * only CPUs whose whole core is idle count. -1 when the pass finds nothing.
+ */
+static s32 pick_idle_pass(struct task_struct *p, s32 prev_cpu, u32 llc, const struct cpumask *smt,
+			  u64 pick_flags)
+{
+	s32 cpu;
+
+	if ((!smt || bpf_cpumask_test_cpu(prev_cpu, smt)) && bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
+	    scx_bpf_test_and_clear_cpu_idle(prev_cpu))
+		return prev_cpu;
+	cpu = pick_idle_in_llc(p, llc, smt);
+	if (cpu < 0 && !state.busy)
+		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, pick_flags);
+	return cpu;
+}
+
+/* Idle-core-first placement: whole idle cores, then any idle CPU; -1 when every allowed CPU is busy. */
 static s32 pick_idle(struct task_struct *p, s32 prev_cpu)
 {
 	const struct cpumask *smt = scx_bpf_get_idle_smtmask();
 	u32 llc = llc_of(prev_cpu);
 	s32 cpu;
 
-	/* The previous CPU, if its whole core is idle: warm caches, no migration. */
-	if (bpf_cpumask_test_cpu(prev_cpu, smt) && bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) &&
-	    scx_bpf_test_and_clear_cpu_idle(prev_cpu)) {
-		cpu = prev_cpu;
-		goto out;
-	}
-	cpu = pick_idle_in_llc(p, llc, smt);
-	if (cpu >= 0)
-		goto out;
-	if (!state.busy) {
-		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, SCX(PICK_IDLE_CORE));
-		if (cpu >= 0)
-			goto out;
-	}
-	if (bpf_cpumask_test_cpu(prev_cpu, p->cpus_ptr) && scx_bpf_test_and_clear_cpu_idle(prev_cpu)) {
-		cpu = prev_cpu;
-		goto out;
-	}
-	cpu = pick_idle_in_llc(p, llc, NULL);
-	if (cpu < 0 && !state.busy)
-		cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
-out:
+	cpu = pick_idle_pass(p, prev_cpu, llc, smt, SCX(PICK_IDLE_CORE));
+	if (cpu < 0)
+		cpu = pick_idle_pass(p, prev_cpu, llc, NULL, 0);
 	scx_bpf_put_idle_cpumask(smt);
 	return cpu;
 }

@@ -239,12 +239,16 @@ pub const Scheduler = struct {
             return diag.fail(error.InvalidArgument, "--lag-us ({d}) must not exceed --lag-max-us ({d}), which must be at most 1000000", .{ o.lag_us, o.lag_max_us });
         if (o.busy_low_pct > o.busy_high_pct or o.busy_high_pct > 100)
             return diag.fail(error.InvalidArgument, "--busy-low-pct ({d}) must not exceed --busy-high-pct ({d}), which must be at most 100", .{ o.busy_low_pct, o.busy_high_pct });
-        if (o.foreground_weight_pct < 1 or o.foreground_weight_pct > 10_000)
-            return diag.fail(error.InvalidArgument, "--foreground-weight-pct must be 1 to 10000, not {d}", .{o.foreground_weight_pct});
+        try checkWeight(o.foreground_weight_pct);
         if (o.watchdog_ms != 0 and (o.watchdog_ms < 500 or o.watchdog_ms > 30_000))
             return diag.fail(error.InvalidArgument, "--watchdog-ms must be 500 to 30000 (the kernel's ceiling), not {d}", .{o.watchdog_ms});
         if (o.wake_ref_hz == 0 or o.latency_hz == 0)
             return diag.fail(error.InvalidArgument, "--wake-ref-hz and --latency-hz must be at least 1", .{});
+    }
+
+    fn checkWeight(pct: u32) Error!void {
+        if (pct < 1 or pct > 10_000)
+            return diag.fail(error.InvalidArgument, "--foreground-weight-pct must be 1 to 10000, not {d}", .{pct});
     }
 
     /// Open, configure, load and attach (again, after a restart request).
@@ -382,15 +386,14 @@ pub const Scheduler = struct {
             s.refresh();
             s.lock.lock();
             s.detach();
+            // The kernel asks for a restart after CPU hotplug; anything else (or a failed
+            // re-attach, whose reason replaces the message) ends the run.
             const restart = s.exit.exit_code & @as(i64, @bitCast(s.act_restart)) != 0;
-            if (restart) {
-                s.attach() catch {
-                    diag.copyTo(&s.exit.msg);
-                    s.state.store(abi.sched_state.ejected, .release);
-                    s.lock.unlock();
-                    s.done.set();
-                    return;
-                };
+            const reattached = restart and if (s.attach()) true else |_| blk: {
+                diag.copyTo(&s.exit.msg);
+                break :blk false;
+            };
+            if (reattached) {
                 s.counters.restarts += 1;
                 s.lock.unlock();
                 continue;
@@ -406,8 +409,7 @@ pub const Scheduler = struct {
     pub fn setForeground(s: *Scheduler, tgids: []const u32, weight_pct: u32) Error!void {
         if (tgids.len > c.FP_MAX_FOREGROUND)
             return diag.fail(error.InvalidArgument, "at most {d} foreground processes, not {d}", .{ c.FP_MAX_FOREGROUND, tgids.len });
-        if (weight_pct < 1 or weight_pct > 10_000)
-            return diag.fail(error.InvalidArgument, "--foreground-weight-pct must be 1 to 10000, not {d}", .{weight_pct});
+        try checkWeight(weight_pct);
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return diag.fail(error.InvalidArgument, "the scheduler is not attached", .{});
