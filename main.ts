@@ -19,6 +19,7 @@ import {
 } from "./src/sched.ts";
 import {
   type Counters,
+  DEFAULT_COALESCE_US,
   PROFILES,
   REFLECT_MODES,
   Reflector,
@@ -194,6 +195,12 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
       type: "number",
       help: "afxdp mode: busy-poll the sockets this long instead of sleeping (lower latency, more CPU)",
     },
+    "coalesce-us": {
+      type: "number",
+      help:
+        `afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off)`,
+      default: DEFAULT_COALESCE_US,
+    },
     netns: { type: "string", help: "network namespace the interface lives in (ip netns)" },
     "interval-ms": { type: "number", help: "how often to report", default: 1000 },
     "duration-s": { type: "number", help: "stop after this many seconds (default: run until stopped)" },
@@ -224,6 +231,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
         cpu: f.cpu as number | undefined,
         fanout: f.fanout as "hash",
         busyPollUs: f["busy-poll-us"] as number | undefined,
+        coalesceUs: f["coalesce-us"] as number,
       });
     } catch (err) {
       stop.dispose();
@@ -239,6 +247,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
         mode: i.mode,
         xdp_attach: i.xdpAttach ?? null,
         zerocopy: i.zerocopy ?? null,
+        coalesce_us: i.coalesceUs ?? null,
         reason: i.reason,
         mac: i.mac,
         mtu: i.mtu,
@@ -256,7 +265,13 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
           ? ` (${i.batchWrite ? "BIOCSBATCHWRITE batches" : "one write() per frame: BIOCSBATCHWRITE needs macOS 14"})`
           : i.mode === "packet"
           ? ""
-          : ` (XDP ${i.xdpAttach}${i.mode === "afxdp" ? `, ${i.zerocopy ? "zero-copy" : "copy mode"}` : ""})`;
+          : ` (XDP ${i.xdpAttach}${
+            i.mode === "afxdp"
+              ? `, ${i.zerocopy ? "zero-copy" : "copy mode"}, ${
+                i.coalesceUs ? `wake-ups coalesced over ${i.coalesceUs} µs` : "a wake-up per frame"
+              }`
+              : ""
+          })`;
         console.error(`reflecting on ${iface} (${i.mac}) in ${i.mode} mode${how} — ${i.reason}`);
         console.error(
           `  profile ${i.profile}, swap ${i.swap}, port ${i.port || "any"}, OUI ${i.oui ?? "any"}, TOS toggle ${

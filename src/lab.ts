@@ -147,13 +147,32 @@ export async function labDown(c: Partial<LabConfig> | Lab = {}): Promise<string[
   return removed;
 }
 
-/** Reads one CPU's busy time (user+nice+system+irq+softirq) in ns, for CPU cost per frame. */
+/**
+ * One CPU's busy time so far in ns, for CPU cost per frame (only differences mean anything): wall time
+ * minus the CPU's idle, iowait and steal time. Linux samples user/system/softirq time at timer ticks
+ * (without IRQ_TIME_ACCOUNTING), which misses work that runs between ticks — a worker woken by a
+ * jiffy-aligned timer, like AF_PACKET's block retirement, can look nearly free — while idle time is
+ * measured at every idle entry and exit on NO_HZ kernels, so busy time is derived from it.
+ */
 export async function cpuBusyNs(cpu: number): Promise<number> {
+  const now = performance.now() * 1e6;
+  return busyFromStat(await Deno.readTextFile("/proc/stat"), cpu, now);
+}
+
+/** Busy time of every CPU together (see cpuBusyNs): where the work runs does not change it. */
+export async function machineBusyNs(): Promise<number> {
+  const now = performance.now() * 1e6;
   const stat = await Deno.readTextFile("/proc/stat");
+  const cpus = stat.split("\n").filter((l) => /^cpu\d+ /.test(l)).map((l) => Number(l.slice(3, l.indexOf(" "))));
+  return cpus.reduce((sum, cpu) => sum + busyFromStat(stat, cpu, now), 0);
+}
+
+/** `cpuBusyNs` from a /proc/stat text read at monotonic time `nowNs`. */
+export function busyFromStat(stat: string, cpu: number, nowNs: number): number {
   const line = stat.split("\n").find((l) => l.startsWith(`cpu${cpu} `));
-  if (!line) return 0;
+  if (!line) throw new Error(`lab: /proc/stat has no line for CPU ${cpu}`);
   const f = line.trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, , , irq, softirq] = f;
+  const [idle, iowait, steal] = [f[3], f[4], f[7] ?? 0];
   const hz = 100; // USER_HZ is 100 on every Linux architecture fastpath targets
-  return ((user + nice + system + irq + softirq) / hz) * 1e9;
+  return nowNs - ((idle + iowait + steal) / hz) * 1e9;
 }

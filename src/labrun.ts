@@ -1,5 +1,5 @@
 /** One measured run in the lab: reflector in one namespace, probe in the other, CPU accounted. */
-import { cpuBusyNs, type Lab, peerForMode } from "./lab.ts";
+import { cpuBusyNs, type Lab, machineBusyNs, peerForMode } from "./lab.ts";
 import { type Counters, Reflector, type ReflectorOptions } from "./reflector.ts";
 import { Probe, type ProbeOptions, type ProbeReport, type Rate } from "./probe.ts";
 
@@ -14,6 +14,7 @@ export interface LabCase {
   vlan?: number;
   ipv6?: boolean;
   signature?: ProbeOptions["signature"];
+  coalesceUs?: ReflectorOptions["coalesceUs"];
 }
 
 export interface LabResult {
@@ -23,6 +24,11 @@ export interface LabResult {
   reflector: Counters;
   /** Busy time of the reflector's CPU (worker, syscalls, receive softirq) per reflected frame. */
   reflectorCoreNsPerFrame: number | null;
+  /**
+   * Busy time of the whole machine per reflected frame: the probe's share is the same whichever mode
+   * reflects, so differences between modes are differences in reflecting, wherever the kernel ran it.
+   */
+  machineNsPerFrame: number | null;
   /** CPU time of the reflector's worker thread alone per reflected frame. */
   workerNsPerFrame: number | null;
   /** afxdp mode: the UMEM audit after stopping (both 0 when no frame was lost or held twice). */
@@ -54,10 +60,12 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
     swap,
     profile,
     cpu: lab.reflectorCpu,
+    coalesceUs: c.coalesceUs,
   });
   await peerForMode(lab, reflector.info.mode);
   await hooks.afterStart?.(reflector);
   const busy0 = await cpuBusyNs(lab.reflectorCpu);
+  const machine0 = await machineBusyNs();
   const before = reflector.stats();
   await using probe = await Probe.start({
     iface: lab.probeIf,
@@ -82,6 +90,7 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
   try {
     const report = await probe.done();
     const busy1 = await cpuBusyNs(lab.reflectorCpu);
+    const machine1 = await machineBusyNs();
     const after = reflector.stats();
     const reflected = after.tx_packets - before.tx_packets;
     return {
@@ -90,6 +99,7 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
       probe: report,
       reflector: after,
       reflectorCoreNsPerFrame: reflected > 0 ? (busy1 - busy0) / reflected : null,
+      machineNsPerFrame: reflected > 0 ? (machine1 - machine0) / reflected : null,
       // In xdp mode the kernel does the work: there is no worker thread to account.
       workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp"
         ? (after.cpu_ns - before.cpu_ns) / reflected

@@ -3,7 +3,7 @@
  * tool) in the other. Every run is bounded by a frame count.
  */
 import assert from "node:assert/strict";
-import { type Lab, labDown, labUp } from "../src/lab.ts";
+import { busyFromStat, type Lab, labDown, labUp } from "../src/lab.ts";
 import { runLabCase } from "../src/labrun.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
@@ -258,6 +258,40 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.deepEqual(r.umem, { missing: 0, duplicated: 0 });
     });
 
+    await t.step("afxdp mode under load wakes once per coalescing period, not once per frame", async () => {
+      // 20 000 frames at 40 kpps: about 4 per wake-up without coalescing, about 40 per 1 ms period.
+      const run = (coalesceUs: number) =>
+        runLabCase(lab, { size: 64, rate: { pps: 40_000 }, count: 20_000, mode: "afxdp", coalesceUs });
+      const each = await run(0);
+      const gathered = await run(1000);
+      for (const r of [each, gathered]) {
+        assert.equal(r.probe.badRewrite, 0);
+        assert.ok(r.probe.lossPct <= 0.1, `loss ${r.probe.lossPct} %`);
+        assert.deepEqual(r.umem, { missing: 0, duplicated: 0 });
+      }
+      const perBatch = (r: typeof each) => r.reflector.tx_packets / r.reflector.batches;
+      assert.ok(
+        perBatch(gathered) >= 3 * perBatch(each),
+        `frames per batch: ${perBatch(gathered).toFixed(1)} coalesced vs ${perBatch(each).toFixed(1)} without`,
+      );
+      assert.ok(
+        gathered.probe.rttUs!.p50 >= 100,
+        `coalesced frames wait for their period: p50 ${gathered.probe.rttUs!.p50} µs`,
+      );
+    });
+
+    await t.step("a --coalesce-us longer than the receive ring can absorb is refused", async () => {
+      const err = await Reflector.start({
+        iface: lab.reflectorIf,
+        netns: lab.reflectorNs,
+        mode: "afxdp",
+        coalesceUs: 5000,
+      })
+        .then((r) => r.stop(), (e) => e);
+      assert.ok(err instanceof FastpathError);
+      assert.match(err.message, /--coalesce-us 5000 must be a whole number from 0 to 1000/);
+    });
+
     await t.step("a frame size larger than the MTU says how to raise it", async () => {
       await labDown(lab);
       const small = await labUp({ prefix: PREFIX, mtu: 1500 });
@@ -279,4 +313,19 @@ Deno.test("reflection in the namespace lab", async (t) => {
     await labDown({ prefix: PREFIX });
   }
   assert.ok(!(await netnsList()).some((n) => n.startsWith(`${PREFIX}-`)));
+});
+
+Deno.test("the lab's CPU accounting", async (t) => {
+  // user/system/softirq are tick samples (a worker woken between ticks would look free); idle is not.
+  const stat = (idle: number, steal: number) =>
+    `cpu  1 2 3 4 5 6 7 8 0 0\ncpu0 9 9 9 9 9 9 9 9 0 0\ncpu1 0 0 0 ${idle} 2 0 0 ${steal} 0 0\n`;
+  await t.step("busy time is the wall time the CPU spent neither idle, waiting for I/O, nor stolen", () => {
+    const before = busyFromStat(stat(100, 10), 1, 0);
+    // 2 s of wall time, of which 0.5 s idle and 0.25 s stolen: 1.25 s busy, whatever the ticks said.
+    const after = busyFromStat(stat(150, 35), 1, 2e9);
+    assert.equal(after - before, 1.25e9);
+  });
+  await t.step("a CPU that /proc/stat does not list is an error naming it", () => {
+    assert.throws(() => busyFromStat(stat(0, 0), 7, 0), /no line for CPU 7/);
+  });
 });

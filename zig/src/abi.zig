@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 5;
+pub const abi_version: u32 = 6;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -185,6 +185,11 @@ pub const ReflectorOptions = extern struct {
     batch: u32,
     /// afxdp mode: busy-poll the socket for this many microseconds (0 = interrupts only).
     busy_poll_us: u32,
+    /// afxdp mode: wake-up coalescing, like a NIC's rx-usecs. After a wake-up that found frames the
+    /// worker waits this long for more before sleeping again, so a loaded socket costs one wake-up
+    /// per period instead of one per frame; a frame waits at most this long more. 0 = off.
+    coalesce_us: u32,
+    _pad2: u32 = 0,
 };
 
 /// What the reflector found out about its interface at start.
@@ -372,7 +377,7 @@ comptime {
     std.debug.assert(@sizeOf(ItoConfig) == 16);
     std.debug.assert(@sizeOf(Counters) == 256 and @alignOf(Counters) >= 8);
     std.debug.assert(@sizeOf(Counters) % 64 == 0);
-    std.debug.assert(@sizeOf(ReflectorOptions) == 120);
+    std.debug.assert(@sizeOf(ReflectorOptions) == 128);
     std.debug.assert(@sizeOf(ReflectorInfo) == 28 and @offsetOf(ReflectorInfo, "max_frame") == 24);
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);

@@ -400,21 +400,37 @@ const XskWorker = struct {
         // Busy stretches read the thread's CPU time every this many batches, idle ones before sleeping.
         const cpu_every = 256;
         var since_cpu: u32 = 0;
+        const coalesce_ns = @as(u64, r.opts.coalesce_us) * std.time.ns_per_us;
+        // Frames taken since the worker last slept: a coalescing period that found none ends in poll.
+        var taken: u32 = 0;
         while (!r.stopping.load(.acquire)) {
             // Take, process, submit, release: one call; then fold the counters once per batch.
-            if (w.sock.batch(&r.cfg, batch, &local) == 0) {
+            const n = w.sock.batch(&r.cfg, batch, &local);
+            if (n == 0) {
                 // Nothing taken: finish pending sends; sleep only when nothing is waiting either (with
                 // a full tx ring, frames wait in the rx ring and poll would return at once).
                 if (w.sock.tx_outstanding > 0) {
-                    w.sock.kickTx();
+                    _ = w.sock.kickTx();
                     w.sock.reclaim();
                 }
+                // Wake-up coalescing: frames came since the last sleep, so more are on their way; let
+                // them gather for one period rather than waking for each (in a VM every wake-up is an
+                // IPI and a timer write). Not while the kernel holds unsent frames of ours (they need
+                // another kick), nor when a period brings a quarter of the rx ring (the worker is then
+                // never idle for long, and a longer wait could overflow the ring).
+                if (coalesce_ns > 0 and taken > 0 and taken < afxdp.ring_size / 4 and !w.sock.txUnsent()) {
+                    taken = 0;
+                    sys.sleepNs(coalesce_ns);
+                    continue;
+                }
+                taken = 0;
                 Worker.finishBatch(shared, &local, &cpu_last);
                 since_cpu = 0;
-                const timeout: i32 = if (w.sock.tx_outstanding > 0) 1 else 100;
+                const timeout: i32 = if (w.sock.txUnsent()) 1 else 100;
                 if (w.sock.wait(r.stop_signal, timeout) == .stop) break;
                 continue;
             }
+            taken += n;
             local.batches += 1;
             since_cpu += 1;
             if (since_cpu >= cpu_every) {

@@ -7,6 +7,7 @@ test {
     _ = @import("cbpf.zig");
     _ = @import("linux.zig");
     _ = @import("afpacket.zig");
+    _ = @import("afxdp.zig");
     _ = @import("backoff.zig");
     _ = @import("clock.zig");
     _ = @import("guard.zig");
