@@ -5,16 +5,18 @@
  * attached to the reflector's veth (xdp.frags, so MTU 9000 works). Each fastpath mode runs the same sizes and rates, and every
  * figure is printed as a ratio of the reference measured minutes apart in the same lab.
  *
- * CPU per frame is the busy time (user, system, irq, softirq) of the reflector's core divided by the
- * frames reflected: the veth receive work is steered to that core (RPS; for XDP a NAPI thread pinned
- * there), the probe runs on the other core.
+ * CPU per frame is the busy time of the reflector's core (wall time minus idle, iowait and steal: see
+ * cpuBusyNs) divided by the frames reflected. The veth receive work is steered to that core (RPS in
+ * packet mode; in xdp and afxdp mode the veth's NAPI, which runs their XDP program, as a kernel thread
+ * pinned there); the probe and every other thread of the benchmark run on the other core. "both
+ * cores" is the whole machine's busy time per frame: the probe's share is the same in every mode.
  *
  *   sudo deno task bench                        all sizes at maximum rate, plus paced runs
  *   sudo deno task bench --sizes 64 --seconds 3 --modes xdp
  *   sudo deno task bench --soak 60              plus 60 s at half of each mode's maximum (zero loss?)
  */
 import { parseArgs } from "node:util";
-import { cpuBusyNs, type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
+import { cpuBusyNs, type Lab, labDown, labUp, machineBusyNs, peerForMode } from "../src/lab.ts";
 import { runLabCase } from "../src/labrun.ts";
 import { Probe, type Rate } from "../src/probe.ts";
 import { run } from "../src/net.ts";
@@ -49,6 +51,8 @@ interface Row {
   lossPct: number;
   badRewrite: number;
   cpuNsPerFrame: number | null;
+  /** Busy time of both cores per frame (probe included: the same in every mode). */
+  machineNsPerFrame: number | null;
   /** Where frames were lost, when they were: the probe's own receive ring, and the reflector's drops. */
   lostAt?: { probeRing: number; probeTx: number; reflectorRing: number; reflectorTx: number; reflectorTooLong: number };
   ratioPps?: number;
@@ -118,6 +122,7 @@ async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>):
 
 async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Promise<Row> {
   const busy0 = await cpuBusyNs(lab.reflectorCpu);
+  const machine0 = await machineBusyNs();
   await using probe = await Probe.start({
     iface: lab.probeIf,
     netns: lab.probeNs,
@@ -132,6 +137,7 @@ async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Pr
   });
   const r = await probe.done();
   const busy1 = await cpuBusyNs(lab.reflectorCpu);
+  const machine1 = await machineBusyNs();
   return {
     name: "xdp_tx ceiling",
     size,
@@ -142,6 +148,7 @@ async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Pr
     lossPct: r.lossPct,
     badRewrite: r.badRewrite,
     cpuNsPerFrame: r.received ? (busy1 - busy0) / r.received : null,
+    machineNsPerFrame: r.received ? (machine1 - machine0) / r.received : null,
   };
 }
 
@@ -154,9 +161,11 @@ async function modeRun(
   secs = seconds,
 ): Promise<Row> {
   const r = await runLabCase(lab, { size, rate, durationMs: secs * 1000, mode, swap: "all", profile: "plain" }, {
-    // xdp mode runs in the veth's NAPI: make it a thread on the reflector's core, like the reference.
+    // xdp mode runs in the veth's NAPI, and so does afxdp's XDP program and its copy into the UMEM:
+    // make it a thread on the reflector's core, like the reference. (packet mode has no NAPI on a
+    // veth without XDP: RPS steers its receive work there.)
     afterStart: (refl) =>
-      refl.info.mode === "xdp" ? pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu) : Promise.resolve(),
+      refl.info.mode === "packet" ? Promise.resolve() : pinNapi(lab.reflectorNs, lab.reflectorIf, lab.reflectorCpu),
   });
   return {
     name: mode,
@@ -168,6 +177,7 @@ async function modeRun(
     lossPct: r.probe.lossPct,
     badRewrite: r.probe.badRewrite,
     cpuNsPerFrame: r.reflectorCoreNsPerFrame,
+    machineNsPerFrame: r.machineNsPerFrame,
     lostAt: {
       probeRing: r.probe.rxRingDrops,
       probeTx: r.probe.txErrors,
@@ -184,6 +194,9 @@ if (Deno.uid() !== 0) {
 }
 const fixtures = await buildFixtures();
 const lab = await labUp({ prefix: "fpb" });
+// The reflector's core carries the dataplane only: every thread of this process (JavaScript, V8, the
+// reflector's monitor, the probe) goes to the probe's core; the workers pin themselves to theirs.
+await sh(["taskset", "-apc", String(lab.probeCpu), String(Deno.pid)]);
 // For the XDP_TX runs (reference and xdp mode) the probe's veth runs XDP_PASS (peerForMode). Its NAPI
 // stays in softirq: as a kernel thread in this VM it wakes too slowly and its 256-entry ring overflows
 // (xdp_tx_errors on the reflector's side); it then runs on the core that transmitted, the reflector's.
@@ -234,6 +247,7 @@ console.log(table(
     "loss",
     "bad",
     "CPU/frame",
+    "both cores",
     "pps ÷ ceiling",
     "CPU ÷ ceiling",
   ],
@@ -247,6 +261,7 @@ console.log(table(
     pct(r.lossPct),
     String(r.badRewrite),
     r.cpuNsPerFrame === null ? "-" : `${Math.round(r.cpuNsPerFrame)} ns`,
+    r.machineNsPerFrame === null ? "-" : `${Math.round(r.machineNsPerFrame)} ns`,
     r.ratioPps === undefined ? "1.00" : r.ratioPps.toFixed(2),
     r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : r.ratioCpu.toFixed(2),
   ]),
