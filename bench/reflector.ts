@@ -54,7 +54,15 @@ interface Row {
   /** Busy time of both cores per frame (probe included: the same in every mode). */
   machineNsPerFrame: number | null;
   /** Where frames were lost, when they were: the probe's own receive ring, and the reflector's drops. */
-  lostAt?: { probeRing: number; probeTx: number; reflectorRing: number; reflectorTx: number; reflectorTooLong: number };
+  lostAt?: {
+    probeRing: number;
+    probeTx: number;
+    /** Dropped by the veth pair itself (a full XDP ring on the receiving side), both directions. */
+    veth: number;
+    reflectorRing: number;
+    reflectorTx: number;
+    reflectorTooLong: number;
+  };
   ratioPps?: number;
   ratioCpu?: number;
 }
@@ -94,6 +102,16 @@ async function pinNapi(ns: string, dev: string, cpu: number): Promise<void> {
     const [pid, comm] = line.trim().split(/\s+/, 2);
     if (comm?.startsWith(`napi/${dev}`)) await sh(["taskset", "-pc", String(cpu), pid]);
   }
+}
+
+/** Frames the veth pair dropped so far (rx and tx, both ends): a peer's full XDP ring drops silently. */
+async function vethDrops(lab: Lab): Promise<number> {
+  let sum = 0;
+  for (const [ns, dev] of [[lab.probeNs, lab.probeIf], [lab.reflectorNs, lab.reflectorIf]]) {
+    const [link] = JSON.parse(await sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]));
+    sum += link.stats64.rx.dropped + link.stats64.tx.dropped;
+  }
+  return sum;
 }
 
 async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>): Promise<T> {
@@ -160,6 +178,7 @@ async function modeRun(
   label: string,
   secs = seconds,
 ): Promise<Row> {
+  const veth0 = await vethDrops(lab);
   const r = await runLabCase(lab, { size, rate, durationMs: secs * 1000, mode, swap: "all", profile: "plain" }, {
     // xdp mode runs in the veth's NAPI, and so does afxdp's XDP program and its copy into the UMEM:
     // make it a thread on the reflector's core, like the reference. (packet mode has no NAPI on a
@@ -181,6 +200,7 @@ async function modeRun(
     lostAt: {
       probeRing: r.probe.rxRingDrops,
       probeTx: r.probe.txErrors,
+      veth: (await vethDrops(lab)) - veth0,
       reflectorRing: r.reflector.drop_ring_full,
       reflectorTx: r.reflector.drop_tx_error,
       reflectorTooLong: r.reflector.drop_too_long,
@@ -270,7 +290,7 @@ for (const r of rows.filter((r) => r.lossPct > 0 && r.rate.startsWith("soak"))) 
   console.log(
     `${r.name} soak lost ${
       r.lossPct.toExponential(1)
-    } %: probe ring ${r.lostAt?.probeRing}, probe send errors ${r.lostAt?.probeTx}, reflector ring ${r.lostAt?.reflectorRing}, reflector send errors ${r.lostAt?.reflectorTx}`,
+    } %: probe ring ${r.lostAt?.probeRing}, probe send errors ${r.lostAt?.probeTx}, veth ${r.lostAt?.veth}, reflector ring ${r.lostAt?.reflectorRing}, reflector send errors ${r.lostAt?.reflectorTx}`,
   );
 }
 const json = {

@@ -115,6 +115,8 @@ pub const Socket = struct {
     /// Frames handed to the tx ring whose completion has not come back yet.
     tx_outstanding: u32 = 0,
     zerocopy: bool,
+    /// The kernel's running total of frames lost at this socket, at the last `takeDrops`.
+    drops_seen: u64 = 0,
     /// Multi-buffer: packets longer than a chunk arrive (and go back) as chained descriptors.
     multi_buffer: bool,
     queue: u32,
@@ -231,6 +233,18 @@ pub const Socket = struct {
         std.debug.assert(s.free_len < s.free_list.len);
         s.free_list[s.free_len] = addr;
         s.free_len += 1;
+    }
+
+    /// Frames the kernel lost at this socket since the last call: no fill-ring buffer to copy into, or
+    /// no room in the rx ring (the worker fell behind). XDP_STATISTICS counts from the socket's start.
+    pub fn takeDrops(s: *Socket) u64 {
+        var st: linux.xdp_statistics = undefined;
+        var len: linux.socklen_t = @sizeOf(linux.xdp_statistics);
+        const rc = linux.getsockopt(s.fd, linux.SOL.XDP, linux.XDP.STATISTICS, std.mem.asBytes(&st), &len);
+        if (linux.E.init(rc) != .SUCCESS) return 0;
+        const total = st.rx_dropped + st.rx_ring_full;
+        defer s.drops_seen = total;
+        return total -% s.drops_seen;
     }
 
     /// Completed transmissions come back to the free list.

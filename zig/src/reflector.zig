@@ -424,6 +424,7 @@ const XskWorker = struct {
                     continue;
                 }
                 taken = 0;
+                local.drop_ring_full += w.sock.takeDrops();
                 Worker.finishBatch(shared, &local, &cpu_last);
                 since_cpu = 0;
                 const timeout: i32 = if (w.sock.txUnsent()) 1 else 100;
@@ -435,10 +436,12 @@ const XskWorker = struct {
             since_cpu += 1;
             if (since_cpu >= cpu_every) {
                 Worker.readCpu(&local, &cpu_last);
+                local.drop_ring_full += w.sock.takeDrops();
                 since_cpu = 0;
             }
             Worker.foldOnly(shared, &local);
         }
+        local.drop_ring_full += w.sock.takeDrops();
         // Every frame must be accounted for: in our free list or the fill ring, exactly once.
         const a = w.sock.audit(r.gpa, 500 * std.time.ns_per_ms);
         local.umem_missing += a.missing;
