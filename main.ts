@@ -198,7 +198,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     "coalesce-us": {
       type: "number",
       help:
-        `afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off)`,
+        "afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off)",
       default: DEFAULT_COALESCE_US,
     },
     netns: { type: "string", help: "network namespace the interface lives in (ip netns)" },

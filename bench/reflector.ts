@@ -16,7 +16,7 @@
  *   sudo deno task bench --soak 60              plus 60 s at half of each mode's maximum (zero loss?)
  */
 import { parseArgs } from "node:util";
-import { cpuBusyNs, type Lab, labDown, labUp, machineBusyNs, peerForMode } from "../src/lab.ts";
+import { cpuBusyNs, type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
 import { runLabCase } from "../src/labrun.ts";
 import { Probe, type Rate } from "../src/probe.ts";
 import { run } from "../src/net.ts";
@@ -140,7 +140,6 @@ async function withCeiling<T>(lab: Lab, fixtures: string, fn: () => Promise<T>):
 
 async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Promise<Row> {
   const busy0 = await cpuBusyNs(lab.reflectorCpu);
-  const machine0 = await machineBusyNs();
   await using probe = await Probe.start({
     iface: lab.probeIf,
     netns: lab.probeNs,
@@ -155,7 +154,6 @@ async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Pr
   });
   const r = await probe.done();
   const busy1 = await cpuBusyNs(lab.reflectorCpu);
-  const machine1 = await machineBusyNs();
   return {
     name: "xdp_tx ceiling",
     size,
@@ -165,8 +163,8 @@ async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Pr
     wireMbps: r.rxWireMbps,
     lossPct: r.lossPct,
     badRewrite: r.badRewrite,
-    cpuNsPerFrame: r.received ? (busy1 - busy0) / r.received : null,
-    machineNsPerFrame: r.received ? (machine1 - machine0) / r.received : null,
+    cpuNsPerFrame: r.received ? (busy1.core - busy0.core) / r.received : null,
+    machineNsPerFrame: r.received ? (busy1.machine - busy0.machine) / r.received : null,
   };
 }
 

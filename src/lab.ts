@@ -148,23 +148,21 @@ export async function labDown(c: Partial<LabConfig> | Lab = {}): Promise<string[
 }
 
 /**
- * One CPU's busy time so far in ns, for CPU cost per frame (only differences mean anything): wall time
- * minus the CPU's idle, iowait and steal time. Linux samples user/system/softirq time at timer ticks
- * (without IRQ_TIME_ACCOUNTING), which misses work that runs between ticks — a worker woken by a
- * jiffy-aligned timer, like AF_PACKET's block retirement, can look nearly free — while idle time is
- * measured at every idle entry and exit on NO_HZ kernels, so busy time is derived from it.
+ * Busy time so far in ns of one CPU (`core`) and of every CPU together (`machine`), for CPU cost per
+ * frame (only differences mean anything): wall time minus idle, iowait and steal time. Linux samples
+ * user/system/softirq time at timer ticks (without IRQ_TIME_ACCOUNTING), which misses work that runs
+ * between ticks — a worker woken by a jiffy-aligned timer, like AF_PACKET's block retirement, can look
+ * nearly free — while idle time is measured at every idle entry and exit on NO_HZ kernels, so busy time
+ * is derived from it. The machine's total does not depend on where the kernel ran the work.
  */
-export async function cpuBusyNs(cpu: number): Promise<number> {
-  const now = performance.now() * 1e6;
-  return busyFromStat(await Deno.readTextFile("/proc/stat"), cpu, now);
-}
-
-/** Busy time of every CPU together (see cpuBusyNs): where the work runs does not change it. */
-export async function machineBusyNs(): Promise<number> {
+export async function cpuBusyNs(cpu: number): Promise<{ core: number; machine: number }> {
   const now = performance.now() * 1e6;
   const stat = await Deno.readTextFile("/proc/stat");
   const cpus = stat.split("\n").filter((l) => /^cpu\d+ /.test(l)).map((l) => Number(l.slice(3, l.indexOf(" "))));
-  return cpus.reduce((sum, cpu) => sum + busyFromStat(stat, cpu, now), 0);
+  return {
+    core: busyFromStat(stat, cpu, now),
+    machine: cpus.reduce((sum, c) => sum + busyFromStat(stat, c, now), 0),
+  };
 }
 
 /** `cpuBusyNs` from a /proc/stat text read at monotonic time `nowNs`. */

@@ -1,5 +1,5 @@
 /** One measured run in the lab: reflector in one namespace, probe in the other, CPU accounted. */
-import { cpuBusyNs, type Lab, machineBusyNs, peerForMode } from "./lab.ts";
+import { cpuBusyNs, type Lab, peerForMode } from "./lab.ts";
 import { type Counters, Reflector, type ReflectorOptions } from "./reflector.ts";
 import { Probe, type ProbeOptions, type ProbeReport, type Rate } from "./probe.ts";
 
@@ -65,7 +65,6 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
   await peerForMode(lab, reflector.info.mode);
   await hooks.afterStart?.(reflector);
   const busy0 = await cpuBusyNs(lab.reflectorCpu);
-  const machine0 = await machineBusyNs();
   const before = reflector.stats();
   await using probe = await Probe.start({
     iface: lab.probeIf,
@@ -90,7 +89,6 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
   try {
     const report = await probe.done();
     const busy1 = await cpuBusyNs(lab.reflectorCpu);
-    const machine1 = await machineBusyNs();
     const after = reflector.stats();
     const reflected = after.tx_packets - before.tx_packets;
     return {
@@ -98,8 +96,8 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
       mode: reflector.info.mode,
       probe: report,
       reflector: after,
-      reflectorCoreNsPerFrame: reflected > 0 ? (busy1 - busy0) / reflected : null,
-      machineNsPerFrame: reflected > 0 ? (machine1 - machine0) / reflected : null,
+      reflectorCoreNsPerFrame: reflected > 0 ? (busy1.core - busy0.core) / reflected : null,
+      machineNsPerFrame: reflected > 0 ? (busy1.machine - busy0.machine) / reflected : null,
       // In xdp mode the kernel does the work: there is no worker thread to account.
       workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp"
         ? (after.cpu_ns - before.cpu_ns) / reflected

@@ -294,7 +294,7 @@ export class Reflector extends NativeHandle {
       xdpAttach: mode === "xdp" || mode === "afxdp" ? attach : undefined,
       batchWrite: mode === "bpf" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
       zerocopy: mode === "afxdp" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
-      coalesceUs: mode === "afxdp" ? o.coalesceUs ?? DEFAULT_COALESCE_US : undefined,
+      coalesceUs: mode === "afxdp" ? coalesceUs : undefined,
       maxFrame: iv.getUint32(f("max_frame"), true) || undefined,
       reason,
       mac: formatMac(infoB.bytes.slice(f("mac"), f("mac") + 6)),

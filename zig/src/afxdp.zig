@@ -270,18 +270,16 @@ pub const Socket = struct {
     /// transmits inside this call. Returns the call's error (AGAIN/BUSY: the device queue is full,
     /// try again; NETDOWN/NXIO: the link is gone) or SUCCESS when nothing was needed.
     pub fn kickTx(s: *Socket) linux.E {
-        var taken = @atomicLoad(u32, s.tx.consumer, .acquire);
-        while (taken != s.tx.cached_prod) {
+        while (s.txUnsent()) {
             if (s.zerocopy and !s.tx.needsWakeup()) return .SUCCESS;
+            const before = @atomicLoad(u32, s.tx.consumer, .acquire);
             // The buffer must be a real user address even for zero bytes: a pointer to a zero-length
             // array is not one, and the kernel answers EFAULT before the socket sees the call (the
             // frames then went out only when poll() ran, a millisecond later).
             const e = linux.E.init(linux.sendto(s.fd, &kick_byte, 0, linux.MSG.DONTWAIT, null, 0));
             // Copy mode sends at most 32 frames per call and answers AGAIN when more are left: call
             // again while that makes progress. No progress: the device queue is full.
-            const now = @atomicLoad(u32, s.tx.consumer, .acquire);
-            if (e != .AGAIN or now == taken) return e;
-            taken = now;
+            if (e != .AGAIN or @atomicLoad(u32, s.tx.consumer, .acquire) == before) return e;
         }
         return .SUCCESS;
     }
