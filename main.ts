@@ -198,7 +198,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     "coalesce-us": {
       type: "number",
       help:
-        "afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off)",
+        "afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off). Defers the device's receive interrupts where the kernel can (6.13+)",
       default: DEFAULT_COALESCE_US,
     },
     netns: { type: "string", help: "network namespace the interface lives in (ip netns)" },
@@ -248,6 +248,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
         xdp_attach: i.xdpAttach ?? null,
         zerocopy: i.zerocopy ?? null,
         coalesce_us: i.coalesceUs ?? null,
+        irq_deferred: i.irqDeferred ?? null,
         reason: i.reason,
         mac: i.mac,
         mtu: i.mtu,
@@ -268,7 +269,11 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
           : ` (XDP ${i.xdpAttach}${
             i.mode === "afxdp"
               ? `, ${i.zerocopy ? "zero-copy" : "copy mode"}, ${
-                i.coalesceUs ? `wake-ups coalesced over ${i.coalesceUs} µs` : "a wake-up per frame"
+                !i.coalesceUs
+                  ? "a wake-up per frame"
+                  : i.irqDeferred
+                  ? `receive interrupts deferred up to ${i.coalesceUs} µs`
+                  : `wake-ups coalesced over ${i.coalesceUs} µs`
               }`
               : ""
           })`;

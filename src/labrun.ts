@@ -31,6 +31,8 @@ export interface LabResult {
   machineNsPerFrame: number | null;
   /** CPU time of the reflector's worker thread alone per reflected frame. */
   workerNsPerFrame: number | null;
+  /** afxdp mode: whether the device's receive interrupts were deferred (see ReflectorInfo). */
+  irqDeferred?: boolean;
   /** afxdp mode: the UMEM audit after stopping (both 0 when no frame was lost or held twice). */
   umem?: { missing: number; duplicated: number };
 }
@@ -102,6 +104,7 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
       workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp"
         ? (after.cpu_ns - before.cpu_ns) / reflected
         : null,
+      irqDeferred: reflector.info.irqDeferred,
       umem: reflector.info.mode === "afxdp" ? auditAfterStop(reflector) : undefined,
     };
   } finally {

@@ -58,15 +58,18 @@ export interface ReflectorOptions {
   /** afxdp mode: busy-poll the sockets for this many microseconds. */
   busyPollUs?: number;
   /**
-   * afxdp mode: wake-up coalescing in microseconds, like a NIC's rx-usecs: under load the worker lets
-   * frames gather this long instead of waking for each, so a frame may wait up to this much longer
-   * (packet mode's ring blocks wait up to 1 000 µs at any rate). 0 = wake for every frame.
+   * afxdp mode: wake-up coalescing in microseconds, like a NIC's rx-usecs: under load frames gather
+   * this long instead of a wake-up for each, so a frame may wait up to this much longer (packet
+   * mode's ring blocks wait up to 1 000 µs at any rate). Where the kernel can (6.13+), the device's
+   * receive interrupts are deferred (napi_defer_hard_irqs, gro_flush_timeout, put back at stop),
+   * never so long that its ring fills beyond a quarter; elsewhere the worker sleeps between batches.
+   * 0 = wake for every frame.
    */
   coalesceUs?: number;
 }
 
 /** afxdp mode's wake-up coalescing unless told otherwise (see ReflectorOptions.coalesceUs). */
-export const DEFAULT_COALESCE_US = 250;
+export const DEFAULT_COALESCE_US = 500;
 /** 2 048 receive descriptors last 1 ms at 2 Mpps: no longer wait than that. */
 const MAX_COALESCE_US = 1000;
 
@@ -111,6 +114,11 @@ export interface ReflectorInfo {
   zerocopy?: boolean;
   /** afxdp mode: the wake-up coalescing period in µs (0 = off). */
   coalesceUs?: number;
+  /**
+   * afxdp mode: true when the coalescing is done by deferring the device's receive interrupts
+   * (per NAPI, kernel 6.13+), false when the workers coalesce their own wake-ups instead.
+   */
+  irqDeferred?: boolean;
   /** afxdp mode on kernels without multi-buffer AF_XDP (before 6.6): the longest frame reflected (a UMEM chunk); longer ones go to the stack, counted. */
   maxFrame?: number;
   /** Why this mode runs (when "auto" chose it). */
@@ -295,6 +303,7 @@ export class Reflector extends NativeHandle {
       batchWrite: mode === "bpf" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
       zerocopy: mode === "afxdp" ? iv.getUint8(f("zerocopy")) === 1 : undefined,
       coalesceUs: mode === "afxdp" ? coalesceUs : undefined,
+      irqDeferred: mode === "afxdp" ? iv.getUint8(f("irq_deferred")) === 1 : undefined,
       maxFrame: iv.getUint32(f("max_frame"), true) || undefined,
       reason,
       mac: formatMac(infoB.bytes.slice(f("mac"), f("mac") + 6)),

@@ -82,17 +82,33 @@ Deno.test("exit paths", async (t) => {
       },
     );
 
-    await t.step("a SIGKILLed afxdp reflector leaves no XDP program and the queue usable", async () => {
-      const p = spawnCli([...reflectArgs, "--mode", "afxdp"]);
-      await p.waitFor("stop with Ctrl-C");
-      assert.match(p.stderr, /in afxdp mode \(XDP \w+, copy mode, wake-ups coalesced over 250 µs\)/);
-      assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf));
-      p.child.kill("SIGKILL");
-      await p.finish();
-      assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false);
-      using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "afxdp" });
-      assert.equal(again.state(), "running");
-    });
+    await t.step(
+      "a SIGKILLed afxdp reflector leaves no XDP program, the queue usable, and a record of the interrupt settings that the next start clears",
+      async () => {
+        // The values the device's NAPI had before the deferral: the next reflector puts them back (a
+        // NIC's NAPI outlives the process; a veth's goes with the XDP program).
+        const saved = `/run/fastpath/${lab.reflectorNs}.${lab.reflectorIf}.napi`;
+        const p = spawnCli([...reflectArgs, "--mode", "afxdp"]);
+        await p.waitFor("stop with Ctrl-C");
+        assert.match(p.stderr, /in afxdp mode \(XDP \w+, copy mode, receive interrupts deferred up to 500 µs\)/);
+        assert.match(await Deno.readTextFile(saved), /^\d+ \d+ \d+\n/, "the NAPI's own values are on record");
+        assert.ok(await xdpAttached(lab.reflectorNs, lab.reflectorIf));
+        p.child.kill("SIGKILL");
+        await p.finish();
+        assert.equal(await xdpAttached(lab.reflectorNs, lab.reflectorIf), false);
+        assert.ok(await exists(saved), "a killed reflector cannot undo its deferral: the record stays");
+        {
+          using again = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "afxdp" });
+          assert.equal(again.state(), "running");
+          assert.equal(again.info.irqDeferred, true);
+        }
+        assert.equal(
+          await exists(saved),
+          false,
+          "the next reflector put back what was recorded and removed the record",
+        );
+      },
+    );
 
     await t.step("a second reflector process is refused with exit 7, naming the first", async () => {
       const first = spawnCli(reflectArgs);
@@ -146,3 +162,7 @@ Deno.test("exit paths", async (t) => {
   }
   assert.deepEqual((await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`)), []);
 });
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}

@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 6;
+pub const abi_version: u32 = 7;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -207,7 +207,9 @@ pub const ReflectorInfo = extern struct {
     xdp_attach: u8,
     /// afxdp mode: 1 when the sockets run zero-copy, 0 in copy mode.
     zerocopy: u8,
-    _pad2: u8 = 0,
+    /// afxdp mode: 1 when the device's receive interrupts are deferred by up to `coalesce_us`
+    /// (kernel 6.13+), 0 when the workers coalesce their own wake-ups instead.
+    irq_deferred: u8 = 0,
     /// The longest frame (without FCS) this dataplane reflects; 0 = whatever the MTU allows.
     max_frame: u32 = 0,
 };

@@ -412,11 +412,7 @@ pub fn queueCount(fd: i32, ifname: []const u8) u32 {
         combined_count: u32 = 0,
     };
     var ch = ethtool_channels{ .cmd = 0x3c }; // ETHTOOL_GCHANNELS
-    var ifr = std.mem.zeroes(linux.ifreq);
-    @memcpy(ifr.ifrn.name[0..ifname.len], ifname);
-    ifr.ifru.data = @ptrCast(&ch);
-    const rc = linux.ioctl(fd, 0x8946, @intFromPtr(&ifr)); // SIOCETHTOOL
-    if (linux.E.init(rc) != .SUCCESS) return 1;
+    if (!sys.ethtool(fd, ifname, &ch)) return 1;
     return @max(1, @max(ch.rx_count, ch.combined_count));
 }
 

@@ -112,6 +112,15 @@ pub const LinkWatch = struct {
     }
 };
 
+/// One SIOCETHTOOL request on `ifname`: `data` is the ethtool struct, its first u32 the command.
+/// False when the driver does not answer it.
+pub fn ethtool(fd: i32, ifname: []const u8, data: *anyopaque) bool {
+    var ifr = std.mem.zeroes(linux.ifreq);
+    @memcpy(ifr.ifrn.name[0..ifname.len], ifname);
+    ifr.ifru.data = @ptrCast(data);
+    return linux.E.init(linux.ioctl(fd, linux.SIOCETHTOOL, @intFromPtr(&ifr))) == .SUCCESS;
+}
+
 fn close_fd(fd: i32) void {
     if (fd >= 0) _ = linux.close(fd);
 }

@@ -11,6 +11,7 @@ const ito = @import("ito.zig");
 const sys = @import("linux.zig");
 const xdp = @import("xdp.zig");
 const afxdp = @import("afxdp.zig");
+const napi = @import("napi.zig");
 const Error = abi.Error;
 
 pub const max_workers = 64;
@@ -36,6 +37,10 @@ pub const Reflector = struct {
     /// afxdp mode: one socket and worker per receive queue; the last counter block is the kernel's.
     xsk_workers: []XskWorker = &.{},
     zerocopy: bool = false,
+    /// afxdp mode: the device's receive interrupts deferred by up to `coalesce_us` (null where the
+    /// kernel cannot: the workers then coalesce their own wake-ups), and its ring's size.
+    deferral: ?napi.Deferral = null,
+    ring_entries: u32 = 256,
     /// afxdp mode without multi-buffer: the longest frame a UMEM chunk holds (0: no limit).
     max_frame: u32 = 0,
     stopped: bool = false,
@@ -154,6 +159,7 @@ pub const Reflector = struct {
             .dataplane = if (self.xsk_workers.len > 0) @intFromEnum(abi.Dataplane.afxdp) else if (self.xdp_prog != null) @intFromEnum(abi.Dataplane.xdp) else @intFromEnum(abi.Dataplane.packet),
             .xdp_attach = @intFromEnum(self.xdp_attach),
             .zerocopy = @intFromBool(self.zerocopy),
+            .irq_deferred = @intFromBool(self.deferral != null),
             .max_frame = self.max_frame,
         };
     }
@@ -197,6 +203,18 @@ pub const Reflector = struct {
             self.xdp_prog.?.close();
             self.xdp_prog = null;
         }
+        // After the attach: a veth has its NAPI only while an XDP program runs on it.
+        if (self.opts.coalesce_us > 0) {
+            var buf: [128]u8 = undefined;
+            const path = statePath(&buf, std.mem.sliceTo(&self.opts.netns, 0), ifname, "napi");
+            self.deferral = napi.Deferral.open(ifindex, path);
+            if (self.deferral) |*d| d.set(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us);
+            self.ring_entries = napi.rxRingEntries(self.link.fd, ifname);
+        }
+        errdefer if (self.deferral) |*d| {
+            d.close();
+            self.deferral = null;
+        };
         errdefer self.stopWorkers();
         for (self.xsk_workers) |*w| {
             w.thread = std.Thread.spawn(.{ .stack_size = 256 * 1024 }, XskWorker.run, .{w}) catch
@@ -217,8 +235,11 @@ pub const Reflector = struct {
     fn monitorMain(self: *Reflector) void {
         var was_up = true;
         const c = self.kernelBlock();
+        var rx_last: u64 = 0;
+        var ns_last = sys.monotonicNs();
         while (!self.stopping.load(.acquire)) {
             if (self.xdp_prog) |*p| p.read(c);
+            if (self.deferral) |*d| self.adaptDeferral(d, c, &rx_last, &ns_last);
             switch (self.link.state()) {
                 .gone => {
                     self.fail("interface {s} disappeared", .{std.mem.sliceTo(&self.opts.ifname, 0)});
@@ -231,12 +252,29 @@ pub const Reflector = struct {
                 .up => if (!was_up) {
                     @atomicStore(u64, &c.link_up, c.link_up + 1, .release);
                     was_up = true;
+                    if (self.deferral) |*d| d.rediscover(self.iface.index);
                 },
             }
             var fds = [1]linux.pollfd{.{ .fd = self.stop_signal.fd, .events = linux.POLL.IN, .revents = 0 }};
             _ = linux.poll(&fds, 1, 100);
         }
         if (self.xdp_prog) |*p| p.read(c);
+    }
+
+    /// Keeps the interrupt deferral short enough that the device's ring never fills beyond a
+    /// quarter while it waits, at the rate of the last interval (spread over its NAPI instances).
+    fn adaptDeferral(self: *Reflector, d: *napi.Deferral, c: *const abi.Counters, rx_last: *u64, ns_last: *u64) void {
+        const rx = @atomicLoad(u64, &c.rx_packets, .monotonic);
+        const now = sys.monotonicNs();
+        const dt = now - ns_last.*;
+        if (dt == 0) return;
+        const pps = (rx -% rx_last.*) * std.time.ns_per_s / dt / @max(1, d.n);
+        rx_last.* = rx;
+        ns_last.* = now;
+        const want = napi.timeoutFor(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us, self.ring_entries, pps);
+        // Only changes worth a system call per NAPI: a fifth either way, or on/off.
+        const diff = if (want > d.timeout_ns) want - d.timeout_ns else d.timeout_ns - want;
+        if ((want == 0) != (d.timeout_ns == 0) or diff * 5 > d.timeout_ns) d.set(want);
     }
 
     fn stopWorkers(self: *Reflector) void {
@@ -260,6 +298,9 @@ pub const Reflector = struct {
         if (self.stopped) return;
         self.stopped = true;
         self.stopWorkers();
+        // The interrupts as they were, while the NAPI instances still exist (before the detach).
+        if (self.deferral) |*d| d.close();
+        self.deferral = null;
         if (self.xdp_prog) |*p| p.read(self.kernelBlock());
         if (self.xdp_prog) |*p| p.close();
         self.xdp_prog = null;
@@ -400,7 +441,9 @@ const XskWorker = struct {
         // Busy stretches read the thread's CPU time every this many batches, idle ones before sleeping.
         const cpu_every = 256;
         var since_cpu: u32 = 0;
-        const coalesce_ns = @as(u64, r.opts.coalesce_us) * std.time.ns_per_us;
+        // With the device's interrupts deferred, frames already come a period at a time: the worker
+        // sleeps in poll until they do.
+        const coalesce_ns = if (r.deferral != null) 0 else @as(u64, r.opts.coalesce_us) * std.time.ns_per_us;
         // Frames taken since the worker last slept: a coalescing period that found none ends in poll.
         var taken: u32 = 0;
         while (!r.stopping.load(.acquire)) {
@@ -450,6 +493,11 @@ const XskWorker = struct {
     }
 };
 
+/// /run/fastpath/<netns>.<ifname>.<what>: the reflector's files for one interface.
+fn statePath(buf: *[128]u8, netns: []const u8, ifname: []const u8, what: []const u8) [:0]const u8 {
+    return std.fmt.bufPrintZ(buf, "/run/fastpath/{s}.{s}.{s}", .{ if (netns.len == 0) "-" else netns, ifname, what }) catch unreachable;
+}
+
 /// One reflector per interface (and namespace): an flock on /run/fastpath/<netns>.<ifname>.lock that
 /// the kernel releases when the process dies, however it dies.
 const Lock = struct {
@@ -458,7 +506,7 @@ const Lock = struct {
     fn acquire(l: *Lock, netns: []const u8, ifname: []const u8) Error!void {
         _ = linux.mkdir("/run/fastpath", 0o755);
         var buf: [128]u8 = undefined;
-        const path = std.fmt.bufPrintZ(&buf, "/run/fastpath/{s}.{s}.lock", .{ if (netns.len == 0) "-" else netns, ifname }) catch unreachable;
+        const path = statePath(&buf, netns, ifname, "lock");
         const fd: i32 = @intCast(try sys.check(linux.open(path, .{ .ACCMODE = .RDWR, .CREAT = true, .CLOEXEC = true }, 0o644), "opening {s}", .{path}));
         errdefer sys.close(fd);
         const rc = linux.flock(fd, std.posix.LOCK.EX | std.posix.LOCK.NB);

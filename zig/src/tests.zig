@@ -8,6 +8,7 @@ test {
     _ = @import("linux.zig");
     _ = @import("afpacket.zig");
     _ = @import("afxdp.zig");
+    _ = @import("napi.zig");
     _ = @import("backoff.zig");
     _ = @import("clock.zig");
     _ = @import("guard.zig");
