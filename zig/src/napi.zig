@@ -115,7 +115,7 @@ pub const Deferral = struct {
         std.debug.assert(state_path.len < d.state_path.len);
         @memcpy(d.state_path[0..state_path.len], state_path);
         d.family = d.resolveFamily() orelse {
-            d.close();
+            _ = linux.close(d.fd); // nothing set, nothing recovered: any record stays
             return null;
         };
         d.recover();

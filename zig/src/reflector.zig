@@ -203,12 +203,18 @@ pub const Reflector = struct {
             self.xdp_prog.?.close();
             self.xdp_prog = null;
         }
-        // After the attach: a veth has its NAPI only while an XDP program runs on it.
-        if (self.opts.coalesce_us > 0) {
+        // After the attach: a veth has its NAPI only while an XDP program runs on it. Opening also
+        // puts back what a killed reflector left deferred, so it runs with --coalesce-us 0 too.
+        {
             var buf: [128]u8 = undefined;
             const path = statePath(&buf, std.mem.sliceTo(&self.opts.netns, 0), ifname, "napi");
             self.deferral = napi.Deferral.open(ifindex, path);
-            if (self.deferral) |*d| d.set(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us);
+            if (self.deferral) |*d| if (self.opts.coalesce_us > 0) {
+                d.set(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us);
+            } else {
+                d.close();
+                self.deferral = null;
+            };
             self.ring_entries = napi.rxRingEntries(self.link.fd, ifname);
         }
         errdefer if (self.deferral) |*d| {
