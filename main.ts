@@ -402,6 +402,12 @@ function probeSummaryText(p: ProbeReport): string {
       `probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`,
     );
   }
+  if (p.txSlipped) {
+    lines.push(
+      `pacing: ${p.txSlipped} frames were not sent: this machine kept the sender off the CPU for over 1 ms ` +
+        `(it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu`,
+    );
+  }
   return lines.join("\n");
 }
 

@@ -50,6 +50,8 @@ interface Row {
   wireMbps: number;
   lossPct: number;
   badRewrite: number;
+  /** Frames the probe dropped from its schedule after being kept off its core for over 1 ms. */
+  slipped: number;
   cpuNsPerFrame: number | null;
   /** Busy time of both cores per frame (probe included: the same in every mode). */
   machineNsPerFrame: number | null;
@@ -163,6 +165,7 @@ async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Pr
     wireMbps: r.rxWireMbps,
     lossPct: r.lossPct,
     badRewrite: r.badRewrite,
+    slipped: r.txSlipped,
     cpuNsPerFrame: r.received ? (busy1.core - busy0.core) / r.received : null,
     machineNsPerFrame: r.received ? (busy1.machine - busy0.machine) / r.received : null,
   };
@@ -193,6 +196,7 @@ async function modeRun(
     wireMbps: r.probe.rxWireMbps,
     lossPct: r.probe.lossPct,
     badRewrite: r.probe.badRewrite,
+    slipped: r.probe.txSlipped,
     cpuNsPerFrame: r.reflectorCoreNsPerFrame,
     machineNsPerFrame: r.machineNsPerFrame,
     lostAt: {
@@ -284,6 +288,11 @@ console.log(table(
     r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : r.ratioCpu.toFixed(2),
   ]),
 ));
+for (const r of rows.filter((r) => r.slipped > 0)) {
+  console.log(
+    `${r.name} ${r.size} ${r.rate}: the probe was kept off its core for over 1 ms and left ${r.slipped} frames unsent (offered < rate)`,
+  );
+}
 for (const r of rows.filter((r) => r.lossPct > 0 && r.rate.startsWith("soak"))) {
   console.log(
     `${r.name} soak lost ${

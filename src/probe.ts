@@ -66,6 +66,8 @@ export interface ProbeReport {
   foreign: number;
   txErrors: number;
   rxRingDrops: number;
+  /** Paced runs: frames dropped from the schedule because the sender was off the CPU for over 1 ms. */
+  txSlipped: number;
   txPps: number;
   rxPps: number;
   /** Reflected throughput: frame bytes (no FCS) and on the wire (with FCS, preamble, gap). */
@@ -89,6 +91,7 @@ type StatName =
   | "foreign"
   | "tx_errors"
   | "rx_ring_drops"
+  | "tx_slipped"
   | "rtt_min_ns"
   | "rtt_max_ns"
   | "rtt_sum_ns"
@@ -289,6 +292,7 @@ export class Probe extends NativeHandle {
       foreign: s.foreign,
       txErrors: s.tx_errors,
       rxRingDrops: s.rx_ring_drops,
+      txSlipped: s.tx_slipped,
       txPps: s.sent / span,
       rxPps: s.unique / span,
       rxL2Mbps: (s.received_bytes * 8) / span / 1e6,

@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 7;
+pub const abi_version: u32 = 8;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -303,6 +303,9 @@ pub const ProbeStats = extern struct {
     foreign: u64 = 0,
     tx_errors: u64 = 0,
     rx_ring_drops: u64 = 0,
+    /// Paced runs: frames dropped from the schedule because the sender was kept off the CPU for
+    /// more than 1 ms (they are not sent, so they are not lost either).
+    tx_slipped: u64 = 0,
     rtt_min_ns: u64 = 0,
     rtt_max_ns: u64 = 0,
     rtt_sum_ns: u64 = 0,

@@ -347,19 +347,33 @@ pub const Core = struct {
         var sent: u64 = 0;
         var sent_bytes: u64 = 0;
         const batch: u64 = o.batch;
+        // Paced: frame k is due at schedule0 + k / rate. A sender that was kept off the CPU makes up
+        // at most `catch_up` frames (1 ms of them) at full speed; the rest of its debt is dropped
+        // from the schedule (counted in tx_slipped) rather than sent as a burst far above the rate
+        // asked for, which a handheld pacing in hardware never sends.
+        var schedule0 = t0;
+        const catch_up: u64 = @max(batch, o.rate_pps / 1000);
+        var slipped: u64 = 0;
 
         while (!self.stop_tx.load(.acquire)) {
             if (o.count != 0 and seq >= o.count) break;
-            const elapsed = monotonicNs() - t0;
-            if (o.duration_ns != 0 and elapsed >= o.duration_ns) break;
+            const now = monotonicNs();
+            if (o.duration_ns != 0 and now - t0 >= o.duration_ns) break;
             var n: u64 = batch;
             if (o.count != 0) n = @min(n, o.count - seq);
             if (o.rate_pps != 0) {
-                const due: u64 = @intCast(@as(u128, elapsed) * o.rate_pps / std.time.ns_per_s + 1);
+                var due: u64 = @intCast(@as(u128, now - schedule0) * o.rate_pps / std.time.ns_per_s + 1);
                 if (due <= seq) {
                     const next_ns: u64 = @intCast(@as(u128, seq) * std.time.ns_per_s / o.rate_pps);
-                    if (next_ns > elapsed) std.time.sleep(next_ns - elapsed);
+                    if (schedule0 + next_ns > now) std.time.sleep(schedule0 + next_ns - now);
                     continue;
+                }
+                if (due - seq > catch_up) {
+                    const skip = due - seq - catch_up;
+                    schedule0 += @intCast(@as(u128, skip) * std.time.ns_per_s / o.rate_pps);
+                    slipped += skip;
+                    due = seq + catch_up;
+                    @atomicStore(u64, &self.stats.tx_slipped, slipped, .monotonic);
                 }
                 n = @min(n, due - seq);
             }
@@ -596,6 +610,63 @@ test "an inline VLAN tag is taken out in place and an untagged frame is left alo
     try std.testing.expectEqual(@as(usize, plain.len), p.data.len);
     var short = [_]u8{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x81, 0x00 };
     try std.testing.expectEqual(@as(?u16, null), untag(&short).vlan);
+}
+
+/// A sender that sends instantly, except once, when it is kept off the CPU for `stall_ns`.
+const StallingSender = struct {
+    frames: u64 = 0,
+    flushes: u64 = 0,
+    stall_at: u64,
+    stall_ns: u64,
+    /// Monotonic time and size of every flush.
+    log: [4096]struct { ns: u64, frames: u64 } = undefined,
+
+    fn add(self: *StallingSender, head: []const u8, tail: []const u8) void {
+        _ = head;
+        _ = tail;
+        self.frames += 1;
+    }
+
+    fn flush(self: *StallingSender) Sent {
+        if (self.flushes == self.stall_at) std.time.sleep(self.stall_ns);
+        const r: Sent = .{ .frames = self.frames, .bytes = self.frames * 64 };
+        if (self.flushes < self.log.len) self.log[self.flushes] = .{ .ns = monotonicNs(), .frames = self.frames };
+        self.flushes += 1;
+        self.frames = 0;
+        return r;
+    }
+};
+
+test "a paced sender kept off the CPU makes up at most 1 ms of frames and counts the rest as slipped" {
+    const gpa = std.testing.allocator;
+    var o = testOptions();
+    o.frame_size = 64;
+    o.rate_pps = 100_000;
+    o.duration_ns = 100 * std.time.ns_per_ms;
+    o.batch = 64;
+    var core = try Core.init(gpa, &o, ito.testing.peer_mac, 1500);
+    defer core.deinit();
+    const sender = try gpa.create(StallingSender);
+    defer gpa.destroy(sender);
+    sender.* = .{ .stall_at = 10, .stall_ns = 30 * std.time.ns_per_ms };
+    core.transmit(sender);
+
+    const st = core.stats;
+    // 30 ms off the CPU owes 3 000 frames; 1 ms of them (100) is made up.
+    try std.testing.expect(st.tx_slipped >= 2_800);
+    // Every frame of the schedule was either sent or slipped.
+    const scheduled = st.sent + st.tx_slipped;
+    try std.testing.expect(scheduled >= 9_800 and scheduled <= 10_200);
+    // No 1 ms window carries more than its own 100 frames, the 100 made up and one batch.
+    const log = sender.log[0..@min(sender.flushes, sender.log.len)];
+    for (log, 0..) |start, i| {
+        var in_window: u64 = 0;
+        for (log[i..]) |f| {
+            if (f.ns - start.ns >= std.time.ns_per_ms) break;
+            in_window += f.frames;
+        }
+        try std.testing.expect(in_window <= 100 + 100 + 64);
+    }
 }
 
 test "the receiver counts a reflection once, a repeat as a duplicate, and a stranger as foreign" {
