@@ -11,8 +11,12 @@
  * pinned there); the probe and every other thread of the benchmark run on the other core. "both
  * cores" is the whole machine's busy time per frame: the probe's share is the same in every mode.
  *
+ * Each case runs in --rounds rounds (reference, then each mode, the modes' order rotating), so a slow
+ * phase of the host lands on every row alike; a row shows the median of its rounds (its worst loss),
+ * and each ratio is the median of the per-round ratios, with their range.
+ *
  *   sudo deno task bench                        all sizes at maximum rate, plus paced runs
- *   sudo deno task bench --sizes 64 --seconds 3 --modes xdp
+ *   sudo deno task bench --sizes 64 --seconds 3 --modes xdp --rounds 1
  *   sudo deno task bench --soak 60              plus 60 s at half of each mode's maximum (zero loss?)
  */
 import { parseArgs } from "node:util";
@@ -31,6 +35,7 @@ const { values: args } = parseArgs({
     paced: { type: "string", default: "100000,200000" },
     modes: { type: "string", default: "xdp,packet" },
     soak: { type: "string", default: "0" },
+    rounds: { type: "string", default: "3" },
     json: { type: "string" },
   },
 });
@@ -40,6 +45,11 @@ const pacedPps = args.paced!.split(",").filter(Boolean).map(Number);
 const modes = args.modes!.split(",").filter(Boolean) as Array<"xdp" | "packet">;
 /** Seconds of the zero-loss soak at half of each mode's own maximum (0 = skip). */
 const soakSeconds = Number(args.soak);
+const rounds = Number(args.rounds);
+if (!(Number.isInteger(rounds) && rounds >= 1)) {
+  console.error(`error: bench: --rounds ${args.rounds} must be a whole number of 1 or more`);
+  Deno.exit(2);
+}
 
 interface Row {
   name: string;
@@ -67,6 +77,42 @@ interface Row {
   };
   ratioPps?: number;
   ratioCpu?: number;
+  /** Lowest and highest per-round ratio, when the row is the median of several rounds. */
+  rangePps?: [number, number];
+  rangeCpu?: [number, number];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function medianOrNull(xs: Array<number | null | undefined>): number | null {
+  const known = xs.filter((x): x is number => typeof x === "number");
+  return known.length ? median(known) : null;
+}
+
+/** One row from the rounds of a case: medians of rates and costs, the worst loss, every bad rewrite. */
+function combine(rs: Row[]): Row {
+  if (rs.length === 1) return rs[0];
+  const ratios = (f: (r: Row) => number | undefined) => rs.map(f).filter((x): x is number => x !== undefined);
+  const pps = ratios((r) => r.ratioPps), cpu = ratios((r) => r.ratioCpu);
+  return {
+    ...rs[0],
+    offeredPps: median(rs.map((r) => r.offeredPps)),
+    reflectedPps: median(rs.map((r) => r.reflectedPps)),
+    wireMbps: median(rs.map((r) => r.wireMbps)),
+    lossPct: Math.max(...rs.map((r) => r.lossPct)),
+    badRewrite: rs.reduce((a, r) => a + r.badRewrite, 0),
+    slipped: rs.reduce((a, r) => a + r.slipped, 0),
+    cpuNsPerFrame: medianOrNull(rs.map((r) => r.cpuNsPerFrame)),
+    machineNsPerFrame: medianOrNull(rs.map((r) => r.machineNsPerFrame)),
+    ratioPps: pps.length ? median(pps) : undefined,
+    ratioCpu: cpu.length ? median(cpu) : undefined,
+    rangePps: pps.length ? [Math.min(...pps), Math.max(...pps)] : undefined,
+    rangeCpu: cpu.length ? [Math.min(...cpu), Math.max(...cpu)] : undefined,
+  };
 }
 
 async function sh(cmd: string[]): Promise<string> {
@@ -223,6 +269,8 @@ await sh(["taskset", "-apc", String(lab.probeCpu), String(Deno.pid)]);
 // stays in softirq: as a kernel thread in this VM it wakes too slowly and its 256-entry ring overflows
 // (xdp_tx_errors on the reflector's side); it then runs on the core that transmitted, the reflector's.
 const rows: Row[] = [];
+/** Every run, round by round, for the JSON. */
+const runs: Array<Row & { round: number }> = [];
 const cases: Array<{ size: number; rate: Rate; label: string }> = [
   ...sizes.map((size) => ({ size, rate: "max" as Rate, label: "max" })),
   ...pacedPps.map((p) => ({ size: 64, rate: { pps: p } as Rate, label: pps(p) })),
@@ -230,15 +278,30 @@ const cases: Array<{ size: number; rate: Rate; label: string }> = [
 const started = Date.now();
 try {
   for (const c of cases) {
-    console.error(`bench: ${c.size}-byte frames at ${c.label}, ${seconds} s each …`);
-    const ceiling = await withCeiling(lab, fixtures, () => ceilingRun(lab, c.size, c.rate, c.label));
-    rows.push(ceiling);
-    for (const mode of modes) {
-      const row = await modeRun(lab, mode, c.size, c.rate, c.label);
-      row.ratioPps = row.reflectedPps / ceiling.reflectedPps;
-      row.ratioCpu = row.cpuNsPerFrame && ceiling.cpuNsPerFrame ? row.cpuNsPerFrame / ceiling.cpuNsPerFrame : undefined;
-      rows.push(row);
+    const byName = new Map<string, Row[]>();
+    const keep = (row: Row, round: number) => {
+      byName.set(row.name, [...(byName.get(row.name) ?? []), row]);
+      runs.push({ ...row, round });
+    };
+    for (let round = 0; round < rounds; round++) {
+      console.error(
+        `bench: ${c.size}-byte frames at ${c.label}, ${seconds} s each${
+          rounds > 1 ? `, round ${round + 1} of ${rounds}` : ""
+        } …`,
+      );
+      const ceiling = await withCeiling(lab, fixtures, () => ceilingRun(lab, c.size, c.rate, c.label));
+      keep(ceiling, round);
+      const order = modes.map((_, i) => modes[(i + round) % modes.length]);
+      for (const mode of order) {
+        const row = await modeRun(lab, mode, c.size, c.rate, c.label);
+        row.ratioPps = row.reflectedPps / ceiling.reflectedPps;
+        row.ratioCpu = row.cpuNsPerFrame && ceiling.cpuNsPerFrame
+          ? row.cpuNsPerFrame / ceiling.cpuNsPerFrame
+          : undefined;
+        keep(row, round);
+      }
     }
+    for (const name of ["xdp_tx ceiling", ...modes]) rows.push(combine(byName.get(name)!));
   }
   // Zero loss at half of each mode's own maximum (64-byte frames), over a long run.
   if (soakSeconds > 0) {
@@ -254,9 +317,15 @@ try {
   await labDown(lab);
 }
 
+function ratio(median: number, range?: [number, number]): string {
+  return range ? `${median.toFixed(2)} (${range[0].toFixed(2)}–${range[1].toFixed(2)})` : median.toFixed(2);
+}
+
 const cpuInfo = (await Deno.readTextFile("/proc/cpuinfo")).match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown CPU";
 console.log(
-  `fastpath reflector bench — ${navigator.hardwareConcurrency} CPUs (${cpuInfo}), kernel ${Deno.osRelease()}, veth lab, ${seconds} s per run`,
+  `fastpath reflector bench — ${navigator.hardwareConcurrency} CPUs (${cpuInfo}), kernel ${Deno.osRelease()}, veth lab, ${seconds} s per run, ${rounds} round${
+    rounds > 1 ? "s (medians; ratios with their range)" : ""
+  }`,
 );
 console.log(table(
   [
@@ -284,8 +353,8 @@ console.log(table(
     String(r.badRewrite),
     r.cpuNsPerFrame === null ? "-" : `${Math.round(r.cpuNsPerFrame)} ns`,
     r.machineNsPerFrame === null ? "-" : `${Math.round(r.machineNsPerFrame)} ns`,
-    r.ratioPps === undefined ? "1.00" : r.ratioPps.toFixed(2),
-    r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : r.ratioCpu.toFixed(2),
+    r.ratioPps === undefined ? "1.00" : ratio(r.ratioPps, r.rangePps),
+    r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : ratio(r.ratioCpu, r.rangeCpu),
   ]),
 ));
 for (const r of rows.filter((r) => r.slipped > 0)) {
@@ -303,8 +372,10 @@ for (const r of rows.filter((r) => r.lossPct > 0 && r.rate.startsWith("soak"))) 
 const json = {
   machine: { cpus: navigator.hardwareConcurrency, cpu: cpuInfo, kernel: Deno.osRelease() },
   seconds,
+  rounds,
   elapsedS: (Date.now() - started) / 1000,
   rows,
+  runs,
 };
 console.log(JSON.stringify(json));
 if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(json, null, 2));
