@@ -62,6 +62,23 @@ pub fn build(b: *std.Build) void {
     const tests = b.addTest(.{ .root_module = test_mod });
     const run_tests = b.addRunArtifact(tests);
     b.step("test", "Run the library's unit and fuzz tests").dependOn(&run_tests.step);
+
+    // What full validation costs per frame against a bare swap, in the XDP program and the Zig core.
+    if (linux) {
+        const bench_mod = b.createModule(.{
+            .root_source_file = b.path("src/bench.zig"),
+            .target = target,
+            .optimize = .ReleaseFast,
+            .link_libc = true,
+        });
+        _ = deps.add(b, bench_mod, vendor, versions);
+        addBpfObjects(b, bench_mod, vendor, versions);
+        // The lab benchmark's reference program, the same object bench/reflector.ts attaches.
+        addBpfObject(b, bench_mod, vendor, versions, .{ .name = "bare_xdp_tx", .path = "../bench/bare_xdp_tx.c" });
+        const bench = b.addExecutable(.{ .name = "fp-bench", .root_module = bench_mod });
+        b.step("bench", "Time the XDP program and the Zig core per frame against a bare swap (root for the XDP part)")
+            .dependOn(&b.addRunArtifact(bench).step);
+    }
 }
 
 /// The source versions pinned in scripts/versions.env (the one place versions live).
@@ -82,9 +99,32 @@ fn readVersions(b: *std.Build) deps.Versions {
     return v;
 }
 
+const BpfObject = struct {
+    name: []const u8,
+    /// Source relative to zig/: bpf/<name>.bpf.c unless given.
+    path: ?[]const u8 = null,
+    define: ?[]const u8 = null,
+    /// Built against the kept 6.12 vmlinux.h (CO-RE programs).
+    vmlinux: bool = false,
+};
+
 /// Compiles the BPF programs in bpf/ with clang-19 for the bpf target and makes each object available
 /// to Zig as @embedFile("<name>.bpf.o"). Helpers come from the pinned libbpf source, not the system.
 fn addBpfObjects(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: deps.Versions) void {
+    const objects = [_]BpfObject{
+        .{ .name = "reflect" },
+        .{ .name = "pass" },
+        .{ .name = "sched", .vmlinux = true },
+        // The deliberately stalling build the ejection test loads (`sched run --test-stall-pid`).
+        .{ .name = "sched_stall", .path = "bpf/sched.bpf.c", .define = "-DFP_TEST_STALL", .vmlinux = true },
+        // A minimal tcp_congestion_ops: proves the struct_ops loader on kernels without sched_ext.
+        .{ .name = "test_cc", .vmlinux = true },
+    };
+    for (objects) |o| addBpfObject(b, mod, vendor, v, o);
+    mod.addIncludePath(b.path("bpf"));
+}
+
+fn addBpfObject(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: deps.Versions, o: BpfObject) void {
     const arch = @tagName(b.graph.host.result.cpu.arch);
     const libbpf_src = b.fmt("{s}/libbpf-{s}", .{ vendor, v.libbpf });
     // <bpf/bpf_helpers.h> as installed headers lay them out.
@@ -92,32 +132,19 @@ fn addBpfObjects(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: d
     for ([_][]const u8{ "bpf_helpers.h", "bpf_helper_defs.h", "bpf_endian.h", "bpf_tracing.h", "bpf_core_read.h" }) |h| {
         _ = helpers.addCopyFile(.{ .cwd_relative = b.fmt("{s}/src/{s}", .{ libbpf_src, h }) }, b.fmt("bpf/{s}", .{h}));
     }
-    const objects = [_]struct { name: []const u8, src: []const u8, define: ?[]const u8 = null }{
-        .{ .name = "reflect", .src = "reflect" },
-        .{ .name = "pass", .src = "pass" },
-        .{ .name = "sched", .src = "sched" },
-        // The deliberately stalling build the ejection test loads (`sched run --test-stall-pid`).
-        .{ .name = "sched_stall", .src = "sched", .define = "-DFP_TEST_STALL" },
-        // A minimal tcp_congestion_ops: proves the struct_ops loader on kernels without sched_ext.
-        .{ .name = "test_cc", .src = "test_cc" },
-    };
-    for (objects) |o| {
-        const name = o.name;
-        const cc = b.addSystemCommand(&.{ "clang-19", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function" });
-        if (o.define) |d| cc.addArg(d);
-        cc.addPrefixedDirectoryArg("-I", b.path("bpf"));
-        // The kernel types (sched_ext included) for CO-RE: a 6.12 vmlinux.h kept in the project.
-        if (!std.mem.eql(u8, o.src, "reflect") and !std.mem.eql(u8, o.src, "pass")) cc.addPrefixedDirectoryArg("-I", b.path("bpf/vmlinux"));
-        cc.addPrefixedDirectoryArg("-I", helpers.getDirectory());
-        cc.addArg(b.fmt("-I{s}/include/uapi", .{libbpf_src}));
-        cc.addArg(b.fmt("-I/usr/include/{s}-linux-gnu", .{arch})); // <asm/types.h>
-        cc.addArg("-c");
-        cc.addFileArg(b.path(b.fmt("bpf/{s}.bpf.c", .{o.src})));
-        cc.addFileInput(b.path("bpf/fastpath.h"));
-        cc.addFileInput(b.path("bpf/sched.h"));
-        cc.addArg("-o");
-        const obj = cc.addOutputFileArg(b.fmt("{s}.bpf.o", .{name}));
-        mod.addAnonymousImport(b.fmt("{s}.bpf.o", .{name}), .{ .root_source_file = obj });
-    }
-    mod.addIncludePath(b.path("bpf"));
+    const cc = b.addSystemCommand(&.{ "clang-19", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function" });
+    if (o.define) |d| cc.addArg(d);
+    cc.addPrefixedDirectoryArg("-I", b.path("bpf"));
+    // The kernel types (sched_ext included) for CO-RE: a 6.12 vmlinux.h kept in the project.
+    if (o.vmlinux) cc.addPrefixedDirectoryArg("-I", b.path("bpf/vmlinux"));
+    cc.addPrefixedDirectoryArg("-I", helpers.getDirectory());
+    cc.addArg(b.fmt("-I{s}/include/uapi", .{libbpf_src}));
+    cc.addArg(b.fmt("-I/usr/include/{s}-linux-gnu", .{arch})); // <asm/types.h>
+    cc.addArg("-c");
+    cc.addFileArg(b.path(o.path orelse b.fmt("bpf/{s}.bpf.c", .{o.name})));
+    cc.addFileInput(b.path("bpf/fastpath.h"));
+    cc.addFileInput(b.path("bpf/sched.h"));
+    cc.addArg("-o");
+    const obj = cc.addOutputFileArg(b.fmt("{s}.bpf.o", .{o.name}));
+    mod.addAnonymousImport(b.fmt("{s}.bpf.o", .{o.name}), .{ .root_source_file = obj });
 }

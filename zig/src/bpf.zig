@@ -16,7 +16,7 @@ pub const c = @cImport({
 
 // bpf_shim.c: calls that need LIBBPF_OPTS.
 extern fn fp_bpf_open_mem(buf: [*]const u8, len: usize, name: [*:0]const u8) ?*c.bpf_object;
-extern fn fp_bpf_test_run(prog_fd: c_int, in: [*]const u8, in_len: u32, out: [*]u8, out_len: *u32, retval: *u32) c_int;
+extern fn fp_bpf_test_run(prog_fd: c_int, in: [*]const u8, in_len: u32, out: [*]u8, out_len: *u32, repeat: u32, retval: *u32, duration: *u32) c_int;
 pub extern fn fp_bpf_xdp_attach_mode(ifindex: c_int) c_int;
 pub extern fn fp_bpf_prog_maps(prog_fd: c_int, name: *[16]u8, prog_type: *u32, map_ids: [*]u32, nr_maps: *u32) c_int;
 pub extern fn fp_bpf_map_about(map_fd: c_int, name: *[16]u8, map_type: *u32, value_size: *u32, btf_id: *u32) c_int;
@@ -181,9 +181,26 @@ pub const Object = struct {
 pub fn testRunXdp(prog: *c.bpf_program, frame: []const u8, out: []u8) Error!struct { action: u32, out: []u8 } {
     var out_len: u32 = @intCast(out.len);
     var retval: u32 = 0;
-    if (fp_bpf_test_run(c.bpf_program__fd(prog), frame.ptr, @intCast(frame.len), out.ptr, &out_len, &retval) != 0)
+    var duration: u32 = 0;
+    if (fp_bpf_test_run(c.bpf_program__fd(prog), frame.ptr, @intCast(frame.len), out.ptr, &out_len, 1, &retval, &duration) != 0)
         return errnoError("BPF_PROG_TEST_RUN");
     return .{ .action = retval, .out = out[0..out_len] };
+}
+
+/// Runs a loaded XDP program on a fresh copy of `frame` `calls` times, one run per call (a program
+/// that rewrites the frame sees the original every time); returns the kernel's total time in ns.
+pub fn timeXdp(prog: *c.bpf_program, frame: []const u8, calls: u32) Error!u64 {
+    var out: [4096]u8 = undefined;
+    var total: u64 = 0;
+    for (0..calls) |_| {
+        var out_len: u32 = out.len;
+        var retval: u32 = 0;
+        var duration: u32 = 0;
+        if (fp_bpf_test_run(c.bpf_program__fd(prog), frame.ptr, @intCast(frame.len), &out, &out_len, 1, &retval, &duration) != 0)
+            return errnoError("BPF_PROG_TEST_RUN");
+        total += duration;
+    }
+    return total;
 }
 
 comptime {

@@ -13,17 +13,20 @@ struct bpf_object *fp_bpf_open_mem(const void *buf, size_t len, const char *name
 	return bpf_object__open_mem(buf, len, &opts);
 }
 
-/* One BPF_PROG_TEST_RUN; 0 or a negative errno (errno is set too). */
-int fp_bpf_test_run(int prog_fd, const void *in, __u32 in_len, void *out, __u32 *out_len, __u32 *retval)
+/* BPF_PROG_TEST_RUN, `repeat` runs on the same data; 0 or a negative errno (errno is set too).
+ * `duration`: the kernel's mean time per run in ns (its clock read included). */
+int fp_bpf_test_run(int prog_fd, const void *in, __u32 in_len, void *out, __u32 *out_len, __u32 repeat,
+		    __u32 *retval, __u32 *duration)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = in, .data_size_in = in_len, .data_out = out,
-		    .data_size_out = *out_len, .repeat = 1);
+		    .data_size_out = *out_len, .repeat = repeat);
 	int err = bpf_prog_test_run_opts(prog_fd, &opts);
 
 	if (err)
 		return err;
 	*out_len = opts.data_size_out;
 	*retval = opts.retval;
+	*duration = opts.duration;
 	return 0;
 }
 
