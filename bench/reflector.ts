@@ -353,7 +353,7 @@ console.log(table(
     String(r.badRewrite),
     r.cpuNsPerFrame === null ? "-" : `${Math.round(r.cpuNsPerFrame)} ns`,
     r.machineNsPerFrame === null ? "-" : `${Math.round(r.machineNsPerFrame)} ns`,
-    r.ratioPps === undefined ? "1.00" : ratio(r.ratioPps, r.rangePps),
+    r.ratioPps === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : ratio(r.ratioPps, r.rangePps),
     r.ratioCpu === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : ratio(r.ratioCpu, r.rangeCpu),
   ]),
 ));
