@@ -60,6 +60,7 @@ interface Row {
   wireMbps: number;
   lossPct: number;
   badRewrite: number;
+  duplicates: number;
   /** Frames the probe dropped from its schedule after being kept off its core for over 1 ms. */
   slipped: number;
   cpuNsPerFrame: number | null;
@@ -105,6 +106,7 @@ function combine(rs: Row[]): Row {
     wireMbps: median(rs.map((r) => r.wireMbps)),
     lossPct: Math.max(...rs.map((r) => r.lossPct)),
     badRewrite: rs.reduce((a, r) => a + r.badRewrite, 0),
+    duplicates: rs.reduce((a, r) => a + r.duplicates, 0),
     slipped: rs.reduce((a, r) => a + r.slipped, 0),
     cpuNsPerFrame: medianOrNull(rs.map((r) => r.cpuNsPerFrame)),
     machineNsPerFrame: medianOrNull(rs.map((r) => r.machineNsPerFrame)),
@@ -211,6 +213,7 @@ async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Pr
     wireMbps: r.rxWireMbps,
     lossPct: r.lossPct,
     badRewrite: r.badRewrite,
+    duplicates: r.duplicates,
     slipped: r.txSlipped,
     cpuNsPerFrame: r.received ? (busy1.core - busy0.core) / r.received : null,
     machineNsPerFrame: r.received ? (busy1.machine - busy0.machine) / r.received : null,
@@ -242,6 +245,7 @@ async function modeRun(
     wireMbps: r.probe.rxWireMbps,
     lossPct: r.probe.lossPct,
     badRewrite: r.probe.badRewrite,
+    duplicates: r.probe.duplicates,
     slipped: r.probe.txSlipped,
     cpuNsPerFrame: r.reflectorCoreNsPerFrame,
     machineNsPerFrame: r.machineNsPerFrame,
@@ -337,6 +341,7 @@ console.log(table(
     "on wire",
     "loss",
     "bad",
+    "dup",
     "CPU/frame",
     "both cores",
     "pps ÷ ceiling",
@@ -351,6 +356,7 @@ console.log(table(
     mbps(r.wireMbps),
     pct(r.lossPct),
     String(r.badRewrite),
+    String(r.duplicates),
     r.cpuNsPerFrame === null ? "-" : `${Math.round(r.cpuNsPerFrame)} ns`,
     r.machineNsPerFrame === null ? "-" : `${Math.round(r.machineNsPerFrame)} ns`,
     r.ratioPps === undefined ? (r.name.startsWith("xdp_tx") ? "1.00" : "-") : ratio(r.ratioPps, r.rangePps),
