@@ -52,6 +52,12 @@ export interface ReflectorOptions {
   /** Pin worker i to CPU cpu+i. */
   cpu?: number;
   fanout?: Fanout;
+  /**
+   * packet mode's receive ring: `ringBlocks` blocks of `ringBlockKib` KiB (default 256 of 64 KiB, 16 MiB).
+   * The kernel hands a block over when it is full or 1 ms old, so the block count is how many
+   * milliseconds of traffic the ring holds while the worker is off the CPU (at up to ~450 kpps of
+   * 64-byte frames; above that, 450 frames a block).
+   */
   ringBlockKib?: number;
   ringBlocks?: number;
   batch?: number;
@@ -271,8 +277,8 @@ export class Reflector extends NativeHandle {
       // macOS's /dev/bpf dataplane is the library's "packet" dataplane on that system.
       .set("dataplane", layout.enumValue("Dataplane", mode === "bpf" ? "packet" : mode))
       .set("fanout", layout.enumValue("Fanout", o.fanout ?? "hash"))
-      .set("ring_block_kib", o.ringBlockKib ?? 256)
-      .set("ring_blocks", o.ringBlocks ?? 64)
+      .set("ring_block_kib", o.ringBlockKib ?? 64)
+      .set("ring_blocks", o.ringBlocks ?? 256)
       .set("batch", o.batch ?? 64)
       .set("busy_poll_us", o.busyPollUs ?? 0)
       .set("coalesce_us", coalesceUs);

@@ -20,8 +20,10 @@ const tp_status_vlan_tpid_valid: u32 = 1 << 6;
 pub const Options = struct {
     ifindex: i32,
     filter: *const cbpf.Filter,
-    block_size: u32 = 256 * 1024,
-    block_nr: u32 = 64,
+    /// Many small blocks rather than a few large: a block is handed over at the latest after
+    /// `retire_ms`, so `block_nr` is the milliseconds of traffic the ring holds while no one reads it.
+    block_size: u32 = 64 * 1024,
+    block_nr: u32 = 256,
     /// Milliseconds after which the kernel hands over a partly filled block (the packet-mode latency floor).
     retire_ms: u32 = 1,
     fanout: ?struct { group: u16, mode: abi.Fanout } = null,
