@@ -11,7 +11,6 @@
 //!
 //!   sudo zig build bench                 (without root only the Zig core is measured)
 const std = @import("std");
-const abi = @import("abi.zig");
 const bpf = @import("bpf.zig");
 const diag = @import("diag.zig");
 const ito = @import("ito.zig");
@@ -51,7 +50,7 @@ fn zigCore(cfg: *const ito.Config, f: []u8) bool {
     return true;
 }
 
-/// Mean ns per frame of copying `frame` in and running `swap` on it, `zig_frames` times.
+/// Mean ns per frame of copying `frame` in and running the core (or the bare swap) on it.
 fn timeZig(frame: []const u8, cfg: *const ito.Config, comptime core: bool) !f64 {
     var buf: [128]u8 align(8) = undefined;
     var reflected: u64 = 0;
@@ -113,8 +112,8 @@ pub fn main() !void {
         errdefer p.obj.close();
         var bare = try Loaded.open(bare_object, "bare_xdp_tx", "bare_xdp_tx");
         errdefer bare.obj.close();
-        const reflect = try xdp.Program.load(std.heap.page_allocator, &cfg, .tx, 0);
-        progs = .{ .pass = p, .bare = bare, .reflect = reflect };
+        var reflect = try xdp.Program.load(std.heap.page_allocator, &cfg, .tx, 0);
+        errdefer reflect.close();
         var scratch: [4096]u8 = undefined;
         for ([_]*bpf.c.bpf_program{ bare.prog, reflect.prog }) |prog| {
             const r = try bpf.testRunXdp(prog, frame, &scratch);
@@ -123,6 +122,7 @@ pub fn main() !void {
                 return error.FrameNotReflected;
             }
         }
+        progs = .{ .pass = p, .bare = bare, .reflect = reflect };
     } else |e| switch (e) {
         error.PermissionDenied => try out.print("XDP programs skipped: loading BPF needs root or CAP_BPF (run 'sudo zig build bench')\n", .{}),
         else => {
