@@ -277,8 +277,8 @@ export class Reflector extends NativeHandle {
       // macOS's /dev/bpf dataplane is the library's "packet" dataplane on that system.
       .set("dataplane", layout.enumValue("Dataplane", mode === "bpf" ? "packet" : mode))
       .set("fanout", layout.enumValue("Fanout", o.fanout ?? "hash"))
-      .set("ring_block_kib", o.ringBlockKib ?? 64)
-      .set("ring_blocks", o.ringBlocks ?? 256)
+      .set("ring_block_kib", o.ringBlockKib ?? 0) // 0: the library's default
+      .set("ring_blocks", o.ringBlocks ?? 0)
       .set("batch", o.batch ?? 64)
       .set("busy_poll_us", o.busyPollUs ?? 0)
       .set("coalesce_us", coalesceUs);

@@ -178,16 +178,18 @@ pub const ReflectorOptions = extern struct {
     dataplane: u8,
     fanout: u8,
     _pad: [2]u8 = .{ 0, 0 },
-    /// Receive ring: blocks of `ring_block_kib` KiB, `ring_blocks` of them.
+    /// packet mode's receive ring: blocks of `ring_block_kib` KiB, `ring_blocks` of them (0: the
+    /// library's default, afpacket.Options).
     ring_block_kib: u32,
     ring_blocks: u32,
     /// Frames per transmit call.
     batch: u32,
     /// afxdp mode: busy-poll the socket for this many microseconds (0 = interrupts only).
     busy_poll_us: u32,
-    /// afxdp mode: wake-up coalescing, like a NIC's rx-usecs. After a wake-up that found frames the
-    /// worker waits this long for more before sleeping again, so a loaded socket costs one wake-up
-    /// per period instead of one per frame; a frame waits at most this long more. 0 = off.
+    /// afxdp mode: coalescing, like a NIC's rx-usecs: under load frames gather this long, so a loaded
+    /// socket costs one wake-up per period instead of one per frame; a frame waits at most this long
+    /// more. Done by deferring the device's receive interrupts where the kernel can (napi.zig), else
+    /// by the worker sleeping between batches. 0 = off.
     coalesce_us: u32,
     _pad2: u32 = 0,
 };

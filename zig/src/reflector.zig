@@ -125,6 +125,7 @@ pub const Reflector = struct {
             return self;
         }
 
+        const ring_defaults: afpacket.Options = .{ .ifindex = 0, .filter = &self.filter };
         const group: u16 = @truncate(@as(u32, @bitCast(linux.getpid())) ^ @as(u32, @bitCast(iface.index)) << 8);
         var opened: usize = 0;
         errdefer for (self.workers[0..opened]) |*w| w.sock.close();
@@ -133,8 +134,8 @@ pub const Reflector = struct {
             w.sock = try afpacket.Socket.open(.{
                 .ifindex = iface.index,
                 .filter = &self.filter,
-                .block_size = opts.ring_block_kib * 1024,
-                .block_nr = opts.ring_blocks,
+                .block_size = if (opts.ring_block_kib != 0) opts.ring_block_kib * 1024 else ring_defaults.block_size,
+                .block_nr = if (opts.ring_blocks != 0) opts.ring_blocks else ring_defaults.block_nr,
                 .fanout = if (nworkers > 1) .{ .group = group, .mode = @enumFromInt(opts.fanout) } else null,
             });
             opened += 1;
