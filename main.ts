@@ -402,6 +402,13 @@ function probeSummaryText(p: ProbeReport): string {
       `probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`,
     );
   }
+  if (p.hostRxDropped) {
+    lines.push(
+      `this host: its kernel dropped ${p.hostRxDropped} frames arriving on the probe's interface before the probe ` +
+        `saw them (a burst beyond its receive backlog): that loss is on this machine, not the path or the reflector; ` +
+        `raise it with 'sysctl -w net.core.netdev_max_backlog=N'`,
+    );
+  }
   if (p.txSlipped) {
     lines.push(
       `pacing: ${p.txSlipped} frames were not sent: this machine kept the sender off the CPU for over 1 ms ` +

@@ -119,6 +119,27 @@ export async function linkInfo(netns: string | undefined, iface: string): Promis
   }
 }
 
+/**
+ * Frames the kernel dropped on `iface`'s receive path (backlog full, no buffer) since it came up, or
+ * undefined where the count is not available (macOS).
+ */
+export async function rxDropped(netns: string | undefined, iface: string): Promise<number | undefined> {
+  if (darwin) return undefined;
+  try {
+    const [link] = await ipJson<Array<{ stats64?: { rx?: { dropped?: number } } }>>(
+      netns,
+      "-s",
+      "link",
+      "show",
+      "dev",
+      iface,
+    );
+    return link?.stats64?.rx?.dropped;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The interface's first global address of the family. */
 export async function ifaceAddress(netns: string | undefined, iface: string, v6: boolean): Promise<string | undefined> {
   const info = await linkInfo(netns, iface);

@@ -3,7 +3,7 @@ import { cstring, load, unwrap } from "../ffi/load.ts";
 import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
-import { ifaceAddress, linkInfo, MAC_RE, neighbour, parseIp, parseMac } from "./net.ts";
+import { ifaceAddress, linkInfo, MAC_RE, neighbour, parseIp, parseMac, rxDropped } from "./net.ts";
 import { type SignatureName, SIGNATURES, SWAP_MODES, type SwapMode } from "./reflector.ts";
 
 export const FRAME_SIZES = [64, 128, 256, 512, 1024, 1280, 1518, 9000, 9018] as const;
@@ -66,6 +66,12 @@ export interface ProbeReport {
   foreign: number;
   txErrors: number;
   rxRingDrops: number;
+  /**
+   * Final report only: frames this host's kernel dropped on the probe's interface during the run before
+   * any socket saw them (a burst of reflections beyond its receive backlog). Loss counted here happened
+   * on the probe's machine, not on the path or at the reflector. Absent where the count is unavailable.
+   */
+  hostRxDropped?: number;
   /** Paced runs: frames dropped from the schedule because the sender was off the CPU for over 1 ms. */
   txSlipped: number;
   txPps: number;
@@ -131,7 +137,10 @@ export class Probe extends NativeHandle {
     dstIp: string;
     srcIp: string;
     pps: number;
+    netns: string | undefined;
   };
+  /** The interface's receive drop count when the run started (undefined where unavailable). */
+  #rxDropped0: number | undefined;
 
   private constructor(
     handle: Deno.PointerObject,
@@ -224,6 +233,7 @@ export class Probe extends NativeHandle {
       .set("drain_ns", BigInt(Math.round((o.drainMs ?? 500) * 1e6)))
       .set("session", (Math.random() * 0xffff) >>> 0)
       .set("batch", o.batch ?? 32);
+    const rxDropped0 = await rxDropped(o.netns, o.iface);
     const out = new BigUint64Array(1);
     unwrap(native, layout, native.fp_probe_start(opts.bytes, out), `cannot probe from ${o.iface}`);
     const handle = Deno.UnsafePointer.create(out[0])!;
@@ -232,14 +242,17 @@ export class Probe extends NativeHandle {
     const fields = layout.u64Fields("ProbeStats").filter(([n]) => n !== "rtt_hist");
     const view = new CounterView<StatName>(statsPtr, spec.size, fields);
     const histOffset = layout.field("ProbeStats", "rtt_hist").offset / 8;
-    return new Probe(handle, lib, view, { first: histOffset, count: layout.json.hist_buckets }, {
+    const probe = new Probe(handle, lib, view, { first: histOffset, count: layout.json.hist_buckets }, {
       iface: o.iface,
       size,
       dstMac,
       dstIp,
       srcIp,
       pps,
+      netns: o.netns,
     });
+    probe.#rxDropped0 = rxDropped0;
+    return probe;
   }
 
   state(): string {
@@ -308,6 +321,9 @@ export class Probe extends NativeHandle {
     this.#endedAt ??= performance.now();
     const r = this.report();
     if (r.state === "failed") throw new FastpathError("failed", `probe on ${this.options.iface}: ${this.failure()}`);
+    const before = this.#rxDropped0;
+    const after = before === undefined ? undefined : await rxDropped(this.options.netns, this.options.iface);
+    if (before !== undefined && after !== undefined) r.hostRxDropped = Math.max(0, after - before);
     return r;
   }
 
