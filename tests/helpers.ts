@@ -1,5 +1,6 @@
 /** Shared by the Deno tests: running the CLI, skipping with a reason, namespace checks. */
 import { run } from "../src/net.ts";
+import type { ProbeReport } from "../src/probe.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const DENO = Deno.execPath();
@@ -129,4 +130,20 @@ export async function xdpAttached(netns: string, dev: string): Promise<boolean> 
   const r = await run(["ip", "-n", netns, "-j", "link", "show", "dev", dev]);
   const [link] = JSON.parse(r.stdout || "[{}]");
   return link?.xdp !== undefined;
+}
+
+/**
+ * Asserts that no more than `maxPct` of the frames sent went missing anywhere but on the probe's own
+ * host: what its kernel dropped on receive (a burst of reflections beyond its backlog) is the lab
+ * machine's loss, not the reflector's. The message carries both counts.
+ */
+export function assertReflectorLoss(p: ProbeReport, maxPct: number): void {
+  const host = p.hostRxDropped ?? 0;
+  const pct = p.sent ? (100 * Math.max(0, p.lost - host)) / p.sent : 0;
+  if (pct > maxPct) {
+    throw new Error(
+      `lost ${p.lost} of ${p.sent} (${p.lossPct.toFixed(3)} %); the probe's host dropped ${host} of them, ` +
+        `the rest ${pct.toFixed(3)} % > ${maxPct} %`,
+    );
+  }
 }

@@ -8,7 +8,7 @@ import { runLabCase } from "../src/labrun.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
 import { FastpathError } from "../ffi/error.ts";
-import { isRoot, netnsList, sendFrames, skipUnless, waitFor, watchFrames } from "./helpers.ts";
+import { assertReflectorLoss, isRoot, netnsList, sendFrames, skipUnless, waitFor, watchFrames } from "./helpers.ts";
 import { ip } from "../src/net.ts";
 
 const PREFIX = "fpt";
@@ -240,7 +240,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
         assert.equal(r.probe.sent, 20_000);
         assert.equal(r.probe.badRewrite, 0, "every reflection byte for byte as expected, payload chunks included");
         assert.equal(r.probe.duplicates, 0);
-        assert.ok(r.probe.lossPct <= 0.1, `loss ${r.probe.lossPct} %`);
+        assertReflectorLoss(r.probe, 0.1);
         assert.equal(r.reflector.drop_too_long, 0, "multi-buffer AF_XDP takes frames longer than a chunk");
         assert.ok(r.reflector.tx_packets >= r.probe.received, "the reflector counts packets, not chunks");
         assert.ok(r.reflector.tx_packets <= r.probe.sent, "the reflector counts packets, not chunks");
@@ -254,7 +254,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.equal(r.probe.sent, 200_000);
       assert.equal(r.probe.badRewrite, 0, "no unswapped or wrongly rewritten frame came back");
       assert.equal(r.probe.duplicates, 0, "no frame came back twice");
-      assert.ok(r.probe.lossPct <= 0.1, `loss ${r.probe.lossPct} %`);
+      assertReflectorLoss(r.probe, 0.1);
       assert.deepEqual(r.umem, { missing: 0, duplicated: 0 });
     });
 
@@ -266,7 +266,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       const gathered = await run(1000);
       for (const r of [each, gathered]) {
         assert.equal(r.probe.badRewrite, 0);
-        assert.ok(r.probe.lossPct <= 0.1, `loss ${r.probe.lossPct} %`);
+        assertReflectorLoss(r.probe, 0.1);
         assert.deepEqual(r.umem, { missing: 0, duplicated: 0 });
       }
       const perBatch = (r: typeof each) => r.reflector.tx_packets / r.reflector.batches;
