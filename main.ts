@@ -7,7 +7,7 @@ import { doctor } from "./src/doctor.ts";
 import { mbps, pct, pps, StatusLine, table, us } from "./src/format.ts";
 import { labDown, labNames, labUp } from "./src/lab.ts";
 import { type LabCase, type LabResult, runLabCase } from "./src/labrun.ts";
-import { Probe, type ProbeReport, type Rate } from "./src/probe.ts";
+import { Probe, type ProbeReport, probeSummary, type Rate } from "./src/probe.ts";
 import {
   exitLine,
   NO_SCHED_EXT,
@@ -374,50 +374,6 @@ function probeRow(label: string, p: ProbeReport): string[] {
 }
 const PROBE_HEADER = ["run", "sent", "back", "loss", "reord", "dup", "bad", "rate", "on wire", "rtt p50", "rtt p99"];
 
-function probeSummaryText(p: ProbeReport): string {
-  const lines = [
-    `sent ${p.sent}, received ${p.received}, lost ${p.lost} (${
-      pct(p.lossPct)
-    }), reordered ${p.reordered}, duplicates ${p.duplicates}`,
-    `rewrite: ${
-      p.received === 0
-        ? "nothing came back to check"
-        : p.badRewrite === 0
-        ? "every reflection had exactly the expected fields swapped"
-        : `${p.badRewrite} reflections had wrong bytes`
-    }`,
-    `throughput: sent ${pps(p.txPps)} ${mbps(p.txWireMbps)} on the wire; received ${pps(p.rxPps)}, ${
-      mbps(p.rxL2Mbps)
-    } L2, ${mbps(p.rxWireMbps)} on the wire`,
-  ];
-  if (p.rttUs) {
-    lines.push(
-      `rtt: min ${us(p.rttUs.min)}, p50 ${us(p.rttUs.p50)}, p99 ${us(p.rttUs.p99)}, p99.9 ${us(p.rttUs.p999)}, max ${
-        us(p.rttUs.max)
-      }`,
-    );
-  }
-  if (p.txErrors || p.rxRingDrops || p.foreign) {
-    lines.push(
-      `probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`,
-    );
-  }
-  if (p.hostRxDropped) {
-    lines.push(
-      `this host: its kernel dropped ${p.hostRxDropped} frames arriving on the probe's interface before the probe ` +
-        `saw them (a burst beyond its receive backlog): that loss is on this machine, not the path or the reflector; ` +
-        `raise it with 'sysctl -w net.core.netdev_max_backlog=N'`,
-    );
-  }
-  if (p.txSlipped) {
-    lines.push(
-      `pacing: ${p.txSlipped} frames were not sent: this machine kept the sender off the CPU for over 1 ms ` +
-        `(it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu`,
-    );
-  }
-  return lines.join("\n");
-}
-
 const probeCmd: Command = {
   name: "probe",
   summary: "send ITO test frames to a reflector and measure what comes back",
@@ -532,7 +488,7 @@ With an IP address the reflector's MAC is resolved with ARP / neighbour discover
       const report = await probe.done();
       status.clear();
       if (json) emitJson({ type: "summary", interrupted, ...report });
-      else console.log(probeSummaryText(report));
+      else console.log(probeSummary(report));
       if (interrupted) return 130;
       if (report.badRewrite > 0) {
         throw new FastpathError(

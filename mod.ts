@@ -27,7 +27,7 @@ export {
   type SignatureName,
   type SwapMode,
 } from "./src/reflector.ts";
-export { Probe, type ProbeOptions, type ProbeReport, type Rate, type RttSummary } from "./src/probe.ts";
+export { Probe, type ProbeOptions, type ProbeReport, probeSummary, type Rate, type RttSummary } from "./src/probe.ts";
 export {
   exitLine,
   NO_SCHED_EXT,

@@ -5,6 +5,7 @@ import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
 import { ifaceAddress, linkInfo, MAC_RE, neighbour, parseIp, parseMac, rxDropped } from "./net.ts";
 import { type SignatureName, SIGNATURES, SWAP_MODES, type SwapMode } from "./reflector.ts";
+import { mbps, pct, pps, us } from "./format.ts";
 
 export const FRAME_SIZES = [64, 128, 256, 512, 1024, 1280, 1518, 9000, 9018] as const;
 /** Simple IMIX by frame count: 7 × 64, 4 × 594, 1 × 1518 bytes. */
@@ -117,6 +118,51 @@ export function percentile(hist: number[], lower: (i: number) => number, q: numb
     if (seen >= rank) return (lower(i) + lower(i + 1)) / 2;
   }
   return lower(hist.length - 1);
+}
+
+/** The human summary of a finished run, as `fastpath probe` prints it: a line per fact, the notes only when they apply. */
+export function probeSummary(p: ProbeReport): string {
+  const lines = [
+    `sent ${p.sent}, received ${p.received}, lost ${p.lost} (${
+      pct(p.lossPct)
+    }), reordered ${p.reordered}, duplicates ${p.duplicates}`,
+    `rewrite: ${
+      p.received === 0
+        ? "nothing came back to check"
+        : p.badRewrite === 0
+        ? "every reflection had exactly the expected fields swapped"
+        : `${p.badRewrite} reflections had wrong bytes`
+    }`,
+    `throughput: sent ${pps(p.txPps)} ${mbps(p.txWireMbps)} on the wire; received ${pps(p.rxPps)}, ${
+      mbps(p.rxL2Mbps)
+    } L2, ${mbps(p.rxWireMbps)} on the wire`,
+  ];
+  if (p.rttUs) {
+    lines.push(
+      `rtt: min ${us(p.rttUs.min)}, p50 ${us(p.rttUs.p50)}, p99 ${us(p.rttUs.p99)}, p99.9 ${us(p.rttUs.p999)}, max ${
+        us(p.rttUs.max)
+      }`,
+    );
+  }
+  if (p.txErrors || p.rxRingDrops || p.foreign) {
+    lines.push(
+      `probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`,
+    );
+  }
+  if (p.hostRxDropped) {
+    lines.push(
+      `this host: its kernel dropped ${p.hostRxDropped} frames arriving on the probe's interface before the probe ` +
+        `saw them (a burst beyond its receive backlog): that loss is on this machine, not the path or the reflector; ` +
+        `raise it with 'sysctl -w net.core.netdev_max_backlog=N'`,
+    );
+  }
+  if (p.txSlipped) {
+    lines.push(
+      `pacing: ${p.txSlipped} frames were not sent: this machine kept the sender off the CPU for over 1 ms ` +
+        `(it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu`,
+    );
+  }
+  return lines.join("\n");
 }
 
 export function ratePps(rate: Rate, size: number | "imix"): number {

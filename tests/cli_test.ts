@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { cli, isRoot, netnsList, ROOT, skipUnless } from "./helpers.ts";
 import { run } from "../src/net.ts";
+import { type ProbeReport, probeSummary } from "../src/probe.ts";
 
 Deno.test("the CLI", async (t) => {
   await t.step("every command has help with runnable examples and the exit codes", async () => {
@@ -175,5 +176,49 @@ Deno.test("the CLI", async (t) => {
     const r = await cli(["sched", "start"]);
     assert.equal(r.code, 2);
     assert.equal(r.stderr, "error: unknown sched action 'start': use run, status or stats\n");
+  });
+});
+
+Deno.test("the probe's summary", async (t) => {
+  const clean: ProbeReport = {
+    state: "done",
+    elapsedS: 1,
+    sent: 100_000,
+    received: 100_000,
+    lost: 0,
+    lossPct: 0,
+    duplicates: 0,
+    reordered: 0,
+    badRewrite: 0,
+    foreign: 0,
+    txErrors: 0,
+    rxRingDrops: 0,
+    hostRxDropped: 0,
+    txSlipped: 0,
+    txPps: 100_000,
+    rxPps: 100_000,
+    rxL2Mbps: 51.2,
+    rxWireMbps: 67.2,
+    txWireMbps: 67.2,
+    rttUs: { min: 20, p50: 40, p99: 90, p999: 120, max: 300, mean: 45 },
+  };
+
+  await t.step("a clean run has no notes: no probe-side, pacing or host line", () => {
+    const text = probeSummary(clean);
+    assert.match(text, /^sent 100000, received 100000, lost 0 /);
+    assert.match(text, /every reflection had exactly the expected fields swapped/);
+    assert.doesNotMatch(text, /^(probe side|pacing|this host):/m);
+  });
+
+  await t.step("loss the probe's own kernel dropped is named as this host's, with the sysctl that raises it", () => {
+    const text = probeSummary({ ...clean, received: 99_315, lost: 685, lossPct: 0.685, hostRxDropped: 685 });
+    assert.match(text, /^this host: its kernel dropped 685 frames arriving on the probe's interface/m);
+    assert.match(text, /not the path or the reflector/);
+    assert.match(text, /sysctl -w net\.core\.netdev_max_backlog=N/);
+  });
+
+  await t.step("frames the sender could not send in time are a pacing line that names --cpu", () => {
+    const text = probeSummary({ ...clean, txSlipped: 1509 });
+    assert.match(text, /^pacing: 1509 frames were not sent: .* give it a quieter core with --cpu$/m);
   });
 });
