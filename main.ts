@@ -51,6 +51,12 @@ interface Command {
   run(args: string[], flags: Flags): Promise<number>;
 }
 
+const COALESCE: FlagSpec = {
+  type: "number",
+  help:
+    "afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off). Defers the device's receive interrupts where the kernel can (6.13+)",
+  default: DEFAULT_COALESCE_US,
+};
 const FORMAT: FlagSpec = {
   type: "string",
   help: "output: text for people, json for scripts",
@@ -195,12 +201,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
       type: "number",
       help: "afxdp mode: busy-poll the sockets this long instead of sleeping (lower latency, more CPU)",
     },
-    "coalesce-us": {
-      type: "number",
-      help:
-        "afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off). Defers the device's receive interrupts where the kernel can (6.13+)",
-      default: DEFAULT_COALESCE_US,
-    },
+    "coalesce-us": COALESCE,
     netns: { type: "string", help: "network namespace the interface lives in (ip netns)" },
     "interval-ms": { type: "number", help: "how often to report", default: 1000 },
     "duration-s": { type: "number", help: "stop after this many seconds (default: run until stopped)" },
@@ -533,6 +534,7 @@ Traffic never leaves the veth pair.`,
     "sudo fastpath lab run",
     "sudo fastpath lab run --size 64,1518,9000 --rate 100kpps --duration-s 5",
     "sudo fastpath lab run --swap all --format json",
+    "sudo fastpath lab run --mode afxdp --coalesce-us 0 --size 64 --rate 20kpps   # afxdp's lowest latency",
     "sudo fastpath lab up && sudo ip netns exec fp-refl ip -br addr && sudo fastpath lab down",
   ],
   args: ["up|down|run"],
@@ -546,6 +548,7 @@ Traffic never leaves the veth pair.`,
     mode: { type: "string", help: "reflector dataplane", default: "auto", choices: REFLECT_MODES },
     vlan: { type: "number", help: "send VLAN-tagged frames with this ID" },
     ipv6: { type: "boolean", help: "test over IPv6 instead of IPv4" },
+    "coalesce-us": COALESCE,
     format: FORMAT,
   },
   async run([action], f) {
@@ -602,6 +605,7 @@ Traffic never leaves the veth pair.`,
           mode: f.mode as "auto",
           vlan: f.vlan as number | undefined,
           ipv6: Boolean(f.ipv6),
+          coalesceUs: f["coalesce-us"] as number | undefined,
         };
         const r = await runLabCase(lab, c, {
           signal: abort.signal,
