@@ -74,6 +74,26 @@ Deno.test("the CLI", async (t) => {
     assert.ok(!(await netnsList()).includes(ns));
   });
 
+  await t.step("lab run hands --coalesce-us to the afxdp reflector (0: no interrupt deferral)", async () => {
+    if (skipUnless(isRoot, "needs root to create the lab's namespaces")) return;
+    const results = async (extra: string[]) => {
+      const r = await cli([
+        ...["lab", "run", "--prefix", "fpc", "--mode", "afxdp", "--size", "64", "--rate", "5kpps", "--duration-s", "1"],
+        ...["--format", "json", ...extra],
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      return r.stdout.trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.type === "result");
+    };
+    const [off] = await results(["--coalesce-us", "0"]);
+    assert.equal(off.mode, "afxdp");
+    assert.equal(off.probe.received, off.probe.sent);
+    assert.equal(off.irqDeferred, false, "--coalesce-us 0 leaves the interrupts alone");
+    const [dflt] = await results([]);
+    const [major, minor] = Deno.osRelease().split(".").map(Number);
+    assert.equal(dflt.irqDeferred, major > 6 || (major === 6 && minor >= 13), `kernel ${Deno.osRelease()}`);
+    assert.ok(!(await netnsList()).some((n) => n.startsWith("fpc-")));
+  });
+
   await t.step("a mode this platform lacks (macOS's bpf on Linux) is refused as unsupported (exit 6)", async () => {
     const r = await cli(["reflect", "lo", "--mode", "bpf"]);
     assert.equal(r.code, 6, r.stderr);
