@@ -110,44 +110,71 @@ Deno.test("exit paths", async (t) => {
       },
     );
 
+    /**
+     * Probes at 100 kpps while the reflector process is stopped for `stopMs` (a busy laptop, a
+     * debugger): the kernel keeps queueing frames for it meanwhile. Pinned as the bench pins them, so
+     * the probe's receive work stays off the reflector's core. Returns the probe's report and the
+     * reflector's own totals from its summary.
+     */
+    const stoppedRun = async (mode: "packet" | "afxdp", stopMs: number, count: number) => {
+      const p = spawnCli([...reflectArgs, "--mode", mode, "--swap", "all", "--cpu", String(lab.reflectorCpu)]);
+      await p.waitFor("stop with Ctrl-C");
+      await using probe = await Probe.start({
+        iface: lab.probeIf,
+        netns: lab.probeNs,
+        to: lab.reflectorIp,
+        rate: { pps: 100_000 },
+        count,
+        cpu: lab.probeCpu,
+        expectSwap: "all",
+      });
+      await new Promise((r) => setTimeout(r, 500));
+      p.child.kill("SIGSTOP");
+      await new Promise((r) => setTimeout(r, stopMs));
+      p.child.kill("SIGCONT");
+      const r = await probe.done();
+      p.child.kill("SIGTERM");
+      const out = await p.finish();
+      assert.equal(out.code, 0, out.stderr);
+      const totals = out.stderr.match(/stopped: received (\d+), reflected (\d+) /);
+      assert.ok(totals, out.stderr);
+      const ringFull = Number(out.stderr.match(/not reflected: .*ring_full (\d+)/)?.[1] ?? 0);
+      assert.equal(r.badRewrite, 0);
+      assert.equal(r.duplicates, 0);
+      assert.ok(r.hostRxDropped !== undefined, "the probe reports its interface's receive drops");
+      if (r.hostRxDropped) {
+        console.log(`the probe's host dropped ${r.hostRxDropped} frames of the burst after the stop`);
+      }
+      return { r, received: Number(totals[1]), reflected: Number(totals[2]), ringFull, stderr: out.stderr };
+    };
+
     await t.step(
       "packet mode reflects every frame that arrives while its process is stopped for 150 ms at 100 kpps",
       async () => {
-        // The kernel keeps filling the ring while no thread of the reflector runs (a busy laptop, a
-        // debugger): 256 blocks handed over at least every 1 ms hold 256 ms of traffic. Pinned as the
-        // bench pins them, so the probe's receive work stays off the reflector's core.
-        const p = spawnCli([
-          ...reflectArgs,
-          ...["--mode", "packet", "--swap", "all", "--cpu", String(lab.reflectorCpu)],
-        ]);
-        await p.waitFor("stop with Ctrl-C");
-        await using probe = await Probe.start({
-          iface: lab.probeIf,
-          netns: lab.probeNs,
-          to: lab.reflectorIp,
-          rate: { pps: 100_000 },
-          count: 200_000,
-          cpu: lab.probeCpu,
-          expectSwap: "all",
-        });
-        await new Promise((r) => setTimeout(r, 500));
-        p.child.kill("SIGSTOP");
-        await new Promise((r) => setTimeout(r, 150));
-        p.child.kill("SIGCONT");
-        const r = await probe.done();
-        p.child.kill("SIGTERM");
-        const out = await p.finish();
-        assert.equal(out.code, 0, out.stderr);
-        // The reflector's own account: its ring dropped nothing, it sent back all it received.
-        assert.match(out.stderr, new RegExp(`stopped: received ${r.sent}, reflected ${r.sent} `), out.stderr);
-        assert.match(out.stderr, /not reflected: none/);
-        assert.equal(r.badRewrite, 0);
+        // 256 ring blocks handed over at least every 1 ms hold 256 ms of traffic.
+        const { r, received, reflected, stderr } = await stoppedRun("packet", 150, 200_000);
+        assert.equal(received, r.sent, stderr);
+        assert.equal(reflected, r.sent, stderr);
+        assert.match(stderr, /not reflected: none/);
         assert.ok(r.rttUs!.max >= 100_000, `the frames waited out the stop: rtt max ${r.rttUs!.max} µs`);
         // On resume the reflector sends its 15 000-frame backlog at once; what the probe's own kernel
         // dropped of that burst (its receive backlog) is counted there. Nothing else may be missing.
-        assert.ok(r.hostRxDropped !== undefined, "the probe reports its interface's receive drops");
         assertReflectorLoss(r, 0);
-        if (r.lost) console.log(`the probe's host dropped ${r.hostRxDropped} frames of the burst after the stop`);
+      },
+    );
+
+    await t.step(
+      "afxdp mode reflects every frame through a 30 ms stop at 100 kpps and counts what a 150 ms stop overflows",
+      async () => {
+        // 4096-entry fill and receive rings hold about 40 ms at this rate.
+        const short = await stoppedRun("afxdp", 30, 100_000);
+        assert.equal(short.ringFull, 0, short.stderr);
+        assert.ok(short.r.rttUs!.max >= 20_000, `the frames waited out the stop: rtt max ${short.r.rttUs!.max} µs`);
+        assertReflectorLoss(short.r, 0);
+        // Longer than the rings: the overflow is the reflector's ring_full count, frame for frame.
+        const long = await stoppedRun("afxdp", 150, 100_000);
+        assert.ok(long.ringFull > 0, long.stderr);
+        assert.equal(long.r.lost - long.r.hostRxDropped!, long.ringFull, long.stderr);
       },
     );
 
