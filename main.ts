@@ -20,6 +20,7 @@ import {
 import {
   type Counters,
   DEFAULT_COALESCE_US,
+  DEFAULT_NICE,
   PROFILES,
   REFLECT_MODES,
   Reflector,
@@ -51,6 +52,12 @@ interface Command {
   run(args: string[], flags: Flags): Promise<number>;
 }
 
+const NICE: FlagSpec = {
+  type: "number",
+  help:
+    "Linux, packet and afxdp modes: the workers' nice value, -20 … 19, so a busy machine's other work does not show up as loss (0 = as started)",
+  default: DEFAULT_NICE,
+};
 const COALESCE: FlagSpec = {
   type: "number",
   help:
@@ -191,6 +198,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     signature: { type: "string", help: "reflect only this signature (repeatable as a comma list)" },
     workers: { type: "number", help: "worker threads (PACKET_FANOUT when more than 1)", default: 1 },
     cpu: { type: "number", help: "pin worker i to CPU N+i" },
+    nice: NICE,
     fanout: {
       type: "string",
       help: "how frames are spread over workers (packet mode)",
@@ -230,6 +238,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
         signatures,
         workers: f.workers as number | undefined,
         cpu: f.cpu as number | undefined,
+        nice: f.nice as number | undefined,
         fanout: f.fanout as "hash",
         busyPollUs: f["busy-poll-us"] as number | undefined,
         coalesceUs: f["coalesce-us"] as number,
@@ -254,6 +263,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
         mac: i.mac,
         mtu: i.mtu,
         workers: i.workers,
+        nice: i.nice ?? null,
         profile: i.profile,
         swap: i.swap,
         port: i.port,
@@ -282,7 +292,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
         console.error(
           `  profile ${i.profile}, swap ${i.swap}, port ${i.port || "any"}, OUI ${i.oui ?? "any"}, TOS toggle ${
             i.tosToggle ? "on" : "off"
-          }, ${i.workers} worker(s)`,
+          }, ${i.workers} worker(s)${i.nice !== undefined ? ` at nice ${i.nice}` : ""}`,
         );
         if (i.maxFrame && i.mtu + 14 > i.maxFrame) {
           console.error(
@@ -549,6 +559,7 @@ Traffic never leaves the veth pair.`,
     vlan: { type: "number", help: "send VLAN-tagged frames with this ID" },
     ipv6: { type: "boolean", help: "test over IPv6 instead of IPv4" },
     "coalesce-us": COALESCE,
+    nice: NICE,
     format: FORMAT,
   },
   async run([action], f) {
@@ -606,6 +617,7 @@ Traffic never leaves the veth pair.`,
           vlan: f.vlan as number | undefined,
           ipv6: Boolean(f.ipv6),
           coalesceUs: f["coalesce-us"] as number | undefined,
+          nice: f.nice as number | undefined,
         };
         const r = await runLabCase(lab, c, {
           signal: abort.signal,

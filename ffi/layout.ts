@@ -90,6 +90,9 @@ export class StructBuilder {
       case "u8":
         this.#view.setUint8(o, Number(v));
         break;
+      case "i8":
+        this.#view.setInt8(o, Number(v));
+        break;
       case "u16":
         this.#view.setUint16(o, Number(v), true);
         break;

@@ -133,4 +133,4 @@ export const symbols = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI this TypeScript was written against; the library must report the same. */
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 9;

@@ -15,6 +15,7 @@ export interface LabCase {
   ipv6?: boolean;
   signature?: ProbeOptions["signature"];
   coalesceUs?: ReflectorOptions["coalesceUs"];
+  nice?: ReflectorOptions["nice"];
 }
 
 export interface LabResult {
@@ -63,6 +64,7 @@ export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}):
     profile,
     cpu: lab.reflectorCpu,
     coalesceUs: c.coalesceUs,
+    nice: c.nice,
   });
   await peerForMode(lab, reflector.info.mode);
   await hooks.afterStart?.(reflector);

@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 8;
+pub const abi_version: u32 = 9;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -177,7 +177,12 @@ pub const ReflectorOptions = extern struct {
     first_cpu: i16,
     dataplane: u8,
     fanout: u8,
-    _pad: [2]u8 = .{ 0, 0 },
+    /// The workers' nice value (Linux; -20 … 19, 0 leaves them at the caller's). A reflector is a test
+    /// instrument: raised, a busy machine's other work does not show up as loss on the handheld (its
+    /// worker gets most of a contended core; at nice 0 four CPU hogs leave it a fifth). macOS workers
+    /// run at QOS_CLASS_USER_INTERACTIVE instead.
+    nice: i8,
+    _pad: u8 = 0,
     /// packet mode's receive ring: blocks of `ring_block_kib` KiB, `ring_blocks` of them (0: the
     /// library's default, afpacket.Options).
     ring_block_kib: u32,

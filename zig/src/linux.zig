@@ -165,6 +165,23 @@ pub fn pinToCpu(cpu: i32) Error!void {
         return diag.fail(error.InvalidArgument, "cannot pin to CPU {d} (is it online? see nproc)", .{cpu});
 }
 
+/// Sets the calling thread's nice value (on Linux nice is per thread: PRIO_PROCESS with who = 0 is
+/// the caller). 0 leaves it alone.
+pub fn setNice(nice: i8) Error!void {
+    if (nice == 0) return;
+    const prio_process = 0;
+    const rc = linux.syscall3(.setpriority, prio_process, 0, @bitCast(@as(isize, nice)));
+    switch (linux.E.init(rc)) {
+        .SUCCESS => {},
+        .PERM, .ACCES => return diag.fail(
+            error.PermissionDenied,
+            "cannot run at nice {d}: needs root or CAP_SYS_NICE (or pass --nice 0)",
+            .{nice},
+        ),
+        else => |e| return diag.fail(errorOf(e), "cannot run at nice {d}: {s}", .{ nice, describe(e) }),
+    }
+}
+
 pub const monotonicNs = @import("clock.zig").monotonicNs;
 pub const threadCpuNs = @import("clock.zig").threadCpuNs;
 

@@ -330,14 +330,21 @@ pub const Reflector = struct {
         gpa.destroy(self);
     }
 
-    /// Pins worker `index` to first_cpu + index when asked; false (and the reflector failed) if not possible.
-    fn pinWorker(self: *Reflector, index: u16) bool {
-        if (self.opts.first_cpu < 0) return true;
-        sys.pinToCpu(@as(i32, self.opts.first_cpu) + index) catch {
-            self.fail("worker {d}: {s}", .{ index, std.mem.span(diag.message()) });
-            return false;
-        };
-        return true;
+    /// Names worker `index` ("fp-packet/N", "fp-afxdp/N", as top -H and ps show it), gives it its
+    /// nice value and, when asked, pins it to first_cpu + index; false (and the reflector failed) if
+    /// the priority or the CPU is not possible.
+    fn placeWorker(self: *Reflector, index: u16) bool {
+        var name: [16]u8 = std.mem.zeroes([16]u8);
+        const kind = if (self.xsk_workers.len > 0) "afxdp" else "packet";
+        _ = std.fmt.bufPrint(name[0..15], "fp-{s}/{d}", .{ kind, index }) catch {};
+        _ = linux.prctl(@intFromEnum(linux.PR.SET_NAME), @intFromPtr(&name), 0, 0, 0);
+        place: {
+            sys.setNice(self.opts.nice) catch break :place;
+            if (self.opts.first_cpu >= 0) sys.pinToCpu(@as(i32, self.opts.first_cpu) + index) catch break :place;
+            return true;
+        }
+        self.fail("worker {d}: {s}", .{ index, std.mem.span(diag.message()) });
+        return false;
     }
 
     fn fail(self: *Reflector, comptime fmt: []const u8, args: anytype) void {
@@ -358,7 +365,7 @@ const Worker = struct {
 
     fn run(w: *Worker) void {
         const r = w.r;
-        if (!r.pinWorker(w.index)) return;
+        if (!r.placeWorker(w.index)) return;
         const shared: *align(64) abi.Counters = &r.counters[w.index];
         var local: abi.Counters = .{};
         var tx: afpacket.TxBatch(batch_max) = .{};
@@ -440,7 +447,7 @@ const XskWorker = struct {
 
     fn run(w: *XskWorker) void {
         const r = w.r;
-        if (!r.pinWorker(w.index)) return;
+        if (!r.placeWorker(w.index)) return;
         const shared: *align(64) abi.Counters = &r.counters[w.index];
         var local: abi.Counters = .{};
         var cpu_last = sys.threadCpuNs();
