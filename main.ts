@@ -52,12 +52,15 @@ interface Command {
   run(args: string[], flags: Flags): Promise<number>;
 }
 
-const NICE: FlagSpec = {
-  type: "number",
-  help:
-    "Linux, packet and afxdp modes: the workers' nice value, -20 … 19, so a busy machine's other work does not show up as loss (0 = as started)",
-  default: DEFAULT_NICE,
-};
+/** --nice for the native threads `threads` names. */
+function niceFlag(threads: string): FlagSpec {
+  return {
+    type: "number",
+    help:
+      `Linux: ${threads}' nice value, -20 … 19, so the machine's other work does not show up in the results (0 = as started)`,
+    default: DEFAULT_NICE,
+  };
+}
 const COALESCE: FlagSpec = {
   type: "number",
   help:
@@ -198,7 +201,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     signature: { type: "string", help: "reflect only this signature (repeatable as a comma list)" },
     workers: { type: "number", help: "worker threads (PACKET_FANOUT when more than 1)", default: 1 },
     cpu: { type: "number", help: "pin worker i to CPU N+i" },
-    nice: NICE,
+    nice: niceFlag("packet and afxdp modes: the workers"),
     fanout: {
       type: "string",
       help: "how frames are spread over workers (packet mode)",
@@ -429,6 +432,7 @@ With an IP address the reflector's MAC is resolved with ARP / neighbour discover
     vlan: { type: "number", help: "send with this 802.1Q VLAN ID" },
     tos: { type: "number", help: "IPv4 TOS / IPv6 traffic class to send", default: 0 },
     cpu: { type: "number", help: "pin the sender and receiver threads to this CPU (Linux; macOS uses QoS classes)" },
+    nice: niceFlag("the sender and receiver threads"),
     "drain-ms": { type: "number", help: "how long to wait for late reflections after the last frame", default: 500 },
     netns: { type: "string", help: "network namespace the interface lives in (Linux)" },
     "interval-ms": { type: "number", help: "how often to report (json: one object per interval)", default: 1000 },
@@ -459,6 +463,7 @@ With an IP address the reflector's MAC is resolved with ARP / neighbour discover
       tos: f.tos as number | undefined,
       cpu: f.cpu as number | undefined,
       rxCpu: f.cpu as number | undefined,
+      nice: f.nice as number | undefined,
       drainMs: f["drain-ms"] as number | undefined,
     }).catch((err) => {
       stop.dispose();
@@ -559,7 +564,7 @@ Traffic never leaves the veth pair.`,
     vlan: { type: "number", help: "send VLAN-tagged frames with this ID" },
     ipv6: { type: "boolean", help: "test over IPv6 instead of IPv4" },
     "coalesce-us": COALESCE,
-    nice: NICE,
+    nice: niceFlag("the reflector's workers"),
     format: FORMAT,
   },
   async run([action], f) {

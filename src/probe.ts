@@ -4,7 +4,7 @@ import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
 import { ifaceAddress, linkInfo, MAC_RE, neighbour, parseIp, parseMac, rxDropped } from "./net.ts";
-import { type SignatureName, SIGNATURES, SWAP_MODES, type SwapMode } from "./reflector.ts";
+import { niceValue, type SignatureName, SIGNATURES, SWAP_MODES, type SwapMode } from "./reflector.ts";
 import { mbps, pct, pps, us } from "./format.ts";
 
 export const FRAME_SIZES = [64, 128, 256, 512, 1024, 1280, 1518, 9000, 9018] as const;
@@ -41,6 +41,11 @@ export interface ProbeOptions {
   tos?: number;
   cpu?: number;
   rxCpu?: number;
+  /**
+   * Linux: the sending and receiving threads' nice value, -20 … 19 (default -10; 0 = the caller's),
+   * so the probe keeps its schedule and timestamps on a busy machine. macOS uses QoS classes.
+   */
+  nice?: number;
   drainMs?: number;
   batch?: number;
 }
@@ -159,7 +164,7 @@ export function probeSummary(p: ProbeReport): string {
   if (p.txSlipped) {
     lines.push(
       `pacing: ${p.txSlipped} frames were not sent: this machine kept the sender off the CPU for over 1 ms ` +
-        `(it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu`,
+        `(it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu or a higher priority with --nice`,
     );
   }
   return lines.join("\n");
@@ -255,6 +260,7 @@ export class Probe extends NativeHandle {
     const signature = o.signature ?? "DATA:OT";
     if (!(signature in SIGNATURES)) throw new FastpathError("usage", `unknown signature '${signature}'`);
 
+    const nice = niceValue(o.nice);
     const opts = layout.builder("ProbeOptions")
       .setBytes("ifname", o.iface)
       .setBytes("netns", o.netns ?? "")
@@ -270,6 +276,7 @@ export class Probe extends NativeHandle {
       .set("dst_port", o.dstPort ?? 3842)
       .set("vlan", o.vlan ?? 0)
       .set("tos", o.tos ?? 0)
+      .set("nice", nice)
       .set("frame_size", size === "imix" ? 0 : size)
       .set("tx_cpu", o.cpu ?? -1)
       .set("rx_cpu", o.rxCpu ?? -1)

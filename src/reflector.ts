@@ -81,8 +81,17 @@ export interface ReflectorOptions {
   coalesceUs?: number;
 }
 
-/** The workers' nice value unless told otherwise (see ReflectorOptions.nice). */
+/** The native threads' nice value unless told otherwise (see ReflectorOptions.nice, ProbeOptions.nice). */
 export const DEFAULT_NICE = -10;
+
+/** A thread priority as given (the default when not), checked: -20 … 19. */
+export function niceValue(nice: number | undefined): number {
+  const n = nice ?? DEFAULT_NICE;
+  if (!Number.isInteger(n) || n < -20 || n > 19) {
+    throw new FastpathError("usage", `--nice ${n} must be a whole number from -20 to 19`);
+  }
+  return n;
+}
 /** afxdp mode's wake-up coalescing unless told otherwise (see ReflectorOptions.coalesceUs). */
 export const DEFAULT_COALESCE_US = 500;
 /** 4 096 receive descriptors last 1 ms at 4 Mpps: no longer wait than that (the interrupt deferral is held to a quarter of the device's ring besides). */
@@ -279,10 +288,7 @@ export class Reflector extends NativeHandle {
         `--coalesce-us ${coalesceUs} must be a whole number from 0 to ${MAX_COALESCE_US} (longer waits can overflow the receive ring)`,
       );
     }
-    const nice = o.nice ?? DEFAULT_NICE;
-    if (!Number.isInteger(nice) || nice < -20 || nice > 19) {
-      throw new FastpathError("usage", `--nice ${nice} must be a whole number from -20 to 19`);
-    }
+    const nice = niceValue(o.nice);
     const opts = layout.builder("ReflectorOptions")
       .setBytes("ifname", o.iface)
       .setBytes("netns", o.netns ?? "")

@@ -237,8 +237,11 @@ Deno.test("the probe's summary", async (t) => {
     assert.match(text, /sysctl -w net\.core\.netdev_max_backlog=N/);
   });
 
-  await t.step("frames the sender could not send in time are a pacing line that names --cpu", () => {
+  await t.step("frames the sender could not send in time are a pacing line that names --cpu and --nice", () => {
     const text = probeSummary({ ...clean, txSlipped: 1509 });
-    assert.match(text, /^pacing: 1509 frames were not sent: .* give it a quieter core with --cpu$/m);
+    assert.match(
+      text,
+      /^pacing: 1509 frames were not sent: .* give it a quieter core with --cpu or a higher priority with --nice$/m,
+    );
   });
 });

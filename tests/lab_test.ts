@@ -134,35 +134,50 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.ok(["driver", "generic"].includes(refl.info.xdpAttach ?? ""), refl.info.xdpAttach);
     });
 
-    await t.step("packet and afxdp workers run as fp-<mode>/N at nice -10 unless told otherwise", async () => {
-      // Each thread's name and nice value as the kernel reports them (stat fields 2 and 19).
-      const threads = async () => {
-        const out: Record<string, number> = {};
-        for await (const e of Deno.readDir("/proc/self/task")) {
-          const stat = await Deno.readTextFile(`/proc/self/task/${e.name}/stat`).catch(() => "");
-          const close = stat.lastIndexOf(")");
-          if (close < 0) continue;
-          const name = stat.slice(stat.indexOf("(") + 1, close);
-          if (name.startsWith("fp-")) out[name] = Number(stat.slice(close + 2).split(" ")[16]);
-        }
-        return out;
-      };
-      for (const mode of ["packet", "afxdp"] as const) {
-        {
-          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
-          assert.equal(refl.info.nice, -10);
+    await t.step(
+      "native threads run named (fp-packet/N, fp-afxdp/N, fp-probe-tx/rx) at nice -10 unless told otherwise",
+      async () => {
+        // Each thread's name and nice value as the kernel reports them (stat fields 2 and 19).
+        const threads = async () => {
+          const out: Record<string, number> = {};
+          for await (const e of Deno.readDir("/proc/self/task")) {
+            const stat = await Deno.readTextFile(`/proc/self/task/${e.name}/stat`).catch(() => "");
+            const close = stat.lastIndexOf(")");
+            if (close < 0) continue;
+            const name = stat.slice(stat.indexOf("(") + 1, close);
+            if (name.startsWith("fp-")) out[name] = Number(stat.slice(close + 2).split(" ")[16]);
+          }
+          return out;
+        };
+        for (const mode of ["packet", "afxdp"] as const) {
+          {
+            await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+            assert.equal(refl.info.nice, -10);
+            await waitFor(async () => `fp-${mode}/0` in await threads(), `a thread named fp-${mode}/0`);
+            assert.deepEqual(await threads(), { [`fp-${mode}/0`]: -10 });
+          }
+          await using plain = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode, nice: 0 });
           await waitFor(async () => `fp-${mode}/0` in await threads(), `a thread named fp-${mode}/0`);
-          assert.deepEqual(await threads(), { [`fp-${mode}/0`]: -10 });
+          assert.deepEqual(await threads(), { [`fp-${mode}/0`]: 0 });
         }
-        await using plain = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode, nice: 0 });
-        await waitFor(async () => `fp-${mode}/0` in await threads(), `a thread named fp-${mode}/0`);
-        assert.deepEqual(await threads(), { [`fp-${mode}/0`]: 0 });
-      }
-      const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet", nice: -21 })
-        .then((r) => r.stop(), (e) => e);
-      assert.ok(err instanceof FastpathError);
-      assert.equal(err.message, "--nice -21 must be a whole number from -20 to 19");
-    });
+        {
+          await using probe = await Probe.start({
+            iface: lab.probeIf,
+            netns: lab.probeNs,
+            to: lab.reflectorIp,
+            rate: { pps: 1000 },
+            durationMs: 2000,
+          });
+          await waitFor(async () => "fp-probe-rx" in await threads(), "a thread named fp-probe-rx");
+          assert.deepEqual(await threads(), { "fp-probe-tx": -10, "fp-probe-rx": -10 });
+          probe.stop();
+        }
+        const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet", nice: -21 })
+          .then((r) => r.stop(), (e) => e);
+        assert.ok(err instanceof FastpathError);
+        assert.equal(err.message, "--nice -21 must be a whole number from -20 to 19");
+      },
+    );
 
     // What each mode counts for a refused frame: packet mode never sees what the kernel filter drops;
     // the XDP program sees every frame and names the reason.

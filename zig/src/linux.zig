@@ -182,6 +182,17 @@ pub fn setNice(nice: i8) Error!void {
     }
 }
 
+/// Names the calling thread (as `top -H` and `ps -L` show it, at most 15 bytes), sets its nice value
+/// (0: as it is) and pins it to `cpu` (< 0: any CPU).
+pub fn placeThread(name: []const u8, cpu: i32, nice: i8) Error!void {
+    var comm = std.mem.zeroes([16]u8);
+    const n = @min(name.len, comm.len - 1);
+    @memcpy(comm[0..n], name[0..n]);
+    _ = linux.prctl(@intFromEnum(linux.PR.SET_NAME), @intFromPtr(&comm), 0, 0, 0);
+    try setNice(nice);
+    try pinToCpu(cpu);
+}
+
 pub const monotonicNs = @import("clock.zig").monotonicNs;
 pub const threadCpuNs = @import("clock.zig").threadCpuNs;
 

@@ -135,7 +135,7 @@ pub const Probe = struct {
     }
 
     pub fn txMain(self: *Probe) void {
-        sys.pinToCpu(self.core.opts.tx_cpu) catch {
+        sys.placeThread("fp-probe-tx", self.core.opts.tx_cpu, self.core.opts.nice) catch {
             self.core.fail("transmit thread: {s}", .{std.mem.span(diag.message())});
             self.core.tx_done_ns.store(sys.monotonicNs(), .release);
             return;
@@ -147,7 +147,8 @@ pub const Probe = struct {
     }
 
     pub fn rxMain(self: *Probe) void {
-        sys.pinToCpu(self.core.opts.rx_cpu) catch {};
+        // The transmit thread reports what cannot be done; this one runs on as it can.
+        sys.placeThread("fp-probe-rx", self.core.opts.rx_cpu, self.core.opts.nice) catch {};
         var rx = self.core.receiver();
         while (!rx.done()) {
             const blk = self.rx.next() orelse {

@@ -330,21 +330,18 @@ pub const Reflector = struct {
         gpa.destroy(self);
     }
 
-    /// Names worker `index` ("fp-packet/N", "fp-afxdp/N", as top -H and ps show it), gives it its
-    /// nice value and, when asked, pins it to first_cpu + index; false (and the reflector failed) if
-    /// the priority or the CPU is not possible.
+    /// Names worker `index` ("fp-packet/N", "fp-afxdp/N"), gives it its nice value and, when asked,
+    /// pins it to first_cpu + index; false (and the reflector failed) if that is not possible.
     fn placeWorker(self: *Reflector, index: u16) bool {
-        var name: [16]u8 = std.mem.zeroes([16]u8);
+        var buf: [16]u8 = undefined;
         const kind = if (self.xsk_workers.len > 0) "afxdp" else "packet";
-        _ = std.fmt.bufPrint(name[0..15], "fp-{s}/{d}", .{ kind, index }) catch {};
-        _ = linux.prctl(@intFromEnum(linux.PR.SET_NAME), @intFromPtr(&name), 0, 0, 0);
-        place: {
-            sys.setNice(self.opts.nice) catch break :place;
-            if (self.opts.first_cpu >= 0) sys.pinToCpu(@as(i32, self.opts.first_cpu) + index) catch break :place;
-            return true;
-        }
-        self.fail("worker {d}: {s}", .{ index, std.mem.span(diag.message()) });
-        return false;
+        const name = std.fmt.bufPrint(&buf, "fp-{s}/{d}", .{ kind, index }) catch "fp-worker";
+        const cpu: i32 = if (self.opts.first_cpu < 0) -1 else @as(i32, self.opts.first_cpu) + index;
+        sys.placeThread(name, cpu, self.opts.nice) catch {
+            self.fail("worker {d}: {s}", .{ index, std.mem.span(diag.message()) });
+            return false;
+        };
+        return true;
     }
 
     fn fail(self: *Reflector, comptime fmt: []const u8, args: anytype) void {
