@@ -157,6 +157,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
             assert.deepEqual(await threads(), { [`fp-${mode}/0`]: -10 });
           }
           await using plain = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode, nice: 0 });
+          assert.equal(plain.info.nice, 0);
           await waitFor(async () => `fp-${mode}/0` in await threads(), `a thread named fp-${mode}/0`);
           assert.deepEqual(await threads(), { [`fp-${mode}/0`]: 0 });
         }
