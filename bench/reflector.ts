@@ -23,7 +23,7 @@ import { parseArgs } from "node:util";
 import { cpuBusyNs, type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
 import { runLabCase } from "../src/labrun.ts";
 import { Probe, type Rate } from "../src/probe.ts";
-import { run } from "../src/net.ts";
+import { linkDrops, run } from "../src/net.ts";
 import { mbps, pct, pps, table } from "../src/format.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -158,8 +158,8 @@ async function pinNapi(ns: string, dev: string, cpu: number): Promise<void> {
 async function vethDrops(lab: Lab): Promise<number> {
   let sum = 0;
   for (const [ns, dev] of [[lab.probeNs, lab.probeIf], [lab.reflectorNs, lab.reflectorIf]]) {
-    const [link] = JSON.parse(await sh(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev]));
-    sum += link.stats64.rx.dropped + link.stats64.tx.dropped;
+    const d = await linkDrops(ns, dev);
+    sum += (d?.rx ?? 0) + (d?.tx ?? 0);
   }
   return sum;
 }

@@ -120,13 +120,16 @@ export async function linkInfo(netns: string | undefined, iface: string): Promis
 }
 
 /**
- * Frames the kernel dropped on `iface`'s receive path (backlog full, no buffer) since it came up, or
- * undefined where the count is not available (macOS).
+ * Frames the kernel dropped on `iface` since it came up, received (backlog full, no buffer) and sent,
+ * or undefined where the counts are not available (macOS).
  */
-export async function rxDropped(netns: string | undefined, iface: string): Promise<number | undefined> {
+export async function linkDrops(
+  netns: string | undefined,
+  iface: string,
+): Promise<{ rx: number; tx: number } | undefined> {
   if (darwin) return undefined;
   try {
-    const [link] = await ipJson<Array<{ stats64?: { rx?: { dropped?: number } } }>>(
+    const [link] = await ipJson<Array<{ stats64?: { rx?: { dropped?: number }; tx?: { dropped?: number } } }>>(
       netns,
       "-s",
       "link",
@@ -134,7 +137,8 @@ export async function rxDropped(netns: string | undefined, iface: string): Promi
       "dev",
       iface,
     );
-    return link?.stats64?.rx?.dropped;
+    const rx = link?.stats64?.rx?.dropped, tx = link?.stats64?.tx?.dropped;
+    return rx === undefined || tx === undefined ? undefined : { rx, tx };
   } catch {
     return undefined;
   }

@@ -3,7 +3,7 @@ import { cstring, load, unwrap } from "../ffi/load.ts";
 import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
-import { ifaceAddress, linkInfo, MAC_RE, neighbour, parseIp, parseMac, rxDropped } from "./net.ts";
+import { ifaceAddress, linkDrops, linkInfo, MAC_RE, neighbour, parseIp, parseMac } from "./net.ts";
 import { niceValue, type SignatureName, SIGNATURES, SWAP_MODES, type SwapMode } from "./reflector.ts";
 import { mbps, pct, pps, us } from "./format.ts";
 
@@ -286,7 +286,7 @@ export class Probe extends NativeHandle {
       .set("drain_ns", BigInt(Math.round((o.drainMs ?? 500) * 1e6)))
       .set("session", (Math.random() * 0xffff) >>> 0)
       .set("batch", o.batch ?? 32);
-    const rxDropped0 = await rxDropped(o.netns, o.iface);
+    const rxDropped0 = (await linkDrops(o.netns, o.iface))?.rx;
     const out = new BigUint64Array(1);
     unwrap(native, layout, native.fp_probe_start(opts.bytes, out), `cannot probe from ${o.iface}`);
     const handle = Deno.UnsafePointer.create(out[0])!;
@@ -375,7 +375,7 @@ export class Probe extends NativeHandle {
     const r = this.report();
     if (r.state === "failed") throw new FastpathError("failed", `probe on ${this.options.iface}: ${this.failure()}`);
     const before = this.#rxDropped0;
-    const after = before === undefined ? undefined : await rxDropped(this.options.netns, this.options.iface);
+    const after = before === undefined ? undefined : (await linkDrops(this.options.netns, this.options.iface))?.rx;
     if (before !== undefined && after !== undefined) r.hostRxDropped = Math.max(0, after - before);
     return r;
   }

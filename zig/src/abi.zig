@@ -268,7 +268,7 @@ pub const ProbeOptions = extern struct {
     /// 802.1Q tag to send with; 0 = untagged.
     vlan: u16,
     tos: u8,
-    /// The sending and receiving threads' nice value (Linux; 0 = the caller's): raised, the probe
+    /// The sending and receiving threads' nice value (Linux; -20 … 19, 0 = the caller's): raised, the probe
     /// keeps its schedule and its timestamps on a busy machine, as a handheld's hardware does.
     nice: i8,
     /// Frame size on the wire including the 4-byte FCS (64..9018); 0 = IMIX (64:7, 594:4, 1518:1).
