@@ -1,8 +1,8 @@
 /**
  * The macOS side that can be proven on Linux: reading what `ifconfig`, `arp -n` and `ndp -n` print
  * (the text formats of macOS 13–15), and the doctor's /dev/bpf checks against a system given here.
- * The dataplane itself (zig/src/darwin.zig, os_darwin.zig, probe_darwin.zig) is cross-compiled by
- * `zig build cross`; its record walker and batch encoder are tested in zig/src/bpfbuf.zig.
+ * The dataplane itself (zig/src/sys/darwin.zig, reflect/reflector_darwin.zig, probe/probe_darwin.zig) is cross-compiled by
+ * `zig build cross`; its record walker and batch encoder are tested in zig/src/reflect/bpfbuf.zig.
  */
 import assert from "node:assert/strict";
 import { parseArp, parseIfconfig, parseNdp, type RunResult } from "../src/net.ts";

@@ -27,7 +27,7 @@ pub fn build(b: *std.Build) void {
     // What a game feels of the scheduler, for the sched_ext tests and `deno task bench:sched`.
     if (linux) {
         const probe = b.addExecutable(.{ .name = "fp-schedprobe", .root_module = b.createModule(.{
-            .root_source_file = b.path("src/schedprobe.zig"),
+            .root_source_file = b.path("tools/schedprobe.zig"),
             .target = target,
             .optimize = optimize,
         }) });
@@ -61,19 +61,42 @@ pub fn build(b: *std.Build) void {
     }
     const tests = b.addTest(.{ .root_module = test_mod });
     const run_tests = b.addRunArtifact(tests);
-    b.step("test", "Run the library's unit and fuzz tests").dependOn(&run_tests.step);
+    const test_step = b.step("test", "Run the library's unit and fuzz tests (and the tools')");
+    test_step.dependOn(&run_tests.step);
+    // A tool is a module of its own (src/tests.zig cannot import zig/tools/): its tests run here too.
+    if (linux) {
+        const probe_tests = b.addTest(.{ .root_module = b.createModule(.{
+            .root_source_file = b.path("tools/schedprobe.zig"),
+            .target = target,
+            .optimize = .Debug,
+        }) });
+        test_step.dependOn(&b.addRunArtifact(probe_tests).step);
+    }
 
     // What full validation costs per frame against a bare swap, in the XDP program and the Zig core.
     if (linux) {
-        const bench_mod = b.createModule(.{
-            .root_source_file = b.path("src/bench.zig"),
+        // A tool cannot @import files outside zig/tools/ (Zig 0.14 keeps a module's files under its
+        // root's directory), so the library's sources reach it as the module "fastpath": src/dev.zig
+        // re-exports the namespaces the bench uses, and this module carries what they need (libbpf,
+        // the embedded BPF objects), as the library's own module does.
+        const dev_mod = b.createModule(.{
+            .root_source_file = b.path("src/dev.zig"),
             .target = target,
             .optimize = .ReleaseFast,
             .link_libc = true,
         });
-        _ = deps.add(b, bench_mod, vendor, versions);
-        addBpfObjects(b, bench_mod, vendor, versions);
-        // The lab benchmark's reference program, the same object bench/reflector.ts attaches.
+        _ = deps.add(b, dev_mod, vendor, versions);
+        addBpfObjects(b, dev_mod, vendor, versions);
+        const bench_mod = b.createModule(.{
+            .root_source_file = b.path("tools/bench.zig"),
+            .target = target,
+            .optimize = .ReleaseFast,
+            .link_libc = true,
+            .imports = &.{.{ .name = "fastpath", .module = dev_mod }},
+        });
+        // The objects the bench embeds itself: XDP_PASS only, and the lab benchmark's reference
+        // program, the same object bench/reflector.ts attaches.
+        addBpfObject(b, bench_mod, vendor, versions, .{ .name = "pass" });
         addBpfObject(b, bench_mod, vendor, versions, .{ .name = "bare_xdp_tx", .path = "../bench/bare_xdp_tx.c" });
         const bench = b.addExecutable(.{ .name = "fp-bench", .root_module = bench_mod });
         b.step("bench", "Time the XDP program and the Zig core per frame against a bare swap (root for the XDP part)")

@@ -103,7 +103,7 @@ pub fn add(b: *std.Build, mod: *std.Build.Module, src_root: []const u8, v: Versi
     });
 
     // Our own C next to libbpf: the calls that need LIBBPF_OPTS.
-    mod.addCSourceFile(.{ .file = b.path("src/bpf_shim.c"), .flags = &.{ "-fPIC", "-fvisibility=hidden", "-O2", "-Wall", "-Werror" } });
+    mod.addCSourceFile(.{ .file = b.path("src/sys/bpf_shim.c"), .flags = &.{ "-fPIC", "-fvisibility=hidden", "-O2", "-Wall", "-Werror" } });
 
     // <bpf/libbpf.h> for our own code: libbpf installs its headers under bpf/.
     const hdrs = b.addWriteFiles();

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The ITO reflector inside the kernel. The same rules as zig/src/ito.zig, frame for frame (a test
+ * The ITO reflector inside the kernel. The same rules as zig/src/ito/ito.zig, frame for frame (a test
  * runs one table of frames through both and compares verdicts and bytes): frames that are ITO test
  * frames addressed to us are rewritten and sent back with XDP_TX (or, in AF_XDP mode, redirected to
  * the receive queue's socket); everything else goes to the stack with XDP_PASS, so ARP keeps working.

@@ -26,7 +26,7 @@
 /*
  * sched_ext enum values the scheduler needs. Their values and presence differ between kernels,
  * so the loader reads each one from the running kernel's BTF and writes it into
- * `scx_enums[FP_SCX_*]` in .rodata before load (names in sched.zig, same order).
+ * `scx_enums[FP_SCX_*]` in .rodata before load (names in src/sched/sched.zig, same order).
  */
 enum fp_scx_enum {
 	FP_SCX_DSQ_LOCAL = 0,

@@ -193,7 +193,7 @@ pub const ReflectorOptions = extern struct {
     busy_poll_us: u32,
     /// afxdp mode: coalescing, like a NIC's rx-usecs: under load frames gather this long, so a loaded
     /// socket costs one wake-up per period instead of one per frame; a frame waits at most this long
-    /// more. Done by deferring the device's receive interrupts where the kernel can (napi.zig), else
+    /// more. Done by deferring the device's receive interrupts where the kernel can (reflect/napi.zig), else
     /// by the worker sleeping between batches. 0 = off.
     coalesce_us: u32,
     _pad2: u32 = 0,

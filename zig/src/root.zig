@@ -4,8 +4,8 @@
 const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("abi.zig");
-const diag = @import("diag.zig");
-const os = @import("os.zig");
+const diag = @import("sys/diag.zig");
+const os = @import("sys/os.zig");
 
 const gpa = std.heap.c_allocator;
 

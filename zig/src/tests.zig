@@ -1,25 +1,25 @@
-//! Collects every file's tests for `zig build test`.
+//! Collects every file's tests for `zig build test` (the tools in zig/tools/ are separate modules:
+//! build.zig adds their tests to the same step).
 test {
     _ = @import("abi.zig");
-    _ = @import("diag.zig");
-    _ = @import("ito.zig");
-    _ = @import("checksum.zig");
-    _ = @import("cbpf.zig");
-    _ = @import("linux.zig");
-    _ = @import("afpacket.zig");
-    _ = @import("afxdp.zig");
-    _ = @import("napi.zig");
-    _ = @import("backoff.zig");
-    _ = @import("clock.zig");
-    _ = @import("guard.zig");
-    _ = @import("frames.zig");
-    _ = @import("bpfbuf.zig");
-    _ = @import("xdp.zig");
-    _ = @import("bpf.zig");
-    _ = @import("probe.zig");
-    _ = @import("probe_linux.zig");
-    _ = @import("reflector.zig");
-    _ = @import("sched.zig");
-    _ = @import("schedprobe.zig");
+    _ = @import("sys/diag.zig");
+    _ = @import("ito/ito.zig");
+    _ = @import("ito/checksum.zig");
+    _ = @import("ito/cbpf.zig");
+    _ = @import("sys/linux.zig");
+    _ = @import("reflect/afpacket.zig");
+    _ = @import("reflect/afxdp.zig");
+    _ = @import("reflect/napi.zig");
+    _ = @import("sys/backoff.zig");
+    _ = @import("sys/clock.zig");
+    _ = @import("reflect/guard.zig");
+    _ = @import("ito/frames.zig");
+    _ = @import("reflect/bpfbuf.zig");
+    _ = @import("reflect/xdp.zig");
+    _ = @import("sys/bpf.zig");
+    _ = @import("probe/probe.zig");
+    _ = @import("probe/probe_linux.zig");
+    _ = @import("reflect/reflector.zig");
+    _ = @import("sched/sched.zig");
     _ = @import("root.zig");
 }

@@ -2,7 +2,7 @@
 //! network namespaces, CPU pinning, clocks.
 const std = @import("std");
 const linux = std.os.linux;
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const diag = @import("diag.zig");
 const Error = abi.Error;
 

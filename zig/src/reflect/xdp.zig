@@ -3,10 +3,10 @@
 //! exits). Its per-CPU counters are folded into the same `abi.Counters` block the other dataplanes
 //! fill.
 const std = @import("std");
-const abi = @import("abi.zig");
-const bpf = @import("bpf.zig");
-const diag = @import("diag.zig");
-const sys = @import("linux.zig");
+const abi = @import("../abi.zig");
+const bpf = @import("../sys/bpf.zig");
+const diag = @import("../sys/diag.zig");
+const sys = @import("../sys/linux.zig");
 pub const c = bpf.c;
 const Error = abi.Error;
 
@@ -142,11 +142,11 @@ pub const Program = struct {
 };
 
 // ---------------------------------------------------------------------------------------------
-// One rulebook, two implementations: the shared frame table through ito.zig and through the loaded
+// One rulebook, two implementations: the shared frame table through ito/ito.zig and through the loaded
 // XDP program (BPF_PROG_TEST_RUN) gives the same verdicts and the same bytes.
 
-const ito = @import("ito.zig");
-const frames = @import("frames.zig");
+const ito = @import("../ito/ito.zig");
+const frames = @import("../ito/frames.zig");
 
 fn loadForTest(cfg: *const abi.ItoConfig) !?Program {
     return Program.load(std.testing.allocator, cfg, .tx, 0) catch |e| switch (e) {

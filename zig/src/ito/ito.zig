@@ -4,7 +4,7 @@
 //!
 //! Offsets for the plain case (no VLAN, IHL 5): UDP ports at 34..38, payload at 42, signature at 47..54.
 const std = @import("std");
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const checksum = @import("checksum.zig");
 
 pub const Config = abi.ItoConfig;

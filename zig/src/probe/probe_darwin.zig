@@ -4,12 +4,12 @@
 //! source MAC). Pacing, the window and every check are the shared core's (probe.zig), so a Mac
 //! measures a reflector exactly as Linux does. RTT comes from bh_tstamp: microsecond resolution.
 const std = @import("std");
-const abi = @import("abi.zig");
-const backoff = @import("backoff.zig");
-const bpfbuf = @import("bpfbuf.zig");
-const cbpf = @import("cbpf.zig");
-const darwin = @import("darwin.zig");
-const diag = @import("diag.zig");
+const abi = @import("../abi.zig");
+const backoff = @import("../sys/backoff.zig");
+const bpfbuf = @import("../reflect/bpfbuf.zig");
+const cbpf = @import("../ito/cbpf.zig");
+const darwin = @import("../sys/darwin.zig");
+const diag = @import("../sys/diag.zig");
 const core = @import("probe.zig");
 const Error = abi.Error;
 

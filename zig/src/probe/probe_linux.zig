@@ -3,15 +3,15 @@
 //! every check are the shared core's (probe.zig).
 const std = @import("std");
 const linux = std.os.linux;
-const abi = @import("abi.zig");
-const afpacket = @import("afpacket.zig");
-const backoff_limits = @import("backoff.zig");
+const abi = @import("../abi.zig");
+const afpacket = @import("../reflect/afpacket.zig");
+const backoff_limits = @import("../sys/backoff.zig");
 const Backoff = backoff_limits.Backoff;
-const cbpf = @import("cbpf.zig");
-const diag = @import("diag.zig");
-const guard = @import("guard.zig");
+const cbpf = @import("../ito/cbpf.zig");
+const diag = @import("../sys/diag.zig");
+const guard = @import("../reflect/guard.zig");
 const core = @import("probe.zig");
-const sys = @import("linux.zig");
+const sys = @import("../sys/linux.zig");
 const Error = abi.Error;
 
 pub const Probe = struct {

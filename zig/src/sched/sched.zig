@@ -4,10 +4,10 @@
 //! fd: crash or SIGKILL included), then watch: fold per-CPU counters, notice an ejection, re-attach
 //! when the kernel asks for it (CPU hotplug).
 const std = @import("std");
-const abi = @import("abi.zig");
-const bpf = @import("bpf.zig");
-const diag = @import("diag.zig");
-const sys = @import("linux.zig");
+const abi = @import("../abi.zig");
+const bpf = @import("../sys/bpf.zig");
+const diag = @import("../sys/diag.zig");
+const sys = @import("../sys/linux.zig");
 const c = bpf.c;
 const Error = abi.Error;
 

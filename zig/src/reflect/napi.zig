@@ -10,7 +10,7 @@
 //! interface if the process was killed before it could (a veth's NAPI dies with the XDP program).
 const std = @import("std");
 const linux = std.os.linux;
-const sys = @import("linux.zig");
+const sys = @import("../sys/linux.zig");
 
 // uapi/linux/genetlink.h and uapi/linux/netdev.h.
 const genl_id_ctrl = 0x10;

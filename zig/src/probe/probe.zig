@@ -9,13 +9,13 @@
 //!   0..5 vendor header, 5..12 signature, 12..16 sequence (BE), 16..18 session (BE),
 //!   18..26 send time in ns CLOCK_REALTIME (BE), when the frame has room; then a fixed pattern.
 const std = @import("std");
-const abi = @import("abi.zig");
-const clock = @import("clock.zig");
+const abi = @import("../abi.zig");
+const clock = @import("../sys/clock.zig");
 const monotonicNs = clock.monotonicNs;
 const realtimeNs = clock.realtimeNs;
-const diag = @import("diag.zig");
-const ito = @import("ito.zig");
-const checksum = @import("checksum.zig");
+const diag = @import("../sys/diag.zig");
+const ito = @import("../ito/ito.zig");
+const checksum = @import("../ito/checksum.zig");
 const sum16 = checksum.sum16;
 const Error = abi.Error;
 

@@ -3,12 +3,12 @@
 //! probe on Linux.
 const std = @import("std");
 const linux = std.os.linux;
-const abi = @import("abi.zig");
-const cbpf = @import("cbpf.zig");
-const backoff_limits = @import("backoff.zig");
+const abi = @import("../abi.zig");
+const cbpf = @import("../ito/cbpf.zig");
+const backoff_limits = @import("../sys/backoff.zig");
 const Backoff = backoff_limits.Backoff;
-const diag = @import("diag.zig");
-const sys = @import("linux.zig");
+const diag = @import("../sys/diag.zig");
+const sys = @import("../sys/linux.zig");
 const Error = abi.Error;
 
 const eth_p_all: u16 = 0x0003;
@@ -250,7 +250,7 @@ pub fn TxBatch(comptime max: usize) type {
 
         pub const Result = struct { sent: u32, failed: u32, bytes: u64 };
 
-        /// Sends everything queued. A full device queue (ENOBUFS/EAGAIN) is waited out (backoff.zig)
+        /// Sends everything queued. A full device queue (ENOBUFS/EAGAIN) is waited out (sys/backoff.zig)
         /// before the rest of the batch counts as failed; any other error fails one frame.
         pub fn flush(b: *Self, fd: i32) Result {
             var res = Result{ .sent = 0, .failed = 0, .bytes = b.bytes };

@@ -2,7 +2,7 @@
 //! by every implementation of the rulebook: the Zig core, the XDP program (BPF_PROG_TEST_RUN) and the
 //! classic BPF filter. Each implementation's test runs the whole table under every configuration.
 const std = @import("std");
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const ito = @import("ito.zig");
 
 const FrameSpec = ito.testing.FrameSpec;

@@ -1,6 +1,6 @@
 //! Placeholder dataplane for systems without one yet: every start fails with `error.Unsupported`.
 const std = @import("std");
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const diag = @import("diag.zig");
 
 fn unsupported() abi.Error {

@@ -3,7 +3,7 @@
 //! Signatures are checked in userspace so they are counted. The same program serves Linux
 //! (SO_ATTACH_FILTER) and macOS (BIOCSETF); Linux tests run it in the kernel on an AF_UNIX socket.
 const std = @import("std");
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 
 pub const Insn = extern struct {
     code: u16,

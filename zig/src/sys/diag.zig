@@ -1,6 +1,6 @@
 //! The message behind the last failed call on this thread, for `fp_last_error()`.
 const std = @import("std");
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 
 threadlocal var buf: [512:0]u8 = .{0} ** 512;
 

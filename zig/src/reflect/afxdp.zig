@@ -10,10 +10,10 @@
 //! stops: every frame address must be found exactly once.
 const std = @import("std");
 const linux = std.os.linux;
-const abi = @import("abi.zig");
-const diag = @import("diag.zig");
-const ito = @import("ito.zig");
-const sys = @import("linux.zig");
+const abi = @import("../abi.zig");
+const diag = @import("../sys/diag.zig");
+const ito = @import("../ito/ito.zig");
+const sys = @import("../sys/linux.zig");
 const Error = abi.Error;
 
 pub const frame_size = 4096;

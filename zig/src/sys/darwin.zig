@@ -3,9 +3,9 @@
 //! Built and cross-compiled here; only a Mac runs it (docs/macos.md).
 const std = @import("std");
 const c = std.c;
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const Backoff = @import("backoff.zig").Backoff;
-const cbpf = @import("cbpf.zig");
+const cbpf = @import("../ito/cbpf.zig");
 const diag = @import("diag.zig");
 const Error = abi.Error;
 
@@ -89,7 +89,7 @@ pub fn ifaceInfo(name: []const u8) Error!IfaceInfo {
 ///     debug.bpf_bufsize_cap, and every read() must ask for exactly the length read back;
 ///   - BIOCIMMEDIATE 1: otherwise frames wait for a full buffer or the read timeout;
 ///   - BIOCSHDRCMPLT 1: our source MAC goes out as written; BIOCSSEESENT 0: not our own frames;
-///   - BIOCSETF with a classic BPF program (cbpf.zig: IHL, one VLAN tag, IPv6);
+///   - BIOCSETF with a classic BPF program (ito/cbpf.zig: IHL, one VLAN tag, IPv6);
 ///   - BIOCSBATCHWRITE detected, not assumed: macOS 13 and older refuse it.
 pub const Device = struct {
     fd: c.fd_t,

@@ -1,20 +1,20 @@
 const std = @import("std");
 const linux = std.os.linux;
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const sys = @import("linux.zig");
 
-pub const Reflector = @import("reflector.zig").Reflector;
-pub const Probe = @import("probe_linux.zig").Probe;
-pub const Scheduler = @import("sched.zig").Scheduler;
-pub const schedReadAttached = @import("sched.zig").readAttached;
-pub const schedPreflight = @import("sched.zig").preflight;
+pub const Reflector = @import("../reflect/reflector.zig").Reflector;
+pub const Probe = @import("../probe/probe_linux.zig").Probe;
+pub const Scheduler = @import("../sched/sched.zig").Scheduler;
+pub const schedReadAttached = @import("../sched/sched.zig").readAttached;
+pub const schedPreflight = @import("../sched/sched.zig").preflight;
 pub const libbpfVersion = @import("bpf.zig").version;
 
 pub fn xdpPass(netns: []const u8, ifname: []const u8, on: bool) abi.Error!void {
     var ns = try sys.Netns.enter(netns);
     defer ns.leave();
     const info = try sys.ifaceInfo(ifname);
-    const xdp = @import("xdp.zig");
+    const xdp = @import("../reflect/xdp.zig");
     if (on) try xdp.attachPass(info.index, ifname) else try xdp.detachPass(info.index, ifname);
 }
 

@@ -3,10 +3,10 @@
 //! drop everything they would receive. A port held by another program is reported with the fix.
 const std = @import("std");
 const linux = std.os.linux;
-const abi = @import("abi.zig");
-const cbpf = @import("cbpf.zig");
-const diag = @import("diag.zig");
-const sys = @import("linux.zig");
+const abi = @import("../abi.zig");
+const cbpf = @import("../ito/cbpf.zig");
+const diag = @import("../sys/diag.zig");
+const sys = @import("../sys/linux.zig");
 
 pub const max_ports = 2;
 

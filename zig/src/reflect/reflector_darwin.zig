@@ -1,5 +1,5 @@
-//! The macOS dataplanes: the reflector here, the probe in probe_darwin.zig, both on /dev/bpf + kqueue
-//! set up the way XNU works (darwin.zig: buffer length read back, immediate mode, header complete,
+//! The macOS reflector (the probe is probe/probe_darwin.zig), both on /dev/bpf + kqueue
+//! set up the way XNU works (sys/darwin.zig: buffer length read back, immediate mode, header complete,
 //! no sent frames, the same classic BPF filter the Linux packet path attaches).
 //!   - records walked by BPF_WORDALIGN(bh_hdrlen + bh_caplen) (bpfbuf.zig), rewritten in place;
 //!   - sent with BIOCSBATCHWRITE (macOS 14+: records behind a bpf_hdr, many frames per write()), or one
@@ -8,13 +8,13 @@
 //!     EVFILT_USER stop event, preallocated buffers, the guard UDP sockets against ICMP unreachable.
 //! Built and cross-compiled here; only a Mac runs it (docs/macos.md).
 const std = @import("std");
-const abi = @import("abi.zig");
-const backoff = @import("backoff.zig");
+const abi = @import("../abi.zig");
+const backoff = @import("../sys/backoff.zig");
 const bpfbuf = @import("bpfbuf.zig");
-const cbpf = @import("cbpf.zig");
-const darwin = @import("darwin.zig");
-const diag = @import("diag.zig");
-const ito = @import("ito.zig");
+const cbpf = @import("../ito/cbpf.zig");
+const darwin = @import("../sys/darwin.zig");
+const diag = @import("../sys/diag.zig");
+const ito = @import("../ito/ito.zig");
 const Error = abi.Error;
 
 pub const Reflector = struct {
@@ -166,12 +166,3 @@ pub const Reflector = struct {
         gpa.destroy(self);
     }
 };
-
-const unsupported = @import("os_unsupported.zig");
-pub const Probe = @import("probe_darwin.zig").Probe;
-pub const Scheduler = unsupported.Scheduler;
-pub const schedReadAttached = unsupported.schedReadAttached;
-pub const schedPreflight = unsupported.schedPreflight;
-pub const neighSolicit = darwin.neighSolicit;
-pub const libbpfVersion = unsupported.libbpfVersion;
-pub const xdpPass = unsupported.xdpPass;

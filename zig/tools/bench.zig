@@ -11,10 +11,12 @@
 //!
 //!   sudo zig build bench                 (without root only the Zig core is measured)
 const std = @import("std");
-const bpf = @import("bpf.zig");
-const diag = @import("diag.zig");
-const ito = @import("ito.zig");
-const xdp = @import("xdp.zig");
+// The library's sources come through the "fastpath" module (src/dev.zig, see build.zig).
+const fastpath = @import("fastpath");
+const bpf = fastpath.bpf;
+const diag = fastpath.diag;
+const ito = fastpath.ito;
+const xdp = fastpath.xdp;
 
 const rounds = 7;
 const bpf_calls = 200_000;

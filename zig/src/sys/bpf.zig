@@ -1,7 +1,7 @@
 //! BPF objects through libbpf (linked in statically, see deps.zig): open from memory, write
 //! configuration into .rodata, load with the verifier log kept for the error message, attach.
 const std = @import("std");
-const abi = @import("abi.zig");
+const abi = @import("../abi.zig");
 const diag = @import("diag.zig");
 const sys = @import("linux.zig");
 const Error = abi.Error;

@@ -1,0 +1,14 @@
+//! The macOS dataplanes, both on /dev/bpf + kqueue: the reflector (reflect/reflector_darwin.zig) and
+//! the probe (probe/probe_darwin.zig). What macOS lacks (sched_ext, libbpf, XDP) is unsupported.
+//! Built and cross-compiled here; only a Mac runs it (docs/macos.md).
+const darwin = @import("darwin.zig");
+
+pub const Reflector = @import("../reflect/reflector_darwin.zig").Reflector;
+const unsupported = @import("os_unsupported.zig");
+pub const Probe = @import("../probe/probe_darwin.zig").Probe;
+pub const Scheduler = unsupported.Scheduler;
+pub const schedReadAttached = unsupported.schedReadAttached;
+pub const schedPreflight = unsupported.schedPreflight;
+pub const neighSolicit = darwin.neighSolicit;
+pub const libbpfVersion = unsupported.libbpfVersion;
+pub const xdpPass = unsupported.xdpPass;
