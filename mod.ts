@@ -5,13 +5,16 @@
  * import { Probe, Reflector } from "./mod.ts";
  *
  * await using r = await Reflector.start({ iface: "eth0", mode: "packet" });
- * await using p = await Probe.start({ iface: "eth1", to: "192.0.2.10", rate: { pps: 100_000 }, durationMs: 5000 });
+ * await using p = await Probe.start({ iface: "eth1", to: "192.0.2.10", rate: "100kpps", durationS: 5 });
  * const report = await p.done();
  * console.log(report.lossPct, report.rttUs?.p99, r.stats().tx_packets);
  * ```
  *
  * Frames are handled on native threads; these objects only start, stop and read counters from shared
  * memory. Every handle frees its native side on `close()` or at the end of an `await using` block.
+ * Options are spelled as the CLI's flags in camelCase (`--duration-s` is `durationS`); each object's
+ * defaults are one exported table (REFLECTOR_DEFAULTS, PROBE_DEFAULTS, SCHED_KNOBS); the library checks
+ * every value and its errors name the option as spelled here (FastpathError, with `exitCode`).
  *
  * @module
  */
@@ -19,21 +22,34 @@ export {
   type CounterName,
   type Counters,
   type Fanout,
+  ITO_PORT,
   type Profile,
   type ReflectMode,
   Reflector,
+  REFLECTOR_DEFAULTS,
   type ReflectorInfo,
   type ReflectorOptions,
-  type SignatureName,
   type SwapMode,
 } from "./src/reflector.ts";
-export { Probe, type ProbeOptions, type ProbeReport, probeSummary, type Rate, type RttSummary } from "./src/probe.ts";
+export {
+  type FrameSize,
+  Probe,
+  PROBE_DEFAULTS,
+  type ProbeOptions,
+  type ProbeReport,
+  probeSummary,
+  type Rate,
+  type RttSummary,
+} from "./src/probe.ts";
+export { parseRate, parseSize, type SignatureName } from "./src/parse.ts";
 export {
   exitLine,
   NO_SCHED_EXT,
   resolveForeground,
+  SCHED_KNOBS,
   type SchedCounters,
   type SchedExit,
+  type SchedKnobs,
   type SchedStatus,
   schedStatus,
   Scheduler,
@@ -41,5 +57,5 @@ export {
 } from "./src/sched.ts";
 export { type Check, doctor, type DoctorReport } from "./src/doctor.ts";
 export { type Lab, type LabConfig, labDown, labUp } from "./src/lab.ts";
-export { type LabCase, type LabResult, runLabCase } from "./src/labrun.ts";
+export { type LabCase, type LabResult, runLabCase, startLabCase } from "./src/labrun.ts";
 export { FastpathError } from "./ffi/error.ts";

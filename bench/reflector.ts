@@ -196,7 +196,7 @@ async function ceilingRun(lab: Lab, size: number, rate: Rate, label: string): Pr
     to: lab.reflectorIp,
     size,
     rate,
-    durationMs: seconds * 1000,
+    durationS: seconds,
     expectSwap: "all",
     expectTosToggle: false,
     cpu: lab.probeCpu,
@@ -229,7 +229,7 @@ async function modeRun(
   secs = seconds,
 ): Promise<Row> {
   const veth0 = await vethDrops(lab);
-  const r = await runLabCase(lab, { size, rate, durationMs: secs * 1000, mode, swap: "all", profile: "plain" }, {
+  const r = await runLabCase(lab, { size, rate, durationS: secs, mode, swap: "all", profile: "plain" }, {
     // xdp mode runs in the veth's NAPI, and so does afxdp's XDP program and its copy into the UMEM:
     // make it a thread on the reflector's core, like the reference. (packet mode has no NAPI on a
     // veth without XDP: RPS steers its receive work there.)

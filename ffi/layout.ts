@@ -3,6 +3,9 @@
  * never hard-codes an offset. Structs going in are built with `StructBuilder`; structs coming out
  * are read through live typed arrays over native memory.
  */
+import { type EnumKey, type EnumName, ENUMS } from "./enums.ts";
+import { FastpathError, snake } from "./error.ts";
+
 export interface FieldSpec {
   offset: number;
   type: string;
@@ -22,6 +25,20 @@ export interface LayoutJson {
 
 export class Layout {
   constructor(readonly json: LayoutJson) {}
+
+  /** The value of an enumerator TypeScript knows (ffi/enums.ts), checked against the library at load. */
+  value<E extends EnumName>(name: E, key: EnumKey<E>): number {
+    return this.enumValue(name, key);
+  }
+
+  /** The name of an enum value; a value the library added without TypeScript knowing is an error. */
+  key<E extends EnumName>(name: E, value: number): EnumKey<E> {
+    const k = this.enumName(name, value);
+    if (k === undefined || !(ENUMS[name] as readonly string[]).includes(k)) {
+      throw new Error(`enum ${name} has no value ${value} that TypeScript knows`);
+    }
+    return k as EnumKey<E>;
+  }
 
   struct(name: string): StructSpec {
     const s = this.json.structs[name];
@@ -82,9 +99,26 @@ export class StructBuilder {
     return f;
   }
 
-  set(name: string, value: number | bigint | boolean): this {
+  /**
+   * Sets a numeric field. A value the field's C type cannot hold (a fraction, a negative number in an
+   * unsigned field, too large) is refused, naming the option as the scripting API spells it: ranges
+   * of meaning are the library's to check, but nothing is silently truncated on the way there.
+   */
+  set(name: string, value: number | bigint | boolean, option = camel(name)): this {
     const f = this.#field(name);
     const v = typeof value === "boolean" ? Number(value) : value;
+    const range = INT_RANGES[f.type];
+    if (range) {
+      const ok = typeof v === "bigint"
+        ? v >= range[0] && v <= range[1]
+        : Number.isInteger(v) && BigInt(v) >= range[0] && BigInt(v) <= range[1];
+      if (!ok) {
+        throw new FastpathError(
+          "invalid_argument",
+          `\`${option}\` must be a whole number from ${range[0]} to ${range[1]}, not ${value}`,
+        );
+      }
+    }
     const o = f.offset;
     switch (f.type) {
       case "u8":
@@ -115,14 +149,16 @@ export class StructBuilder {
   }
 
   /** Sets a `u8[N]` field from bytes, or from a string (NUL-padded; must leave room for the NUL). */
-  setBytes(name: string, value: Uint8Array | string): this {
+  setBytes(name: string, value: Uint8Array | string, option = camel(name)): this {
     const f = this.#field(name);
     const m = /^u8\[(\d+)\]$/.exec(f.type);
     if (!m) throw new Error(`field ${this.name}.${name} is ${f.type}, not bytes`);
     const cap = Number(m[1]);
     const bytes = typeof value === "string" ? new TextEncoder().encode(value) : value;
     const limit = typeof value === "string" ? cap - 1 : cap;
-    if (bytes.length > limit) throw new RangeError(`${name} is longer than ${limit} bytes`);
+    if (bytes.length > limit) {
+      throw new FastpathError("invalid_argument", `\`${option}\` is longer than ${limit} bytes`);
+    }
     this.bytes.fill(0, f.offset, f.offset + cap);
     this.bytes.set(bytes, f.offset);
     return this;
@@ -134,6 +170,34 @@ export class StructBuilder {
     this.bytes.set(inner.bytes, f.offset);
     return this;
   }
+}
+
+const INT_RANGES: Record<string, [bigint, bigint]> = {
+  u8: [0n, 255n],
+  i8: [-128n, 127n],
+  u16: [0n, 65535n],
+  i16: [-32768n, 32767n],
+  u32: [0n, 4294967295n],
+  i32: [-2147483648n, 2147483647n],
+  u64: [0n, 18446744073709551615n],
+};
+
+/** The NUL-terminated text of a `u8[N]` field at `offset` of `bytes` (`type` is the field's layout type). */
+export function textAt(bytes: Uint8Array, offset: number, type: string): string {
+  const raw = bytes.subarray(offset, offset + Number(/\[(\d+)\]/.exec(type)?.[1] ?? 0));
+  const end = raw.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? raw : raw.subarray(0, end));
+}
+
+/** "slice_min_us" → "sliceMinUs" (the inverse of `snake`, for messages about a struct field). */
+function camel(field: string): string {
+  return field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Sets each of `options` (API spelling) into the field of the same name in snake case. */
+export function setAll(b: StructBuilder, options: Record<string, number | boolean>): StructBuilder {
+  for (const [k, v] of Object.entries(options)) b.set(snake(k), v, k);
+  return b;
 }
 
 /** A live read-only view of a native struct of u64 counters. */

@@ -10,13 +10,23 @@
 import { ABI_VERSION, symbols } from "./symbols.ts";
 import { FastpathError } from "./error.ts";
 import { Layout } from "./layout.ts";
+import { checkLayout } from "./enums.ts";
 
 export type Native = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+/** The loaded library: its symbols, its layout, where it was found, and `unwrap` bound to it. */
+export interface Lib {
+  native: Native;
+  layout: Layout;
+  path: string;
+  /** Throws a FastpathError carrying the native message unless `status` is 0 ("what: message"). */
+  unwrap(status: number, what: string): void;
+}
 
 const libName = Deno.build.os === "darwin" ? "libfastpath.dylib" : "libfastpath.so";
 const devPath = new URL(`../zig/zig-out/lib/${libName}`, import.meta.url);
 
-let loaded: { native: Native; layout: Layout; path: string } | undefined;
+let loaded: Lib | undefined;
 
 function cstring(ptr: Deno.PointerValue): string {
   return ptr === null ? "" : Deno.UnsafePointerView.getCString(ptr);
@@ -53,7 +63,7 @@ function open(path: string) {
 }
 
 /** Opens the library once per process. */
-export async function load(): Promise<{ native: Native; layout: Layout; path: string }> {
+export async function load(): Promise<Lib> {
   if (loaded) return loaded;
   const tried: string[] = [];
   const candidates: Array<() => Promise<string>> = [];
@@ -77,8 +87,16 @@ export async function load(): Promise<{ native: Native; layout: Layout; path: st
           `${path} has ABI version ${abi}, this fastpath needs ${ABI_VERSION}: rebuild it with 'cd zig && zig build'`,
         );
       }
-      const layout = new Layout(JSON.parse(cstring(lib.symbols.fp_layout_json())));
-      loaded = { native: lib.symbols, layout, path };
+      const json = JSON.parse(cstring(lib.symbols.fp_layout_json()));
+      try {
+        checkLayout(json);
+      } catch (err) {
+        lib.close();
+        throw new FastpathError("library", `${path}: ${(err as Error).message}: rebuild it with 'scripts/build'`);
+      }
+      const native = lib.symbols;
+      const layout = new Layout(json);
+      loaded = { native, layout, path, unwrap: (status, what) => unwrap(native, layout, status, what) };
       return loaded;
     } catch (err) {
       if (err instanceof FastpathError) throw err;
@@ -92,8 +110,7 @@ export async function load(): Promise<{ native: Native; layout: Layout; path: st
   );
 }
 
-/** Throws a FastpathError carrying the native message unless `status` is 0. */
-export function unwrap(native: Native, layout: Layout, status: number, what: string): void {
+function unwrap(native: Native, layout: Layout, status: number, what: string): void {
   if (status === 0) return;
   const code = layout.enumName("Status", status) ?? `status_${status}`;
   const message = cstring(native.fp_last_error()) || code.replaceAll("_", " ");

@@ -51,6 +51,8 @@ export const symbols = {
     ],
     result: "i32",
   },
+  /** fp_status fp_probe_check(const struct fp_probe_options *opts) — what start checks first, opening nothing */
+  fp_probe_check: { parameters: ["buffer"], result: "i32" },
   /** struct fp_probe_stats *fp_probe_stats(struct fp_probe *p) — live */
   fp_probe_stats: { parameters: ["pointer"], result: "pointer" },
   /** void fp_probe_stop(struct fp_probe *p) */
@@ -133,4 +135,4 @@ export const symbols = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI this TypeScript was written against; the library must report the same. */
-export const ABI_VERSION = 9;
+export const ABI_VERSION = 10;

@@ -5,7 +5,7 @@
  */
 import { FastpathError } from "../ffi/error.ts";
 import { ip, run } from "./net.ts";
-import { load, unwrap } from "../ffi/load.ts";
+import { load } from "../ffi/load.ts";
 
 export interface LabConfig {
   /** Prefix of every name the lab creates, so several labs (and tests) can coexist. */
@@ -126,9 +126,7 @@ export async function peerForMode(lab: Lab, mode: string): Promise<void> {
   const lib = await load();
   const enc = (s: string) => new TextEncoder().encode(s + "\0");
   const on = mode === "xdp";
-  unwrap(
-    lib.native,
-    lib.layout,
+  lib.unwrap(
     lib.native.fp_xdp_pass(enc(lab.probeNs), enc(lab.probeIf), on ? 1 : 0),
     `lab: ${on ? "preparing" : "resetting"} ${lab.probeIf} for ${mode} mode`,
   );

@@ -1,12 +1,13 @@
 /** One measured run in the lab: reflector in one namespace, probe in the other, CPU accounted. */
 import { cpuBusyNs, type Lab, peerForMode } from "./lab.ts";
 import { type Counters, Reflector, type ReflectorOptions } from "./reflector.ts";
-import { Probe, type ProbeOptions, type ProbeReport, type Rate } from "./probe.ts";
+import { Probe, type ProbeOptions, type ProbeReport } from "./probe.ts";
+import type { FrameSize, Rate } from "./parse.ts";
 
 export interface LabCase {
-  size: number | "imix";
-  rate: Rate;
-  durationMs?: number;
+  size: FrameSize | string;
+  rate: Rate | string;
+  durationS?: number;
   count?: number;
   swap?: ReflectorOptions["swap"];
   profile?: ReflectorOptions["profile"];
@@ -30,87 +31,110 @@ export interface LabResult {
    * reflects, so differences between modes are differences in reflecting, wherever the kernel ran it.
    */
   machineNsPerFrame: number | null;
-  /** CPU time of the reflector's worker thread alone per reflected frame. */
+  /** CPU time of the reflector's worker thread alone per reflected frame (null in xdp mode: no worker). */
   workerNsPerFrame: number | null;
   /** afxdp mode: whether the device's receive interrupts were deferred (see ReflectorInfo). */
-  irqDeferred?: boolean;
+  irqDeferred: boolean | null;
   /** afxdp mode: the UMEM audit after stopping (both 0 when no frame was lost or held twice). */
-  umem?: { missing: number; duplicated: number };
+  umem: { missing: number; duplicated: number } | null;
 }
 
-function auditAfterStop(reflector: Reflector): { missing: number; duplicated: number } {
-  reflector.stop();
-  const s = reflector.stats();
-  return { missing: s.umem_missing, duplicated: s.umem_duplicated };
+/** A case in progress: both ends running; `done()` waits for the probe and measures. */
+export interface RunningCase extends AsyncDisposable {
+  readonly reflector: Reflector;
+  readonly probe: Probe;
+  /** Stops sending early; `done()` still resolves after the drain. */
+  stop(): void;
+  done(): Promise<LabResult>;
 }
 
 export interface LabRunHooks {
-  /** Called about every `intervalMs` with the live probe report and reflector counters. */
-  onInterval?: (probe: ProbeReport, reflector: Counters) => void;
-  intervalMs?: number;
-  signal?: AbortSignal;
   /** Runs after the reflector started and before the probe does (benchmarks pin kernel threads here). */
   afterStart?: (reflector: Reflector) => Promise<void>;
 }
 
-export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}): Promise<LabResult> {
-  const swap = c.swap ?? "mac-ip";
-  const profile = c.profile ?? "netally";
-  await using reflector = await Reflector.start({
+/**
+ * Starts the reflector on the lab's reflector side and a probe against it. The probe expects exactly
+ * what the started reflector reports it does (its swap, its TOS toggle, its port), not a re-derivation.
+ */
+export async function startLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}): Promise<RunningCase> {
+  const reflector = await Reflector.start({
     iface: lab.reflectorIf,
     netns: lab.reflectorNs,
-    mode: c.mode ?? "auto",
-    swap,
-    profile,
+    mode: c.mode,
+    swap: c.swap,
+    profile: c.profile,
     cpu: lab.reflectorCpu,
     coalesceUs: c.coalesceUs,
     nice: c.nice,
   });
-  await peerForMode(lab, reflector.info.mode);
-  await hooks.afterStart?.(reflector);
-  const busy0 = await cpuBusyNs(lab.reflectorCpu);
-  const before = reflector.stats();
-  await using probe = await Probe.start({
-    iface: lab.probeIf,
-    netns: lab.probeNs,
-    to: c.ipv6 ? lab.reflectorIp6 : lab.reflectorIp,
-    size: c.size,
-    rate: c.rate,
-    durationMs: c.durationMs,
-    count: c.count,
-    expectSwap: swap,
-    expectTosToggle: profile === "netally",
-    vlan: c.vlan,
-    signature: c.signature,
-    cpu: lab.probeCpu,
-    rxCpu: lab.probeCpu,
-  });
-  const onAbort = () => probe.stop();
-  hooks.signal?.addEventListener("abort", onAbort);
-  const timer = hooks.onInterval
-    ? setInterval(() => hooks.onInterval!(probe.report(), reflector.stats()), hooks.intervalMs ?? 1000)
-    : undefined;
+  let probe: Probe;
+  let busy0: { core: number; machine: number };
+  let before: Counters;
   try {
-    const report = await probe.done();
-    const busy1 = await cpuBusyNs(lab.reflectorCpu);
-    const after = reflector.stats();
-    const reflected = after.tx_packets - before.tx_packets;
-    return {
-      case: c,
-      mode: reflector.info.mode,
-      probe: report,
-      reflector: after,
-      reflectorCoreNsPerFrame: reflected > 0 ? (busy1.core - busy0.core) / reflected : null,
-      machineNsPerFrame: reflected > 0 ? (busy1.machine - busy0.machine) / reflected : null,
-      // In xdp mode the kernel does the work: there is no worker thread to account.
-      workerNsPerFrame: reflected > 0 && reflector.info.mode !== "xdp"
-        ? (after.cpu_ns - before.cpu_ns) / reflected
-        : null,
-      irqDeferred: reflector.info.irqDeferred,
-      umem: reflector.info.mode === "afxdp" ? auditAfterStop(reflector) : undefined,
-    };
-  } finally {
-    if (timer !== undefined) clearInterval(timer);
-    hooks.signal?.removeEventListener("abort", onAbort);
+    await peerForMode(lab, reflector.info.mode);
+    await hooks.afterStart?.(reflector);
+    busy0 = await cpuBusyNs(lab.reflectorCpu);
+    before = reflector.stats();
+    probe = await Probe.start({
+      iface: lab.probeIf,
+      netns: lab.probeNs,
+      to: c.ipv6 ? lab.reflectorIp6 : lab.reflectorIp,
+      size: c.size,
+      rate: c.rate,
+      durationS: c.durationS,
+      count: c.count,
+      port: reflector.info.port || undefined,
+      expectSwap: reflector.info.swap,
+      expectTosToggle: reflector.info.tosToggle,
+      vlan: c.vlan,
+      signature: c.signature,
+      cpu: lab.probeCpu,
+      rxCpu: lab.probeCpu,
+    });
+  } catch (err) {
+    reflector.close();
+    throw err;
   }
+  const close = () => {
+    probe.close();
+    reflector.close();
+  };
+  return {
+    reflector,
+    probe,
+    stop: () => probe.stop(),
+    async done(): Promise<LabResult> {
+      const report = await probe.done();
+      const busy1 = await cpuBusyNs(lab.reflectorCpu);
+      const after = reflector.stats();
+      const reflected = after.tx_packets - before.tx_packets;
+      const mode = reflector.info.mode;
+      let umem: LabResult["umem"] = null;
+      if (mode === "afxdp") {
+        reflector.stop();
+        const s = reflector.stats();
+        umem = { missing: s.umem_missing, duplicated: s.umem_duplicated };
+      }
+      return {
+        case: c,
+        mode,
+        probe: report,
+        reflector: after,
+        reflectorCoreNsPerFrame: reflected > 0 ? (busy1.core - busy0.core) / reflected : null,
+        machineNsPerFrame: reflected > 0 ? (busy1.machine - busy0.machine) / reflected : null,
+        // In xdp mode the kernel does the work: there is no worker thread to account.
+        workerNsPerFrame: reflected > 0 && mode !== "xdp" ? (after.cpu_ns - before.cpu_ns) / reflected : null,
+        irqDeferred: reflector.info.irqDeferred,
+        umem,
+      };
+    },
+    [Symbol.asyncDispose]: () => Promise.resolve(close()),
+  };
+}
+
+/** Runs one case to its end and returns what was measured. */
+export async function runLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}): Promise<LabResult> {
+  await using running = await startLabCase(lab, c, hooks);
+  return await running.done();
 }

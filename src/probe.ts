@@ -1,17 +1,50 @@
 /** The probe: the handheld's side of the test, as a TypeScript handle over the native one. */
-import { cstring, load, unwrap } from "../ffi/load.ts";
+import { cstring, type Lib, load } from "../ffi/load.ts";
 import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
+import type { ProbeStatName } from "../ffi/enums.ts";
 import { ifaceAddress, linkDrops, linkInfo, MAC_RE, neighbour, parseIp, parseMac } from "./net.ts";
-import { niceValue, type SignatureName, SIGNATURES, SWAP_MODES, type SwapMode } from "./reflector.ts";
+import { given, ITO_PORT, SWAP_MODES, type SwapMode } from "./reflector.ts";
+import {
+  type FrameSize,
+  parseChoice,
+  parseRate,
+  parseSignature,
+  parseSize,
+  type Rate,
+  rateText,
+  type SignatureName,
+  SIGNATURES,
+} from "./parse.ts";
 import { mbps, pct, pps, us } from "./format.ts";
 
-export const FRAME_SIZES = [64, 128, 256, 512, 1024, 1280, 1518, 9000, 9018] as const;
+export type { FrameSize, Rate };
+export { parseRate, rateText };
+
 /** Simple IMIX by frame count: 7 × 64, 4 × 594, 1 × 1518 bytes. */
 export const IMIX_AVERAGE = (7 * 64 + 4 * 594 + 1518) / 12;
 
-export type Rate = { pps: number } | { mbps: number } | "max";
+/** Every option of a probe that has a default: the one place it is written (CLI help reads it too). */
+export const PROBE_DEFAULTS = {
+  /** An RFC 2544 benchmarking address, for `to` given as a MAC. */
+  dstIp: "198.18.0.1",
+  size: 64,
+  rate: "10kpps",
+  /** Seconds, when no `count` is given either. */
+  durationS: 5,
+  signature: "DATA:OT",
+  expectSwap: "mac-ip",
+  expectTosToggle: true,
+  port: ITO_PORT,
+  /** Differs from `port`, so a reflector that swaps ports shows. */
+  srcPort: 50000,
+  vlan: 0,
+  tos: 0,
+  nice: -10,
+  drainMs: 500,
+  batch: 32,
+} as const;
 
 export interface ProbeOptions {
   iface: string;
@@ -22,23 +55,27 @@ export interface ProbeOptions {
   dstIp?: string;
   /** Source MAC to send from (received in promiscuous mode); the interface's otherwise. */
   srcMac?: string;
-  /** Frame size on the wire with FCS (64 … 9018), or "imix". */
-  size?: number | "imix";
-  rate?: Rate;
+  /** Frame size on the wire with FCS (64 … 9018), or "imix" (default 64). */
+  size?: FrameSize | string;
+  /** Frames/s, Mbit/s on the wire, or "max": `{ pps: 100_000 }`, "100kpps", "500mbps" (default 10 kpps). */
+  rate?: Rate | string;
   /** Stop after this many frames … */
   count?: number;
-  /** … or after this many milliseconds (default 5000 when neither is given). */
-  durationMs?: number;
-  signature?: SignatureName;
+  /** … or after this many seconds (default 5 when neither is given). */
+  durationS?: number;
+  signature?: SignatureName | string;
   /** What the reflector should swap, to check every reflection byte for byte. */
   expectSwap?: SwapMode;
   expectTosToggle?: boolean;
   /** UDP source port (default 50000, so a reflector swapping ports is visible). */
   srcPort?: number;
-  /** UDP destination port (default 3842, the handhelds' test port). */
-  dstPort?: number;
+  /** UDP destination port (default ITO_PORT, the handhelds' test port). */
+  port?: number;
+  /** Send with this 802.1Q VLAN ID (0 = untagged). */
   vlan?: number;
+  /** IPv4 TOS / IPv6 traffic class to send. */
   tos?: number;
+  /** Pin the sending thread (and the receiving one, unless `rxCpu`) to this CPU. */
   cpu?: number;
   rxCpu?: number;
   /**
@@ -46,7 +83,9 @@ export interface ProbeOptions {
    * so the probe keeps its schedule and timestamps on a busy machine. macOS uses QoS classes.
    */
   nice?: number;
+  /** How long to wait for late reflections after the last frame. */
   drainMs?: number;
+  /** Frames per send call. */
   batch?: number;
 }
 
@@ -77,7 +116,7 @@ export interface ProbeReport {
    * any socket saw them (a burst of reflections beyond its receive backlog). Loss counted here happened
    * on the probe's machine, not on the path or at the reflector. Absent where the count is unavailable.
    */
-  hostRxDropped?: number;
+  hostRxDropped: number | null;
   /** Paced runs: frames dropped from the schedule because the sender was off the CPU for over 1 ms. */
   txSlipped: number;
   txPps: number;
@@ -89,28 +128,6 @@ export interface ProbeReport {
   /** Round-trip time in microseconds. */
   rttUs: RttSummary | null;
 }
-
-type StatName =
-  | "state"
-  | "sent"
-  | "sent_bytes"
-  | "received"
-  | "received_bytes"
-  | "unique"
-  | "duplicates"
-  | "reordered"
-  | "bad_rewrite"
-  | "foreign"
-  | "tx_errors"
-  | "rx_ring_drops"
-  | "tx_slipped"
-  | "rtt_min_ns"
-  | "rtt_max_ns"
-  | "rtt_sum_ns"
-  | "first_tx_ns"
-  | "last_tx_ns";
-
-const STATE_NAMES = ["starting", "sending", "draining", "done", "failed"];
 
 /** Percentiles from a histogram of counts, in ns (bucket midpoints). */
 export function percentile(hist: number[], lower: (i: number) => number, q: number): number {
@@ -179,24 +196,28 @@ export function ratePps(rate: Rate, size: number | "imix"): number {
 
 export class Probe extends NativeHandle {
   readonly #lib;
-  readonly #stats: CounterView<StatName>;
+  readonly #stats: CounterView<ProbeStatName>;
   readonly #hist: { first: number; count: number };
   readonly #startedAt = performance.now();
   #endedAt: number | undefined;
-  readonly options: Required<Pick<ProbeOptions, "iface" | "size">> & {
+  /** What the probe resolved: addresses, size, the rate as given and in frames/s (0 = max). */
+  readonly options: {
+    iface: string;
+    netns: string | null;
+    size: FrameSize;
+    rate: string;
     dstMac: string;
     dstIp: string;
     srcIp: string;
-    pps: number;
-    netns: string | undefined;
+    ratePps: number;
   };
   /** The interface's receive drop count when the run started (undefined where unavailable). */
   #rxDropped0: number | undefined;
 
   private constructor(
     handle: Deno.PointerObject,
-    lib: Awaited<ReturnType<typeof load>>,
-    stats: CounterView<StatName>,
+    lib: Lib,
+    stats: CounterView<ProbeStatName>,
     hist: { first: number; count: number },
     options: Probe["options"],
   ) {
@@ -207,7 +228,29 @@ export class Probe extends NativeHandle {
     this.options = options;
   }
 
+  /**
+   * Checks options the way `start` does first, opening nothing and resolving no address: a caller
+   * (lab run) can refuse a bad size or port before it builds anything. Throws FastpathError.
+   */
+  static async check(o: ProbeOptions): Promise<void> {
+    const lib = await load();
+    const to = parseIp(o.to);
+    const placeholder = {
+      dstMac: MAC_RE.test(o.to) ? o.to : "02:00:00:00:00:01",
+      dstIp: to ? o.to : o.dstIp ?? PROBE_DEFAULTS.dstIp,
+      srcIp: to?.v6 ? "::1" : "127.0.0.1",
+    };
+    const { opts } = options(lib, o, placeholder);
+    lib.unwrap(lib.native.fp_probe_check(opts.bytes), `cannot probe from ${o.iface}`);
+  }
+
+  /**
+   * Resolves the reflector's address (ARP / neighbour discovery when `to` is an IP, like a handheld)
+   * and starts sending on native threads. The library checks every option first; errors name it as
+   * spelled here. Throws FastpathError.
+   */
   static async start(o: ProbeOptions): Promise<Probe> {
+    await Probe.check(o);
     const lib = await load();
     const { native, layout } = lib;
     const link = await linkInfo(o.netns, o.iface);
@@ -219,23 +262,16 @@ export class Probe extends NativeHandle {
         })`,
       );
     }
-    const size = o.size ?? 64;
-    if (size !== "imix" && (!Number.isInteger(size) || size < 64 || size > 9018)) {
-      throw new FastpathError("usage", `--size ${size} must be 64 to 9018 bytes or imix`);
-    }
     // Addresses: the reflector by IP (MAC resolved like a handheld does, with ARP/ND) or by MAC.
     let dstMac: string;
     let dstIp: string;
     let v6: boolean;
     if (MAC_RE.test(o.to)) {
       dstMac = o.to.toLowerCase();
-      dstIp = o.dstIp ?? "198.18.0.1";
-      const p = parseIp(dstIp);
-      if (!p) throw new FastpathError("usage", `--dst-ip '${dstIp}' is not an IP address`);
-      v6 = p.v6;
+      dstIp = o.dstIp ?? PROBE_DEFAULTS.dstIp;
+      v6 = parseIp(dstIp)!.v6;
     } else {
-      const p = parseIp(o.to);
-      if (!p) throw new FastpathError("usage", `--to '${o.to}' is neither an IP nor a MAC address`);
+      const p = parseIp(o.to)!;
       dstIp = o.to;
       v6 = p.v6;
       dstMac = await resolveMac(lib, o.netns, o.iface, dstIp, p.bytes, v6);
@@ -251,67 +287,33 @@ export class Probe extends NativeHandle {
         }`,
       );
     }
-    const rate = o.rate ?? { pps: 10_000 };
-    const pps = ratePps(rate, size);
-    const count = o.count ?? 0;
-    const durationMs = o.durationMs ?? (count ? 0 : 5000);
-    const expectSwap = o.expectSwap ?? "mac-ip";
-    if (!SWAP_MODES.includes(expectSwap)) throw new FastpathError("usage", `unknown swap mode '${expectSwap}'`);
-    const signature = o.signature ?? "DATA:OT";
-    if (!(signature in SIGNATURES)) throw new FastpathError("usage", `unknown signature '${signature}'`);
-
-    const nice = niceValue(o.nice);
-    const opts = layout.builder("ProbeOptions")
-      .setBytes("ifname", o.iface)
-      .setBytes("netns", o.netns ?? "")
-      .setBytes("dst_mac", parseMac(dstMac))
-      .setBytes("src_mac", o.srcMac ? parseMac(o.srcMac) : new Uint8Array(6))
-      .setBytes("dst_ip", parseIp(dstIp)!.bytes)
-      .setBytes("src_ip", parseIp(srcIp)!.bytes)
-      .set("ipv6", v6)
-      .set("signature", layout.enumValue("Signature", SIGNATURES[signature]))
-      .set("expect_mode", layout.enumValue("SwapMode", expectSwap.replace("-", "_")))
-      .set("expect_tos_toggle", (o.expectTosToggle ?? true) && expectSwap !== "mac")
-      .set("src_port", o.srcPort ?? 50000)
-      .set("dst_port", o.dstPort ?? 3842)
-      .set("vlan", o.vlan ?? 0)
-      .set("tos", o.tos ?? 0)
-      .set("nice", nice)
-      .set("frame_size", size === "imix" ? 0 : size)
-      .set("tx_cpu", o.cpu ?? -1)
-      .set("rx_cpu", o.rxCpu ?? -1)
-      .set("rate_pps", pps)
-      .set("count", count)
-      .set("duration_ns", BigInt(Math.round(durationMs * 1e6)))
-      .set("drain_ns", BigInt(Math.round((o.drainMs ?? 500) * 1e6)))
-      .set("session", (Math.random() * 0xffff) >>> 0)
-      .set("batch", o.batch ?? 32);
+    const { opts, size, rate, pps } = options(lib, o, { dstMac, dstIp, srcIp });
     const rxDropped0 = (await linkDrops(o.netns, o.iface))?.rx;
     const out = new BigUint64Array(1);
-    unwrap(native, layout, native.fp_probe_start(opts.bytes, out), `cannot probe from ${o.iface}`);
+    lib.unwrap(native.fp_probe_start(opts.bytes, out), `cannot probe from ${o.iface}`);
     const handle = Deno.UnsafePointer.create(out[0])!;
     const spec = layout.struct("ProbeStats");
     const statsPtr = native.fp_probe_stats(handle)!;
     const fields = layout.u64Fields("ProbeStats").filter(([n]) => n !== "rtt_hist");
-    const view = new CounterView<StatName>(statsPtr, spec.size, fields);
+    const view = new CounterView<ProbeStatName>(statsPtr, spec.size, fields);
     const histOffset = layout.field("ProbeStats", "rtt_hist").offset / 8;
     const probe = new Probe(handle, lib, view, { first: histOffset, count: layout.json.hist_buckets }, {
       iface: o.iface,
+      netns: o.netns ?? null,
       size,
+      rate: rateText(rate),
       dstMac,
       dstIp,
       srcIp,
-      pps,
-      netns: o.netns,
+      ratePps: pps,
     });
     probe.#rxDropped0 = rxDropped0;
     return probe;
   }
 
-  state(): string {
+  state(): "starting" | "sending" | "draining" | "done" | "failed" {
     this.live();
-    const st = this.#stats.word(0) & 0xffffffff;
-    return STATE_NAMES[st] ?? `state ${st}`;
+    return this.#lib.layout.key("ProbeState", this.#stats.word(0) & 0xffffffff);
   }
 
   failure(): string {
@@ -359,6 +361,7 @@ export class Probe extends NativeHandle {
       txErrors: s.tx_errors,
       rxRingDrops: s.rx_ring_drops,
       txSlipped: s.tx_slipped,
+      hostRxDropped: null,
       txPps: s.sent / span,
       rxPps: s.unique / span,
       rxL2Mbps: (s.received_bytes * 8) / span / 1e6,
@@ -368,14 +371,21 @@ export class Probe extends NativeHandle {
     };
   }
 
+  /** Waits up to `ms` for the run to finish (sent everything and drained); true when it has. */
+  async wait(ms: number): Promise<boolean> {
+    return (await this.#lib.native.fp_probe_wait(this.live(), Math.max(0, Math.round(ms)))) === 1;
+  }
+
   /** Resolves when the run has finished (sent everything and drained), with the final report. */
   async done(): Promise<ProbeReport> {
-    while ((await this.#lib.native.fp_probe_wait(this.live(), 200)) !== 1) { /* keep waiting */ }
+    while (!(await this.wait(200))) { /* keep waiting */ }
     this.#endedAt ??= performance.now();
     const r = this.report();
     if (r.state === "failed") throw new FastpathError("failed", `probe on ${this.options.iface}: ${this.failure()}`);
     const before = this.#rxDropped0;
-    const after = before === undefined ? undefined : (await linkDrops(this.options.netns, this.options.iface))?.rx;
+    const after = before === undefined
+      ? undefined
+      : (await linkDrops(this.options.netns ?? undefined, this.options.iface))?.rx;
     if (before !== undefined && after !== undefined) r.hostRxDropped = Math.max(0, after - before);
     return r;
   }
@@ -390,8 +400,52 @@ export class Probe extends NativeHandle {
   }
 }
 
+/** The native options for `o` with these addresses; text parsed, defaults applied, nothing range-checked. */
+function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: string; srcIp: string }) {
+  const d = { ...PROBE_DEFAULTS, ...given(o) };
+  const size = parseSize(d.size);
+  const rate = parseRate(d.rate);
+  const signature = parseSignature(d.signature);
+  const expectSwap = parseChoice("expectSwap", d.expectSwap, SWAP_MODES);
+  if (!MAC_RE.test(o.to) && !parseIp(o.to)) {
+    throw new FastpathError("usage", `\`to\` '${o.to}' is neither an IP nor a MAC address`);
+  }
+  const dst = parseIp(addr.dstIp);
+  if (!dst) throw new FastpathError("usage", `\`dstIp\` '${addr.dstIp}' is not an IP address`);
+  const pps = ratePps(rate, size);
+  const count = d.count ?? 0;
+  const durationS = o.durationS ?? (count ? 0 : d.durationS);
+  const { layout } = lib;
+  const opts = layout.builder("ProbeOptions")
+    .setBytes("ifname", o.iface, "iface")
+    .setBytes("netns", o.netns ?? "")
+    .setBytes("dst_mac", parseMac(addr.dstMac), "to")
+    .setBytes("src_mac", d.srcMac ? parseMac(d.srcMac) : new Uint8Array(6), "srcMac")
+    .setBytes("dst_ip", dst.bytes, "dstIp")
+    .setBytes("src_ip", parseIp(addr.srcIp)!.bytes)
+    .set("ipv6", dst.v6)
+    .set("signature", layout.value("Signature", SIGNATURES[signature]))
+    .set("expect_mode", layout.value("SwapMode", expectSwap === "mac-ip" ? "mac_ip" : expectSwap), "expectSwap")
+    .set("expect_tos_toggle", d.expectTosToggle)
+    .set("src_port", d.srcPort)
+    .set("dst_port", d.port, "port")
+    .set("vlan", d.vlan)
+    .set("tos", d.tos)
+    .set("nice", d.nice)
+    .set("frame_size", size === "imix" ? 0 : size, "size")
+    .set("tx_cpu", d.cpu ?? -1, "cpu")
+    .set("rx_cpu", d.rxCpu ?? d.cpu ?? -1, "rxCpu")
+    .set("rate_pps", pps, "rate")
+    .set("count", count)
+    .set("duration_ns", BigInt(Math.round(durationS * 1e9)), "durationS")
+    .set("drain_ns", BigInt(Math.round(d.drainMs * 1e6)), "drainMs")
+    .set("session", (Math.random() * 0xffff) >>> 0)
+    .set("batch", d.batch);
+  return { opts, size, rate, pps };
+}
+
 async function resolveMac(
-  lib: Awaited<ReturnType<typeof load>>,
+  lib: Lib,
   netns: string | undefined,
   iface: string,
   addr: string,
@@ -401,12 +455,7 @@ async function resolveMac(
   const existing = await neighbour(netns, iface, addr);
   if (existing) return existing;
   const enc = (s: string) => new TextEncoder().encode(s + "\0");
-  unwrap(
-    lib.native,
-    lib.layout,
-    lib.native.fp_neigh_solicit(enc(netns ?? ""), enc(iface), bytes, v6 ? 1 : 0),
-    `cannot reach ${addr}`,
-  );
+  lib.unwrap(lib.native.fp_neigh_solicit(enc(netns ?? ""), enc(iface), bytes, v6 ? 1 : 0), `cannot reach ${addr}`);
   for (let i = 0; i < 30; i++) {
     await new Promise((r) => setTimeout(r, 100));
     const mac = await neighbour(netns, iface, addr);

@@ -2,71 +2,51 @@
  * The sched_ext scheduler as a TypeScript handle. Scheduling runs in the kernel; this only starts,
  * stops, names the foreground processes and reads counters from shared memory.
  */
-import { load, unwrap } from "../ffi/load.ts";
-import { FastpathError } from "../ffi/error.ts";
+import { type Lib, load } from "../ffi/load.ts";
+import { FastpathError, snake } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
-import { CounterView } from "../ffi/layout.ts";
+import { CounterView, setAll, textAt } from "../ffi/layout.ts";
+import type { SchedCounterName } from "../ffi/enums.ts";
 
+export type { SchedCounterName };
 export const SCHED_EXT = "/sys/kernel/sched_ext";
 export const NO_SCHED_EXT =
   "this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y";
 
-export interface SchedulerOptions {
-  /** Slice of a task that rarely wakes (µs; default 5000). */
-  sliceUs?: number;
-  /** Floor that frequent wakers' slices shrink to (µs; default 500). */
-  sliceMinUs?: number;
-  /** Sleep credit of a rarely-waking task against the virtual clock (µs; default 2000). */
-  lagUs?: number;
-  /** Ceiling of the sleep credit of frequent wakers (µs; default 20000). */
-  lagMaxUs?: number;
-  /** Wake frequency above which slices shrink (Hz; default 30). */
-  wakeRefHz?: number;
-  /** Wake frequency from which a wakeup may preempt (Hz; default 50). */
-  latencyHz?: number;
-  /** Busy/idle hysteresis watermarks (% of all CPUs; defaults 75 / 50). */
-  busyHighPct?: number;
-  busyLowPct?: number;
-  /** Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight. */
-  foreground?: Array<number | string>;
-  /** Weight of foreground tasks in % of their own (default 400). */
-  foregroundWeightPct?: number;
-  /** sched_ext watchdog: a runnable task waiting this long ejects the scheduler (ms; 0 = kernel default 30000). */
-  watchdogMs?: number;
-  /** Test only: load the deliberately stalling build, which starves this process until the kernel ejects it. */
-  testStallPid?: number;
-}
-
-export const SCHED_DEFAULTS = {
-  sliceUs: 5000,
-  sliceMinUs: 500,
-  lagUs: 2000,
-  lagMaxUs: 20000,
-  wakeRefHz: 30,
-  latencyHz: 50,
-  busyHighPct: 75,
-  busyLowPct: 50,
-  foregroundWeightPct: 400,
-  watchdogMs: 0,
+/**
+ * The scheduler's tunables, each with its unit in its name: the one place its default is written
+ * (the CLI's `sched run` flags and help are made from this table). The library checks the ranges and
+ * names a knob as spelled here; sched.h says what each does in the kernel.
+ */
+export const SCHED_KNOBS = {
+  sliceUs: { default: 5000, help: "slice of a task that rarely wakes, µs" },
+  sliceMinUs: { default: 500, help: "floor for slices of tasks that wake often, µs" },
+  lagUs: { default: 2000, help: "sleep credit of a rarely-waking task, µs" },
+  lagMaxUs: { default: 20000, help: "ceiling of the sleep credit of tasks that wake often, µs" },
+  wakeRefHz: { default: 30, help: "wake frequency above which slices shrink, Hz" },
+  latencyHz: { default: 50, help: "wake frequency from which a wakeup may preempt, Hz" },
+  busyHighPct: { default: 75, help: "CPU use above which the system counts as busy (wakeups stay in their LLC), %" },
+  busyLowPct: { default: 50, help: "CPU use below which it counts as idle again, %" },
+  foregroundWeightPct: { default: 400, help: "weight of --foreground tasks, % of their own" },
+  watchdogMs: {
+    default: 0,
+    help: "eject the scheduler when a runnable task waits this long (0 = kernel default, 30000), ms",
+  },
 } as const;
 
-export type SchedCounterName =
-  | "enqueued"
-  | "direct_idle"
-  | "direct_local"
-  | "dispatched"
-  | "kept_running"
-  | "preempt_kicks"
-  | "foreground_runs"
-  | "runs"
-  | "busy_ns"
-  | "wakeups"
-  | "util_pct"
-  | "busy"
-  | "busy_flips"
-  | "restarts"
-  | "nr_cpus"
-  | "nr_llcs";
+export type SchedKnob = keyof typeof SCHED_KNOBS;
+export type SchedKnobs = Record<SchedKnob, number>;
+
+export type SchedulerOptions = Partial<SchedKnobs> & {
+  /**
+   * Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight. Names are
+   * looked up again every second while the scheduler runs, so a game started later is found.
+   */
+  foreground?: Array<number | string>;
+  /** Test only: load the deliberately stalling build, which starves this process until the kernel ejects it. */
+  testStallPid?: number;
+};
+
 export type SchedCounters = Record<SchedCounterName, number>;
 
 /** What ops.exit saw when the scheduler went away. */
@@ -80,18 +60,6 @@ export interface SchedExit {
   /** kind >= 1024: the kernel ejected the scheduler for an error or a stall. */
   error: boolean;
 }
-
-const EXIT_KINDS: Record<number, string> = {
-  0: "none",
-  1: "done",
-  64: "unreg",
-  65: "unreg_bpf",
-  66: "unreg_kern",
-  67: "sysrq",
-  1024: "error",
-  1025: "error_bpf",
-  1026: "error_stall",
-};
 
 /** The kernel's view, from /sys/kernel/sched_ext (no privilege needed). */
 export interface SchedStatus {
@@ -162,30 +130,25 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
   return { tgids: [...tgids].sort((a, b) => a - b), missing };
 }
 
-function check(name: string, v: number, min: number, max: number): number {
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw new FastpathError("usage", `--${name} must be a whole number from ${min} to ${max}, not ${v}`);
-  }
-  return v;
+/** The knob values a start uses: each given one, else its default. */
+export function schedKnobs(o: Partial<SchedKnobs> = {}): SchedKnobs {
+  const out = {} as SchedKnobs;
+  for (const k of Object.keys(SCHED_KNOBS) as SchedKnob[]) out[k] = o[k] ?? SCHED_KNOBS[k].default;
+  return out;
 }
 
 export class Scheduler extends NativeHandle {
-  readonly #native;
-  readonly #layout;
+  readonly #lib: Lib;
   readonly #counters: CounterView<SchedCounterName>;
   readonly #exitPtr: Deno.PointerObject;
-  readonly #exitSpec;
-  readonly options: Required<Omit<SchedulerOptions, "foreground" | "testStallPid">>;
+  /** The knob values it runs with. */
+  readonly options: SchedKnobs;
   #foreground: number[] = [];
+  #resolver: ReturnType<typeof setInterval> | undefined;
 
-  private constructor(
-    handle: Deno.PointerObject,
-    lib: Awaited<ReturnType<typeof load>>,
-    options: Required<Omit<SchedulerOptions, "foreground" | "testStallPid">>,
-  ) {
+  private constructor(handle: Deno.PointerObject, lib: Lib, options: SchedKnobs) {
     super(handle, "scheduler");
-    this.#native = lib.native;
-    this.#layout = lib.layout;
+    this.#lib = lib;
     const spec = lib.layout.struct("SchedCounters");
     this.#counters = new CounterView(
       lib.native.fp_sched_counters(handle)!,
@@ -193,70 +156,60 @@ export class Scheduler extends NativeHandle {
       lib.layout.u64Fields("SchedCounters"),
     );
     this.#exitPtr = lib.native.fp_sched_exit_info(handle)!;
-    this.#exitSpec = lib.layout.struct("SchedExit");
     this.options = options;
   }
 
   /** Throws the reason a scheduler cannot attach now (no sched_ext, not root, another one attached). */
   static async preflight(): Promise<void> {
-    const { native, layout } = await load();
-    unwrap(native, layout, native.fp_sched_preflight(), "cannot attach a scheduler");
+    const lib = await load();
+    lib.unwrap(lib.native.fp_sched_preflight(), "cannot attach a scheduler");
   }
 
   /** Counters of the fastpath scheduler attached now, by whichever process attached it. */
   static async readAttached(): Promise<SchedCounters> {
-    const { native, layout } = await load();
-    const b = layout.builder("SchedCounters");
-    unwrap(native, layout, native.fp_sched_read_attached(b.bytes), "cannot read the scheduler's counters");
+    const lib = await load();
+    const b = lib.layout.builder("SchedCounters");
+    lib.unwrap(lib.native.fp_sched_read_attached(b.bytes), "cannot read the scheduler's counters");
     const words = new BigUint64Array(b.bytes.buffer);
     const out = {} as SchedCounters;
-    for (const [name, i] of layout.u64Fields("SchedCounters")) out[name as SchedCounterName] = Number(words[i]);
+    for (const [name, i] of lib.layout.u64Fields("SchedCounters")) out[name as SchedCounterName] = Number(words[i]);
     return out;
   }
 
-  /** Attaches the scheduler: from here every normal task is scheduled by it, in the kernel. */
+  /**
+   * Attaches the scheduler: from here every normal task is scheduled by it, in the kernel. The
+   * library checks every knob (errors name it as spelled in SCHED_KNOBS). Throws FastpathError.
+   */
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {
     const lib = await load();
-    const { native, layout } = lib;
-    const d = { ...SCHED_DEFAULTS };
-    for (const [k, v] of Object.entries(o)) {
-      if (v !== undefined && k in d) (d as Record<string, number>)[k] = v as number;
-    }
-    const opts = {
-      sliceUs: check("slice-us", d.sliceUs, 50, 100_000),
-      sliceMinUs: check("slice-min-us", d.sliceMinUs, 10, 100_000),
-      lagUs: check("lag-us", d.lagUs, 0, 1_000_000),
-      lagMaxUs: check("lag-max-us", d.lagMaxUs, 0, 1_000_000),
-      wakeRefHz: check("wake-ref-hz", d.wakeRefHz, 1, 1_000_000),
-      latencyHz: check("latency-hz", d.latencyHz, 1, 1_000_000),
-      busyHighPct: check("busy-high-pct", d.busyHighPct, 0, 100),
-      busyLowPct: check("busy-low-pct", d.busyLowPct, 0, 100),
-      foregroundWeightPct: check("foreground-weight-pct", d.foregroundWeightPct, 1, 10_000),
-      watchdogMs: check("watchdog-ms", d.watchdogMs, 0, 30_000),
-    };
+    const knobs = schedKnobs(o);
     const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
     if (fg.missing.length && fg.tgids.length === 0 && o.foreground?.every((s) => /^\d+$/.test(String(s)))) {
       throw new FastpathError(
         "usage",
-        `--foreground: no process ${fg.missing.join(", ")}: give a running PID or a process name`,
+        `\`foreground\`: no process ${fg.missing.join(", ")}: give a running PID or a process name`,
       );
     }
-    const b = layout.builder("SchedOptions")
-      .set("slice_us", opts.sliceUs)
-      .set("slice_min_us", opts.sliceMinUs)
-      .set("lag_us", opts.lagUs)
-      .set("lag_max_us", opts.lagMaxUs)
-      .set("wake_ref_hz", opts.wakeRefHz)
-      .set("latency_hz", opts.latencyHz)
-      .set("busy_high_pct", opts.busyHighPct)
-      .set("busy_low_pct", opts.busyLowPct)
-      .set("foreground_weight_pct", opts.foregroundWeightPct)
-      .set("watchdog_ms", opts.watchdogMs)
-      .set("stall_tgid", o.testStallPid ?? 0);
+    const unknown = Object.keys(lib.layout.struct("SchedOptions").fields)
+      .filter((f) => f !== "stall_tgid" && !Object.keys(SCHED_KNOBS).some((k) => snake(k) === f));
+    if (unknown.length) {
+      throw new FastpathError("library", `the library has knobs SCHED_KNOBS lacks: ${unknown.join(", ")}`);
+    }
+    const b = setAll(lib.layout.builder("SchedOptions"), knobs).set("stall_tgid", o.testStallPid ?? 0, "testStallPid");
     const out = new BigUint64Array(1);
-    unwrap(native, layout, native.fp_sched_start(b.bytes, out), "cannot attach the scheduler");
-    const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, opts);
+    lib.unwrap(lib.native.fp_sched_start(b.bytes, out), "cannot attach the scheduler");
+    const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs);
     if (fg.tgids.length) s.setForeground(fg.tgids);
+    const names = (o.foreground ?? []).filter((x) => !/^\d+$/.test(String(x)));
+    if (names.length) {
+      const timer = setInterval(() => {
+        if (!s.open || s.state() !== "running") return;
+        const { tgids } = resolveForeground(o.foreground!);
+        if (tgids.join() !== s.#foreground.join()) s.setForeground(tgids);
+      }, 1000);
+      Deno.unrefTimer(timer);
+      s.#resolver = timer;
+    }
     return s;
   }
 
@@ -268,8 +221,7 @@ export class Scheduler extends NativeHandle {
 
   /** "running", "stopped" (detached on request) or "ejected" (by the kernel; see `exitInfo()`). */
   state(): "running" | "stopped" | "ejected" {
-    const s = this.#native.fp_sched_state(this.live());
-    return s === 1 ? "running" : s === 2 ? "stopped" : "ejected";
+    return this.#lib.layout.key("SchedState", this.#lib.native.fp_sched_state(this.live()));
   }
 
   /** Foreground thread groups now (tgids). */
@@ -280,49 +232,56 @@ export class Scheduler extends NativeHandle {
   /** Replaces the foreground set (PIDs; resolve names with `resolveForeground`). */
   setForeground(tgids: number[], weightPct = this.options.foregroundWeightPct): void {
     const arr = new Uint32Array(tgids);
-    const status = this.#native.fp_sched_set_foreground(this.live(), new Uint8Array(arr.buffer), arr.length, weightPct);
-    unwrap(this.#native, this.#layout, status, "setting the foreground");
+    const status = this.#lib.native.fp_sched_set_foreground(
+      this.live(),
+      new Uint8Array(arr.buffer),
+      arr.length,
+      weightPct,
+    );
+    this.#lib.unwrap(status, "setting the foreground");
     this.#foreground = [...tgids];
   }
 
   /** Resolves true as soon as the kernel ejects the scheduler, false after `timeoutMs`. */
   async waitEjected(timeoutMs: number): Promise<boolean> {
     if (this.state() === "ejected") return true;
-    await this.#native.fp_sched_wait(this.live(), Math.max(0, Math.round(timeoutMs)));
+    await this.#lib.native.fp_sched_wait(this.live(), Math.max(0, Math.round(timeoutMs)));
     return this.state() === "ejected";
   }
 
   /** Why the scheduler went away (kind 0 while it runs). */
   exitInfo(): SchedExit {
     this.live();
-    const size = this.#exitSpec.size;
-    const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(this.#exitPtr, size).slice(0));
+    const spec = this.#lib.layout.struct("SchedExit");
+    const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(this.#exitPtr, spec.size).slice(0));
     const view = new DataView(bytes.buffer);
-    const f = (n: string) => this.#exitSpec.fields[n].offset;
-    const str = (n: string, len: number) => {
-      const raw = bytes.subarray(f(n), f(n) + len);
-      const end = raw.indexOf(0);
-      return new TextDecoder().decode(raw.subarray(0, end < 0 ? len : end));
-    };
-    const kind = view.getInt32(f("kind"), true);
+    const f = (n: string) => spec.fields[n];
+    const kind = view.getInt32(f("kind").offset, true);
     return {
       kind,
-      kindName: EXIT_KINDS[kind] ?? `kind_${kind}`,
-      exitCode: view.getBigInt64(f("exit_code"), true),
-      reason: str("reason", 128),
-      msg: str("msg", 1024),
-      error: kind >= 1024,
+      kindName: this.#lib.layout.enumName("SchedExitKind", kind) ?? `kind_${kind}`,
+      exitCode: view.getBigInt64(f("exit_code").offset, true),
+      reason: textAt(bytes, f("reason").offset, f("reason").type),
+      msg: textAt(bytes, f("msg").offset, f("msg").type),
+      error: kind >= this.#lib.layout.value("SchedExitKind", "error"),
     };
   }
 
   /** Detaches (the kernel runs ops.exit; every task goes back to the fair class) and says why it ended. */
   stop(): SchedExit {
-    this.#native.fp_sched_stop(this.live());
+    this.#stopResolver();
+    this.#lib.native.fp_sched_stop(this.live());
     return this.exitInfo();
   }
 
+  #stopResolver(): void {
+    if (this.#resolver !== undefined) clearInterval(this.#resolver);
+    this.#resolver = undefined;
+  }
+
   protected free(handle: Deno.PointerObject): void {
-    this.#native.fp_sched_close(handle);
+    this.#stopResolver();
+    this.#lib.native.fp_sched_close(handle);
   }
 }
 

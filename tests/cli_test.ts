@@ -82,15 +82,15 @@ Deno.test("the CLI", async (t) => {
         ...["--format", "json", ...extra],
       ]);
       assert.equal(r.code, 0, r.stderr);
-      return r.stdout.trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.type === "result");
+      return r.stdout.trim().split("\n").map((l) => JSON.parse(l)).filter((e) => e.type === "lab_result");
     };
     const [off] = await results(["--coalesce-us", "0"]);
     assert.equal(off.mode, "afxdp");
     assert.equal(off.probe.received, off.probe.sent);
-    assert.equal(off.irqDeferred, false, "--coalesce-us 0 leaves the interrupts alone");
+    assert.equal(off.irq_deferred, false, "--coalesce-us 0 leaves the interrupts alone");
     const [dflt] = await results([]);
     const [major, minor] = Deno.osRelease().split(".").map(Number);
-    assert.equal(dflt.irqDeferred, major > 6 || (major === 6 && minor >= 13), `kernel ${Deno.osRelease()}`);
+    assert.equal(dflt.irq_deferred, major > 6 || (major === 6 && minor >= 13), `kernel ${Deno.osRelease()}`);
     assert.ok(!(await netnsList()).some((n) => n.startsWith("fpc-")));
   });
 
@@ -99,7 +99,7 @@ Deno.test("the CLI", async (t) => {
     assert.equal(r.code, 6, r.stderr);
     assert.match(
       r.stderr,
-      /^error: mode bpf is not available in this build: use --mode xdp or --mode afxdp or --mode packet/,
+      /^error: cannot reflect on lo: mode bpf is not available in this build: use --mode xdp or --mode afxdp or --mode packet/,
     );
   });
 
@@ -116,6 +116,10 @@ Deno.test("the CLI", async (t) => {
         "--reset-env",
         "env",
         `DENO_DIR=${denoDir}`,
+        // The fresh DENO_DIR fetches the CLI's npm packages: keep the machine's certificate settings.
+        ...Object.entries(Deno.env.toObject()).filter(([k]) => /CERT|CA_BUNDLE|_PROXY$/i.test(k)).map(([k, v]) =>
+          `${k}=${v}`
+        ),
         "NO_COLOR=1",
         Deno.execPath(),
         "run",
@@ -136,7 +140,10 @@ Deno.test("the CLI", async (t) => {
   await t.step("a frame size outside 64..9018 is a usage error", async () => {
     const r = await cli(["probe", "lo", "--to", "02:00:00:00:00:01", "--size", "63", "--count", "1"]);
     assert.equal(r.code, 2);
-    assert.equal(r.stderr.trim(), "error: --size '63' must be a frame size from 64 to 9018 bytes, or imix");
+    assert.equal(
+      r.stderr.trim(),
+      "error: cannot probe from lo: --size 63 must be a frame size from 64 to 9018 bytes, or imix",
+    );
   });
 
   await t.step("doctor reports every check and the modes, in text and JSON", async () => {

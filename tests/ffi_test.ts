@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { load } from "../ffi/load.ts";
 import { ABI_VERSION } from "../ffi/symbols.ts";
-import { FastpathError } from "../ffi/error.ts";
+import { checkLayout } from "../ffi/enums.ts";
+import { FastpathError, snake } from "../ffi/error.ts";
 import { Reflector } from "../src/reflector.ts";
-import { Scheduler } from "../src/sched.ts";
+import { SCHED_KNOBS, Scheduler } from "../src/sched.ts";
 import { DENO, ROOT, skipUnless } from "./helpers.ts";
 
 async function runScript(code: string, env: Record<string, string>, cwd: string) {
@@ -63,6 +64,31 @@ Deno.test("the FFI layer", async (t) => {
     assert.equal(layout.field("ReflectorOptions", "ifname").type, "u8[16]");
   });
 
+  await t.step(
+    "TypeScript knows every enum value and counter the library describes, and refuses one it does not",
+    async () => {
+      const { layout } = await load();
+      checkLayout(layout.json); // what load() already did
+      const withEnum = structuredClone(layout.json);
+      withEnum.enums.ReflectorState.zombie = 9;
+      assert.throws(() => checkLayout(withEnum), /enum ReflectorState has zombie, which TypeScript does not know/);
+      const withCounter = structuredClone(layout.json);
+      withCounter.structs.SchedCounters.fields.input_boosts = { offset: 128, type: "u64" };
+      assert.throws(() => checkLayout(withCounter), /struct SchedCounters has counters input_boosts/);
+      const without = structuredClone(layout.json);
+      delete without.enums.Dataplane.bpf;
+      assert.throws(() => checkLayout(without), /enum Dataplane lacks bpf/);
+      // A state value TypeScript cannot name is an error, not "state 9".
+      assert.throws(() => layout.key("ReflectorState", 9), /no value 9/);
+    },
+  );
+
+  await t.step("every knob the library takes has its one default in SCHED_KNOBS, and no other", async () => {
+    const { layout } = await load();
+    const fields = Object.keys(layout.struct("SchedOptions").fields).filter((f) => f !== "stall_tgid").sort();
+    assert.deepEqual(Object.keys(SCHED_KNOBS).map(snake).sort(), fields);
+  });
+
   await t.step("the histogram bounds in TypeScript invert the native bucket function", async () => {
     const { layout } = await load();
     for (let i = 1; i < layout.json.hist_buckets; i++) assert.ok(layout.histLower(i) > layout.histLower(i - 1));
@@ -105,7 +131,8 @@ Deno.test("the FFI layer", async (t) => {
     const err = await Scheduler.start({ sliceUs: 5000, sliceMinUs: 9000 }).then(() => undefined, (e) => e);
     assert.ok(err instanceof FastpathError);
     assert.equal(err.code, "invalid_argument");
-    assert.equal(err.message, "cannot attach the scheduler: --slice-min-us must be 10 to --slice-us (5000), not 9000");
+    // Named as scripts spell the knobs; the CLI prints the same message with its flags (tests/vm).
+    assert.equal(err.message, "cannot attach the scheduler: sliceMinUs must be 10 to sliceUs (5000), not 9000");
   });
 
   await t.step("a wrong FASTPATH_LIB is the only path tried, and the error says so", async () => {
@@ -122,7 +149,7 @@ Deno.test("the FFI layer", async (t) => {
     const dir = await Deno.makeTempDir({ prefix: "fastpath-noload-" });
     try {
       await Deno.mkdir(`${dir}/ffi`);
-      for (const f of ["load.ts", "symbols.ts", "error.ts", "layout.ts"]) {
+      for (const f of ["load.ts", "symbols.ts", "error.ts", "layout.ts", "enums.ts"]) {
         await Deno.copyFile(`${ROOT}/ffi/${f}`, `${dir}/ffi/${f}`);
       }
       const r = await runScript(

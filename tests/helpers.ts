@@ -1,6 +1,7 @@
 /** Shared by the Deno tests: running the CLI, skipping with a reason, namespace checks. */
 import { run } from "../src/net.ts";
 import type { ProbeReport } from "../src/probe.ts";
+import { checkJsonLine } from "./json_contract.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const DENO = Deno.execPath();
@@ -22,7 +23,16 @@ export async function cli(args: string[], env: Record<string, string> = {}): Pro
     signal: AbortSignal.timeout(60_000),
   }).output();
   const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  const r = { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  checkJsonOutput(args, r.stdout);
+  return r;
+}
+
+/** With `--format json`, every line of stdout must be an object docs/json.md documents (tests/json_contract.ts). */
+export function checkJsonOutput(args: string[], stdout: string): void {
+  const at = args.indexOf("--format");
+  if (at < 0 || args[at + 1] !== "json") return;
+  for (const line of stdout.split("\n").filter(Boolean)) checkJsonLine(line);
 }
 
 /** Starts the CLI and returns the child plus a promise of everything it printed. */
@@ -58,6 +68,7 @@ export function spawnCli(args: string[]) {
     async finish(): Promise<CliResult> {
       const status = await child.status;
       await Promise.all([readErr, readOut]);
+      checkJsonOutput(args, stdout);
       return { code: status.code, stdout, stderr };
     },
   };

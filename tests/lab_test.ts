@@ -131,7 +131,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
       assert.equal(refl.info.mode, "xdp");
       assert.match(refl.info.reason, /^auto: xdp is the fastest dataplane/);
-      assert.ok(["driver", "generic"].includes(refl.info.xdpAttach ?? ""), refl.info.xdpAttach);
+      assert.ok(["driver", "generic"].includes(refl.info.xdpAttach ?? ""), String(refl.info.xdpAttach));
     });
 
     await t.step(
@@ -167,7 +167,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
             netns: lab.probeNs,
             to: lab.reflectorIp,
             rate: { pps: 1000 },
-            durationMs: 2000,
+            durationS: 2,
           });
           await waitFor(async () => "fp-probe-rx" in await threads(), "a thread named fp-probe-rx");
           assert.deepEqual(await threads(), { "fp-probe-tx": -10, "fp-probe-rx": -10 });
@@ -176,7 +176,10 @@ Deno.test("reflection in the namespace lab", async (t) => {
         const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet", nice: -21 })
           .then((r) => r.stop(), (e) => e);
         assert.ok(err instanceof FastpathError);
-        assert.equal(err.message, "--nice -21 must be a whole number from -20 to 19");
+        assert.equal(
+          err.message,
+          `cannot reflect on ${lab.reflectorIf}: nice -21 must be a whole number from -20 to 19`,
+        );
       },
     );
 
@@ -339,7 +342,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       })
         .then((r) => r.stop(), (e) => e);
       assert.ok(err instanceof FastpathError);
-      assert.match(err.message, /--coalesce-us 5000 must be a whole number from 0 to 1000/);
+      assert.match(err.message, /coalesceUs 5000 must be a whole number from 0 to 1000/);
     });
 
     await t.step("a frame size larger than the MTU says how to raise it", async () => {
@@ -356,7 +359,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.ok(err instanceof FastpathError);
       assert.match(
         err.message,
-        /--size 9000 does not fit the MTU of fpt-p0 \(1500\): raise it with 'ip link set fpt-p0 mtu 8982'/,
+        /: size 9000 does not fit the MTU of fpt-p0 \(1500\): raise it with 'ip link set fpt-p0 mtu 8982'/,
       );
     });
   } finally {

@@ -85,7 +85,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         "--format",
         "json",
       ]);
-      await run.waitFor('"type":"started"', 30_000);
+      await run.waitFor('"type":"sched_started"', 30_000);
       assert.deepEqual(state(), "enabled");
       assert.deepEqual(ops(), "fastpath");
       assert.deepEqual(Number(Deno.readTextFileSync(`${SCX}/enable_seq`)), seqBefore + 1);
@@ -118,7 +118,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       const r = await run.finish();
       assert.deepEqual(r.code, 0, r.stderr);
       assert.ok(r.stderr.includes("EXIT: "), r.stderr);
-      const exit = r.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.type === "exit");
+      const exit = r.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.type === "sched_exit");
       assert.deepEqual(exit.kind, 64, "SCX_EXIT_UNREG: we unregistered it");
       assert.deepEqual(state(), "disabled");
       const bad = badKernelLines(kernelLog().split("\n").slice(logBefore).join("\n"));
@@ -209,7 +209,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         "json",
       ]);
       assert.deepEqual(r.code, 11, r.stderr);
-      const exit = r.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.type === "exit");
+      const exit = r.stdout.trim().split("\n").map((l) => JSON.parse(l)).find((e) => e.type === "sched_exit");
       assert.deepEqual(exit.kind, 1026);
       assert.deepEqual(exit.kind_name, "error_stall");
       assert.match(r.stderr, /EXIT: .*stall/i);

@@ -109,19 +109,12 @@ static __always_inline u64 now_ns(void)
 const volatile u64 scx_enums[FP_SCX_ENUMS];
 #define SCX(name) scx_enums[FP_SCX_##name]
 
-/* Fixed for the life of the scheduler (flags of `fastpath sched run`). */
-const volatile struct fp_sched_tunables tun = {
-	.slice_ns = 5 * FP_NSEC_PER_MSEC,
-	.slice_min_ns = 500000,
-	.lag_ns = 2 * FP_NSEC_PER_MSEC,
-	.lag_max_ns = 20 * FP_NSEC_PER_MSEC,
-	.wake_ref_hz = 30,
-	.latency_hz = 50,
-	.busy_high_pct = 75,
-	.busy_low_pct = 50,
-	.fold_ms = 100,
-	.nr_cpus = 1,
-};
+/*
+ * Fixed for the life of the scheduler, so the verifier sees constants: the knobs of `fastpath sched
+ * run`, written by the loader before load (their defaults live in src/sched.ts, their ranges in
+ * abi.zig; zero here only until then).
+ */
+const volatile struct fp_sched_tunables tun;
 
 /* LLC of each CPU, read by the loader from /sys/devices/system/cpu/cpuN/cache (never guessed). */
 const volatile u32 cpu_llc[FP_MAX_CPUS];

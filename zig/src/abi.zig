@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 9;
+pub const abi_version: u32 = 10;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -164,18 +164,31 @@ pub const Counters = extern struct {
     }
 };
 
-pub const Dataplane = enum(u8) { packet = 0, xdp = 1, afxdp = 2 };
+/// The reflector's dataplanes. `auto` takes the fastest this platform starts; `bpf` is macOS's /dev/bpf.
+pub const Dataplane = enum(u8) { auto = 0, packet = 1, xdp = 2, afxdp = 3, bpf = 4 };
 pub const Fanout = enum(u8) { hash = 0, cpu = 1, lb = 2 };
 
+/// What a caller asks of a reflector. Every field is checked by the library (reflect/options.zig),
+/// whose messages name it as the scripting API spells it (`ring_block_kib` → `ringBlockKib`).
 pub const ReflectorOptions = extern struct {
     ifname: [16]u8,
     /// Network namespace name under /run/netns, or empty for the caller's.
     netns: [64]u8,
-    ito: ItoConfig,
-    workers: u16,
-    /// First CPU to pin worker 0 to (worker i gets first_cpu + i); -1 = no pinning.
-    first_cpu: i16,
+    /// A `Dataplane`: `auto` takes the fastest this platform starts and says why it skipped any.
     dataplane: u8,
+    /// A `Profile`: the kind of tester, whose OUI filter, TOS toggle and signatures apply unless
+    /// given below (the table is reflect/options.zig's).
+    profile: u8,
+    /// A `SwapMode`.
+    swap: u8,
+    /// 0: the profile's OUI filter; 1: any sender; 2: only senders whose MAC starts with `oui`.
+    oui_mode: u8,
+    oui: [3]u8,
+    /// -1: the profile's; 0: off; 1: XOR 0x01 into the IPv4 TOS byte on the way back.
+    tos_toggle: i8,
+    /// Bit set of `Signature`s to reflect; 0: the profile's.
+    signatures: u8,
+    /// A `Fanout` (packet mode, more than one worker).
     fanout: u8,
     /// The workers' nice value (Linux; -20 … 19, 0 leaves them at the caller's). A reflector is a test
     /// instrument: raised, a busy machine's other work does not show up as loss on the handheld (its
@@ -183,6 +196,12 @@ pub const ReflectorOptions = extern struct {
     /// run at QOS_CLASS_USER_INTERACTIVE instead.
     nice: i8,
     _pad: u8 = 0,
+    /// UDP destination port to accept; 0 = any.
+    port: u16,
+    workers: u16,
+    /// First CPU to pin worker 0 to (worker i gets first_cpu + i); -1 = no pinning.
+    first_cpu: i16,
+    _pad1: u16 = 0,
     /// packet mode's receive ring: blocks of `ring_block_kib` KiB, `ring_blocks` of them (0: the
     /// library's default, afpacket.Options).
     ring_block_kib: u32,
@@ -193,24 +212,25 @@ pub const ReflectorOptions = extern struct {
     busy_poll_us: u32,
     /// afxdp mode: coalescing, like a NIC's rx-usecs: under load frames gather this long, so a loaded
     /// socket costs one wake-up per period instead of one per frame; a frame waits at most this long
-    /// more. Done by deferring the device's receive interrupts where the kernel can (reflect/napi.zig), else
+    /// more. Done by deferring the device's receive interrupts where the kernel can (napi.zig), else
     /// by the worker sleeping between batches. 0 = off.
     coalesce_us: u32,
     _pad2: u32 = 0,
 };
 
-/// What the reflector found out about its interface at start.
+/// What the reflector found out and chose at start.
 pub const ReflectorInfo = extern struct {
     mac: [6]u8,
     /// 1 when guard UDP sockets hold the test port (no ICMP port-unreachable leaves the host).
     guarded: u8,
-    _pad: u8 = 0,
+    /// The `Profile` applied.
+    profile: u8,
     ifindex: i32,
     mtu: u32,
     workers: u32,
-    /// The `Dataplane` running.
+    /// The `Dataplane` running (never `auto`).
     dataplane: u8,
-    /// How XDP is attached: 0 none, 1 driver (native), 2 generic (skb), 3 offloaded.
+    /// An `XdpAttach`: how the XDP program is attached.
     xdp_attach: u8,
     /// afxdp mode: 1 when the sockets run zero-copy, 0 in copy mode.
     zerocopy: u8,
@@ -219,7 +239,21 @@ pub const ReflectorInfo = extern struct {
     irq_deferred: u8 = 0,
     /// The longest frame (without FCS) this dataplane reflects; 0 = whatever the MTU allows.
     max_frame: u32 = 0,
+    /// The rules in force: the profile with the caller's overrides (port, swap, OUI, TOS, signatures).
+    ito: ItoConfig,
+    /// bpf mode (macOS): 1 when frames go out many per write() (BIOCSBATCHWRITE, macOS 14+).
+    batch_write: u8 = 0,
+    /// The workers' nice value (Linux packet and afxdp modes).
+    nice: i8 = 0,
+    _pad: u16 = 0,
+    /// afxdp mode: the coalescing period in microseconds (0 = off).
+    coalesce_us: u32 = 0,
+    /// Why this dataplane runs: asked for, or what `auto` skipped and why. Option names marked `likeThis`.
+    reason: [256]u8 = .{0} ** 256,
 };
+
+/// How an XDP program is attached (the kernel's XDP_FLAGS_*_MODE, as reported).
+pub const XdpAttach = enum(u8) { none = 0, driver = 1, generic = 2, offload = 3 };
 
 pub const reflector_state = struct {
     pub const starting: u32 = 0;
@@ -325,6 +359,10 @@ pub const ProbeStats = extern struct {
 
 // --- sched_ext scheduler ---------------------------------------------------------------------
 
+/// The scheduler's knobs, each with its unit in its name. TypeScript (src/sched.ts SCHED_KNOBS) holds
+/// their defaults and help; `sched_limits` below their ranges; sched/sched.zig copies each into the
+/// BPF tunable of the same name (`_us` becoming `_ns`), so a new knob is a field here, a limit, a
+/// tunable in sched.h and its use in sched.bpf.c (zig/src/CHECKLIST.md).
 pub const SchedOptions = extern struct {
     /// Slice of a task that rarely wakes, and the floor frequent wakers shrink to (microseconds).
     slice_us: u32,
@@ -346,6 +384,36 @@ pub const SchedOptions = extern struct {
     stall_tgid: u32,
     _pad: u32 = 0,
 };
+
+/// The range of every knob of `SchedOptions`: the one check (relations between knobs are checked
+/// in sched/sched.zig). `watchdog_ms` is 0 (the kernel's default) or within its range.
+pub const sched_limits = .{
+    .slice_us = .{ 50, 100_000 },
+    .slice_min_us = .{ 10, 100_000 },
+    .lag_us = .{ 0, 1_000_000 },
+    .lag_max_us = .{ 0, 1_000_000 },
+    .wake_ref_hz = .{ 1, 1_000_000 },
+    .latency_hz = .{ 1, 1_000_000 },
+    .busy_high_pct = .{ 0, 100 },
+    .busy_low_pct = .{ 0, 100 },
+    .foreground_weight_pct = .{ 1, 10_000 },
+    .watchdog_ms = .{ 500, 30_000 },
+};
+
+/// "slice_min_us" → "sliceMinUs": a field as the scripting API (and messages, marked) spell it.
+pub fn apiName(comptime field: []const u8) []const u8 {
+    comptime var out: []const u8 = "";
+    comptime var up = false;
+    inline for (field) |ch| {
+        if (ch == '_') {
+            up = true;
+        } else {
+            out = out ++ &[_]u8{if (up) std.ascii.toUpper(ch) else ch};
+            up = false;
+        }
+    }
+    return out;
+}
 
 /// Live counters of the scheduler, summed over CPUs by the loader every `fold` (100 ms).
 pub const SchedCounters = extern struct {
@@ -379,6 +447,20 @@ pub const SchedExit = extern struct {
     msg: [1024]u8 = .{0} ** 1024,
 };
 
+/// The kernel's enum scx_exit_kind (include/linux/sched/ext.h), as ops.exit reports it: a stable
+/// ABI of sched_ext, listed here so TypeScript names each kind the way the kernel does.
+pub const SchedExitKind = enum(i32) {
+    none = 0,
+    done = 1,
+    unreg = 64,
+    unreg_bpf = 65,
+    unreg_kern = 66,
+    sysrq = 67,
+    @"error" = 1024,
+    error_bpf = 1025,
+    error_stall = 1026,
+};
+
 pub const sched_state = struct {
     pub const running: u32 = 1;
     /// Detached on request.
@@ -391,8 +473,8 @@ comptime {
     std.debug.assert(@sizeOf(ItoConfig) == 16);
     std.debug.assert(@sizeOf(Counters) == 256 and @alignOf(Counters) >= 8);
     std.debug.assert(@sizeOf(Counters) % 64 == 0);
-    std.debug.assert(@sizeOf(ReflectorOptions) == 128);
-    std.debug.assert(@sizeOf(ReflectorInfo) == 28 and @offsetOf(ReflectorInfo, "max_frame") == 24);
+    std.debug.assert(@sizeOf(ReflectorOptions) == 124);
+    std.debug.assert(@offsetOf(ReflectorInfo, "max_frame") == 24 and @offsetOf(ReflectorInfo, "reason") == 52);
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
     std.debug.assert(@sizeOf(SchedOptions) == 48);
@@ -423,6 +505,21 @@ fn structJson(comptime T: type) []const u8 {
     return s ++ "}}";
 }
 
+/// `{"name":value,…}` of an enum, or of a namespace of integer constants.
+fn enumJson(comptime T: type) []const u8 {
+    comptime var s: []const u8 = "{";
+    switch (@typeInfo(T)) {
+        .@"enum" => |e| for (e.fields, 0..) |f, j| {
+            s = s ++ (if (j == 0) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{d}", .{ f.name, f.value });
+        },
+        .@"struct" => |st| for (st.decls, 0..) |d, j| {
+            s = s ++ (if (j == 0) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{d}", .{ d.name, @field(T, d.name) });
+        },
+        else => @compileError("not an enumeration: " ++ @typeName(T)),
+    }
+    return s ++ "}";
+}
+
 pub const layout_json: [:0]const u8 = blk: {
     @setEvalBranchQuota(100_000);
     const structs = .{
@@ -441,13 +538,16 @@ pub const layout_json: [:0]const u8 = blk: {
         s = s ++ (if (i == 0) "" else ",") ++ "\"" ++ entry[0] ++ "\":" ++ structJson(entry[1]);
     }
     s = s ++ "},\"enums\":{";
-    const enums = .{ .{ "Status", Status }, .{ "SwapMode", SwapMode }, .{ "Profile", Profile }, .{ "Signature", Signature }, .{ "Verdict", Verdict }, .{ "Dataplane", Dataplane }, .{ "Fanout", Fanout } };
+    // Every enumeration TypeScript must know (ffi/enums.ts checks its own list against these): Zig
+    // enums, and namespaces of u32 constants (states kept in atomics).
+    const enums = .{
+        .{ "Status", Status },                .{ "SwapMode", SwapMode },             .{ "Profile", Profile },
+        .{ "Signature", Signature },          .{ "Verdict", Verdict },               .{ "Dataplane", Dataplane },
+        .{ "Fanout", Fanout },                .{ "XdpAttach", XdpAttach },           .{ "ReflectorState", reflector_state },
+        .{ "ProbeState", probe_state },       .{ "SchedState", sched_state },        .{ "SchedExitKind", SchedExitKind },
+    };
     for (enums, 0..) |entry, i| {
-        s = s ++ (if (i == 0) "" else ",") ++ "\"" ++ entry[0] ++ "\":{";
-        for (std.meta.fields(entry[1]), 0..) |f, j| {
-            s = s ++ (if (j == 0) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{d}", .{ f.name, f.value });
-        }
-        s = s ++ "}";
+        s = s ++ (if (i == 0) "" else ",") ++ "\"" ++ entry[0] ++ "\":" ++ enumJson(entry[1]);
     }
     const final = s ++ "}}";
     const arr: [final.len:0]u8 = final[0..final.len].*;

@@ -6,6 +6,8 @@ const builtin = @import("builtin");
 const abi = @import("abi.zig");
 const diag = @import("sys/diag.zig");
 const os = @import("sys/os.zig");
+const reflect = @import("reflect/start.zig");
+const probe_core = @import("probe/probe.zig");
 
 const gpa = std.heap.c_allocator;
 
@@ -40,7 +42,7 @@ const Reflector = os.Reflector;
 export fn fp_reflector_start(opts: *const abi.ReflectorOptions, out: *?*Reflector) abi.Status {
     out.* = null;
     return status(blk: {
-        out.* = Reflector.start(gpa, opts) catch |e| break :blk e;
+        out.* = reflect.start(gpa, opts) catch |e| break :blk e;
     });
 }
 
@@ -89,6 +91,12 @@ export fn fp_probe_start(opts: *const abi.ProbeOptions, out: *?*Probe) abi.Statu
     return status(blk: {
         out.* = Probe.start(gpa, opts) catch |e| break :blk e;
     });
+}
+
+/// Checks probe options without opening anything (what `fp_probe_start` checks first), so a caller
+/// can refuse bad options before resolving addresses or building a lab.
+export fn fp_probe_check(opts: *const abi.ProbeOptions) abi.Status {
+    return status(probe_core.checkOptions(opts));
 }
 
 /// Live statistics of the run.

@@ -20,6 +20,8 @@ test {
     _ = @import("probe/probe.zig");
     _ = @import("probe/probe_linux.zig");
     _ = @import("reflect/reflector.zig");
+    _ = @import("reflect/options.zig");
+    _ = @import("reflect/start.zig");
     _ = @import("sched/sched.zig");
     _ = @import("root.zig");
 }

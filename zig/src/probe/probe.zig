@@ -37,6 +37,37 @@ pub fn frameSizeFor(opts: *const abi.ProbeOptions, seq: u64) u32 {
     return imix[seq % imix.len];
 }
 
+/// Every check of the probe's options that does not need the interface, done before anything is
+/// opened; messages name each option as the scripting API spells it, marked `likeThis`.
+pub fn checkOptions(o: *const abi.ProbeOptions) Error!void {
+    if (std.mem.indexOfScalar(u8, &o.ifname, 0) == null or o.ifname[0] == 0)
+        return diag.fail(error.InvalidArgument, "`iface` must name an interface of at most 15 bytes", .{});
+    if (std.mem.indexOfScalar(u8, &o.netns, 0) == null)
+        return diag.fail(error.InvalidArgument, "`netns` must be at most 63 bytes", .{});
+    if (o.count == 0 and o.duration_ns == 0)
+        return diag.fail(error.InvalidArgument, "set `count` or `durationS`: the probe never runs unbounded", .{});
+    _ = std.meta.intToEnum(abi.Signature, o.signature) catch
+        return diag.fail(error.InvalidArgument, "`signature` {d} is not a known signature", .{o.signature});
+    _ = std.meta.intToEnum(abi.SwapMode, o.expect_mode) catch
+        return diag.fail(error.InvalidArgument, "`expectSwap` {d} is not a known swap mode", .{o.expect_mode});
+    if (o.dst_mac[0] & 1 != 0 or std.mem.allEqual(u8, &o.dst_mac, 0))
+        return diag.fail(error.InvalidArgument, "`to`: the reflector's MAC must be a unicast address", .{});
+    if (o.frame_size != 0 and (o.frame_size < 64 or o.frame_size > 9018))
+        return diag.fail(error.InvalidArgument, "`size` {d} must be a frame size from 64 to 9018 bytes, or imix", .{o.frame_size});
+    const min = minFrameSize(o);
+    if (o.frame_size != 0 and o.frame_size < min)
+        return diag.fail(error.InvalidArgument, "`size` {d} is too small for these headers: use {d} or more", .{ o.frame_size, min });
+    if (o.vlan > 4094)
+        return diag.fail(error.InvalidArgument, "`vlan` {d} must be a VLAN ID from 1 to 4094 (0 = untagged)", .{o.vlan});
+    if (o.nice < -20 or o.nice > 19)
+        return diag.fail(error.InvalidArgument, "`nice` {d} must be a whole number from -20 to 19", .{o.nice});
+    if (o.tx_cpu < -1) return diag.fail(error.InvalidArgument, "`cpu` must be a CPU number, not {d}", .{o.tx_cpu});
+    if (o.rx_cpu < -1) return diag.fail(error.InvalidArgument, "`rxCpu` must be a CPU number, not {d}", .{o.rx_cpu});
+    if (o.drain_ns > 60 * std.time.ns_per_s)
+        return diag.fail(error.InvalidArgument, "`drainMs` {d} must be at most 60000", .{o.drain_ns / std.time.ns_per_ms});
+    if (o.ipv6 > 1) return diag.fail(error.InvalidArgument, "`ipv6` must be 0 or 1", .{});
+}
+
 /// The smallest wire size (with FCS) that carries sequence number and session for these options.
 pub fn minFrameSize(opts: *const abi.ProbeOptions) u32 {
     const l3: u32 = if (opts.vlan != 0) 18 else 14;
@@ -215,12 +246,8 @@ pub const Core = struct {
 
     /// Checks the options against the interface (`iface_mac`, `mtu`) and prepares every frame.
     pub fn init(gpa: std.mem.Allocator, opts: *const abi.ProbeOptions, iface_mac: [6]u8, mtu: u32) Error!Core {
+        try checkOptions(opts);
         const ifname = std.mem.sliceTo(&opts.ifname, 0);
-        if (opts.count == 0 and opts.duration_ns == 0)
-            return diag.fail(error.InvalidArgument, "set a frame count or a duration: the probe never runs unbounded", .{});
-        if (opts.signature > @intFromEnum(abi.Signature.y1564)) return diag.fail(error.InvalidArgument, "unknown signature {d}", .{opts.signature});
-        if (opts.dst_mac[0] & 1 != 0 or std.mem.allEqual(u8, &opts.dst_mac, 0))
-            return diag.fail(error.InvalidArgument, "the reflector's MAC must be a unicast address", .{});
         const min = minFrameSize(opts);
         const max: u32 = mtu + 14 + 4 + @as(u32, if (opts.vlan != 0) 4 else 0);
         var sizes_buf: [1]u32 = undefined;
@@ -229,8 +256,8 @@ pub const Core = struct {
             break :blk &sizes_buf;
         } else &.{ 64, 594, 1518 };
         for (sizes) |s| {
-            if (s < min) return diag.fail(error.InvalidArgument, "--size {d} is too small for these headers: use {d} or more", .{ s, min });
-            if (s > max) return diag.fail(error.InvalidArgument, "--size {d} does not fit the MTU of {s} ({d}): raise it with '" ++ set_mtu ++ "'", .{ s, ifname, mtu, ifname, s - 18 });
+            if (s < min) return diag.fail(error.InvalidArgument, "`size` {d} is too small for these headers: use {d} or more", .{ s, min });
+            if (s > max) return diag.fail(error.InvalidArgument, "`size` {d} does not fit the MTU of {s} ({d}): raise it with '" ++ set_mtu ++ "'", .{ s, ifname, mtu, ifname, s - 18 });
         }
 
         const src_mac = if (std.mem.allEqual(u8, &opts.src_mac, 0)) iface_mac else opts.src_mac;
@@ -535,6 +562,8 @@ test "minimum frame sizes leave room for sequence and session" {
 
 fn testOptions() abi.ProbeOptions {
     var o = std.mem.zeroes(abi.ProbeOptions);
+    @memcpy(o.ifname[0..2], "lo");
+    o.duration_ns = std.time.ns_per_s;
     o.dst_mac = ito.testing.our_mac;
     o.src_ip[0..4].* = .{ 198, 18, 0, 2 };
     o.dst_ip[0..4].* = .{ 198, 18, 0, 1 };
@@ -545,6 +574,23 @@ fn testOptions() abi.ProbeOptions {
     o.expect_tos_toggle = 1;
     o.session = 0xbeef;
     return o;
+}
+
+test "the probe's options are checked before anything opens, naming each as scripts spell it" {
+    var o = testOptions();
+    try checkOptions(&o);
+    o.frame_size = 63;
+    try std.testing.expectError(error.InvalidArgument, checkOptions(&o));
+    try std.testing.expectEqualStrings("`size` 63 must be a frame size from 64 to 9018 bytes, or imix", std.mem.span(diag.message()));
+    o = testOptions();
+    o.vlan = 4095;
+    try std.testing.expectError(error.InvalidArgument, checkOptions(&o));
+    o = testOptions();
+    o.duration_ns = 0; // and no count: unbounded
+    try std.testing.expectError(error.InvalidArgument, checkOptions(&o));
+    o = testOptions();
+    o.dst_mac[0] = 1; // multicast
+    try std.testing.expectError(error.InvalidArgument, checkOptions(&o));
 }
 
 test "probe frames pass the reflector's rules and a reflection matches the expected frame" {

@@ -27,7 +27,8 @@ pub const Probe = struct {
     write_buf: []u8 = &.{},
 
     pub fn start(gpa: std.mem.Allocator, opts: *const abi.ProbeOptions) Error!*Probe {
-        if (opts.netns[0] != 0) return diag.fail(error.Unsupported, "network namespaces are a Linux feature: leave out --netns on macOS", .{});
+        try core.checkOptions(opts); // before anything is opened
+        if (opts.netns[0] != 0) return diag.fail(error.Unsupported, "network namespaces are a Linux feature: leave out `netns` on macOS", .{});
         const name = std.mem.sliceTo(&opts.ifname, 0);
         const iface = try darwin.ifaceInfo(name);
         if (!iface.up) return diag.fail(error.InterfaceDown, "interface {s} is down: bring it up with 'sudo ifconfig {s} up'", .{ name, name });

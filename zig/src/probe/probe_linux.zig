@@ -26,6 +26,7 @@ pub const Probe = struct {
     guard: guard.Guard = .{},
 
     pub fn start(gpa: std.mem.Allocator, opts: *const abi.ProbeOptions) Error!*Probe {
+        try core.checkOptions(opts); // before anything is opened
         const ifname = std.mem.sliceTo(&opts.ifname, 0);
         var ns = try sys.Netns.enter(std.mem.sliceTo(&opts.netns, 0));
         defer ns.leave();

@@ -189,7 +189,7 @@ pub const Socket = struct {
             rc = linux.bind(fd, @ptrCast(&sxdp), @sizeOf(linux.sockaddr.xdp));
         }
         if (linux.E.init(rc) == .BUSY)
-            return diag.fail(error.Busy, "queue {d} is held by another AF_XDP program: stop it, or use --mode xdp", .{queue});
+            return diag.fail(error.Busy, "queue {d} is held by another AF_XDP program: stop it, or use `mode` xdp", .{queue});
         _ = try sys.check(rc, "binding the AF_XDP socket to queue {d}", .{queue});
         var xopts: linux.xdp_options = .{ .flags = 0 };
         var xlen: linux.socklen_t = @sizeOf(linux.xdp_options);

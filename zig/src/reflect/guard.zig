@@ -58,7 +58,7 @@ fn bind(ifname: []const u8, port: u16, family: u32) abi.Error!?i32 {
         bind_rc = linux.bind(fd, @ptrCast(&sa), @sizeOf(linux.sockaddr.in6));
     }
     if (linux.E.init(bind_rc) == .ADDRINUSE)
-        return diag.fail(error.Busy, "UDP port {d} on {s} is already in use by another program; stop it or choose another --port", .{ port, ifname });
+        return diag.fail(error.Busy, "UDP port {d} on {s} is already in use by another program; stop it or choose another `port`", .{ port, ifname });
     _ = try sys.check(bind_rc, "binding the guard socket to UDP port {d}", .{port});
     return fd;
 }
@@ -70,7 +70,7 @@ test "a guard holds its port until closed, and a second guard is refused with th
     };
     try std.testing.expect(g.held());
     try std.testing.expectError(error.Busy, Guard.open("lo", &.{38420}));
-    try std.testing.expect(std.mem.indexOf(u8, std.mem.span(diag.message()), "choose another --port") != null);
+    try std.testing.expect(std.mem.indexOf(u8, std.mem.span(diag.message()), "choose another `port`") != null);
     g.close();
     var again = try Guard.open("lo", &.{38420});
     again.close();

@@ -14,7 +14,6 @@ const afxdp = @import("afxdp.zig");
 const napi = @import("napi.zig");
 const Error = abi.Error;
 
-pub const max_workers = 64;
 
 pub const Reflector = struct {
     gpa: std.mem.Allocator,
@@ -46,19 +45,14 @@ pub const Reflector = struct {
     stopped: bool = false,
     link: sys.LinkWatch = .{ .fd = -1, .ifr = undefined },
     failure: [256]u8 = .{0} ** 256,
+    /// Why this dataplane runs (start.zig writes it).
+    reason: [256]u8 = .{0} ** 256,
 
-    pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*Reflector {
+    /// Starts `dataplane` with the rules `cfg` (options checked and resolved by options.zig).
+    pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions, cfg: abi.ItoConfig, dataplane: abi.Dataplane) Error!*Reflector {
         const ifname = std.mem.sliceTo(&opts.ifname, 0);
         const netns = std.mem.sliceTo(&opts.netns, 0);
         const nworkers: usize = opts.workers;
-        if (nworkers == 0 or nworkers > max_workers)
-            return diag.fail(error.InvalidArgument, "--workers must be 1 to {d}, not {d}", .{ max_workers, nworkers });
-        if (opts.ito.mode > @intFromEnum(abi.SwapMode.all))
-            return diag.fail(error.InvalidArgument, "unknown swap mode {d}", .{opts.ito.mode});
-        if (opts.ito.signatures == 0)
-            return diag.fail(error.InvalidArgument, "no signature enabled: nothing would be reflected", .{});
-        const dataplane = std.meta.intToEnum(abi.Dataplane, opts.dataplane) catch
-            return diag.fail(error.InvalidArgument, "unknown dataplane {d}", .{opts.dataplane});
 
         // Sockets belong to the namespace they are created in; the workers can live anywhere.
         var ns = try sys.Netns.enter(netns);
@@ -72,7 +66,7 @@ pub const Reflector = struct {
         self.* = .{
             .gpa = gpa,
             .opts = opts.*,
-            .cfg = opts.ito,
+            .cfg = cfg,
             .iface = iface,
             .counters = undefined,
             .workers = undefined,
@@ -98,6 +92,7 @@ pub const Reflector = struct {
             .packet => nworkers,
             .xdp => 1,
             .afxdp => queues + 1,
+            .auto, .bpf => unreachable, // start.zig picks one of os_linux.reflector_modes
         };
         self.counters = gpa.alignedAlloc(abi.Counters, 64, blocks) catch return error.OutOfMemory;
         errdefer gpa.free(self.counters);
@@ -162,6 +157,11 @@ pub const Reflector = struct {
             .zerocopy = @intFromBool(self.zerocopy),
             .irq_deferred = @intFromBool(self.deferral != null),
             .max_frame = self.max_frame,
+            .profile = self.opts.profile,
+            .ito = self.cfg,
+            .nice = self.opts.nice,
+            .coalesce_us = if (self.xsk_workers.len > 0) self.opts.coalesce_us else 0,
+            .reason = self.reason,
         };
     }
 

@@ -26,6 +26,8 @@ pub const Reflector = struct {
     counters: []align(64) abi.Counters,
     state: std.atomic.Value(u32) = .init(abi.reflector_state.starting),
     failure: [256]u8 = .{0} ** 256,
+    /// Why this dataplane runs (start.zig writes it).
+    reason: [256]u8 = .{0} ** 256,
     dev: darwin.Device = .{ .fd = -1, .blen = 0, .batch_write = false },
     waiter: darwin.Waiter = .{ .kq = -1 },
     guard: darwin.Guard = .{},
@@ -34,17 +36,17 @@ pub const Reflector = struct {
     thread: ?std.Thread = null,
     stopped: bool = false,
 
-    pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*Reflector {
-        if (opts.dataplane != @intFromEnum(abi.Dataplane.packet))
-            return diag.fail(error.Unsupported, "on macOS the reflector runs on /dev/bpf (mode bpf)", .{});
-        if (opts.netns[0] != 0) return diag.fail(error.Unsupported, "network namespaces are a Linux feature: leave out --netns on macOS", .{});
+    /// Starts the /dev/bpf dataplane (the only one, os_darwin.reflector_modes) with the rules `cfg`.
+    pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions, cfg: abi.ItoConfig, dataplane: abi.Dataplane) Error!*Reflector {
+        std.debug.assert(dataplane == .bpf);
+        if (opts.netns[0] != 0) return diag.fail(error.Unsupported, "network namespaces are a Linux feature: leave out `netns` on macOS", .{});
         const name = std.mem.sliceTo(&opts.ifname, 0);
         const iface = try darwin.ifaceInfo(name);
         if (!iface.up) return diag.fail(error.InterfaceDown, "interface {s} is down: bring it up with 'sudo ifconfig {s} up'", .{ name, name });
 
         const self = gpa.create(Reflector) catch return error.OutOfMemory;
         errdefer gpa.destroy(self);
-        self.* = .{ .gpa = gpa, .opts = opts.*, .cfg = opts.ito, .iface = iface, .counters = undefined };
+        self.* = .{ .gpa = gpa, .opts = opts.*, .cfg = cfg, .iface = iface, .counters = undefined };
         self.cfg.our_mac = iface.mac;
         cbpf.build(&self.filter, &self.cfg);
         self.counters = gpa.alignedAlloc(abi.Counters, 64, 1) catch return error.OutOfMemory;
@@ -130,10 +132,14 @@ pub const Reflector = struct {
             .ifindex = @intCast(self.iface.index),
             .mtu = self.iface.mtu,
             .workers = 1,
-            .dataplane = @intFromEnum(abi.Dataplane.packet),
+            .dataplane = @intFromEnum(abi.Dataplane.bpf),
             .xdp_attach = 0,
-            // On macOS this byte says whether BIOCSBATCHWRITE is in use.
-            .zerocopy = @intFromBool(self.dev.batch_write),
+            .zerocopy = 0,
+            .batch_write = @intFromBool(self.dev.batch_write),
+            .profile = self.opts.profile,
+            .ito = self.cfg,
+            .nice = self.opts.nice,
+            .reason = self.reason,
         };
     }
 

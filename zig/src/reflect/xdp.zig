@@ -39,7 +39,7 @@ pub fn attachPass(ifindex: i32, ifname: []const u8) Error!void {
 
 pub const Action = enum(u8) { tx = c.FP_ACTION_TX, redirect = c.FP_ACTION_REDIRECT };
 
-pub const AttachMode = enum(u8) { none = 0, driver = 1, generic = 2, offload = 3 };
+pub const AttachMode = abi.XdpAttach;
 
 pub const Program = struct {
     obj: bpf.Object,

@@ -143,6 +143,20 @@ pub fn readTopology(llc: []u32) struct { nr_cpus: u32, nr_llcs: u32 } {
     return .{ .nr_cpus = nr_cpus, .nr_llcs = nr_llcs };
 }
 
+/// The BPF tunables from the knobs: each tunable takes the knob of the same name, or of its name
+/// with `_us` for `_ns` (converted); the rest (set by the loader itself) stay zero.
+pub fn tunablesOf(o: *const abi.SchedOptions) c.struct_fp_sched_tunables {
+    var t = std.mem.zeroes(c.struct_fp_sched_tunables);
+    inline for (std.meta.fields(c.struct_fp_sched_tunables)) |f| {
+        if (@hasField(abi.SchedOptions, f.name)) {
+            @field(t, f.name) = @field(o, f.name);
+        } else if (comptime std.mem.endsWith(u8, f.name, "_ns") and @hasField(abi.SchedOptions, f.name[0 .. f.name.len - 3] ++ "_us")) {
+            @field(t, f.name) = @as(u64, @field(o, f.name[0 .. f.name.len - 3] ++ "_us")) * std.time.ns_per_us;
+        }
+    }
+    return t;
+}
+
 // --- struct_ops maps -------------------------------------------------------------------------------
 
 /// A member of the struct_ops map's value as the object's BTF lays it out.
@@ -230,25 +244,28 @@ pub const Scheduler = struct {
         return s;
     }
 
+    /// Every knob in its range (abi.sched_limits), then the relations between knobs.
     fn validate(o: *const abi.SchedOptions) Error!void {
-        if (o.slice_us < 50 or o.slice_us > 100_000)
-            return diag.fail(error.InvalidArgument, "--slice-us must be 50 to 100000, not {d}", .{o.slice_us});
-        if (o.slice_min_us < 10 or o.slice_min_us > o.slice_us)
-            return diag.fail(error.InvalidArgument, "--slice-min-us must be 10 to --slice-us ({d}), not {d}", .{ o.slice_us, o.slice_min_us });
-        if (o.lag_us > o.lag_max_us or o.lag_max_us > 1_000_000)
-            return diag.fail(error.InvalidArgument, "--lag-us ({d}) must not exceed --lag-max-us ({d}), which must be at most 1000000", .{ o.lag_us, o.lag_max_us });
-        if (o.busy_low_pct > o.busy_high_pct or o.busy_high_pct > 100)
-            return diag.fail(error.InvalidArgument, "--busy-low-pct ({d}) must not exceed --busy-high-pct ({d}), which must be at most 100", .{ o.busy_low_pct, o.busy_high_pct });
-        try checkWeight(o.foreground_weight_pct);
-        if (o.watchdog_ms != 0 and (o.watchdog_ms < 500 or o.watchdog_ms > 30_000))
-            return diag.fail(error.InvalidArgument, "--watchdog-ms must be 500 to 30000 (the kernel's ceiling), not {d}", .{o.watchdog_ms});
-        if (o.wake_ref_hz == 0 or o.latency_hz == 0)
-            return diag.fail(error.InvalidArgument, "--wake-ref-hz and --latency-hz must be at least 1", .{});
+        inline for (std.meta.fields(@TypeOf(abi.sched_limits))) |f| {
+            const v = @field(o, f.name);
+            const lim = @field(abi.sched_limits, f.name);
+            const zero_ok = comptime std.mem.eql(u8, f.name, "watchdog_ms");
+            if ((v < lim[0] or v > lim[1]) and !(zero_ok and v == 0))
+                return diag.fail(error.InvalidArgument, "`" ++ comptime abi.apiName(f.name) ++ "` must be " ++
+                    (if (zero_ok) "0 or " else "") ++ "{d} to {d}, not {d}", .{ lim[0], lim[1], v });
+        }
+        if (o.slice_min_us > o.slice_us)
+            return diag.fail(error.InvalidArgument, "`sliceMinUs` must be 10 to `sliceUs` ({d}), not {d}", .{ o.slice_us, o.slice_min_us });
+        if (o.lag_us > o.lag_max_us)
+            return diag.fail(error.InvalidArgument, "`lagUs` ({d}) must not exceed `lagMaxUs` ({d})", .{ o.lag_us, o.lag_max_us });
+        if (o.busy_low_pct > o.busy_high_pct)
+            return diag.fail(error.InvalidArgument, "`busyLowPct` ({d}) must not exceed `busyHighPct` ({d})", .{ o.busy_low_pct, o.busy_high_pct });
     }
 
     fn checkWeight(pct: u32) Error!void {
-        if (pct < 1 or pct > 10_000)
-            return diag.fail(error.InvalidArgument, "--foreground-weight-pct must be 1 to 10000, not {d}", .{pct});
+        const lim = abi.sched_limits.foreground_weight_pct;
+        if (pct < lim[0] or pct > lim[1])
+            return diag.fail(error.InvalidArgument, "`foregroundWeightPct` must be {d} to {d}, not {d}", .{ lim[0], lim[1], pct });
     }
 
     /// Open, configure, load and attach (again, after a restart request).
@@ -270,18 +287,9 @@ pub const Scheduler = struct {
         const o = s.opts;
         var llc: [c.FP_MAX_CPUS]u32 = undefined;
         const topo = readTopology(&llc);
-        const tun = c.struct_fp_sched_tunables{
-            .slice_ns = @as(u64, o.slice_us) * 1000,
-            .slice_min_ns = @as(u64, o.slice_min_us) * 1000,
-            .lag_ns = @as(u64, o.lag_us) * 1000,
-            .lag_max_ns = @as(u64, o.lag_max_us) * 1000,
-            .wake_ref_hz = o.wake_ref_hz,
-            .latency_hz = o.latency_hz,
-            .busy_high_pct = o.busy_high_pct,
-            .busy_low_pct = o.busy_low_pct,
-            .fold_ms = 100,
-            .nr_cpus = topo.nr_cpus,
-        };
+        var tun = tunablesOf(&o);
+        tun.fold_ms = 100;
+        tun.nr_cpus = topo.nr_cpus;
         try obj.setRodata("tun", std.mem.asBytes(&tun));
         try obj.setRodata("cpu_llc", std.mem.asBytes(&llc));
         s.counters.nr_cpus = topo.nr_cpus;
@@ -538,6 +546,19 @@ const P = c.struct_fp_sched_tunables;
 
 fn tunables() P {
     return .{ .slice_ns = 5_000_000, .slice_min_ns = 500_000, .lag_ns = 2_000_000, .lag_max_ns = 20_000_000, .wake_ref_hz = 30, .latency_hz = 50, .busy_high_pct = 75, .busy_low_pct = 50, .fold_ms = 100, .nr_cpus = 2 };
+}
+
+test "every knob reaches the tunable of its name, microseconds as nanoseconds" {
+    var o = std.mem.zeroes(abi.SchedOptions);
+    o.slice_us = 3000;
+    o.lag_max_us = 7;
+    o.latency_hz = 55;
+    o.busy_low_pct = 12;
+    const t = tunablesOf(&o);
+    try testing.expectEqual(@as(u64, 3_000_000), t.slice_ns);
+    try testing.expectEqual(@as(u64, 7_000), t.lag_max_ns);
+    try testing.expectEqual(@as(u32, 55), t.latency_hz);
+    try testing.expectEqual(@as(u32, 12), t.busy_low_pct);
 }
 
 test "wake frequency is in Hz: a task waking every 10 ms converges to 100" {

@@ -264,7 +264,7 @@ pub const Guard = struct {
             break :blk c.bind(fd, @ptrCast(&sa), @sizeOf(c.sockaddr.in));
         };
         if (rc != 0) {
-            if (errno() == .ADDRINUSE) return diag.fail(error.Busy, "UDP port {d} is already in use by another program; stop it or choose another --port", .{port});
+            if (errno() == .ADDRINUSE) return diag.fail(error.Busy, "UDP port {d} is already in use by another program; stop it or choose another `port`", .{port});
             return fail(error.System, "binding the guard socket to UDP port {d}", .{port});
         }
         return fd;

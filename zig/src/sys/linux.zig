@@ -175,7 +175,7 @@ pub fn setNice(nice: i8) Error!void {
         .SUCCESS => {},
         .PERM, .ACCES => return diag.fail(
             error.PermissionDenied,
-            "cannot run at nice {d}: needs root or CAP_SYS_NICE (or pass --nice 0)",
+            "cannot run at nice {d}: needs root or CAP_SYS_NICE (or pass `nice` 0)",
             .{nice},
         ),
         else => |e| return diag.fail(errorOf(e), "cannot run at nice {d}: {s}", .{ nice, describe(e) }),

@@ -9,6 +9,7 @@ const impl = switch (builtin.os.tag) {
 };
 
 pub const Reflector = impl.Reflector;
+pub const reflector_modes = impl.reflector_modes;
 pub const Probe = impl.Probe;
 pub const Scheduler = impl.Scheduler;
 pub const schedReadAttached = impl.schedReadAttached;

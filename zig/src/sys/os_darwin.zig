@@ -4,6 +4,8 @@
 const darwin = @import("darwin.zig");
 
 pub const Reflector = @import("../reflect/reflector_darwin.zig").Reflector;
+/// The reflector's dataplanes here, fastest first: /dev/bpf only.
+pub const reflector_modes: []const @import("../abi.zig").Dataplane = &.{.bpf};
 const unsupported = @import("os_unsupported.zig");
 pub const Probe = @import("../probe/probe_darwin.zig").Probe;
 pub const Scheduler = unsupported.Scheduler;

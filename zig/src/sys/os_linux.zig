@@ -4,6 +4,8 @@ const abi = @import("../abi.zig");
 const sys = @import("linux.zig");
 
 pub const Reflector = @import("../reflect/reflector.zig").Reflector;
+/// The reflector's dataplanes here, fastest first (what `auto` tries in turn).
+pub const reflector_modes: []const abi.Dataplane = &.{ .xdp, .afxdp, .packet };
 pub const Probe = @import("../probe/probe_linux.zig").Probe;
 pub const Scheduler = @import("../sched/sched.zig").Scheduler;
 pub const schedReadAttached = @import("../sched/sched.zig").readAttached;

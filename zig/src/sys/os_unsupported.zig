@@ -7,12 +7,16 @@ fn unsupported() abi.Error {
     return diag.fail(error.Unsupported, "no dataplane for this operating system in this build", .{});
 }
 
+/// No dataplane here: `auto` has nothing to try.
+pub const reflector_modes: []const abi.Dataplane = &.{};
+
 pub const Reflector = struct {
     counters: []abi.Counters,
     state: std.atomic.Value(u32),
     failure: [256]u8,
+    reason: [256]u8,
 
-    pub fn start(_: std.mem.Allocator, _: *const abi.ReflectorOptions) abi.Error!*Reflector {
+    pub fn start(_: std.mem.Allocator, _: *const abi.ReflectorOptions, _: abi.ItoConfig, _: abi.Dataplane) abi.Error!*Reflector {
         return unsupported();
     }
     pub fn info(_: *const Reflector) abi.ReflectorInfo {

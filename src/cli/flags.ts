@@ -1,0 +1,200 @@
+/**
+ * The CLI's one flag parser: commander (the field's standard, its command tree can drive shell
+ * completions), wrapped so that every command parses, helps and fails alike:
+ *  - flags apply their defaults and come back typed (`@commander-js/extra-typings`): no casts in handlers;
+ *  - values go through the shared parsers in src/parse.ts, whose messages name the option;
+ *  - help is generated from the same options that hold the defaults, in one format with examples and
+ *    the exit codes;
+ *  - every parse error is a one-line FastpathError("usage"), exit code 2.
+ */
+import { Command, type CommanderError, Option, type OptionValues } from "@commander-js/extra-typings";
+import { FastpathError, kebab } from "../../ffi/error.ts";
+import { parseChoice, parseNumber } from "../parse.ts";
+
+export { Command, Option };
+
+/** The exit codes, in every command's help and the README. */
+export const EXIT_HELP = `Exit codes:
+  0  success (a reflector stopped with Ctrl-C or SIGTERM also exits 0)
+  1  unexpected internal error
+  2  bad usage or invalid argument
+  3  missing privilege (run as root)
+  4  no such interface or namespace
+  5  interface is down
+  6  not supported on this machine or build
+  7  busy: another reflector or program holds the interface or port
+  8  native library missing or of the wrong version
+  9  timed out (e.g. the reflector's address did not answer ARP)
+  10 a run failed (a worker stopped, a probe saw wrong rewrites, …)
+  11 the kernel ejected the scheduler (an error or a stalled task; the EXIT: line says which)
+  130 interrupted (probe and lab run, after printing what was measured)`;
+
+/** What a command's help says beyond its flags. */
+export interface CommandDoc {
+  summary: string;
+  /** Arguments after the command's name, e.g. "IFACE [flags]". */
+  usage: string;
+  description: string;
+  examples: string[];
+}
+
+const docs = new WeakMap<object, CommandDoc>();
+let exitCode = 0;
+
+/** A command's handler reports its exit code here (commander's actions return nothing). */
+export function setExit(code: number): void {
+  exitCode = code;
+}
+
+export function takeExit(): number {
+  const c = exitCode;
+  exitCode = 0;
+  return c;
+}
+
+/** A command (or subcommand) with fastpath's help, errors and strictness. */
+export function command(name: string, doc: CommandDoc): Command {
+  const c = new Command(name).summary(doc.summary).description(doc.description).usage(doc.usage);
+  docs.set(c, doc);
+  return c
+    .helpOption("-h, --help", "show this help")
+    .allowExcessArguments(false)
+    .exitOverride((err) => {
+      throw usageError(c, err);
+    })
+    .configureOutput({ writeOut: (s) => console.log(s.replace(/\n$/, "")), writeErr: () => {}, outputError: () => {} })
+    .configureHelp({ formatHelp: (cmd) => helpOf(cmd) });
+}
+
+/** `--NAME N`: a number (its range is the library's to check). */
+export function num<const F extends string>(flag: F, help: string) {
+  return new Option(`--${flag} <N>` as `--${F} <N>`, help).argParser((v: string) => parseNumber(camel(flag), v));
+}
+
+/** `--NAME VALUE`: text, with what it takes in the help (`--to IP|MAC`). */
+export function text<const F extends string, const M extends string = "VALUE">(flag: F, help: string, meta?: M) {
+  return new Option(`--${flag} <${meta ?? "VALUE"}>` as `--${F} <${M}>`, help);
+}
+
+/** `--NAME a|b|c`: one of `choices`. */
+export function choice<const F extends string, const C extends readonly string[]>(flag: F, choices: C, help: string) {
+  return new Option(`--${flag} <${choices.join("|")}>` as `--${F} <CHOICE>`, help)
+    .argParser((v: string): C[number] => parseChoice(camel(flag), v, choices));
+}
+
+/** `--NAME` (true), and `--no-NAME` (false, hidden from help): undefined unless given, so a default elsewhere (a profile's) applies. */
+export function bool<const F extends string>(name: F, help: string) {
+  return [new Option(`--${name}` as `--${F}`, help), new Option(`--no-${name}` as `--no-${F}`).hideHelp()] as const;
+}
+
+/** `--format text|json`, on every command that prints results. */
+export function formatOption() {
+  return choice("format", ["text", "json"] as const, "output: text for people, json for scripts (docs/json.md)")
+    .default("text" as const);
+}
+
+export interface Knob {
+  default: number;
+  help: string;
+}
+
+/** A `--kebab-name N` flag for each knob of a table (SCHED_KNOBS), its default from the table. */
+export function knobs<A extends unknown[], O extends OptionValues, K extends Record<string, Knob>>(
+  cmd: Command<A, O>,
+  table: K,
+): Command<A, O & { [P in keyof K]: number }> {
+  for (const [name, k] of Object.entries(table)) cmd.addOption(num(kebab(name), k.help).default(k.default));
+  return cmd as unknown as Command<A, O & { [P in keyof K]: number }>;
+}
+
+/** "busy-poll-us" → "busyPollUs": a flag's API name, as messages mark it. */
+function camel(flag: string): string {
+  return flag.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+function path(c: Command<unknown[], OptionValues, OptionValues>): string {
+  const names: string[] = [];
+  for (let x: typeof c | null = c; x; x = x.parent) names.unshift(x.name());
+  return names.join(" ");
+}
+
+/** A commander error as fastpath's one-line usage error (or, for help, the exit code 0). */
+function usageError(c: Command<unknown[], OptionValues, OptionValues>, err: CommanderError): Error {
+  const name = path(c);
+  const line = err.message.replace(/^error: /, "").split("\n")[0];
+  const hint = /\(Did you mean (.+)\?\)/.exec(err.message)?.[1];
+  const see = `see '${name} --help'`;
+  switch (err.code) {
+    case "commander.helpDisplayed":
+    case "commander.version":
+      return new HelpShown();
+    case "commander.unknownOption": {
+      const opt = /'([^']+)'/.exec(line)?.[1] ?? line;
+      return new FastpathError(
+        "usage",
+        `unknown flag '${opt}' for ${name.replace(/^fastpath /, "")}${hint ? ` (did you mean ${hint}?)` : ""}: ${see}`,
+      );
+    }
+    case "commander.unknownCommand": {
+      const cmd = /'([^']+)'/.exec(line)?.[1] ?? line;
+      if (c.parent) {
+        const subs = c.commands.map((s) => s.name());
+        return new FastpathError(
+          "usage",
+          `unknown ${c.name()} action '${cmd}': use ${subs.slice(0, -1).join(", ")} or ${subs.at(-1)}`,
+        );
+      }
+      return new FastpathError("usage", `unknown command '${cmd}'${hint ? ` (did you mean ${hint}?)` : ""}: ${see}`);
+    }
+    case "commander.missingArgument":
+    case "commander.excessArguments": {
+      const usage = `usage: ${name} ${docs.get(c)?.usage ?? ""}`.trimEnd();
+      const want = c.registeredArguments.map((a) => a.name()).join(" ");
+      return new FastpathError(
+        "usage",
+        err.code === "commander.missingArgument"
+          ? `${c.name()} needs ${want}: ${usage}`
+          : `${c.name()} takes ${want || "no arguments"}, got '${c.args.join(" ")}': ${usage}`,
+      );
+    }
+    case "commander.optionMissingArgument": {
+      const opt = /'(--[a-z0-9-]+)/.exec(line)?.[1] ?? line;
+      return new FastpathError("usage", `${opt} needs a value: ${see}`);
+    }
+    case "commander.missingMandatoryOptionValue": {
+      const opt = /'(--[a-z0-9-]+)/.exec(line)?.[1] ?? line;
+      return new FastpathError("usage", `${c.name()} needs ${opt}: ${see}`);
+    }
+    default:
+      return new FastpathError("usage", `${line}: ${see}`);
+  }
+}
+
+/** Thrown when help was printed: the command ends there, exit code 0. */
+export class HelpShown extends Error {}
+
+/** A command's help: summary, usage, description, flags (from its options), examples, exit codes. */
+function helpOf(c: Command<unknown[], OptionValues, OptionValues>): string {
+  const doc = docs.get(c);
+  const name = path(c);
+  const flagsOf = (x: typeof c) =>
+    x.options.filter((o) => !o.hidden).map((o) => {
+      const term = o.flags.replace(/[<>]/g, "");
+      const def = o.defaultValue !== undefined ? ` [default: ${o.defaultValue}]` : "";
+      return `  ${term}\n      ${o.description}${def}`;
+    });
+  const parts = [`${doc?.summary ?? c.summary()}`, `Usage: ${name} ${doc?.usage ?? ""}`.trimEnd()];
+  if (doc?.description) parts.push(doc.description);
+  if (c.commands.length) {
+    for (const sub of c.commands) {
+      const lines = flagsOf(sub as typeof c);
+      parts.push(`Flags of ${sub.name()}:\n${lines.length ? lines.join("\n") : "  (none)"}`);
+    }
+    parts.push("  -h, --help\n      show this help");
+  } else {
+    parts.push(`Flags:\n${[...flagsOf(c), "  -h, --help\n      show this help"].join("\n")}`);
+  }
+  if (doc?.examples.length) parts.push(`Examples:\n${doc.examples.map((e) => `  ${e}`).join("\n")}`);
+  parts.push(EXIT_HELP);
+  return parts.join("\n\n") + "\n";
+}

@@ -1,0 +1,194 @@
+/** `fastpath lab up|down|run`: a throw-away two-namespace veth lab, and real ITO traffic through it. */
+import { FastpathError } from "../../ffi/error.ts";
+import { pct, table, us } from "../format.ts";
+import { labDown, labNames, labUp } from "../lab.ts";
+import { type LabResult, startLabCase } from "../labrun.ts";
+import { Probe } from "../probe.ts";
+import { parseRate, parseSizes, rateText } from "../parse.ts";
+import { command, formatOption, num, Option, setExit, text } from "./flags.ts";
+import { emit } from "./json.ts";
+import { monitor, untilSignal } from "./monitor.ts";
+import { PROBE_HEADER, probeRow } from "./probe.ts";
+import { reflectorFlags } from "./reflect.ts";
+
+/** What `lab run` does unless told otherwise. */
+export const LAB_DEFAULTS = { prefix: "fp", sizes: "64,1518,9000", rate: "20kpps", durationS: 2 } as const;
+
+const prefixOption = () =>
+  text("prefix", "prefix of the namespace and interface names", "NAME").default(LAB_DEFAULTS.prefix);
+
+function rows(results: LabResult[]): string {
+  return table(
+    // The worker thread's own CPU time is exact at any rate; the whole-core figure (deno task bench)
+    // is only meaningful at high rates, where other processes on that core do not dominate it.
+    [...PROBE_HEADER, "worker CPU/frame"],
+    results.map((r) => [
+      ...probeRow(
+        `${r.mode} ${r.case.size}B${r.case.vlan ? ` vlan${r.case.vlan}` : ""}${r.case.ipv6 ? " ipv6" : ""}`,
+        r.probe,
+      ),
+      r.workerNsPerFrame === null ? "-" : `${Math.round(r.workerNsPerFrame)} ns`,
+    ]),
+  );
+}
+
+const up = command("up", {
+  summary: "create the lab's namespaces and veth pair",
+  usage: "[flags]",
+  description: "",
+  examples: [],
+})
+  .addOption(prefixOption())
+  .addOption(formatOption())
+  .action(async (f) => {
+    const lab = await labUp({ prefix: f.prefix });
+    if (f.format === "json") emit("lab_up", { ...lab });
+    else {
+      console.error(
+        `lab up: ${lab.reflectorNs}/${lab.reflectorIf} ${lab.reflectorIp} (${lab.reflectorMac}) <-> ${lab.probeNs}/${lab.probeIf} ${lab.probeIp} (${lab.probeMac})`,
+      );
+      console.error(`  reflect: sudo fastpath reflect ${lab.reflectorIf} --netns ${lab.reflectorNs}`);
+      console.error(`  probe:   sudo fastpath probe ${lab.probeIf} --netns ${lab.probeNs} --to ${lab.reflectorIp}`);
+      console.error(
+        `  remove:  sudo fastpath lab down${f.prefix !== LAB_DEFAULTS.prefix ? ` --prefix ${f.prefix}` : ""}`,
+      );
+    }
+    setExit(0);
+  });
+
+const down = command("down", { summary: "remove the lab", usage: "[flags]", description: "", examples: [] })
+  .addOption(prefixOption())
+  .addOption(formatOption())
+  .action(async (f) => {
+    const removed = await labDown({ prefix: f.prefix });
+    if (f.format === "json") emit("lab_down", { removed });
+    else console.error(removed.length ? `removed ${removed.join(", ")}` : "no lab to remove");
+    setExit(0);
+  });
+
+const run = command("run", {
+  summary: "reflect real ITO traffic through the lab for each size, and print what came back",
+  usage: "[flags]",
+  description: "",
+  examples: [],
+})
+  .addOption(prefixOption())
+  .addOption(text("size", "comma list of frame sizes (64 … 9018) or imix", "LIST").default(LAB_DEFAULTS.sizes))
+  .addOption(text("rate", "rate per run (see probe --rate)", "RATE").default(LAB_DEFAULTS.rate))
+  .addOption(num("duration-s", "seconds per size").default(LAB_DEFAULTS.durationS))
+  .addOption(reflectorFlags.swap())
+  .addOption(reflectorFlags.profile())
+  .addOption(reflectorFlags.mode())
+  .addOption(num("vlan", "send VLAN-tagged frames with this ID"))
+  .addOption(new Option("--ipv6", "test over IPv6 instead of IPv4"))
+  .addOption(reflectorFlags.coalesceUs())
+  .addOption(reflectorFlags.nice("the reflector's workers"))
+  .addOption(formatOption())
+  .action(async (f) => {
+    const json = f.format === "json";
+    const sizes = parseSizes(f.size, "size");
+    const stop = untilSignal();
+    let interrupted = false;
+    stop.promise.then(() => (interrupted = true));
+    const results: LabResult[] = [];
+    const names = labNames({ prefix: f.prefix });
+    if (!json) {
+      console.error(
+        `lab: ${names.reflectorNs} <-> ${names.probeNs}, ${sizes.join("/")}-byte frames, ${f.durationS} s each`,
+      );
+    }
+    const cases = sizes.map((size) => ({
+      size,
+      rate: f.rate,
+      durationS: f.durationS,
+      swap: f.swap,
+      profile: f.profile,
+      mode: f.mode,
+      vlan: f.vlan,
+      ipv6: f.ipv6 === true,
+      coalesceUs: f.coalesceUs,
+      nice: f.nice,
+    }));
+    // Every case's options are checked before the lab is built.
+    for (const c of cases) {
+      await Probe.check({ ...c, iface: names.probeIf, to: c.ipv6 ? names.reflectorIp6 : names.reflectorIp });
+    }
+    try {
+      const lab = await labUp({ prefix: f.prefix });
+      for (const c of cases) {
+        if (interrupted) break;
+        const size = c.size;
+        await using running = await startLabCase(lab, c);
+        const end = await monitor({
+          json,
+          intervalMs: 1000,
+          stop: stop.promise,
+          sample: () => ({ probe: running.probe.report(), reflector: running.reflector.stats() }),
+          line: ({ probe: p }) =>
+            `${size}B: sent ${p.sent} received ${p.received} loss ${pct(p.lossPct)} rtt p50 ${
+              p.rttUs ? us(p.rttUs.p50) : "-"
+            }`,
+          interval: ({ probe: p, reflector: r }) => [
+            "lab_interval",
+            { size, probe: { type: "probe_report", ...p }, reflector: { type: "reflector_counters", ...r } },
+          ],
+          wait: async (ms) => (await running.probe.wait(ms)) ? "done" : undefined,
+        });
+        if (end !== "done") running.stop();
+        const r = await running.done();
+        results.push(r);
+        if (json) emit("lab_result", labResultJson(r));
+      }
+    } finally {
+      stop.dispose();
+      await labDown({ prefix: f.prefix });
+    }
+    const bad = results.reduce((n, r) => n + r.probe.badRewrite, 0);
+    if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted });
+    else {
+      console.log(rows(results));
+      console.log(
+        bad === 0
+          ? "every reflection came back with exactly the expected fields swapped"
+          : `${bad} reflections had wrong bytes`,
+      );
+    }
+    if (interrupted) return setExit(130);
+    if (bad > 0) throw new FastpathError("failed", `${bad} reflections were rewritten wrongly`);
+    setExit(0);
+  });
+
+/** A lab result as JSON: its case with the rate as given, the probe's report and the reflector's counters typed. */
+function labResultJson(r: LabResult): Record<string, unknown> {
+  return {
+    ...r,
+    case: {
+      type: "lab_case",
+      ...r.case,
+      rate: rateText(parseRate(r.case.rate)),
+      vlan: r.case.vlan ?? null,
+    },
+    probe: { type: "probe_report", ...r.probe },
+    reflector: { type: "reflector_counters", ...r.reflector },
+  };
+}
+
+export const lab = command("lab", {
+  summary: "a two-namespace veth lab with the reflector on one side and the probe on the other",
+  usage: "up|down|run [flags]",
+  description: `up: creates namespaces PREFIX-refl and PREFIX-probe joined by veth PREFIX-r0 <-> PREFIX-p0
+    (198.18.0.1 / 198.18.0.2, 2001:2::1 / 2001:2::2, MTU 9000; the probe's MAC has NetAlly's OUI).
+down: removes them. run: brings the lab up, reflects real ITO traffic for each --size, prints a table
+    of what came back, and removes the lab again on every exit path (Ctrl-C and SIGTERM included).
+Traffic never leaves the veth pair.`,
+  examples: [
+    "sudo fastpath lab run",
+    "sudo fastpath lab run --size 64,1518,9000 --rate 100kpps --duration-s 5",
+    "sudo fastpath lab run --swap all --format json",
+    "sudo fastpath lab run --mode afxdp --coalesce-us 0 --size 64 --rate 20kpps   # afxdp's lowest latency",
+    "sudo fastpath lab up && sudo ip netns exec fp-refl ip -br addr && sudo fastpath lab down",
+  ],
+})
+  .addCommand(up)
+  .addCommand(down)
+  .addCommand(run);

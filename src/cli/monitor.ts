@@ -1,0 +1,94 @@
+/**
+ * The CLI's one live-monitor loop, for every long-running command (reflect, probe, lab run, sched
+ * run): every interval it samples, then prints a status line that replaces itself on a terminal, a
+ * line every 10 s or more when stderr is not one, or one JSON object per interval with `--format json`.
+ * It ends on SIGINT/SIGTERM, at a deadline, or when the command's own wait says so.
+ */
+import { StatusLine } from "../format.ts";
+import { num } from "./flags.ts";
+import { emit } from "./json.ts";
+
+/** How often long-running commands report, ms: `--interval-ms`. */
+export const DEFAULT_INTERVAL_MS = 1000;
+
+export function intervalOption() {
+  return num("interval-ms", "how often to report (json: one object per interval)").default(DEFAULT_INTERVAL_MS);
+}
+
+/** Resolves with the signal's name on SIGINT or SIGTERM; `dispose()` removes the listeners. */
+export function untilSignal(): { promise: Promise<string>; dispose: () => void } {
+  let resolve!: (s: string) => void;
+  const promise = new Promise<string>((r) => (resolve = r));
+  const onInt = () => resolve("SIGINT");
+  const onTerm = () => resolve("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  return {
+    promise,
+    dispose: () => {
+      Deno.removeSignalListener("SIGINT", onInt);
+      Deno.removeSignalListener("SIGTERM", onTerm);
+    },
+  };
+}
+
+export interface Monitor<S> {
+  json: boolean;
+  intervalMs: number;
+  /** Stop after this many seconds (undefined: until something else ends it). */
+  durationS?: number;
+  /** Resolves (with the signal's name) when the user stops the command. */
+  stop: Promise<string>;
+  sample(): S;
+  /** The status line for people. */
+  line(now: S, prev: S, dtS: number): string;
+  /** The JSON object for an interval: its `type` and the rest. */
+  interval(now: S, prev: S, dtS: number): [string, Record<string, unknown>];
+  /** Waits up to `ms`; resolves early with a reason to end (the probe finished, the scheduler was ejected). */
+  wait?(ms: number): Promise<string | undefined>;
+  /** After each interval's output: a reason to end (a failed worker), or messages to print first. */
+  after?(now: S, prev: S): { end?: string; notes?: Array<[string, Record<string, unknown>, string]> } | undefined;
+}
+
+/** Runs the loop; resolves with why it ended: a signal's name, "deadline", or the wait's or after's reason. */
+export async function monitor<S>(m: Monitor<S>): Promise<string> {
+  const status = new StatusLine();
+  const intervalMs = Math.max(100, m.intervalMs);
+  const textEvery = status.tty ? intervalMs : Math.max(intervalMs, 10_000);
+  const deadline = m.durationS !== undefined ? Date.now() + m.durationS * 1000 : Infinity;
+  let stopped: string | undefined;
+  m.stop.then((s) => (stopped = s));
+  let prev = m.sample();
+  let prevT = performance.now();
+  let lastText = prevT;
+  try {
+    while (true) {
+      const ms = Math.min(intervalMs, Math.max(0, deadline - Date.now()));
+      const ticked = m.wait ? m.wait(ms) : new Promise<undefined>((r) => setTimeout(() => r(undefined), ms));
+      const why = await Promise.race([m.stop, ticked]);
+      const now = m.sample();
+      const t = performance.now();
+      const dt = (t - prevT) / 1000;
+      if (m.json) emit(...m.interval(now, prev, dt));
+      else if (status.tty) status.show(m.line(now, prev, dt));
+      else if (t - lastText >= textEvery) {
+        console.error(m.line(now, prev, dt));
+        lastText = t;
+      }
+      const next = m.after?.(now, prev);
+      for (const [type, obj, text] of next?.notes ?? []) {
+        status.clear();
+        if (m.json) emit(type, obj);
+        else console.error(text);
+      }
+      prev = now;
+      prevT = t;
+      if (stopped) return stopped;
+      if (why) return why;
+      if (next?.end) return next.end;
+      if (Date.now() >= deadline) return "deadline";
+    }
+  } finally {
+    status.clear();
+  }
+}

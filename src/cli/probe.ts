@@ -1,0 +1,172 @@
+/** `fastpath probe IFACE --to IP|MAC`: the handheld's side — send ITO frames, measure what comes back. */
+import { FastpathError } from "../../ffi/error.ts";
+import { mbps, pct, pps, us } from "../format.ts";
+import { Probe, PROBE_DEFAULTS, type ProbeReport, probeSummary } from "../probe.ts";
+import { SWAP_MODES } from "../reflector.ts";
+import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
+import { emit } from "./json.ts";
+import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+import { reflectorFlags } from "./reflect.ts";
+
+/** One row of a results table, and its header (shared with `lab run`). */
+export const PROBE_HEADER = [
+  "run",
+  "sent",
+  "back",
+  "loss",
+  "reord",
+  "dup",
+  "bad",
+  "rate",
+  "on wire",
+  "rtt p50",
+  "rtt p99",
+];
+export function probeRow(label: string, p: ProbeReport): string[] {
+  return [
+    label,
+    String(p.sent),
+    String(p.received),
+    pct(p.lossPct),
+    String(p.reordered),
+    String(p.duplicates),
+    String(p.badRewrite),
+    pps(p.rxPps),
+    mbps(p.rxWireMbps),
+    p.rttUs ? us(p.rttUs.p50) : "-",
+    p.rttUs ? us(p.rttUs.p99) : "-",
+  ];
+}
+
+/** The live line of a running probe. */
+export function probeLine(p: ProbeReport): string {
+  return `sent ${p.sent}  received ${p.received}  loss ${pct(p.lossPct)}  ${pps(p.rxPps)}  rtt p50 ${
+    p.rttUs ? us(p.rttUs.p50) : "-"
+  }`;
+}
+
+const cmd = command("probe", {
+  summary: "send ITO test frames to a reflector and measure what comes back",
+  usage: "IFACE --to IP|MAC [flags]",
+  description: `Plays the handheld: sends DATA:OT frames (or another signature) at a rate and size for a duration or a
+count, receives the reflections and reports loss, reordering, duplicates, throughput, round-trip time,
+and whether every reflection had exactly the fields swapped that --expect-swap says.
+With an IP address the reflector's MAC is resolved with ARP / neighbour discovery, like a handheld.`,
+  examples: [
+    "sudo fastpath probe eth0 --to 192.0.2.10 --rate 100kpps --duration-s 5",
+    "sudo fastpath probe eth0 --to 192.0.2.10 --size 1518 --rate 900mbps --count 100000",
+    "sudo fastpath probe eth0 --to 02:00:00:00:00:01 --dst-ip 192.0.2.10 --size imix --rate max --duration-s 10",
+    "sudo fastpath probe eth0 --to 2001:db8::10 --size 128 --expect-swap all --format json",
+    "sudo fastpath probe en0 --to 192.0.2.10 --size 1518 --rate 81kpps --duration-s 30   # macOS, over /dev/bpf",
+  ],
+});
+const [expectTos, noExpectTos] = bool(
+  "expect-tos-toggle",
+  "expect the NetAlly TOS toggle (default on; --no-expect-tos-toggle for plain)",
+);
+
+export const probe = cmd
+  .argument("<IFACE>")
+  .addOption(text("to", "the reflector: IP address (MAC resolved) or MAC address", "IP|MAC").makeOptionMandatory())
+  .addOption(text("dst-ip", "destination IP when --to is a MAC", "IP").default(PROBE_DEFAULTS.dstIp))
+  .addOption(text("src-mac", "send from this MAC (received in promiscuous mode)", "MAC"))
+  .addOption(
+    text("size", "frame size with FCS: 64 … 9018, or imix (7×64, 4×594, 1×1518)", "BYTES|imix")
+      .default(String(PROBE_DEFAULTS.size)),
+  )
+  .addOption(
+    text("rate", "frames/s (100kpps, 250000), bits/s on the wire (500mbps, 1gbps), or max", "RATE")
+      .default(PROBE_DEFAULTS.rate),
+  )
+  .addOption(num("count", "stop after this many frames"))
+  .addOption(num("duration-s", `stop after this many seconds (default ${PROBE_DEFAULTS.durationS} when no --count)`))
+  .addOption(
+    text("signature", "PROBEOT, DATA:OT, LATENCY, RFC2544 or Y.1564", "NAME").default(PROBE_DEFAULTS.signature),
+  )
+  .addOption(
+    choice("expect-swap", SWAP_MODES, "what the reflector swaps, checked on every frame")
+      .default(PROBE_DEFAULTS.expectSwap),
+  )
+  .addOption(expectTos)
+  .addOption(noExpectTos)
+  .addOption(num("port", "UDP destination port").default(PROBE_DEFAULTS.port))
+  .addOption(
+    num("src-port", "UDP source port (differs from --port so a port swap shows)").default(PROBE_DEFAULTS.srcPort),
+  )
+  .addOption(num("vlan", "send with this 802.1Q VLAN ID (0 = untagged)").default(PROBE_DEFAULTS.vlan))
+  .addOption(num("tos", "IPv4 TOS / IPv6 traffic class to send").default(PROBE_DEFAULTS.tos))
+  .addOption(num("cpu", "pin the sender and receiver threads to this CPU (Linux; macOS uses QoS classes)"))
+  .addOption(reflectorFlags.nice("the sender and receiver threads").default(PROBE_DEFAULTS.nice))
+  .addOption(
+    num("drain-ms", "how long to wait for late reflections after the last frame").default(PROBE_DEFAULTS.drainMs),
+  )
+  .addOption(text("netns", "network namespace the interface lives in (Linux)", "NAME"))
+  .addOption(intervalOption())
+  .addOption(formatOption())
+  .action(async (iface, f) => {
+    const json = f.format === "json";
+    const stop = untilSignal();
+    let p: Probe;
+    try {
+      p = await Probe.start({
+        iface,
+        netns: f.netns,
+        to: f.to,
+        dstIp: f.dstIp,
+        srcMac: f.srcMac,
+        size: f.size,
+        rate: f.rate,
+        count: f.count,
+        durationS: f.durationS,
+        signature: f.signature,
+        expectSwap: f.expectSwap,
+        expectTosToggle: f.expectTosToggle,
+        port: f.port,
+        srcPort: f.srcPort,
+        vlan: f.vlan,
+        tos: f.tos,
+        cpu: f.cpu,
+        nice: f.nice,
+        drainMs: f.drainMs,
+      });
+    } catch (err) {
+      stop.dispose();
+      throw err;
+    }
+    try {
+      const o = p.options;
+      if (json) emit("probe_started", { ...o });
+      else {
+        console.error(
+          `probing ${o.dstIp} (${o.dstMac}) from ${iface} ${o.srcIp}: ${o.size}-byte frames at ${
+            o.ratePps ? pps(o.ratePps) : "maximum rate"
+          }`,
+        );
+      }
+      const end = await monitor({
+        json,
+        intervalMs: f.intervalMs,
+        stop: stop.promise,
+        sample: () => p.report(),
+        line: (r) => probeLine(r),
+        interval: (r) => ["probe_interval", { ...r }],
+        wait: async (ms) => (await p.wait(ms)) ? "done" : undefined,
+      });
+      const interrupted = end !== "done";
+      if (interrupted) p.stop();
+      const report = await p.done();
+      if (json) emit("probe_summary", { interrupted, ...report });
+      else console.log(probeSummary(report));
+      if (interrupted) return setExit(130);
+      if (report.badRewrite > 0) {
+        throw new FastpathError(
+          "failed",
+          `${report.badRewrite} reflections did not have exactly the ${f.expectSwap} fields swapped`,
+        );
+      }
+      setExit(0);
+    } finally {
+      stop.dispose();
+      p.close();
+    }
+  });

@@ -1,0 +1,196 @@
+/** `fastpath reflect IFACE`: reflect ITO test frames on an interface until stopped. */
+import { cliText, FastpathError } from "../../ffi/error.ts";
+import { mbps, pps } from "../format.ts";
+import {
+  type Counters,
+  FANOUTS,
+  PROFILES,
+  REFLECT_MODES,
+  Reflector,
+  REFLECTOR_DEFAULTS,
+  type ReflectorInfo,
+  SWAP_MODES,
+} from "../reflector.ts";
+import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
+import { emit } from "./json.ts";
+import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+
+/** `--mode`, `--swap`, `--profile`, `--coalesce-us`, `--nice`: shared with `lab run`. */
+export const reflectorFlags = {
+  mode: () =>
+    choice("mode", REFLECT_MODES, "dataplane: auto takes the fastest that starts").default(REFLECTOR_DEFAULTS.mode),
+  profile: () =>
+    choice("profile", PROFILES, "tester profile: its OUI filter, TOS toggle and signatures (netally toggles TOS)")
+      .default(REFLECTOR_DEFAULTS.profile),
+  swap: () =>
+    choice("swap", SWAP_MODES, "fields to swap: mac, mac-ip (IPv4/IPv6 addresses too) or all (UDP ports too)")
+      .default(REFLECTOR_DEFAULTS.swap),
+  coalesceUs: () =>
+    num(
+      "coalesce-us",
+      "afxdp mode: under load, let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off). Defers the device's receive interrupts where the kernel can (6.13+)",
+    ).default(REFLECTOR_DEFAULTS.coalesceUs),
+  nice: (threads: string) =>
+    num(
+      "nice",
+      `Linux: ${threads}' nice value, -20 … 19, so the machine's other work does not show up in the results (0 = as started)`,
+    ).default(REFLECTOR_DEFAULTS.nice),
+};
+
+/** The drop counters (drop_*) that are not zero, as "reason count" pairs. */
+export function nonZeroDrops(c: Counters): string[] {
+  return Object.entries(c).filter(([k, v]) => k.startsWith("drop_") && v > 0).map(([k, v]) => `${k.slice(5)} ${v}`);
+}
+
+function line(iface: string, c: Counters, prev: Counters, dt: number): string {
+  const rate = (k: keyof Counters) => (c[k] - prev[k]) / dt;
+  const drops = nonZeroDrops(c).join(", ");
+  return `${iface}: rx ${pps(rate("rx_packets"))}, reflected ${pps(rate("tx_packets"))} ${
+    mbps((rate("tx_bytes") * 8) / 1e6)
+  }, total ${c.tx_packets}` + (drops ? ` | not reflected: ${drops}` : "");
+}
+
+/** How the dataplane runs, in a few words ("XDP generic, copy mode, …"). */
+function how(i: ReflectorInfo): string {
+  if (i.mode === "bpf") {
+    return ` (${i.batchWrite ? "BIOCSBATCHWRITE batches" : "one write() per frame: BIOCSBATCHWRITE needs macOS 14"})`;
+  }
+  if (i.mode === "packet") return "";
+  if (i.mode === "xdp") return ` (XDP ${i.xdpAttach})`;
+  const wake = !i.coalesceUs
+    ? "a wake-up per frame"
+    : i.irqDeferred
+    ? `receive interrupts deferred up to ${i.coalesceUs} µs`
+    : `wake-ups coalesced over ${i.coalesceUs} µs`;
+  return ` (XDP ${i.xdpAttach}, ${i.zerocopy ? "zero-copy" : "copy mode"}, ${wake})`;
+}
+
+function banner(iface: string, i: ReflectorInfo): void {
+  console.error(`reflecting on ${iface} (${i.mac}) in ${i.mode} mode${how(i)} — ${cliText(i.reason)}`);
+  console.error(
+    `  profile ${i.profile}, swap ${i.swap}, port ${i.port || "any"}, OUI ${i.oui ?? "any"}, TOS toggle ${
+      i.tosToggle ? "on" : "off"
+    }, ${i.workers} worker(s)${i.nice !== null ? ` at nice ${i.nice}` : ""}`,
+  );
+  if (i.maxFrame && i.mtu + 14 > i.maxFrame) {
+    console.error(
+      `  note: afxdp reflects frames up to ${i.maxFrame} bytes; ${iface} has MTU ${i.mtu}, so longer frames go unreflected (use --mode xdp)`,
+    );
+  }
+  if (!i.guarded) {
+    console.error(
+      "  warning: port 'any' cannot be guarded: the host may answer test frames with ICMP port-unreachable",
+    );
+  }
+  console.error("  stop with Ctrl-C");
+}
+
+function summary(c: Counters): void {
+  console.error(`stopped: received ${c.rx_packets}, reflected ${c.tx_packets} (${c.tx_bytes} bytes)`);
+  console.error(
+    `  by signature: PROBEOT ${c.sig_probeot}, DATA:OT ${c.sig_dataot}, LATENCY ${c.sig_latency}, RFC2544 ${c.sig_rfc2544}, Y.1564 ${c.sig_y1564}`,
+  );
+  const drops = nonZeroDrops(c);
+  console.error(`  not reflected: ${drops.length ? drops.join(", ") : "none"}`);
+}
+
+const cmd = command("reflect", {
+  summary: "reflect ITO test frames from a handheld tester on an interface",
+  usage: "IFACE [flags]",
+  description: `Returns NetAlly / Fluke / NETSCOUT test frames (signatures PROBEOT, DATA:OT, LATENCY) addressed to
+this interface with their addresses swapped, so the handheld measures throughput, loss and latency.
+Frames that are not ITO-signed, not addressed to us, broadcast or multicast are never reflected.
+Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
+  examples: [
+    "sudo fastpath reflect eth0",
+    "sudo fastpath reflect eth0 --mode packet --swap all --workers 2 --cpu 1",
+    "sudo fastpath reflect eth0 --profile rfc2544 --port 0",
+    "sudo fastpath reflect eth0 --format json --interval-ms 5000 | jq .tx_packets",
+  ],
+});
+const [tos, noTos] = bool("tos-toggle", "XOR 0x01 into the IPv4 TOS byte on the way back (default: the profile's)");
+
+export const reflect = cmd
+  .argument("<IFACE>")
+  .addOption(reflectorFlags.mode())
+  .addOption(reflectorFlags.profile())
+  .addOption(reflectorFlags.swap())
+  .addOption(text("oui", "require this source-MAC OUI, or 'any' (default: the profile's)", "OUI|any"))
+  .addOption(num("port", "UDP destination port to accept, 0 = any").default(REFLECTOR_DEFAULTS.port))
+  .addOption(tos)
+  .addOption(noTos)
+  .addOption(text("signatures", "reflect only these signatures, a comma list (default: the profile's)", "LIST"))
+  .addOption(num("workers", "worker threads (PACKET_FANOUT when more than 1)").default(REFLECTOR_DEFAULTS.workers))
+  .addOption(num("cpu", "pin worker i to CPU N+i"))
+  .addOption(reflectorFlags.nice("packet and afxdp modes: the workers"))
+  .addOption(
+    choice("fanout", FANOUTS, "how frames are spread over workers (packet mode)").default(REFLECTOR_DEFAULTS.fanout),
+  )
+  .addOption(
+    num("busy-poll-us", "afxdp mode: busy-poll the sockets this long instead of sleeping (lower latency, more CPU)")
+      .default(REFLECTOR_DEFAULTS.busyPollUs),
+  )
+  .addOption(reflectorFlags.coalesceUs())
+  .addOption(text("netns", "network namespace the interface lives in (ip netns)", "NAME"))
+  .addOption(intervalOption())
+  .addOption(num("duration-s", "stop after this many seconds (default: run until stopped)"))
+  .addOption(formatOption())
+  .action(async (iface, f) => {
+    const json = f.format === "json";
+    const stop = untilSignal();
+    let r: Reflector;
+    try {
+      r = await Reflector.start({
+        iface,
+        netns: f.netns,
+        mode: f.mode,
+        profile: f.profile,
+        swap: f.swap,
+        oui: f.oui,
+        port: f.port,
+        tosToggle: f.tosToggle,
+        signatures: f.signatures,
+        workers: f.workers,
+        cpu: f.cpu,
+        nice: f.nice,
+        fanout: f.fanout,
+        busyPollUs: f.busyPollUs,
+        coalesceUs: f.coalesceUs,
+      });
+    } catch (err) {
+      stop.dispose();
+      throw err;
+    }
+    try {
+      if (json) emit("reflect_started", { ...r.info });
+      else banner(iface, r.info);
+      const end = await monitor({
+        json,
+        intervalMs: f.intervalMs,
+        durationS: f.durationS,
+        stop: stop.promise,
+        sample: () => r.stats(),
+        line: (c, prev, dt) => line(iface, c, prev, dt),
+        interval: (c, _prev, dt) => ["reflect_interval", { timeS: Date.now() / 1000, intervalS: dt, ...c }],
+        after: (c, prev) => {
+          const notes: Array<[string, Record<string, unknown>, string]> = [];
+          const link = (state: string, text: string) =>
+            notes.push(["reflect_link", { state, timeS: Date.now() / 1000 }, text]);
+          if (c.link_down > prev.link_down) {
+            link("down", `warning: ${iface} went down: nothing is reflected until it is up again`);
+          }
+          if (c.link_up > prev.link_up) link("up", `${iface} is up again: reflecting`);
+          return { notes, end: r.state() === "failed" ? "failed" : undefined };
+        },
+      });
+      const total = r.stats();
+      const failure = end === "failed" ? r.failure() : null;
+      if (json) emit("reflect_summary", { state: failure ? "failed" : "stopped", failure, ...total });
+      else summary(total);
+      if (failure) throw new FastpathError("failed", `reflector on ${iface}: ${failure}`);
+      setExit(0);
+    } finally {
+      stop.dispose();
+      r.close();
+    }
+  });

@@ -1,0 +1,55 @@
+//! Starting a reflector on any platform: the options are checked and the profile resolved
+//! (options.zig), then the dataplane asked for starts — or, for `auto`, the fastest this platform
+//! starts, with the reason in `ReflectorInfo.reason`. Problems of the interface or of the caller are
+//! the same in every mode, so they end the search at once instead of being tried three times.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const diag = @import("../sys/diag.zig");
+const options = @import("options.zig");
+const os = @import("../sys/os.zig");
+const Error = abi.Error;
+
+pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*os.Reflector {
+    const cfg = try options.resolve(opts);
+    const modes = os.reflector_modes;
+    const asked: abi.Dataplane = @enumFromInt(opts.dataplane); // checked by resolve
+    if (asked != .auto) {
+        if (std.mem.indexOfScalar(abi.Dataplane, modes, asked) == null) return unavailable(asked, modes);
+        const r = try os.Reflector.start(gpa, opts, cfg, asked);
+        setReason(r, "{s}: chosen with `mode` {s}", .{ @tagName(asked), @tagName(asked) });
+        return r;
+    }
+    if (modes.len == 0) return diag.fail(error.Unsupported, "no dataplane for this operating system in this build", .{});
+    var skipped_buf: [256]u8 = undefined;
+    var skipped = std.io.fixedBufferStream(&skipped_buf);
+    for (modes, 0..) |mode, i| {
+        const r = os.Reflector.start(gpa, opts, cfg, mode) catch |e| switch (e) {
+            error.InvalidArgument, error.NoSuchDevice, error.InterfaceDown, error.Busy => return e,
+            else => {
+                if (i == modes.len - 1) return e;
+                skipped.writer().print("{s}{s} not possible ({s})", .{ if (i == 0) "" else "; ", @tagName(mode), std.mem.span(diag.message()) }) catch {};
+                continue;
+            },
+        };
+        if (skipped.pos == 0)
+            setReason(r, "auto: {s} is the fastest dataplane", .{@tagName(mode)})
+        else
+            setReason(r, "auto: {s}", .{skipped.getWritten()});
+        return r;
+    }
+    unreachable;
+}
+
+fn setReason(r: *os.Reflector, comptime fmt: []const u8, args: anytype) void {
+    @memset(&r.reason, 0);
+    _ = std.fmt.bufPrint(r.reason[0 .. r.reason.len - 1], fmt, args) catch {
+        @memcpy(r.reason[r.reason.len - 4 .. r.reason.len - 1], "...");
+    };
+}
+
+fn unavailable(asked: abi.Dataplane, modes: []const abi.Dataplane) Error {
+    var buf: [128]u8 = undefined;
+    var w = std.io.fixedBufferStream(&buf);
+    for (modes, 0..) |m, i| w.writer().print("{s}`mode` {s}", .{ if (i == 0) "" else " or ", @tagName(m) }) catch {};
+    return diag.fail(error.Unsupported, "mode {s} is not available in this build: use {s} (or auto)", .{ @tagName(asked), w.getWritten() });
+}
