@@ -1,11 +1,12 @@
-//! fp-schedprobe: what a game feels of the CPU scheduler, without a GPU. Two SCHED_OTHER threads:
-//!  - a frame loop: every `frame_period_us` it does `frame_work_us` of CPU work (measured on the
-//!    thread's own CPU clock, so time spent preempted counts against it) and misses its deadline
-//!    when the work ends after the frame's period;
-//!  - a waker: sleeps to absolute times every `wake_period_us` and records how late it woke.
+//! fp-schedprobe: what a game feels of the CPU scheduler, without a GPU. SCHED_OTHER threads:
+//!  - a frame loop: every `frame_period_us` it wakes (recording how late, as `frame_wake_*`), does
+//!    `frame_work_us` of CPU work (measured on the thread's own CPU clock, so time spent preempted
+//!    counts against it) and misses its deadline when the work ends after the frame's period;
+//!  - a waker (unless `--wake-period-us 0`): sleeps to absolute times every `wake_period_us` and
+//!    records how late it woke (`wake_*`), like an input or audio thread.
 //! Prints one JSON object. Used by the sched_ext tests and `deno task bench:sched`.
 //!
-//! usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N]
+//! usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N|0]
 const std = @import("std");
 const linux = std.os.linux;
 
@@ -35,12 +36,15 @@ const Frames = struct {
     misses: u64 = 0,
     worst_ns: u64 = 0,
     worst_at_ns: u64 = 0, // since the probe started: tells a start-up hiccup from a steady-state one
+    /// How late the frame thread woke for each frame (after the first).
+    wake: std.ArrayList(u64),
 };
 
 fn frameLoop(cfg: Config, start: u64, out: *Frames) void {
     var frame_start = start;
     var sink: u64 = 0;
     while (frame_start < start + cfg.duration_ns) {
+        if (out.frames > 0) out.wake.append(now(.MONOTONIC) -| frame_start) catch {};
         const cpu0 = now(.THREAD_CPUTIME_ID);
         while (now(.THREAD_CPUTIME_ID) - cpu0 < cfg.frame_work_ns) {
             for (0..256) |i| sink +%= i *% 2654435761;
@@ -102,22 +106,24 @@ pub fn main() !void {
     while (args.next()) |a| {
         const v = args.next() orelse usage();
         const n = std.fmt.parseFloat(f64, v) catch usage();
-        if (n <= 0) usage();
+        if (n < 0 or (n == 0 and !std.mem.eql(u8, a, "--wake-period-us"))) usage();
         if (std.mem.eql(u8, a, "--duration-s")) cfg.duration_ns = @intFromFloat(n * std.time.ns_per_s) //
         else if (std.mem.eql(u8, a, "--frame-period-us")) cfg.frame_period_ns = @intFromFloat(n * std.time.ns_per_us) //
         else if (std.mem.eql(u8, a, "--frame-work-us")) cfg.frame_work_ns = @intFromFloat(n * std.time.ns_per_us) //
         else if (std.mem.eql(u8, a, "--wake-period-us")) cfg.wake_period_ns = @intFromFloat(n * std.time.ns_per_us) //
         else usage();
     }
-    var frames = Frames{};
+    var frames = Frames{ .wake = std.ArrayList(u64).init(gpa) };
     var wakes = Wakes{ .lat = std.ArrayList(u64).init(gpa) };
     const lat = &wakes.lat;
     const start = now(.MONOTONIC);
     const ft = try std.Thread.spawn(.{}, frameLoop, .{ cfg, start, &frames });
-    const wt = try std.Thread.spawn(.{}, wakeLoop, .{ cfg, start, &wakes });
+    const wt = if (cfg.wake_period_ns > 0) try std.Thread.spawn(.{}, wakeLoop, .{ cfg, start, &wakes }) else null;
     ft.join();
-    wt.join();
+    if (wt) |t| t.join();
     std.mem.sort(u64, lat.items, {}, std.sort.asc(u64));
+    const fw = frames.wake.items;
+    std.mem.sort(u64, fw, {}, std.sort.asc(u64));
     const us = struct {
         fn f(ns: u64) f64 {
             return @as(f64, @floatFromInt(ns)) / 1000.0;
@@ -127,11 +133,13 @@ pub fn main() !void {
     const out = std.io.getStdOut().writer();
     try out.print(
         "{{\"pid\":{d},\"frames\":{d},\"misses\":{d},\"miss_ratio\":{d:.5},\"frame_worst_us\":{d:.1},\"frame_worst_at_ms\":{d}," ++
+            "\"frame_wake_p50_us\":{d:.1},\"frame_wake_p99_us\":{d:.1},\"frame_wake_p999_us\":{d:.1},\"frame_wake_max_us\":{d:.1}," ++
             "\"wakeups\":{d},\"wake_p50_us\":{d:.1},\"wake_p99_us\":{d:.1},\"wake_p999_us\":{d:.1},\"wake_max_us\":{d:.1},\"wake_max_at_ms\":{d}}}\n",
         .{
-            linux.getpid(),                  frames.frames,                           frames.misses,    miss_ratio,
-            us(frames.worst_ns),             frames.worst_at_ns / std.time.ns_per_ms, lat.items.len,    us(percentile(lat.items, 0.50)),
-            us(percentile(lat.items, 0.99)), us(percentile(lat.items, 0.999)),        us(wakes.max_ns), wakes.max_at_ns / std.time.ns_per_ms,
+            linux.getpid(),                  frames.frames,                           frames.misses,                      miss_ratio,
+            us(frames.worst_ns),             frames.worst_at_ns / std.time.ns_per_ms, us(percentile(fw, 0.50)),           us(percentile(fw, 0.99)),
+            us(percentile(fw, 0.999)),       us(if (fw.len > 0) fw[fw.len - 1] else 0), lat.items.len,                     us(percentile(lat.items, 0.50)),
+            us(percentile(lat.items, 0.99)), us(percentile(lat.items, 0.999)),        us(wakes.max_ns),                   wakes.max_at_ns / std.time.ns_per_ms,
         },
     );
 }
