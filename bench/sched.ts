@@ -1,16 +1,28 @@
 /**
- * deno task bench:sched — what a game feels of the scheduler, under full CPU load, default scheduler
- * vs fastpath, in one boot of one kernel.
+ * deno task bench:sched — what a game feels of the scheduler under load, for the kernel's default
+ * scheduler, fastpath, fastpath with the game as --foreground, and the public sched_ext schedulers
+ * (scx_bpfland, scx_lavd), all in one boot of one kernel, rounds interleaved.
  *
- * Each run: `stress-ng --cpu N` (N = CPUs) plus fp-schedprobe (a 16.6 ms frame loop doing fixed
- * work, and a thread waking every 1 ms measuring how late it wakes; both SCHED_OTHER). Runs: the
- * kernel's default scheduler, fastpath, and fastpath with the probe named as --foreground. Prints
- * the results side by side with ratios against the default scheduler.
+ * The game is fp-schedprobe (zig/tools/schedprobe.zig) run as its own process: a 16.6 ms frame loop
+ * doing fixed CPU work, timing how late its thread wakes for each frame and how many frames miss
+ * their deadline. Rows (loads, started before the probe and stopped after it):
+ *   hogsN-Wms    N CPU hogs per CPU (stress-ng --cpu), W ms of work per frame (CPU time: a frame that
+ *                gets less than W ms of CPU in its 16.6 ms misses, as a real one would)
+ *   hogsN-Wms-wall  the same with the work measured in wall-clock time (a frame misses only when its
+ *                thread is kept off the CPU: the probe a reporter used, on which EEVDF misses little)
+ *   rt-4ms       1 hog per CPU, and a SCHED_FIFO hog pinned to the last CPU for the middle third of
+ *                the run (a PipeWire-like real-time thread)
+ *   fork-4ms     a fork/exit storm (stress-ng --fork, 2 per CPU)
+ *   affinity-4ms hogs re-pinned every 10 ms (stress-ng --affinity, 2 per CPU)
+ *   quiet-4ms    no load; a 1 kHz waker beside the frame loop (its median wake-up is the row's point)
+ * Each cell is the median of its rounds with the range; ratios are against the default scheduler.
  *
- * On a kernel without sched_ext it boots ../shared/vm (Linux 6.12) and runs there.
+ * On a kernel without sched_ext it boots ../shared/vm (Linux 6.12) and runs there. The public
+ * schedulers are built from the Rust package registry into .tools/scx when missing (cargo and clang
+ * needed; --no-build-scx to skip), at the versions pinned below.
  *
- * usage: deno task bench:sched [--duration-s 20] [--frame-work-us 4000] [--rounds 1] [--json FILE]
- *                              [--only default,fastpath,foreground]
+ * usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST]
+ *                              [--scx-dir DIR] [--no-build-scx] [--json FILE]
  */
 import { parseArgs } from "node:util";
 import { schedStatus, Scheduler } from "../mod.ts";
@@ -20,34 +32,95 @@ const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const PROBE = `${ROOT}/zig/zig-out/bin/fp-schedprobe`;
 const VM = `${ROOT}/../shared/vm/run-vm.sh`;
 
+/**
+ * The public schedulers, pinned. scx_lavd 1.0.12 and later (1.1.4 included) fail the 6.12 verifier:
+ * they write `scx.slice` of a CPU's current task through scx_bpf_cpu_rq()->curr, which 6.12 treats as
+ * read-only; 1.0.11 is the newest release that loads there.
+ */
+const PUBLIC = [
+  { name: "bpfland", crate: "scx_bpfland", version: "1.1.4", args: [] as string[] },
+  { name: "lavd", crate: "scx_lavd", version: "1.0.11", args: ["--performance"] },
+] as const;
+
 const { values: o } = parseArgs({
   args: Deno.args,
   options: {
-    "duration-s": { type: "string", default: "20" },
-    "frame-work-us": { type: "string", default: "4000" },
-    rounds: { type: "string", default: "1" },
-    // Only for digging into one configuration; the ratios need "default" in the same invocation.
-    only: { type: "string", default: "default,fastpath,foreground" },
+    "duration-s": { type: "string", default: "15" },
+    rounds: { type: "string", default: "3" },
+    rows: { type: "string", default: "all" },
+    schedulers: { type: "string", default: "default,fastpath,foreground,bpfland,lavd" },
+    "scx-dir": { type: "string", default: `${ROOT}/.tools/scx` },
+    "no-build-scx": { type: "boolean", default: false },
     json: { type: "string" },
     "in-vm": { type: "boolean", default: false },
   },
 });
 
-if (!schedStatus().present) {
+const binOf = (p: (typeof PUBLIC)[number]) => `${o["scx-dir"]}/${p.crate}-${p.version}/bin/${p.crate}`;
+const exists = (path: string) => {
   try {
-    Deno.statSync(VM);
+    Deno.statSync(path);
+    return true;
   } catch {
+    return false;
+  }
+};
+
+/** Builds a pinned public scheduler with cargo when it is missing; the reason it is absent otherwise. */
+async function ensurePublic(p: (typeof PUBLIC)[number]): Promise<string | undefined> {
+  if (exists(binOf(p))) return undefined;
+  if (o["no-build-scx"]) return `not built (--no-build-scx): ${binOf(p)} is missing`;
+  const cargo = await new Deno.Command("sh", { args: ["-c", "command -v cargo"], stdout: "piped" }).output();
+  if (cargo.code !== 0) return "cargo is not installed (the Rust toolchain builds it from the package registry)";
+  const toolbin = `${o["scx-dir"]}/toolbin`;
+  Deno.mkdirSync(toolbin, { recursive: true });
+  for (const [name, target] of [["clang", "/usr/bin/clang-19"], ["llvm-strip", "/usr/bin/llvm-strip-19"]]) {
+    if (!exists(`${toolbin}/${name}`)) Deno.symlinkSync(target, `${toolbin}/${name}`);
+  }
+  const target = Deno.makeTempDirSync({ prefix: "fastpath-scx-" });
+  console.error(`building ${p.crate} ${p.version} with cargo (several minutes; --no-build-scx to skip)`);
+  const st = await new Deno.Command("nice", {
+    args: [
+      "-n",
+      "10",
+      "cargo",
+      "install",
+      "--locked",
+      "--root",
+      `${o["scx-dir"]}/${p.crate}-${p.version}`,
+      `${p.crate}@${p.version}`,
+    ],
+    env: {
+      PATH: `${toolbin}:${Deno.env.get("PATH")}`,
+      CARGO_TARGET_DIR: target,
+      LIBCLANG_PATH: "/usr/lib/llvm-19/lib",
+    },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn().status;
+  Deno.removeSync(target, { recursive: true });
+  return st.success ? undefined : `cargo install ${p.crate}@${p.version} failed (exit ${st.code})`;
+}
+
+if (!o["in-vm"] && !schedStatus().present) {
+  if (!exists(VM)) {
     console.error(
       "error: bench:sched: this kernel has no sched_ext and ../shared/vm is not here: run it on Linux 6.12+ with CONFIG_SCHED_CLASS_EXT=y",
     );
     Deno.exit(6);
   }
+  const wanted = o.schedulers.split(",");
+  for (const p of PUBLIC.filter((p) => wanted.includes(p.name))) {
+    const why = await ensurePublic(p);
+    if (why) console.error(`${p.name}: ${why}`);
+  }
   console.error(`no sched_ext on this kernel (${Deno.osRelease()}): booting the sched_ext VM (${VM})`);
+  // The guest sees the host's / read-only: a --scx-dir outside the project is there too.
   const args = [
     "--share",
     ROOT,
     "--timeout",
-    "1800",
+    "7200",
     "--",
     Deno.execPath(),
     "run",
@@ -67,125 +140,256 @@ interface Result {
   miss_ratio: number;
   frame_worst_us: number;
   frame_worst_at_ms: number;
+  frame_wake_p50_us: number;
+  frame_wake_p99_us: number;
+  frame_wake_p999_us: number;
+  frame_wake_max_us: number;
   wakeups: number;
   wake_p50_us: number;
   wake_p99_us: number;
-  wake_p999_us: number;
-  wake_max_us: number;
-  wake_max_at_ms: number;
 }
 
 const ncpu = navigator.hardwareConcurrency;
 const duration = Number(o["duration-s"]);
-const work = Number(o["frame-work-us"]);
 
-async function oneRun(label: string, scheduler: "default" | "fastpath" | "foreground"): Promise<Result> {
-  let sched: Scheduler | undefined;
-  let result: Result, ejected = "";
-  if (scheduler !== "default") sched = await Scheduler.start({});
-  const load = new Deno.Command("stress-ng", {
-    args: ["--cpu", String(ncpu), "--timeout", `${duration + 3}s`, "--quiet"],
+type Load = () => Deno.ChildProcess | Promise<Deno.ChildProcess>;
+const stress = (...args: string[]): Load => () =>
+  new Deno.Command("stress-ng", {
+    args: [...args, "--timeout", `${duration + 5}s`, "--quiet"],
     stdout: "null",
     stderr: "null",
   }).spawn();
-  try {
-    await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
-    const probe = new Deno.Command(PROBE, {
-      args: ["--duration-s", String(duration), "--frame-work-us", String(work)],
-      stdout: "piped",
-    }).spawn();
-    if (scheduler === "foreground") sched!.setForeground([probe.pid]);
-    const out = await probe.output();
-    const r = JSON.parse(new TextDecoder().decode(out.stdout)) as Result;
-    const state = schedStatus();
-    if (sched && (sched.state() !== "running" || state.ops !== "fastpath")) {
-      throw new Error(`${label}: the scheduler was ejected: ${JSON.stringify(sched.exitInfo())}`);
-    }
-    const c = sched?.stats();
-    console.error(
-      `  ${label}: ${r.frames} frames, ${r.misses} missed (worst ${r.frame_worst_us} µs at ${r.frame_worst_at_ms} ms), ` +
-        `wakeup p99 ${r.wake_p99_us} µs, max ${r.wake_max_us} µs at ${r.wake_max_at_ms} ms (state ${state.state})` +
-        (c
-          ? ` — runs ${c.runs}, wakeups ${c.wakeups}, idle placements ${c.direct_idle}, queued ${c.enqueued}, preemptions ${c.preempt_kicks}, kept ${c.kept_running}, foreground runs ${c.foreground_runs}`
-          : ""),
-    );
-    result = r;
-  } finally {
-    load.kill("SIGKILL");
-    await load.status;
-    if (sched) {
-      const e = sched.stop();
-      sched.close();
-      if (e.error) ejected = `${label}: ejected: ${e.reason} (${e.msg})`;
-    }
-  }
-  if (ejected) throw new Error(ejected);
-  return result;
-}
+/** A SCHED_FIFO hog on the last CPU for the middle third of the run. */
+const rtHog: Load = async () => {
+  await new Promise((r) => setTimeout(r, 1000 + (duration * 1000) / 3));
+  return new Deno.Command("chrt", {
+    args: [
+      "-f",
+      "40",
+      "taskset",
+      "-c",
+      String(ncpu - 1),
+      "stress-ng",
+      "--cpu",
+      "1",
+      "-t",
+      `${Math.round(duration / 3)}s`,
+      "--quiet",
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+};
 
-function merge(rs: Result[]): Result {
-  const sum = (k: keyof Result) => rs.reduce((a, r) => a + r[k], 0);
-  const frames = sum("frames"), misses = sum("misses");
-  const med = (k: keyof Result) => rs.map((r) => r[k]).sort((a, b) => a - b)[Math.floor(rs.length / 2)];
+interface Row {
+  what: string;
+  loads: Load[];
+  workUs: number;
+  waker: boolean;
+  /** The clock the frame's work is measured on (fp-schedprobe --work-clock): cpu unless said. */
+  clock?: "wall";
+}
+const hogs = (n: number, w: number): Row => ({
+  what: `${n} hog${n > 1 ? "s" : ""}/CPU, ${w} ms frames`,
+  loads: [stress("--cpu", String(n * ncpu))],
+  workUs: w * 1000,
+  waker: false,
+});
+const ROWS: Record<string, Row> = {
+  "hogs1-4ms": hogs(1, 4),
+  "hogs1-6ms": hogs(1, 6),
+  "hogs2-4ms": hogs(2, 4),
+  "hogs2-6ms": hogs(2, 6),
+  "hogs4-4ms": hogs(4, 4),
+  "hogs4-6ms": hogs(4, 6),
+  "hogs1-4ms-wall": { ...hogs(1, 4), what: "1 hog/CPU, 4 ms frames of wall-clock work", clock: "wall" },
+  "hogs4-6ms-wall": { ...hogs(4, 6), what: "4 hogs/CPU, 6 ms frames of wall-clock work", clock: "wall" },
+  "rt-4ms": {
+    what: "1 hog/CPU + SCHED_FIFO hog on one CPU",
+    loads: [stress("--cpu", String(ncpu)), rtHog],
+    workUs: 4000,
+    waker: false,
+  },
+  "fork-4ms": { what: "fork/exit storm", loads: [stress("--fork", String(2 * ncpu))], workUs: 4000, waker: false },
+  "affinity-4ms": {
+    what: "hogs re-pinned every 10 ms",
+    loads: [stress("--affinity", String(2 * ncpu), "--affinity-delay", "10000000")],
+    workUs: 4000,
+    waker: false,
+  },
+  "quiet-4ms": { what: "no load, 1 kHz waker", loads: [], workUs: 4000, waker: true },
+};
+
+type Sched = "default" | "fastpath" | "foreground" | "bpfland" | "lavd";
+
+/** Attaches a scheduler for one run; `detach` returns an ejection message, if any. */
+async function attach(
+  s: Sched,
+): Promise<{ detach: () => Promise<string | undefined>; setGame: (pid: number) => void; counters: () => string }> {
+  if (s === "default") return { detach: () => Promise.resolve(undefined), setGame: () => {}, counters: () => "" };
+  if (s === "fastpath" || s === "foreground") {
+    const f = await Scheduler.start({});
+    return {
+      setGame: (pid) => s === "foreground" && f.setForeground([pid]),
+      counters: () => {
+        const c = f.stats();
+        return `runs ${c.runs}, idle ${c.direct_idle}, local ${c.direct_local}, queued ${c.enqueued}, preempt ${c.preempt_kicks}, kept ${c.kept_running}, fg runs ${c.foreground_runs}`;
+      },
+      detach: () => {
+        const ejected = f.state() === "ejected";
+        const e = f.stop();
+        f.close();
+        return Promise.resolve(ejected || e.error ? `ejected: ${e.reason} (${e.msg})` : undefined);
+      },
+    };
+  }
+  const p = PUBLIC.find((x) => x.name === s)!;
+  const child = new Deno.Command(binOf(p), { args: [...p.args], stdout: "null", stderr: "piped" }).spawn();
+  const stderr = (async () => new TextDecoder().decode((await child.output()).stderr))();
+  const until = Date.now() + 60_000;
+  while (!(schedStatus().state === "enabled" && (schedStatus().ops ?? "").startsWith(p.name))) {
+    if (Date.now() > until) {
+      child.kill("SIGKILL");
+      throw new Error(`${p.crate} ${p.version} did not attach within 60 s: ${(await stderr).slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
   return {
-    frames,
-    misses,
-    miss_ratio: frames ? misses / frames : 0,
-    frame_worst_us: Math.max(...rs.map((r) => r.frame_worst_us)),
-    frame_worst_at_ms: 0,
-    wakeups: sum("wakeups"),
-    wake_p50_us: med("wake_p50_us"),
-    wake_p99_us: med("wake_p99_us"),
-    wake_p999_us: med("wake_p999_us"),
-    wake_max_us: Math.max(...rs.map((r) => r.wake_max_us)),
-    wake_max_at_ms: 0,
+    setGame: () => {},
+    counters: () => "",
+    detach: async () => {
+      const ejected = !(schedStatus().ops ?? "").startsWith(p.name);
+      try {
+        child.kill("SIGINT");
+      } catch { /* gone */ }
+      await stderr;
+      while (schedStatus().state !== "disabled") await new Promise((r) => setTimeout(r, 100));
+      return ejected
+        ? `ejected: ${(await stderr).split("\n").filter((l) => /EXIT|error/i.test(l)).join(" ")}`
+        : undefined;
+    },
   };
 }
 
-console.error(
-  `bench:sched on ${Deno.osRelease()}, ${ncpu} CPUs: stress-ng --cpu ${ncpu} + a 16.6 ms frame loop with ${work} µs of work + a 1 kHz waker, ${duration} s per run, ${o.rounds} round(s)`,
-);
-const runs = { default: [] as Result[], fastpath: [] as Result[], foreground: [] as Result[] };
-const only = new Set(o.only.split(","));
-for (let i = 0; i < Number(o.rounds); i++) {
-  // Interleaved, so slow drift of the machine hits every scheduler alike.
-  if (only.has("default")) runs.default.push(await oneRun(`round ${i + 1} default scheduler`, "default"));
-  if (only.has("fastpath")) runs.fastpath.push(await oneRun(`round ${i + 1} fastpath`, "fastpath"));
-  if (only.has("foreground")) runs.foreground.push(await oneRun(`round ${i + 1} fastpath --foreground`, "foreground"));
+async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
+  const sched = await attach(s);
+  const loads: Deno.ChildProcess[] = [];
+  const pending = row.loads.map(async (l) => loads.push(await l()));
+  let r: Result;
+  try {
+    await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
+    const probe = new Deno.Command(PROBE, {
+      args: [
+        ...["--duration-s", String(duration), "--frame-work-us", String(row.workUs)],
+        ...(row.waker ? [] : ["--wake-period-us", "0"]),
+        ...(row.clock ? ["--work-clock", row.clock] : []),
+      ],
+      stdout: "piped",
+    }).spawn();
+    sched.setGame(probe.pid);
+    const out = await probe.output();
+    r = JSON.parse(new TextDecoder().decode(out.stdout)) as Result;
+    console.error(
+      `  ${label}: ${r.frames} frames, ${r.misses} missed (worst ${r.frame_worst_us} µs at ${r.frame_worst_at_ms} ms), frame wake p50 ${r.frame_wake_p50_us} p99 ${r.frame_wake_p99_us} max ${r.frame_wake_max_us} µs` +
+        (row.waker ? `, 1 kHz wake p50 ${r.wake_p50_us} p99 ${r.wake_p99_us} µs` : "") +
+        (sched.counters() ? ` — ${sched.counters()}` : ""),
+    );
+  } finally {
+    await Promise.all(pending);
+    for (const l of loads) {
+      try {
+        l.kill("SIGKILL");
+      } catch { /* ended */ }
+      await l.status;
+    }
+    // stress-ng's workers are its children: make sure none outlive the row.
+    await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
+  }
+  const ejected = await sched.detach();
+  if (ejected) throw new Error(`${label}: ${ejected}`);
+  return r;
 }
-if (only.size < 3) Deno.exit(0); // no side-by-side table without all three
-const d = merge(runs.default), f = merge(runs.fastpath), g = merge(runs.foreground);
-const ratio = (a: number, b: number) => (b === 0 ? (a === 0 ? "1.00" : "inf") : (a / b).toFixed(2));
+
+const rowNames = o.rows === "all" ? Object.keys(ROWS) : o.rows.split(",");
+for (const n of rowNames) if (!ROWS[n]) throw new Error(`unknown row ${n}: use ${Object.keys(ROWS).join(", ")}`);
+const absent = new Map<Sched, string>();
+const scheds = o.schedulers.split(",") as Sched[];
+for (const p of PUBLIC) {
+  if (scheds.includes(p.name) && !exists(binOf(p))) absent.set(p.name, `${binOf(p)} was not built`);
+}
+const active = scheds.filter((s) => !absent.has(s));
+console.error(
+  `bench:sched on ${Deno.osRelease()}, ${ncpu} CPUs, ${duration} s per run, ${o.rounds} round(s), schedulers ${
+    active.join(", ")
+  }` +
+    [...absent].map(([s, why]) => `; ${s} absent: ${why}`).join(""),
+);
+
+const results: Record<string, Record<string, Result[]>> = {};
+const ejections: string[] = [];
+for (const rowName of rowNames) {
+  const row = ROWS[rowName];
+  results[rowName] = {};
+  console.error(`${rowName}: ${row.what}`);
+  for (let i = 0; i < Number(o.rounds); i++) {
+    // Interleaved and rotated, so slow drift of the machine hits every scheduler alike.
+    const order = active.map((_, j) => active[(i + j) % active.length]);
+    for (const s of order) {
+      try {
+        (results[rowName][s] ??= []).push(await oneRun(row, s, `round ${i + 1} ${s}`));
+      } catch (err) {
+        ejections.push((err as Error).message);
+        console.error(`  ${(err as Error).message}`);
+      }
+    }
+  }
+}
+
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const cell = (xs: number[], fmt: (x: number) => string) =>
+  xs.length === 0
+    ? "-"
+    : xs.length === 1
+    ? fmt(xs[0])
+    : `${fmt(med(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
 const pct = (x: number) => `${(x * 100).toFixed(2)} %`;
-const row = (
-  name: string,
-  k: keyof Result,
-  fmt: (x: number) => string,
-) => [name, fmt(d[k]), fmt(f[k]), ratio(f[k], d[k]), fmt(g[k]), ratio(g[k], d[k])];
-const usf = (x: number) => x.toFixed(0);
-console.log(table(["metric", "default", "fastpath", "÷ default", "fastpath --foreground", "÷ default"], [
-  row("frame deadline misses", "miss_ratio", pct),
-  row("worst frame (µs)", "frame_worst_us", usf),
-  row("wakeup p50 (µs)", "wake_p50_us", usf),
-  row("wakeup p99 (µs)", "wake_p99_us", usf),
-  row("wakeup p99.9 (µs)", "wake_p999_us", usf),
-  row("wakeup max (µs)", "wake_max_us", usf),
-]));
-console.log(`frames: ${d.frames} / ${f.frames} / ${g.frames}; wakeups: ${d.wakeups} / ${f.wakeups} / ${g.wakeups}`);
-console.log("schbench: not packaged in Debian bookworm or bookworm-backports, so not run");
-const bar = (name: string, r: Result) =>
-  `${name}: miss ratio ${ratio(r.miss_ratio, d.miss_ratio)}× default (bar ≤ 0.5), wakeup p99 ${
-    ratio(r.wake_p99_us, d.wake_p99_us)
-  }× default (bar ≤ 1)`;
-console.log(bar("fastpath", f));
-console.log(bar("fastpath --foreground", g));
+const ms = (x: number) => (x / 1000).toFixed(2);
+const metrics: Array<[string, (r: Result) => number, (x: number) => string]> = [
+  ["misses", (r) => r.miss_ratio, pct],
+  ["worst frame ms", (r) => r.frame_worst_us, ms],
+  ["wake p50 ms", (r) => r.frame_wake_p50_us, ms],
+  ["wake p99 ms", (r) => r.frame_wake_p99_us, ms],
+  ["wake p99.9 ms", (r) => r.frame_wake_p999_us, ms],
+];
+for (const rowName of rowNames) {
+  const row = ROWS[rowName];
+  const ms_ = row.waker
+    ? [...metrics, ["1 kHz wake p50 ms", (r: Result) => r.wake_p50_us, ms] as (typeof metrics)[number]]
+    : metrics;
+  console.log(`\n${rowName}: ${row.what} (medians of ${o.rounds}, range in brackets; ratio = median ÷ default's)`);
+  const d = results[rowName].default ?? [];
+  console.log(table(
+    ["metric", ...active.flatMap((s) => (s === "default" ? [s] : [s, "÷"]))],
+    ms_.map(([name, get, fmt]) => [
+      name,
+      ...active.flatMap((s) => {
+        const xs = (results[rowName][s] ?? []).map(get);
+        if (s === "default") return [cell(xs, fmt)];
+        const base = med(d.map(get));
+        const ratio = xs.length && d.length
+          ? (base === 0 ? (med(xs) === 0 ? "1.00" : "inf") : (med(xs) / base).toFixed(2))
+          : "-";
+        return [cell(xs, fmt), ratio];
+      }),
+    ]),
+  ));
+}
+for (const [s, why] of absent) console.log(`${s}: absent (${why})`);
+console.log(`ejections: ${ejections.length ? ejections.join("; ") : "none"}`);
 if (o.json) {
   Deno.writeTextFileSync(
     o.json,
-    JSON.stringify(
-      { kernel: Deno.osRelease(), ncpu, duration, work, runs, merged: { default: d, fastpath: f, foreground: g } },
-      null,
-      2,
-    ),
+    JSON.stringify({ kernel: Deno.osRelease(), ncpu, duration, results, ejections }, null, 2),
   );
 }
+Deno.exit(ejections.length ? 1 : 0);

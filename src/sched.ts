@@ -3,7 +3,7 @@
  * stops, names the foreground processes and reads counters from shared memory.
  */
 import { type Lib, load } from "../ffi/load.ts";
-import { FastpathError, snake } from "../ffi/error.ts";
+import { apiText, cliText, FastpathError, snake } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView, setAll, textAt } from "../ffi/layout.ts";
 import type { SchedCounterName } from "../ffi/enums.ts";
@@ -35,6 +35,8 @@ export const SCHED_KNOBS = {
 } as const;
 
 export type SchedKnob = keyof typeof SCHED_KNOBS;
+/** SchedOptions fields that are modes, not knobs. */
+const MODE_FIELDS = ["stall_tgid", "partial"];
 export type SchedKnobs = Record<SchedKnob, number>;
 
 export type SchedulerOptions = Partial<SchedKnobs> & {
@@ -43,6 +45,12 @@ export type SchedulerOptions = Partial<SchedKnobs> & {
    * looked up again every second while the scheduler runs, so a game started later is found.
    */
   foreground?: Array<number | string>;
+  /**
+   * Partial mode (SCX_OPS_SWITCH_PARTIAL): only the `foreground` processes' threads (moved to the
+   * SCHED_EXT policy, and back at stop) are scheduled by fastpath; every other task stays on the
+   * kernel's default scheduler, with its protection against real-time hogs.
+   */
+  partial?: boolean;
   /** Test only: load the deliberately stalling build, which starves this process until the kernel ejects it. */
   testStallPid?: number;
 };
@@ -56,7 +64,10 @@ export interface SchedExit {
   kindName: string;
   exitCode: bigint;
   reason: string;
+  /** The kernel's or the scheduler's message; the library's explanation of a stall appended. */
   msg: string;
+  /** `msg` with option names still marked (ffi/error.ts), for the CLI to spell as flags. */
+  msgMarked: string;
   /** kind >= 1024: the kernel ejected the scheduler for an error or a stall. */
   error: boolean;
 }
@@ -143,10 +154,12 @@ export class Scheduler extends NativeHandle {
   readonly #exitPtr: Deno.PointerObject;
   /** The knob values it runs with. */
   readonly options: SchedKnobs;
+  /** Partial mode: only the foreground is scheduled by fastpath. */
+  readonly partial: boolean;
   #foreground: number[] = [];
   #resolver: ReturnType<typeof setInterval> | undefined;
 
-  private constructor(handle: Deno.PointerObject, lib: Lib, options: SchedKnobs) {
+  private constructor(handle: Deno.PointerObject, lib: Lib, options: SchedKnobs, partial: boolean) {
     super(handle, "scheduler");
     this.#lib = lib;
     const spec = lib.layout.struct("SchedCounters");
@@ -157,6 +170,7 @@ export class Scheduler extends NativeHandle {
     );
     this.#exitPtr = lib.native.fp_sched_exit_info(handle)!;
     this.options = options;
+    this.partial = partial;
   }
 
   /** Throws the reason a scheduler cannot attach now (no sched_ext, not root, another one attached). */
@@ -183,6 +197,9 @@ export class Scheduler extends NativeHandle {
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {
     const lib = await load();
     const knobs = schedKnobs(o);
+    if (o.partial && !o.foreground?.length) {
+      throw new FastpathError("usage", "`partial` schedules only the foreground: name it with `foreground`");
+    }
     const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
     if (fg.missing.length && fg.tgids.length === 0 && o.foreground?.every((s) => /^\d+$/.test(String(s)))) {
       throw new FastpathError(
@@ -191,14 +208,16 @@ export class Scheduler extends NativeHandle {
       );
     }
     const unknown = Object.keys(lib.layout.struct("SchedOptions").fields)
-      .filter((f) => f !== "stall_tgid" && !Object.keys(SCHED_KNOBS).some((k) => snake(k) === f));
+      .filter((f) => !MODE_FIELDS.includes(f) && !Object.keys(SCHED_KNOBS).some((k) => snake(k) === f));
     if (unknown.length) {
       throw new FastpathError("library", `the library has knobs SCHED_KNOBS lacks: ${unknown.join(", ")}`);
     }
-    const b = setAll(lib.layout.builder("SchedOptions"), knobs).set("stall_tgid", o.testStallPid ?? 0, "testStallPid");
+    const b = setAll(lib.layout.builder("SchedOptions"), knobs)
+      .set("stall_tgid", o.testStallPid ?? 0, "testStallPid")
+      .set("partial", o.partial === true);
     const out = new BigUint64Array(1);
     lib.unwrap(lib.native.fp_sched_start(b.bytes, out), "cannot attach the scheduler");
-    const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs);
+    const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs, o.partial === true);
     if (fg.tgids.length) s.setForeground(fg.tgids);
     const names = (o.foreground ?? []).filter((x) => !/^\d+$/.test(String(x)));
     if (names.length) {
@@ -262,7 +281,8 @@ export class Scheduler extends NativeHandle {
       kindName: this.#lib.layout.enumName("SchedExitKind", kind) ?? `kind_${kind}`,
       exitCode: view.getBigInt64(f("exit_code").offset, true),
       reason: textAt(bytes, f("reason").offset, f("reason").type),
-      msg: textAt(bytes, f("msg").offset, f("msg").type),
+      msg: apiText(textAt(bytes, f("msg").offset, f("msg").type)),
+      msgMarked: textAt(bytes, f("msg").offset, f("msg").type),
       error: kind >= this.#lib.layout.value("SchedExitKind", "error"),
     };
   }
@@ -285,8 +305,8 @@ export class Scheduler extends NativeHandle {
   }
 }
 
-/** `EXIT: reason (msg)`, the line the CLI prints when a scheduler goes away. */
+/** `EXIT: reason (msg)`, the line the CLI prints when a scheduler goes away (options spelled as flags). */
 export function exitLine(e: SchedExit): string {
   const reason = e.reason || e.kindName;
-  return `EXIT: ${reason}${e.msg ? ` (${e.msg})` : ""}`;
+  return `EXIT: ${reason}${e.msg ? ` (${cliText(e.msgMarked)})` : ""}`;
 }

@@ -58,6 +58,9 @@ export function spawnCli(args: string[]) {
     get stderr() {
       return stderr;
     },
+    get stdout() {
+      return stdout;
+    },
     async waitFor(text: string, timeoutMs = 15_000): Promise<void> {
       const end = Date.now() + timeoutMs;
       while (!stderr.includes(text) && !stdout.includes(text)) {

@@ -10,7 +10,7 @@ import {
   schedStatus,
   Scheduler,
 } from "../sched.ts";
-import { command, formatOption, knobs, num, setExit, text } from "./flags.ts";
+import { command, formatOption, knobs, num, Option, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
 
@@ -85,6 +85,12 @@ const run = knobs(
       "LIST",
     ),
   )
+  .addOption(
+    new Option(
+      "--partial",
+      "schedule only the --foreground processes with fastpath; every other task stays on the kernel's default scheduler (and its protection against real-time hogs)",
+    ),
+  )
   .addOption(intervalOption())
   .addOption(num("duration-s", "detach after this many seconds (default: until stopped)"))
   .addOption(
@@ -101,7 +107,7 @@ const run = knobs(
     const stop = untilSignal();
     let s: Scheduler;
     try {
-      s = await Scheduler.start({ ...f, foreground: specs, testStallPid: f.testStallPid });
+      s = await Scheduler.start({ ...f, foreground: specs, partial: f.partial === true, testStallPid: f.testStallPid });
     } catch (err) {
       stop.dispose();
       throw err;
@@ -118,6 +124,7 @@ const run = knobs(
           nrCpus: c0.nr_cpus,
           nrLlcs: c0.nr_llcs,
           foreground: s.foreground,
+          partial: s.partial,
           ...o,
         });
       } else {

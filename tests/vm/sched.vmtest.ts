@@ -36,13 +36,92 @@ async function probe(args: string[]) {
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
-function stress(seconds: number) {
+function stress(seconds: number, ...args: string[]) {
   return new Deno.Command("stress-ng", {
-    args: ["--cpu", String(NCPU), "--timeout", `${seconds}s`, "--quiet"],
+    args: [...(args.length ? args : ["--cpu", String(NCPU)]), "--timeout", `${seconds}s`, "--quiet"],
     stdout: "null",
     stderr: "null",
   }).spawn();
 }
+
+/** A SCHED_FIFO hog on the last CPU for `seconds`, after `delayMs` (a PipeWire-like thread gone wrong). */
+async function rtHog(seconds: number, delayMs: number) {
+  await new Promise((r) => setTimeout(r, delayMs));
+  const cpu = String(NCPU - 1);
+  return await new Deno.Command("chrt", {
+    args: ["-f", "40", "taskset", "-c", cpu, "stress-ng", "--cpu", "1", "-t", `${seconds}s`, "--quiet"],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+}
+
+interface ProbeResult {
+  pid: number;
+  frames: number;
+  misses: number;
+  miss_ratio: number;
+  frame_worst_us: number;
+  frame_wake_p99_us: number;
+  wake_max_us: number;
+}
+
+/**
+ * `fastpath sched run ARGS` around `body`, checked to attach; whatever happens in `body`, it is
+ * stopped (SIGINT, SIGKILL if that fails) and the kernel's state is disabled again afterwards.
+ */
+async function withScheduler<T>(args: string[], body: (run: ReturnType<typeof spawnCli>) => Promise<T>): Promise<T> {
+  const run = spawnCli(["sched", "run", "--interval-ms", "500", "--format", "json", ...args]);
+  try {
+    await run.waitFor('"type":"sched_started"', 30_000);
+    return await body(run);
+  } finally {
+    try {
+      run.child.kill("SIGINT");
+    } catch { /* already exited */ }
+    const stopped = await Promise.race([run.finish(), new Promise((r) => setTimeout(r, 10_000))]);
+    if (!stopped) {
+      try {
+        run.child.kill("SIGKILL");
+      } catch { /* exited meanwhile */ }
+      await run.finish();
+    }
+    await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
+  }
+}
+
+/** Kills a child if it still runs and waits for it. */
+async function reap(c: Deno.ChildProcess): Promise<void> {
+  try {
+    c.kill("SIGKILL");
+  } catch { /* ended */ }
+  await c.status;
+}
+
+/** The frame probe under `load` (stress-ng arguments), on the default scheduler or `sched run ARGS`. */
+async function frameRun(
+  probeArgs: string[],
+  loadArgs: string[],
+  sched: string[] | "default",
+  during?: () => Promise<unknown>,
+): Promise<ProbeResult> {
+  const measure = async () => {
+    const load = stress(12, ...loadArgs);
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      const side = during?.();
+      const out = await new Deno.Command(PROBE, { args: probeArgs, stdout: "piped", stderr: "inherit" }).output();
+      await side;
+      assert.deepEqual(out.code, 0, "fp-schedprobe failed");
+      return JSON.parse(new TextDecoder().decode(out.stdout)) as ProbeResult;
+    } finally {
+      await reap(load);
+      await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
+    }
+  };
+  return sched === "default" ? await measure() : await withScheduler(sched, measure);
+}
+
+const lines = (stdout: string) => stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
 
 /** A step body that starts `fastpath sched run`; whatever happens, no loader survives the step. */
 async function withLoader(args: string[], body: (run: ReturnType<typeof spawnCli>) => Promise<void>) {
@@ -222,6 +301,170 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       victim.kill("SIGKILL");
       await victim.status;
     }
+  });
+
+  await t.step(
+    "a 60 Hz frame loop beside four hogs per CPU fares no worse under fastpath than under the default, and no worse as --foreground",
+    async () => {
+      // Wall-clock work: a frame misses only when its thread is kept off the CPU (the probe on which
+      // EEVDF misses little). Before the fix fastpath missed 40-65 % here and stalled frames for up
+      // to 2.9 s: its virtual clock ran ahead of the queued hogs.
+      const args = ["--duration-s", "8", "--frame-work-us", "6000", "--wake-period-us", "0", "--work-clock", "wall"];
+      const hogs = ["--cpu", String(4 * NCPU)];
+      const dflt = await frameRun(args, hogs, "default");
+      const plain = await frameRun(args, hogs, []);
+      const fg = await frameRun(args, hogs, ["--foreground", "fp-schedprobe"]);
+      const show = (n: string, r: ProbeResult) =>
+        `${n}: ${r.misses}/${r.frames} missed, worst ${(r.frame_worst_us / 1000).toFixed(1)} ms, wake p99 ${
+          (r.frame_wake_p99_us / 1000).toFixed(2)
+        } ms`;
+      console.log(`    ${show("default", dflt)}\n    ${show("fastpath", plain)}\n    ${show("--foreground", fg)}`);
+      const bound = Math.max(2 * dflt.miss_ratio, dflt.miss_ratio + 0.03);
+      assert.ok(plain.miss_ratio <= bound, `fastpath misses ${plain.miss_ratio} vs default ${dflt.miss_ratio}`);
+      assert.ok(fg.miss_ratio <= bound, `--foreground misses ${fg.miss_ratio} vs default ${dflt.miss_ratio}`);
+      assert.ok(fg.miss_ratio <= plain.miss_ratio + 0.01, "marking the game foreground never makes it worse off");
+      assert.ok(plain.frame_worst_us < 150_000, `no frame stalls for long: worst ${plain.frame_worst_us} µs`);
+      assert.ok(fg.frame_worst_us < 150_000, `no frame stalls for long: worst ${fg.frame_worst_us} µs`);
+    },
+  );
+
+  await t.step(
+    "a real-time hog on one CPU: unpinned tasks move, nothing is ejected, and the frame loop misses no more than under the default",
+    async () => {
+      // A 1 kHz sleeper and a frame loop, neither pinned; a SCHED_FIFO hog takes the last CPU for 6 s.
+      const args = ["--duration-s", "9", "--frame-work-us", "4000"];
+      const load = ["--cpu", String(NCPU)];
+      const dflt = await frameRun(args, load, "default", () => rtHog(6, 1000));
+      let stats: Record<string, number> = {};
+      const ours = await frameRun(args, load, [], async () => {
+        await rtHog(6, 1000);
+        stats = lines((await cli(["sched", "stats", "--format", "json"])).stdout)[0];
+      });
+      console.log(
+        `    default: ${dflt.misses}/${dflt.frames} missed, 1 kHz sleeper's worst wake ${
+          (dflt.wake_max_us / 1000).toFixed(1)
+        } ms; fastpath: ${ours.misses}/${ours.frames} missed, worst wake ${
+          (ours.wake_max_us / 1000).toFixed(1)
+        } ms, ${stats.rt_reenqueued} re-enqueues for the RT task`,
+      );
+      assert.ok(stats.rt_reenqueued > 0, "the RT task's takeover was seen (ops.cpu_release)");
+      assert.ok(ours.wake_max_us < 500_000, `the unpinned sleeper moved off the RT CPU: worst ${ours.wake_max_us} µs`);
+      assert.ok(ours.miss_ratio <= dflt.miss_ratio + 0.02, `misses ${ours.miss_ratio} vs default ${dflt.miss_ratio}`);
+    },
+  );
+
+  await t.step(
+    "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog",
+    async () => {
+      const game = new Deno.Command(PROBE, { args: ["--duration-s", "60"], stdout: "null" }).spawn();
+      const pinned = new Deno.Command("taskset", {
+        args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "12", "--frame-work-us", "200"],
+        stdout: "piped",
+      }).spawn();
+      try {
+        const policy = (pid: number) =>
+          Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
+        // Without partial mode the pinned sleeper is ours and gets no CPU at all while the RT hog
+        // runs (before Linux 7.0 no deadline server reserves time for sched_ext tasks): the step
+        // after this one shows that stall. Here it stays on the default scheduler, whose deadline
+        // server gives it 50 ms a second.
+        await withScheduler(["--partial", "--foreground", String(game.pid)], async () => {
+          assert.deepEqual(policy(game.pid), 7, "the foreground runs as SCHED_EXT");
+          assert.deepEqual(policy(pinned.pid), 0, "everything else stays SCHED_NORMAL");
+          await rtHog(5, 500);
+          assert.deepEqual(state(), "enabled", "not ejected by the 5 s RT hog");
+        });
+        assert.deepEqual(policy(game.pid), 0, "the foreground is back to SCHED_NORMAL after stop");
+        const r = JSON.parse(new TextDecoder().decode((await pinned.output()).stdout));
+        console.log(`    the pinned sleeper's worst wake beside the RT hog: ${(r.wake_max_us / 1000).toFixed(0)} ms`);
+        assert.ok(r.wake_max_us < 2_000_000, "the default scheduler's deadline server kept it running");
+      } finally {
+        await reap(game);
+        await reap(pinned);
+      }
+    },
+  );
+
+  await t.step(
+    "a stall caused by a real-time hog says so in the exit message and names partial mode",
+    async () => {
+      const pinned = new Deno.Command("taskset", {
+        args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "15", "--frame-work-us", "200"],
+        stdout: "null",
+      }).spawn();
+      const run = spawnCli(["sched", "run", "--watchdog-ms", "2000", "--format", "json"]);
+      try {
+        await run.waitFor('"type":"sched_started"', 30_000);
+        await rtHog(6, 200);
+        const r = await run.finish();
+        assert.deepEqual(r.code, 11, r.stderr);
+        const exit = lines(r.stdout).find((e) => e.type === "sched_exit");
+        assert.deepEqual(exit.kind_name, "error_stall");
+        assert.match(exit.msg, /CPU \d was held by a real-time task for \d+\.\d s/);
+        assert.match(r.stderr, /run with --partial so only the game is scheduled by fastpath, or use Linux 7\.0/);
+      } finally {
+        await reap(run.child);
+        await run.finish();
+        await reap(pinned);
+        await waitFor(() => state() === "disabled", "state disabled", 10_000);
+      }
+    },
+  );
+
+  await t.step(
+    "CPU hotplug: the scheduler re-attaches with its foreground, and its counters never go backwards",
+    async () => {
+      const online = `/sys/devices/system/cpu/cpu${NCPU - 1}/online`;
+      const game = new Deno.Command(PROBE, { args: ["--duration-s", "25"], stdout: "null" }).spawn();
+      try {
+        await withScheduler(["--foreground", "fp-schedprobe"], async (run) => {
+          const flip = async (n: number, gapMs: number) => {
+            for (let i = 0; i < n; i++) {
+              Deno.writeTextFileSync(online, "0");
+              await new Promise((r) => setTimeout(r, gapMs));
+              Deno.writeTextFileSync(online, "1");
+              await new Promise((r) => setTimeout(r, gapMs));
+            }
+          };
+          await flip(3, 1000);
+          await flip(2, 0);
+          await new Promise((r) => setTimeout(r, 3000));
+          const before = lines(run.stdout).filter((e) => e.type === "sched_interval").at(-1);
+          await new Promise((r) => setTimeout(r, 2000));
+          const intervals = lines(run.stdout).filter((e) => e.type === "sched_interval");
+          const after = intervals.at(-1);
+          assert.deepEqual(state(), "enabled");
+          assert.ok(after.restarts >= 4, `re-attached at each hotplug: ${after.restarts} restarts`);
+          assert.ok(
+            after.foreground_runs > before.foreground_runs,
+            "the foreground is foreground again after restarts",
+          );
+          for (const k of ["runs", "wakeups", "enqueued", "foreground_runs", "busy_ns"]) {
+            for (let i = 1; i < intervals.length; i++) {
+              assert.ok(intervals[i][k] >= intervals[i - 1][k], `${k} went backwards at interval ${i}`);
+            }
+          }
+        });
+      } finally {
+        Deno.writeTextFileSync(online, "1");
+        await reap(game);
+      }
+    },
+  );
+
+  await t.step("a fork/exit storm beside a memory hog holding most of memory ejects nothing", async () => {
+    await withScheduler([], async () => {
+      const vm = stress(14, "--vm", "1", "--vm-bytes", "80%", "--vm-keep");
+      const forks = stress(12, "--fork", String(2 * NCPU));
+      try {
+        await Promise.all([vm.status, forks.status]);
+        assert.deepEqual(state(), "enabled", "still attached");
+        const c = lines((await cli(["sched", "stats", "--format", "json"])).stdout)[0];
+        console.log(`    tasks scheduled without per-task state: ${c.no_task_ctx}`);
+      } finally {
+        await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
+      }
+    });
   });
 
   await t.step("bad flags are refused before anything is attached", async () => {

@@ -9,8 +9,16 @@
  *    clock than a bounded sleep credit) + the runtime it used since it last woke. Tasks that
  *    sleep often and run briefly - input, render submission, audio, network - get early
  *    deadlines; CPU hogs get late ones.
- *  - Frequent wakers get shorter slices; latency-critical wakeups (foreground, or waking at
- *    `latency_hz` or more) preempt a CPU running something that is not.
+ *  - Frequent wakers get shorter slices, and every slice shrinks with the number of tasks waiting
+ *    per CPU, so a task that lost its place waits about one slice, not one per hog.
+ *  - A latency-critical wakeup (foreground, or waking at `latency_hz` or more) that finds no idle
+ *    CPU goes straight to the local queue of a CPU running something less urgent, preempting it
+ *    (SCX_ENQ_PREEMPT: no round trip through the shared queue, where a hog could take its place);
+ *    a latency-critical task preempted that way resumes right after, on its CPU.
+ *  - A task's virtual runtime never runs more than FP_DEBT_SLICES slices ahead of the clock, so a
+ *    favoured task pays back a bounded debt instead of waiting behind every hog at once.
+ *  - When a real-time task takes a CPU, the tasks queued on that CPU that may run elsewhere are
+ *    queued again (ops.cpu_release, or the sched_switch tracepoint on kernels without it).
  *  - Placement: an idle whole core in the waker's LLC, then any idle core, then any idle CPU,
  *    always within p->cpus_ptr. Pinned and migration-disabled tasks stay on their CPU. LLCs come
  *    from the real topology (the loader reads sysfs into cpu_llc[]); SMT siblings from the
@@ -61,6 +69,11 @@ extern bool bpf_cpumask_test_cpu(u32 cpu, const struct cpumask *cpumask) __ksym;
 extern void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data_len) __ksym;
 /* 6.14: a cheaper clock, exact within a scheduling event. */
 extern u64 scx_bpf_now(void) __ksym __weak;
+extern s32 scx_bpf_dsq_nr_queued(u64 dsq_id) __ksym;
+/* 6.12-6.18: callable from ops.cpu_release() only (libbpf resolves the name before ___). */
+extern u32 scx_bpf_reenqueue_local___v1(void) __ksym __weak;
+/* 6.19+: callable from anywhere; the kernel names it ..___v2 (libbpf drops our ___compat). */
+extern void scx_bpf_reenqueue_local___v2___compat(void) __ksym __weak;
 
 static __always_inline void insert(struct task_struct *p, u64 dsq, u64 slice, u64 flags)
 {
@@ -83,6 +96,15 @@ static __always_inline bool move_to_local(u64 dsq)
 	if (bpf_ksym_exists(scx_bpf_dsq_move_to_local))
 		return scx_bpf_dsq_move_to_local(dsq);
 	return scx_bpf_consume(dsq);
+}
+
+/* Queues again every task in this CPU's local queue (ops.enqueue sees SCX_ENQ_REENQ). */
+static __always_inline void reenqueue_local(void)
+{
+	if (bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))
+		scx_bpf_reenqueue_local___v2___compat();
+	else if (bpf_ksym_exists(scx_bpf_reenqueue_local___v1))
+		scx_bpf_reenqueue_local___v1();
 }
 
 static __always_inline u64 now_ns(void)
@@ -116,6 +138,12 @@ const volatile u64 scx_enums[FP_SCX_ENUMS];
  */
 const volatile struct fp_sched_tunables tun;
 
+/*
+ * 1 on kernels without ops.cpu_release: the sched_switch program queues again the tasks of a CPU a
+ * real-time task takes (set by the loader from the kernel's BTF).
+ */
+const volatile u32 reenqueue_from_switch;
+
 /* LLC of each CPU, read by the loader from /sys/devices/system/cpu/cpuN/cache (never guessed). */
 const volatile u32 cpu_llc[FP_MAX_CPUS];
 
@@ -145,7 +173,11 @@ struct cpu_ctx {
 	u64 started_at;	  /* when the running task got this CPU */
 	u64 busy_ns;	  /* running time, summed by the utilisation fold */
 	u64 running_deadline;
+	u64 rt_since;	  /* when a real-time or deadline task took this CPU from us; 0 = it did not */
 	u32 running_lat;  /* urgency() of the running task */
+	s32 running_pid;  /* the task running here (0: none of ours) */
+	s32 preempted_pid; /* the task a wakeup was queued in front of, to resume right after it */
+	u32 _pad;
 };
 
 struct {
@@ -163,6 +195,7 @@ struct task_ctx {
 	u64 wake_hz;	 /* exponential average, events per second */
 	u64 deadline;
 	u32 foreground;	 /* cached at wakeup from the foreground map */
+	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 };
 
 struct {
@@ -194,11 +227,35 @@ static __always_inline struct task_ctx *tctx_of(struct task_struct *p)
 	return bpf_task_storage_get(&task_ctxs, p, 0, 0);
 }
 
+/*
+ * The task's state, created now if ops.init_task could not allocate it (memory pressure): a task
+ * without it is scheduled plainly (FIFO on the shared queue) rather than ejecting the scheduler.
+ */
+static __always_inline struct task_ctx *tctx_or_create(struct task_struct *p)
+{
+	struct task_ctx *tc = bpf_task_storage_get(&task_ctxs, p, 0, 0);
+
+	if (!tc) {
+		tc = bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (tc) {
+			tc->vruntime = state.vtime_now;
+			tc->idle_cpu = -1;
+		}
+	}
+	return tc;
+}
+
 static __always_inline bool is_foreground(struct task_struct *p)
 {
 	u32 tgid = p->tgid;
 
 	return knobs.nr_foreground && bpf_map_lookup_elem(&foreground, &tgid);
+}
+
+/* The task's wake frequency as of now (sched.h: a task that stopped waking loses its frequency). */
+static __always_inline u64 hz_of(struct task_ctx *tc)
+{
+	return fp_wake_hz_now(tc->wake_hz, now_ns() - tc->last_woke);
 }
 
 static __always_inline u64 weight_of(struct task_struct *p, struct task_ctx *tc)
@@ -215,20 +272,34 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	u64 weight = weight_of(p, tc);
 
 	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now,
-			   fp_lag_credit(&tun, tc->wake_hz, weight), tc->exec_ns + ran, weight, tun.lag_max_ns);
+			   fp_lag_credit(&tun, hz_of(tc), weight), tc->exec_ns + ran, weight, tun.lag_max_ns);
 }
 
-/* Deadline of the first task in the shared queue; ~0 when it is empty. */
-static __always_inline u64 shared_head_deadline(void)
+/* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */
+static __always_inline u64 slice_of(struct task_ctx *tc)
+{
+	s32 cpu = bpf_get_smp_processor_id();
+	u64 queued = scx_bpf_dsq_nr_queued(FP_DSQ_SHARED) + tun.nr_cpus * scx_bpf_dsq_nr_queued(FP_DSQ_CPU(cpu));
+
+	return fp_slice_loaded(&tun, tc ? hz_of(tc) : 0, queued);
+}
+
+/* Deadline of the first task in queue `dsq`; ~0 when it is empty. */
+static __always_inline u64 head_deadline(u64 dsq)
 {
 	struct task_struct *p;
 	u64 deadline = ~0ULL;
 
-	bpf_for_each(scx_dsq, p, FP_DSQ_SHARED, 0) {
+	bpf_for_each(scx_dsq, p, dsq, 0) {
 		deadline = p->scx.dsq_vtime;
 		break;
 	}
 	return deadline;
+}
+
+static __always_inline u64 shared_head_deadline(void)
+{
+	return head_deadline(FP_DSQ_SHARED);
 }
 
 /*
@@ -376,14 +447,20 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 
 	if (is_pinned(p))
 		return prev_cpu;
-	tc = tctx_of(p);
+	tc = tctx_or_create(p);
 	cpu = pick_idle(p, prev_cpu);
 	if (cpu < 0)
 		return prev_cpu;
-	/* An idle CPU is ours: skip the queue (ops.enqueue is not called). */
-	insert(p, SCX(DSQ_LOCAL), tc ? fp_slice(&tun, tc->wake_hz) : tun.slice_ns, 0);
 	if ((c = cnt()))
 		c->direct_idle++;
+	/*
+	 * Not straight to that CPU's local queue: a real-time task taking the CPU before it leaves idle
+	 * (or while a fair task runs there, in partial mode) would hold the task there for as long as it
+	 * runs - seconds, for an RT hog - and the kernel says so only when it takes a CPU from a task of
+	 * ours (ops.cpu_release). ops.enqueue puts it on the shared queue and wakes this CPU for it.
+	 */
+	if (tc)
+		tc->idle_cpu = cpu;
 	return cpu;
 }
 
@@ -403,30 +480,22 @@ static __always_inline bool preemptible(struct cpu_ctx *cc, u32 level, u64 deadl
 }
 
 /*
- * A wakeup found no idle CPU: interrupt the allowed CPU running the least urgent task - lowest
- * urgency class first (normal < latency-critical < foreground), then the latest deadline -
- * provided that task is preemptible for `p` (above). The interrupted task is queued again by its
- * deadline; the CPU then pulls the earliest task from the shared queue, which is `p` or one due
- * before it.
+ * A wakeup found no idle CPU: the allowed CPU running the least urgent task - lowest urgency class
+ * first (normal < latency-critical < foreground), then the latest deadline - provided that task is
+ * preemptible for `p` (above); the CPU this wakeup runs on first, where interrupting needs no IPI
+ * (the wakeup's timer or interrupt fired here, so its caches are warm for the wakee too). -1 when
+ * no CPU should be interrupted.
  */
-static void preempt_for(struct task_struct *p, u32 level, u64 deadline)
+static s32 preempt_victim(struct task_struct *p, u32 level, u64 deadline)
 {
-	struct fp_sched_counters *c;
 	u32 i, zero = 0, best_level = ~0U;
 	u64 best_deadline = 0, now = now_ns();
 	s32 victim = -1;
-
-	/*
-	 * The CPU this wakeup runs on first: interrupting it needs no IPI (the wakeup's timer or
-	 * interrupt fired here, so its caches are warm for the wakee too).
-	 */
 	s32 self = bpf_get_smp_processor_id();
 	struct cpu_ctx *cc = this_cpu_ctx();
 
-	if (cc && bpf_cpumask_test_cpu(self, p->cpus_ptr) && preemptible(cc, level, deadline, now)) {
-		victim = self;
-		goto kick;
-	}
+	if (cc && bpf_cpumask_test_cpu(self, p->cpus_ptr) && preemptible(cc, level, deadline, now))
+		return self;
 	bpf_for(i, 0, FP_MAX_CPUS) {
 		if (i >= tun.nr_cpus)
 			break;
@@ -442,10 +511,23 @@ static void preempt_for(struct task_struct *p, u32 level, u64 deadline)
 			victim = i;
 		}
 	}
-	if (victim < 0)
-		return;
-kick:
-	scx_bpf_kick_cpu(victim, SCX(KICK_PREEMPT));
+	return victim;
+}
+
+/*
+ * Queues `p` first on `cpu`'s local queue and takes the CPU from what runs there (SCX_ENQ_PREEMPT:
+ * its slice ends now), remembering whom it preempted so that task resumes right after `p`.
+ */
+static __always_inline void preempt_with(struct task_struct *p, s32 cpu, u64 slice, u64 enq_flags)
+{
+	struct fp_sched_counters *c;
+	struct cpu_ctx *cc;
+	u32 zero = 0;
+
+	cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
+	if (cc)
+		cc->preempted_pid = cc->running_pid;
+	insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags | SCX(ENQ_PREEMPT));
 	if ((c = cnt()))
 		c->preempt_kicks++;
 }
@@ -453,14 +535,16 @@ kick:
 /* 0 normal, 1 latency-critical (wakes often), 2 foreground. */
 static __always_inline u32 urgency(struct task_ctx *tc)
 {
-	return tc->foreground ? 2 : fp_latency_critical(&tun, tc->wake_hz, 0) ? 1 : 0;
+	return tc->foreground ? 2 : fp_latency_critical(&tun, hz_of(tc), 0) ? 1 : 0;
 }
 
 void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct fp_sched_counters *c = cnt();
-	struct task_ctx *tc = tctx_of(p);
+	struct task_ctx *tc = tctx_or_create(p);
+	struct cpu_ctx *cc;
 	u64 slice, deadline;
+	u32 zero = 0, level;
 	s32 cpu;
 
 #ifdef FP_TEST_STALL
@@ -471,39 +555,76 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	}
 #endif
 	if (!tc) {
+		if (c)
+			c->no_task_ctx++;
 		insert(p, FP_DSQ_SHARED, tun.slice_ns, enq_flags);
+		scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX(KICK_IDLE));
 		return;
 	}
-	slice = fp_slice(&tun, tc->wake_hz);
+	slice = slice_of(tc);
+	level = urgency(tc);
+	cpu = scx_bpf_task_cpu(p);
 
 	/*
-	 * A task that may only run where it is goes to that CPU's local queue: the kernel allows
-	 * SCX_DSQ_LOCAL_ON only for a CPU in p->cpus_ptr, and a migration-disabled task may not
-	 * leave its CPU at all.
+	 * A task that may only run where it is: a latency-critical wakeup preempts what runs there if
+	 * it may; otherwise it waits in that CPU's own deadline-ordered queue (FP_DSQ_CPU). A task with
+	 * migration disabled right now may not even wait elsewhere: it goes to the local queue. The
+	 * kernel allows SCX_DSQ_LOCAL_ON only for a CPU in p->cpus_ptr.
 	 */
-	if (is_pinned(p)) {
-		cpu = scx_bpf_task_cpu(p);
-		if (bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+	if (is_pinned(p) && bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+		cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
+		deadline = deadline_of(p, tc, 0);
+		tc->deadline = deadline;
+		if ((enq_flags & SCX(ENQ_WAKEUP)) && level && cc && preemptible(cc, level, deadline, now_ns()))
+			preempt_with(p, cpu, slice, enq_flags);
+		else if (migration_disabled(p))
 			insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags);
-			scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
+		else
+			insert_vtime(p, FP_DSQ_CPU(cpu), slice, deadline, enq_flags);
+		scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
+		if (c)
+			c->direct_local++;
+		return;
+	}
+
+	/*
+	 * A latency-critical task a wakeup just took the CPU from: it goes back first on the same CPU,
+	 * right behind that wakeup, instead of behind whatever the shared queue holds (its deadline,
+	 * after a few milliseconds of running, may be later than a hog's). Not when a real-time task
+	 * took the CPU (SCX_ENQ_REENQ): then any CPU will do.
+	 */
+	cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
+	if (cc && cc->preempted_pid == p->pid && !(enq_flags & (SCX(ENQ_WAKEUP) | SCX(ENQ_REENQ)))) {
+		cc->preempted_pid = 0;
+		if (level && bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
+			insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags);
 			if (c)
-				c->direct_local++;
+				c->resumed++;
 			return;
 		}
 	}
 
 	deadline = deadline_of(p, tc, 0);
 	tc->deadline = deadline;
+
+	/*
+	 * Wake an idle CPU to pull it - the one ops.select_cpu claimed, or any; failing that, preempt
+	 * for a latency-critical wakeup.
+	 */
+	cpu = tc->idle_cpu >= 0 ? tc->idle_cpu : scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
+	tc->idle_cpu = -1;
+	if (cpu < 0 && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
+		cpu = preempt_victim(p, level, deadline);
+		if (cpu >= 0) {
+			preempt_with(p, cpu, slice, enq_flags);
+			return;
+		}
+	}
 	insert_vtime(p, FP_DSQ_SHARED, slice, deadline, enq_flags);
 	if (c)
 		c->enqueued++;
-
-	/* Wake an idle CPU to pull it; failing that, preempt for a wakeup due earlier. */
-	cpu = scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	if (cpu >= 0)
 		scx_bpf_kick_cpu(cpu, SCX(KICK_IDLE));
-	else if (enq_flags & SCX(ENQ_WAKEUP))
-		preempt_for(p, urgency(tc), deadline);
 }
 
 void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
@@ -512,16 +633,19 @@ void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
 	struct cpu_ctx *cc = this_cpu_ctx();
 	bool expired = prev && (prev->scx.flags & SCX(TASK_QUEUED));
 	struct task_ctx *tc = expired ? tctx_of(prev) : NULL;
+	u64 shared = shared_head_deadline(), own = head_deadline(FP_DSQ_CPU(cpu));
+	u64 first = shared < own ? shared : own;
 
 	/*
 	 * The previous task used up its slice and is still runnable. It has not been queued again
-	 * yet, so the shared queue does not hold it: compare it with the queue's first task, or a
-	 * frame thread whose slice ends mid-frame would wait behind a hog's whole slice.
+	 * yet, so no queue holds it: compare it with the first task of either queue this CPU serves,
+	 * or a frame thread whose slice ends mid-frame would wait behind a hog's whole slice.
 	 */
-	if (tc && cc && cc->started_at &&
-	    deadline_of(prev, tc, now_ns() - cc->started_at) <= shared_head_deadline())
+	if (tc && cc && cc->started_at && deadline_of(prev, tc, now_ns() - cc->started_at) <= first)
 		goto keep;
-	if (move_to_local(FP_DSQ_SHARED)) {
+	/* The earlier of the two heads; the other queue when that one was emptied meanwhile. */
+	if (move_to_local(own <= shared ? FP_DSQ_CPU(cpu) : FP_DSQ_SHARED) ||
+	    move_to_local(own <= shared ? FP_DSQ_SHARED : FP_DSQ_CPU(cpu))) {
 		if (c)
 			c->dispatched++;
 		return;
@@ -530,7 +654,7 @@ void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
 		return;
 keep:
 	/* Nothing queued is due earlier: the previous task goes on. */
-	prev->scx.slice = tc ? fp_slice(&tun, tc->wake_hz) : tun.slice_ns;
+	prev->scx.slice = slice_of(tc);
 	if (c)
 		c->kept_running++;
 }
@@ -538,7 +662,7 @@ keep:
 void BPF_STRUCT_OPS(fastpath_runnable, struct task_struct *p, u64 enq_flags)
 {
 	struct fp_sched_counters *c = cnt();
-	struct task_ctx *tc = tctx_of(p);
+	struct task_ctx *tc = tctx_or_create(p);
 	u64 now = now_ns();
 
 	if (!tc)
@@ -562,9 +686,10 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		cc->started_at = now;
 		cc->running_deadline = tc ? tc->deadline : 0;
 		cc->running_lat = tc ? urgency(tc) : 0;
+		cc->running_pid = p->pid;
 	}
 	if (tc)
-		advance_vtime(tc->vruntime);
+		advance_vtime(fp_clock_bound(tc->vruntime, shared_head_deadline(), tun.lag_max_ns));
 	if (c) {
 		c->runs++;
 		if (tc && tc->foreground)
@@ -584,13 +709,66 @@ void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
 		return;
 	ran = now > cc->started_at ? now - cc->started_at : 0;
 	cc->started_at = 0;
+	cc->running_pid = 0;
 	cc->busy_ns += ran;
 	if ((c = cnt()))
 		c->busy_ns += ran;
 	if (tc) {
+		u64 weight = weight_of(p, tc);
+
 		tc->exec_ns += ran;
-		tc->vruntime += fp_vtime_delta(ran, weight_of(p, tc));
+		tc->vruntime = fp_vruntime_capped(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now,
+						  FP_DEBT_SLICES * tun.slice_ns);
 	}
+}
+
+/*
+ * A real-time or deadline task (or the stop task) takes this CPU: whatever waits in its local queue
+ * would wait for as long as that task runs - seconds, for an RT hog, and the watchdog ejects us. Queue
+ * them again: ops.enqueue sends each that may run elsewhere to the shared queue.
+ */
+void BPF_STRUCT_OPS(fastpath_cpu_release, s32 cpu, struct scx_cpu_release_args *args)
+{
+	struct fp_sched_counters *c = cnt();
+	struct cpu_ctx *cc = this_cpu_ctx();
+
+	if (cc && !cc->rt_since)
+		cc->rt_since = now_ns();
+	reenqueue_local();
+	if (c)
+		c->rt_reenqueued++;
+}
+
+void BPF_STRUCT_OPS(fastpath_cpu_acquire, s32 cpu, struct scx_cpu_acquire_args *args)
+{
+	struct cpu_ctx *cc = this_cpu_ctx();
+
+	if (cc)
+		cc->rt_since = 0;
+}
+
+/*
+ * Every context switch: whether a real-time or deadline task holds the CPU, and since when - also
+ * when it took the CPU from an idle or a fair task, which ops.cpu_release is not told about (the
+ * stall message names the CPU). On kernels that retired ops.cpu_release (and whose
+ * scx_bpf_reenqueue_local may be called from anywhere), it also queues this CPU's tasks again.
+ */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct cpu_ctx *cc = this_cpu_ctx();
+
+	if (!cc)
+		return 0;
+	if (next->prio < 100) { /* MAX_RT_PRIO: RT and deadline tasks */
+		if (!cc->rt_since)
+			cc->rt_since = now_ns();
+		if (reenqueue_from_switch && bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))
+			scx_bpf_reenqueue_local___v2___compat();
+	} else {
+		cc->rt_since = 0;
+	}
+	return 0;
 }
 
 void BPF_STRUCT_OPS(fastpath_tick, struct task_struct *p)
@@ -600,23 +778,36 @@ void BPF_STRUCT_OPS(fastpath_tick, struct task_struct *p)
 
 void BPF_STRUCT_OPS(fastpath_enable, struct task_struct *p)
 {
-	struct task_ctx *tc = tctx_of(p);
+	struct task_ctx *tc = tctx_or_create(p);
 
 	if (tc)
 		tc->vruntime = state.vtime_now;
 }
 
+/*
+ * Creating a task's state can fail under memory pressure (task storage is allocated without
+ * sleeping); failing init_task would fail the fork - or, while attaching, eject the scheduler. The
+ * task is scheduled without it instead, and it is created again at its next wakeup.
+ */
 s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_task_args *args)
 {
-	if (!bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE))
-		return -12; /* -ENOMEM */
+	struct task_ctx *tc = bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (tc)
+		tc->idle_cpu = -1;
 	return 0;
 }
 
 s32 BPF_STRUCT_OPS_SLEEPABLE(fastpath_init)
 {
 	s32 err = scx_bpf_create_dsq(FP_DSQ_SHARED, -1);
+	u32 i;
 
+	bpf_for(i, 0, FP_MAX_CPUS) {
+		if (err || i >= tun.nr_cpus)
+			break;
+		err = scx_bpf_create_dsq(FP_DSQ_CPU(i), -1);
+	}
 #ifdef FP_TEST_STALL
 	if (!err)
 		err = scx_bpf_create_dsq(FP_DSQ_STALL, -1);
@@ -628,6 +819,24 @@ s32 BPF_STRUCT_OPS_SLEEPABLE(fastpath_init)
 
 void BPF_STRUCT_OPS(fastpath_exit, struct scx_exit_info *ei)
 {
+	u64 now = now_ns(), longest = 0;
+	u32 i, zero = 0;
+	s32 rt_cpu = -1;
+
+	/* Which CPU a real-time task has held longest, for the loader's message about a stall. */
+	bpf_for(i, 0, FP_MAX_CPUS) {
+		struct cpu_ctx *cc;
+
+		if (i >= tun.nr_cpus)
+			break;
+		cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, i);
+		if (cc && cc->rt_since && now > cc->rt_since && now - cc->rt_since > longest) {
+			longest = now - cc->rt_since;
+			rt_cpu = i;
+		}
+	}
+	uei.rt_cpu = rt_cpu;
+	uei.rt_ms = longest / FP_NSEC_PER_MSEC;
 	uei.exit_code = ei->exit_code;
 	bpf_probe_read_kernel_str(uei.reason, sizeof(uei.reason), ei->reason);
 	bpf_probe_read_kernel_str(uei.msg, sizeof(uei.msg), ei->msg);
@@ -643,6 +852,8 @@ struct sched_ext_ops fastpath_ops = {
 	.runnable = (void *)fastpath_runnable,
 	.running = (void *)fastpath_running,
 	.stopping = (void *)fastpath_stopping,
+	.cpu_release = (void *)fastpath_cpu_release,
+	.cpu_acquire = (void *)fastpath_cpu_acquire,
 	.tick = (void *)fastpath_tick,
 	.enable = (void *)fastpath_enable,
 	.init_task = (void *)fastpath_init_task,

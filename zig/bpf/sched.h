@@ -37,17 +37,25 @@ enum fp_scx_enum {
 	FP_SCX_PICK_IDLE_CORE = 5,
 	FP_SCX_TASK_QUEUED = 6,
 	FP_SCX_EXIT_ERROR_STALL = 7,
-	FP_SCX_ENUMS = 8,
+	FP_SCX_ENQ_PREEMPT = 8,
+	FP_SCX_ENQ_REENQ = 9,
+	FP_SCX_ENUMS = 10,
 };
 
 /* The scheduler's own dispatch queues. */
 #define FP_DSQ_SHARED 0x6670000ULL /* deadline-ordered queue every CPU pulls from */
 #define FP_DSQ_STALL 0x6670001ULL  /* test build only: never consumed */
+/*
+ * One deadline-ordered queue per CPU for tasks that may run only there. Not the CPU's local queue:
+ * that one is FIFO and is always served before the shared queue, so four tasks re-pinning
+ * themselves every 10 ms (stress-ng --affinity) kept a frame thread off both CPUs for 2.4 s.
+ */
+#define FP_DSQ_CPU(cpu) (0x6671000ULL + (cpu))
 
 /* Per-CPU counters, folded by the loader into abi.SchedCounters (same order). */
 struct fp_sched_counters {
 	__u64 enqueued;     /* tasks put on the shared deadline queue */
-	__u64 direct_idle;  /* wakeups placed straight onto an idle CPU */
+	__u64 direct_idle;  /* wakeups that found an idle CPU (and woke it for the task) */
 	__u64 direct_local; /* pinned / migration-disabled tasks kept on their CPU */
 	__u64 dispatched;   /* tasks a CPU pulled from the shared queue */
 	__u64 kept_running; /* slices renewed because nothing else was waiting */
@@ -56,6 +64,9 @@ struct fp_sched_counters {
 	__u64 runs;         /* times any task got a CPU */
 	__u64 busy_ns;      /* time CPUs spent running tasks we schedule */
 	__u64 wakeups;      /* runnable transitions seen */
+	__u64 resumed;      /* latency-critical tasks put back first on their CPU after a preemption */
+	__u64 rt_reenqueued; /* times a real-time task took a CPU and its queued tasks were moved */
+	__u64 no_task_ctx;  /* tasks scheduled without per-task state (its allocation failed) */
 };
 
 /* Knobs that change while the scheduler runs; they live in .bss, written by the loader. */
@@ -82,6 +93,13 @@ struct fp_sched_exit {
 	__s64 exit_code; /* bits 48-63: actions the kernel asks of the loader */
 	char reason[128];
 	char msg[1024];
+	/*
+	 * The CPU a real-time (or deadline) task has held longest without a break at exit, and for how
+	 * long: a stall there is RT starvation, which no sched_ext scheduler can prevent for a task that
+	 * may run only on that CPU before kernel 7.0 (no deadline server for sched_ext tasks). -1: none.
+	 */
+	__s32 rt_cpu;
+	__u32 rt_ms;
 };
 
 /* Tunables fixed at load time (.rodata). */
@@ -97,6 +115,17 @@ struct fp_sched_tunables {
 	__u32 fold_ms;	     /* utilisation period */
 	__u32 nr_cpus;	     /* possible CPUs (entries of cpu_llc used) */
 };
+
+/*
+ * How far ahead of the virtual clock a task's virtual runtime may run, in slices (`slice_ns`, the
+ * same for every weight). Two reasons. A task that took more than its share (a frame loop favoured
+ * at each wakeup) pays back at most this much before it is due again, instead of waiting behind
+ * every CPU hog until they caught up. And the clock follows the virtual runtime of the tasks that
+ * run: a low-weight task (nice 19 has weight 1, so 5 ms of running is 500 ms of virtual time) used
+ * to push it hundreds of milliseconds ahead at once, leaving every task queued before that sorted
+ * ahead of every task that woke after it - a 60 Hz frame thread waited 70-160 ms behind CPU hogs.
+ */
+#define FP_DEBT_SLICES 2
 
 /* --- Policy (pure functions) ------------------------------------------------------------------ */
 
@@ -126,6 +155,19 @@ static inline __u64 fp_wake_hz(__u64 old_hz, __u64 gap_ns)
 	return old_hz - (old_hz - now_hz + 3) / 4;
 }
 
+/*
+ * The wake frequency to act on now: the average, but never more than one wakeup per the time since
+ * the last one. The average moves only when the task wakes, so a task that stopped waking - a CPU
+ * hog that woke a few times a millisecond while starting up, then never slept again - would keep a
+ * high frequency forever, and with it short slices, a big sleep credit and the right to preempt.
+ */
+static inline __u64 fp_wake_hz_now(__u64 wake_hz, __u64 since_wake_ns)
+{
+	__u64 bound = FP_NSEC_PER_SEC / (since_wake_ns ? since_wake_ns : 1);
+
+	return wake_hz < bound ? wake_hz : bound;
+}
+
 /* A task's weight with the foreground boost applied (pct = 100 leaves it alone). */
 static inline __u64 fp_weight(__u32 task_weight, int foreground, __u32 fg_pct)
 {
@@ -151,6 +193,23 @@ static inline __u64 fp_slice(const volatile struct fp_sched_tunables *t, __u64 w
 
 	if (wake_hz > t->wake_ref_hz && t->wake_ref_hz)
 		slice /= 1 + fp_log2(wake_hz / t->wake_ref_hz);
+	return slice > t->slice_min_ns ? slice : t->slice_min_ns;
+}
+
+/*
+ * The slice for a task given the tasks waiting in the shared queue: `fp_slice`, divided by how many
+ * wait per CPU, never below `slice_min_ns`. With four CPU hogs per CPU a 5 ms slice would keep a task
+ * that lost its place waiting 20 ms for its CPU; shrinking slices as the queue grows bounds that wait
+ * near one full slice whatever the load (at the cost of more switches between hogs).
+ */
+static inline __u64 fp_slice_loaded(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u64 nr_queued)
+{
+	__u64 cpus = t->nr_cpus ? t->nr_cpus : 1;
+	__u64 per_cpu = (nr_queued + cpus - 1) / cpus;
+	__u64 slice = fp_slice(t, wake_hz);
+
+	if (per_cpu > 1)
+		slice /= per_cpu;
 	return slice > t->slice_min_ns ? slice : t->slice_min_ns;
 }
 
@@ -184,6 +243,30 @@ static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, _
 	if (vruntime < floor)
 		vruntime = floor;
 	return vruntime + fp_vtime_delta(exec_ns < exec_max ? exec_ns : exec_max, weight);
+}
+
+/*
+ * Where the virtual clock may move when a task with `vruntime` starts running: to it, but never past
+ * the virtual runtime of the task first in the shared queue (its deadline less the most its runtime
+ * term adds, `exec_max`). The clock is the floor of every waking task and the reference of every cap;
+ * if a favoured task dragged it ahead of the queued CPU hogs, every hog would sit at the floor, due
+ * at the same moment however long it ran, and a task that lost its place would wait for all of them
+ * (a frame thread waited 0.3-2.9 s). `head` is ~0 when the queue is empty: no bound.
+ */
+static inline __u64 fp_clock_bound(__u64 vruntime, __u64 head, __u64 exec_max)
+{
+	__u64 bound = head > exec_max ? head - exec_max : 0;
+
+	return head != ~0ULL && vruntime > bound ? bound : vruntime;
+}
+
+/*
+ * A virtual runtime held to at most `debt` ahead of the virtual clock (see FP_DEBT_SLICES): what
+ * the loader stores back, so the forgiven part is never paid later.
+ */
+static inline __u64 fp_vruntime_capped(__u64 vruntime, __u64 vtime_now, __u64 debt)
+{
+	return vruntime > vtime_now + debt ? vtime_now + debt : vruntime;
 }
 
 /* Busy/idle hysteresis: turns busy above `high`, idle again only below `low`. */

@@ -382,7 +382,9 @@ pub const SchedOptions = extern struct {
     watchdog_ms: u32,
     /// Test only: load the deliberately stalling build and starve this thread group.
     stall_tgid: u32,
-    _pad: u32 = 0,
+    /// 1: partial mode (SCX_OPS_SWITCH_PARTIAL): only the foreground's threads, moved to SCHED_EXT,
+    /// are scheduled by fastpath; the rest stay on the kernel's default scheduler.
+    partial: u32,
 };
 
 /// The range of every knob of `SchedOptions`: the one check (relations between knobs are checked
@@ -427,6 +429,9 @@ pub const SchedCounters = extern struct {
     runs: u64 = 0,
     busy_ns: u64 = 0,
     wakeups: u64 = 0,
+    resumed: u64 = 0,
+    rt_reenqueued: u64 = 0,
+    no_task_ctx: u64 = 0,
     /// The scheduler's own view (its .bss): utilisation of the last period, busy flag, flips.
     util_pct: u64 = 0,
     busy: u64 = 0,
@@ -445,6 +450,9 @@ pub const SchedExit = extern struct {
     exit_code: i64 = 0,
     reason: [128]u8 = .{0} ** 128,
     msg: [1024]u8 = .{0} ** 1024,
+    /// The CPU a real-time task held longest at exit, and for how long (ms); -1: none.
+    rt_cpu: i32 = -1,
+    rt_ms: u32 = 0,
 };
 
 /// The kernel's enum scx_exit_kind (include/linux/sched/ext.h), as ops.exit reports it: a stable
@@ -478,8 +486,8 @@ comptime {
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
     std.debug.assert(@sizeOf(SchedOptions) == 48);
-    std.debug.assert(@sizeOf(SchedCounters) == 128);
-    std.debug.assert(@sizeOf(SchedExit) == 16 + 128 + 1024);
+    std.debug.assert(@sizeOf(SchedCounters) == 19 * 8);
+    std.debug.assert(@sizeOf(SchedExit) == 16 + 128 + 1024 + 8);
 }
 
 // ---------------------------------------------------------------------------------------------

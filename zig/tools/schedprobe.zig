@@ -7,10 +7,15 @@
 //! Prints one JSON object. Used by the sched_ext tests and `deno task bench:sched`.
 //!
 //! usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N|0]
+//!                      [--work-clock cpu|wall]
 const std = @import("std");
 const linux = std.os.linux;
 
 const Config = struct {
+    /// The clock the frame's work is measured on: the thread's CPU time (time preempted does not
+    /// count as work done, as for a real frame) or, with `--work-clock wall`, wall time (a frame is
+    /// "done" after that long however little it ran: only late wake-ups can make it miss).
+    work_clock: linux.CLOCK = .THREAD_CPUTIME_ID,
     duration_ns: u64 = 10 * std.time.ns_per_s,
     frame_period_ns: u64 = 16_666_667,
     frame_work_ns: u64 = 4 * std.time.ns_per_ms,
@@ -45,8 +50,8 @@ fn frameLoop(cfg: Config, start: u64, out: *Frames) void {
     var sink: u64 = 0;
     while (frame_start < start + cfg.duration_ns) {
         if (out.frames > 0) out.wake.append(now(.MONOTONIC) -| frame_start) catch {};
-        const cpu0 = now(.THREAD_CPUTIME_ID);
-        while (now(.THREAD_CPUTIME_ID) - cpu0 < cfg.frame_work_ns) {
+        const cpu0 = now(cfg.work_clock);
+        while (now(cfg.work_clock) - cpu0 < cfg.frame_work_ns) {
             for (0..256) |i| sink +%= i *% 2654435761;
         }
         const done = now(.MONOTONIC);
@@ -94,7 +99,7 @@ fn percentile(sorted: []const u64, p: f64) u64 {
 }
 
 fn usage() noreturn {
-    std.debug.print("usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N]\n", .{});
+    std.debug.print("usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N|0] [--work-clock cpu|wall]\n", .{});
     std.process.exit(2);
 }
 
@@ -105,6 +110,10 @@ pub fn main() !void {
     _ = args.next();
     while (args.next()) |a| {
         const v = args.next() orelse usage();
+        if (std.mem.eql(u8, a, "--work-clock")) {
+            cfg.work_clock = if (std.mem.eql(u8, v, "wall")) .MONOTONIC else if (std.mem.eql(u8, v, "cpu")) .THREAD_CPUTIME_ID else usage();
+            continue;
+        }
         const n = std.fmt.parseFloat(f64, v) catch usage();
         if (n < 0 or (n == 0 and !std.mem.eql(u8, a, "--wake-period-us"))) usage();
         if (std.mem.eql(u8, a, "--duration-s")) cfg.duration_ns = @intFromFloat(n * std.time.ns_per_s) //

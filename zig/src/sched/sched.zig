@@ -87,11 +87,13 @@ const scx_enums = [_]struct { type_name: [:0]const u8, name: []const u8 }{
     .{ .type_name = "scx_pick_idle_cpu_flags", .name = "SCX_PICK_IDLE_CORE" },
     .{ .type_name = "scx_ent_flags", .name = "SCX_TASK_QUEUED" },
     .{ .type_name = "scx_exit_kind", .name = "SCX_EXIT_ERROR_STALL" },
+    .{ .type_name = "scx_enq_flags", .name = "SCX_ENQ_PREEMPT" },
+    .{ .type_name = "scx_enq_flags", .name = "SCX_ENQ_REENQ" },
 };
 
 comptime {
     std.debug.assert(scx_enums.len == c.FP_SCX_ENUMS);
-    std.debug.assert(@sizeOf(c.struct_fp_sched_counters) == 10 * 8);
+    std.debug.assert(@sizeOf(c.struct_fp_sched_counters) == 13 * 8);
     std.debug.assert(@sizeOf(c.struct_fp_sched_exit) == @sizeOf(abi.SchedExit));
     std.debug.assert(@offsetOf(c.struct_fp_sched_exit, "msg") == @offsetOf(abi.SchedExit, "msg"));
     // The per-CPU counters fold into the first fields of abi.SchedCounters, same names, same order.
@@ -100,13 +102,14 @@ comptime {
     }
 }
 
-/// Reads the per-CPU `counters` map into `percpu` and sums it into the first fields of `out`
-/// (same names, asserted above). False when the map could not be read.
-fn sumPerCpu(fd: i32, percpu: []c.struct_fp_sched_counters, out: *abi.SchedCounters) bool {
+/// Reads the per-CPU `counters` map into `percpu` and sums it, plus `base` (what earlier attaches
+/// of the same run counted), into the first fields of `out` (same names, asserted above). False
+/// when the map could not be read.
+fn sumPerCpu(fd: i32, percpu: []c.struct_fp_sched_counters, base: *const c.struct_fp_sched_counters, out: *abi.SchedCounters) bool {
     const zero: u32 = 0;
     if (c.bpf_map_lookup_elem(fd, &zero, percpu.ptr) != 0) return false;
     inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| {
-        var sum: u64 = 0;
+        var sum: u64 = @field(base, f.name);
         for (percpu) |pc| sum += @field(pc, f.name);
         @atomicStore(u64, &@field(out, f.name), sum, .monotonic);
     }
@@ -216,7 +219,18 @@ pub const Scheduler = struct {
     counters_fd: i32 = -1,
     foreground_fd: i32 = -1,
     percpu: []c.struct_fp_sched_counters = &.{},
+    /// What earlier attaches of this run counted: a re-attach (CPU hotplug) continues the counters.
+    base: c.struct_fp_sched_counters = std.mem.zeroes(c.struct_fp_sched_counters),
     counters: *align(64) abi.SchedCounters,
+    /// The foreground set and weight now, put back after a re-attach (the maps start empty).
+    fg: [c.FP_MAX_FOREGROUND]u32 = undefined,
+    nfg: usize = 0,
+    fg_weight_pct: u32 = 100,
+    /// Partial mode: the threads moved to SCHED_EXT (put back to SCHED_NORMAL at stop).
+    switched: std.ArrayListUnmanaged(i32) = .empty,
+    /// The sched_switch program: which CPUs real-time tasks hold (and, on kernels without
+    /// ops.cpu_release, the re-enqueue it stands in for).
+    switch_link: ?*c.bpf_link = null,
     exit: abi.SchedExit = .{},
     act_restart: u64 = 0,
     state: std.atomic.Value(u32) = .init(abi.sched_state.running),
@@ -234,7 +248,7 @@ pub const Scheduler = struct {
         const counters = try gpa.alignedAlloc(abi.SchedCounters, 64, 1);
         errdefer gpa.free(counters);
         counters[0] = .{};
-        s.* = .{ .gpa = gpa, .opts = opts.*, .counters = &counters[0], .stop_signal = try sys.StopSignal.init() };
+        s.* = .{ .gpa = gpa, .opts = opts.*, .counters = &counters[0], .stop_signal = try sys.StopSignal.init(), .fg_weight_pct = opts.foreground_weight_pct };
         errdefer s.stop_signal.deinit();
         s.percpu = try gpa.alloc(c.struct_fp_sched_counters, @intCast(@max(1, c.libbpf_num_possible_cpus())));
         errdefer gpa.free(s.percpu);
@@ -260,6 +274,7 @@ pub const Scheduler = struct {
             return diag.fail(error.InvalidArgument, "`lagUs` ({d}) must not exceed `lagMaxUs` ({d})", .{ o.lag_us, o.lag_max_us });
         if (o.busy_low_pct > o.busy_high_pct)
             return diag.fail(error.InvalidArgument, "`busyLowPct` ({d}) must not exceed `busyHighPct` ({d})", .{ o.busy_low_pct, o.busy_high_pct });
+        if (o.partial > 1) return diag.fail(error.InvalidArgument, "`partial` must be 0 or 1, not {d}", .{o.partial});
     }
 
     fn checkWeight(pct: u32) Error!void {
@@ -304,6 +319,21 @@ pub const Scheduler = struct {
             if (memberOffset(ops.btf, ops.type_id, "hotplug_seq")) |off| std.mem.writeInt(u64, ops.data[off..][0..8], seq, .little);
         }
         if (memberOffset(ops.btf, ops.type_id, "timeout_ms")) |off| std.mem.writeInt(u32, ops.data[off..][0..4], o.watchdog_ms, .little);
+        // Partial mode: only tasks whose policy is SCHED_EXT (the foreground's, set below) are ours.
+        if (o.partial != 0) {
+            const partial = enumValue(kbtf, "scx_ops_flags", "SCX_OPS_SWITCH_PARTIAL") orelse
+                return diag.fail(error.Unsupported, "this kernel's sched_ext has no SCX_OPS_SWITCH_PARTIAL", .{});
+            if (memberOffset(ops.btf, ops.type_id, "flags")) |off| {
+                const flags = std.mem.readInt(u64, ops.data[off..][0..8], .little);
+                std.mem.writeInt(u64, ops.data[off..][0..8], flags | partial, .little);
+            }
+        }
+        // Kernels that retired ops.cpu_release: the sched_switch program re-enqueues in its place.
+        const kid = c.btf__find_by_name_kind(kbtf, "sched_ext_ops", c.BTF_KIND_STRUCT);
+        const has_release = kid > 0 and memberOffset(kbtf, @intCast(kid), "cpu_release") != null;
+        const switch_prog = try obj.program("fastpath_sched_switch");
+        const reenqueue: u32 = @intFromBool(!has_release);
+        try obj.setRodata("reenqueue_from_switch", std.mem.asBytes(&reenqueue));
 
         try obj.load();
         try s.mapBss(&obj);
@@ -315,12 +345,19 @@ pub const Scheduler = struct {
         s.knobs.stall_tgid = o.stall_tgid;
         s.counters_fd = try obj.mapFd("counters");
         s.foreground_fd = try obj.mapFd("foreground");
+        s.switch_link = c.bpf_program__attach(switch_prog) orelse return bpf.errnoError("attaching the sched_switch program");
+        errdefer if (s.switch_link) |l| {
+            _ = c.bpf_link__destroy(l);
+            s.switch_link = null;
+        };
         s.obj = obj;
         s.link = attachStructOps(ops.map, "attaching the scheduler") catch |e| {
             s.obj = null;
             return e;
         };
         s.state.store(abi.sched_state.running, .release);
+        // A re-attach starts with empty maps: the same foreground as before.
+        s.applyForeground() catch {};
     }
 
     /// Maps the kernel's .bss into our memory (libbpf only does this for skeletons), so knobs,
@@ -349,6 +386,12 @@ pub const Scheduler = struct {
     fn detach(s: *Scheduler) void {
         if (s.link) |l| _ = c.bpf_link__destroy(l);
         s.link = null;
+        if (s.switch_link) |l| _ = c.bpf_link__destroy(l);
+        s.switch_link = null;
+        // The counters continue across a re-attach: what this attach counted becomes the base.
+        if (s.obj != null) {
+            inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| @field(s.base, f.name) = @field(s.counters, f.name);
+        }
         if (s.obj) |*o| {
             if (s.bss.len > 0) {
                 s.copyExit();
@@ -362,11 +405,16 @@ pub const Scheduler = struct {
 
     fn copyExit(s: *Scheduler) void {
         const u = s.uei;
-        var e: abi.SchedExit = .{ .kind = u.kind, .exit_code = u.exit_code };
+        var e: abi.SchedExit = .{ .kind = u.kind, .exit_code = u.exit_code, .rt_cpu = u.rt_cpu, .rt_ms = u.rt_ms };
         for (&e.reason, 0..) |*b, i| b.* = u.reason[i];
         for (&e.msg, 0..) |*b, i| b.* = u.msg[i];
         e.reason[e.reason.len - 1] = 0;
         e.msg[e.msg.len - 1] = 0;
+        // A stall while a real-time task held a CPU: name the cause and the remedy.
+        if (u.kind == @intFromEnum(abi.SchedExitKind.error_stall) and u.rt_cpu >= 0 and u.rt_ms >= 1000) {
+            const end = std.mem.indexOfScalar(u8, &e.msg, 0) orelse e.msg.len - 1;
+            _ = std.fmt.bufPrintZ(e.msg[end..], "{s}CPU {d} was held by a real-time task for {d}.{d} s, and tasks that may run only there got no CPU (before Linux 7.0 no deadline server reserves time for sched_ext tasks): run with `partial` so only the game is scheduled by fastpath, or use Linux 7.0 or newer", .{ if (end == 0) "" else "; ", u.rt_cpu, u.rt_ms / 1000, (u.rt_ms % 1000) / 100 }) catch {};
+        }
         s.exit = e;
     }
 
@@ -375,7 +423,7 @@ pub const Scheduler = struct {
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return;
-        if (!sumPerCpu(s.counters_fd, s.percpu, s.counters)) return;
+        if (!sumPerCpu(s.counters_fd, s.percpu, &s.base, s.counters)) return;
         @atomicStore(u64, &s.counters.util_pct, s.bpf_state.util_pct, .monotonic);
         @atomicStore(u64, &s.counters.busy, s.bpf_state.busy, .monotonic);
         @atomicStore(u64, &s.counters.busy_flips, s.bpf_state.busy_flips, .monotonic);
@@ -413,7 +461,8 @@ pub const Scheduler = struct {
         }
     }
 
-    /// Replaces the foreground thread groups (at most FP_MAX_FOREGROUND).
+    /// Replaces the foreground thread groups (at most FP_MAX_FOREGROUND) and their weight. Kept, so a
+    /// re-attach (CPU hotplug) restores them; in partial mode their threads are moved to SCHED_EXT.
     pub fn setForeground(s: *Scheduler, tgids: []const u32, weight_pct: u32) Error!void {
         if (tgids.len > c.FP_MAX_FOREGROUND)
             return diag.fail(error.InvalidArgument, "at most {d} foreground processes, not {d}", .{ c.FP_MAX_FOREGROUND, tgids.len });
@@ -421,6 +470,15 @@ pub const Scheduler = struct {
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return diag.fail(error.InvalidArgument, "the scheduler is not attached", .{});
+        @memcpy(s.fg[0..tgids.len], tgids);
+        s.nfg = tgids.len;
+        s.fg_weight_pct = weight_pct;
+        try s.applyForeground();
+    }
+
+    /// Writes the kept foreground set into the maps and knobs (the lock is held, or no one else runs).
+    fn applyForeground(s: *Scheduler) Error!void {
+        const tgids = s.fg[0..s.nfg];
         // Drop what is not in the new set, then add.
         var key: u32 = 0;
         var next: u32 = 0;
@@ -439,8 +497,27 @@ pub const Scheduler = struct {
         for (tgids) |t| {
             if (c.bpf_map_update_elem(s.foreground_fd, &t, &one, c.BPF_ANY) != 0) return bpf.errnoError("updating the foreground map");
         }
-        s.knobs.foreground_weight_pct = weight_pct;
+        s.knobs.foreground_weight_pct = s.fg_weight_pct;
         s.knobs.nr_foreground = @intCast(tgids.len);
+        if (s.opts.partial != 0) for (tgids) |t| s.switchThreads(t);
+    }
+
+    /// Partial mode: every thread of `tgid` to SCHED_EXT (threads it starts later inherit it).
+    fn switchThreads(s: *Scheduler, tgid: u32) void {
+        var path_buf: [48]u8 = undefined;
+        const path = std.fmt.bufPrint(&path_buf, "/proc/{d}/task", .{tgid}) catch return;
+        var dir = std.fs.cwd().openDir(path, .{ .iterate = true }) catch return;
+        defer dir.close();
+        var it = dir.iterate();
+        while (it.next() catch null) |e| {
+            const tid = std.fmt.parseInt(i32, e.name, 10) catch continue;
+            // Only threads of the fair class: a real-time or deadline thread (a game's audio
+            // thread) keeps its class.
+            const policy = std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid))));
+            if (policy != 0 and policy != 3 and policy != 5) continue; // SCHED_NORMAL, BATCH, IDLE
+            if (setPolicy(tid, sched_ext_policy) and std.mem.indexOfScalar(i32, s.switched.items, tid) == null)
+                s.switched.append(s.gpa, tid) catch {};
+        }
     }
 
     /// Blocks up to `timeout_ns` for the kernel to eject the scheduler; true when it has.
@@ -463,6 +540,9 @@ pub const Scheduler = struct {
             s.detach();
             s.state.store(abi.sched_state.stopped, .release);
         }
+        // Partial mode: the threads we moved go back to the normal policy (the ones still alive).
+        for (s.switched.items) |tid| _ = setPolicy(tid, 0);
+        s.switched.clearRetainingCapacity();
         s.done.set();
     }
 
@@ -470,11 +550,31 @@ pub const Scheduler = struct {
         s.stop();
         s.stop_signal.deinit();
         s.gpa.free(s.percpu);
+        s.switched.deinit(s.gpa);
         const block: *align(64) [1]abi.SchedCounters = @ptrCast(s.counters);
         s.gpa.free(block);
         s.gpa.destroy(s);
     }
 };
+
+/// SCHED_EXT (include/uapi/linux/sched.h): a task with this policy runs on the BPF scheduler when one
+/// is attached (in partial mode, only such tasks), and on the fair class otherwise.
+const sched_ext_policy: u32 = 7;
+
+/// sched_setattr(tid, policy) with the thread's nice value kept; false when the thread is gone or
+/// refused it. (SCHED_FLAG_KEEP_PARAMS would keep the nice value, but the kernel then skips setting
+/// the policy too: the nice value is read and passed back instead.)
+fn setPolicy(tid: i32, policy: u32) bool {
+    const Attr = extern struct { size: u32, policy: u32, flags: u64, nice: i32, priority: u32, runtime: u64, deadline: u64, period: u64 };
+    const linux = std.os.linux;
+    const who: usize = @bitCast(@as(isize, tid));
+    // getpriority returns 20 - nice (the raw kernel value, never negative).
+    const prio = linux.syscall2(.getpriority, 0, who); // PRIO_PROCESS
+    if (linux.E.init(prio) != .SUCCESS) return false;
+    const nice: i32 = 20 - @as(i32, @intCast(prio));
+    var attr = Attr{ .size = @sizeOf(Attr), .policy = policy, .flags = 0, .nice = nice, .priority = 0, .runtime = 0, .deadline = 0, .period = 0 };
+    return linux.E.init(linux.syscall3(.sched_setattr, who, @intFromPtr(&attr), 0)) == .SUCCESS;
+}
 
 // --- Reading a scheduler another process attached ------------------------------------------------
 
@@ -513,7 +613,7 @@ pub fn readAttached(out: *abi.SchedCounters) Error!void {
             if (std.mem.eql(u8, name, "counters") and mtype == c.BPF_MAP_TYPE_PERCPU_ARRAY) {
                 var percpu: [c.FP_MAX_CPUS]c.struct_fp_sched_counters = undefined;
                 const ncpu: usize = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), c.FP_MAX_CPUS)));
-                if (!sumPerCpu(mfd, percpu[0..ncpu], out)) continue;
+                if (!sumPerCpu(mfd, percpu[0..ncpu], &std.mem.zeroes(c.struct_fp_sched_counters), out)) continue;
                 out.nr_cpus = ncpu;
                 var llc: [c.FP_MAX_CPUS]u32 = undefined;
                 out.nr_llcs = readTopology(&llc).nr_llcs; // what the loader read: the same sysfs
@@ -548,6 +648,16 @@ fn tunables() P {
     return .{ .slice_ns = 5_000_000, .slice_min_ns = 500_000, .lag_ns = 2_000_000, .lag_max_ns = 20_000_000, .wake_ref_hz = 30, .latency_hz = 50, .busy_high_pct = 75, .busy_low_pct = 50, .fold_ms = 100, .nr_cpus = 2 };
 }
 
+test "a thread's policy changes and its nice value stays (the partial mode's switch)" {
+    const tid = std.os.linux.gettid();
+    _ = std.os.linux.syscall3(.setpriority, 0, @as(usize, @bitCast(@as(isize, tid))), 3);
+    try testing.expect(setPolicy(tid, 3)); // SCHED_BATCH: available everywhere
+    try testing.expectEqual(@as(usize, 3), std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid)))));
+    try testing.expectEqual(@as(usize, 20 - 3), std.os.linux.syscall2(.getpriority, 0, @as(usize, @bitCast(@as(isize, tid)))));
+    try testing.expect(setPolicy(tid, 0));
+    try testing.expectEqual(@as(usize, 0), std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid)))));
+}
+
 test "every knob reaches the tunable of its name, microseconds as nanoseconds" {
     var o = std.mem.zeroes(abi.SchedOptions);
     o.slice_us = 3000;
@@ -574,6 +684,40 @@ test "wake frequency is in Hz: a task waking every 10 ms converges to 100" {
     try testing.expectEqual(@as(u64, 1), hz);
     // A zero gap does not divide by zero.
     try testing.expect(c.fp_wake_hz(0, 0) > 0);
+}
+
+test "slices shrink as more tasks wait per CPU, and never below the floor" {
+    const t = tunables(); // 2 CPUs
+    try testing.expectEqual(@as(u64, 5_000_000), c.fp_slice_loaded(&t, 0, 0));
+    try testing.expectEqual(@as(u64, 5_000_000), c.fp_slice_loaded(&t, 0, 2)); // one waiting per CPU
+    try testing.expectEqual(@as(u64, 1_250_000), c.fp_slice_loaded(&t, 0, 7)); // four hogs per CPU
+    try testing.expectEqual(@as(u64, 500_000), c.fp_slice_loaded(&t, 0, 1000));
+    // A 60 Hz waker's own shorter slice shrinks the same way.
+    try testing.expectEqual(@as(u64, 625_000), c.fp_slice_loaded(&t, 60, 7));
+}
+
+test "a task that stopped waking loses its wake frequency: a hog is not latency-critical for ever" {
+    const t = tunables();
+    // It woke 5000 times a second while starting, then ran for a second without sleeping.
+    try testing.expectEqual(@as(u64, 1), c.fp_wake_hz_now(5000, std.time.ns_per_s));
+    try testing.expect(c.fp_latency_critical(&t, c.fp_wake_hz_now(5000, std.time.ns_per_s), 0) == 0);
+    // A 60 Hz frame loop in the middle of a 6 ms frame keeps its 60 Hz.
+    try testing.expectEqual(@as(u64, 60), c.fp_wake_hz_now(60, 6 * std.time.ns_per_ms));
+    try testing.expect(c.fp_wake_hz_now(60, 0) == 60);
+}
+
+test "the virtual clock never passes the first queued task, and a favoured task's lead is bounded" {
+    const ms = std.time.ns_per_ms;
+    const exec_max = 20 * ms;
+    // A frame thread 300 ms ahead of the queued hogs may not drag the clock along.
+    try testing.expectEqual(@as(u64, 1000 * ms), c.fp_clock_bound(1300 * ms, 1000 * ms + exec_max, exec_max));
+    // Behind the queue: the clock goes where it runs.
+    try testing.expectEqual(@as(u64, 900 * ms), c.fp_clock_bound(900 * ms, 1000 * ms + exec_max, exec_max));
+    // Nothing queued: no bound.
+    try testing.expectEqual(@as(u64, 1300 * ms), c.fp_clock_bound(1300 * ms, std.math.maxInt(u64), exec_max));
+    // Its lead over the clock is held to the debt; behind the clock it keeps its place.
+    try testing.expectEqual(@as(u64, 1010 * ms), c.fp_vruntime_capped(1300 * ms, 1000 * ms, 10 * ms));
+    try testing.expectEqual(@as(u64, 990 * ms), c.fp_vruntime_capped(990 * ms, 1000 * ms, 10 * ms));
 }
 
 test "slices shrink for frequent wakers and never below the floor" {
