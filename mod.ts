@@ -13,7 +13,7 @@
  * Frames are handled on native threads; these objects only start, stop and read counters from shared
  * memory. Every handle frees its native side on `close()` or at the end of an `await using` block.
  * Options are spelled as the CLI's flags in camelCase (`--duration-s` is `durationS`); each object's
- * defaults are one exported table (REFLECTOR_DEFAULTS, PROBE_DEFAULTS, SCHED_KNOBS); the library checks
+ * defaults are one exported table (REFLECTOR_DEFAULTS, PROBE_DEFAULTS, SCHED_KNOBS, DETECT_KNOBS); the library checks
  * every value and its errors name the option as spelled here (FastpathError, with `exitCode`).
  *
  * @module
@@ -55,6 +55,18 @@ export {
   Scheduler,
   type SchedulerOptions,
 } from "./src/sched.ts";
+export {
+  DETECT_KNOBS,
+  type DetectCounters,
+  type DetectKnobs,
+  type DetectOptions,
+  Detector,
+  type DetectStatus,
+  type DetectThread,
+  type RoleName,
+  type SignalName,
+  type ThreadClassName,
+} from "./src/detect.ts";
 export { type Check, doctor, type DoctorReport } from "./src/doctor.ts";
 export { type Lab, type LabConfig, labDown, labUp } from "./src/lab.ts";
 export { type LabCase, type LabResult, runLabCase, startLabCase } from "./src/labrun.ts";

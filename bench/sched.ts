@@ -15,6 +15,16 @@
  *   fork-4ms     a fork/exit storm (stress-ng --fork, 2 per CPU)
  *   affinity-4ms hogs re-pinned every 10 ms (stress-ng --affinity, 2 per CPU)
  *   quiet-4ms    no load; a 1 kHz waker beside the frame loop (its median wake-up is the row's point)
+ *   input-hogsN  N CPU hogs per CPU, and input the way a desktop game gets it (fp-inputprobe,
+ *                zig/tools/inputprobe.zig): a uinput device moved at 1 kHz, a compositor process
+ *                reading evdev and forwarding each event over a UNIX socket, a game (found by the
+ *                detectors through SteamGameId, as a Steam game is) whose input thread wakes a
+ *                worker. Latency from the kernel's timestamp of each event to the compositor's
+ *                read, the game's input thread and its worker; the frame probe runs beside it, so
+ *                a gain in input latency cannot hide worse frame pacing. Schedulers: the default,
+ *                fastpath without its detectors (nosignals), fastpath, and the public ones.
+ *                uinput runs input_event in the injector's process context; real USB input comes
+ *                from an interrupt, where fastpath's IRQ signal fires as well.
  * Each cell is the median of its rounds with the range; ratios are against the default scheduler.
  *
  * On a kernel without sched_ext it boots ../shared/vm (Linux 6.12) and runs there. The public
@@ -30,6 +40,9 @@ import { table } from "../src/format.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const PROBE = `${ROOT}/zig/zig-out/bin/fp-schedprobe`;
+const INPUT_PROBE = `${ROOT}/zig/zig-out/bin/fp-inputprobe`;
+/** Seconds the input probe runs before it measures: the detectors find the compositor (a 5 s scan). */
+const INPUT_WARMUP_S = 6;
 const VM = `${ROOT}/../shared/vm/run-vm.sh`;
 
 /**
@@ -147,6 +160,25 @@ interface Result {
   wakeups: number;
   wake_p50_us: number;
   wake_p99_us: number;
+  /** input rows: fp-inputprobe's figures */
+  input?: InputResult;
+}
+
+interface InputResult {
+  events_sent: number;
+  events_seen: number;
+  compositor_p50_us: number;
+  compositor_p99_us: number;
+  compositor_p999_us: number;
+  compositor_max_us: number;
+  input_p50_us: number;
+  input_p99_us: number;
+  input_p999_us: number;
+  input_max_us: number;
+  worker_p50_us: number;
+  worker_p99_us: number;
+  worker_p999_us: number;
+  worker_max_us: number;
 }
 
 const ncpu = navigator.hardwareConcurrency;
@@ -188,6 +220,8 @@ interface Row {
   waker: boolean;
   /** The clock the frame's work is measured on (fp-schedprobe --work-clock): cpu unless said. */
   clock?: "wall";
+  /** Input latency through a compositor (fp-inputprobe) beside the frame probe. */
+  input?: boolean;
 }
 const hogs = (n: number, w: number): Row => ({
   what: `${n} hog${n > 1 ? "s" : ""}/CPU, ${w} ms frames`,
@@ -218,22 +252,26 @@ const ROWS: Record<string, Row> = {
     waker: false,
   },
   "quiet-4ms": { what: "no load, 1 kHz waker", loads: [], workUs: 4000, waker: true },
+  "input-hogs1": { ...hogs(1, 4), what: "1 hog/CPU, 1 kHz input through a compositor, 4 ms frames", input: true },
+  "input-hogs4": { ...hogs(4, 4), what: "4 hogs/CPU, 1 kHz input through a compositor, 4 ms frames", input: true },
 };
 
-type Sched = "default" | "fastpath" | "foreground" | "bpfland" | "lavd";
+type Sched = "default" | "fastpath" | "nosignals" | "foreground" | "bpfland" | "lavd";
+/** The schedulers of input rows: the detectors on and off, against the default and the public ones. */
+const INPUT_SCHEDS: Sched[] = ["default", "nosignals", "fastpath", "bpfland", "lavd"];
 
 /** Attaches a scheduler for one run; `detach` returns an ejection message, if any. */
 async function attach(
   s: Sched,
 ): Promise<{ detach: () => Promise<string | undefined>; setGame: (pid: number) => void; counters: () => string }> {
   if (s === "default") return { detach: () => Promise.resolve(undefined), setGame: () => {}, counters: () => "" };
-  if (s === "fastpath" || s === "foreground") {
-    const f = await Scheduler.start({});
+  if (s === "fastpath" || s === "foreground" || s === "nosignals") {
+    const f = await Scheduler.start({ signals: s !== "nosignals" });
     return {
       setGame: (pid) => s === "foreground" && f.setForeground([pid]),
       counters: () => {
         const c = f.stats();
-        return `runs ${c.runs}, idle ${c.direct_idle}, local ${c.direct_local}, queued ${c.enqueued}, preempt ${c.preempt_kicks}, kept ${c.kept_running}, fg runs ${c.foreground_runs}`;
+        return `runs ${c.runs}, idle ${c.direct_idle}, local ${c.direct_local}, queued ${c.enqueued}, preempt ${c.preempt_kicks}, kept ${c.kept_running}, fg runs ${c.foreground_runs}, signal runs ${c.signal_runs}`;
       },
       detach: () => {
         const ejected = f.state() === "ejected";
@@ -278,6 +316,14 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   let r: Result;
   try {
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
+    const input = row.input
+      ? new Deno.Command(INPUT_PROBE, {
+        args: ["--warmup-s", String(INPUT_WARMUP_S), "--duration-s", String(duration), "--rate-hz", "1000"],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn()
+      : undefined;
+    if (input) await new Promise((r) => setTimeout(r, INPUT_WARMUP_S * 1000));
     const probe = new Deno.Command(PROBE, {
       args: [
         ...["--duration-s", String(duration), "--frame-work-us", String(row.workUs)],
@@ -289,6 +335,15 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     sched.setGame(probe.pid);
     const out = await probe.output();
     r = JSON.parse(new TextDecoder().decode(out.stdout)) as Result;
+    if (input) {
+      const io = await input.output();
+      if (io.code !== 0) throw new Error(`${label}: fp-inputprobe failed (exit ${io.code})`);
+      r.input = JSON.parse(new TextDecoder().decode(io.stdout)) as InputResult;
+      const i = r.input;
+      console.error(
+        `  ${label}: input ${i.events_seen}/${i.events_sent} events; p50/p99/max µs: compositor ${i.compositor_p50_us}/${i.compositor_p99_us}/${i.compositor_max_us}, input thread ${i.input_p50_us}/${i.input_p99_us}/${i.input_max_us}, worker ${i.worker_p50_us}/${i.worker_p99_us}/${i.worker_max_us}`,
+      );
+    }
     console.error(
       `  ${label}: ${r.frames} frames, ${r.misses} missed (worst ${r.frame_worst_us} µs at ${r.frame_worst_at_ms} ms), frame wake p50 ${r.frame_wake_p50_us} p99 ${r.frame_wake_p99_us} max ${r.frame_wake_max_us} µs` +
         (row.waker ? `, 1 kHz wake p50 ${r.wake_p50_us} p99 ${r.wake_p99_us} µs` : "") +
@@ -318,6 +373,9 @@ for (const p of PUBLIC) {
   if (scheds.includes(p.name) && !exists(binOf(p))) absent.set(p.name, `${binOf(p)} was not built`);
 }
 const active = scheds.filter((s) => !absent.has(s));
+/** The schedulers a row runs: input rows compare the detectors on and off. */
+const schedsOf = (row: Row): Sched[] =>
+  row.input ? INPUT_SCHEDS.filter((s) => !absent.has(s) && (scheds.includes(s) || s === "nosignals")) : active;
 console.error(
   `bench:sched on ${Deno.osRelease()}, ${ncpu} CPUs, ${duration} s per run, ${o.rounds} round(s), schedulers ${
     active.join(", ")
@@ -331,9 +389,10 @@ for (const rowName of rowNames) {
   const row = ROWS[rowName];
   results[rowName] = {};
   console.error(`${rowName}: ${row.what}`);
+  const rowScheds = schedsOf(row);
   for (let i = 0; i < Number(o.rounds); i++) {
     // Interleaved and rotated, so slow drift of the machine hits every scheduler alike.
-    const order = active.map((_, j) => active[(i + j) % active.length]);
+    const order = rowScheds.map((_, j) => rowScheds[(i + j) % rowScheds.length]);
     for (const s of order) {
       try {
         (results[rowName][s] ??= []).push(await oneRun(row, s, `round ${i + 1} ${s}`));
@@ -361,9 +420,25 @@ const metrics: Array<[string, (r: Result) => number, (x: number) => string]> = [
   ["wake p99 ms", (r) => r.frame_wake_p99_us, ms],
   ["wake p99.9 ms", (r) => r.frame_wake_p999_us, ms],
 ];
+const usCell = (x: number) => x.toFixed(0);
+const inputMetrics: Array<[string, (r: Result) => number, (x: number) => string]> = [
+  ["events reached worker", (r) => (r.input ? r.input.events_seen / Math.max(1, r.input.events_sent) : 0), pct],
+  ...(["compositor", "input", "worker"] as const).flatMap((hop) =>
+    (["p50", "p99", "p999", "max"] as const).map((q) =>
+      [
+        `event→${hop === "input" ? "input thread" : hop} ${q === "p999" ? "p99.9" : q} µs`,
+        (r: Result) => (r.input ? r.input[`${hop}_${q}_us`] : NaN),
+        usCell,
+      ] as (typeof metrics)[number]
+    )
+  ),
+];
 for (const rowName of rowNames) {
   const row = ROWS[rowName];
-  const ms_ = row.waker
+  const active = schedsOf(row);
+  const ms_ = row.input
+    ? [...inputMetrics, metrics[0], metrics[3]]
+    : row.waker
     ? [...metrics, ["1 kHz wake p50 ms", (r: Result) => r.wake_p50_us, ms] as (typeof metrics)[number]]
     : metrics;
   console.log(`\n${rowName}: ${row.what} (medians of ${o.rounds}, range in brackets; ratio = median ÷ default's)`);
@@ -383,6 +458,19 @@ for (const rowName of rowNames) {
       }),
     ]),
   ));
+}
+// The input rows' point: the worker's p99 with fastpath's detectors against every other scheduler.
+for (const rowName of rowNames.filter((n) => ROWS[n].input)) {
+  const p99 = (s: Sched) => {
+    const xs = (results[rowName][s] ?? []).map((r) => r.input?.worker_p99_us ?? NaN).filter((x) => !isNaN(x));
+    return xs.length ? med(xs) : NaN;
+  };
+  const fp = p99("fastpath");
+  const others = schedsOf(ROWS[rowName]).filter((s) => s !== "fastpath");
+  console.log(
+    `${rowName}: event→worker p99, fastpath ÷ ` +
+      others.map((s) => `${s} ${(fp / p99(s)).toFixed(2)}`).join(", "),
+  );
 }
 for (const [s, why] of absent) console.log(`${s}: absent (${why})`);
 console.log(`ejections: ${ejections.length ? ejections.join("; ") : "none"}`);

@@ -32,6 +32,14 @@ export const ENUMS = {
   SchedState: ["running", "stopped", "ejected"],
   /** The kernel's enum scx_exit_kind, as the library lists it. */
   SchedExitKind: ["none", "done", "unreg", "unreg_bpf", "unreg_kern", "sysrq", "error", "error_bpf", "error_stall"],
+  /** The detectors (bits; zig/bpf/detect.h enum fp_signal). */
+  Signal: ["input", "wake", "irq", "gpu", "nvidia", "pcm", "pcm_write", "net", "exec"],
+  /** A thread's classes (bits; enum fp_class). */
+  ThreadClass: ["input", "gpu", "audio", "net", "urgent"],
+  /** A thread group's roles (bits; enum fp_role). */
+  Role: ["game", "compositor", "audio_server", "audio_client"],
+  /** Why the game is the game. */
+  GameReason: ["none", "named", "steam", "wine_exe"],
 } as const;
 
 export type EnumName = keyof typeof ENUMS;
@@ -102,6 +110,7 @@ export const SCHED_COUNTER_NAMES = [
   "resumed",
   "rt_reenqueued",
   "no_task_ctx",
+  "signal_runs",
   "util_pct",
   "busy",
   "busy_flips",
@@ -110,15 +119,34 @@ export const SCHED_COUNTER_NAMES = [
   "nr_llcs",
 ] as const;
 
+/** The detectors' counters (abi.DetectCounters). */
+export const DETECT_COUNTER_NAMES = [
+  "input_events",
+  "input_windows",
+  "input_boosts",
+  "urgent_boosts",
+  "irq_wakeups",
+  "rt_wakeups",
+  "gpu_submits",
+  "pcm_periods",
+  "pcm_writes",
+  "net_sends",
+  "execs",
+  "exits",
+  "events_lost",
+] as const;
+
 export const STRUCT_COUNTERS = {
   Counters: COUNTER_NAMES,
   ProbeStats: PROBE_STAT_NAMES,
   SchedCounters: SCHED_COUNTER_NAMES,
+  DetectCounters: DETECT_COUNTER_NAMES,
 } as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export type ProbeStatName = (typeof PROBE_STAT_NAMES)[number];
 export type SchedCounterName = (typeof SCHED_COUNTER_NAMES)[number];
+export type DetectCounterName = (typeof DETECT_COUNTER_NAMES)[number];
 
 /**
  * Throws an Error naming every difference between what TypeScript knows (above) and what the

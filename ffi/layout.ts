@@ -104,7 +104,7 @@ export class StructBuilder {
    * unsigned field, too large) is refused, naming the option as the scripting API spells it: ranges
    * of meaning are the library's to check, but nothing is silently truncated on the way there.
    */
-  set(name: string, value: number | bigint | boolean, option = camel(name)): this {
+  set(name: string, value: number | bigint | boolean, option: string = camel(name)): this {
     const f = this.#field(name);
     const v = typeof value === "boolean" ? Number(value) : value;
     const range = INT_RANGES[f.type];
@@ -149,7 +149,7 @@ export class StructBuilder {
   }
 
   /** Sets a `u8[N]` field from bytes, or from a string (NUL-padded; must leave room for the NUL). */
-  setBytes(name: string, value: Uint8Array | string, option = camel(name)): this {
+  setBytes(name: string, value: Uint8Array | string, option: string = camel(name)): this {
     const f = this.#field(name);
     const m = /^u8\[(\d+)\]$/.exec(f.type);
     if (!m) throw new Error(`field ${this.name}.${name} is ${f.type}, not bytes`);
@@ -187,6 +187,41 @@ export function textAt(bytes: Uint8Array, offset: number, type: string): string 
   const raw = bytes.subarray(offset, offset + Number(/\[(\d+)\]/.exec(type)?.[1] ?? 0));
   const end = raw.indexOf(0);
   return new TextDecoder().decode(end < 0 ? raw : raw.subarray(0, end));
+}
+
+/**
+ * Every field of struct `name` at `offset` of `bytes`: integers as numbers (u64 too: counters and
+ * nanosecond times stay below 2^53), `u8[N]` as text, a nested struct as an object.
+ */
+export function readStruct(layout: Layout, name: string, bytes: Uint8Array, offset = 0): Record<string, unknown> {
+  const spec = layout.struct(name);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: Record<string, unknown> = {};
+  for (const [field, f] of Object.entries(spec.fields)) {
+    const o = offset + f.offset;
+    switch (f.type) {
+      case "u8":
+        out[field] = view.getUint8(o);
+        break;
+      case "u16":
+        out[field] = view.getUint16(o, true);
+        break;
+      case "u32":
+        out[field] = view.getUint32(o, true);
+        break;
+      case "i32":
+        out[field] = view.getInt32(o, true);
+        break;
+      case "u64":
+        out[field] = Number(view.getBigUint64(o, true));
+        break;
+      default:
+        if (/^u8\[\d+\]$/.test(f.type)) out[field] = textAt(bytes, o, f.type);
+        else if (f.type.startsWith("abi.")) out[field] = readStruct(layout, f.type.slice(4), bytes, o);
+        else throw new Error(`field ${name}.${field} is ${f.type}: readStruct cannot read it`);
+    }
+  }
+  return out;
 }
 
 /** "slice_min_us" → "sliceMinUs" (the inverse of `snake`, for messages about a struct field). */

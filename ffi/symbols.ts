@@ -128,11 +128,58 @@ export const symbols = {
     result: "i32", // 1 = ejected or stopped
     nonblocking: true,
   },
+  fp_sched_set_knobs: {
+    parameters: [
+      "pointer", // struct fp_scheduler *s
+      "buffer", // const struct fp_sched_options *opts — its knobs; the modes stay as started
+    ],
+    result: "i32",
+  },
+  /** struct fp_detector *fp_sched_detector(struct fp_scheduler *s) — its detectors (owned by it), or NULL */
+  fp_sched_detector: { parameters: ["pointer"], result: "pointer" },
   /** void fp_sched_stop(struct fp_scheduler *s) — detach; exit info stays readable until close */
   fp_sched_stop: { parameters: ["pointer"], result: "void" },
   /** void fp_sched_close(struct fp_scheduler *s) — NULL is a no-op */
   fp_sched_close: { parameters: ["pointer"], result: "void" },
+
+  fp_detect_start: {
+    parameters: [
+      "buffer", // const struct fp_detect_options *opts
+      "buffer", // struct fp_detector **out
+    ],
+    result: "i32",
+  },
+  /** void fp_detect_status(struct fp_detector *d, struct fp_detect_status *out) */
+  fp_detect_status: { parameters: ["pointer", "buffer"], result: "void" },
+  fp_detect_threads: {
+    parameters: [
+      "pointer", // struct fp_detector *d
+      "buffer", // struct fp_detect_thread *out
+      "u32", // uint32_t cap
+    ],
+    result: "u32", // how many were copied
+  },
+  fp_detect_set_knobs: {
+    parameters: [
+      "pointer", // struct fp_detector *d
+      "buffer", // const struct fp_detect_knobs *knobs
+    ],
+    result: "i32",
+  },
+  fp_detect_read_attached: {
+    parameters: [
+      "buffer", // struct fp_detect_status *out — of the detectors any process runs now
+      "buffer", // struct fp_detect_thread *threads
+      "u32", // uint32_t cap
+      "buffer", // uint32_t *n — threads copied
+    ],
+    result: "i32",
+  },
+  /** uint64_t fp_monotonic_ns(void) — CLOCK_MONOTONIC, the clock of the detectors' times */
+  fp_monotonic_ns: { parameters: [], result: "u64" },
+  /** void fp_detect_close(struct fp_detector *d) — only for fp_detect_start's; NULL is a no-op */
+  fp_detect_close: { parameters: ["pointer"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI this TypeScript was written against; the library must report the same. */
-export const ABI_VERSION = 10;
+export const ABI_VERSION = 11;

@@ -7,6 +7,7 @@ import { apiText, cliText, FastpathError, snake } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView, setAll, textAt } from "../ffi/layout.ts";
 import type { SchedCounterName } from "../ffi/enums.ts";
+import { detectKnobs, type DetectOptions, Detector, optionsStruct } from "./detect.ts";
 
 export type { SchedCounterName };
 export const SCHED_EXT = "/sys/kernel/sched_ext";
@@ -36,7 +37,7 @@ export const SCHED_KNOBS = {
 
 export type SchedKnob = keyof typeof SCHED_KNOBS;
 /** SchedOptions fields that are modes, not knobs. */
-const MODE_FIELDS = ["stall_tgid", "partial"];
+const MODE_FIELDS = ["stall_tgid", "partial", "signals", "detect"];
 export type SchedKnobs = Record<SchedKnob, number>;
 
 export type SchedulerOptions = Partial<SchedKnobs> & {
@@ -46,11 +47,20 @@ export type SchedulerOptions = Partial<SchedKnobs> & {
    */
   foreground?: Array<number | string>;
   /**
-   * Partial mode (SCX_OPS_SWITCH_PARTIAL): only the `foreground` processes' threads (moved to the
-   * SCHED_EXT policy, and back at stop) are scheduled by fastpath; every other task stays on the
-   * kernel's default scheduler, with its protection against real-time hogs.
+   * Partial mode (SCX_OPS_SWITCH_PARTIAL): only the `foreground` processes' threads and the game the
+   * detectors found (moved to the SCHED_EXT policy, and back at stop) are scheduled by fastpath;
+   * every other task stays on the kernel's default scheduler, with its protection against
+   * real-time hogs.
    */
   partial?: boolean;
+  /**
+   * The detectors (default on): the game, its input chain, GPU-submit, audio and network threads,
+   * and wakeups from interrupts and real-time tasks raise a thread's urgency (src/detect.ts). Off:
+   * the policy alone.
+   */
+  signals?: boolean;
+  /** The detectors' options: the game, the compositor, their knobs (DETECT_KNOBS), signals left off. */
+  detect?: DetectOptions;
   /** Test only: load the deliberately stalling build, which starves this process until the kernel ejects it. */
   testStallPid?: number;
 };
@@ -156,6 +166,7 @@ export class Scheduler extends NativeHandle {
   readonly options: SchedKnobs;
   /** Partial mode: only the foreground is scheduled by fastpath. */
   readonly partial: boolean;
+  #detector: Detector | undefined;
   #foreground: number[] = [];
   #resolver: ReturnType<typeof setInterval> | undefined;
 
@@ -197,8 +208,11 @@ export class Scheduler extends NativeHandle {
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {
     const lib = await load();
     const knobs = schedKnobs(o);
-    if (o.partial && !o.foreground?.length) {
-      throw new FastpathError("usage", "`partial` schedules only the foreground: name it with `foreground`");
+    if (o.partial && !o.foreground?.length && o.signals === false) {
+      throw new FastpathError(
+        "usage",
+        "`partial` schedules only the foreground and the detected game: name one with `foreground`, or leave the detectors on",
+      );
     }
     const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
     if (fg.missing.length && fg.tgids.length === 0 && o.foreground?.every((s) => /^\d+$/.test(String(s)))) {
@@ -212,12 +226,19 @@ export class Scheduler extends NativeHandle {
     if (unknown.length) {
       throw new FastpathError("library", `the library has knobs SCHED_KNOBS lacks: ${unknown.join(", ")}`);
     }
+    const signals = o.signals !== false;
     const b = setAll(lib.layout.builder("SchedOptions"), knobs)
       .set("stall_tgid", o.testStallPid ?? 0, "testStallPid")
-      .set("partial", o.partial === true);
+      .set("partial", o.partial === true)
+      .set("signals", signals)
+      .setStruct("detect", optionsStruct(lib, o.detect ?? {}));
     const out = new BigUint64Array(1);
     lib.unwrap(lib.native.fp_sched_start(b.bytes, out), "cannot attach the scheduler");
     const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs, o.partial === true);
+    if (signals) {
+      const d = lib.native.fp_sched_detector(s.live());
+      if (d) s.#detector = new Detector(d, lib, false, detectKnobs(o.detect), o.detect?.signalsOff ?? []);
+    }
     if (fg.tgids.length) s.setForeground(fg.tgids);
     const names = (o.foreground ?? []).filter((x) => !/^\d+$/.test(String(x)));
     if (names.length) {
@@ -241,6 +262,23 @@ export class Scheduler extends NativeHandle {
   /** "running", "stopped" (detached on request) or "ejected" (by the kernel; see `exitInfo()`). */
   state(): "running" | "stopped" | "ejected" {
     return this.#lib.layout.key("SchedState", this.#lib.native.fp_sched_state(this.live()));
+  }
+
+  /** The detectors feeding the policy (null with `signals: false`); closed with the scheduler. */
+  get detector(): Detector | null {
+    this.live();
+    return this.#detector ?? null;
+  }
+
+  /**
+   * Changes knobs while the scheduler runs (no reload; the others keep their values). The library
+   * checks them as at start. Throws FastpathError naming a bad one.
+   */
+  setKnobs(k: Partial<SchedKnobs>): void {
+    const next = { ...this.options, ...k };
+    const b = setAll(this.#lib.layout.builder("SchedOptions"), next);
+    this.#lib.unwrap(this.#lib.native.fp_sched_set_knobs(this.live(), b.bytes), "cannot change the scheduler's knobs");
+    Object.assign(this.options, next);
   }
 
   /** Foreground thread groups now (tgids). */
@@ -301,6 +339,7 @@ export class Scheduler extends NativeHandle {
 
   protected free(handle: Deno.PointerObject): void {
     this.#stopResolver();
+    this.#detector?.close();
     this.#lib.native.fp_sched_close(handle);
   }
 }

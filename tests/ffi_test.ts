@@ -5,6 +5,7 @@ import { checkLayout } from "../ffi/enums.ts";
 import { FastpathError, snake } from "../ffi/error.ts";
 import { Reflector } from "../src/reflector.ts";
 import { SCHED_KNOBS, Scheduler } from "../src/sched.ts";
+import { DETECT_KNOBS } from "../src/detect.ts";
 import { DENO, ROOT, skipUnless } from "./helpers.ts";
 
 async function runScript(code: string, env: Record<string, string>, cwd: string) {
@@ -83,12 +84,17 @@ Deno.test("the FFI layer", async (t) => {
     },
   );
 
-  await t.step("every knob the library takes has its one default in SCHED_KNOBS, and no other", async () => {
-    const { layout } = await load();
-    const fields = Object.keys(layout.struct("SchedOptions").fields)
-      .filter((f) => !["stall_tgid", "partial"].includes(f)).sort();
-    assert.deepEqual(Object.keys(SCHED_KNOBS).map(snake).sort(), fields);
-  });
+  await t.step(
+    "every knob the library takes has its one default in SCHED_KNOBS or DETECT_KNOBS, and no other",
+    async () => {
+      const { layout } = await load();
+      const fields = Object.keys(layout.struct("SchedOptions").fields)
+        .filter((f) => !["stall_tgid", "partial", "signals", "detect"].includes(f)).sort();
+      assert.deepEqual(Object.keys(SCHED_KNOBS).map(snake).sort(), fields);
+      const detect = Object.keys(layout.struct("DetectKnobs").fields).filter((f) => f !== "signals_off").sort();
+      assert.deepEqual(Object.keys(DETECT_KNOBS).map(snake).sort(), detect);
+    },
+  );
 
   await t.step("the histogram bounds in TypeScript invert the native bucket function", async () => {
     const { layout } = await load();

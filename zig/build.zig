@@ -24,15 +24,17 @@ pub fn build(b: *std.Build) void {
     lib.linker_allow_shlib_undefined = false;
     b.installArtifact(lib);
 
-    // What a game feels of the scheduler, for the sched_ext tests and `deno task bench:sched`.
-    if (linux) {
-        const probe = b.addExecutable(.{ .name = "fp-schedprobe", .root_module = b.createModule(.{
-            .root_source_file = b.path("tools/schedprobe.zig"),
+    // What a game feels of the scheduler (frames; input through a compositor), for the sched_ext
+    // tests and `deno task bench:sched`.
+    const probes = [_][2][]const u8{ .{ "fp-schedprobe", "tools/schedprobe.zig" }, .{ "fp-inputprobe", "tools/inputprobe.zig" } };
+    if (linux) for (probes) |p| {
+        const probe = b.addExecutable(.{ .name = p[0], .root_module = b.createModule(.{
+            .root_source_file = b.path(p[1]),
             .target = target,
             .optimize = optimize,
         }) });
         b.installArtifact(probe);
-    }
+    };
 
     // The same library for Macs, built here (Linux-only parts are left out at compile time).
     const cross = b.step("cross", "Cross-compile libfastpath for aarch64-macos and x86_64-macos");
@@ -64,14 +66,14 @@ pub fn build(b: *std.Build) void {
     const test_step = b.step("test", "Run the library's unit and fuzz tests (and the tools')");
     test_step.dependOn(&run_tests.step);
     // A tool is a module of its own (src/tests.zig cannot import zig/tools/): its tests run here too.
-    if (linux) {
+    if (linux) for (probes) |p| {
         const probe_tests = b.addTest(.{ .root_module = b.createModule(.{
-            .root_source_file = b.path("tools/schedprobe.zig"),
+            .root_source_file = b.path(p[1]),
             .target = target,
             .optimize = .Debug,
         }) });
         test_step.dependOn(&b.addRunArtifact(probe_tests).step);
-    }
+    };
 
     // What full validation costs per frame against a bare swap, in the XDP program and the Zig core.
     if (linux) {
@@ -138,6 +140,8 @@ fn addBpfObjects(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: d
         .{ .name = "reflect" },
         .{ .name = "pass" },
         .{ .name = "sched", .vmlinux = true },
+        // The detectors: the game's input, GPU, audio and network threads (`sched observe` too).
+        .{ .name = "detect", .vmlinux = true },
         // The deliberately stalling build the ejection test loads (`sched run --test-stall-pid`).
         .{ .name = "sched_stall", .path = "bpf/sched.bpf.c", .define = "-DFP_TEST_STALL", .vmlinux = true },
         // A minimal tcp_congestion_ops: proves the struct_ops loader on kernels without sched_ext.
@@ -157,6 +161,14 @@ fn addBpfObject(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: de
     }
     const cc = b.addSystemCommand(&.{ "clang-19", "-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-Werror", "-Wno-unused-function" });
     if (o.define) |d| cc.addArg(d);
+    // bpf_tracing.h's PT_REGS for kprobes: the registers of the architecture the kernel runs on.
+    cc.addArg(switch (b.graph.host.result.cpu.arch) {
+        .aarch64 => "-D__TARGET_ARCH_arm64",
+        .riscv64 => "-D__TARGET_ARCH_riscv",
+        .powerpc64le => "-D__TARGET_ARCH_powerpc",
+        .s390x => "-D__TARGET_ARCH_s390",
+        else => "-D__TARGET_ARCH_x86",
+    });
     cc.addPrefixedDirectoryArg("-I", b.path("bpf"));
     // The kernel types (sched_ext included) for CO-RE: a 6.12 vmlinux.h kept in the project.
     if (o.vmlinux) cc.addPrefixedDirectoryArg("-I", b.path("bpf/vmlinux"));
@@ -167,6 +179,8 @@ fn addBpfObject(b: *std.Build, mod: *std.Build.Module, vendor: []const u8, v: de
     cc.addFileArg(b.path(o.path orelse b.fmt("bpf/{s}.bpf.c", .{o.name})));
     cc.addFileInput(b.path("bpf/fastpath.h"));
     cc.addFileInput(b.path("bpf/sched.h"));
+    cc.addFileInput(b.path("bpf/detect.h"));
+    cc.addFileInput(b.path("bpf/detect_maps.h"));
     cc.addArg("-o");
     const obj = cc.addOutputFileArg(b.fmt("{s}.bpf.o", .{o.name}));
     mod.addAnonymousImport(b.fmt("{s}.bpf.o", .{o.name}), .{ .root_source_file = obj });

@@ -10,9 +10,11 @@ import {
   schedStatus,
   Scheduler,
 } from "../sched.ts";
+import { DETECT_KNOBS, Detector, type DetectStatus, type DetectThread } from "../detect.ts";
 import { command, formatOption, knobs, num, Option, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+import { detectOptionsOf, gameOptions, observe, signalsOption, statusText, threadTable } from "./observe.ts";
 
 function requireSchedExt(): SchedStatus {
   const st = schedStatus();
@@ -30,27 +32,53 @@ function line(c: SchedCounters, prev: SchedCounters, dt: number, fg: number[]): 
   })` + (fg.length ? `, foreground ${fg.join(",")}: ${rate("foreground_runs")} runs/s` : "");
 }
 
-/** The kernel's own view, as JSON or text. */
-function statusOut(st: SchedStatus, json: boolean): void {
+/** The running detectors (of `sched run` or `sched observe`), or why they cannot be read. */
+async function attachedDetectors(max: number): Promise<{ status: DetectStatus; threads: DetectThread[] } | string> {
+  try {
+    return await Detector.readAttached(max);
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** The kernel's own view and the detectors', as JSON or text. */
+async function statusOut(st: SchedStatus, json: boolean, threads: number | undefined): Promise<void> {
+  const det = st.ops === "fastpath" || threads !== undefined
+    ? await attachedDetectors(threads ?? 0)
+    : "no fastpath scheduler attached";
   if (json) {
-    emit("sched_status", { state: st.state, ops: st.ops || null, enableSeq: st.enableSeq, hotplugSeq: st.hotplugSeq });
+    emit("sched_status", {
+      state: st.state,
+      ops: st.ops || null,
+      enableSeq: st.enableSeq,
+      hotplugSeq: st.hotplugSeq,
+      detectors: typeof det === "string" ? null : det.status,
+      detectorsAbsentWhy: typeof det === "string" ? det : null,
+      threads: typeof det === "string" || threads === undefined ? null : det.threads,
+    });
     return;
   }
   console.log(`state:       ${st.state}`);
   console.log(`scheduler:   ${st.ops || "(none: the kernel's default scheduler)"}`);
   console.log(`enable_seq:  ${st.enableSeq}`);
   console.log(`hotplug_seq: ${st.hotplugSeq}`);
+  if (typeof det === "string") console.log(`detectors:   not read: ${det}`);
+  else {
+    for (const l of statusText(det.status)) console.log(l);
+    if (threads !== undefined) console.log(threadTable(det.threads));
+  }
 }
 
 const status = command("status", {
-  summary: "what /sys/kernel/sched_ext says: state, the attached scheduler, enable_seq",
+  summary: "what /sys/kernel/sched_ext says (state, the attached scheduler) and the detectors: the game and why",
   usage: "[flags]",
   description: "",
   examples: [],
 })
+  .addOption(num("threads", "also the detectors' threads: which are classified as what and why (at most N)"))
   .addOption(formatOption())
-  .action((f) => {
-    statusOut(requireSchedExt(), f.format === "json");
+  .action(async (f) => {
+    await statusOut(requireSchedExt(), f.format === "json", f.threads);
     setExit(0);
   });
 
@@ -69,15 +97,29 @@ const stats = command("stats", {
     setExit(0);
   });
 
+const [game, compositor] = gameOptions();
+
 const run = knobs(
-  command("run", {
-    summary: "attach the scheduler and show live counters until Ctrl-C or SIGTERM",
-    usage: "[flags]",
-    description: "",
-    examples: [],
-  }),
-  SCHED_KNOBS,
+  knobs(
+    command("run", {
+      summary: "attach the scheduler and show live counters until Ctrl-C or SIGTERM",
+      usage: "[flags]",
+      description: "",
+      examples: [],
+    }),
+    SCHED_KNOBS,
+  ),
+  DETECT_KNOBS,
 )
+  .addOption(game)
+  .addOption(compositor)
+  .addOption(
+    new Option(
+      "--no-signals",
+      "the policy alone: no detectors (the game, input, GPU, audio, network, interrupt and real-time wakers)",
+    ),
+  )
+  .addOption(signalsOption())
   .addOption(
     text(
       "foreground",
@@ -107,7 +149,14 @@ const run = knobs(
     const stop = untilSignal();
     let s: Scheduler;
     try {
-      s = await Scheduler.start({ ...f, foreground: specs, partial: f.partial === true, testStallPid: f.testStallPid });
+      s = await Scheduler.start({
+        ...f,
+        foreground: specs,
+        partial: f.partial === true,
+        signals: f.signals !== false,
+        detect: detectOptionsOf(f),
+        testStallPid: f.testStallPid,
+      });
     } catch (err) {
       stop.dispose();
       throw err;
@@ -116,6 +165,7 @@ const run = knobs(
       const st = schedStatus();
       const c0 = s.stats();
       const o = s.options;
+      const det = s.detector?.status() ?? null;
       if (json) {
         emit("sched_started", {
           state: st.state,
@@ -125,6 +175,8 @@ const run = knobs(
           nrLlcs: c0.nr_llcs,
           foreground: s.foreground,
           partial: s.partial,
+          detectors: det,
+          detectKnobs: s.detector ? { type: "detect_knobs", ...s.detector.knobs } : null,
           ...o,
         });
       } else {
@@ -137,9 +189,11 @@ const run = knobs(
               ? `, foreground ${specs.join(",")} → ${s.foreground.length ? s.foreground.join(",") : "not running yet"}`
               : ""),
         );
+        for (const l of det ? statusText(det) : ["signals:     off (--no-signals)"]) console.error(`  ${l}`);
         console.error("  stop with Ctrl-C");
       }
       let fg = s.foreground;
+      let gamePid = det?.game?.pid ?? 0;
       await monitor({
         json,
         intervalMs: f.intervalMs,
@@ -150,16 +204,26 @@ const run = knobs(
         interval: (c, _prev, dt) => ["sched_interval", { timeS: Date.now() / 1000, intervalS: dt, ...c }],
         wait: async (ms) => (await s.waitEjected(ms)) ? "ejected" : undefined,
         after: () => {
+          const notes: Array<[string, Record<string, unknown>, string]> = [];
           const now = s.foreground;
-          if (now.join() === fg.join()) return undefined;
-          fg = now;
-          return {
-            notes: [[
+          if (now.join() !== fg.join()) {
+            fg = now;
+            notes.push([
               "sched_foreground",
               { tgids: now },
               `foreground now ${now.length ? now.join(",") : "empty (not running)"}`,
-            ]],
-          };
+            ]);
+          }
+          const g = s.detector?.status().game ?? null;
+          if ((g?.pid ?? 0) !== gamePid) {
+            gamePid = g?.pid ?? 0;
+            notes.push([
+              "sched_game",
+              { game: g },
+              g ? `game now ${g.comm} (pid ${g.pid}, ${g.reason.replace("_", " ")})` : "game gone",
+            ]);
+          }
+          return notes.length ? { notes } : undefined;
         },
       });
       const ejected = s.state() === "ejected";
@@ -191,22 +255,31 @@ const run = knobs(
 
 export const sched = command("sched", {
   summary: "a sched_ext CPU scheduler that keeps a game responsive while the machine is busy",
-  usage: "run|status|stats [flags]",
+  usage: "run|observe|status|stats [flags]",
   description: `run: attaches the fastpath scheduler (a deadline policy in the kernel: tasks that sleep often and
     run briefly go first, idle cores first, the --foreground processes get more weight) and shows
     live counters until Ctrl-C or SIGTERM, then detaches and prints EXIT: reason (msg). If the loader
     dies (even by SIGKILL) the kernel detaches it; if the kernel ejects it, run exits with code 11.
-status: what /sys/kernel/sched_ext says: state, the attached scheduler, enable_seq.
+    With the detectors (default; --no-signals turns them off) the game is found (--game, else Steam's
+    SteamGameId or a Proton/Wine .exe, the busiest one, sticky for --game-switch-ms) and its input
+    chain, GPU-submit, audio and network threads, and threads woken from interrupts or by real-time
+    tasks, go first while their evidence is fresh.
+observe: the detectors alone (no sched_ext needed): which threads are classified as what, and why.
+status: what /sys/kernel/sched_ext says (state, the attached scheduler) and the detectors: the game
+    and why; --threads N lists the classified threads.
 stats: the counters of the fastpath scheduler attached now (by any process).
 Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
   examples: [
     "sudo fastpath sched run",
     "sudo fastpath sched run --foreground game.exe --foreground-weight-pct 400",
     "sudo fastpath sched run --slice-us 3000 --duration-s 60 --format json",
-    "fastpath sched status",
+    "sudo fastpath sched run --game eldenring.exe --input-window-us 4000",
+    "sudo fastpath sched observe --duration-s 20",
+    "sudo fastpath sched status --threads 20",
     "sudo fastpath sched stats --format json | jq .preempt_kicks",
   ],
 })
   .addCommand(run)
+  .addCommand(observe)
   .addCommand(status)
   .addCommand(stats);

@@ -6,4 +6,4 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 export NO_COLOR=1
 echo "guest: kernel $(uname -r), $(nproc) CPUs, sched_ext state $(cat /sys/kernel/sched_ext/state 2>/dev/null || echo absent)"
-exec "$root/.tools/bin/deno" test -A --unstable-ffi --junit-path="$1" tests/vm/sched.vmtest.ts
+exec "$root/.tools/bin/deno" test -A --unstable-ffi --junit-path="$1" tests/vm/sched.vmtest.ts tests/vm/detect.vmtest.ts

@@ -37,6 +37,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "sched.h"
+#include "detect_maps.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -132,11 +133,11 @@ const volatile u64 scx_enums[FP_SCX_ENUMS];
 #define SCX(name) scx_enums[FP_SCX_##name]
 
 /*
- * Fixed for the life of the scheduler, so the verifier sees constants: the knobs of `fastpath sched
- * run`, written by the loader before load (their defaults live in src/sched.ts, their ranges in
- * abi.zig; zero here only until then).
+ * The knobs of `fastpath sched run`, in .bss rather than .rodata so they change while the scheduler
+ * runs (Scheduler.setKnobs): written by the loader through the mapped .bss before attaching (their
+ * defaults live in src/sched.ts, their ranges in abi.zig; zero here only until then).
  */
-const volatile struct fp_sched_tunables tun;
+struct fp_sched_tunables tun;
 
 /*
  * 1 on kernels without ops.cpu_release: the sched_switch program queues again the tasks of a CPU a
@@ -149,6 +150,8 @@ const volatile u32 cpu_llc[FP_MAX_CPUS];
 
 /* Changed at run time by the loader through the mmaped .bss. */
 struct fp_sched_knobs knobs; /* zero here: the loader writes it before attaching */
+/* The detectors' knobs (a copy the library keeps equal to theirs): which evidence makes a class. */
+struct fp_detect_knobs dknobs;
 struct fp_sched_state state;
 struct fp_sched_exit uei;
 
@@ -245,11 +248,12 @@ static __always_inline struct task_ctx *tctx_or_create(struct task_struct *p)
 	return tc;
 }
 
+/* Named with --foreground, or the game the detectors found (its thread group has the game role). */
 static __always_inline bool is_foreground(struct task_struct *p)
 {
 	u32 tgid = p->tgid;
 
-	return knobs.nr_foreground && bpf_map_lookup_elem(&foreground, &tgid);
+	return (knobs.nr_foreground && bpf_map_lookup_elem(&foreground, &tgid)) || (roles_of(tgid) & FP_ROLE_GAME);
 }
 
 /* The task's wake frequency as of now (sched.h: a task that stopped waking loses its frequency). */
@@ -532,10 +536,37 @@ static __always_inline void preempt_with(struct task_struct *p, s32 cpu, u64 sli
 		c->preempt_kicks++;
 }
 
-/* 0 normal, 1 latency-critical (wakes often), 2 foreground. */
-static __always_inline u32 urgency(struct task_ctx *tc)
+/* 0 normal, 1 latency-critical (wakes often), 2 foreground (named, or the detected game). */
+static __always_inline u32 policy_urgency(struct task_ctx *tc)
 {
 	return tc->foreground ? 2 : fp_latency_critical(&tun, hz_of(tc), 0) ? 1 : 0;
+}
+
+/*
+ * What the detectors found (their task storage, detect_maps.h; empty without them): 3 in an input
+ * window (the compositor's reader and the threads it wakes) or an audio thread; 2 the game's
+ * GPU-submit or network thread; 1 woken from an interrupt or by a real-time task; else 0.
+ */
+static __always_inline u32 signal_urgency(struct task_struct *p)
+{
+	struct fp_task_sig *sig = bpf_task_storage_get(&task_sig, p, 0, 0);
+	u32 cls;
+
+	if (!sig)
+		return 0;
+	cls = fp_classes(sig, roles_of(p->tgid), now_ns(), &dknobs);
+	if (cls & (FP_CLASS_INPUT | FP_CLASS_AUDIO))
+		return 3;
+	if (cls & (FP_CLASS_GPU | FP_CLASS_NET))
+		return 2;
+	return cls & FP_CLASS_URGENT ? 1 : 0;
+}
+
+static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
+{
+	u32 policy = policy_urgency(tc), signal = signal_urgency(p);
+
+	return signal > policy ? signal : policy;
 }
 
 void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
@@ -562,7 +593,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	slice = slice_of(tc);
-	level = urgency(tc);
+	level = urgency(p, tc);
 	cpu = scx_bpf_task_cpu(p);
 
 	/*
@@ -681,11 +712,12 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	struct cpu_ctx *cc = this_cpu_ctx();
 	struct task_ctx *tc = tctx_of(p);
 	u64 now = now_ns();
+	u32 policy = tc ? policy_urgency(tc) : 0, signal = signal_urgency(p);
 
 	if (cc) {
 		cc->started_at = now;
 		cc->running_deadline = tc ? tc->deadline : 0;
-		cc->running_lat = tc ? urgency(tc) : 0;
+		cc->running_lat = signal > policy ? signal : policy;
 		cc->running_pid = p->pid;
 	}
 	if (tc)
@@ -694,6 +726,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		c->runs++;
 		if (tc && tc->foreground)
 			c->foreground_runs++;
+		if (signal > policy)
+			c->signal_runs++;
 	}
 	maybe_fold(now);
 }

@@ -67,6 +67,7 @@ struct fp_sched_counters {
 	__u64 resumed;      /* latency-critical tasks put back first on their CPU after a preemption */
 	__u64 rt_reenqueued; /* times a real-time task took a CPU and its queued tasks were moved */
 	__u64 no_task_ctx;  /* tasks scheduled without per-task state (its allocation failed) */
+	__u64 signal_runs;  /* times a task got a CPU with its urgency raised by a detector */
 };
 
 /* Knobs that change while the scheduler runs; they live in .bss, written by the loader. */

@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 10;
+pub const abi_version: u32 = 11;
 
 pub const Status = enum(c_int) {
     ok = 0,
@@ -385,6 +385,11 @@ pub const SchedOptions = extern struct {
     /// 1: partial mode (SCX_OPS_SWITCH_PARTIAL): only the foreground's threads, moved to SCHED_EXT,
     /// are scheduled by fastpath; the rest stay on the kernel's default scheduler.
     partial: u32,
+    /// 1: run the detectors (the game, input, GPU, audio and network threads, and the generic wake
+    /// signals); 0: the policy alone.
+    signals: u32,
+    _pad: u32 = 0,
+    detect: DetectOptions,
 };
 
 /// The range of every knob of `SchedOptions`: the one check (relations between knobs are checked
@@ -417,6 +422,126 @@ pub fn apiName(comptime field: []const u8) []const u8 {
     return out;
 }
 
+// --- Detectors (the game's latency-critical threads) ------------------------------------------
+
+/// The detectors' knobs (zig/bpf/detect.h struct fp_detect_knobs), each with its unit in its name.
+/// TypeScript (src/sched.ts DETECT_KNOBS) holds their defaults; `detect_limits` their ranges. They
+/// change while the detectors run (fp_detect_set_knobs).
+pub const DetectKnobs = extern struct {
+    /// How long an input event favours the compositor's reader and the threads it wakes.
+    input_window_us: u32,
+    /// How long a wakeup from an interrupt or a real-time task favours its wakee.
+    urgent_window_us: u32,
+    /// How many wake hops input and urgency travel on (0: the first wakee only).
+    chain_hops: u32,
+    /// Submit/present ioctls per second from which a game thread counts as GPU-submit.
+    gpu_min_hz: u32,
+    /// INET sends per second from which a game thread counts as network.
+    net_min_hz: u32,
+    /// How long evidence (a submit, a PCM write, a send) keeps a class.
+    evidence_ms: u32,
+    /// `Signal` bits switched off (a mode, not a knob: 0 = every detector that can attach).
+    signals_off: u32,
+    /// How long a new game candidate must lead before it replaces the game (read by the library).
+    game_switch_ms: u32,
+};
+
+pub const detect_limits = .{
+    .input_window_us = .{ 100, 1_000_000 },
+    .urgent_window_us = .{ 0, 1_000_000 },
+    .chain_hops = .{ 0, 4 },
+    .gpu_min_hz = .{ 1, 100_000 },
+    .net_min_hz = .{ 1, 100_000 },
+    .evidence_ms = .{ 10, 60_000 },
+    .game_switch_ms = .{ 0, 600_000 },
+};
+
+/// The detectors' signals (detect.h enum fp_signal).
+pub const Signal = enum(u32) {
+    input = 1 << 0,
+    wake = 1 << 1,
+    irq = 1 << 2,
+    gpu = 1 << 3,
+    nvidia = 1 << 4,
+    pcm = 1 << 5,
+    pcm_write = 1 << 6,
+    net = 1 << 7,
+    exec = 1 << 8,
+};
+
+/// A thread's classes (detect.h enum fp_class) and its group's roles (enum fp_role).
+pub const ThreadClass = enum(u32) { input = 1 << 0, gpu = 1 << 1, audio = 1 << 2, net = 1 << 3, urgent = 1 << 4 };
+pub const Role = enum(u32) { game = 1 << 0, compositor = 1 << 1, audio_server = 1 << 2, audio_client = 1 << 3 };
+
+/// Why the game is the game (sched/roles.zig).
+pub const GameReason = enum(u8) { none = 0, named = 1, steam = 2, wine_exe = 3 };
+
+pub const DetectOptions = extern struct {
+    knobs: DetectKnobs,
+    /// `game`: a PID, or a process name; neither: detected.
+    game_pid: u32,
+    game_name: [16]u8,
+    /// `compositor`: a PID or a process name besides the known ones (and whoever holds evdev open).
+    compositor: [16]u8,
+};
+
+/// The detectors' counters (detect.h struct fp_detect_counters), summed over CPUs.
+pub const DetectCounters = extern struct {
+    input_events: u64 = 0,
+    input_windows: u64 = 0,
+    input_boosts: u64 = 0,
+    urgent_boosts: u64 = 0,
+    irq_wakeups: u64 = 0,
+    rt_wakeups: u64 = 0,
+    gpu_submits: u64 = 0,
+    pcm_periods: u64 = 0,
+    pcm_writes: u64 = 0,
+    net_sends: u64 = 0,
+    execs: u64 = 0,
+    exits: u64 = 0,
+    events_lost: u64 = 0,
+};
+
+pub const DetectStatus = extern struct {
+    /// `Signal` bits attached (and not switched off).
+    signals: u32 = 0,
+    game_tgid: u32 = 0,
+    game_comm: [16]u8 = .{0} ** 16,
+    /// A `GameReason`.
+    game_reason: u8 = 0,
+    _pad: [3]u8 = .{0} ** 3,
+    compositors: u32 = 0,
+    audio_servers: u32 = 0,
+    audio_clients: u32 = 0,
+    /// Why each absent detector is absent ("GPU submit (no DRM driver loaded); ...").
+    absent: [512]u8 = .{0} ** 512,
+    counters: DetectCounters = .{},
+};
+
+/// One thread as the detectors see it (detect.h struct fp_thread). Times in ns since boot
+/// (CLOCK_MONOTONIC), rates in Hz.
+pub const DetectThread = extern struct {
+    tid: u32,
+    tgid: u32,
+    comm: [16]u8,
+    /// `ThreadClass` bits as of `seen`.
+    class: u32,
+    /// `Role` bits of its thread group.
+    roles: u32,
+    seen: u64,
+    input_at: u64,
+    gpu_last: u64,
+    pcm_last: u64,
+    net_last: u64,
+    gpu_hz: u32,
+    net_hz: u32,
+    waker_tid: u32,
+    input_hops: u8,
+    urgent_hops: u8,
+    woken_by_irq: u8,
+    woken_by_rt: u8,
+};
+
 /// Live counters of the scheduler, summed over CPUs by the loader every `fold` (100 ms).
 pub const SchedCounters = extern struct {
     enqueued: u64 = 0,
@@ -432,6 +557,9 @@ pub const SchedCounters = extern struct {
     resumed: u64 = 0,
     rt_reenqueued: u64 = 0,
     no_task_ctx: u64 = 0,
+    /// Times a task got a CPU with its urgency raised by a detector (input, GPU, audio, network,
+    /// a wakeup from an interrupt or a real-time task).
+    signal_runs: u64 = 0,
     /// The scheduler's own view (its .bss): utilisation of the last period, busy flag, flips.
     util_pct: u64 = 0,
     busy: u64 = 0,
@@ -485,8 +613,8 @@ comptime {
     std.debug.assert(@offsetOf(ReflectorInfo, "max_frame") == 24 and @offsetOf(ReflectorInfo, "reason") == 52);
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
-    std.debug.assert(@sizeOf(SchedOptions) == 48);
-    std.debug.assert(@sizeOf(SchedCounters) == 19 * 8);
+    std.debug.assert(@offsetOf(SchedOptions, "detect") == 56);
+    std.debug.assert(@sizeOf(SchedCounters) == 20 * 8);
     std.debug.assert(@sizeOf(SchedExit) == 16 + 128 + 1024 + 8);
 }
 
@@ -531,6 +659,11 @@ fn enumJson(comptime T: type) []const u8 {
 pub const layout_json: [:0]const u8 = blk: {
     @setEvalBranchQuota(100_000);
     const structs = .{
+        .{ "DetectKnobs", DetectKnobs },
+        .{ "DetectOptions", DetectOptions },
+        .{ "DetectCounters", DetectCounters },
+        .{ "DetectStatus", DetectStatus },
+        .{ "DetectThread", DetectThread },
         .{ "ItoConfig", ItoConfig },
         .{ "Counters", Counters },
         .{ "ReflectorOptions", ReflectorOptions },
@@ -553,6 +686,8 @@ pub const layout_json: [:0]const u8 = blk: {
         .{ "Signature", Signature },          .{ "Verdict", Verdict },               .{ "Dataplane", Dataplane },
         .{ "Fanout", Fanout },                .{ "XdpAttach", XdpAttach },           .{ "ReflectorState", reflector_state },
         .{ "ProbeState", probe_state },       .{ "SchedState", sched_state },        .{ "SchedExitKind", SchedExitKind },
+        .{ "Signal", Signal },                .{ "ThreadClass", ThreadClass },       .{ "Role", Role },
+        .{ "GameReason", GameReason },
     };
     for (enums, 0..) |entry, i| {
         s = s ++ (if (i == 0) "" else ",") ++ "\"" ++ entry[0] ++ "\":" ++ enumJson(entry[1]);

@@ -6,6 +6,7 @@ const builtin = @import("builtin");
 const abi = @import("abi.zig");
 const diag = @import("sys/diag.zig");
 const os = @import("sys/os.zig");
+const clock = @import("sys/clock.zig");
 const reflect = @import("reflect/start.zig");
 const probe_core = @import("probe/probe.zig");
 
@@ -181,6 +182,18 @@ export fn fp_sched_set_foreground(s: *Scheduler, tgids: [*]const u32, n: u32, we
     return status(s.setForeground(tgids[0..n], weight_pct));
 }
 
+/// Changes the knobs of `opts` (every `sched_limits` field) while the scheduler runs; the modes
+/// (`partial`, `signals`, `stall_tgid`) stay as started.
+export fn fp_sched_set_knobs(s: *Scheduler, opts: *const abi.SchedOptions) abi.Status {
+    return status(s.setKnobs(opts));
+}
+
+/// The scheduler's detectors (started with `signals` = 1), or null. Owned by the scheduler: use
+/// the fp_detect_* calls on it, never fp_detect_close.
+export fn fp_sched_detector(s: *Scheduler) ?*Detector {
+    return s.detector;
+}
+
 /// Blocks up to `timeout_ms` for the kernel to eject the scheduler; 1 when it has (or it stopped).
 /// Meant for a non-blocking FFI call.
 export fn fp_sched_wait(s: *Scheduler, timeout_ms: u32) i32 {
@@ -194,6 +207,53 @@ export fn fp_sched_stop(s: *Scheduler) void {
 
 export fn fp_sched_close(s: ?*Scheduler) void {
     if (s) |h| h.destroy();
+}
+
+// --- Detectors (the game's input, GPU, audio and network threads) -------------------------------
+
+const Detector = os.Detector;
+
+/// Attaches the detectors alone (no scheduler needed: `fastpath sched observe`).
+export fn fp_detect_start(opts: *const abi.DetectOptions, out: *?*Detector) abi.Status {
+    out.* = null;
+    return status(blk: {
+        out.* = Detector.start(gpa, opts) catch |e| break :blk e;
+    });
+}
+
+/// What the detectors know now: signals attached and why others are absent, the game, counters.
+export fn fp_detect_status(d: *Detector, out: *abi.DetectStatus) void {
+    d.status(out);
+}
+
+/// Copies up to `cap` threads (those with a role, or in an input chain) into `out`; returns how many.
+export fn fp_detect_threads(d: *Detector, out: [*]abi.DetectThread, cap: u32) u32 {
+    return d.threads(out[0..cap]);
+}
+
+/// Changes the detectors' knobs while they run (checked like the options).
+export fn fp_detect_set_knobs(d: *Detector, knobs: *const abi.DetectKnobs) abi.Status {
+    return status(d.setKnobs(knobs));
+}
+
+/// The detectors some process runs now (`sched run` or `sched observe`), read from the kernel:
+/// their status, and up to `cap` threads into `out` (`n` says how many).
+export fn fp_detect_read_attached(out: *abi.DetectStatus, threads: [*]abi.DetectThread, cap: u32, n: *u32) abi.Status {
+    n.* = 0;
+    out.* = .{};
+    return status(blk: {
+        n.* = os.detectReadAttached(out, threads[0..cap]) catch |e| break :blk e;
+    });
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the detectors' times (bpf_ktime_get_ns).
+export fn fp_monotonic_ns() u64 {
+    return clock.monotonicNs();
+}
+
+/// Detaches the detectors started by fp_detect_start. NULL is a no-op.
+export fn fp_detect_close(d: ?*Detector) void {
+    if (d) |h| h.destroy();
 }
 
 comptime {

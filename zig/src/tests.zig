@@ -23,5 +23,7 @@ test {
     _ = @import("reflect/options.zig");
     _ = @import("reflect/start.zig");
     _ = @import("sched/sched.zig");
+    _ = @import("sched/roles.zig");
+    _ = @import("sched/detect.zig");
     _ = @import("root.zig");
 }

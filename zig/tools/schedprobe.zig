@@ -10,6 +10,11 @@
 //!                      [--work-clock cpu|wall]
 const std = @import("std");
 const linux = std.os.linux;
+const timing = @import("timing.zig");
+const now = timing.now;
+const sleepUntil = timing.sleepUntil;
+const percentile = timing.percentile;
+const us = timing.us;
 
 const Config = struct {
     /// The clock the frame's work is measured on: the thread's CPU time (time preempted does not
@@ -21,20 +26,6 @@ const Config = struct {
     frame_work_ns: u64 = 4 * std.time.ns_per_ms,
     wake_period_ns: u64 = std.time.ns_per_ms,
 };
-
-fn now(clock: linux.CLOCK) u64 {
-    var ts: linux.timespec = undefined;
-    _ = linux.clock_gettime(clock, &ts);
-    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
-}
-
-fn sleepUntil(t: u64) void {
-    const ts = linux.timespec{ .sec = @intCast(t / std.time.ns_per_s), .nsec = @intCast(t % std.time.ns_per_s) };
-    while (true) {
-        const rc = linux.clock_nanosleep(.MONOTONIC, .{ .ABSTIME = true }, &ts, null);
-        if (linux.E.init(rc) != .INTR) return;
-    }
-}
 
 const Frames = struct {
     frames: u64 = 0,
@@ -92,12 +83,6 @@ fn wakeLoop(cfg: Config, start: u64, w: *Wakes) void {
     }
 }
 
-fn percentile(sorted: []const u64, p: f64) u64 {
-    if (sorted.len == 0) return 0;
-    const idx: usize = @intFromFloat(@min(@as(f64, @floatFromInt(sorted.len - 1)), @ceil(p * @as(f64, @floatFromInt(sorted.len))) - 1));
-    return sorted[idx];
-}
-
 fn usage() noreturn {
     std.debug.print("usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N|0] [--work-clock cpu|wall]\n", .{});
     std.process.exit(2);
@@ -133,11 +118,6 @@ pub fn main() !void {
     std.mem.sort(u64, lat.items, {}, std.sort.asc(u64));
     const fw = frames.wake.items;
     std.mem.sort(u64, fw, {}, std.sort.asc(u64));
-    const us = struct {
-        fn f(ns: u64) f64 {
-            return @as(f64, @floatFromInt(ns)) / 1000.0;
-        }
-    }.f;
     const miss_ratio = if (frames.frames == 0) 0 else @as(f64, @floatFromInt(frames.misses)) / @as(f64, @floatFromInt(frames.frames));
     const out = std.io.getStdOut().writer();
     try out.print(
@@ -153,9 +133,6 @@ pub fn main() !void {
     );
 }
 
-test "percentiles pick from the sorted samples" {
-    const v = [_]u64{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
-    try std.testing.expectEqual(@as(u64, 5), percentile(&v, 0.5));
-    try std.testing.expectEqual(@as(u64, 10), percentile(&v, 0.99));
-    try std.testing.expectEqual(@as(u64, 0), percentile(&[_]u64{}, 0.5));
+test {
+    _ = timing;
 }

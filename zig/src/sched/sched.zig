@@ -8,6 +8,7 @@ const abi = @import("../abi.zig");
 const bpf = @import("../sys/bpf.zig");
 const diag = @import("../sys/diag.zig");
 const sys = @import("../sys/linux.zig");
+const detect = @import("detect.zig");
 const c = bpf.c;
 const Error = abi.Error;
 
@@ -93,7 +94,7 @@ const scx_enums = [_]struct { type_name: [:0]const u8, name: []const u8 }{
 
 comptime {
     std.debug.assert(scx_enums.len == c.FP_SCX_ENUMS);
-    std.debug.assert(@sizeOf(c.struct_fp_sched_counters) == 13 * 8);
+    std.debug.assert(@sizeOf(c.struct_fp_sched_counters) == 14 * 8);
     std.debug.assert(@sizeOf(c.struct_fp_sched_exit) == @sizeOf(abi.SchedExit));
     std.debug.assert(@offsetOf(c.struct_fp_sched_exit, "msg") == @offsetOf(abi.SchedExit, "msg"));
     // The per-CPU counters fold into the first fields of abi.SchedCounters, same names, same order.
@@ -213,9 +214,16 @@ pub const Scheduler = struct {
     link: ?*c.bpf_link = null,
     /// The .bss as the kernel sees it (mmaped by libbpf): knobs, state, exit info.
     knobs: *volatile c.struct_fp_sched_knobs = undefined,
+    /// The tunables (.bss, so they change while the scheduler runs: setKnobs).
+    tun: *volatile c.struct_fp_sched_tunables = undefined,
+    dknobs: *volatile c.struct_fp_detect_knobs = undefined,
     bpf_state: *volatile c.struct_fp_sched_state = undefined,
     uei: *volatile c.struct_fp_sched_exit = undefined,
-    bss: []align(std.heap.page_size_min) u8 = &.{},
+    bss: bpf.Bss = .{ .mem = &.{}, .size = 0 },
+    /// The detectors (signals on): their maps are the ones the scheduler reads.
+    detector: ?*detect.Detector = null,
+    /// Partial mode: the detected game whose threads were moved to SCHED_EXT.
+    partial_game: u32 = 0,
     counters_fd: i32 = -1,
     foreground_fd: i32 = -1,
     percpu: []c.struct_fp_sched_counters = &.{},
@@ -252,6 +260,8 @@ pub const Scheduler = struct {
         errdefer s.stop_signal.deinit();
         s.percpu = try gpa.alloc(c.struct_fp_sched_counters, @intCast(@max(1, c.libbpf_num_possible_cpus())));
         errdefer gpa.free(s.percpu);
+        if (opts.signals != 0) s.detector = try detect.Detector.start(gpa, &opts.detect);
+        errdefer if (s.detector) |d| d.destroy();
         try s.attach();
         errdefer s.detach();
         s.monitor = std.Thread.spawn(.{}, monitorLoop, .{s}) catch return diag.fail(error.System, "starting the scheduler's monitor thread", .{});
@@ -275,6 +285,7 @@ pub const Scheduler = struct {
         if (o.busy_low_pct > o.busy_high_pct)
             return diag.fail(error.InvalidArgument, "`busyLowPct` ({d}) must not exceed `busyHighPct` ({d})", .{ o.busy_low_pct, o.busy_high_pct });
         if (o.partial > 1) return diag.fail(error.InvalidArgument, "`partial` must be 0 or 1, not {d}", .{o.partial});
+        if (o.signals > 1) return diag.fail(error.InvalidArgument, "`signals` must be 0 or 1, not {d}", .{o.signals});
     }
 
     fn checkWeight(pct: u32) Error!void {
@@ -305,7 +316,6 @@ pub const Scheduler = struct {
         var tun = tunablesOf(&o);
         tun.fold_ms = 100;
         tun.nr_cpus = topo.nr_cpus;
-        try obj.setRodata("tun", std.mem.asBytes(&tun));
         try obj.setRodata("cpu_llc", std.mem.asBytes(&llc));
         s.counters.nr_cpus = topo.nr_cpus;
         s.counters.nr_llcs = topo.nr_llcs;
@@ -335,12 +345,25 @@ pub const Scheduler = struct {
         const reenqueue: u32 = @intFromBool(!has_release);
         try obj.setRodata("reenqueue_from_switch", std.mem.asBytes(&reenqueue));
 
-        try obj.load();
-        try s.mapBss(&obj);
-        errdefer {
-            _ = std.os.linux.munmap(s.bss.ptr, s.bss.len);
-            s.bss = &.{};
+        // With the detectors, their task storage and roles are the maps the scheduler reads.
+        if (s.detector) |d| {
+            for ([_][:0]const u8{ "task_sig", "roles" }) |name| {
+                const m = c.bpf_object__find_map_by_name(obj.obj, name) orelse
+                    return diag.fail(error.System, "BPF map {s} not found", .{name});
+                if (c.bpf_map__reuse_fd(m, try d.mapFd(name)) != 0) return bpf.errnoError("sharing the detectors' maps");
+            }
         }
+
+        try obj.load();
+        s.bss = try obj.mapBss();
+        errdefer s.bss.unmap();
+        s.knobs = try s.bss.global(c.struct_fp_sched_knobs, &obj, "knobs");
+        s.bpf_state = try s.bss.global(c.struct_fp_sched_state, &obj, "state");
+        s.uei = try s.bss.global(c.struct_fp_sched_exit, &obj, "uei");
+        s.tun = try s.bss.global(c.struct_fp_sched_tunables, &obj, "tun");
+        s.dknobs = try s.bss.global(c.struct_fp_detect_knobs, &obj, "dknobs");
+        s.tun.* = tun;
+        if (s.detector) |d| d.mirrorKnobs(s.dknobs);
         s.knobs.foreground_weight_pct = o.foreground_weight_pct;
         s.knobs.stall_tgid = o.stall_tgid;
         s.counters_fd = try obj.mapFd("counters");
@@ -360,28 +383,6 @@ pub const Scheduler = struct {
         s.applyForeground() catch {};
     }
 
-    /// Maps the kernel's .bss into our memory (libbpf only does this for skeletons), so knobs,
-    /// state and exit info are plain loads and stores.
-    fn mapBss(s: *Scheduler, obj: *bpf.Object) Error!void {
-        const map = c.bpf_object__find_map_by_name(obj.obj, ".bss") orelse
-            return diag.fail(error.System, "the scheduler object has no .bss", .{});
-        const size: usize = c.bpf_map__value_size(map);
-        const len = std.mem.alignForward(usize, size, std.heap.pageSize());
-        const rc = std.os.linux.mmap(null, len, std.os.linux.PROT.READ | std.os.linux.PROT.WRITE, .{ .TYPE = .SHARED }, c.bpf_map__fd(map), 0);
-        const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(try sys.check(rc, "mapping the scheduler's .bss", .{}));
-        s.bss = base[0..len];
-        s.knobs = @ptrCast(@alignCast(base + try bssOffset(obj, "knobs", @sizeOf(c.struct_fp_sched_knobs), size)));
-        s.bpf_state = @ptrCast(@alignCast(base + try bssOffset(obj, "state", @sizeOf(c.struct_fp_sched_state), size)));
-        s.uei = @ptrCast(@alignCast(base + try bssOffset(obj, "uei", @sizeOf(c.struct_fp_sched_exit), size)));
-    }
-
-    fn bssOffset(obj: *bpf.Object, name: []const u8, want: usize, size: usize) Error!usize {
-        const v = try obj.findGlobal(".bss", name);
-        if (v.size != want or v.offset + v.size > size)
-            return diag.fail(error.System, "BPF global {s} is {d} bytes, the loader expects {d}", .{ name, v.size, want });
-        return v.offset;
-    }
-
     /// Destroys the link (the kernel runs ops.exit, then every task is back on the fair class).
     fn detach(s: *Scheduler) void {
         if (s.link) |l| _ = c.bpf_link__destroy(l);
@@ -393,10 +394,9 @@ pub const Scheduler = struct {
             inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| @field(s.base, f.name) = @field(s.counters, f.name);
         }
         if (s.obj) |*o| {
-            if (s.bss.len > 0) {
+            if (s.bss.mem.len > 0) {
                 s.copyExit();
-                _ = std.os.linux.munmap(s.bss.ptr, s.bss.len);
-                s.bss = &.{};
+                s.bss.unmap();
             }
             o.close();
         }
@@ -435,6 +435,7 @@ pub const Scheduler = struct {
             _ = std.os.linux.poll(&fds, 1, 100);
             if (fds[0].revents != 0) return;
             s.refresh();
+            s.followGame();
             s.lock.lock();
             const ejected = s.obj != null and s.uei.kind != 0;
             s.lock.unlock();
@@ -502,6 +503,20 @@ pub const Scheduler = struct {
         if (s.opts.partial != 0) for (tgids) |t| s.switchThreads(t);
     }
 
+    /// Partial mode with the detectors: the game they found is scheduled by fastpath too (its
+    /// threads moved to SCHED_EXT as the foreground's are; checked every 100 ms, threads it starts
+    /// later inherit the policy).
+    fn followGame(s: *Scheduler) void {
+        const d = s.detector orelse return;
+        if (s.opts.partial == 0) return;
+        const game = d.currentGame();
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (game == s.partial_game or s.obj == null) return;
+        s.partial_game = game;
+        if (game != 0) s.switchThreads(game);
+    }
+
     /// Partial mode: every thread of `tgid` to SCHED_EXT (threads it starts later inherit it).
     fn switchThreads(s: *Scheduler, tgid: u32) void {
         var path_buf: [48]u8 = undefined;
@@ -518,6 +533,26 @@ pub const Scheduler = struct {
             if (setPolicy(tid, sched_ext_policy) and std.mem.indexOfScalar(i32, s.switched.items, tid) == null)
                 s.switched.append(s.gpa, tid) catch {};
         }
+    }
+
+    /// Changes the knobs while the scheduler runs (checked like the options; `stall_tgid`, `partial`
+    /// and `signals` are fixed at start).
+    pub fn setKnobs(s: *Scheduler, o: *const abi.SchedOptions) Error!void {
+        var next = s.opts;
+        inline for (std.meta.fields(@TypeOf(abi.sched_limits))) |f| @field(next, f.name) = @field(o, f.name);
+        if (next.watchdog_ms != s.opts.watchdog_ms)
+            return diag.fail(error.InvalidArgument, "`watchdogMs` is fixed while the scheduler runs (the kernel reads it at attach): restart it to change it", .{});
+        try validate(&next);
+        s.lock.lock();
+        defer s.lock.unlock();
+        s.opts = next;
+        if (s.obj == null) return;
+        var tun = tunablesOf(&next);
+        tun.fold_ms = s.tun.fold_ms;
+        tun.nr_cpus = s.tun.nr_cpus;
+        s.tun.* = tun;
+        s.fg_weight_pct = next.foreground_weight_pct;
+        s.knobs.foreground_weight_pct = next.foreground_weight_pct;
     }
 
     /// Blocks up to `timeout_ns` for the kernel to eject the scheduler; true when it has.
@@ -551,6 +586,7 @@ pub const Scheduler = struct {
         s.stop_signal.deinit();
         s.gpa.free(s.percpu);
         s.switched.deinit(s.gpa);
+        if (s.detector) |d| d.destroy();
         const block: *align(64) [1]abi.SchedCounters = @ptrCast(s.counters);
         s.gpa.free(block);
         s.gpa.destroy(s);
@@ -586,56 +622,26 @@ pub fn readAttached(out: *abi.SchedCounters) Error!void {
     const ops = readSys(sysfs ++ "/root/ops", &buf) orelse "";
     if (!std.mem.eql(u8, ops, "fastpath"))
         return diag.fail(error.NoSuchDevice, "no fastpath scheduler is attached{s}{s}: start one with 'sudo fastpath sched run'", .{ if (ops.len > 0) " (attached: " else "", if (ops.len > 0) ops else "" });
-    var id: u32 = 0;
-    while (c.bpf_prog_get_next_id(id, &id) == 0) {
-        const fd = c.bpf_prog_get_fd_by_id(id);
-        if (fd < 0) continue;
-        defer sys.close(fd);
-        var maps: [16]u32 = undefined;
-        var nr_maps: u32 = maps.len;
-        var pname: [16]u8 = undefined;
-        var ptype: u32 = 0;
-        if (bpf.fp_bpf_prog_maps(fd, &pname, &ptype, &maps, &nr_maps) != 0) continue;
-        if (ptype != c.BPF_PROG_TYPE_STRUCT_OPS) continue;
-        if (!std.mem.eql(u8, std.mem.sliceTo(&pname, 0), "fastpath_runnin")) continue;
-        var got: u32 = 0;
-        for (maps[0..nr_maps]) |mid| {
-            const mfd = c.bpf_map_get_fd_by_id(mid);
-            if (mfd < 0) continue;
-            defer sys.close(mfd);
-            var mname: [16]u8 = undefined;
-            var mtype: u32 = 0;
-            var value_size: u32 = 0;
-            var btf_id: u32 = 0;
-            if (bpf.fp_bpf_map_about(mfd, &mname, &mtype, &value_size, &btf_id) != 0) continue;
-            const name = std.mem.sliceTo(&mname, 0);
-            const zero: u32 = 0;
-            if (std.mem.eql(u8, name, "counters") and mtype == c.BPF_MAP_TYPE_PERCPU_ARRAY) {
-                var percpu: [c.FP_MAX_CPUS]c.struct_fp_sched_counters = undefined;
-                const ncpu: usize = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), c.FP_MAX_CPUS)));
-                if (!sumPerCpu(mfd, percpu[0..ncpu], &std.mem.zeroes(c.struct_fp_sched_counters), out)) continue;
-                out.nr_cpus = ncpu;
-                var llc: [c.FP_MAX_CPUS]u32 = undefined;
-                out.nr_llcs = readTopology(&llc).nr_llcs; // what the loader read: the same sysfs
-                got |= 1;
-            } else if (std.mem.endsWith(u8, name, ".bss") and btf_id != 0) {
-                // Where `state` sits in .bss, from the BTF the kernel keeps for the map.
-                const btf = c.btf__load_from_kernel_by_id(btf_id) orelse continue;
-                defer c.btf__free(btf);
-                const g = bpf.Object.globalIn(btf, ".bss", "state") catch continue;
-                var bss: [4096]u8 align(8) = undefined;
-                if (value_size > bss.len or g.size != @sizeOf(c.struct_fp_sched_state) or g.offset + g.size > value_size) continue;
-                if (c.bpf_map_lookup_elem(mfd, &zero, &bss) != 0) continue;
-                var st: c.struct_fp_sched_state = undefined;
-                @memcpy(std.mem.asBytes(&st), bss[g.offset..][0..g.size]);
-                out.util_pct = st.util_pct;
-                out.busy = st.busy;
-                out.busy_flips = st.busy_flips;
-                got |= 2;
-            }
+    var maps: [16]bpf.LoadedMap = undefined;
+    const n = bpf.loadedProgramMaps(c.BPF_PROG_TYPE_STRUCT_OPS, "fastpath_runnin", &maps);
+    defer bpf.closeMaps(maps[0..n]);
+    var got = false;
+    for (maps[0..n]) |*m| {
+        if (m.nameIs("counters") and m.type == c.BPF_MAP_TYPE_PERCPU_ARRAY) {
+            var percpu: [c.FP_MAX_CPUS]c.struct_fp_sched_counters = undefined;
+            const ncpu: usize = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), c.FP_MAX_CPUS)));
+            if (!sumPerCpu(m.fd, percpu[0..ncpu], &std.mem.zeroes(c.struct_fp_sched_counters), out)) continue;
+            out.nr_cpus = ncpu;
+            var llc: [c.FP_MAX_CPUS]u32 = undefined;
+            out.nr_llcs = readTopology(&llc).nr_llcs; // what the loader read: the same sysfs
+            got = true;
+        } else if (m.global(c.struct_fp_sched_state, "state")) |st| {
+            out.util_pct = st.util_pct;
+            out.busy = st.busy;
+            out.busy_flips = st.busy_flips;
         }
-        if (got & 1 != 0) return;
     }
+    if (got) return;
     return diag.fail(error.NoSuchDevice, "the fastpath scheduler's counters were not found among the kernel's BPF programs", .{});
 }
 

@@ -12,6 +12,7 @@ pub const c = @cImport({
     @cInclude("bpf/btf.h");
     @cInclude("fastpath.h");
     @cInclude("sched.h");
+    @cInclude("detect.h");
 });
 
 // bpf_shim.c: calls that need LIBBPF_OPTS.
@@ -86,6 +87,19 @@ fn logTail(out: []u8) []const u8 {
         n += 1;
     }
     return out[0..n];
+}
+
+/// The program libbpf last said it failed to load ("prog 'NAME': failed to load"), copied to `out`.
+pub fn failedProgram(out: []u8) ?[]const u8 {
+    log_lock.lock();
+    defer log_lock.unlock();
+    const text = log_buf[0..log_len];
+    const end = std.mem.lastIndexOf(u8, text, "': failed to load") orelse return null;
+    const start = (std.mem.lastIndexOf(u8, text[0..end], "prog '") orelse return null) + "prog '".len;
+    const name = text[start..end];
+    if (name.len > out.len) return null;
+    @memcpy(out[0..name.len], name);
+    return out[0..name.len];
 }
 
 pub fn errnoError(what: []const u8) Error {
@@ -169,10 +183,105 @@ pub const Object = struct {
             diag.fail(error.System, "BPF program {s} not found", .{name});
     }
 
+    /// Maps the loaded object's .bss into our memory (libbpf only does this for skeletons), so its
+    /// globals are plain loads and stores shared with the kernel.
+    pub fn mapBss(o: *Object) Error!Bss {
+        const map = c.bpf_object__find_map_by_name(o.obj, ".bss") orelse
+            return diag.fail(error.System, "the BPF object has no .bss", .{});
+        const size: usize = c.bpf_map__value_size(map);
+        const len = std.mem.alignForward(usize, size, std.heap.pageSize());
+        const rc = std.os.linux.mmap(null, len, std.os.linux.PROT.READ | std.os.linux.PROT.WRITE, .{ .TYPE = .SHARED }, c.bpf_map__fd(map), 0);
+        const base: [*]align(std.heap.page_size_min) u8 = @ptrFromInt(try sys.check(rc, "mapping a BPF object's .bss", .{}));
+        return .{ .mem = base[0..len], .size = size };
+    }
+
     pub fn mapFd(o: *Object, name: [:0]const u8) Error!i32 {
         const m = c.bpf_object__find_map_by_name(o.obj, name.ptr) orelse
             return diag.fail(error.System, "BPF map {s} not found", .{name});
         return c.bpf_map__fd(m);
+    }
+};
+
+// --- Another process's loaded object ---------------------------------------------------------------
+
+/// One map of a loaded program, opened by id (close `fd`).
+pub const LoadedMap = struct {
+    fd: i32,
+    name: [16]u8,
+    type: u32,
+    value_size: u32,
+    btf_id: u32,
+
+    pub fn nameIs(m: *const LoadedMap, name: []const u8) bool {
+        return std.mem.eql(u8, std.mem.sliceTo(&m.name, 0), name);
+    }
+
+    /// Global `name` of type T from this map (a `.bss`), placed by the BTF the kernel keeps for it.
+    pub fn global(m: *const LoadedMap, comptime T: type, name: []const u8) ?T {
+        if (m.btf_id == 0 or !std.mem.endsWith(u8, std.mem.sliceTo(&m.name, 0), ".bss")) return null;
+        const btf = c.btf__load_from_kernel_by_id(m.btf_id) orelse return null;
+        defer c.btf__free(btf);
+        const g = Object.globalIn(btf, ".bss", name) catch return null;
+        var bss: [4096]u8 align(8) = undefined;
+        if (m.value_size > bss.len or g.size != @sizeOf(T) or g.offset + g.size > m.value_size) return null;
+        const zero: u32 = 0;
+        if (c.bpf_map_lookup_elem(m.fd, &zero, &bss) != 0) return null;
+        var v: T = undefined;
+        @memcpy(std.mem.asBytes(&v), bss[g.offset..][0..g.size]);
+        return v;
+    }
+};
+
+/// The maps (at most 16, opened: close each) of the first loaded program of type `prog_type` whose
+/// name is `name` (the kernel keeps 15 bytes of it), whichever process loaded it; 0 when none is.
+pub fn loadedProgramMaps(prog_type: u32, name: []const u8, out: *[16]LoadedMap) usize {
+    var id: u32 = 0;
+    while (c.bpf_prog_get_next_id(id, &id) == 0) {
+        const fd = c.bpf_prog_get_fd_by_id(id);
+        if (fd < 0) continue;
+        defer sys.close(fd);
+        var ids: [16]u32 = undefined;
+        var nr: u32 = ids.len;
+        var pname: [16]u8 = undefined;
+        var ptype: u32 = 0;
+        if (fp_bpf_prog_maps(fd, &pname, &ptype, &ids, &nr) != 0) continue;
+        if (ptype != prog_type or !std.mem.eql(u8, std.mem.sliceTo(&pname, 0), name)) continue;
+        var n: usize = 0;
+        for (ids[0..nr]) |mid| {
+            const mfd = c.bpf_map_get_fd_by_id(mid);
+            if (mfd < 0) continue;
+            out[n] = .{ .fd = mfd, .name = undefined, .type = 0, .value_size = 0, .btf_id = 0 };
+            if (fp_bpf_map_about(mfd, &out[n].name, &out[n].type, &out[n].value_size, &out[n].btf_id) != 0) {
+                sys.close(mfd);
+                continue;
+            }
+            n += 1;
+        }
+        return n;
+    }
+    return 0;
+}
+
+pub fn closeMaps(maps: []const LoadedMap) void {
+    for (maps) |m| sys.close(m.fd);
+}
+
+/// A loaded object's .bss, mapped (Object.mapBss).
+pub const Bss = struct {
+    mem: []align(std.heap.page_size_min) u8,
+    size: usize,
+
+    /// The global `name` of type T (its size checked against the object's BTF).
+    pub fn global(b: Bss, comptime T: type, o: *Object, name: []const u8) Error!*volatile T {
+        const v = try o.findGlobal(".bss", name);
+        if (v.size != @sizeOf(T) or v.offset + v.size > b.size)
+            return diag.fail(error.System, "BPF global {s} is {d} bytes, the library expects {d}", .{ name, v.size, @sizeOf(T) });
+        return @ptrCast(@alignCast(b.mem.ptr + v.offset));
+    }
+
+    pub fn unmap(b: *Bss) void {
+        if (b.mem.len > 0) _ = std.os.linux.munmap(b.mem.ptr, b.mem.len);
+        b.mem = &.{};
     }
 };
 

@@ -10,6 +10,8 @@ pub const Probe = @import("../probe/probe_linux.zig").Probe;
 pub const Scheduler = @import("../sched/sched.zig").Scheduler;
 pub const schedReadAttached = @import("../sched/sched.zig").readAttached;
 pub const schedPreflight = @import("../sched/sched.zig").preflight;
+pub const Detector = @import("../sched/detect.zig").Detector;
+pub const detectReadAttached = @import("../sched/detect.zig").readAttached;
 pub const libbpfVersion = @import("bpf.zig").version;
 
 pub fn xdpPass(netns: []const u8, ifname: []const u8, on: bool) abi.Error!void {

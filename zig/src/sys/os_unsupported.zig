@@ -66,16 +66,42 @@ pub fn schedPreflight() abi.Error!void {
     return noSchedExt();
 }
 
+fn noDetectors() abi.Error {
+    return diag.fail(error.Unsupported, "the detectors are BPF programs: run fastpath sched observe on Linux with BTF (CONFIG_DEBUG_INFO_BTF=y)", .{});
+}
+
+pub fn detectReadAttached(_: *abi.DetectStatus, _: []abi.DetectThread) abi.Error!u32 {
+    return noDetectors();
+}
+
+pub const Detector = struct {
+    pub fn start(_: std.mem.Allocator, _: *const abi.DetectOptions) abi.Error!*Detector {
+        return noDetectors();
+    }
+    pub fn status(_: *Detector, _: *abi.DetectStatus) void {}
+    pub fn threads(_: *Detector, _: []abi.DetectThread) u32 {
+        return 0;
+    }
+    pub fn setKnobs(_: *Detector, _: *const abi.DetectKnobs) abi.Error!void {
+        return noDetectors();
+    }
+    pub fn destroy(_: *Detector) void {}
+};
+
 pub const Scheduler = struct {
     counters: *abi.SchedCounters,
     exit: abi.SchedExit,
     state: std.atomic.Value(u32),
+    detector: ?*Detector = null,
 
     pub fn start(_: std.mem.Allocator, _: *const abi.SchedOptions) abi.Error!*Scheduler {
         return noSchedExt();
     }
     pub fn refresh(_: *Scheduler) void {}
     pub fn setForeground(_: *Scheduler, _: []const u32, _: u32) abi.Error!void {
+        return noSchedExt();
+    }
+    pub fn setKnobs(_: *Scheduler, _: *const abi.SchedOptions) abi.Error!void {
         return noSchedExt();
     }
     pub fn wait(_: *Scheduler, _: u64) bool {

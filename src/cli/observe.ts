@@ -1,0 +1,184 @@
+/**
+ * `fastpath sched observe`: the detectors without a scheduler (any Linux kernel with BTF, sched_ext
+ * or not), showing live which threads are classified as what and why. Also the thread table that
+ * `sched status --threads` prints for the running scheduler.
+ */
+import { table } from "../format.ts";
+import {
+  DETECT_KNOBS,
+  type DetectOptions,
+  Detector,
+  type DetectStatus,
+  type DetectThread,
+  type SignalName,
+} from "../detect.ts";
+import { ENUMS } from "../../ffi/enums.ts";
+import { parseChoice } from "../parse.ts";
+import { command, formatOption, knobs, num, setExit, text } from "./flags.ts";
+import { emit } from "./json.ts";
+import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+
+/** Why a thread holds its classes: the evidence, in words. */
+export function evidence(t: DetectThread): string {
+  const why: string[] = [];
+  if (t.inputMsAgo !== null) {
+    why.push(`input ${t.inputMsAgo} ms ago${t.inputHops ? `, ${t.inputHops} hop(s) from the reader` : " (reader)"}`);
+  }
+  if (t.gpuMsAgo !== null) why.push(`${t.gpuHz} GPU submits/s, last ${t.gpuMsAgo} ms ago`);
+  if (t.pcmMsAgo !== null) why.push(`PCM write ${t.pcmMsAgo} ms ago`);
+  if (t.netMsAgo !== null) why.push(`${t.netHz} INET sends/s, last ${t.netMsAgo} ms ago`);
+  if (t.wokenByIrq) why.push("woken from an interrupt");
+  else if (t.wokenByRt) why.push(`woken by real-time thread ${t.wakerTid}`);
+  else if (t.wakerTid) why.push(`woken by ${t.wakerTid}`);
+  return why.join("; ");
+}
+
+/** The thread table for people. */
+export function threadTable(threads: DetectThread[]): string {
+  if (threads.length === 0) return "no threads with a role or in an input chain yet";
+  return table(
+    ["tid", "pid", "comm", "roles", "classes", "seen", "evidence"],
+    threads.map((t) => [
+      String(t.tid),
+      String(t.pid),
+      t.comm,
+      t.roles.join(",") || "-",
+      t.classes.join(",") || "-",
+      `${t.seenMsAgo} ms ago`,
+      evidence(t),
+    ]),
+  );
+}
+
+/** The detectors' status for people: signals, what is absent and why, the game. */
+export function statusText(st: DetectStatus): string[] {
+  const game = st.game ? `${st.game.comm} (pid ${st.game.pid}, ${st.game.reason.replace("_", " ")})` : "none detected";
+  return [
+    `signals:     ${st.signals.join(", ") || "none"}`,
+    ...st.absent.map((a, i) => `${i === 0 ? "absent:     " : "            "} ${a}`),
+    `game:        ${game}`,
+    `compositors: ${st.compositors}, audio servers: ${st.audioServers}, audio clients: ${st.audioClients}`,
+  ];
+}
+
+/** A thread's classification, to notice when it changes. */
+function key(t: DetectThread): string {
+  return `${t.roles.join(",")}|${t.classes.join(",")}`;
+}
+
+export function signalsOption() {
+  return text("signals-off", `comma list of detectors to leave off: ${ENUMS.Signal.join(", ")}`, "LIST");
+}
+
+export function gameOptions() {
+  return [
+    text("game", "the game, by PID or process name (default: detected: Steam, Proton/Wine .exe)", "NAME|PID"),
+    text(
+      "compositor",
+      "a compositor besides the known ones (X, Wayland, gamescope) and whoever holds evdev open",
+      "NAME|PID",
+    ),
+  ] as const;
+}
+
+/** `--signals-off a,b` as signal names (each checked). */
+export function parseSignalsOff(v: string | undefined): SignalName[] {
+  return (v ?? "").split(",").map((s) => s.trim()).filter(Boolean)
+    .map((s) => parseChoice("signalsOff", s, ENUMS.Signal));
+}
+
+export function detectOptionsOf(f: Record<string, unknown>): DetectOptions {
+  const o: DetectOptions = { signalsOff: parseSignalsOff(f.signalsOff as string | undefined) };
+  for (const k of Object.keys(DETECT_KNOBS) as Array<keyof typeof DETECT_KNOBS>) o[k] = f[k] as number;
+  if (f.game !== undefined) o.game = f.game as string;
+  if (f.compositor !== undefined) o.compositor = f.compositor as string;
+  return o;
+}
+
+const [game, compositor] = gameOptions();
+
+export const observe = knobs(
+  command("observe", {
+    summary: "run the detectors without a scheduler and show which threads are classified as what, and why",
+    usage: "[flags]",
+    description: `Attaches the detectors (input_event, wakeups from interrupts and real-time tasks, drm_ioctl, ALSA PCM,
+    INET sends, exec/exit) without attaching a scheduler: works on kernels without sched_ext. Prints
+    each thread when its classification changes, with the evidence, and the table at the end.`,
+    examples: [
+      "sudo fastpath sched observe",
+      "sudo fastpath sched observe --game wine64-preloader --duration-s 30",
+      "sudo fastpath sched observe --format json | jq 'select(.type==\"detect_interval\") | .threads'",
+    ],
+  }),
+  DETECT_KNOBS,
+)
+  .addOption(game)
+  .addOption(compositor)
+  .addOption(signalsOption())
+  .addOption(num("threads", "at most this many threads in a table or JSON object").default(64))
+  .addOption(intervalOption())
+  .addOption(num("duration-s", "stop after this many seconds (default: until Ctrl-C)"))
+  .addOption(formatOption())
+  .action(async (f) => {
+    const json = f.format === "json";
+    const stop = untilSignal();
+    let d: Detector;
+    try {
+      d = await Detector.start(detectOptionsOf(f));
+    } catch (err) {
+      stop.dispose();
+      throw err;
+    }
+    try {
+      const st0 = d.status();
+      if (json) emit("detect_started", { ...st0, knobs: { type: "detect_knobs", ...d.knobs } });
+      else {
+        for (const l of statusText(st0)) console.error(l);
+        console.error("  stop with Ctrl-C");
+      }
+      const seen = new Map<number, string>();
+      await monitor({
+        json,
+        intervalMs: f.intervalMs,
+        durationS: f.durationS,
+        stop: stop.promise,
+        sample: () => ({ status: d.status(), threads: d.threads(f.threads) }),
+        line: (now, prev, dt) => {
+          const c = now.status.counters, p = prev.status.counters;
+          const rate = (k: keyof typeof c) => Math.round(((c[k] as number) - (p[k] as number)) / dt);
+          return `detectors: ${rate("input_events")} input events/s, ${rate("input_boosts")} input boosts/s, ${
+            rate("urgent_boosts")
+          } urgent/s, ${rate("gpu_submits")} GPU submits/s, ${rate("pcm_periods")} PCM periods/s, ${
+            rate("net_sends")
+          } game sends/s; game ${now.status.game?.comm ?? "none"}; ${now.threads.length} threads`;
+        },
+        interval: (now, _prev, dt) => ["detect_interval", { intervalS: dt, ...now.status, threads: now.threads }],
+        after: (now) => {
+          const notes: Array<[string, Record<string, unknown>, string]> = [];
+          for (const t of now.threads) {
+            if (seen.get(t.tid) === key(t)) continue;
+            seen.set(t.tid, key(t));
+            if (t.classes.length === 0 && t.roles.length === 0) continue;
+            notes.push([
+              "detect_thread",
+              { ...t },
+              `${t.tid} ${t.comm} (pid ${t.pid}${t.roles.length ? `, ${t.roles.join(",")}` : ""}): ${
+                t.classes.join(",") || "no class now"
+              } — ${evidence(t)}`,
+            ]);
+          }
+          return notes.length && !json ? { notes } : undefined;
+        },
+      });
+      const end = { status: d.status(), threads: d.threads(f.threads) };
+      if (json) emit("detect_summary", { ...end.status, threads: end.threads });
+      else {
+        console.log(statusText(end.status).join("\n"));
+        console.log(threadTable(end.threads));
+      }
+      setExit(0);
+    } finally {
+      stop.dispose();
+      d.close();
+    }
+  });

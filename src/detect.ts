@@ -1,0 +1,266 @@
+/**
+ * The detectors as a TypeScript handle: which threads of the game a player feels (its input chain,
+ * GPU-submit, audio and network threads), found by BPF programs in the kernel (zig/bpf/detect.bpf.c)
+ * and the library's native thread (the game, the compositor, the audio server: zig/src/sched/roles.zig).
+ * They run inside the scheduler (`sched run`, where they raise those threads' urgency) or alone
+ * (`sched observe`, on any Linux kernel with BTF, sched_ext or not). TypeScript only starts them and
+ * reads what they found.
+ */
+import { type Lib, load } from "../ffi/load.ts";
+import { FastpathError, snake } from "../ffi/error.ts";
+import { NativeHandle } from "../ffi/handle.ts";
+import { readStruct, setAll, type StructBuilder } from "../ffi/layout.ts";
+import type { DetectCounterName, EnumKey } from "../ffi/enums.ts";
+import { ENUMS } from "../ffi/enums.ts";
+
+export type SignalName = EnumKey<"Signal">;
+export type ThreadClassName = EnumKey<"ThreadClass">;
+export type RoleName = EnumKey<"Role">;
+export type GameReason = EnumKey<"GameReason">;
+export type DetectCounters = Record<DetectCounterName, number>;
+
+/**
+ * The detectors' knobs, each with its unit in its name: the one place a default is written (the
+ * CLI's flags and help are made from this table; the library checks the ranges, abi.zig
+ * `detect_limits`). Every one can change while the detectors run (`setKnobs`, `sched set`).
+ */
+export const DETECT_KNOBS = {
+  inputWindowUs: {
+    default: 8000,
+    help: "how long an input event favours the compositor's reader and the threads it wakes, µs",
+  },
+  urgentWindowUs: {
+    default: 2000,
+    help: "how long a wakeup from an interrupt or a real-time task favours its wakee, µs",
+  },
+  chainHops: { default: 2, help: "wake hops input and urgency travel on after the first wakee" },
+  gpuMinHz: { default: 20, help: "GPU submits per second from which a game thread is GPU-submit, Hz" },
+  netMinHz: { default: 10, help: "INET sends per second from which a game thread is network, Hz" },
+  evidenceMs: { default: 1000, help: "how long a submit, PCM write or send keeps its class, ms" },
+  gameSwitchMs: {
+    default: 5000,
+    help: "how long a new game candidate must lead before it replaces the game, ms",
+  },
+} as const;
+
+export type DetectKnob = keyof typeof DETECT_KNOBS;
+export type DetectKnobs = Record<DetectKnob, number>;
+/** DetectKnobs fields that are modes, not knobs. */
+const DETECT_MODE_FIELDS = ["signals_off"];
+
+export type DetectOptions = Partial<DetectKnobs> & {
+  /**
+   * The game: a PID or a process name (at most 15 bytes, as the kernel keeps it). Without it the
+   * game is detected: a Steam game (SteamGameId in its environment) or a Windows .exe under Wine or
+   * Proton, the one using most CPU when several are running.
+   */
+  game?: number | string;
+  /** A compositor besides the known ones (X, Wayland, gamescope) and whoever holds evdev open. */
+  compositor?: number | string;
+  /** Detectors to leave off (each still named in `status().signals` only when on). */
+  signalsOff?: SignalName[];
+};
+
+/** What the detectors know now. */
+export interface DetectStatus {
+  type: "detect_status";
+  /** Detectors attached and on. */
+  signals: SignalName[];
+  /** Why each absent detector is absent ("GPU submit (no DRM driver loaded)"). */
+  absent: string[];
+  /** The game now, or null. */
+  game: { type: "detect_game"; pid: number; comm: string; reason: GameReason } | null;
+  compositors: number;
+  audioServers: number;
+  audioClients: number;
+  counters: DetectCounters & { type: "detect_counters" };
+}
+
+/** One thread as the detectors see it. */
+export interface DetectThread {
+  type: "detect_thread";
+  tid: number;
+  pid: number;
+  comm: string;
+  /** Its classes as of `seenMsAgo`. */
+  classes: ThreadClassName[];
+  /** Its thread group's roles. */
+  roles: RoleName[];
+  seenMsAgo: number;
+  /** The last input window it was part of, ms ago (null: none). */
+  inputMsAgo: number | null;
+  /** Its last GPU submit, PCM write and INET send, ms ago (null: none). */
+  gpuMsAgo: number | null;
+  pcmMsAgo: number | null;
+  netMsAgo: number | null;
+  inputHops: number;
+  gpuHz: number;
+  netHz: number;
+  /** Who woke it last (the wake chain). */
+  wakerTid: number;
+  wokenByIrq: boolean;
+  wokenByRt: boolean;
+}
+
+/** The knob values a start uses: each given one, else its default. */
+export function detectKnobs(o: Partial<DetectKnobs> = {}): DetectKnobs {
+  const out = {} as DetectKnobs;
+  for (const k of Object.keys(DETECT_KNOBS) as DetectKnob[]) out[k] = o[k] ?? DETECT_KNOBS[k].default;
+  return out;
+}
+
+function bits<E extends "Signal" | "ThreadClass" | "Role">(lib: Lib, e: E, value: number): EnumKey<E>[] {
+  return (ENUMS[e] as readonly EnumKey<E>[]).filter((k) => value & lib.layout.value(e, k));
+}
+
+/** The DetectKnobs struct of `knobs` and `signalsOff` (the library checks the ranges). */
+export function knobsStruct(lib: Lib, knobs: DetectKnobs, signalsOff: SignalName[] = []): StructBuilder {
+  const unknown = Object.keys(lib.layout.struct("DetectKnobs").fields)
+    .filter((f) => !DETECT_MODE_FIELDS.includes(f) && !Object.keys(DETECT_KNOBS).some((k) => snake(k) === f));
+  if (unknown.length) {
+    throw new FastpathError("library", `the library has knobs DETECT_KNOBS lacks: ${unknown.join(", ")}`);
+  }
+  const off = signalsOff.reduce((m, s) => m | lib.layout.value("Signal", s), 0);
+  return setAll(lib.layout.builder("DetectKnobs"), knobs).set("signals_off", off, "signalsOff");
+}
+
+/** The DetectOptions struct (what `fp_detect_start` and the scheduler's start take). */
+export function optionsStruct(lib: Lib, o: DetectOptions): StructBuilder {
+  for (const s of o.signalsOff ?? []) {
+    if (!(ENUMS.Signal as readonly string[]).includes(s)) {
+      throw new FastpathError(
+        "invalid_argument",
+        `\`signalsOff\`: no signal '${s}': use ${ENUMS.Signal.join(", ")}`,
+      );
+    }
+  }
+  const b = lib.layout.builder("DetectOptions").setStruct("knobs", knobsStruct(lib, detectKnobs(o), o.signalsOff));
+  const game = o.game === undefined ? "" : String(o.game).trim();
+  if (/^\d+$/.test(game)) b.set("game_pid", Number(game), "game");
+  else if (game) b.setBytes("game_name", game.slice(0, 15), "game");
+  if (o.compositor !== undefined) b.setBytes("compositor", String(o.compositor).trim(), "compositor");
+  return b;
+}
+
+function readStatus(lib: Lib, bytes: Uint8Array): DetectStatus {
+  const r = readStruct(lib.layout, "DetectStatus", bytes);
+  const counters = r.counters as DetectCounters;
+  const pid = r.game_tgid as number;
+  return {
+    type: "detect_status",
+    signals: bits(lib, "Signal", r.signals as number),
+    absent: String(r.absent).split("; ").filter(Boolean),
+    game: pid
+      ? {
+        type: "detect_game",
+        pid,
+        comm: r.game_comm as string,
+        reason: lib.layout.key("GameReason", r.game_reason as number),
+      }
+      : null,
+    compositors: r.compositors as number,
+    audioServers: r.audio_servers as number,
+    audioClients: r.audio_clients as number,
+    counters: { type: "detect_counters", ...counters },
+  };
+}
+
+function readThreads(lib: Lib, bytes: Uint8Array, n: number, nowNs: number): DetectThread[] {
+  const size = lib.layout.struct("DetectThread").size;
+  const out: DetectThread[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = readStruct(lib.layout, "DetectThread", bytes, i * size);
+    const ago = (t: number) => Math.max(0, Math.round((nowNs - t) / 1e6));
+    out.push({
+      type: "detect_thread",
+      tid: r.tid as number,
+      pid: r.tgid as number,
+      comm: r.comm as string,
+      classes: bits(lib, "ThreadClass", r.class as number),
+      roles: bits(lib, "Role", r.roles as number),
+      seenMsAgo: ago(r.seen as number),
+      inputMsAgo: r.input_at ? ago(r.input_at as number) : null,
+      gpuMsAgo: r.gpu_last ? ago(r.gpu_last as number) : null,
+      pcmMsAgo: r.pcm_last ? ago(r.pcm_last as number) : null,
+      netMsAgo: r.net_last ? ago(r.net_last as number) : null,
+      inputHops: r.input_hops as number,
+      gpuHz: r.gpu_hz as number,
+      netHz: r.net_hz as number,
+      wakerTid: r.waker_tid as number,
+      wokenByIrq: r.woken_by_irq !== 0,
+      wokenByRt: r.woken_by_rt !== 0,
+    });
+  }
+  return out.sort((a, b) => a.seenMsAgo - b.seenMsAgo);
+}
+
+export class Detector extends NativeHandle {
+  readonly #lib: Lib;
+  readonly #owned: boolean;
+  #knobs: DetectKnobs;
+  #signalsOff: SignalName[];
+
+  /** @internal — `Detector.start`, or `Scheduler.detector` for the scheduler's own. */
+  constructor(handle: Deno.PointerObject, lib: Lib, owned: boolean, knobs: DetectKnobs, signalsOff: SignalName[]) {
+    super(handle, "detector");
+    this.#lib = lib;
+    this.#owned = owned;
+    this.#knobs = knobs;
+    this.#signalsOff = signalsOff;
+  }
+
+  /** Attaches the detectors alone (no scheduler): needs root and a kernel with BTF. Throws FastpathError. */
+  static async start(o: DetectOptions = {}): Promise<Detector> {
+    const lib = await load();
+    const b = optionsStruct(lib, o);
+    const out = new BigUint64Array(1);
+    lib.unwrap(lib.native.fp_detect_start(b.bytes, out), "cannot start the detectors");
+    return new Detector(Deno.UnsafePointer.create(out[0])!, lib, true, detectKnobs(o), o.signalsOff ?? []);
+  }
+
+  /** What the detectors run by any process (`sched run`, `sched observe`) know now, and their threads. */
+  static async readAttached(maxThreads = 256): Promise<{ status: DetectStatus; threads: DetectThread[] }> {
+    const lib = await load();
+    const st = lib.layout.builder("DetectStatus");
+    const rows = new Uint8Array(lib.layout.struct("DetectThread").size * maxThreads);
+    const n = new Uint32Array(1);
+    lib.unwrap(
+      lib.native.fp_detect_read_attached(st.bytes, rows, maxThreads, new Uint8Array(n.buffer)),
+      "cannot read the detectors",
+    );
+    return {
+      status: readStatus(lib, st.bytes),
+      threads: readThreads(lib, rows, n[0], Number(lib.native.fp_monotonic_ns())),
+    };
+  }
+
+  /** The knob values they run with. */
+  get knobs(): DetectKnobs {
+    return { ...this.#knobs };
+  }
+
+  status(): DetectStatus {
+    const b = this.#lib.layout.builder("DetectStatus");
+    this.#lib.native.fp_detect_status(this.live(), b.bytes);
+    return readStatus(this.#lib, b.bytes);
+  }
+
+  /** Threads with a role or in an input chain (at most `max`), the most recently seen first. */
+  threads(max = 256): DetectThread[] {
+    const rows = new Uint8Array(this.#lib.layout.struct("DetectThread").size * max);
+    const n = this.#lib.native.fp_detect_threads(this.live(), rows, max);
+    return readThreads(this.#lib, rows, n, Number(this.#lib.native.fp_monotonic_ns()));
+  }
+
+  /** Changes knobs while they run (the others keep their values). Throws FastpathError naming a bad one. */
+  setKnobs(k: Partial<DetectKnobs>): void {
+    const next = { ...this.#knobs, ...k };
+    const b = knobsStruct(this.#lib, next, this.#signalsOff);
+    this.#lib.unwrap(this.#lib.native.fp_detect_set_knobs(this.live(), b.bytes), "cannot change the detectors' knobs");
+    this.#knobs = next;
+  }
+
+  protected free(handle: Deno.PointerObject): void {
+    if (this.#owned) this.#lib.native.fp_detect_close(handle);
+  }
+}

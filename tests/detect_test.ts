@@ -1,0 +1,116 @@
+/**
+ * The detectors on this host's kernel (no sched_ext needed): `fastpath sched observe` attaches what
+ * the kernel allows, names every absent detector with its reason, finds a game as it starts, and
+ * leaves nothing attached. The VM tests (tests/vm/detect.vmtest.ts) drive each signal's kernel path.
+ */
+import assert from "node:assert/strict";
+import { Detector } from "../src/detect.ts";
+import { cli, isRoot, skipUnless } from "./helpers.ts";
+
+const lines = (stdout: string) => stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+const ALWAYS = ["wake", "irq", "exec"];
+const OPTIONAL: Record<string, string> = {
+  input: "input",
+  gpu: "GPU submit",
+  nvidia: "NVIDIA submit",
+  pcm: "PCM periods",
+  pcm_write: "PCM writers",
+  net: "INET sends",
+};
+
+Deno.test("sched observe: the detectors without a scheduler", async (t) => {
+  await t.step(
+    "bad knob values and unknown signals are refused before anything attaches, naming the flag",
+    async () => {
+      const hops = await cli(["sched", "observe", "--chain-hops", "9", "--duration-s", "1"]);
+      assert.deepEqual(hops.code, 2, hops.stderr);
+      assert.match(hops.stderr, /--chain-hops.*0 to 4.*9/);
+      const sig = await cli(["sched", "observe", "--signals-off", "mouse"]);
+      assert.deepEqual(sig.code, 2, sig.stderr);
+      assert.match(sig.stderr, /--signals-off.*input.*'mouse'/);
+    },
+  );
+
+  if (skipUnless(isRoot, "the detectors are BPF programs: run the tests as root")) return;
+
+  await t.step(
+    "observe attaches the detectors this kernel allows and names each absent one with its reason",
+    async () => {
+      const r = await cli(["sched", "observe", "--duration-s", "1", "--interval-ms", "500", "--format", "json"]);
+      assert.deepEqual(r.code, 0, r.stderr);
+      const out = lines(r.stdout);
+      const started = out.find((l) => l.type === "detect_started");
+      assert.ok(started, r.stdout);
+      for (const s of ALWAYS) assert.ok(started.signals.includes(s), `${s} attached: ${started.signals}`);
+      for (const [signal, what] of Object.entries(OPTIONAL)) {
+        const absent = started.absent.find((a: string) => a.startsWith(`${what}:`));
+        assert.ok(
+          started.signals.includes(signal) !== (absent !== undefined),
+          `${signal} is either attached or absent with a reason: ${started.signals} / ${started.absent.join("; ")}`,
+        );
+        if (absent) assert.ok(absent.length > what.length + 5, `a reason is given: ${absent}`);
+      }
+      console.log(`    attached: ${started.signals.join(", ")}; absent: ${started.absent.length}`);
+      assert.ok(out.some((l) => l.type === "detect_summary"));
+      // The kernel frees a detached program after an RCU grace period: give it a moment.
+      const gone = async () => {
+        for (let i = 0; i < 100; i++) {
+          try {
+            await Detector.readAttached();
+          } catch (err) {
+            if (/no fastpath detectors are running/.test(String(err))) return true;
+            throw err;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        return false;
+      };
+      assert.ok(await gone(), "nothing left attached once observe exits");
+    },
+  );
+
+  await t.step(
+    "a process started with SteamGameId is the game, with its reason, and leaves with its exit",
+    async () => {
+      const d = await Detector.start();
+      try {
+        const game = new Deno.Command("sleep", { args: ["20"], env: { SteamGameId: "4000" } }).spawn();
+        try {
+          const t0 = Date.now();
+          while (d.status().game?.pid !== game.pid) {
+            assert.ok(Date.now() - t0 < 2000, "the game was found within 2 s");
+            await new Promise((r) => setTimeout(r, 5));
+          }
+          assert.deepEqual(d.status().game?.reason, "steam");
+          // Another process sees the same through `sched status`'s reader.
+          const seen = await Detector.readAttached();
+          assert.deepEqual(seen.status.game?.pid, game.pid);
+        } finally {
+          game.kill("SIGKILL");
+          await game.status;
+        }
+        const t1 = Date.now();
+        while (d.status().game !== null) {
+          assert.ok(Date.now() - t1 < 2000, "its exit cleared the game");
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      } finally {
+        d.close();
+      }
+    },
+  );
+
+  await t.step("knobs change while the detectors run; a bad one is refused and the others stay", async () => {
+    const d = await Detector.start({ inputWindowUs: 4000 });
+    try {
+      d.setKnobs({ chainHops: 1, gameSwitchMs: 2000 });
+      assert.deepEqual(d.knobs.chainHops, 1);
+      assert.deepEqual(d.knobs.inputWindowUs, 4000);
+      assert.throws(() => d.setKnobs({ evidenceMs: 5 }), /evidenceMs must be 10 to 60000, not 5/);
+      assert.deepEqual(d.knobs.evidenceMs, 1000, "the refused value did not stick");
+    } finally {
+      d.close();
+    }
+    assert.throws(() => d.status(), /closed/);
+  });
+});

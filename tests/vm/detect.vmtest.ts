@@ -1,0 +1,271 @@
+/**
+ * The detectors on the test VM's kernel (uinput, DRM vgem/vkms, ALSA snd-dummy; ../shared/vm):
+ * every step drives the real kernel path (an input event, a UDP send, a DRM ioctl, a PCM write, an
+ * exec) from another process and checks what the detectors report from outside — their status, the
+ * threads they classified, and the scheduler's counters.
+ */
+import assert from "node:assert/strict";
+import { Detector, type DetectThread } from "../../src/detect.ts";
+import { Scheduler } from "../../src/sched.ts";
+import { cli, ROOT, waitFor } from "../helpers.ts";
+
+const INPUTPROBE = `${ROOT}/zig/zig-out/bin/fp-inputprobe`;
+const PY = "/usr/bin/python3";
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A Python program run as its own process; `env` adds to the environment. */
+function python(code: string, env: Record<string, string> = {}) {
+  return new Deno.Command(PY, { args: ["-c", code], env, stdout: "piped", stderr: "inherit" }).spawn();
+}
+
+async function reap(c: Deno.ChildProcess): Promise<void> {
+  try {
+    c.kill("SIGKILL");
+  } catch { /* ended */ }
+  await c.output().catch(() => {});
+}
+
+const byComm = (ts: DetectThread[], comm: string) => ts.filter((t) => t.comm === comm);
+
+/** Milliseconds until `cond` holds, polled every millisecond (at most `ms`). */
+async function msUntil(cond: () => boolean, what: string, ms = 2000): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > ms) throw new Error(`timed out waiting for: ${what}`);
+    await sleep(1);
+  }
+  return performance.now() - t0;
+}
+
+/** A thread sending UDP datagrams to the discard port at 100 Hz, one sending on AF_UNIX at 100 Hz. */
+const SENDERS = `
+import socket, threading, time
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    while True:
+        s.sendto(b"x", ("127.0.0.1", 9)); time.sleep(0.01)
+def unix():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    while True:
+        a.send(b"x"); b.recv(1); time.sleep(0.01)
+threading.Thread(target=udp, name="udp-sender", daemon=True).start()
+threading.Thread(target=unix, name="unix-sender", daemon=True).start()
+time.sleep(60)
+`;
+
+/** Driver command ioctls on every /dev/dri node at 60 Hz (vgem's fence ioctls: nr 0x41, 0x42). */
+const GPU = `
+import fcntl, glob, os, threading, time
+def submit():
+    fds = [os.open(n, os.O_RDWR) for n in sorted(glob.glob("/dev/dri/card*"))]
+    while True:
+        for fd in fds:
+            for nr in (0x41, 0x42):
+                try: fcntl.ioctl(fd, (3 << 30) | (16 << 16) | (ord("d") << 8) | nr, bytearray(16))
+                except OSError: pass
+        time.sleep(1 / 60)
+threading.Thread(target=submit, name="render", daemon=True).start()
+time.sleep(60)
+`;
+
+Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
+  const d = await Detector.start({ chainHops: 0 });
+  try {
+    await t.step("every detector attaches where the kernel has its target; none is absent", () => {
+      const st = d.status();
+      for (const s of ["input", "wake", "irq", "gpu", "pcm", "pcm_write", "net", "exec"] as const) {
+        assert.ok(st.signals.includes(s), `${s} attached: ${st.signals.join(",")}; absent: ${st.absent.join("; ")}`);
+      }
+      assert.ok(st.absent.every((a) => a.startsWith("NVIDIA submit")), `only NVIDIA is absent: ${st.absent}`);
+    });
+
+    await t.step("exec of a process with SteamGameId is the game within 100 ms, and its exit clears it", async () => {
+      const game = new Deno.Command("sleep", { args: ["30"], env: { SteamGameId: "1091500" } }).spawn();
+      try {
+        const found = await msUntil(() => d.status().game?.pid === game.pid, "the game detected");
+        assert.deepEqual(d.status().game?.reason, "steam");
+        game.kill("SIGKILL");
+        await game.status;
+        const cleared = await msUntil(() => d.status().game === null, "the game cleared");
+        console.log(`    detected ${found.toFixed(0)} ms after spawn, cleared ${cleared.toFixed(0)} ms after exit`);
+        assert.ok(found <= 100, `detected within 100 ms, not ${found.toFixed(0)} ms`);
+        assert.ok(cleared <= 100, `its exit cleared it within 100 ms, not ${cleared.toFixed(0)} ms`);
+      } finally {
+        await reap(game);
+      }
+    });
+
+    await t.step(
+      "input opens a window; the compositor's reader holds it, and with chainHops 2 the game's input thread and worker too",
+      async () => {
+        const c0 = d.status().counters;
+        const probe = new Deno.Command(INPUTPROBE, {
+          args: ["--warmup-s", "12", "--duration-s", "1", "--rate-hz", "200"],
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        try {
+          // The compositor is found holding evdev open by the next scan (every 5 s).
+          await waitFor(() => d.status().compositors >= 1, "the compositor found", 8000);
+          await sleep(500);
+          let ts = d.threads(512);
+          const reader = byComm(ts, "fp-compositor");
+          assert.ok(reader.length === 1, `the reader seen: ${JSON.stringify(ts.map((x) => x.comm))}`);
+          assert.ok(reader[0].roles.includes("compositor"));
+          assert.ok(reader[0].classes.includes("input") && reader[0].inputHops === 0, JSON.stringify(reader[0]));
+          // chainHops 0: the window stops at the reader.
+          assert.ok(byComm(ts, "input").every((x) => !x.classes.includes("input")), "no hop with chainHops 0");
+
+          // The knob changes while they run: now the window reaches the game's input thread and worker.
+          d.setKnobs({ chainHops: 2 });
+          await sleep(500);
+          ts = d.threads(512);
+          const input = byComm(ts, "input"), worker = byComm(ts, "worker");
+          assert.ok(input.some((x) => x.classes.includes("input") && x.inputHops === 1), JSON.stringify(input));
+          assert.ok(worker.some((x) => x.classes.includes("input") && x.inputHops === 2), JSON.stringify(worker));
+          assert.ok(input.every((x) => x.roles.includes("game")), "the game (SteamGameId) is their thread group");
+          const c1 = d.status().counters;
+          assert.ok(c1.input_events - c0.input_events >= 200, `input events counted: ${c1.input_events}`);
+          assert.ok(c1.input_windows > c0.input_windows && c1.input_boosts > c0.input_boosts);
+        } finally {
+          await reap(probe);
+          d.setKnobs({ chainHops: 0 });
+        }
+      },
+    );
+
+    await t.step(
+      "a game thread sending UDP is network; an AF_UNIX sender and another process's UDP are not",
+      async () => {
+        const game = python(SENDERS, { SteamGameId: "730" });
+        const other = python(SENDERS);
+        try {
+          await waitFor(() => d.status().game?.pid === game.pid, "the game detected", 3000);
+          await sleep(1500);
+          const ts = d.threads(512);
+          const mine = ts.filter((x) => x.pid === game.pid);
+          const udp = mine.find((x) => x.comm === "udp-sender");
+          assert.ok(udp?.classes.includes("net") && udp.netHz >= 50, `UDP sender: ${JSON.stringify(udp)}`);
+          const unix = mine.find((x) => x.comm === "unix-sender");
+          assert.ok(!unix?.classes.includes("net"), `AF_UNIX sender: ${JSON.stringify(unix)}`);
+          assert.ok(
+            ts.filter((x) => x.pid === other.pid).every((x) => !x.classes.includes("net") && x.netMsAgo === null),
+            "another process's UDP sends are not the game's",
+          );
+        } finally {
+          await reap(game);
+          await reap(other);
+        }
+      },
+    );
+
+    await t.step("a game thread issuing DRM driver ioctls at 60 Hz is GPU-submit", async () => {
+      const game = python(GPU, { SteamGameId: "570" });
+      try {
+        await waitFor(() => d.status().game?.pid === game.pid, "the game detected", 3000);
+        await sleep(1500);
+        const render = d.threads(512).find((x) => x.pid === game.pid && x.comm === "render");
+        assert.ok(render?.classes.includes("gpu") && render.gpuHz >= 20, `render thread: ${JSON.stringify(render)}`);
+        assert.ok(d.status().counters.gpu_submits >= 60);
+      } finally {
+        await reap(game);
+      }
+    });
+
+    await t.step("a thread playing to the dummy sound card is audio, and PCM periods are counted", async () => {
+      const c0 = d.status().counters;
+      const play = new Deno.Command("aplay", {
+        args: ["-q", "-D", "hw:0,0", "-f", "S16_LE", "-r", "48000", "-c", "2", "-d", "2", "/dev/zero"],
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      try {
+        await sleep(1000);
+        const a = d.threads(512).filter((x) => x.comm === "aplay");
+        assert.ok(a.some((x) => x.classes.includes("audio") && x.pcmMsAgo !== null), `aplay: ${JSON.stringify(a)}`);
+      } finally {
+        const out = await play.output();
+        assert.deepEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+      }
+      const c1 = d.status().counters;
+      assert.ok(c1.pcm_writes > c0.pcm_writes && c1.pcm_periods > c0.pcm_periods, JSON.stringify(c1));
+    });
+
+    await t.step("10 000 short-lived threads of the game leave no state behind", async () => {
+      const game = python(
+        `
+import threading, time
+time.sleep(1.5)
+for i in range(100):
+    ts = [threading.Thread(target=time.sleep, args=(0.001,)) for _ in range(100)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+print("done", flush=True)
+time.sleep(60)
+`,
+        { SteamGameId: "440" },
+      );
+      try {
+        await waitFor(() => d.status().game?.pid === game.pid, "the game detected", 3000);
+        const before = d.threads(8192).length;
+        const reader = game.stdout.getReader();
+        const { value } = await reader.read();
+        reader.releaseLock();
+        assert.match(new TextDecoder().decode(value), /done/);
+        const after = d.threads(8192);
+        console.log(`    threads tracked: ${before} before, ${after.length} after 10 000 threads came and went`);
+        assert.ok(after.length <= before + 16, `state did not grow: ${before} → ${after.length}`);
+      } finally {
+        await reap(game);
+      }
+    });
+  } finally {
+    d.close();
+  }
+
+  await t.step("observe's detectors are gone after it stops: none left attached", async () => {
+    const r = await cli(["sched", "status", "--threads", "1", "--format", "json"]);
+    const s = JSON.parse(r.stdout);
+    assert.deepEqual(s.detectors, null, "no detectors left running");
+  });
+
+  await t.step(
+    "with the scheduler, the game's input chain runs boosted (signal_runs), sched status names the game from another process, and --no-signals boosts nothing",
+    async () => {
+      const s = await Scheduler.start({ detect: { gameSwitchMs: 1000 } });
+      try {
+        const probe = new Deno.Command(INPUTPROBE, {
+          args: ["--warmup-s", "7", "--duration-s", "2", "--rate-hz", "500"],
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        await sleep(3000);
+        // Another process reads the running scheduler's detectors from the kernel.
+        const st = await cli(["sched", "status", "--threads", "64", "--format", "json"]);
+        assert.deepEqual(st.code, 0, st.stderr);
+        const j = JSON.parse(st.stdout);
+        assert.deepEqual(j.detectors.game?.comm, "fp-inputprobe", st.stdout);
+        assert.deepEqual(j.detectors.game?.reason, "steam");
+        assert.ok(j.threads.some((x: { comm: string }) => x.comm === "fp-compositor"), "its threads listed");
+        const out = await probe.output();
+        assert.deepEqual(out.code, 0);
+        const r = JSON.parse(new TextDecoder().decode(out.stdout));
+        assert.ok(r.events_seen >= 900, `events reached the worker: ${r.events_seen}`);
+        assert.ok(s.stats().signal_runs > 500, `signal_runs ${s.stats().signal_runs}`);
+        assert.deepEqual(s.state(), "running");
+      } finally {
+        s.stop();
+        s.close();
+      }
+      const off = await Scheduler.start({ signals: false });
+      try {
+        await sleep(1000);
+        assert.deepEqual(off.detector, null);
+        assert.deepEqual(off.stats().signal_runs, 0, "no signals: nothing boosted");
+      } finally {
+        off.stop();
+        off.close();
+      }
+    },
+  );
+});
