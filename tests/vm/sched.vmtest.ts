@@ -329,6 +329,45 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
   );
 
   await t.step(
+    "CPU hogs re-pinned every 10 ms do not count as waking, so they never crowd out a frame loop",
+    async () => {
+      // stress-ng --affinity moves each hog to another CPU every 10 ms (sched_setaffinity). The kernel
+      // calls ops.runnable for each move; counted as wakeups, they made the hogs latency-critical and
+      // a frame loop beside them got 74-99 frames in 10 s with stalls of 0.3-0.7 s.
+      const args = ["--duration-s", "8", "--frame-work-us", "4000", "--wake-period-us", "0"];
+      const load = ["--affinity", String(2 * NCPU), "--affinity-delay", "10000000"];
+      const dflt = await frameRun(args, load, "default");
+      const ours = await frameRun(args, load, []);
+      console.log(
+        `    default: ${dflt.misses}/${dflt.frames} missed, worst ${(dflt.frame_worst_us / 1000).toFixed(1)} ms; ` +
+          `fastpath: ${ours.misses}/${ours.frames} missed, worst ${(ours.frame_worst_us / 1000).toFixed(1)} ms`,
+      );
+      assert.ok(ours.frame_worst_us < 150_000, `no frame stalls for long: worst ${ours.frame_worst_us} µs`);
+      assert.ok(ours.miss_ratio <= dflt.miss_ratio + 0.02, `misses ${ours.miss_ratio} vs default ${dflt.miss_ratio}`);
+    },
+  );
+
+  await t.step(
+    "a fork storm's children start behind their parents, so a frame loop beside it misses no more than under the default",
+    async () => {
+      // Children placed at the virtual clock queued ahead of everything and held the clock: the frame
+      // thread's wake-up p99 was 8-11 ms against the default's 5-7 ms.
+      const args = ["--duration-s", "8", "--frame-work-us", "4000", "--wake-period-us", "0"];
+      const load = ["--fork", String(2 * NCPU)];
+      const dflt = await frameRun(args, load, "default");
+      const ours = await frameRun(args, load, []);
+      console.log(
+        `    default: ${dflt.misses}/${dflt.frames} missed, wake p99 ${
+          (dflt.frame_wake_p99_us / 1000).toFixed(2)
+        } ms; ` +
+          `fastpath: ${ours.misses}/${ours.frames} missed, wake p99 ${(ours.frame_wake_p99_us / 1000).toFixed(2)} ms`,
+      );
+      assert.ok(ours.miss_ratio <= dflt.miss_ratio + 0.02, `misses ${ours.miss_ratio} vs default ${dflt.miss_ratio}`);
+      assert.ok(ours.frame_worst_us < 150_000, `no frame stalls for long: worst ${ours.frame_worst_us} µs`);
+    },
+  );
+
+  await t.step(
     "a real-time hog on one CPU: unpinned tasks move, nothing is ejected, and the frame loop misses no more than under the default",
     async () => {
       // A 1 kHz sleeper and a frame loop, neither pinned; a SCHED_FIFO hog takes the last CPU for 6 s.
@@ -415,7 +454,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     "CPU hotplug: the scheduler re-attaches with its foreground, and its counters never go backwards",
     async () => {
       const online = `/sys/devices/system/cpu/cpu${NCPU - 1}/online`;
-      const game = new Deno.Command(PROBE, { args: ["--duration-s", "25"], stdout: "null" }).spawn();
+      const game = new Deno.Command(PROBE, { args: ["--duration-s", "90"], stdout: "null" }).spawn(); // killed at the end
       try {
         await withScheduler(["--foreground", "fp-schedprobe"], async (run) => {
           const flip = async (n: number, gapMs: number) => {
@@ -428,13 +467,18 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           };
           await flip(3, 1000);
           await flip(2, 0);
-          await new Promise((r) => setTimeout(r, 3000));
+          // Each re-attach loads and verifies the programs again (2-3 s in this emulated VM, a
+          // tenth of that on hardware); CPUs that come and go meanwhile fold into one restart.
+          const t0 = Date.now();
+          await waitFor(() => state() === "enabled", `enabled again; the run said: ${run.stderr}`, 30_000);
+          console.log(`    enabled again ${((Date.now() - t0) / 1000).toFixed(1)} s after the last change`);
+          await new Promise((r) => setTimeout(r, 1500));
           const before = lines(run.stdout).filter((e) => e.type === "sched_interval").at(-1);
           await new Promise((r) => setTimeout(r, 2000));
           const intervals = lines(run.stdout).filter((e) => e.type === "sched_interval");
           const after = intervals.at(-1);
-          assert.deepEqual(state(), "enabled");
-          assert.ok(after.restarts >= 4, `re-attached at each hotplug: ${after.restarts} restarts`);
+          assert.deepEqual(state(), "enabled", `the run said: ${run.stderr}`);
+          assert.ok(after.restarts >= 2, `re-attached after hotplug: ${after.restarts} restarts`);
           assert.ok(
             after.foreground_runs > before.foreground_runs,
             "the foreground is foreground again after restarts",

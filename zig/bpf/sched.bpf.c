@@ -172,11 +172,15 @@ struct {
 	__type(value, struct fp_sched_counters);
 } counters SEC(".maps");
 
+/* How long after a real-time task ran on a CPU wakeups stop going straight to its local queue. */
+#define FP_RT_QUIET_NS 1000000000ULL
+
 struct cpu_ctx {
 	u64 started_at;	  /* when the running task got this CPU */
 	u64 busy_ns;	  /* running time, summed by the utilisation fold */
 	u64 running_deadline;
 	u64 rt_since;	  /* when a real-time or deadline task took this CPU from us; 0 = it did not */
+	u64 rt_last;	  /* when a real-time or deadline task last started here */
 	u32 running_lat;  /* urgency() of the running task */
 	s32 running_pid;  /* the task running here (0: none of ours) */
 	s32 preempted_pid; /* the task a wakeup was queued in front of, to resume right after it */
@@ -195,6 +199,8 @@ struct task_ctx {
 	u64 vruntime;
 	u64 exec_ns;	 /* runtime since the task last woke */
 	u64 last_woke;	 /* when it last became runnable */
+	u64 slept_at;	 /* when it last went to sleep (0: never, a new task) */
+	u64 slept_ns;	 /* how long it slept before it last woke: the most credit it may use */
 	u64 wake_hz;	 /* exponential average, events per second */
 	u64 deadline;
 	u32 foreground;	 /* cached at wakeup from the foreground map */
@@ -276,7 +282,8 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	u64 weight = weight_of(p, tc);
 
 	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now,
-			   fp_lag_credit(&tun, hz_of(tc), weight), tc->exec_ns + ran, weight, tun.lag_max_ns);
+			   fp_sleep_credit(fp_lag_credit(&tun, hz_of(tc), weight), tc->slept_ns),
+			   tc->exec_ns + ran, weight, tun.lag_max_ns);
 }
 
 /* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */
@@ -304,6 +311,26 @@ static __always_inline u64 head_deadline(u64 dsq)
 static __always_inline u64 shared_head_deadline(void)
 {
 	return head_deadline(FP_DSQ_SHARED);
+}
+
+/*
+ * The virtual runtime the first task of the shared queue is placed at (its deadline less the
+ * runtime term it was queued with); ~0 when the queue is empty. The clock may not pass it.
+ */
+static __always_inline u64 shared_head_vruntime(void)
+{
+	struct task_struct *p;
+	struct task_ctx *tc;
+	u64 v = ~0ULL;
+
+	bpf_for_each(scx_dsq, p, FP_DSQ_SHARED, 0) {
+		v = p->scx.dsq_vtime;
+		tc = tctx_of(p);
+		if (tc)
+			v -= fp_vtime_delta(tc->exec_ns < tun.lag_max_ns ? tc->exec_ns : tun.lag_max_ns, weight_of(p, tc));
+		break;
+	}
+	return v;
 }
 
 /*
@@ -639,6 +666,20 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	tc->deadline = deadline;
 
 	/*
+	 * A wakeup the kernel handed to the idle CPU ops.select_cpu claimed, queued on that CPU by its
+	 * idle task: straight into its local queue, without a round trip through ops.dispatch (on a
+	 * quiet machine that round trip was a quarter of the wake-up latency). Not where a real-time
+	 * task ran in the last second: one starting here before the task does would hold it, and the
+	 * kernel tells ops.cpu_release only when it takes a CPU from a task of ours, not from idle.
+	 */
+	if (tc->idle_cpu == cpu && cpu == bpf_get_smp_processor_id() && (enq_flags & SCX(ENQ_WAKEUP)) &&
+	    bpf_get_current_task_btf()->pid == 0 && cc && now_ns() - cc->rt_last > FP_RT_QUIET_NS) {
+		tc->idle_cpu = -1;
+		insert(p, SCX(DSQ_LOCAL), slice, enq_flags);
+		return;
+	}
+
+	/*
 	 * Wake an idle CPU to pull it - the one ops.select_cpu claimed, or any; failing that, preempt
 	 * for a latency-critical wakeup.
 	 */
@@ -698,10 +739,19 @@ void BPF_STRUCT_OPS(fastpath_runnable, struct task_struct *p, u64 enq_flags)
 
 	if (!tc)
 		return;
+	tc->foreground = is_foreground(p);
+	/*
+	 * Only a wakeup is a wakeup. The kernel also calls ops.runnable when it puts a queued task back
+	 * after changing it (SCX_ENQ_RESTORE: sched_setaffinity, nice, policy): a CPU hog re-pinned every
+	 * 10 ms would otherwise "wake" 100 times a second - latency-critical, its runtime forgotten each
+	 * time - and a frame thread beside it waited 0.3 s.
+	 */
+	if (!(enq_flags & SCX(ENQ_WAKEUP)))
+		return;
 	tc->wake_hz = fp_wake_hz(tc->wake_hz, now - tc->last_woke);
 	tc->last_woke = now;
+	tc->slept_ns = tc->slept_at && now > tc->slept_at ? now - tc->slept_at : 0;
 	tc->exec_ns = 0;
-	tc->foreground = is_foreground(p);
 	if (c)
 		c->wakeups++;
 }
@@ -721,7 +771,7 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		cc->running_pid = p->pid;
 	}
 	if (tc)
-		advance_vtime(fp_clock_bound(tc->vruntime, shared_head_deadline(), tun.lag_max_ns));
+		advance_vtime(fp_clock_bound(tc->vruntime, shared_head_vruntime()));
 	if (c) {
 		c->runs++;
 		if (tc && tc->foreground)
@@ -751,6 +801,8 @@ void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
 		u64 weight = weight_of(p, tc);
 
 		tc->exec_ns += ran;
+		if (!runnable)
+			tc->slept_at = now;
 		tc->vruntime = fp_vruntime_capped(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now,
 						  FP_DEBT_SLICES * tun.slice_ns);
 	}
@@ -795,6 +847,7 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 	if (!cc)
 		return 0;
 	if (next->prio < 100) { /* MAX_RT_PRIO: RT and deadline tasks */
+		cc->rt_last = now_ns();
 		if (!cc->rt_since)
 			cc->rt_since = now_ns();
 		if (reenqueue_from_switch && bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))
@@ -810,11 +863,12 @@ void BPF_STRUCT_OPS(fastpath_tick, struct task_struct *p)
 	maybe_fold(now_ns());
 }
 
+/* A task joins at the clock, or later where ops.init_task placed a forked one. */
 void BPF_STRUCT_OPS(fastpath_enable, struct task_struct *p)
 {
 	struct task_ctx *tc = tctx_or_create(p);
 
-	if (tc)
+	if (tc && tc->vruntime < state.vtime_now)
 		tc->vruntime = state.vtime_now;
 }
 
@@ -826,9 +880,16 @@ void BPF_STRUCT_OPS(fastpath_enable, struct task_struct *p)
 s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_task_args *args)
 {
 	struct task_ctx *tc = bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	struct task_ctx *parent;
 
-	if (tc)
-		tc->idle_cpu = -1;
+	if (!tc)
+		return 0;
+	tc->idle_cpu = -1;
+	/* A fork runs in the parent: the child starts behind it (sched.h fp_fork_vruntime). */
+	if (args->fork) {
+		parent = tctx_of(bpf_get_current_task_btf());
+		tc->vruntime = fp_fork_vruntime(parent ? parent->vruntime : 0, state.vtime_now, tun.slice_ns);
+	}
 	return 0;
 }
 

@@ -230,6 +230,18 @@ static inline __u64 fp_lag_credit(const volatile struct fp_sched_tunables *t, __
 }
 
 /*
+ * The credit a waking task may use: never more than the time it slept. A thread that sleeps 100 us
+ * between bursts - a process forking and reaping children, a producer handing work to a consumer -
+ * wakes thousands of times a second and so earns the largest credit by frequency, yet it gave up
+ * only 100 us: with the whole credit it would queue ahead of a frame thread that slept 12 ms (in a
+ * fork storm such threads held a 60 Hz frame thread off the CPU for 8-9 ms at p99).
+ */
+static inline __u64 fp_sleep_credit(__u64 credit, __u64 slept_ns)
+{
+	return credit < slept_ns ? credit : slept_ns;
+}
+
+/*
  * Deadline of a task: its virtual runtime, clamped to at most `credit` behind the virtual clock,
  * plus the weighted runtime it used since it last woke, counted up to `exec_max` (a task that
  * runs long before sleeping queues behind ones that run briefly; the bound keeps CPU hogs fair
@@ -248,17 +260,18 @@ static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, _
 
 /*
  * Where the virtual clock may move when a task with `vruntime` starts running: to it, but never past
- * the virtual runtime of the task first in the shared queue (its deadline less the most its runtime
- * term adds, `exec_max`). The clock is the floor of every waking task and the reference of every cap;
- * if a favoured task dragged it ahead of the queued CPU hogs, every hog would sit at the floor, due
- * at the same moment however long it ran, and a task that lost its place would wait for all of them
- * (a frame thread waited 0.3-2.9 s). `head` is ~0 when the queue is empty: no bound.
+ * the virtual runtime the first task of the shared queue was placed at (`head`, ~0 when the queue is
+ * empty: no bound). The clock is the floor of every waking task and the reference of every cap; if
+ * a favoured task dragged it ahead of the queued CPU hogs, every hog would sit at the floor, due at
+ * the same moment however long it ran, and a task that lost its place would wait for all of them
+ * (a frame thread waited 0.3-2.9 s). The bound is the head's own placement, not its deadline less
+ * the largest runtime term: with that looser bound the clock stopped while the head waited, every
+ * task's lead was cut to the same cap above it, and order fell to whoever had run least since it
+ * last woke.
  */
-static inline __u64 fp_clock_bound(__u64 vruntime, __u64 head, __u64 exec_max)
+static inline __u64 fp_clock_bound(__u64 vruntime, __u64 head)
 {
-	__u64 bound = head > exec_max ? head - exec_max : 0;
-
-	return head != ~0ULL && vruntime > bound ? bound : vruntime;
+	return vruntime > head ? head : vruntime;
 }
 
 /*
@@ -268,6 +281,17 @@ static inline __u64 fp_clock_bound(__u64 vruntime, __u64 head, __u64 exec_max)
 static inline __u64 fp_vruntime_capped(__u64 vruntime, __u64 vtime_now, __u64 debt)
 {
 	return vruntime > vtime_now + debt ? vtime_now + debt : vruntime;
+}
+
+/*
+ * Where a forked task starts: at its parent's virtual runtime (or the clock, if that is later) plus
+ * one slice, as a new task that asks for a whole slice should. At the clock itself, the children of
+ * a fork storm - thousands a second - queued ahead of every running task, held the clock where they
+ * were placed, and a 60 Hz frame thread beside them waited 9-11 ms at p99.
+ */
+static inline __u64 fp_fork_vruntime(__u64 parent_vruntime, __u64 vtime_now, __u64 slice_ns)
+{
+	return (parent_vruntime > vtime_now ? parent_vruntime : vtime_now) + slice_ns;
 }
 
 /* Busy/idle hysteresis: turns busy above `high`, idle again only below `low`. */
