@@ -69,7 +69,14 @@ export interface DetectStatus {
   /** Why each absent detector is absent ("GPU submit (no DRM driver loaded)"). */
   absent: string[];
   /** The game now, or null. */
-  game: { type: "detect_game"; pid: number; comm: string; reason: GameReason } | null;
+  game: {
+    type: "detect_game";
+    pid: number;
+    comm: string;
+    reason: GameReason;
+    /** From its exec to its detection, µs; null when a scan found it (it ran before the detectors). */
+    foundAfterExecUs: number | null;
+  } | null;
   compositors: number;
   audioServers: number;
   audioClients: number;
@@ -156,6 +163,7 @@ function readStatus(lib: Lib, bytes: Uint8Array): DetectStatus {
         pid,
         comm: r.game_comm as string,
         reason: lib.layout.key("GameReason", r.game_reason as number),
+        foundAfterExecUs: (r.game_found_after_exec_us as number) || null,
       }
       : null,
     compositors: r.compositors as number,

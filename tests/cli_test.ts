@@ -202,7 +202,7 @@ Deno.test("the CLI", async (t) => {
   await t.step("an unknown sched action is a usage error", async () => {
     const r = await cli(["sched", "start"]);
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, "error: unknown sched action 'start': use run, status or stats\n");
+    assert.equal(r.stderr, "error: unknown sched action 'start': use run, observe, status or stats\n");
   });
 });
 

@@ -52,7 +52,12 @@ export function threadTable(threads: DetectThread[]): string {
 
 /** The detectors' status for people: signals, what is absent and why, the game. */
 export function statusText(st: DetectStatus): string[] {
-  const game = st.game ? `${st.game.comm} (pid ${st.game.pid}, ${st.game.reason.replace("_", " ")})` : "none detected";
+  const found = st.game?.foundAfterExecUs
+    ? `, found ${(st.game.foundAfterExecUs / 1000).toFixed(1)} ms after its exec`
+    : "";
+  const game = st.game
+    ? `${st.game.comm} (pid ${st.game.pid}, ${st.game.reason.replace("_", " ")}${found})`
+    : "none detected";
   return [
     `signals:     ${st.signals.join(", ") || "none"}`,
     ...st.absent.map((a, i) => `${i === 0 ? "absent:     " : "            "} ${a}`),

@@ -102,6 +102,8 @@ struct fp_detect_state {
 	__u32 game_tgid;     /* the game now (written by the library) */
 	__u32 game_reason;   /* why it is the game (abi.zig GameReason; written by the library) */
 	__u32 _pad;
+	__u64 game_exec_at;  /* the game's exec, ns since boot (0: found by a scan; written by the library) */
+	__u64 game_found_at; /* when the library made it the game, ns since boot */
 	char absent[512];    /* why each absent detector is absent (written by the library) */
 };
 

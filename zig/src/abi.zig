@@ -510,6 +510,9 @@ pub const DetectStatus = extern struct {
     /// A `GameReason`.
     game_reason: u8 = 0,
     _pad: [3]u8 = .{0} ** 3,
+    /// From the game's exec to the detectors making it the game, µs; 0 when a scan found it (it
+    /// was running before the detectors started, or became the game by winning later).
+    game_found_after_exec_us: u32 = 0,
     compositors: u32 = 0,
     audio_servers: u32 = 0,
     audio_clients: u32 = 0,

@@ -51,6 +51,15 @@ const UinputSetup = extern struct { bustype: u16, vendor: u16, product: u16, ver
 /// What the compositor forwards: the event's kernel timestamp and when it read it (ns, MONOTONIC).
 const Forwarded = extern struct { event_ns: u64, read_ns: u64 };
 
+var parent_pid: linux.pid_t = 0;
+
+/// The compositor and the game end with the probe, even when it is killed (SIGKILL leaves no
+/// orphan holding the caller's pipe open). PR_SET_PDEATHSIG survives the game's execve.
+fn dieWithParent() void {
+    _ = linux.prctl(@intFromEnum(linux.PR.SET_PDEATHSIG), linux.SIG.KILL, 0, 0, 0);
+    if (linux.getppid() != parent_pid) linux.exit(1); // the probe ended before the prctl
+}
+
 fn die(comptime fmt: []const u8, args: anytype) noreturn {
     std.debug.print("fp-inputprobe: " ++ fmt ++ "\n", args);
     std.process.exit(1);
@@ -252,6 +261,7 @@ pub fn main() !void {
     }
     if (role_game) return game(cfg, sock_fd, out_fd, start_ns);
 
+    parent_pid = linux.getpid();
     var node_buf: [64]u8 = undefined;
     const dev = createDevice(&node_buf);
     defer {
@@ -266,6 +276,7 @@ pub fn main() !void {
 
     const comp = check(linux.fork(), "fork");
     if (comp == 0) {
+        dieWithParent();
         _ = linux.close(pair[1]);
         _ = linux.close(pipe[0]);
         _ = linux.close(pipe[1]);
@@ -275,6 +286,7 @@ pub fn main() !void {
 
     const gm = check(linux.fork(), "fork");
     if (gm == 0) {
+        dieWithParent();
         _ = linux.close(pipe[0]);
         var a_buf: [8][64:0]u8 = undefined;
         const argv = [_:null]?[*:0]const u8{
@@ -297,7 +309,13 @@ pub fn main() !void {
             n += 1;
         }
         envp_buf[n] = null;
-        const rc = linux.execve("/proc/self/exe", &argv, &envp_buf);
+        // By its own path, not /proc/self/exe: the kernel names the process after the file
+        // (comm "exe" otherwise), and a user sees the game as fp-inputprobe.
+        var path_buf: [std.fs.max_path_bytes:0]u8 = undefined;
+        const n_path = linux.readlink("/proc/self/exe", &path_buf, path_buf.len);
+        if (linux.E.init(n_path) != .SUCCESS) die("reading /proc/self/exe: {s}", .{@tagName(linux.E.init(n_path))});
+        path_buf[n_path] = 0;
+        const rc = linux.execve(path_buf[0..n_path :0], &argv, &envp_buf);
         die("re-executing the game: {s}", .{@tagName(linux.E.init(rc))});
     }
     _ = linux.close(pair[1]);

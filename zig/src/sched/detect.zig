@@ -277,7 +277,7 @@ pub const Detector = struct {
             c.FP_EVENT_EXEC => {
                 // A new candidate is picked now, not at the next second: a game is found as it starts.
                 const before = d.candidates.items.len;
-                d.consider(e.tgid);
+                d.consider(e.tgid, e.at);
                 if (d.candidates.items.len != before) d.pickGame(sys.monotonicNs());
             },
             c.FP_EVENT_EXIT => d.forget(e.tgid),
@@ -321,21 +321,27 @@ pub const Detector = struct {
         var dir = std.fs.cwd().openDir("/proc", .{ .iterate = true }) catch return;
         defer dir.close();
         var it = dir.iterate();
-        d.lock.lock();
-        defer d.lock.unlock();
         const t = sys.monotonicNs();
         while (it.next() catch null) |e| {
             const pid = std.fmt.parseInt(u32, e.name, 10) catch continue;
+            // Exec and exit events are handled between processes: a scan (100 ms and more in a
+            // slow VM) never delays finding a game that starts meanwhile.
+            if (d.ring) |r| _ = c.ring_buffer__consume(r); // null during the first scan, at start
+            d.lock.lock();
+            defer d.lock.unlock();
             const last = d.checked.get(pid);
             if (last != null and t - last.? < recheck_ns) continue;
             d.checked.put(d.gpa, pid, t) catch {};
-            d.consider(pid);
+            d.consider(pid, 0);
         }
+        d.lock.lock();
+        defer d.lock.unlock();
         d.pickGame(t);
     }
 
-    /// A process that execed (or was found by a scan): its roles and its score as a game.
-    fn consider(d: *Detector, pid: u32) void {
+    /// A process that execed at `exec_at` (ns since boot), or was found by a scan (0): its roles
+    /// and its score as a game.
+    fn consider(d: *Detector, pid: u32, exec_at: u64) void {
         var comm_buf: [32]u8 = undefined;
         const name = roles.comm(pid, &comm_buf) orelse return;
         var r: u32 = 0;
@@ -357,7 +363,7 @@ pub const Detector = struct {
             cand.reason = s.reason;
             return;
         };
-        d.candidates.append(d.gpa, .{ .tgid = pid, .score = s.score, .reason = s.reason, .cpu_ns = roles.cpuNs(pid) orelse 0 }) catch {};
+        d.candidates.append(d.gpa, .{ .tgid = pid, .score = s.score, .reason = s.reason, .cpu_ns = roles.cpuNs(pid) orelse 0, .exec_at = exec_at }) catch {};
     }
 
     /// `--game NAME|PID`.
@@ -422,11 +428,15 @@ pub const Detector = struct {
         if (d.game != 0) d.setRoles(d.game, 0, c.FP_ROLE_GAME);
         d.game = game;
         d.game_reason = .none;
+        var exec_at: u64 = 0;
         for (d.candidates.items) |cand| if (cand.tgid == game) {
             d.game_reason = cand.reason;
+            exec_at = cand.exec_at;
         };
         if (game != 0) d.setRoles(game, c.FP_ROLE_GAME, c.FP_ROLE_GAME);
         d.state.game_reason = @intFromEnum(d.game_reason);
+        d.state.game_exec_at = exec_at;
+        d.state.game_found_at = now;
         d.state.game_tgid = game;
     }
 
@@ -472,6 +482,8 @@ pub const Detector = struct {
 /// The status as the maps show it: the state in .bss, the roles map, the counters.
 fn statusFrom(st: *const c.struct_fp_detect_state, signals_off: u32, roles_fd: i32, counters_fd: i32, percpu: []c.struct_fp_detect_counters, out: *abi.DetectStatus) void {
     out.* = .{ .signals = st.signals & ~signals_off, .game_tgid = st.game_tgid, .game_reason = @intCast(st.game_reason) };
+    if (st.game_exec_at != 0 and st.game_found_at >= st.game_exec_at)
+        out.game_found_after_exec_us = @intCast(@min((st.game_found_at - st.game_exec_at) / std.time.ns_per_us, std.math.maxInt(u32)));
     @memcpy(&out.absent, @as([*]const u8, @ptrCast(&st.absent))[0..out.absent.len]);
     out.absent[out.absent.len - 1] = 0;
     var key: u32 = 0;

@@ -78,6 +78,8 @@ pub const Candidate = struct {
     /// CPU time of the thread group at the last look, and in the second before it.
     cpu_ns: u64 = 0,
     cpu_delta_ns: u64 = 0,
+    /// Its exec, ns since boot (the exec event's time; 0 when a scan found it).
+    exec_at: u64 = 0,
 };
 
 /// The game among candidates, keeping the incumbent until a challenger has won `switch_ns` in a row.
