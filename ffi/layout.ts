@@ -103,8 +103,15 @@ export class StructBuilder {
    * Sets a numeric field. A value the field's C type cannot hold (a fraction, a negative number in an
    * unsigned field, too large) is refused, naming the option as the scripting API spells it: ranges
    * of meaning are the library's to check, but nothing is silently truncated on the way there.
+   * `scaled` is the option's own value when the field holds it in a smaller unit (`drainMs` 500 as
+   * `drain_ns` 500e6, per 1e6): the refusal then speaks in the option's unit.
    */
-  set(name: string, value: number | bigint | boolean, option: string = camel(name)): this {
+  set(
+    name: string,
+    value: number | bigint | boolean,
+    option: string = camel(name),
+    scaled?: { value: number; per: number },
+  ): this {
     const f = this.#field(name);
     const v = typeof value === "boolean" ? Number(value) : value;
     const range = INT_RANGES[f.type];
@@ -112,6 +119,13 @@ export class StructBuilder {
       const ok = typeof v === "bigint"
         ? v >= range[0] && v <= range[1]
         : Number.isInteger(v) && BigInt(v) >= range[0] && BigInt(v) <= range[1];
+      if (!ok && scaled) {
+        const max = Number(range[1] / BigInt(scaled.per));
+        throw new FastpathError(
+          "invalid_argument",
+          `\`${option}\` must be from ${Number(range[0]) / scaled.per} to ${max}, not ${scaled.value}`,
+        );
+      }
       if (!ok) {
         throw new FastpathError(
           "invalid_argument",

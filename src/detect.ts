@@ -143,10 +143,23 @@ export function optionsStruct(lib: Lib, o: DetectOptions): StructBuilder {
   }
   const b = lib.layout.builder("DetectOptions").setStruct("knobs", knobsStruct(lib, detectKnobs(o), o.signalsOff));
   const game = o.game === undefined ? "" : String(o.game).trim();
+  if (o.game !== undefined && (game === "" || /^-?\d+$/.test(game) && !(Number(game) > 0) || game.includes(","))) {
+    throw new FastpathError("usage", `\`game\` must be one process name or a PID above 0, not '${o.game}'`);
+  }
   if (/^\d+$/.test(game)) b.set("game_pid", Number(game), "game");
   else if (game) b.setBytes("game_name", game.slice(0, 15), "game");
   if (o.compositor !== undefined) b.setBytes("compositor", String(o.compositor).trim(), "compositor");
   return b;
+}
+
+/** Most threads one call returns: a buffer of this many rows is allocated for it. */
+export const MAX_THREADS = 65536;
+
+/** How many threads to list: a count this side allocates rows for, so it is checked here. */
+export function checkThreads(n: number): void {
+  if (!Number.isInteger(n) || n < 0 || n > MAX_THREADS) {
+    throw new FastpathError("usage", `\`threads\` must be a whole number from 0 to ${MAX_THREADS}, not ${n}`);
+  }
 }
 
 function readStatus(lib: Lib, bytes: Uint8Array): DetectStatus {
@@ -228,6 +241,7 @@ export class Detector extends NativeHandle {
 
   /** What the detectors run by any process (`sched run`, `sched observe`) know now, and their threads. */
   static async readAttached(maxThreads = 256): Promise<{ status: DetectStatus; threads: DetectThread[] }> {
+    checkThreads(maxThreads);
     const lib = await load();
     const st = lib.layout.builder("DetectStatus");
     const rows = new Uint8Array(lib.layout.struct("DetectThread").size * maxThreads);
@@ -255,6 +269,7 @@ export class Detector extends NativeHandle {
 
   /** Threads with a role or in an input chain (at most `max`), the most recently seen first. */
   threads(max = 256): DetectThread[] {
+    checkThreads(max);
     const rows = new Uint8Array(this.#lib.layout.struct("DetectThread").size * max);
     const n = this.#lib.native.fp_detect_threads(this.live(), rows, max);
     return readThreads(this.#lib, rows, n, Number(this.#lib.native.fp_monotonic_ns()));

@@ -413,6 +413,13 @@ function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: strin
   const dst = parseIp(addr.dstIp);
   if (!dst) throw new FastpathError("usage", `\`dstIp\` '${addr.dstIp}' is not an IP address`);
   const pps = ratePps(rate, size);
+  // 0 is how the library spells "max": a rate that rounds to 0 must not become the fastest one.
+  if (rate !== "max" && !(pps >= 1)) {
+    throw new FastpathError(
+      "usage",
+      `\`rate\` ${rateText(rate)} is below one frame a second: give a rate, or max for the fastest`,
+    );
+  }
   const count = d.count ?? 0;
   const durationS = o.durationS ?? (count ? 0 : d.durationS);
   const { layout } = lib;
@@ -437,8 +444,8 @@ function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: strin
     .set("rx_cpu", d.rxCpu ?? d.cpu ?? -1, "rxCpu")
     .set("rate_pps", pps, "rate")
     .set("count", count)
-    .set("duration_ns", BigInt(Math.round(durationS * 1e9)), "durationS")
-    .set("drain_ns", BigInt(Math.round(d.drainMs * 1e6)), "drainMs")
+    .set("duration_ns", BigInt(Math.round(durationS * 1e9)), "durationS", { value: durationS, per: 1e9 })
+    .set("drain_ns", BigInt(Math.round(d.drainMs * 1e6)), "drainMs", { value: d.drainMs, per: 1e6 })
     .set("session", (Math.random() * 0xffff) >>> 0)
     .set("batch", d.batch);
   return { opts, size, rate, pps };

@@ -188,16 +188,59 @@ Deno.test("the CLI", async (t) => {
     async () => {
       const hasScx = await Deno.stat("/sys/kernel/sched_ext").then(() => true, () => false);
       if (skipUnless(!hasScx, "this kernel has sched_ext; tests/vm/sched.vmtest.ts covers it")) return;
-      for (const action of ["run", "status", "stats"]) {
+      const why = "this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y";
+      for (const [action, prefix] of [["run", "cannot attach the scheduler: "], ["stats", ""]]) {
         const r = await cli(["sched", action]);
         assert.equal(r.code, 6, r.stderr);
-        assert.equal(
-          r.stderr,
-          "error: this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y\n",
-        );
+        assert.equal(r.stderr, `error: ${prefix}${why}\n`);
       }
+      // status still answers: the kernel's state, and the detectors (observe needs no sched_ext).
+      const r = await cli(["sched", "status", "--format", "json"]);
+      assert.equal(r.code, 0, r.stderr);
+      const j = JSON.parse(r.stdout);
+      assert.equal(j.state, "unsupported");
+      assert.equal(j.enable_seq, null);
+      const text = await cli(["sched", "status"]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, new RegExp(`^state: +unsupported \\(${why}\\)\n`));
     },
   );
+
+  await t.step("bad sched flags are usage errors (exit 2) on any kernel, before anything is attached", async () => {
+    for (
+      const [args, msg] of [
+        [["run", "--signals-off", "nonsense"], "--signals-off must be one of input, wake, irq"],
+        [["run", "--chain-hops", "9"], "--chain-hops must be 0 to 4, not 9"],
+        [["run", "--busy-low-pct", "90"], "--busy-low-pct (90) must not exceed --busy-high-pct (75)"],
+        [["status", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
+        [["observe", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
+        [["observe", "--game", ""], "--game must be one process name or a PID above 0, not ''"],
+        [["observe", "--game", "-5"], "--game must be one process name or a PID above 0, not '-5'"],
+        [["run", "--game", "a,b"], "--game must be one process name or a PID above 0, not 'a,b'"],
+      ] as const
+    ) {
+      const r = await cli(["sched", ...args]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.ok(r.stderr.startsWith("error: ") && r.stderr.includes(msg), r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
+    }
+  });
+
+  await t.step("a rate of 0 is refused, not taken as the fastest", async () => {
+    // It once sent at full speed (335 kpps in the lab): 0 is how the library spells "max".
+    for (const rate of ["0", "0kpps", "0mbps"]) {
+      const r = await cli(["probe", "lo", "--to", "127.0.0.1", "--count", "1", "--rate", rate]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^error: --rate \S+ is below one frame a second: give a rate, or max for the fastest\n$/);
+    }
+  });
+
+  await t.step("a duration held in ns by the library is refused in the unit the user gave", async () => {
+    // The refusal once showed the converted value: "--drain-ms must be … not -1000000".
+    const r = await cli(["probe", "lo", "--to", "127.0.0.1", "--count", "1", "--drain-ms", "-1"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: --drain-ms must be from 0 to \d+, not -1\n$/);
+  });
 
   await t.step("an unknown sched action is a usage error", async () => {
     const r = await cli(["sched", "start"]);

@@ -345,6 +345,22 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.match(err.message, /coalesceUs 5000 must be a whole number from 0 to 1000/);
     });
 
+    await t.step("a probe that fails while running says why, in the library's words", async () => {
+      // fp_probe_failure once returned the address of the message's pointer: the reason read as
+      // random bytes ("probe on fpt-p0: \u{FFFD}YtV").
+      await using probe = await Probe.start({
+        iface: lab.probeIf,
+        netns: lab.probeNs,
+        to: lab.reflectorIp,
+        count: 5,
+        rate: { pps: 1000 },
+        cpu: 4000,
+      });
+      const err = await probe.done().then(() => undefined, (e) => e);
+      assert.ok(err instanceof FastpathError, String(err));
+      assert.match(err.message, /^probe on fpt-p0: .*CPU 4000/);
+    });
+
     await t.step("a frame size larger than the MTU says how to raise it", async () => {
       await labDown(lab);
       const small = await labUp({ prefix: PREFIX, mtu: 1500 });

@@ -5,6 +5,7 @@
  */
 import { table } from "../format.ts";
 import {
+  checkThreads,
   DETECT_KNOBS,
   type DetectOptions,
   Detector,
@@ -126,6 +127,7 @@ export const observe = knobs(
   .addOption(formatOption())
   .action(async (f) => {
     const json = f.format === "json";
+    checkThreads(f.threads); // before anything is attached
     const stop = untilSignal();
     let d: Detector;
     try {
@@ -178,7 +180,8 @@ export const observe = knobs(
       const end = { status: d.status(), threads: d.threads(f.threads) };
       if (json) emit("detect_summary", { ...end.status, threads: end.threads });
       else {
-        console.log(statusText(end.status).join("\n"));
+        // What can change while it runs (the signals and absences were shown at the start).
+        console.log(statusText(end.status).filter((l) => /^(game|compositors):/.test(l)).join("\n"));
         console.log(threadTable(end.threads));
       }
       setExit(0);

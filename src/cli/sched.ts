@@ -37,31 +37,34 @@ async function attachedDetectors(max: number): Promise<{ status: DetectStatus; t
   try {
     return await Detector.readAttached(max);
   } catch (err) {
+    if (err instanceof FastpathError && err.code === "usage") throw err; // a bad --threads
     return err instanceof Error ? err.message : String(err);
   }
 }
 
 /** The kernel's own view and the detectors', as JSON or text. */
 async function statusOut(st: SchedStatus, json: boolean, threads: number | undefined): Promise<void> {
-  const det = st.ops === "fastpath" || threads !== undefined
-    ? await attachedDetectors(threads ?? 0)
-    : "no fastpath scheduler attached";
+  // The detectors of `sched run` or of `sched observe` (which needs no sched_ext).
+  const det = await attachedDetectors(threads ?? 0);
   if (json) {
     emit("sched_status", {
-      state: st.state,
+      state: st.present ? st.state : "unsupported",
       ops: st.ops || null,
-      enableSeq: st.enableSeq,
-      hotplugSeq: st.hotplugSeq,
+      enableSeq: st.enableSeq ?? null,
+      hotplugSeq: st.hotplugSeq ?? null,
       detectors: typeof det === "string" ? null : det.status,
       detectorsAbsentWhy: typeof det === "string" ? det : null,
       threads: typeof det === "string" || threads === undefined ? null : det.threads,
     });
     return;
   }
-  console.log(`state:       ${st.state}`);
-  console.log(`scheduler:   ${st.ops || "(none: the kernel's default scheduler)"}`);
-  console.log(`enable_seq:  ${st.enableSeq}`);
-  console.log(`hotplug_seq: ${st.hotplugSeq}`);
+  if (!st.present) console.log(`state:       unsupported (${NO_SCHED_EXT})`);
+  else {
+    console.log(`state:       ${st.state}`);
+    console.log(`scheduler:   ${st.ops || "(none: the kernel's default scheduler)"}`);
+    console.log(`enable_seq:  ${st.enableSeq}`);
+    console.log(`hotplug_seq: ${st.hotplugSeq}`);
+  }
   if (typeof det === "string") console.log(`detectors:   not read: ${det}`);
   else {
     for (const l of statusText(det.status)) console.log(l);
@@ -78,7 +81,7 @@ const status = command("status", {
   .addOption(num("threads", "also the detectors' threads: which are classified as what and why (at most N)"))
   .addOption(formatOption())
   .action(async (f) => {
-    await statusOut(requireSchedExt(), f.format === "json", f.threads);
+    await statusOut(schedStatus(), f.format === "json", f.threads);
     setExit(0);
   });
 
@@ -130,7 +133,7 @@ const run = knobs(
   .addOption(
     new Option(
       "--partial",
-      "schedule only the --foreground processes with fastpath; every other task stays on the kernel's default scheduler (and its protection against real-time hogs)",
+      "schedule only the game and the --foreground processes with fastpath; every other task stays on the kernel's default scheduler (and its protection against real-time hogs)",
     ),
   )
   .addOption(intervalOption())
@@ -139,12 +142,11 @@ const run = knobs(
     num(
       "test-stall-pid",
       "testing only: load a deliberately broken build that starves this process, to see the kernel eject it",
-    ),
+    ).hideHelp(),
   )
   .addOption(formatOption())
   .action(async (f) => {
     const json = f.format === "json";
-    requireSchedExt();
     const specs = (f.foreground ?? "").split(",").map((s) => s.trim()).filter(Boolean);
     const stop = untilSignal();
     let s: Scheduler;

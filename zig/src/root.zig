@@ -116,7 +116,7 @@ export fn fp_probe_wait(p: *Probe, timeout_ms: u32) i32 {
 }
 
 export fn fp_probe_failure(p: *Probe) [*:0]const u8 {
-    return @ptrCast(&p.failure);
+    return @ptrCast(p.failure);
 }
 
 export fn fp_probe_close(p: ?*Probe) void {

@@ -228,7 +228,8 @@ pub const Detector = struct {
         for (d.absent.buf, 0..) |ch, i| dst[i] = ch;
     }
 
-    fn validate(o: *const abi.DetectOptions) Error!void {
+    /// The options' knobs in their ranges (abi.detect_limits); checked before anything is loaded.
+    pub fn validate(o: *const abi.DetectOptions) Error!void {
         inline for (std.meta.fields(@TypeOf(abi.detect_limits))) |f| {
             const v = @field(o.knobs, f.name);
             const lim = @field(abi.detect_limits, f.name);

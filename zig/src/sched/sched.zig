@@ -286,6 +286,8 @@ pub const Scheduler = struct {
             return diag.fail(error.InvalidArgument, "`busyLowPct` ({d}) must not exceed `busyHighPct` ({d})", .{ o.busy_low_pct, o.busy_high_pct });
         if (o.partial > 1) return diag.fail(error.InvalidArgument, "`partial` must be 0 or 1, not {d}", .{o.partial});
         if (o.signals > 1) return diag.fail(error.InvalidArgument, "`signals` must be 0 or 1, not {d}", .{o.signals});
+        // The detectors' knobs too: a bad one is a usage error even on a kernel without sched_ext.
+        if (o.signals != 0) try detect.Detector.validate(&o.detect);
     }
 
     fn checkWeight(pct: u32) Error!void {
