@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { labDown, labUp } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
-import { assertReflectorLoss, isRoot, netnsList, skipUnless, spawnCli, xdpAttached } from "./helpers.ts";
+import { assertReflectorLoss, cli, isRoot, netnsList, skipUnless, spawnCli, xdpAttached } from "./helpers.ts";
 import { ip } from "../src/net.ts";
 
 const PREFIX = "fps";
@@ -212,6 +212,26 @@ Deno.test("exit paths", async (t) => {
       assert.ok(r.received > 1000, `reflections before the crash: ${r.received}`);
       assert.ok(r.lost > 1000, `loss after the crash: ${r.lost}`);
       assert.equal(r.sent, r.received + r.lost);
+    });
+
+    await t.step("a probe that gets nothing back exits 10 saying no reflector answered", async () => {
+      // It once exited 0 at 100 % loss, so a script could not tell a dead reflector.
+      const r = await cli([
+        "probe",
+        lab.probeIf,
+        "--netns",
+        lab.probeNs,
+        "--to",
+        lab.reflectorIp,
+        "--count",
+        "20",
+        "--rate",
+        "1kpps",
+        "--drain-ms",
+        "100",
+      ]);
+      assert.equal(r.code, 10, r.stderr);
+      assert.match(r.stderr, /error: nothing came back: is a reflector running on \S+ \(\S+\) \(it answered ARP/);
     });
 
     await t.step("reflect ends with exit 10 and a message when its interface disappears", async () => {

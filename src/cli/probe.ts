@@ -158,6 +158,14 @@ export const probe = cmd
       if (json) emit("probe_summary", { interrupted, ...report });
       else console.log(probeSummary(report));
       if (interrupted) return setExit(130);
+      if (report.sent > 0 && report.received === 0) {
+        // Exit 0 here would tell a script that a dead reflector is fine.
+        const arp = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(f.to) ? "" : " (it answered ARP, so the host is up)";
+        throw new FastpathError(
+          "failed",
+          `nothing came back: is a reflector running on ${o.dstIp} (${o.dstMac})${arp}? start one with 'sudo fastpath reflect IFACE' there`,
+        );
+      }
       if (report.badRewrite > 0) {
         throw new FastpathError(
           "failed",
