@@ -53,8 +53,11 @@ export async function ipJson<T>(netns: string | undefined, ...args: string[]): P
 
 export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 
-export function parseMac(s: string): Uint8Array {
-  if (!MAC_RE.test(s)) throw new FastpathError("usage", `'${s}' is not a MAC address (like 00:c0:17:12:34:56)`);
+/** "00:c0:17:12:34:56" as 6 bytes; `option` is the API name a refusal names (the CLI shows its flag). */
+export function parseMac(s: string, option: string): Uint8Array {
+  if (!MAC_RE.test(s)) {
+    throw new FastpathError("usage", `\`${option}\` '${s}' is not a MAC address (like 00:c0:17:12:34:56)`);
+  }
   return new Uint8Array(s.split(":").map((h) => parseInt(h, 16)));
 }
 

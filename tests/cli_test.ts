@@ -226,6 +226,13 @@ Deno.test("the CLI", async (t) => {
     }
   });
 
+  await t.step("a bad --src-mac is refused naming the flag", async () => {
+    // It once said only "'bad' is not a MAC address", with no flag.
+    const r = await cli(["probe", "lo", "--to", "127.0.0.1", "--count", "1", "--src-mac", "bad"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, "error: --src-mac 'bad' is not a MAC address (like 00:c0:17:12:34:56)\n");
+  });
+
   await t.step("a rate of 0 is refused, not taken as the fastest", async () => {
     // It once sent at full speed (335 kpps in the lab): 0 is how the library spells "max".
     for (const rate of ["0", "0kpps", "0mbps"]) {
