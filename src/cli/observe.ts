@@ -53,6 +53,15 @@ export function threadTable(threads: DetectThread[]): string {
 
 /** The detectors' status for people: signals, what is absent and why, the game. */
 export function statusText(st: DetectStatus): string[] {
+  return [
+    `signals:     ${st.signals.join(", ") || "none"}`,
+    ...st.absent.map((a, i) => `${i === 0 ? "absent:     " : "            "} ${a}`),
+    ...gameText(st),
+  ];
+}
+
+/** What changes while the detectors run: the game and the roles found. */
+export function gameText(st: DetectStatus): string[] {
   const found = st.game?.foundAfterExecUs
     ? `, found ${(st.game.foundAfterExecUs / 1000).toFixed(1)} ms after its exec`
     : "";
@@ -60,8 +69,6 @@ export function statusText(st: DetectStatus): string[] {
     ? `${st.game.comm} (pid ${st.game.pid}, ${st.game.reason.replace("_", " ")}${found})`
     : "none detected";
   return [
-    `signals:     ${st.signals.join(", ") || "none"}`,
-    ...st.absent.map((a, i) => `${i === 0 ? "absent:     " : "            "} ${a}`),
     `game:        ${game}`,
     `compositors: ${st.compositors}, audio servers: ${st.audioServers}, audio clients: ${st.audioClients}`,
   ];
@@ -181,7 +188,7 @@ export const observe = knobs(
       if (json) emit("detect_summary", { ...end.status, threads: end.threads });
       else {
         // What can change while it runs (the signals and absences were shown at the start).
-        console.log(statusText(end.status).filter((l) => /^(game|compositors):/.test(l)).join("\n"));
+        console.log(gameText(end.status).join("\n"));
         console.log(threadTable(end.threads));
       }
       setExit(0);

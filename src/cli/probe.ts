@@ -3,6 +3,7 @@ import { FastpathError } from "../../ffi/error.ts";
 import { mbps, pct, pps, us } from "../format.ts";
 import { Probe, PROBE_DEFAULTS, type ProbeReport, probeSummary } from "../probe.ts";
 import { SWAP_MODES } from "../reflector.ts";
+import { MAC_RE } from "../net.ts";
 import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
@@ -160,7 +161,7 @@ export const probe = cmd
       if (interrupted) return setExit(130);
       if (report.sent > 0 && report.received === 0) {
         // Exit 0 here would tell a script that a dead reflector is fine.
-        const arp = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(f.to) ? "" : " (it answered ARP, so the host is up)";
+        const arp = MAC_RE.test(f.to) ? "" : " (it answered ARP, so the host is up)";
         throw new FastpathError(
           "failed",
           `nothing came back: is a reflector running on ${o.dstIp} (${o.dstMac})${arp}? start one with 'sudo fastpath reflect IFACE' there`,

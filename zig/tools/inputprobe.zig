@@ -51,13 +51,11 @@ const UinputSetup = extern struct { bustype: u16, vendor: u16, product: u16, ver
 /// What the compositor forwards: the event's kernel timestamp and when it read it (ns, MONOTONIC).
 const Forwarded = extern struct { event_ns: u64, read_ns: u64 };
 
-var parent_pid: linux.pid_t = 0;
-
-/// The compositor and the game end with the probe, even when it is killed (SIGKILL leaves no
-/// orphan holding the caller's pipe open). PR_SET_PDEATHSIG survives the game's execve.
-fn dieWithParent() void {
+/// The compositor and the game end with the probe (`parent`), even when it is killed (SIGKILL
+/// leaves no orphan holding the caller's pipe open). PR_SET_PDEATHSIG survives the game's execve.
+fn dieWithParent(parent: linux.pid_t) void {
     _ = linux.prctl(@intFromEnum(linux.PR.SET_PDEATHSIG), linux.SIG.KILL, 0, 0, 0);
-    if (linux.getppid() != parent_pid) linux.exit(1); // the probe ended before the prctl
+    if (linux.getppid() != parent) linux.exit(1); // the probe ended before the prctl
 }
 
 fn die(comptime fmt: []const u8, args: anytype) noreturn {
@@ -261,7 +259,7 @@ pub fn main() !void {
     }
     if (role_game) return game(cfg, sock_fd, out_fd, start_ns);
 
-    parent_pid = linux.getpid();
+    const probe_pid = linux.getpid();
     var node_buf: [64]u8 = undefined;
     const dev = createDevice(&node_buf);
     defer {
@@ -276,7 +274,7 @@ pub fn main() !void {
 
     const comp = check(linux.fork(), "fork");
     if (comp == 0) {
-        dieWithParent();
+        dieWithParent(probe_pid);
         _ = linux.close(pair[1]);
         _ = linux.close(pipe[0]);
         _ = linux.close(pipe[1]);
@@ -286,7 +284,7 @@ pub fn main() !void {
 
     const gm = check(linux.fork(), "fork");
     if (gm == 0) {
-        dieWithParent();
+        dieWithParent(probe_pid);
         _ = linux.close(pipe[0]);
         var a_buf: [8][64:0]u8 = undefined;
         const argv = [_:null]?[*:0]const u8{
