@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
-import { cli, isRoot, netnsList, ROOT, skipUnless } from "./helpers.ts";
+import { cli, isRoot, labPrefix, netnsList, ROOT, skipUnless } from "./helpers.ts";
 import { run } from "../src/net.ts";
 import { type ProbeReport, probeSummary } from "../src/probe.ts";
+
+const FPC = labPrefix("fpc");
 
 Deno.test("the CLI", async (t) => {
   await t.step("every command has help with runnable examples and the exit codes", async () => {
@@ -56,7 +58,7 @@ Deno.test("the CLI", async (t) => {
 
   await t.step("an interface that is down says how to bring it up (exit 5)", async () => {
     if (skipUnless(isRoot, "needs root to create a namespace")) return;
-    const ns = "fpt-cli-down";
+    const ns = `${labPrefix("fpt")}-cli-down`;
     await run(["ip", "netns", "del", ns]);
     await run(["ip", "netns", "add", ns]);
     try {
@@ -78,7 +80,7 @@ Deno.test("the CLI", async (t) => {
     if (skipUnless(isRoot, "needs root to create the lab's namespaces")) return;
     const results = async (extra: string[]) => {
       const r = await cli([
-        ...["lab", "run", "--prefix", "fpc", "--mode", "afxdp", "--size", "64", "--rate", "5kpps", "--duration-s", "1"],
+        ...["lab", "run", "--prefix", FPC, "--mode", "afxdp", "--size", "64", "--rate", "5kpps", "--duration-s", "1"],
         ...["--format", "json", ...extra],
       ]);
       assert.equal(r.code, 0, r.stderr);
@@ -91,7 +93,7 @@ Deno.test("the CLI", async (t) => {
     const [dflt] = await results([]);
     const [major, minor] = Deno.osRelease().split(".").map(Number);
     assert.equal(dflt.irq_deferred, major > 6 || (major === 6 && minor >= 13), `kernel ${Deno.osRelease()}`);
-    assert.ok(!(await netnsList()).some((n) => n.startsWith("fpc-")));
+    assert.ok(!(await netnsList()).some((n) => n.startsWith(`${FPC}-`)));
   });
 
   await t.step("a mode this platform lacks (macOS's bpf on Linux) is refused as unsupported (exit 6)", async () => {

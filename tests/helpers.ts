@@ -6,6 +6,13 @@ import { checkJsonLine } from "./json_contract.ts";
 export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 export const DENO = Deno.execPath();
 export const isRoot = Deno.uid() === 0;
+/**
+ * Namespace prefix for a test file's lab: `base` plus `FP_TEST_NS` (one letter), so two checkouts can
+ * run the namespace tests on one machine at once without tearing down each other's labs.
+ */
+export function labPrefix(base: string): string {
+  return base + (Deno.env.get("FP_TEST_NS") ?? "");
+}
 
 export interface CliResult {
   code: number;

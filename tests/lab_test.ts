@@ -8,10 +8,10 @@ import { runLabCase } from "../src/labrun.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
 import { FastpathError } from "../ffi/error.ts";
-import { assertReflectorLoss, isRoot, netnsList, sendFrames, skipUnless, waitFor, watchFrames } from "./helpers.ts";
+import { assertReflectorLoss, isRoot, labPrefix, netnsList, sendFrames, skipUnless, waitFor, watchFrames } from "./helpers.ts";
 import { ip } from "../src/net.ts";
 
-const PREFIX = "fpt";
+const PREFIX = labPrefix("fpt");
 const MODES = ["xdp", "afxdp", "packet"] as const;
 /** Jumbo frames span three 4096-byte UMEM chunks in afxdp mode (multi-buffer AF_XDP). */
 const SIZES = { xdp: [64, 1518, 9000], afxdp: [64, 1518, 9000], packet: [64, 1518, 9000] } as const;
@@ -358,7 +358,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       });
       const err = await probe.done().then(() => undefined, (e) => e);
       assert.ok(err instanceof FastpathError, String(err));
-      assert.match(err.message, /^probe on fpt-p0: .*CPU 4000/);
+      assert.match(err.message, new RegExp(`^probe on ${PREFIX}-p0: .*CPU 4000`));
     });
 
     await t.step("a frame size larger than the MTU says how to raise it", async () => {
@@ -375,7 +375,7 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.ok(err instanceof FastpathError);
       assert.match(
         err.message,
-        /: size 9000 does not fit the MTU of fpt-p0 \(1500\): raise it with 'ip link set fpt-p0 mtu 8982'/,
+        new RegExp(`: size 9000 does not fit the MTU of ${PREFIX}-p0 \\(1500\\): raise it with 'ip link set ${PREFIX}-p0 mtu 8982'`),
       );
     });
   } finally {

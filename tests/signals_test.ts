@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { labDown, labUp } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
-import { assertReflectorLoss, cli, isRoot, netnsList, skipUnless, spawnCli, xdpAttached } from "./helpers.ts";
+import { assertReflectorLoss, cli, isRoot, labPrefix, netnsList, skipUnless, spawnCli, xdpAttached } from "./helpers.ts";
 import { ip } from "../src/net.ts";
 
-const PREFIX = "fps";
+const PREFIX = labPrefix("fps");
 
 Deno.test("exit paths", async (t) => {
   if (skipUnless(isRoot, "needs root for namespaces and AF_PACKET")) return;
