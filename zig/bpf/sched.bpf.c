@@ -6,9 +6,11 @@
  * Policy (the arithmetic is in sched.h, shared with the host's unit tests):
  *  - Every task has a virtual runtime that advances with the time it runs, scaled by its weight.
  *    When it wakes it is queued by deadline = vruntime (no further behind the system's virtual
- *    clock than a bounded sleep credit) + the runtime it used since it last woke. Tasks that
- *    sleep often and run briefly - input, render submission, audio, network - get early
- *    deadlines; CPU hogs get late ones.
+ *    clock than a bounded sleep credit) + the runtime it used since it last woke, counted up to
+ *    one slice for a latency-critical task (foreground, marked by a detector, or a frequent waker
+ *    that fell behind) and up to lag_max for the rest. Tasks that sleep often and run briefly -
+ *    input, render submission, audio, network - get early deadlines; CPU hogs get late ones. The
+ *    clock advances with the fair share of the runnable tasks as they run.
  *  - Frequent wakers get shorter slices, and every slice shrinks with the number of tasks waiting
  *    per CPU, so a task that lost its place waits about one slice, not one per hog.
  *  - A latency-critical wakeup (foreground, or waking at `latency_hz` or more) that finds no idle
@@ -203,7 +205,8 @@ struct task_ctx {
 	u64 slept_ns;	 /* how long it slept before it last woke: the most credit it may use */
 	u64 wake_hz;	 /* exponential average, events per second */
 	u64 deadline;
-	u32 foreground;	 /* cached at wakeup from the foreground map */
+	u64 exec_vtime;	 /* the runtime term of the deadline it was last given (deadline_of) */
+	u32 foreground;	 /* cached at each ops.enqueue from the foreground map and the game role */
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 };
 
@@ -216,6 +219,7 @@ struct {
 
 static u64 last_fold;
 static u64 last_busy_sum;
+static u64 nr_running; /* tasks between ops.running and ops.stopping, all CPUs */
 
 static __always_inline struct fp_sched_counters *cnt(void)
 {
@@ -274,13 +278,47 @@ static __always_inline u64 weight_of(struct task_struct *p, struct task_ctx *tc)
 }
 
 /*
+ * What the detectors found (their task storage, detect_maps.h; empty without them): 3 in an input
+ * window (the compositor's reader and the threads it wakes) or an audio thread; 2 the game's
+ * GPU-submit or network thread; 1 woken from an interrupt or by a real-time task; else 0.
+ */
+static __always_inline u32 signal_urgency(struct task_struct *p)
+{
+	struct fp_task_sig *sig = bpf_task_storage_get(&task_sig, p, 0, 0);
+	u32 cls;
+
+	if (!sig)
+		return 0;
+	cls = fp_classes(sig, roles_of(p->tgid), now_ns(), &dknobs);
+	if (cls & (FP_CLASS_INPUT | FP_CLASS_AUDIO))
+		return 3;
+	if (cls & (FP_CLASS_GPU | FP_CLASS_NET))
+		return 2;
+	return cls & FP_CLASS_URGENT ? 1 : 0;
+}
+
+/*
+ * The most runtime since its last wakeup `p`'s deadline counts (sched.h: fp_exec_max): one slice
+ * for a latency-critical task, even one that has not slept for a while because it fell behind.
+ */
+static __always_inline u64 exec_max_of(struct task_struct *p, struct task_ctx *tc)
+{
+	int urgent = fp_deadline_urgent(&tun, tc->wake_hz, now_ns() - tc->last_woke, tc->foreground,
+					signal_urgency(p) > 0);
+
+	return fp_exec_max(&tun, tc->wake_hz, urgent);
+}
+
+/*
  * The deadline `p` is queued with after running `ran` ns more than its task context records (the
- * running task's context is brought up to date only when it stops).
+ * running task's context is brought up to date only when it stops). Records its runtime term, so
+ * the clock's bound (shared_head_vruntime) takes off what the queued deadline holds.
  */
 static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *tc, u64 ran)
 {
 	u64 weight = weight_of(p, tc);
 	u64 credit = fp_lag_credit(&tun, hz_of(tc), weight);
+	u64 max, exec;
 
 	/*
 	 * The time slept bounds the credit of a task that has not run since it woke (its vruntime is
@@ -291,8 +329,10 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	 */
 	if (tc->exec_ns + ran == 0)
 		credit = fp_sleep_credit(credit, tc->slept_ns);
-	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit,
-			   tc->exec_ns + ran, weight, tun.lag_max_ns);
+	max = exec_max_of(p, tc);
+	exec = tc->exec_ns + ran;
+	tc->exec_vtime = fp_vtime_delta(exec < max ? exec : max, weight);
+	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
 }
 
 /* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */
@@ -336,7 +376,7 @@ static __always_inline u64 shared_head_vruntime(void)
 		v = p->scx.dsq_vtime;
 		tc = tctx_of(p);
 		if (tc)
-			v -= fp_vtime_delta(tc->exec_ns < tun.lag_max_ns ? tc->exec_ns : tun.lag_max_ns, weight_of(p, tc));
+			v -= tc->exec_vtime;
 		break;
 	}
 	return v;
@@ -578,26 +618,6 @@ static __always_inline u32 policy_urgency(struct task_ctx *tc)
 	return tc->foreground ? 2 : fp_latency_critical(&tun, hz_of(tc), 0) ? 1 : 0;
 }
 
-/*
- * What the detectors found (their task storage, detect_maps.h; empty without them): 3 in an input
- * window (the compositor's reader and the threads it wakes) or an audio thread; 2 the game's
- * GPU-submit or network thread; 1 woken from an interrupt or by a real-time task; else 0.
- */
-static __always_inline u32 signal_urgency(struct task_struct *p)
-{
-	struct fp_task_sig *sig = bpf_task_storage_get(&task_sig, p, 0, 0);
-	u32 cls;
-
-	if (!sig)
-		return 0;
-	cls = fp_classes(sig, roles_of(p->tgid), now_ns(), &dknobs);
-	if (cls & (FP_CLASS_INPUT | FP_CLASS_AUDIO))
-		return 3;
-	if (cls & (FP_CLASS_GPU | FP_CLASS_NET))
-		return 2;
-	return cls & FP_CLASS_URGENT ? 1 : 0;
-}
-
 static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
 {
 	u32 policy = policy_urgency(tc), signal = signal_urgency(p);
@@ -628,6 +648,11 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 		scx_bpf_kick_cpu(scx_bpf_task_cpu(p), SCX(KICK_IDLE));
 		return;
 	}
+	/*
+	 * Looked up at every queueing, not only at wakeups: a game thread that never sleeps - a main
+	 * loop spinning at 100 % - named or detected after it started was never seen as foreground.
+	 */
+	tc->foreground = is_foreground(p);
 	slice = slice_of(tc);
 	level = urgency(p, tc);
 	cpu = scx_bpf_task_cpu(p);
@@ -748,7 +773,6 @@ void BPF_STRUCT_OPS(fastpath_runnable, struct task_struct *p, u64 enq_flags)
 
 	if (!tc)
 		return;
-	tc->foreground = is_foreground(p);
 	/*
 	 * Only a wakeup is a wakeup. The kernel also calls ops.runnable when it puts a queued task back
 	 * after changing it (SCX_ENQ_RESTORE: sched_setaffinity, nice, policy): a CPU hog re-pinned every
@@ -779,6 +803,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		cc->running_lat = signal > policy ? signal : policy;
 		cc->running_pid = p->pid;
 	}
+	if (cc)
+		__sync_fetch_and_add(&nr_running, 1);
 	if (tc)
 		advance_vtime(fp_clock_bound(tc->vruntime, shared_head_vruntime()));
 	if (c) {
@@ -796,12 +822,17 @@ void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
 	struct cpu_ctx *cc = this_cpu_ctx();
 	struct task_ctx *tc = tctx_of(p);
 	struct fp_sched_counters *c;
-	u64 now = now_ns(), ran;
+	u64 now = now_ns(), ran, nr_runnable;
 
 	if (!cc || !cc->started_at)
 		return;
 	ran = now > cc->started_at ? now - cc->started_at : 0;
 	cc->started_at = 0;
+	/* The clock advances with the fair share each runnable task earned meanwhile (sched.h). */
+	nr_runnable = nr_running + scx_bpf_dsq_nr_queued(FP_DSQ_SHARED) +
+		      scx_bpf_dsq_nr_queued(FP_DSQ_CPU(bpf_get_smp_processor_id()));
+	__sync_fetch_and_add(&state.vtime_now, fp_clock_step(ran, nr_runnable));
+	__sync_fetch_and_sub(&nr_running, 1);
 	cc->running_pid = 0;
 	cc->busy_ns += ran;
 	if ((c = cnt()))

@@ -242,6 +242,43 @@ static inline __u64 fp_sleep_credit(__u64 credit, __u64 slept_ns)
 }
 
 /*
+ * How long a task that woke `latency_hz` times a second or more stays latency-critical for its
+ * deadline while it runs or waits without sleeping. A pipeline stage - the compositor forwarding
+ * input, the game's input thread - that falls behind at 1 kHz no longer sleeps: each event is
+ * already waiting when it finishes the last. By its runtime since it last woke it then looked like
+ * a CPU hog, was queued among the hogs and never caught up (0.1-0.2 s behind, seen with
+ * bpf_printk beside eight hogs). A hog that woke often while starting up is favoured for at most
+ * this long.
+ */
+#define FP_BACKLOG_NS (250ULL * FP_NSEC_PER_MSEC)
+
+/*
+ * Whether a task's deadline counts its runtime as a latency-critical task's: in the foreground, a
+ * detector's signal on it (`signal`), or waking `latency_hz` times a second or more (its average,
+ * `wake_hz`) and awake for less than FP_BACKLOG_NS (`since_wake_ns`).
+ */
+static inline int fp_deadline_urgent(const volatile struct fp_sched_tunables *t, __u64 wake_hz,
+				     __u64 since_wake_ns, int foreground, int signal)
+{
+	return foreground || signal || (wake_hz >= t->latency_hz && since_wake_ns < FP_BACKLOG_NS);
+}
+
+/*
+ * The most runtime since its last wakeup a deadline counts (fp_deadline's `exec_max`): one of its
+ * slices for a latency-critical task - what it asks for each time it runs, as EEVDF's request -
+ * else `lag_max_ns`. With the same 20 ms bound as the hogs, a backlogged latency-critical task was
+ * due no earlier than they were; with its slice it is due first while its virtual runtime is
+ * within (lag_max_ns - slice) of theirs, and the clock's steady advance (fp_clock_step) bounds how
+ * long the hogs wait for it.
+ */
+static inline __u64 fp_exec_max(const volatile struct fp_sched_tunables *t, __u64 wake_hz, int urgent)
+{
+	__u64 slice = fp_slice(t, wake_hz);
+
+	return urgent && slice < t->lag_max_ns ? slice : t->lag_max_ns;
+}
+
+/*
  * Deadline of a task: its virtual runtime, clamped to at most `credit` behind the virtual clock,
  * plus the weighted runtime it used since it last woke, counted up to `exec_max` (a task that
  * runs long before sleeping queues behind ones that run briefly; the bound keeps CPU hogs fair
@@ -272,6 +309,19 @@ static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, _
 static inline __u64 fp_clock_bound(__u64 vruntime, __u64 head)
 {
 	return vruntime > head ? head : vruntime;
+}
+
+/*
+ * How far the virtual clock advances when a task stops after running `ran` ns with `nr_runnable`
+ * tasks runnable: the virtual time each of them earned meanwhile at its fair share (nice-0
+ * weights), ran / nr_runnable - the rate at which EEVDF's average virtual runtime moves. Otherwise
+ * the clock moves only to the virtual runtime of a task that starts running (fp_clock_bound), and
+ * stands while favoured tasks, held near it (FP_DEBT_SLICES), run ahead of the queued ones; with
+ * this step a queued task's deadline comes due however long they keep running.
+ */
+static inline __u64 fp_clock_step(__u64 ran, __u64 nr_runnable)
+{
+	return ran / (nr_runnable ? nr_runnable : 1);
 }
 
 /*

@@ -826,6 +826,40 @@ test "a CPU hog that started later does not run alone until it catches up with o
     try testing.expectEqual(@as(u64, now + t.lag_max_ns), old);
 }
 
+test "a latency-critical thread that fell behind is due before CPU hogs, and only while it stays one" {
+    const t = tunables();
+    const ms = std.time.ns_per_ms;
+    const now: u64 = 10_000 * ms;
+    // Seen in the VM: the game's input thread (woke ~700 times a second) had not slept for 122 ms
+    // (each event waited when it finished the last) and had run 18 ms meanwhile, its virtual
+    // runtime 1 ms behind the clock; the hogs sat at the clock with 20 ms and more run.
+    const hog = c.fp_deadline(now, now, c.fp_lag_credit(&t, 0, 100), 1000 * ms, 100, c.fp_exec_max(&t, 0, 0));
+    const urgent = c.fp_deadline_urgent(&t, 700, 122 * ms, 0, 0);
+    try testing.expectEqual(@as(c_int, 1), urgent);
+    const input = c.fp_deadline(now - ms, now, c.fp_lag_credit(&t, 700, 100), 18 * ms, 100, c.fp_exec_max(&t, 700, urgent));
+    try testing.expect(input < hog);
+    // With the hogs' bound (today's code) it was due among them, 17 ms after the clock.
+    try testing.expectEqual(now + 17 * ms, c.fp_deadline(now - ms, now, c.fp_lag_credit(&t, 700, 100), 18 * ms, 100, t.lag_max_ns));
+    // Its bound is one of its slices.
+    try testing.expectEqual(c.fp_slice(&t, 700), c.fp_exec_max(&t, 700, 1));
+    // A thread that woke often but has not slept for FP_BACKLOG_NS is a hog again; a foreground
+    // thread or one a detector marked stays latency-critical; a rare waker never is by frequency.
+    try testing.expectEqual(@as(c_int, 0), c.fp_deadline_urgent(&t, 700, c.FP_BACKLOG_NS, 0, 0));
+    try testing.expectEqual(@as(c_int, 1), c.fp_deadline_urgent(&t, 0, 10_000 * ms, 1, 0));
+    try testing.expectEqual(@as(c_int, 1), c.fp_deadline_urgent(&t, 0, 10_000 * ms, 0, 1));
+    try testing.expectEqual(@as(c_int, 0), c.fp_deadline_urgent(&t, t.latency_hz - 1, ms, 0, 0));
+    try testing.expectEqual(t.lag_max_ns, c.fp_exec_max(&t, 700, 0));
+}
+
+test "the clock advances by each runnable task's fair share of the time run" {
+    const ms = std.time.ns_per_ms;
+    // Ten runnable tasks: 4 ms of running earns each 0.4 ms of virtual time.
+    try testing.expectEqual(@as(u64, 400_000), c.fp_clock_step(4 * ms, 10));
+    // Alone, the clock follows the task; no runnable count (a race at start) is taken as one.
+    try testing.expectEqual(@as(u64, 4 * ms), c.fp_clock_step(4 * ms, 1));
+    try testing.expectEqual(@as(u64, 4 * ms), c.fp_clock_step(4 * ms, 0));
+}
+
 test "weights: foreground boost applies only to the foreground, zero weight is safe" {
     try testing.expectEqual(@as(u64, 100), c.fp_weight(100, 0, 400));
     try testing.expectEqual(@as(u64, 250), c.fp_weight(100, 1, 250));
