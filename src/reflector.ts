@@ -51,7 +51,10 @@ export interface ReflectorOptions {
   swap?: SwapMode;
   /** Source-MAC OUI to require ("00:c0:17"), "any" or false to accept any sender; the profile's otherwise. */
   oui?: string | false;
-  /** UDP destination port to accept (default ITO_PORT; 0 = any). */
+  /**
+   * UDP destination port to accept (default ITO_PORT). 0 = any, in xdp and afxdp modes only: in packet
+   * (and bpf) mode the host also sees the frames and no socket can hold every port against its ICMP.
+   */
   port?: number;
   /** Toggle TOS bit 0 on the way back; the profile's otherwise (on for netally). */
   tosToggle?: boolean;
@@ -109,7 +112,11 @@ export interface ReflectorInfo {
   oui: string | null;
   tosToggle: boolean;
   signatures: SignatureName[];
-  /** Whether guard UDP sockets hold the test port (no ICMP port-unreachable leaves the host). */
+  /**
+   * Whether guard UDP sockets hold the test port, so the host answers no test frame it also sees with
+   * ICMP port-unreachable. False with `port` 0 (any), which only xdp and afxdp modes accept: the frames
+   * they reflect never reach the host's stack.
+   */
   guarded: boolean;
   /** xdp and afxdp modes: how the XDP program is attached. */
   xdpAttach: "driver" | "generic" | "offload" | null;

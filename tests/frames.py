@@ -6,7 +6,7 @@
       {"sent": n, "reflected": m, "icmp_unreachable": k} where `reflected` counts frames that came
       back carrying the ITO signature.
   frames.py watch IFACE SECONDS
-      counts ICMP port-unreachable and ITO-signed frames arriving on IFACE for SECONDS; prints JSON.
+      counts ICMP/ICMPv6 port-unreachable and IPv4 ITO-signed frames arriving on IFACE for SECONDS; prints JSON.
 
 KIND: ito | broadcast | multicast | foreign-dst | wrong-oui | wrong-port | no-signature | src-is-dst | tcp
 """
@@ -60,7 +60,11 @@ def frame(kind: str, dst: bytes, src: bytes, sip: bytes, dip: bytes) -> bytes:
 
 
 def classify(buf: bytes):
-    """Returns 'ito' for a frame with the ITO signature, 'icmp_unreach' for ICMP port unreachable."""
+    """Returns 'ito' for a frame with the ITO signature, 'icmp_unreach' for ICMP (IPv4 or IPv6) port
+    unreachable."""
+    if len(buf) >= 56 and buf[12:14] == b"\x86\xdd":
+        # IPv6 without extension headers: next header 58 (ICMPv6), type 1 code 4 (port unreachable)
+        return "icmp_unreach" if buf[20] == 58 and buf[54] == 1 and buf[55] == 4 else None
     if len(buf) < 34 or buf[12:14] != b"\x08\x00":
         return None
     ihl = (buf[14] & 0x0F) * 4

@@ -77,11 +77,6 @@ function banner(iface: string, i: ReflectorInfo): void {
       `  note: afxdp reflects frames up to ${i.maxFrame} bytes; ${iface} has MTU ${i.mtu}, so longer frames go unreflected (use --mode xdp)`,
     );
   }
-  if (!i.guarded) {
-    console.error(
-      "  warning: port 'any' cannot be guarded: the host may answer test frames with ICMP port-unreachable",
-    );
-  }
   console.error("  stop with Ctrl-C");
 }
 

@@ -12,6 +12,7 @@ const sys = @import("../sys/linux.zig");
 const xdp = @import("xdp.zig");
 const afxdp = @import("afxdp.zig");
 const napi = @import("napi.zig");
+const options = @import("options.zig");
 const Error = abi.Error;
 
 
@@ -74,6 +75,8 @@ pub const Reflector = struct {
         };
         self.cfg.our_mac = iface.mac;
         cbpf.build(&self.filter, &self.cfg);
+        // The host stack sees every frame packet mode sees; only a held port keeps it from answering.
+        if (dataplane == .packet and self.cfg.port == 0) return options.refuseAnyPort("packet", " or use `mode` xdp");
 
         try self.lock.acquire(netns, ifname);
         errdefer self.lock.release();
