@@ -4,14 +4,134 @@
  * with ICMP. Every run is bounded by a frame count.
  */
 import assert from "node:assert/strict";
-import { labDown, labUp, peerForMode } from "../src/lab.ts";
+import { type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
 import { FastpathError } from "../ffi/error.ts";
-import { cli, isRoot, labPrefix, skipUnless, watchFrames } from "./helpers.ts";
-import { ip } from "../src/net.ts";
+import {
+  cli,
+  isRoot,
+  labPrefix,
+  netnsList,
+  sendFrames,
+  skipUnless,
+  spawnCli,
+  waitFor,
+  watchFrames,
+} from "./helpers.ts";
+import { ip, run } from "../src/net.ts";
 
 const PREFIX = labPrefix("fpi");
+const MODES = ["xdp", "afxdp", "packet"] as const;
+const NEW_MAC = "02:00:00:00:00:0b";
+
+/** Frames to `dst` from the probe's side: how many came back reflected. */
+async function reflectedTo(lab: Lab, dst: string, count = 50): Promise<number> {
+  const r = await sendFrames(lab.probeNs, lab.probeIf, "ito", count, dst, lab.probeMac, lab.probeIp, lab.reflectorIp);
+  assert.equal(r.sent, count);
+  return r.reflected;
+}
+
+async function setMac(lab: Lab, mac: string): Promise<void> {
+  await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "down");
+  await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "address", mac);
+  await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "up");
+  // veth takes a moment to report carrier again
+  await new Promise((r) => setTimeout(r, 300));
+}
+
+/**
+ * Deletes the reflector's veth end and makes a new pair of the same names, in one shell (a few ms).
+ * Returns the old and the new ifindex.
+ */
+async function recreate(lab: Lab): Promise<{ was: number; now: number }> {
+  const r = await run([
+    "ip",
+    "netns",
+    "exec",
+    lab.reflectorNs,
+    "sh",
+    "-c",
+    `ip -o link show ${lab.reflectorIf} && ip link del ${lab.reflectorIf} && ip link add ${lab.reflectorIf} type veth peer name ${lab.probeIf} netns ${lab.probeNs} && ip link set ${lab.reflectorIf} up && ip -o link show ${lab.reflectorIf}`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const [was, now] = r.stdout.trim().split("\n").map((l) => parseInt(l));
+  return { was, now };
+}
+
+Deno.test("a running reflector follows its interface's identity", async (t) => {
+  if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
+  let lab: Lab = await labUp({ prefix: PREFIX });
+  try {
+    for (const mode of MODES) {
+      await t.step(
+        `${mode} mode: after the MAC changes, frames to the new MAC are reflected and frames to the old one never`,
+        async () => {
+          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+          await peerForMode(lab, mode);
+          assert.equal(await reflectedTo(lab, lab.reflectorMac), 50, "before the change");
+          try {
+            await setMac(lab, NEW_MAC);
+            assert.equal(refl.state(), "running", refl.state() === "failed" ? refl.failure() : "");
+            assert.equal(await reflectedTo(lab, lab.reflectorMac), 0, "frames to the old MAC are not ours any more");
+            assert.equal(await reflectedTo(lab, NEW_MAC), 50, "frames to the new MAC are");
+            const s = refl.stats();
+            // (packet mode's socket filter drops them in the kernel, uncounted)
+            if (mode !== "packet") {
+              assert.ok(s.drop_not_ours >= 50, `the old MAC's frames count as not ours: ${s.drop_not_ours}`);
+            }
+          } finally {
+            await setMac(lab, lab.reflectorMac);
+          }
+          // And back: the original MAC is ours again, the interim one no more.
+          assert.equal(await reflectedTo(lab, NEW_MAC), 0);
+          assert.equal(await reflectedTo(lab, lab.reflectorMac), 50);
+        },
+      );
+    }
+
+    for (const mode of MODES) {
+      await t.step(
+        `${mode} mode: an interface deleted and recreated under the same name fails the reflector naming the new ifindex`,
+        async () => {
+          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+          assert.equal(refl.state(), "running");
+          const { was, now } = await recreate(lab);
+          try {
+            await waitFor(() => refl.state() === "failed", "the reflector noticed the new interface", 2000);
+            assert.equal(
+              refl.failure(),
+              `interface ${lab.reflectorIf} was replaced (ifindex ${now}, was ${was}): restart the reflector on the new one`,
+            );
+          } finally {
+            await labDown({ prefix: PREFIX });
+            lab = await labUp({ prefix: PREFIX });
+          }
+        },
+      );
+    }
+
+    await t.step("reflect exits 10 naming the new ifindex when its interface is replaced", async () => {
+      const p = spawnCli(["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet"]);
+      await p.waitFor("stop with Ctrl-C");
+      const { was, now } = await recreate(lab);
+      const r = await p.finish();
+      assert.equal(r.code, 10, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^error: reflector on ${lab.reflectorIf}: interface ${lab.reflectorIf} was replaced \\(ifindex ${now}, was ${was}\\): restart the reflector on the new one$`,
+          "m",
+        ),
+      );
+      await labDown({ prefix: PREFIX });
+      lab = await labUp({ prefix: PREFIX });
+    });
+  } finally {
+    await labDown({ prefix: PREFIX });
+  }
+  assert.deepEqual((await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`)), []);
+});
 
 Deno.test("every port the reflector accepts is guarded", async (t) => {
   if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;

@@ -32,6 +32,19 @@ struct {
 	__type(value, struct fp_xdp_counters);
 } counters SEC(".maps");
 
+/*
+ * The interface's MAC now: bytes 0-5 of the one value, 0 when none. cfg.our_mac is only the MAC at
+ * load; the reflector writes this map at load and again the moment the interface's address changes,
+ * so a frame to an address that is no longer ours is never answered. Read with one 8-byte load, so a
+ * frame is checked against the old MAC or the new, never a mix.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ours SEC(".maps");
+
 /* AF_XDP sockets by receive queue (afxdp mode). */
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -64,9 +77,22 @@ static __always_inline int sig_eq(const __u8 *p, const char *s)
 	       p[6] == s[6];
 }
 
+/* Copies the interface's MAC now (map `ours`) to mac[0..5]; 0 when there is none. */
+static __always_inline int ours_now(__u8 *mac)
+{
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(&ours, &zero);
+
+	if (!v)
+		return 0;
+	*(__u64 *)mac = *(volatile __u64 *)v;
+	return *(__u64 *)mac != 0;
+}
+
 /* Mirrors ito.classify: same checks in the same order, so verdicts match exactly. */
 static __always_inline void classify(void *data, void *end, struct parsed *p)
 {
+	__u8 mac[8] __attribute__((aligned(8)));
 	__u8 *f = data;
 	__u64 len = end - data;
 	__u16 ethertype;
@@ -78,7 +104,7 @@ static __always_inline void classify(void *data, void *end, struct parsed *p)
 	p->verdict = FP_NOT_OURS;
 	if ((f[0] | f[6]) & 1)
 		return;
-	if (!mac_eq(f, cfg.our_mac) || mac_eq(f + 6, cfg.our_mac))
+	if (!ours_now(mac) || !mac_eq(f, mac) || mac_eq(f + 6, mac))
 		return;
 	if (cfg.oui_filter && (f[6] != cfg.oui[0] || f[7] != cfg.oui[1] || f[8] != cfg.oui[2])) {
 		p->verdict = FP_OUI;

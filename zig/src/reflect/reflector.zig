@@ -45,6 +45,9 @@ pub const Reflector = struct {
     max_frame: u32 = 0,
     stopped: bool = false,
     link: sys.LinkWatch = .{ .fd = -1, .ifr = undefined },
+    /// The interface's MAC now (xdp.macWord), the only address answered for: the monitor follows the
+    /// interface's changes and every worker reads it once per batch.
+    mac_now: std.atomic.Value(u64) = .init(0),
     failure: [256]u8 = .{0} ** 256,
     /// Why this dataplane runs (start.zig writes it).
     reason: [256]u8 = .{0} ** 256,
@@ -74,6 +77,7 @@ pub const Reflector = struct {
             .stop_signal = undefined,
         };
         self.cfg.our_mac = iface.mac;
+        self.mac_now.store(xdp.macWord(iface.mac), .release);
         cbpf.build(&self.filter, &self.cfg);
         // The host stack sees every frame packet mode sees; only a held port keeps it from answering.
         if (dataplane == .packet and self.cfg.port == 0) return options.refuseAnyPort("packet", " or use `mode` xdp");
@@ -150,7 +154,7 @@ pub const Reflector = struct {
 
     pub fn info(self: *const Reflector) abi.ReflectorInfo {
         return .{
-            .mac = self.iface.mac,
+            .mac = macOf(self.mac_now.load(.acquire)),
             .guarded = @intFromBool(self.guard.held()),
             .ifindex = self.iface.index,
             .mtu = self.iface.mtu,
@@ -239,17 +243,21 @@ pub const Reflector = struct {
             return diag.fail(error.System, "cannot start the monitor thread", .{});
     }
 
-    /// Every 100 ms: counts the link going down and coming back (workers and the XDP program resume
-    /// by themselves), fails the reflector when the interface disappears, and in xdp mode folds the
+    /// Every 100 ms, and at once when the kernel announces a link change: follows the interface's MAC,
+    /// fails the reflector when the interface disappears or its name now stands for another interface
+    /// (a new ifindex: our sockets and program stay on the old one), counts the link going down and
+    /// coming back (workers and the XDP program resume by themselves), and in xdp mode folds the
     /// program's per-CPU counters into the shared block.
     fn monitorMain(self: *Reflector) void {
         var was_up = true;
         const c = self.kernelBlock();
         var rx_last: u64 = 0;
         var ns_last = sys.monotonicNs();
+        var deleted = false;
         while (!self.stopping.load(.acquire)) {
             if (self.xdp_prog) |*p| p.read(c);
             if (self.deferral) |*d| self.adaptDeferral(d, c, &rx_last, &ns_last);
+            if (!self.checkIdentity(deleted)) break;
             switch (self.link.state()) {
                 .gone => {
                     self.fail("interface {s} disappeared", .{std.mem.sliceTo(&self.opts.ifname, 0)});
@@ -265,10 +273,58 @@ pub const Reflector = struct {
                     if (self.deferral) |*d| d.rediscover(self.iface.index);
                 },
             }
-            var fds = [1]linux.pollfd{.{ .fd = self.stop_signal.fd, .events = linux.POLL.IN, .revents = 0 }};
-            _ = linux.poll(&fds, 1, 100);
+            var fds = [2]linux.pollfd{
+                .{ .fd = self.stop_signal.fd, .events = linux.POLL.IN, .revents = 0 },
+                .{ .fd = self.link.events, .events = linux.POLL.IN, .revents = 0 },
+            };
+            _ = linux.poll(&fds, 2, 100);
+            if (fds[1].revents != 0) deleted = self.link.drain(self.iface.index) or deleted;
         }
         if (self.xdp_prog) |*p| p.read(c);
+    }
+
+    /// False (and the reflector failed, with the reason) when the interface is gone or replaced;
+    /// follows a new MAC. `deleted`: the kernel announced that our ifindex was deleted.
+    fn checkIdentity(self: *Reflector, deleted: bool) bool {
+        const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
+        var found = self.link.identity();
+        if (found == null or deleted) {
+            // Deleted: a new interface of the same name often follows within milliseconds (a container
+            // restarted, a script recreating a veth pair); wait a moment to name it.
+            var waited: u32 = 0;
+            while (waited < replace_grace_ms and (found == null or found.?.index == self.iface.index)) : (waited += 10) {
+                sys.sleepNs(10 * std.time.ns_per_ms);
+                found = self.link.identity();
+            }
+        }
+        const id = found orelse {
+            self.fail("interface {s} disappeared", .{ifname});
+            return false;
+        };
+        if (id.index != self.iface.index) {
+            self.fail("interface {s} was replaced (ifindex {d}, was {d}): restart the reflector on the new one", .{ ifname, id.index, self.iface.index });
+            return false;
+        }
+        if (xdp.macWord(id.mac) != self.mac_now.load(.acquire)) self.follow(id.mac) catch {
+            self.fail("interface {s} changed its MAC to {x:0>2}: {s}", .{ ifname, id.mac, std.mem.span(diag.message()) });
+            return false;
+        };
+        return true;
+    }
+
+    /// Answers for `mac` instead of the old MAC: first nothing answers the old one (the program's map,
+    /// the workers' next batch), then the socket filters let frames to the new one through.
+    fn follow(self: *Reflector, mac: [6]u8) Error!void {
+        self.mac_now.store(xdp.macWord(mac), .release);
+        if (self.xdp_prog) |*p| try p.setMac(mac);
+        if (self.workers.len == 0) return;
+        var cfg = self.cfg;
+        cfg.our_mac = mac;
+        cbpf.build(&self.filter, &cfg);
+        const prog = self.filter.program();
+        for (self.workers) |*w| {
+            _ = try sys.check(linux.setsockopt(w.sock.fd, linux.SOL.SOCKET, linux.SO.ATTACH_FILTER, std.mem.asBytes(&prog), @sizeOf(cbpf.Program)), "replacing the socket filter", .{});
+        }
     }
 
     /// Keeps the interrupt deferral short enough that the device's ring never fills beyond a
@@ -347,6 +403,12 @@ pub const Reflector = struct {
         return true;
     }
 
+    /// A worker's copy of the rules, with the interface's MAC now (once per batch: one atomic load).
+    fn refreshMac(self: *Reflector, cfg: *abi.ItoConfig) void {
+        const now = self.mac_now.load(.acquire);
+        if (now != xdp.macWord(cfg.our_mac)) cfg.our_mac = macOf(now);
+    }
+
     fn fail(self: *Reflector, comptime fmt: []const u8, args: anytype) void {
         _ = std.fmt.bufPrintZ(&self.failure, fmt, args) catch {};
         self.state.store(abi.reflector_state.failed, .release);
@@ -370,7 +432,7 @@ const Worker = struct {
         var local: abi.Counters = .{};
         var tx: afpacket.TxBatch(batch_max) = .{};
         var cpu_last = sys.threadCpuNs();
-        const cfg = r.cfg;
+        var cfg = r.cfg;
         const batch = @min(@max(r.opts.batch, 1), batch_max);
 
         while (!r.stopping.load(.acquire)) {
@@ -385,7 +447,9 @@ const Worker = struct {
                 finishBatch(shared, &local, &cpu_last);
                 continue;
             };
-            // Process: classify and rewrite in place; submit in sendmmsg batches.
+            // Process: classify (against the MAC the interface has now) and rewrite in place; submit
+            // in sendmmsg batches.
+            r.refreshMac(&cfg);
             var it = blk.iterator();
             while (it.next()) |f| {
                 local.rx_packets += 1;
@@ -460,9 +524,13 @@ const XskWorker = struct {
         const coalesce_ns = if (r.deferral != null) 0 else @as(u64, r.opts.coalesce_us) * std.time.ns_per_us;
         // Frames taken since the worker last slept: a coalescing period that found none ends in poll.
         var taken: u32 = 0;
+        var cfg = r.cfg;
         while (!r.stopping.load(.acquire)) {
-            // Take, process, submit, release: one call; then fold the counters once per batch.
-            const n = w.sock.batch(&r.cfg, batch, &local);
+            // Take, process (against the MAC the interface has now: frames the XDP program redirected
+            // before a change are checked again), submit, release: one call; then fold the counters
+            // once per batch.
+            r.refreshMac(&cfg);
+            const n = w.sock.batch(&cfg, batch, &local);
             if (n == 0) {
                 // Nothing taken: finish pending sends; sleep only when nothing is waiting either (with
                 // a full tx ring, frames wait in the rx ring and poll would return at once).
@@ -506,6 +574,14 @@ const XskWorker = struct {
         Worker.finishBatch(shared, &local, &cpu_last);
     }
 };
+
+fn macOf(word: u64) [6]u8 {
+    const bytes: [8]u8 = @bitCast(word);
+    return bytes[0..6].*;
+}
+
+/// How long a reflector whose interface was deleted waits for a new one of the same name, to say which.
+const replace_grace_ms = 300;
 
 /// /run/fastpath/<netns>.<ifname>.<what>: the reflector's files for one interface.
 fn statePath(buf: *[128]u8, netns: []const u8, ifname: []const u8, what: []const u8) [:0]const u8 {
