@@ -100,6 +100,10 @@ export interface ReflectorInfo {
   mode: Exclude<ReflectMode, "auto">;
   /** Why this mode runs (what auto skipped, or that it was asked for). */
   reason: string;
+  /** What this mode will not do right on this interface, and what would; null when nothing. */
+  warning: string | null;
+  /** xdp and afxdp modes: whether a receive VLAN tag held as metadata is put back into reflections. */
+  vlanMeta: boolean | null;
   mac: string;
   mtu: number;
   workers: number;
@@ -274,6 +278,8 @@ function readInfo(lib: Lib, handle: Deno.PointerObject, o: ReflectorOptions): Re
     netns: o.netns ?? null,
     mode,
     reason: textAt(b.bytes, reasonAt, layout.field("ReflectorInfo", "reason").type),
+    warning: textAt(b.bytes, at("warning"), layout.field("ReflectorInfo", "warning").type) || null,
+    vlanMeta: xdp ? flag("vlan_meta") : null,
     mac: formatMac(b.bytes.slice(at("mac"), at("mac") + 6)),
     mtu: u32("mtu"),
     workers: u32("workers"),

@@ -67,8 +67,8 @@ Deno.test("a running reflector follows its interface's identity", async (t) => {
       await t.step(
         `${mode} mode: after the MAC changes, frames to the new MAC are reflected and frames to the old one never`,
         async () => {
-          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
           await peerForMode(lab, mode);
+          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
           assert.equal(await reflectedTo(lab, lab.reflectorMac), 50, "before the change");
           try {
             await setMac(lab, NEW_MAC);
@@ -90,10 +90,39 @@ Deno.test("a running reflector follows its interface's identity", async (t) => {
       );
     }
 
+    await t.step(
+      "xdp mode with the device-bound program (VLAN tag as metadata): after the MAC changes, tagged frames to the new MAC come back tagged and frames to the old one never",
+      async () => {
+        await peerForMode(lab, "xdp");
+        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" });
+        const why = `the device-bound program did not load here (needs kernel 6.8+): ${refl.info.warning}`;
+        if (skipUnless(refl.info.vlanMeta === true, why)) return;
+        const tagged = (dst: string) =>
+          sendFrames(lab.probeNs, lab.probeIf, "vlan", 50, dst, lab.probeMac, lab.probeIp, lab.reflectorIp, {
+            tagMeta: true,
+          });
+        assert.deepEqual((await tagged(lab.reflectorMac)).tags, { "8100/100/5": 50 }, "before the change");
+        try {
+          await setMac(lab, NEW_MAC);
+          assert.equal(refl.state(), "running", refl.state() === "failed" ? refl.failure() : "");
+          const old = await tagged(lab.reflectorMac);
+          assert.equal(old.reflected, 0, `frames to the old MAC are not ours any more: ${JSON.stringify(old)}`);
+          const now = await tagged(NEW_MAC);
+          assert.deepEqual(now.tags, { "8100/100/5": 50 }, `frames to the new MAC are: ${JSON.stringify(now)}`);
+          assert.ok(refl.stats().drop_not_ours >= 50, `the old MAC's frames count as not ours`);
+        } finally {
+          await setMac(lab, lab.reflectorMac);
+        }
+        assert.equal((await tagged(NEW_MAC)).reflected, 0);
+        assert.deepEqual((await tagged(lab.reflectorMac)).tags, { "8100/100/5": 50 });
+      },
+    );
+
     for (const mode of MODES) {
       await t.step(
         `${mode} mode: an interface deleted and recreated under the same name fails the reflector naming the new ifindex`,
         async () => {
+          await peerForMode(lab, mode);
           await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
           assert.equal(refl.state(), "running");
           const { was, now } = await recreate(lab);
@@ -176,6 +205,7 @@ Deno.test("every port the reflector accepts is guarded", async (t) => {
 
     for (const mode of ["xdp", "afxdp"] as const) {
       await t.step(`${mode} mode with port 0 reflects every port and the host answers none with ICMP`, async () => {
+        await peerForMode(lab, mode);
         await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode, port: 0 });
         assert.equal(refl.info.port, 0);
         const r = await anyPortRun(mode);

@@ -13,6 +13,7 @@ const xdp = @import("xdp.zig");
 const afxdp = @import("afxdp.zig");
 const napi = @import("napi.zig");
 const options = @import("options.zig");
+const veth = @import("veth.zig");
 const Error = abi.Error;
 
 
@@ -43,6 +44,13 @@ pub const Reflector = struct {
     ring_entries: u32 = 256,
     /// afxdp mode without multi-buffer: the longest frame a UMEM chunk holds (0: no limit).
     max_frame: u32 = 0,
+    /// xdp and afxdp modes: the program reads the receive VLAN tag the driver holds as metadata and
+    /// puts it back into reflections.
+    vlan_meta: bool = false,
+    /// xdp mode on a veth: the XDP_TX frames its peer could not take (counted as not reflected).
+    tx_errors: ?veth.TxErrors = null,
+    /// Said once at start: what this mode will not do right here, and what would.
+    warning: [256]u8 = .{0} ** 256,
     stopped: bool = false,
     link: sys.LinkWatch = .{ .fd = -1, .ifr = undefined },
     /// The interface's MAC now (xdp.macWord), the only address answered for: the monitor follows the
@@ -112,12 +120,8 @@ pub const Reflector = struct {
             return self;
         }
         if (dataplane == .xdp) {
-            var prog = try xdp.Program.load(gpa, &self.cfg, .tx, 0);
-            self.xdp_attach = prog.attach(iface.index, ifname) catch |e| {
-                prog.close();
-                return e;
-            };
-            self.xdp_prog = prog;
+            try self.checkVethPeer(ifname);
+            try self.loadXdp(.tx, 0);
             errdefer {
                 self.xdp_prog.?.close();
                 self.xdp_prog = null;
@@ -169,6 +173,8 @@ pub const Reflector = struct {
             .nice = self.opts.nice,
             .coalesce_us = if (self.xsk_workers.len > 0) self.opts.coalesce_us else 0,
             .reason = self.reason,
+            .warning = self.warning,
+            .vlan_meta = @intFromBool(self.vlan_meta),
         };
     }
 
@@ -178,7 +184,7 @@ pub const Reflector = struct {
     }
 
     pub fn refresh(self: *Reflector) void {
-        if (self.xdp_prog) |*p| p.read(self.kernelBlock());
+        self.readKernel(self.kernelBlock());
     }
 
     fn startAfxdp(self: *Reflector, ifindex: i32, ifname: []const u8, queues: usize) Error!void {
@@ -196,17 +202,8 @@ pub const Reflector = struct {
         }
         // The sockets say whether packets may span several chunks; the program is told before load.
         self.max_frame = if (self.xsk_workers[0].sock.multi_buffer) 0 else afxdp.max_frame;
-        var prog = try xdp.Program.load(gpa, &self.cfg, .redirect, self.max_frame);
-        errdefer prog.close();
-        for (self.xsk_workers, 0..) |*w, q| {
-            const key: u32 = @intCast(q);
-            const fd: u32 = @intCast(w.sock.fd);
-            if (xdp.c.bpf_map_update_elem(prog.xsks_fd, &key, &fd, 0) != 0)
-                return diag.fail(error.System, "registering the AF_XDP socket of queue {d}", .{q});
-        }
         self.zerocopy = self.xsk_workers[0].sock.zerocopy;
-        self.xdp_attach = try prog.attach(ifindex, ifname);
-        self.xdp_prog = prog;
+        try self.loadXdp(.redirect, self.max_frame);
         errdefer {
             self.xdp_prog.?.close();
             self.xdp_prog = null;
@@ -238,6 +235,78 @@ pub const Reflector = struct {
         self.state.store(abi.reflector_state.running, .release);
     }
 
+    /// Loads the XDP program and attaches it: bound to the device where its driver gives the receive
+    /// VLAN tag as metadata (so reflections keep their tag), else unbound, with a warning at start
+    /// when the driver takes tags out of frames (rx-vlan offload) that XDP then cannot see.
+    fn loadXdp(self: *Reflector, action: xdp.Action, max_frame: u32) Error!void {
+        const ifindex = self.iface.index;
+        const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
+        if (napi.xdpRxVlanTag(ifindex)) {
+            // A device-bound program attaches in driver mode only: anything else, try unbound.
+            if (self.loadAttach(action, max_frame, ifindex)) {
+                self.vlan_meta = true;
+                return;
+            } else |_| {}
+        }
+        try self.loadAttach(action, max_frame, 0);
+        if (rxVlanOffload(self.link.fd, ifname)) {
+            const mode = if (action == .tx) "xdp" else "afxdp";
+            _ = std.fmt.bufPrintZ(&self.warning, "VLAN-tagged test frames go back untagged in {s} mode: {s} takes receive VLAN tags out of frames (rx-vlan-offload) and XDP cannot read them here (kernel 6.8+ and driver support needed); --mode packet reflects them tagged, or run 'ethtool -K {s} rxvlan off'", .{ mode, ifname, ifname }) catch {};
+        }
+    }
+
+    fn loadAttach(self: *Reflector, action: xdp.Action, max_frame: u32, bind_ifindex: i32) Error!void {
+        const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
+        var prog = try xdp.Program.load(self.gpa, &self.cfg, action, max_frame, bind_ifindex);
+        errdefer prog.close();
+        for (self.xsk_workers, 0..) |*w, q| {
+            const key: u32 = @intCast(q);
+            const fd: u32 = @intCast(w.sock.fd);
+            if (xdp.c.bpf_map_update_elem(prog.xsks_fd, &key, &fd, 0) != 0)
+                return diag.fail(error.System, "registering the AF_XDP socket of queue {d}", .{q});
+        }
+        self.xdp_attach = try prog.attach(self.iface.index, ifname);
+        self.xdp_prog = prog;
+    }
+
+    /// xdp mode on a veth: refuses a peer without an XDP program (XDP_TX frames would be dropped or
+    /// stuck there: veth.zig), naming the fix, and counts what the veth drops anyway (the peer may
+    /// lose its program while we run).
+    fn checkVethPeer(self: *Reflector, ifname: []const u8) Error!void {
+        var errors: veth.TxErrors = undefined;
+        if (!veth.TxErrors.open(self.link.fd, ifname, &errors)) return;
+        self.tx_errors = errors;
+        const peer = veth.peerCheck(self.link.fd, ifname, self.iface.index) orelse return;
+        if (peer.xdp) return;
+        const name = std.mem.sliceTo(&peer.name, 0);
+        const ns = std.mem.sliceTo(&peer.netns, 0);
+        var where_buf: [64]u8 = undefined;
+        const run_in = if (ns.len > 0)
+            std.fmt.bufPrint(&where_buf, "ip netns exec {s} ", .{ns}) catch ""
+        else if (peer.pid != 0)
+            std.fmt.bufPrint(&where_buf, "nsenter -t {d} -n ", .{peer.pid}) catch ""
+        else
+            "";
+        return diag.fail(error.Unsupported, "{s}, the veth peer of {s}, runs no XDP program, so it cannot take XDP_TX frames: give it one (any, e.g. '{s}ip link set {s} xdp obj PROG'), or use --mode afxdp or packet", .{ name, ifname, run_in, name });
+    }
+
+    /// The XDP program's counters, less the reflections a veth could not hand to its peer.
+    fn readKernel(self: *Reflector, c: *abi.Counters) void {
+        const p = &(self.xdp_prog orelse return);
+        p.read(c);
+        const t = &(self.tx_errors orelse return);
+        const lost = t.since(self.link.fd, std.mem.sliceTo(&self.opts.ifname, 0));
+        if (lost == 0) return;
+        const tx = @atomicLoad(u64, &c.tx_packets, .monotonic);
+        const bytes = @atomicLoad(u64, &c.tx_bytes, .monotonic);
+        const n = @min(lost, tx);
+        // The veth counts frames, not bytes: take off the average reflection's size.
+        const lost_bytes = if (tx == 0) 0 else bytes / tx * n;
+        @atomicStore(u64, &c.tx_packets, tx - n, .monotonic);
+        @atomicStore(u64, &c.tx_bytes, bytes -| lost_bytes, .monotonic);
+        @atomicStore(u64, &c.drop_tx_error, n, .monotonic);
+    }
+
     fn startMonitor(self: *Reflector) Error!void {
         self.monitor = std.Thread.spawn(.{ .stack_size = 128 * 1024 }, monitorMain, .{self}) catch
             return diag.fail(error.System, "cannot start the monitor thread", .{});
@@ -255,7 +324,7 @@ pub const Reflector = struct {
         var ns_last = sys.monotonicNs();
         var deleted = false;
         while (!self.stopping.load(.acquire)) {
-            if (self.xdp_prog) |*p| p.read(c);
+            self.readKernel(c);
             if (self.deferral) |*d| self.adaptDeferral(d, c, &rx_last, &ns_last);
             if (!self.checkIdentity(deleted)) break;
             switch (self.link.state()) {
@@ -280,7 +349,7 @@ pub const Reflector = struct {
             _ = linux.poll(&fds, 2, 100);
             if (fds[1].revents != 0) deleted = self.link.drain(self.iface.index) or deleted;
         }
-        if (self.xdp_prog) |*p| p.read(c);
+        self.readKernel(c);
     }
 
     /// False (and the reflector failed, with the reason) when the interface is gone or replaced;
@@ -367,7 +436,7 @@ pub const Reflector = struct {
         // The interrupts as they were, while the NAPI instances still exist (before the detach).
         if (self.deferral) |*d| d.close();
         self.deferral = null;
-        if (self.xdp_prog) |*p| p.read(self.kernelBlock());
+        self.readKernel(self.kernelBlock());
         if (self.xdp_prog) |*p| p.close();
         self.xdp_prog = null;
         if (self.state.load(.acquire) != abi.reflector_state.failed) self.state.store(abi.reflector_state.stopped, .release);
@@ -454,7 +523,7 @@ const Worker = struct {
             while (it.next()) |f| {
                 local.rx_packets += 1;
                 local.rx_bytes += f.data.len + @as(u64, if (f.vlan != null) 4 else 0);
-                const p = ito.classify(&cfg, f.data);
+                const p = ito.classifyTagged(&cfg, f.data, f.vlan != null);
                 if (p.verdict != .reflect) {
                     local.countVerdict(p.verdict);
                     continue;
@@ -582,6 +651,12 @@ fn macOf(word: u64) [6]u8 {
 
 /// How long a reflector whose interface was deleted waits for a new one of the same name, to say which.
 const replace_grace_ms = 300;
+
+/// Whether `ifname` takes receive VLAN tags out of frames into metadata (ethtool's rxvlan).
+fn rxVlanOffload(fd: i32, ifname: []const u8) bool {
+    var v: extern struct { cmd: u32, data: u32 } = .{ .cmd = 0x25, .data = 0 }; // ETHTOOL_GFLAGS
+    return sys.ethtool(fd, ifname, &v) and v.data & (1 << 8) != 0; // ETH_FLAG_RXVLAN
+}
 
 /// /run/fastpath/<netns>.<ifname>.<what>: the reflector's files for one interface.
 fn statePath(buf: *[128]u8, netns: []const u8, ifname: []const u8, what: []const u8) [:0]const u8 {

@@ -62,12 +62,22 @@ pub const Program = struct {
 
     /// Opens and loads the program with `cfg` baked in.
     /// `xsk_max_frame`: afxdp mode's longest frame (longer ones are passed to the stack); 0 = no limit.
-    pub fn load(gpa: std.mem.Allocator, cfg: *const abi.ItoConfig, action: Action, xsk_max_frame: u32) Error!Program {
+    /// `vlan_meta_ifindex`: bind the program to this device (BPF_F_XDP_DEV_BOUND_ONLY) and read
+    /// the receive VLAN tag its driver holds as metadata; 0: not bound, the tag is not read.
+    pub fn load(gpa: std.mem.Allocator, cfg: *const abi.ItoConfig, action: Action, xsk_max_frame: u32, vlan_meta_ifindex: i32) Error!Program {
         var obj = try bpf.Object.open(object, "fastpath_reflect");
         errdefer obj.close();
         try obj.setRodata("cfg", std.mem.asBytes(cfg));
         try obj.setRodata("action", &.{@intFromEnum(action)});
         try obj.setRodata("xsk_max_frame", std.mem.asBytes(&xsk_max_frame));
+        const name: [:0]const u8 = if (vlan_meta_ifindex != 0) "fp_reflect_vlan" else "fp_reflect";
+        const other: [:0]const u8 = if (vlan_meta_ifindex != 0) "fp_reflect" else "fp_reflect_vlan";
+        _ = c.bpf_program__set_autoload(try obj.program(other), false);
+        if (vlan_meta_ifindex != 0) {
+            const prog = try obj.program(name);
+            c.bpf_program__set_ifindex(prog, @intCast(vlan_meta_ifindex));
+            _ = c.bpf_program__set_flags(prog, c.bpf_program__flags(prog) | c.BPF_F_XDP_DEV_BOUND_ONLY);
+        }
         try obj.load();
         const ncpus_rc = c.libbpf_num_possible_cpus();
         if (ncpus_rc <= 0) return diag.fail(error.System, "cannot count possible CPUs", .{});
@@ -76,7 +86,7 @@ pub const Program = struct {
         errdefer gpa.free(values);
         var p = Program{
             .obj = obj,
-            .prog = try obj.program("fp_reflect"),
+            .prog = try obj.program(name),
             .counters_fd = try obj.mapFd("counters"),
             .xsks_fd = try obj.mapFd("xsks"),
             .ours_fd = try obj.mapFd("ours"),
@@ -171,7 +181,7 @@ const ito = @import("../ito/ito.zig");
 const frames = @import("../ito/frames.zig");
 
 fn loadForTest(cfg: *const abi.ItoConfig) !?Program {
-    return Program.load(std.testing.allocator, cfg, .tx, 0) catch |e| switch (e) {
+    return Program.load(std.testing.allocator, cfg, .tx, 0, 0) catch |e| switch (e) {
         error.PermissionDenied => {
             std.debug.print("SKIPPED: loading BPF needs root or CAP_BPF\n", .{});
             return null;
