@@ -142,7 +142,7 @@ async function claim(lab: Lab, owner: LabOwner): Promise<void> {
   if (there.length > 0 && !held.has(lab.prefix)) {
     await refuseInUse(lab);
     const rec = await ownerOf(lab.prefix);
-    if (!rec) throw notOurs(lab, there[0]);
+    if (!rec) throw notOurs(there[0]);
     if (rec.owner === "lab up" && owner !== "lab up") {
       throw new FastpathError(
         "busy",
@@ -165,7 +165,7 @@ async function claim(lab: Lab, owner: LabOwner): Promise<void> {
   }
 }
 
-function notOurs(lab: Lab, ns: string): FastpathError {
+function notOurs(ns: string): FastpathError {
   return new FastpathError(
     "busy",
     `${ns} was not made by 'fastpath lab up': remove it with 'ip netns del ${ns}', or choose another \`prefix\``,
@@ -300,7 +300,7 @@ export async function labDown(c: Partial<LabConfig> | Lab = {}): Promise<string[
   const there = await existing(lab);
   if (there.length > 0 && !held.has(lab.prefix)) {
     await refuseInUse(lab);
-    if (!(await ownerOf(lab.prefix))) throw notOurs(lab, there[0]);
+    if (!(await ownerOf(lab.prefix))) throw notOurs(there[0]);
   }
   const removed = await removeNamespaces(lab);
   await Deno.remove(ownerFile(lab.prefix)).catch(() => {});
