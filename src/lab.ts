@@ -56,9 +56,11 @@ export function labNames(c: Partial<LabConfig> = {}): Lab {
   };
 }
 
-async function nsExists(name: string): Promise<boolean> {
+/** The lab's namespaces that exist. */
+async function existing(lab: Lab): Promise<string[]> {
   const r = await run(["ip", "netns", "list"]);
-  return r.stdout.split("\n").some((l) => l.split(" ")[0] === name);
+  const names = r.stdout.split("\n").map((l) => l.split(" ")[0]);
+  return [lab.reflectorNs, lab.probeNs].filter((ns) => names.includes(ns));
 }
 
 async function writeSys(ns: string, path: string, value: string): Promise<void> {
@@ -66,13 +68,22 @@ async function writeSys(ns: string, path: string, value: string): Promise<void> 
   if (r.code !== 0) throw new FastpathError("failed", `writing ${path} in ${ns}: ${r.stderr.trim()}`);
 }
 
-/** Creates the lab (replacing a stale one of the same prefix). */
-export async function labUp(c: Partial<LabConfig> = {}): Promise<Lab> {
+/**
+ * Creates the lab. A lab of the same prefix is replaced only when it is stale (its builder is gone and
+ * nothing runs in it) or `lab up` built it and builds it again; one in use, one `lab up` built (for any
+ * other owner), and namespaces no fastpath lab made are refused (FastpathError "busy", exit 7).
+ *
+ * `owner` is who the lab belongs to: "script" (the default) holds it while this process lives and
+ * removes it when the process is interrupted (SIGINT or SIGTERM: the lab goes, then the process exits
+ * 130 or 143); "lab run" holds it likewise but handles the signals itself; "lab up" leaves it for
+ * `labDown` in a later process.
+ */
+export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): Promise<Lab> {
   if (Deno.uid() !== 0) {
     throw new FastpathError("permission_denied", "the lab creates network namespaces: run it as root (sudo)");
   }
   const lab = labNames(c);
-  await labDown(lab);
+  await claim(lab, c.owner ?? "script");
   try {
     await ip(undefined, "netns", "add", lab.reflectorNs);
     await ip(undefined, "netns", "add", lab.probeNs);
@@ -117,6 +128,152 @@ export async function labUp(c: Partial<LabConfig> = {}): Promise<Lab> {
   return lab;
 }
 
+/** Who built a lab: on record in /run/fastpath/lab.PREFIX.owner, see `labUp`. */
+export type LabOwner = "lab up" | "lab run" | "script";
+
+const RUN_DIR = "/run/fastpath";
+const ownerFile = (prefix: string) => `${RUN_DIR}/lab.${prefix}.owner`;
+/** The owner records this process holds (flocked while it lives), by prefix. */
+const held = new Map<string, Deno.FsFile>();
+
+/** Makes the lab this process's to build, or says who has it (see `labUp`). */
+async function claim(lab: Lab, owner: LabOwner): Promise<void> {
+  const there = await existing(lab);
+  if (there.length > 0 && !held.has(lab.prefix)) {
+    await refuseInUse(lab);
+    const rec = await ownerOf(lab.prefix);
+    if (!rec) throw notOurs(there[0]);
+    if (rec.owner === "lab up" && owner !== "lab up") {
+      throw new FastpathError(
+        "busy",
+        `lab ${lab.prefix} was built by 'fastpath lab up' (pid ${rec.pid}): remove it with 'fastpath lab down --prefix ${lab.prefix}', or choose another \`prefix\``,
+      );
+    }
+  }
+  await removeNamespaces(lab);
+  // On record before the first namespace exists: a builder killed half-way leaves a stale lab, not a foreign one.
+  await Deno.mkdir(RUN_DIR, { recursive: true });
+  held.get(lab.prefix)?.close();
+  held.delete(lab.prefix);
+  const file = await Deno.open(ownerFile(lab.prefix), { create: true, write: true, truncate: true });
+  await file.write(new TextEncoder().encode(JSON.stringify({ owner, pid: Deno.pid }) + "\n"));
+  if (owner === "lab up") file.close();
+  else {
+    await file.lock(true);
+    held.set(lab.prefix, file);
+    if (owner === "script") onSignals(lab);
+  }
+}
+
+function notOurs(ns: string): FastpathError {
+  return new FastpathError(
+    "busy",
+    `${ns} was not made by 'fastpath lab up': remove it with 'ip netns del ${ns}', or choose another \`prefix\``,
+  );
+}
+
+async function ownerOf(prefix: string): Promise<{ owner: LabOwner; pid: number } | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(ownerFile(prefix)));
+  } catch {
+    return null;
+  }
+}
+
+/** Throws "busy" naming every other process that holds the lab (its builder, a reflector in it, a process in its namespaces). */
+async function refuseInUse(lab: Lab): Promise<void> {
+  const holders = await labHolders(lab);
+  if (holders.length === 0) return;
+  throw new FastpathError(
+    "busy",
+    `lab ${lab.prefix} is in use by ${holders.join(", ")}: stop it first, or choose another \`prefix\``,
+  );
+}
+
+/**
+ * Other processes that hold the lab, one description each: whoever holds the flock on its owner record
+ * (a running `lab run` or script), on a reflector's lock of one of its interfaces (zig/src/reflect:
+ * /run/fastpath/NETNS.IFACE.lock), or runs inside one of its namespaces. From /proc/locks, so a lock
+ * left by a dead process counts for nothing.
+ */
+export async function labHolders(lab: Lab): Promise<string[]> {
+  const locks = await flockHolders();
+  const byPid = new Map<number, string>();
+  const add = (pid: number | undefined, what: string) => {
+    if (pid !== undefined && pid !== Deno.pid && !byPid.has(pid)) byPid.set(pid, `${what} (pid ${pid})`);
+  };
+  const rec = await ownerOf(lab.prefix);
+  if (rec) {
+    const what = rec.owner === "script" ? "a script" : `'fastpath ${rec.owner}'`;
+    add(locks.get(await fileKey(ownerFile(lab.prefix))), what);
+  }
+  const nss = [lab.reflectorNs, lab.probeNs];
+  try {
+    for await (const e of Deno.readDir(RUN_DIR)) {
+      const ns = nss.find((n) => e.name.startsWith(`${n}.`) && e.name.endsWith(".lock"));
+      if (!ns) continue;
+      const iface = e.name.slice(ns.length + 1, -".lock".length);
+      add(locks.get(await fileKey(`${RUN_DIR}/${e.name}`)), `a reflector on ${iface}`);
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  for (const ns of await existing(lab)) {
+    const r = await run(["ip", "netns", "pids", ns]);
+    for (const pid of r.stdout.split("\n").filter(Boolean).map(Number)) {
+      const comm = await Deno.readTextFile(`/proc/${pid}/comm`).then((s) => s.trim(), () => "a process");
+      add(pid, `${comm} in ${ns}`);
+    }
+  }
+  return [...byPid.values()];
+}
+
+/** Device and inode of `path` as /proc/locks writes them ("fe:00:1234"); "" when there is no such file. */
+async function fileKey(path: string): Promise<string> {
+  try {
+    const st = await Deno.stat(path);
+    const dev = st.dev;
+    const major = Math.floor(dev / 256) & 0xfff;
+    const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+    const hex = (n: number) => n.toString(16).padStart(2, "0");
+    return `${hex(major)}:${hex(minor)}:${st.ino}`;
+  } catch {
+    return "";
+  }
+}
+
+/** Pid of each flock holder, by "major:minor:inode". */
+async function flockHolders(): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const line of (await Deno.readTextFile("/proc/locks")).split("\n")) {
+    const m = /^\d+:\s+FLOCK\s+\S+\s+\S+\s+(\d+)\s+(\S+)/.exec(line);
+    if (m) out.set(m[2], Number(m[1]));
+  }
+  return out;
+}
+
+/** A script's labs go when it is interrupted: SIGINT and SIGTERM remove them, then the process exits. */
+const signalLabs = new Set<Lab>();
+const SIGNALS = [["SIGINT", 130], ["SIGTERM", 143]] as const;
+const listeners = SIGNALS.map(([sig, code]) =>
+  [sig, async () => {
+    for (const lab of [...signalLabs]) await labDown(lab).catch(() => {});
+    Deno.exit(code);
+  }] as const
+);
+
+function onSignals(lab: Lab): void {
+  if (signalLabs.size === 0 && Deno.build.os !== "windows") {
+    for (const [sig, fn] of listeners) Deno.addSignalListener(sig, fn);
+  }
+  signalLabs.add(lab);
+}
+
+function offSignals(prefix: string): void {
+  for (const lab of signalLabs) if (lab.prefix === prefix) signalLabs.delete(lab);
+  if (signalLabs.size === 0) { for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn); }
+}
+
 /**
  * A veth hands XDP_TX frames (xdp mode) only to a peer that runs XDP itself, so the probe's side gets an
  * XDP_PASS program for xdp mode. For the other modes it must go: with XDP on the peer, every frame they
@@ -132,15 +289,32 @@ export async function peerForMode(lab: Lab, mode: string): Promise<void> {
   );
 }
 
-/** Removes the lab's namespaces (and with them the veth pair). Idempotent. */
+/**
+ * Removes the lab's namespaces (and with them the veth pair) and its owner record; returns the
+ * namespaces removed. Idempotent. Removes only a lab this process built or one that `lab up` built (or
+ * whose builder is gone) and that nothing else uses; anything else is refused (FastpathError "busy",
+ * exit 7) naming the holder.
+ */
 export async function labDown(c: Partial<LabConfig> | Lab = {}): Promise<string[]> {
   const lab = "reflectorNs" in c ? c as Lab : labNames(c);
+  const there = await existing(lab);
+  if (there.length > 0 && !held.has(lab.prefix)) {
+    await refuseInUse(lab);
+    if (!(await ownerOf(lab.prefix))) throw notOurs(there[0]);
+  }
+  const removed = await removeNamespaces(lab);
+  await Deno.remove(ownerFile(lab.prefix)).catch(() => {});
+  held.get(lab.prefix)?.close();
+  held.delete(lab.prefix);
+  offSignals(lab.prefix);
+  return removed;
+}
+
+async function removeNamespaces(lab: Lab): Promise<string[]> {
   const removed: string[] = [];
-  for (const ns of [lab.reflectorNs, lab.probeNs]) {
-    if (await nsExists(ns)) {
-      await ip(undefined, "netns", "del", ns);
-      removed.push(ns);
-    }
+  for (const ns of await existing(lab)) {
+    await ip(undefined, "netns", "del", ns);
+    removed.push(ns);
   }
   return removed;
 }

@@ -58,6 +58,9 @@ export interface LabRunHooks {
  * what the started reflector reports it does (its swap, its TOS toggle, its port), not a re-derivation.
  */
 export async function startLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}): Promise<RunningCase> {
+  // xdp mode (and auto, which would pick it) needs XDP on the probe's side from the start: without it
+  // the veth could not hand XDP_TX frames over, and the reflector refuses xdp mode.
+  await peerForMode(lab, !c.mode || c.mode === "auto" ? "xdp" : c.mode);
   const reflector = await Reflector.start({
     iface: lab.reflectorIf,
     netns: lab.reflectorNs,

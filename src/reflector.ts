@@ -51,7 +51,10 @@ export interface ReflectorOptions {
   swap?: SwapMode;
   /** Source-MAC OUI to require ("00:c0:17"), "any" or false to accept any sender; the profile's otherwise. */
   oui?: string | false;
-  /** UDP destination port to accept (default ITO_PORT; 0 = any). */
+  /**
+   * UDP destination port to accept (default ITO_PORT). 0 = any, in xdp and afxdp modes only: in packet
+   * (and bpf) mode the host also sees the frames and no socket can hold every port against its ICMP.
+   */
   port?: number;
   /** Toggle TOS bit 0 on the way back; the profile's otherwise (on for netally). */
   tosToggle?: boolean;
@@ -97,6 +100,10 @@ export interface ReflectorInfo {
   mode: Exclude<ReflectMode, "auto">;
   /** Why this mode runs (what auto skipped, or that it was asked for). */
   reason: string;
+  /** What this mode will not do right on this interface, and what would; null when nothing. */
+  warning: string | null;
+  /** xdp and afxdp modes: whether a receive VLAN tag held as metadata is put back into reflections. */
+  vlanMeta: boolean | null;
   mac: string;
   mtu: number;
   workers: number;
@@ -109,7 +116,11 @@ export interface ReflectorInfo {
   oui: string | null;
   tosToggle: boolean;
   signatures: SignatureName[];
-  /** Whether guard UDP sockets hold the test port (no ICMP port-unreachable leaves the host). */
+  /**
+   * Whether guard UDP sockets hold the test port, so the host answers no test frame it also sees with
+   * ICMP port-unreachable. False with `port` 0 (any), which only xdp and afxdp modes accept: the frames
+   * they reflect never reach the host's stack.
+   */
   guarded: boolean;
   /** xdp and afxdp modes: how the XDP program is attached. */
   xdpAttach: "driver" | "generic" | "offload" | null;
@@ -267,6 +278,8 @@ function readInfo(lib: Lib, handle: Deno.PointerObject, o: ReflectorOptions): Re
     netns: o.netns ?? null,
     mode,
     reason: textAt(b.bytes, reasonAt, layout.field("ReflectorInfo", "reason").type),
+    warning: textAt(b.bytes, at("warning"), layout.field("ReflectorInfo", "warning").type) || null,
+    vlanMeta: xdp ? flag("vlan_meta") : null,
     mac: formatMac(b.bytes.slice(at("mac"), at("mac") + 6)),
     mtu: u32("mtu"),
     workers: u32("workers"),

@@ -95,6 +95,17 @@ export function skipUnless(condition: boolean, why: string): boolean {
   return !condition;
 }
 
+/**
+ * What tests/frames.py saw come back: ITO-signed reflections, ICMP port-unreachable, and the
+ * reflections by VLAN tag stack ("88a8/20/3+8100/100/5": TPID/VID/PCP outermost first; "" untagged).
+ */
+export interface SentFrames {
+  sent: number;
+  reflected: number;
+  icmp_unreachable: number;
+  tags: Record<string, number>;
+}
+
 export async function sendFrames(
   netns: string,
   iface: string,
@@ -104,7 +115,8 @@ export async function sendFrames(
   src: string,
   sip: string,
   dip: string,
-): Promise<{ sent: number; reflected: number; icmp_unreachable: number }> {
+  opts: { listenIface?: string; tagMeta?: boolean } = {},
+): Promise<SentFrames> {
   const r = await run([
     "ip",
     "netns",
@@ -113,6 +125,7 @@ export async function sendFrames(
     "python3",
     `${ROOT}/tests/frames.py`,
     "send",
+    ...(opts.tagMeta ? ["--tag-meta"] : []),
     iface,
     kind,
     String(count),
@@ -120,6 +133,7 @@ export async function sendFrames(
     src,
     sip,
     dip,
+    ...(opts.listenIface ? [opts.listenIface] : []),
   ]);
   if (r.code !== 0) throw new Error(`frames.py failed: ${r.stderr}`);
   return JSON.parse(r.stdout);

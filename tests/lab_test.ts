@@ -3,13 +3,22 @@
  * tool) in the other. Every run is bounded by a frame count.
  */
 import assert from "node:assert/strict";
-import { busyFromStat, type Lab, labDown, labUp } from "../src/lab.ts";
+import { busyFromStat, type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
 import { runLabCase } from "../src/labrun.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
 import { FastpathError } from "../ffi/error.ts";
-import { assertReflectorLoss, isRoot, labPrefix, netnsList, sendFrames, skipUnless, waitFor, watchFrames } from "./helpers.ts";
-import { ip } from "../src/net.ts";
+import {
+  assertReflectorLoss,
+  isRoot,
+  labPrefix,
+  netnsList,
+  sendFrames,
+  skipUnless,
+  waitFor,
+  watchFrames,
+} from "./helpers.ts";
+import { ip, run } from "../src/net.ts";
 
 const PREFIX = labPrefix("fpt");
 const MODES = ["xdp", "afxdp", "packet"] as const;
@@ -375,13 +384,122 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.ok(err instanceof FastpathError);
       assert.match(
         err.message,
-        new RegExp(`: size 9000 does not fit the MTU of ${PREFIX}-p0 \\(1500\\): raise it with 'ip link set ${PREFIX}-p0 mtu 8982'`),
+        new RegExp(
+          `: size 9000 does not fit the MTU of ${PREFIX}-p0 \\(1500\\): raise it with 'ip link set ${PREFIX}-p0 mtu 8982'`,
+        ),
       );
     });
   } finally {
     await labDown({ prefix: PREFIX });
   }
   assert.ok(!(await netnsList()).some((n) => n.startsWith(`${PREFIX}-`)));
+});
+
+Deno.test("VLAN tags and veth peers in the namespace lab", async (t) => {
+  if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
+  const lab: Lab = await labUp({ prefix: labPrefix("fpv") });
+  const { probeNs, probeIf } = lab;
+  const send = (kind: string, meta = false, count = 50) =>
+    sendFrames(probeNs, probeIf, kind, count, lab.reflectorMac, lab.probeMac, lab.probeIp, lab.reflectorIp, {
+      tagMeta: meta,
+    });
+  const ethtool = async (...args: string[]) => {
+    const r = await run(["ip", "netns", "exec", probeNs, "ethtool", ...args]);
+    if (r.code !== 0) throw new Error(`ethtool ${args.join(" ")}: ${r.stderr}`);
+  };
+  try {
+    // A VLAN device hands its tag to the veth as metadata (tx-vlan offload), as a NIC with rx-vlan offload
+    // hands it to its driver. This kernel may lack 8021q, so frames.py --tag-meta does the same: its tcx
+    // program moves the outermost inline tag into the packet's metadata, as vlan_dev_hard_start_xmit does.
+    for (const mode of MODES) {
+      await t.step(
+        `${mode} mode: frames whose VLAN tag arrives as metadata come back tagged VID 100, PCP 5`,
+        async () => {
+          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+          await peerForMode(lab, mode);
+          const r = await send("vlan", true);
+          assert.deepEqual(r.tags, { "8100/100/5": 50 }, JSON.stringify(r));
+          assert.equal(refl.stats().tx_packets, 50);
+          assert.equal(refl.info.warning, null, "no warning where the tag is reflected");
+        },
+      );
+
+      await t.step(`${mode} mode: QinQ frames (802.1ad outside 802.1Q) come back with both tags`, async () => {
+        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode });
+        await peerForMode(lab, mode);
+        const inline = await send("qinq");
+        assert.deepEqual(
+          inline.tags,
+          { "88a8/20/3+8100/100/5": 50 },
+          `both tags in the frame: ${JSON.stringify(inline)}`,
+        );
+        const stacked = await send("qinq", true);
+        assert.deepEqual(
+          stacked.tags,
+          { "88a8/20/3+8100/100/5": 50 },
+          `outer tag as metadata: ${JSON.stringify(stacked)}`,
+        );
+        assert.equal(refl.stats().tx_packets, 100);
+      });
+    }
+
+    // A veth hands XDP_TX frames at once only to a peer running XDP (zig/src/reflect/veth.zig).
+    await peerForMode(lab, "packet");
+    await ethtool("-K", probeIf, "gro", "off");
+
+    await t.step(
+      "auto mode on a veth whose peer runs no XDP program picks a mode that reflects, and says why",
+      async () => {
+        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+        assert.notEqual(refl.info.mode, "xdp");
+        assert.match(
+          refl.info.reason,
+          new RegExp(`xdp not possible \\(.*${probeIf}, the veth peer of .*runs no XDP program`),
+        );
+        const r = await send("ito");
+        assert.equal(r.reflected, 50, JSON.stringify(r));
+      },
+    );
+
+    await t.step("--mode xdp on such a veth is refused, naming the fix", async () => {
+      const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" })
+        .then((r) => r.close(), (e) => e);
+      assert.ok(err instanceof FastpathError, String(err));
+      assert.equal(err.code, "unsupported");
+      assert.match(
+        err.message,
+        new RegExp(`give it one \\(any, e.g. 'ip netns exec ${probeNs} ip link set ${probeIf} xdp`),
+      );
+      assert.match(err.message, /--mode afxdp/);
+    });
+
+    await t.step(
+      "GRO on the peer is not enough: reflections would wait in its ring, so xdp mode is refused",
+      async () => {
+        await ethtool("-K", probeIf, "gro", "on");
+        try {
+          const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" })
+            .then((r) => r.close(), (e) => e);
+          assert.ok(err instanceof FastpathError, String(err));
+          assert.match(err.message, /runs no XDP program/);
+        } finally {
+          await ethtool("-K", probeIf, "gro", "off");
+        }
+      },
+    );
+
+    await t.step("frames the veth could not hand to its peer are counted as not reflected, not as sent", async () => {
+      await peerForMode(lab, "xdp");
+      await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" });
+      await peerForMode(lab, "packet"); // the peer loses its NAPI while the reflector runs
+      const r = await send("ito");
+      assert.equal(r.reflected, 0);
+      await waitFor(() => refl.stats().drop_tx_error === 50, `drop_tx_error 50, got ${refl.stats().drop_tx_error}`);
+      assert.equal(refl.stats().tx_packets, 0);
+    });
+  } finally {
+    await labDown(lab);
+  }
 });
 
 Deno.test("the lab's CPU accounting", async (t) => {

@@ -6,7 +6,16 @@ import assert from "node:assert/strict";
 import { labDown, labUp } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
-import { assertReflectorLoss, cli, isRoot, labPrefix, netnsList, skipUnless, spawnCli, xdpAttached } from "./helpers.ts";
+import {
+  assertReflectorLoss,
+  cli,
+  isRoot,
+  labPrefix,
+  netnsList,
+  skipUnless,
+  spawnCli,
+  xdpAttached,
+} from "./helpers.ts";
 import { ip } from "../src/net.ts";
 
 const PREFIX = labPrefix("fps");

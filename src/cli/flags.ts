@@ -22,7 +22,7 @@ export const EXIT_HELP = `Exit codes:
   4  no such interface or namespace
   5  interface is down
   6  not supported on this machine or build
-  7  busy: another reflector or program holds the interface or port
+  7  busy: another reflector or program holds the interface, port or lab (named)
   8  native library missing or of the wrong version
   9  timed out (e.g. the reflector's address did not answer ARP)
   10 a run failed (a worker stopped, a probe got nothing back or saw wrong rewrites, …)

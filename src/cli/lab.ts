@@ -41,7 +41,7 @@ const up = command("up", {
   .addOption(prefixOption())
   .addOption(formatOption())
   .action(async (f) => {
-    const lab = await labUp({ prefix: f.prefix });
+    const lab = await labUp({ prefix: f.prefix, owner: "lab up" });
     if (f.format === "json") emit("lab_up", { ...lab });
     else {
       console.error(
@@ -113,8 +113,9 @@ const run = command("run", {
     for (const c of cases) {
       await Probe.check({ ...c, iface: names.probeIf, to: c.ipv6 ? names.reflectorIp6 : names.reflectorIp });
     }
+    // Outside the try: a lab this run did not build is never removed by it.
+    const lab = await labUp({ prefix: f.prefix, owner: "lab run" });
     try {
-      const lab = await labUp({ prefix: f.prefix });
       for (const c of cases) {
         if (interrupted) break;
         const size = c.size;
@@ -141,7 +142,7 @@ const run = command("run", {
       }
     } finally {
       stop.dispose();
-      await labDown({ prefix: f.prefix });
+      await labDown(lab);
     }
     const bad = results.reduce((n, r) => n + r.probe.badRewrite, 0);
     if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted });
@@ -178,8 +179,11 @@ export const lab = command("lab", {
   usage: "up|down|run [flags]",
   description: `up: creates namespaces PREFIX-refl and PREFIX-probe joined by veth PREFIX-r0 <-> PREFIX-p0
     (198.18.0.1 / 198.18.0.2, 2001:2::1 / 2001:2::2, MTU 9000; the probe's MAC has NetAlly's OUI).
-down: removes them. run: brings the lab up, reflects real ITO traffic for each --size, prints a table
-    of what came back, and removes the lab again on every exit path (Ctrl-C and SIGTERM included).
+down: removes what lab up built. run: brings its own lab up, reflects real ITO traffic for each --size,
+    prints a table of what came back, and removes that lab again on every exit path (Ctrl-C and
+    SIGTERM included). A lab in use (a reflector in it, a running lab run), one lab up built (for lab
+    run) and namespaces no fastpath lab made are refused with exit 7 naming the holder: stop it, or
+    choose another --prefix.
 Traffic never leaves the veth pair.`,
   examples: [
     "sudo fastpath lab run",

@@ -77,11 +77,7 @@ function banner(iface: string, i: ReflectorInfo): void {
       `  note: afxdp reflects frames up to ${i.maxFrame} bytes; ${iface} has MTU ${i.mtu}, so longer frames go unreflected (use --mode xdp)`,
     );
   }
-  if (!i.guarded) {
-    console.error(
-      "  warning: port 'any' cannot be guarded: the host may answer test frames with ICMP port-unreachable",
-    );
-  }
+  if (i.warning) console.error(`  warning: ${cliText(i.warning)}`);
   console.error("  stop with Ctrl-C");
 }
 
@@ -180,6 +176,13 @@ export const reflect = cmd
             link("down", `warning: ${iface} went down: nothing is reflected until it is up again`);
           }
           if (c.link_up > prev.link_up) link("up", `${iface} is up again: reflecting`);
+          if (r.info.mode === "xdp" && c.drop_tx_error > prev.drop_tx_error && prev.drop_tx_error === 0) {
+            notes.push([
+              "reflect_tx_error",
+              { timeS: Date.now() / 1000, dropTxError: c.drop_tx_error },
+              `warning: the veth peer of ${iface} drops the reflections (counted as tx_error): it needs an XDP program (any), or use --mode afxdp`,
+            ]);
+          }
           return { notes, end: r.state() === "failed" ? "failed" : undefined };
         },
       });

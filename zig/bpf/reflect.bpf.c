@@ -13,6 +13,14 @@
 #include "fastpath.h"
 
 /*
+ * The receive VLAN tag a driver took out of the frame into metadata (rx-vlan offload; a veth keeps
+ * the tag of a frame a VLAN device sent). Kernel 6.8+; answers only in a program loaded for the
+ * device (prog_ifindex, BPF_F_XDP_DEV_BOUND_ONLY) whose driver implements it, -EOPNOTSUPP otherwise.
+ */
+extern int bpf_xdp_metadata_rx_vlan_tag(const struct xdp_md *ctx, __be16 *vlan_proto,
+					__u16 *vlan_tci) __ksym __weak;
+
+/*
  * Written by the loader before the program is loaded, so the verifier sees constants and the JIT
  * drops the branches a configuration does not use.
  */
@@ -32,6 +40,19 @@ struct {
 	__type(value, struct fp_xdp_counters);
 } counters SEC(".maps");
 
+/*
+ * The interface's MAC now: bytes 0-5 of the one value, 0 when none. cfg.our_mac is only the MAC at
+ * load; the reflector writes this map at load and again the moment the interface's address changes,
+ * so a frame to an address that is no longer ours is never answered. Read with one 8-byte load, so a
+ * frame is checked against the old MAC or the new, never a mix.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} ours SEC(".maps");
+
 /* AF_XDP sockets by receive queue (afxdp mode). */
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -44,6 +65,8 @@ struct {
 #define ETH_P_8021AD_ 0x88A8
 #define VENDOR_HEADER_LEN 5
 #define SIG_LEN 7
+/* ito.max_tags: VLAN tags in all, one held as metadata included. */
+#define MAX_TAGS 2
 
 struct parsed {
 	__u32 verdict;
@@ -64,9 +87,25 @@ static __always_inline int sig_eq(const __u8 *p, const char *s)
 	       p[6] == s[6];
 }
 
-/* Mirrors ito.classify: same checks in the same order, so verdicts match exactly. */
-static __always_inline void classify(void *data, void *end, struct parsed *p)
+/* Copies the interface's MAC now (map `ours`) to mac[0..5]; 0 when there is none. */
+static __always_inline int ours_now(__u8 *mac)
 {
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(&ours, &zero);
+
+	if (!v)
+		return 0;
+	*(__u64 *)mac = *(volatile __u64 *)v;
+	return *(__u64 *)mac != 0;
+}
+
+/*
+ * Mirrors ito.classifyTagged: same checks in the same order, so verdicts match exactly. `meta_tag`:
+ * the outermost tag is in metadata, not in the frame.
+ */
+static __always_inline void classify(void *data, void *end, struct parsed *p, int meta_tag)
+{
+	__u8 mac[8] __attribute__((aligned(8)));
 	__u8 *f = data;
 	__u64 len = end - data;
 	__u16 ethertype;
@@ -78,19 +117,22 @@ static __always_inline void classify(void *data, void *end, struct parsed *p)
 	p->verdict = FP_NOT_OURS;
 	if ((f[0] | f[6]) & 1)
 		return;
-	if (!mac_eq(f, cfg.our_mac) || mac_eq(f + 6, cfg.our_mac))
+	if (!ours_now(mac) || !mac_eq(f, mac) || mac_eq(f + 6, mac))
 		return;
 	if (cfg.oui_filter && (f[6] != cfg.oui[0] || f[7] != cfg.oui[1] || f[8] != cfg.oui[2])) {
 		p->verdict = FP_OUI;
 		return;
 	}
 	ethertype = (f[12] << 8) | f[13];
-	if (ethertype == ETH_P_8021Q_ || ethertype == ETH_P_8021AD_) {
+#pragma unroll
+	for (int tags = 0; tags < MAX_TAGS; tags++) {
+		if (tags < meta_tag || (ethertype != ETH_P_8021Q_ && ethertype != ETH_P_8021AD_))
+			continue;
 		p->verdict = FP_TOO_SHORT;
-		if (data + 18 > end)
+		if (data + l3 + 4 > end)
 			return;
-		ethertype = (f[16] << 8) | f[17];
-		l3 = 18;
+		ethertype = (f[l3 + 2] << 8) | f[l3 + 3];
+		l3 += 4;
 	}
 
 	if (ethertype == ETH_P_IP) {
@@ -133,7 +175,7 @@ static __always_inline void classify(void *data, void *end, struct parsed *p)
 		return;
 	}
 
-	/* l4 <= 18 + 60: bounded, so the verifier can follow the pointer arithmetic below. */
+	/* l4 <= 22 + 60: bounded, so the verifier can follow the pointer arithmetic below. */
 	l4 &= 0xff;
 	__u8 *udp = data + l4;
 	p->verdict = FP_TOO_SHORT;
@@ -203,11 +245,35 @@ static __always_inline __u16 csum_adjust(__u16 check, __u16 old, __u16 new)
 	return ~sum;
 }
 
+/*
+ * Puts the tag the driver holds as metadata back in front of the frame's ethertype (or inner tag),
+ * so the reflection leaves with the VLAN and priority it came in with; moves l3 and l4 along.
+ */
+static __always_inline int push_tag(struct xdp_md *ctx, struct parsed *p, __be16 proto, __u16 tci)
+{
+	void *data, *end;
+	__u8 *f;
+
+	if (bpf_xdp_adjust_head(ctx, -4))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + 18 > end)
+		return -1;
+	f = data;
+	__builtin_memmove(f, f + 4, 12);
+	*(__be16 *)(f + 12) = proto;
+	*(__be16 *)(f + 14) = bpf_htons(tci);
+	p->l3 += 4;
+	p->l4 += 4;
+	return 0;
+}
+
 /* Mirrors ito.rewrite. Bounds were checked by classify; the verifier wants them again. */
 static __always_inline int rewrite(void *data, void *end, struct parsed *p)
 {
 	__u8 *f = data;
-	__u32 l3 = p->l3 & 0x1f, l4 = p->l4 & 0xff;
+	__u32 l3 = p->l3 & 0x3f, l4 = p->l4 & 0xff;
 
 	if (data + 14 > end)
 		return -1;
@@ -246,8 +312,7 @@ static __always_inline int rewrite(void *data, void *end, struct parsed *p)
 	return 0;
 }
 
-SEC("xdp.frags")
-int fp_reflect(struct xdp_md *ctx)
+static __always_inline int reflect(struct xdp_md *ctx, int read_vlan_tag)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -255,14 +320,22 @@ int fp_reflect(struct xdp_md *ctx)
 	struct fp_xdp_counters *c;
 	__u32 zero = 0;
 	__u64 bytes = bpf_xdp_get_buff_len(ctx);
+	__be16 tag_proto = 0;
+	__u16 tag_tci = 0;
+	int meta_tag = 0;
 
 	c = bpf_map_lookup_elem(&counters, &zero);
 	if (!c)
 		return XDP_PASS;
+	if (read_vlan_tag && bpf_ksym_exists(bpf_xdp_metadata_rx_vlan_tag) &&
+	    bpf_xdp_metadata_rx_vlan_tag(ctx, &tag_proto, &tag_tci) == 0) {
+		meta_tag = 1;
+		bytes += 4; /* counted as on the wire, as packet mode does */
+	}
 	c->rx_packets++;
 	c->rx_bytes += bytes;
 
-	classify(data, end, &p);
+	classify(data, end, &p, meta_tag);
 	if (p.verdict != FP_REFLECT) {
 		if (p.verdict < FP_VERDICTS)
 			c->drop[p.verdict]++;
@@ -270,6 +343,14 @@ int fp_reflect(struct xdp_md *ctx)
 	}
 	if (p.sig < FP_SIGNATURES)
 		c->sig[p.sig]++;
+
+	/* Only reflections get the tag back: a frame passed to the stack keeps it in metadata. */
+	if (meta_tag) {
+		if (push_tag(ctx, &p, tag_proto, tag_tci))
+			return XDP_PASS;
+		data = (void *)(long)ctx->data;
+		end = (void *)(long)ctx->data_end;
+	}
 
 	if (action == FP_ACTION_REDIRECT) {
 		if (xsk_max_frame && bytes > xsk_max_frame) {
@@ -284,6 +365,23 @@ int fp_reflect(struct xdp_md *ctx)
 	c->tx_packets++;
 	c->tx_bytes += bytes;
 	return XDP_TX;
+}
+
+/* The reflector where the driver does not give XDP the receive VLAN tag. */
+SEC("xdp.frags")
+int fp_reflect(struct xdp_md *ctx)
+{
+	return reflect(ctx, 0);
+}
+
+/*
+ * The reflector that reads the tag and puts it back into reflections. The verifier takes a metadata
+ * kfunc only in a device-bound program, so the loader loads one of the two (the other not at all).
+ */
+SEC("xdp.frags")
+int fp_reflect_vlan(struct xdp_md *ctx)
+{
+	return reflect(ctx, 1);
 }
 
 char LICENSE[] SEC("license") = "GPL";

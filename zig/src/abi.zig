@@ -250,6 +250,12 @@ pub const ReflectorInfo = extern struct {
     coalesce_us: u32 = 0,
     /// Why this dataplane runs: asked for, or what `auto` skipped and why. Option names marked `likeThis`.
     reason: [256]u8 = .{0} ** 256,
+    /// What this dataplane will not do right on this interface, and what would (empty: nothing).
+    warning: [256]u8 = .{0} ** 256,
+    /// xdp and afxdp modes: 1 when the receive VLAN tag the driver holds as metadata is put back into
+    /// reflections (a device-bound program, kernel 6.8+).
+    vlan_meta: u8 = 0,
+    _pad2: [7]u8 = .{0} ** 7,
 };
 
 /// How an XDP program is attached (the kernel's XDP_FLAGS_*_MODE, as reported).

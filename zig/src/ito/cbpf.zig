@@ -1,5 +1,5 @@
 //! The classic BPF socket filter that lets only ITO candidates reach userspace: our destination MAC,
-//! the OUI (when filtered), IPv4 (any IHL) or IPv6, with or without one VLAN tag, UDP, the test port.
+//! the OUI (when filtered), IPv4 (any IHL) or IPv6, with up to two VLAN tags, UDP, the test port.
 //! Signatures are checked in userspace so they are counted. The same program serves Linux
 //! (SO_ATTACH_FILTER) and macOS (BIOCSETF); Linux tests run it in the kernel on an AF_UNIX socket.
 const std = @import("std");
@@ -28,7 +28,7 @@ const jeq_k = 0x15;
 const ja = 0x05;
 const ret_k = 0x06;
 
-pub const max_insns = 48;
+pub const max_insns = 64;
 pub const accept_len: u32 = 0x40000;
 
 /// A tiny assembler: jumps name labels and are resolved to relative offsets by `finish`.
@@ -71,10 +71,9 @@ const Asm = struct {
 // Labels.
 const L_accept = 0;
 const L_drop = 1;
-const L_vlan = 2;
-const L_v4 = 3; // + 0 or 1 for the untagged / tagged offset
-const L_v6 = 5;
-const L_next = 7; // used with `here` below
+const L_tag = 2; // + n: n tags read, the next ethertype at 12 + 4n
+const L_v4 = 5; // + n: IPv4 after n tags
+const L_v6 = 8; // + n: IPv6 after n tags
 
 pub const Filter = struct {
     asm_: Asm = .{},
@@ -90,44 +89,42 @@ pub fn build(out: *Filter, cfg: *const abi.ItoConfig) void {
     var a = &out.asm_;
     a.* = .{};
     const mac = cfg.our_mac;
+    const next = Asm.none;
     a.op(ld_w_abs, 0);
-    a.jump(jeq_k, std.mem.readInt(u32, mac[0..4], .big), L_next, L_drop);
-    a.label(L_next);
+    a.jump(jeq_k, std.mem.readInt(u32, mac[0..4], .big), next, L_drop);
     a.op(ld_h_abs, 4);
-    a.jump(jeq_k, std.mem.readInt(u16, mac[4..6], .big), L_next + 1, L_drop);
-    a.label(L_next + 1);
+    a.jump(jeq_k, std.mem.readInt(u16, mac[4..6], .big), next, L_drop);
     if (cfg.oui_filter != 0) {
         a.op(ld_w_abs, 6);
         a.op(alu_and_k, 0xffffff00);
-        a.jump(jeq_k, @as(u32, cfg.oui[0]) << 24 | @as(u32, cfg.oui[1]) << 16 | @as(u32, cfg.oui[2]) << 8, L_next + 2, L_drop);
-        a.label(L_next + 2);
+        a.jump(jeq_k, @as(u32, cfg.oui[0]) << 24 | @as(u32, cfg.oui[1]) << 16 | @as(u32, cfg.oui[2]) << 8, next, L_drop);
     }
-    a.op(ld_h_abs, 12);
-    a.jump(jeq_k, 0x8100, L_vlan, L_next + 3);
-    a.label(L_next + 3);
-    a.jump(jeq_k, 0x88a8, L_vlan, L_next + 4);
-    a.label(L_next + 4);
-    a.jump(jeq_k, 0x0800, L_v4, L_next + 5);
-    a.label(L_next + 5);
-    a.jump(jeq_k, 0x86dd, L_v6, L_drop);
-    a.label(L_vlan);
-    a.op(ld_h_abs, 16);
-    a.jump(jeq_k, 0x0800, L_v4 + 1, L_next + 6);
-    a.label(L_next + 6);
-    a.jump(jeq_k, 0x86dd, L_v6 + 1, L_drop);
-    for ([_]u32{ 14, 18 }, 0..) |l3, i| {
-        a.label(L_v4 + @as(u8, @intCast(i)));
+    // Up to ito.max_tags inline VLAN tags: on Linux the kernel has taken the outermost one out
+    // already (userspace counts it), on macOS every tag is still in the frame.
+    for (0..ito.max_tags + 1) |n| {
+        const tags: u8 = @intCast(n);
+        a.label(L_tag + tags);
+        a.op(ld_h_abs, 12 + 4 * @as(u32, tags));
+        if (n < ito.max_tags) {
+            a.jump(jeq_k, 0x8100, L_tag + tags + 1, next);
+            a.jump(jeq_k, 0x88a8, L_tag + tags + 1, next);
+        }
+        a.jump(jeq_k, 0x0800, L_v4 + tags, next);
+        a.jump(jeq_k, 0x86dd, L_v6 + tags, L_drop);
+    }
+    for (0..ito.max_tags + 1) |n| {
+        const l3: u32 = 14 + 4 * @as(u32, @intCast(n));
+        a.label(L_v4 + @as(u8, @intCast(n)));
         a.op(ld_b_abs, l3 + 9);
-        a.jump(jeq_k, 17, L_next + 7 + @as(u8, @intCast(i)), L_drop);
-        a.label(L_next + 7 + @as(u8, @intCast(i)));
+        a.jump(jeq_k, 17, next, L_drop);
         a.op(ldx_b_msh, l3);
         portCheck(a, ld_h_ind, l3 + 2, cfg.port);
     }
-    for ([_]u32{ 14, 18 }, 0..) |l3, i| {
-        a.label(L_v6 + @as(u8, @intCast(i)));
+    for (0..ito.max_tags + 1) |n| {
+        const l3: u32 = 14 + 4 * @as(u32, @intCast(n));
+        a.label(L_v6 + @as(u8, @intCast(n)));
         a.op(ld_b_abs, l3 + 6);
-        a.jump(jeq_k, 17, L_next + 9 + @as(u8, @intCast(i)), L_drop);
-        a.label(L_next + 9 + @as(u8, @intCast(i)));
+        a.jump(jeq_k, 17, next, L_drop);
         portCheck(a, ld_h_abs, l3 + 40 + 2, cfg.port);
     }
     a.label(L_accept);
@@ -199,6 +196,9 @@ test "the kernel accepts the filter and it passes exactly the ITO candidates" {
         .{ .spec = .{ .vlan = 10, .tpid = 0x88a8, .ihl = 6 }, .pass = true },
         .{ .spec = .{ .ipv6 = true, .size = 80 }, .pass = true },
         .{ .spec = .{ .ipv6 = true, .vlan = 3, .size = 80 }, .pass = true },
+        .{ .spec = .{ .vlan = 20, .tpid = 0x88a8, .inner_vlan = 100 }, .pass = true },
+        .{ .spec = .{ .vlan = 20, .tpid = 0x88a8, .inner_vlan = 100, .ipv6 = true, .size = 88 }, .pass = true },
+        .{ .spec = .{ .vlan = 20, .tpid = 0x88a8, .inner_vlan = 100, .dst_port = 80 }, .pass = false },
         .{ .spec = .{ .size = 9014 }, .pass = true },
         .{ .spec = .{ .signature = "NOTITO!" }, .pass = true }, // counted as a signature drop in userspace
         .{ .spec = .{ .dst = .{ 0xff, 0xff, 0xff, 0xff, 0xff, 0xff } }, .pass = false },

@@ -67,9 +67,20 @@ pub fn signatureText(sig: Signature) struct { text: *const [7]u8, offset: u8 } {
     return .{ .text = s.text, .offset = s.offset };
 }
 
+/// VLAN tags a test frame may carry, outer and inner (QinQ: 802.1ad outside 802.1Q, or 802.1Q in
+/// 802.1Q), counting one the driver took out of the frame into metadata (`classifyTagged`). A frame
+/// with more is refused as `not_udp`, in every dataplane.
+pub const max_tags = 2;
+
 /// Decides whether `frame` (starting at the destination MAC, no FCS) is an ITO test frame that we
 /// must reflect. Never reads outside `frame`.
 pub fn classify(cfg: *const Config, frame: []const u8) Parsed {
+    return classifyTagged(cfg, frame, false);
+}
+
+/// `classify` for a frame whose outermost VLAN tag the kernel or the driver holds as metadata
+/// (`meta_tag`): AF_PACKET's tp_vlan_tci, XDP's rx VLAN tag. That tag counts towards `max_tags`.
+pub fn classifyTagged(cfg: *const Config, frame: []const u8, meta_tag: bool) Parsed {
     if (frame.len < 14) return reject(.too_short);
     const dst = mac48(frame[0..6]);
     const src = mac48(frame[6..12]);
@@ -82,10 +93,11 @@ pub fn classify(cfg: *const Config, frame: []const u8) Parsed {
 
     var l3: usize = 14;
     var ethertype = be16(frame, 12);
-    if (ethertype == eth_p_8021q or ethertype == eth_p_8021ad) {
-        if (frame.len < 18) return reject(.too_short);
-        ethertype = be16(frame, 16);
-        l3 = 18;
+    var tags: usize = @intFromBool(meta_tag);
+    while ((ethertype == eth_p_8021q or ethertype == eth_p_8021ad) and tags < max_tags) : (tags += 1) {
+        if (frame.len < l3 + 4) return reject(.too_short);
+        ethertype = be16(frame, l3 + 2);
+        l3 += 4;
     }
 
     var l4: usize = undefined;
@@ -211,6 +223,9 @@ pub const testing = struct {
         src: [6]u8 = peer_mac,
         vlan: ?u16 = null,
         tpid: u16 = eth_p_8021q,
+        /// A second, inner tag (QinQ) after `vlan`.
+        inner_vlan: ?u16 = null,
+        inner_tpid: u16 = eth_p_8021q,
         ipv6: bool = false,
         ihl: u8 = 5,
         proto: u8 = ip_proto_udp,
@@ -233,6 +248,11 @@ pub const testing = struct {
             std.mem.writeInt(u16, buf[12..14], s.tpid, .big);
             std.mem.writeInt(u16, buf[14..16], tci, .big);
             off = 16;
+        }
+        if (s.inner_vlan) |tci| {
+            std.mem.writeInt(u16, buf[off..][0..2], s.inner_tpid, .big);
+            std.mem.writeInt(u16, buf[off + 2 ..][0..2], tci, .big);
+            off += 4;
         }
         std.mem.writeInt(u16, buf[off..][0..2], if (s.ipv6) eth_p_ipv6 else eth_p_ipv4, .big);
         const l3 = off + 2;
@@ -390,6 +410,29 @@ test "one VLAN tag (802.1Q or 802.1ad) is accepted" {
         try t.expectEqual(@as(u16, 18), p.l3);
         try t.expectEqualStrings("DATA:OT", frame[51..58]);
     }
+}
+
+test "two VLAN tags (QinQ) are accepted, a third is not, and a tag held as metadata counts" {
+    const cfg = testing.config(.mac_ip);
+    var buf: [128]u8 = undefined;
+    const qinq = testing.build(&buf, .{ .vlan = 20, .tpid = eth_p_8021ad, .inner_vlan = 100 });
+    const p = classify(&cfg, qinq);
+    try t.expectEqual(Verdict.reflect, p.verdict);
+    try t.expectEqual(@as(u16, 22), p.l3);
+    // The same frame with its outer tag in metadata: one inline tag left, the same verdict.
+    var untagged: [128]u8 = undefined;
+    const inner = testing.build(&untagged, .{ .vlan = 100 });
+    try t.expectEqual(Verdict.reflect, classifyTagged(&cfg, inner, true).verdict);
+    // Three tags in all: refused whether the outer one is inline or metadata.
+    try t.expectEqual(Verdict.not_udp, classifyTagged(&cfg, qinq, true).verdict);
+    var three: [128]u8 = undefined;
+    @memcpy(three[0..16], qinq[0..16]);
+    std.mem.writeInt(u16, three[16..18], eth_p_8021q, .big);
+    std.mem.writeInt(u16, three[18..20], 7, .big);
+    @memcpy(three[20 .. qinq.len + 4], qinq[16..]);
+    try t.expectEqual(Verdict.not_udp, classify(&cfg, three[0 .. qinq.len + 4]).verdict);
+    // Cut inside the second tag.
+    try t.expectEqual(Verdict.too_short, classify(&cfg, qinq[0..21]).verdict);
 }
 
 test "IPv6 UDP is accepted and other next headers are not" {

@@ -17,6 +17,10 @@ const genl_id_ctrl = 0x10;
 const ctrl_cmd_getfamily = 3;
 const ctrl_attr_family_id = 1;
 const ctrl_attr_family_name = 2;
+const netdev_cmd_dev_get = 1;
+const netdev_a_dev_ifindex = 1;
+const netdev_a_dev_xdp_rx_metadata_features = 5;
+const netdev_xdp_rx_metadata_vlan_tag = 4;
 const netdev_cmd_napi_get = 11;
 const netdev_cmd_napi_set = 14;
 const netdev_a_napi_ifindex = 1;
@@ -308,6 +312,29 @@ pub const Deferral = struct {
         _ = linux.unlink(@ptrCast(&d.state_path));
     }
 };
+
+/// Whether the driver of `ifindex` hands XDP programs the receive VLAN tag it keeps as metadata
+/// (netdev dev-get's xdp-rx-metadata-features: kernel 6.8+; false where the kernel cannot say).
+pub fn xdpRxVlanTag(ifindex: i32) bool {
+    const rc = linux.socket(linux.AF.NETLINK, linux.SOCK.RAW | linux.SOCK.CLOEXEC, linux.NETLINK.GENERIC);
+    if (linux.E.init(rc) != .SUCCESS) return false;
+    var d = Deferral{ .fd = @intCast(rc), .family = 0 };
+    defer _ = linux.close(d.fd);
+    d.family = d.resolveFamily() orelse return false;
+    var req = Request.init(d.family, 0, d.nextSeq(), netdev_cmd_dev_get);
+    req.put(netdev_a_dev_ifindex, std.mem.asBytes(&@as(u32, @bitCast(ifindex))));
+    const Ctx = struct {
+        features: u64 = 0,
+        fn onMsg(ctx: *@This(), attrs: *Attrs) void {
+            while (attrs.next()) |a| if (a.type == netdev_a_dev_xdp_rx_metadata_features) {
+                ctx.features = uint(a.payload);
+            };
+        }
+    };
+    var ctx = Ctx{};
+    if (!d.exchange(req.bytes(), &ctx, Ctx.onMsg)) return false;
+    return ctx.features & netdev_xdp_rx_metadata_vlan_tag != 0;
+}
 
 /// Frames the device's receive ring holds (ethtool's rx_pending), or 256 when the driver does not
 /// say: veth's ring, and the smallest in common use.

@@ -79,6 +79,13 @@ pub fn resolve(o: *const abi.ReflectorOptions) Error!abi.ItoConfig {
     };
 }
 
+/// The refusal of `port` 0 in a mode where the host stack sees every frame the reflector sees: no
+/// socket can hold every port, so the host would answer test frames with ICMP port-unreachable.
+/// `alternative`: a mode where the stack does not see them (" or use `mode` xdp"), or "".
+pub fn refuseAnyPort(mode: []const u8, alternative: []const u8) abi.Error {
+    return diag.fail(error.InvalidArgument, "`port` 0 (any) cannot be guarded in {s} mode: the host would answer test frames with ICMP port-unreachable; name the tester's port (`port` 3842){s}", .{ mode, alternative });
+}
+
 pub fn testOptions() abi.ReflectorOptions {
     var o = std.mem.zeroes(abi.ReflectorOptions);
     @memcpy(o.ifname[0..3], "lo0");

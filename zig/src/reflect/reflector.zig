@@ -12,6 +12,8 @@ const sys = @import("../sys/linux.zig");
 const xdp = @import("xdp.zig");
 const afxdp = @import("afxdp.zig");
 const napi = @import("napi.zig");
+const options = @import("options.zig");
+const veth = @import("veth.zig");
 const Error = abi.Error;
 
 
@@ -42,8 +44,18 @@ pub const Reflector = struct {
     ring_entries: u32 = 256,
     /// afxdp mode without multi-buffer: the longest frame a UMEM chunk holds (0: no limit).
     max_frame: u32 = 0,
+    /// xdp and afxdp modes: the program reads the receive VLAN tag the driver holds as metadata and
+    /// puts it back into reflections.
+    vlan_meta: bool = false,
+    /// xdp mode on a veth: the XDP_TX frames its peer could not take (counted as not reflected).
+    tx_errors: ?veth.TxErrors = null,
+    /// Said once at start: what this mode will not do right here, and what would.
+    warning: [256]u8 = .{0} ** 256,
     stopped: bool = false,
     link: sys.LinkWatch = .{ .fd = -1, .ifr = undefined },
+    /// The interface's MAC now (xdp.macWord), the only address answered for: the monitor follows the
+    /// interface's changes and every worker reads it once per batch.
+    mac_now: std.atomic.Value(u64) = .init(0),
     failure: [256]u8 = .{0} ** 256,
     /// Why this dataplane runs (start.zig writes it).
     reason: [256]u8 = .{0} ** 256,
@@ -73,7 +85,10 @@ pub const Reflector = struct {
             .stop_signal = undefined,
         };
         self.cfg.our_mac = iface.mac;
+        self.mac_now.store(xdp.macWord(iface.mac), .release);
         cbpf.build(&self.filter, &self.cfg);
+        // The host stack sees every frame packet mode sees; only a held port keeps it from answering.
+        if (dataplane == .packet and self.cfg.port == 0) return options.refuseAnyPort("packet", " or use `mode` xdp");
 
         try self.lock.acquire(netns, ifname);
         errdefer self.lock.release();
@@ -105,12 +120,8 @@ pub const Reflector = struct {
             return self;
         }
         if (dataplane == .xdp) {
-            var prog = try xdp.Program.load(gpa, &self.cfg, .tx, 0);
-            self.xdp_attach = prog.attach(iface.index, ifname) catch |e| {
-                prog.close();
-                return e;
-            };
-            self.xdp_prog = prog;
+            try self.checkVethPeer(ifname);
+            try self.loadXdp(.tx, 0);
             errdefer {
                 self.xdp_prog.?.close();
                 self.xdp_prog = null;
@@ -147,7 +158,7 @@ pub const Reflector = struct {
 
     pub fn info(self: *const Reflector) abi.ReflectorInfo {
         return .{
-            .mac = self.iface.mac,
+            .mac = macOf(self.mac_now.load(.acquire)),
             .guarded = @intFromBool(self.guard.held()),
             .ifindex = self.iface.index,
             .mtu = self.iface.mtu,
@@ -162,6 +173,8 @@ pub const Reflector = struct {
             .nice = self.opts.nice,
             .coalesce_us = if (self.xsk_workers.len > 0) self.opts.coalesce_us else 0,
             .reason = self.reason,
+            .warning = self.warning,
+            .vlan_meta = @intFromBool(self.vlan_meta),
         };
     }
 
@@ -171,7 +184,7 @@ pub const Reflector = struct {
     }
 
     pub fn refresh(self: *Reflector) void {
-        if (self.xdp_prog) |*p| p.read(self.kernelBlock());
+        self.readKernel(self.kernelBlock());
     }
 
     fn startAfxdp(self: *Reflector, ifindex: i32, ifname: []const u8, queues: usize) Error!void {
@@ -189,17 +202,8 @@ pub const Reflector = struct {
         }
         // The sockets say whether packets may span several chunks; the program is told before load.
         self.max_frame = if (self.xsk_workers[0].sock.multi_buffer) 0 else afxdp.max_frame;
-        var prog = try xdp.Program.load(gpa, &self.cfg, .redirect, self.max_frame);
-        errdefer prog.close();
-        for (self.xsk_workers, 0..) |*w, q| {
-            const key: u32 = @intCast(q);
-            const fd: u32 = @intCast(w.sock.fd);
-            if (xdp.c.bpf_map_update_elem(prog.xsks_fd, &key, &fd, 0) != 0)
-                return diag.fail(error.System, "registering the AF_XDP socket of queue {d}", .{q});
-        }
         self.zerocopy = self.xsk_workers[0].sock.zerocopy;
-        self.xdp_attach = try prog.attach(ifindex, ifname);
-        self.xdp_prog = prog;
+        try self.loadXdp(.redirect, self.max_frame);
         errdefer {
             self.xdp_prog.?.close();
             self.xdp_prog = null;
@@ -231,22 +235,98 @@ pub const Reflector = struct {
         self.state.store(abi.reflector_state.running, .release);
     }
 
+    /// Loads the XDP program and attaches it: bound to the device where its driver gives the receive
+    /// VLAN tag as metadata (so reflections keep their tag), else unbound, with a warning at start
+    /// when the driver takes tags out of frames (rx-vlan offload) that XDP then cannot see.
+    fn loadXdp(self: *Reflector, action: xdp.Action, max_frame: u32) Error!void {
+        const ifindex = self.iface.index;
+        const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
+        if (napi.xdpRxVlanTag(ifindex)) {
+            // A device-bound program attaches in driver mode only: anything else, try unbound.
+            if (self.loadAttach(action, max_frame, ifindex)) {
+                self.vlan_meta = true;
+                return;
+            } else |_| {}
+        }
+        try self.loadAttach(action, max_frame, 0);
+        if (rxVlanOffload(self.link.fd, ifname)) {
+            const mode = if (action == .tx) "xdp" else "afxdp";
+            _ = std.fmt.bufPrintZ(&self.warning, "VLAN-tagged test frames go back untagged in {s} mode: {s} takes receive VLAN tags out of frames (rx-vlan-offload) and XDP cannot read them here (kernel 6.8+ and driver support needed); --mode packet reflects them tagged, or run 'ethtool -K {s} rxvlan off'", .{ mode, ifname, ifname }) catch {};
+        }
+    }
+
+    fn loadAttach(self: *Reflector, action: xdp.Action, max_frame: u32, bind_ifindex: i32) Error!void {
+        const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
+        var prog = try xdp.Program.load(self.gpa, &self.cfg, action, max_frame, bind_ifindex);
+        errdefer prog.close();
+        for (self.xsk_workers, 0..) |*w, q| {
+            const key: u32 = @intCast(q);
+            const fd: u32 = @intCast(w.sock.fd);
+            if (xdp.c.bpf_map_update_elem(prog.xsks_fd, &key, &fd, 0) != 0)
+                return diag.fail(error.System, "registering the AF_XDP socket of queue {d}", .{q});
+        }
+        self.xdp_attach = try prog.attach(self.iface.index, ifname);
+        self.xdp_prog = prog;
+    }
+
+    /// xdp mode on a veth: refuses a peer without an XDP program (XDP_TX frames would be dropped or
+    /// stuck there: veth.zig), naming the fix, and counts what the veth drops anyway (the peer may
+    /// lose its program while we run).
+    fn checkVethPeer(self: *Reflector, ifname: []const u8) Error!void {
+        var errors: veth.TxErrors = undefined;
+        if (!veth.TxErrors.open(self.link.fd, ifname, &errors)) return;
+        self.tx_errors = errors;
+        const peer = veth.peerCheck(self.link.fd, ifname, self.iface.index) orelse return;
+        if (peer.xdp) return;
+        const name = std.mem.sliceTo(&peer.name, 0);
+        const ns = std.mem.sliceTo(&peer.netns, 0);
+        var where_buf: [64]u8 = undefined;
+        const run_in = if (ns.len > 0)
+            std.fmt.bufPrint(&where_buf, "ip netns exec {s} ", .{ns}) catch ""
+        else if (peer.pid != 0)
+            std.fmt.bufPrint(&where_buf, "nsenter -t {d} -n ", .{peer.pid}) catch ""
+        else
+            "";
+        return diag.fail(error.Unsupported, "{s}, the veth peer of {s}, runs no XDP program, so it cannot take XDP_TX frames: give it one (any, e.g. '{s}ip link set {s} xdp obj PROG'), or use --mode afxdp or packet", .{ name, ifname, run_in, name });
+    }
+
+    /// The XDP program's counters, less the reflections a veth could not hand to its peer.
+    fn readKernel(self: *Reflector, c: *abi.Counters) void {
+        const p = &(self.xdp_prog orelse return);
+        p.read(c);
+        const t = &(self.tx_errors orelse return);
+        const lost = t.since(self.link.fd, std.mem.sliceTo(&self.opts.ifname, 0));
+        if (lost == 0) return;
+        const tx = @atomicLoad(u64, &c.tx_packets, .monotonic);
+        const bytes = @atomicLoad(u64, &c.tx_bytes, .monotonic);
+        const n = @min(lost, tx);
+        // The veth counts frames, not bytes: take off the average reflection's size.
+        const lost_bytes = if (tx == 0) 0 else bytes / tx * n;
+        @atomicStore(u64, &c.tx_packets, tx - n, .monotonic);
+        @atomicStore(u64, &c.tx_bytes, bytes -| lost_bytes, .monotonic);
+        @atomicStore(u64, &c.drop_tx_error, n, .monotonic);
+    }
+
     fn startMonitor(self: *Reflector) Error!void {
         self.monitor = std.Thread.spawn(.{ .stack_size = 128 * 1024 }, monitorMain, .{self}) catch
             return diag.fail(error.System, "cannot start the monitor thread", .{});
     }
 
-    /// Every 100 ms: counts the link going down and coming back (workers and the XDP program resume
-    /// by themselves), fails the reflector when the interface disappears, and in xdp mode folds the
+    /// Every 100 ms, and at once when the kernel announces a link change: follows the interface's MAC,
+    /// fails the reflector when the interface disappears or its name now stands for another interface
+    /// (a new ifindex: our sockets and program stay on the old one), counts the link going down and
+    /// coming back (workers and the XDP program resume by themselves), and in xdp mode folds the
     /// program's per-CPU counters into the shared block.
     fn monitorMain(self: *Reflector) void {
         var was_up = true;
         const c = self.kernelBlock();
         var rx_last: u64 = 0;
         var ns_last = sys.monotonicNs();
+        var deleted = false;
         while (!self.stopping.load(.acquire)) {
-            if (self.xdp_prog) |*p| p.read(c);
+            self.readKernel(c);
             if (self.deferral) |*d| self.adaptDeferral(d, c, &rx_last, &ns_last);
+            if (!self.checkIdentity(deleted)) break;
             switch (self.link.state()) {
                 .gone => {
                     self.fail("interface {s} disappeared", .{std.mem.sliceTo(&self.opts.ifname, 0)});
@@ -262,10 +342,58 @@ pub const Reflector = struct {
                     if (self.deferral) |*d| d.rediscover(self.iface.index);
                 },
             }
-            var fds = [1]linux.pollfd{.{ .fd = self.stop_signal.fd, .events = linux.POLL.IN, .revents = 0 }};
-            _ = linux.poll(&fds, 1, 100);
+            var fds = [2]linux.pollfd{
+                .{ .fd = self.stop_signal.fd, .events = linux.POLL.IN, .revents = 0 },
+                .{ .fd = self.link.events, .events = linux.POLL.IN, .revents = 0 },
+            };
+            _ = linux.poll(&fds, 2, 100);
+            if (fds[1].revents != 0) deleted = self.link.drain(self.iface.index) or deleted;
         }
-        if (self.xdp_prog) |*p| p.read(c);
+        self.readKernel(c);
+    }
+
+    /// False (and the reflector failed, with the reason) when the interface is gone or replaced;
+    /// follows a new MAC. `deleted`: the kernel announced that our ifindex was deleted.
+    fn checkIdentity(self: *Reflector, deleted: bool) bool {
+        const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
+        var found = self.link.identity();
+        if (found == null or deleted) {
+            // Deleted: a new interface of the same name often follows within milliseconds (a container
+            // restarted, a script recreating a veth pair); wait a moment to name it.
+            var waited: u32 = 0;
+            while (waited < replace_grace_ms and (found == null or found.?.index == self.iface.index)) : (waited += 10) {
+                sys.sleepNs(10 * std.time.ns_per_ms);
+                found = self.link.identity();
+            }
+        }
+        const id = found orelse {
+            self.fail("interface {s} disappeared", .{ifname});
+            return false;
+        };
+        if (id.index != self.iface.index) {
+            self.fail("interface {s} was replaced (ifindex {d}, was {d}): restart the reflector on the new one", .{ ifname, id.index, self.iface.index });
+            return false;
+        }
+        if (xdp.macWord(id.mac) != self.mac_now.load(.acquire)) self.follow(id.mac) catch {
+            self.fail("interface {s} changed its MAC to {x:0>2}: {s}", .{ ifname, id.mac, std.mem.span(diag.message()) });
+            return false;
+        };
+        return true;
+    }
+
+    /// Answers for `mac` instead of the old MAC: first nothing answers the old one (the program's map,
+    /// the workers' next batch), then the socket filters let frames to the new one through.
+    fn follow(self: *Reflector, mac: [6]u8) Error!void {
+        self.mac_now.store(xdp.macWord(mac), .release);
+        if (self.xdp_prog) |*p| try p.setMac(mac);
+        if (self.workers.len == 0) return;
+        var cfg = self.cfg;
+        cfg.our_mac = mac;
+        cbpf.build(&self.filter, &cfg);
+        const prog = self.filter.program();
+        for (self.workers) |*w| {
+            _ = try sys.check(linux.setsockopt(w.sock.fd, linux.SOL.SOCKET, linux.SO.ATTACH_FILTER, std.mem.asBytes(&prog), @sizeOf(cbpf.Program)), "replacing the socket filter", .{});
+        }
     }
 
     /// Keeps the interrupt deferral short enough that the device's ring never fills beyond a
@@ -308,7 +436,7 @@ pub const Reflector = struct {
         // The interrupts as they were, while the NAPI instances still exist (before the detach).
         if (self.deferral) |*d| d.close();
         self.deferral = null;
-        if (self.xdp_prog) |*p| p.read(self.kernelBlock());
+        self.readKernel(self.kernelBlock());
         if (self.xdp_prog) |*p| p.close();
         self.xdp_prog = null;
         if (self.state.load(.acquire) != abi.reflector_state.failed) self.state.store(abi.reflector_state.stopped, .release);
@@ -344,6 +472,12 @@ pub const Reflector = struct {
         return true;
     }
 
+    /// A worker's copy of the rules, with the interface's MAC now (once per batch: one atomic load).
+    fn refreshMac(self: *Reflector, cfg: *abi.ItoConfig) void {
+        const now = self.mac_now.load(.acquire);
+        if (now != xdp.macWord(cfg.our_mac)) cfg.our_mac = macOf(now);
+    }
+
     fn fail(self: *Reflector, comptime fmt: []const u8, args: anytype) void {
         _ = std.fmt.bufPrintZ(&self.failure, fmt, args) catch {};
         self.state.store(abi.reflector_state.failed, .release);
@@ -367,7 +501,7 @@ const Worker = struct {
         var local: abi.Counters = .{};
         var tx: afpacket.TxBatch(batch_max) = .{};
         var cpu_last = sys.threadCpuNs();
-        const cfg = r.cfg;
+        var cfg = r.cfg;
         const batch = @min(@max(r.opts.batch, 1), batch_max);
 
         while (!r.stopping.load(.acquire)) {
@@ -382,12 +516,14 @@ const Worker = struct {
                 finishBatch(shared, &local, &cpu_last);
                 continue;
             };
-            // Process: classify and rewrite in place; submit in sendmmsg batches.
+            // Process: classify (against the MAC the interface has now) and rewrite in place; submit
+            // in sendmmsg batches.
+            r.refreshMac(&cfg);
             var it = blk.iterator();
             while (it.next()) |f| {
                 local.rx_packets += 1;
                 local.rx_bytes += f.data.len + @as(u64, if (f.vlan != null) 4 else 0);
-                const p = ito.classify(&cfg, f.data);
+                const p = ito.classifyTagged(&cfg, f.data, f.vlan != null);
                 if (p.verdict != .reflect) {
                     local.countVerdict(p.verdict);
                     continue;
@@ -457,9 +593,13 @@ const XskWorker = struct {
         const coalesce_ns = if (r.deferral != null) 0 else @as(u64, r.opts.coalesce_us) * std.time.ns_per_us;
         // Frames taken since the worker last slept: a coalescing period that found none ends in poll.
         var taken: u32 = 0;
+        var cfg = r.cfg;
         while (!r.stopping.load(.acquire)) {
-            // Take, process, submit, release: one call; then fold the counters once per batch.
-            const n = w.sock.batch(&r.cfg, batch, &local);
+            // Take, process (against the MAC the interface has now: frames the XDP program redirected
+            // before a change are checked again), submit, release: one call; then fold the counters
+            // once per batch.
+            r.refreshMac(&cfg);
+            const n = w.sock.batch(&cfg, batch, &local);
             if (n == 0) {
                 // Nothing taken: finish pending sends; sleep only when nothing is waiting either (with
                 // a full tx ring, frames wait in the rx ring and poll would return at once).
@@ -503,6 +643,20 @@ const XskWorker = struct {
         Worker.finishBatch(shared, &local, &cpu_last);
     }
 };
+
+fn macOf(word: u64) [6]u8 {
+    const bytes: [8]u8 = @bitCast(word);
+    return bytes[0..6].*;
+}
+
+/// How long a reflector whose interface was deleted waits for a new one of the same name, to say which.
+const replace_grace_ms = 300;
+
+/// Whether `ifname` takes receive VLAN tags out of frames into metadata (ethtool's rxvlan).
+fn rxVlanOffload(fd: i32, ifname: []const u8) bool {
+    var v: extern struct { cmd: u32, data: u32 } = .{ .cmd = 0x25, .data = 0 }; // ETHTOOL_GFLAGS
+    return sys.ethtool(fd, ifname, &v) and v.data & (1 << 8) != 0; // ETH_FLAG_RXVLAN
+}
 
 /// /run/fastpath/<netns>.<ifname>.<what>: the reflector's files for one interface.
 fn statePath(buf: *[128]u8, netns: []const u8, ifname: []const u8, what: []const u8) [:0]const u8 {

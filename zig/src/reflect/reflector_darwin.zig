@@ -15,6 +15,7 @@ const cbpf = @import("../ito/cbpf.zig");
 const darwin = @import("../sys/darwin.zig");
 const diag = @import("../sys/diag.zig");
 const ito = @import("../ito/ito.zig");
+const options = @import("options.zig");
 const Error = abi.Error;
 
 pub const Reflector = struct {
@@ -43,6 +44,8 @@ pub const Reflector = struct {
         const name = std.mem.sliceTo(&opts.ifname, 0);
         const iface = try darwin.ifaceInfo(name);
         if (!iface.up) return diag.fail(error.InterfaceDown, "interface {s} is down: bring it up with 'sudo ifconfig {s} up'", .{ name, name });
+        // The host stack sees every frame /dev/bpf sees; only a held port keeps it from answering.
+        if (cfg.port == 0) return options.refuseAnyPort("bpf", "");
 
         const self = gpa.create(Reflector) catch return error.OutOfMemory;
         errdefer gpa.destroy(self);

@@ -37,6 +37,13 @@ pub fn attachPass(ifindex: i32, ifname: []const u8) Error!void {
     }
 }
 
+/// A MAC as the program's `ours` map holds it: its six bytes in memory order, then two zero bytes.
+pub fn macWord(mac: [6]u8) u64 {
+    var w: [8]u8 = .{0} ** 8;
+    @memcpy(w[0..6], &mac);
+    return @bitCast(w);
+}
+
 pub const Action = enum(u8) { tx = c.FP_ACTION_TX, redirect = c.FP_ACTION_REDIRECT };
 
 pub const AttachMode = abi.XdpAttach;
@@ -46,6 +53,8 @@ pub const Program = struct {
     prog: *c.bpf_program,
     counters_fd: i32,
     xsks_fd: i32,
+    /// The map with the interface's MAC now (see `setMac`).
+    ours_fd: i32,
     link: ?*c.bpf_link = null,
     ncpus: usize,
     values: []c.struct_fp_xdp_counters,
@@ -53,26 +62,49 @@ pub const Program = struct {
 
     /// Opens and loads the program with `cfg` baked in.
     /// `xsk_max_frame`: afxdp mode's longest frame (longer ones are passed to the stack); 0 = no limit.
-    pub fn load(gpa: std.mem.Allocator, cfg: *const abi.ItoConfig, action: Action, xsk_max_frame: u32) Error!Program {
+    /// `vlan_meta_ifindex`: bind the program to this device (BPF_F_XDP_DEV_BOUND_ONLY) and read
+    /// the receive VLAN tag its driver holds as metadata; 0: not bound, the tag is not read.
+    pub fn load(gpa: std.mem.Allocator, cfg: *const abi.ItoConfig, action: Action, xsk_max_frame: u32, vlan_meta_ifindex: i32) Error!Program {
         var obj = try bpf.Object.open(object, "fastpath_reflect");
         errdefer obj.close();
         try obj.setRodata("cfg", std.mem.asBytes(cfg));
         try obj.setRodata("action", &.{@intFromEnum(action)});
         try obj.setRodata("xsk_max_frame", std.mem.asBytes(&xsk_max_frame));
+        const name: [:0]const u8 = if (vlan_meta_ifindex != 0) "fp_reflect_vlan" else "fp_reflect";
+        const other: [:0]const u8 = if (vlan_meta_ifindex != 0) "fp_reflect" else "fp_reflect_vlan";
+        _ = c.bpf_program__set_autoload(try obj.program(other), false);
+        if (vlan_meta_ifindex != 0) {
+            const prog = try obj.program(name);
+            c.bpf_program__set_ifindex(prog, @intCast(vlan_meta_ifindex));
+            _ = c.bpf_program__set_flags(prog, c.bpf_program__flags(prog) | c.BPF_F_XDP_DEV_BOUND_ONLY);
+        }
         try obj.load();
         const ncpus_rc = c.libbpf_num_possible_cpus();
         if (ncpus_rc <= 0) return diag.fail(error.System, "cannot count possible CPUs", .{});
         const ncpus: usize = @intCast(ncpus_rc);
         const values = gpa.alloc(c.struct_fp_xdp_counters, ncpus) catch return error.OutOfMemory;
-        return .{
+        errdefer gpa.free(values);
+        var p = Program{
             .obj = obj,
-            .prog = try obj.program("fp_reflect"),
+            .prog = try obj.program(name),
             .counters_fd = try obj.mapFd("counters"),
             .xsks_fd = try obj.mapFd("xsks"),
+            .ours_fd = try obj.mapFd("ours"),
             .ncpus = ncpus,
             .values = values,
             .gpa = gpa,
         };
+        try p.setMac(cfg.our_mac);
+        return p;
+    }
+
+    /// Makes `mac` the only address the program answers for, from the next frame on (one map write:
+    /// a frame is checked against the old MAC or the new, never a mix).
+    pub fn setMac(p: *Program, mac: [6]u8) Error!void {
+        const key: u32 = 0;
+        const value = macWord(mac);
+        if (c.bpf_map_update_elem(p.ours_fd, &key, &value, 0) != 0)
+            return bpf.errnoError("writing the interface's MAC into the XDP program's map");
     }
 
     /// Attaches to `ifindex` through a BPF link (driver mode when the driver has it, else generic).
@@ -149,7 +181,7 @@ const ito = @import("../ito/ito.zig");
 const frames = @import("../ito/frames.zig");
 
 fn loadForTest(cfg: *const abi.ItoConfig) !?Program {
-    return Program.load(std.testing.allocator, cfg, .tx, 0) catch |e| switch (e) {
+    return Program.load(std.testing.allocator, cfg, .tx, 0, 0) catch |e| switch (e) {
         error.PermissionDenied => {
             std.debug.print("SKIPPED: loading BPF needs root or CAP_BPF\n", .{});
             return null;
@@ -213,6 +245,26 @@ test "the XDP program and the Zig core agree on every frame of the table, byte f
         }
     }
     try std.testing.expect(checked > 200);
+}
+
+test "after setMac the program answers the new MAC only, and with none it answers nothing" {
+    var buf: [2048]u8 = undefined;
+    var out: [4096]u8 = undefined;
+    const cfg = frames.configs()[0].cfg;
+    var prog = (try loadForTest(&cfg)) orelse return error.SkipZigTest;
+    defer prog.close();
+    const to_old = frames.build(&buf, .{ .name = "ito", .spec = .{} });
+    try std.testing.expectEqual(@as(u32, c.XDP_TX), (try bpf.testRunXdp(prog.prog, to_old, &out)).action);
+
+    const new_mac = [6]u8{ 0x02, 0, 0, 0, 0, 0x0b };
+    try prog.setMac(new_mac);
+    try std.testing.expectEqual(@as(u32, c.XDP_PASS), (try bpf.testRunXdp(prog.prog, to_old, &out)).action);
+    var to_new = frames.build(&buf, .{ .name = "ito", .spec = .{ .dst = new_mac } });
+    try std.testing.expectEqual(@as(u32, c.XDP_TX), (try bpf.testRunXdp(prog.prog, to_new, &out)).action);
+
+    try prog.setMac(.{0} ** 6);
+    to_new = frames.build(&buf, .{ .name = "ito", .spec = .{ .dst = .{0} ** 6 } });
+    try std.testing.expectEqual(@as(u32, c.XDP_PASS), (try bpf.testRunXdp(prog.prog, to_new, &out)).action);
 }
 
 test "a program that fails the verifier reports the verifier's words" {

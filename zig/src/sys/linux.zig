@@ -85,16 +85,24 @@ pub fn ifaceInfo(name: []const u8) Error!IfaceInfo {
     return info;
 }
 
-/// Watches an interface's flags through a socket created in its namespace (ioctls on it resolve
-/// names there, whichever thread asks).
+/// Watches an interface through sockets created in its namespace (ioctls on them resolve names
+/// there, whichever thread asks): its flags, its identity (ifindex and MAC), and the kernel's link
+/// notifications (rtnetlink, RTMGRP_LINK), which wake the watcher the moment the interface changes.
 pub const LinkWatch = struct {
     fd: i32,
     ifr: linux.ifreq,
+    /// NETLINK_ROUTE socket subscribed to link changes (non-blocking; poll it for POLL.IN).
+    events: i32 = -1,
 
     pub fn open(name: []const u8) Error!LinkWatch {
         const ifr = try ifreqFor(name);
         const fd: i32 = @intCast(try check(linux.socket(linux.AF.INET, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0), "socket", .{}));
-        return .{ .fd = fd, .ifr = ifr };
+        errdefer close_fd(fd);
+        const nl: i32 = @intCast(try check(linux.socket(linux.AF.NETLINK, linux.SOCK.RAW | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK, linux.NETLINK.ROUTE), "opening a netlink socket", .{}));
+        errdefer close_fd(nl);
+        const sa = linux.sockaddr.nl{ .pid = 0, .groups = rtmgrp_link };
+        _ = try check(linux.bind(nl, @ptrCast(&sa), @sizeOf(linux.sockaddr.nl)), "subscribing to link notifications", .{});
+        return .{ .fd = fd, .ifr = ifr, .events = nl };
     }
 
     pub const State = enum { up, down, gone };
@@ -106,11 +114,68 @@ pub const LinkWatch = struct {
         return if (ifr.ifru.flags.UP and ifr.ifru.flags.RUNNING) .up else .down;
     }
 
+    pub const Identity = struct { index: i32, mac: [6]u8 };
+
+    /// The ifindex and MAC the interface's name stands for now; null when no interface has it.
+    pub fn identity(w: *LinkWatch) ?Identity {
+        var ifr = w.ifr;
+        if (linux.E.init(linux.ioctl(w.fd, linux.SIOCGIFINDEX, @intFromPtr(&ifr))) != .SUCCESS) return null;
+        const index = ifr.ifru.ivalue;
+        ifr = w.ifr;
+        if (linux.E.init(linux.ioctl(w.fd, linux.SIOCGIFHWADDR, @intFromPtr(&ifr))) != .SUCCESS) return null;
+        var id = Identity{ .index = index, .mac = undefined };
+        @memcpy(&id.mac, ifr.ifru.hwaddr.data[0..6]);
+        return id;
+    }
+
+    /// Reads every pending link notification; true when one said interface `index` was deleted
+    /// (or notifications were lost, so it may have been).
+    pub fn drain(w: *LinkWatch, index: i32) bool {
+        var buf: [8192]u8 align(4) = undefined;
+        var deleted = false;
+        while (true) {
+            const rc = linux.recvfrom(w.events, &buf, buf.len, 0, null, null);
+            switch (linux.E.init(rc)) {
+                .SUCCESS => {},
+                .NOBUFS => {
+                    deleted = true; // overflowed: the caller checks the interface again either way
+                    continue;
+                },
+                .INTR => continue,
+                else => return deleted,
+            }
+            deleted = deletedIn(buf[0..rc], index) or deleted;
+        }
+    }
+
     pub fn close(w: *LinkWatch) void {
         close_fd(w.fd);
+        close_fd(w.events);
         w.fd = -1;
+        w.events = -1;
     }
 };
+
+const native = @import("builtin").cpu.arch.endian();
+const rtmgrp_link: u32 = 1;
+const rtm_dellink: u16 = 17;
+
+/// Whether the netlink messages in `msgs` include RTM_DELLINK for ifindex `index`. Read field by
+/// field (struct nlmsghdr: len u32, type u16, …; struct ifinfomsg: index at byte 4), host order.
+fn deletedIn(msgs: []const u8, index: i32) bool {
+    const hdr_len = 16;
+    const ifi_len = 16;
+    var off: usize = 0;
+    while (off + hdr_len + ifi_len <= msgs.len) {
+        const len = std.mem.readInt(u32, msgs[off..][0..4], native);
+        const kind = std.mem.readInt(u16, msgs[off + 4 ..][0..2], native);
+        if (len < hdr_len or len > msgs.len - off) return false;
+        if (kind == rtm_dellink and len >= hdr_len + ifi_len and
+            std.mem.readInt(i32, msgs[off + hdr_len + 4 ..][0..4], native) == index) return true;
+        off += std.mem.alignForward(usize, len, 4);
+    }
+    return false;
+}
 
 /// One SIOCETHTOOL request on `ifname`: `data` is the ethtool struct, its first u32 the command.
 /// False when the driver does not answer it.
@@ -225,6 +290,27 @@ test "ifaceInfo reads loopback and names a missing interface" {
     try std.testing.expectError(error.NoSuchDevice, ifaceInfo("fp-nonexistent"));
     try std.testing.expect(std.mem.indexOf(u8, std.mem.span(diag.message()), "ip link") != null);
     try std.testing.expectError(error.InvalidArgument, ifaceInfo("a-name-that-is-far-too-long"));
+}
+
+test "a link notification names the deleted interface, and a truncated one is ignored" {
+    var buf = [_]u8{0} ** 32;
+    std.mem.writeInt(u32, buf[0..4], 32, native);
+    std.mem.writeInt(u16, buf[4..6], rtm_dellink, native);
+    std.mem.writeInt(i32, buf[20..24], 7, native);
+    try std.testing.expect(deletedIn(&buf, 7));
+    try std.testing.expect(!deletedIn(&buf, 8));
+    try std.testing.expect(!deletedIn(buf[0..31], 7));
+    std.mem.writeInt(u16, buf[4..6], rtm_dellink - 1, native); // RTM_NEWLINK
+    try std.testing.expect(!deletedIn(&buf, 7));
+}
+
+test "a link watch sees loopback's identity" {
+    var w = try LinkWatch.open("lo");
+    defer w.close();
+    const id = w.identity().?;
+    try std.testing.expect(id.index > 0);
+    try std.testing.expectEqualSlices(u8, &.{ 0, 0, 0, 0, 0, 0 }, &id.mac);
+    try std.testing.expect(!w.drain(id.index));
 }
 
 test "entering a missing network namespace says which" {

@@ -1,0 +1,141 @@
+/**
+ * The lab is owned: whoever built it (`lab up`, `lab run`, a script) is on record, a lab in use is
+ * refused with exit 7 naming its holder and --prefix, and nothing removes a lab it had no right to.
+ */
+import assert from "node:assert/strict";
+import { labNames } from "../src/lab.ts";
+import { Reflector } from "../src/reflector.ts";
+import { cli, DENO, isRoot, labPrefix, netnsList, ROOT, skipUnless, spawnCli } from "./helpers.ts";
+import { run } from "../src/net.ts";
+
+const PREFIX = labPrefix("fpo");
+const lab = labNames({ prefix: PREFIX });
+
+async function labNamespaces(): Promise<string[]> {
+  return (await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`)).sort();
+}
+
+/** Until the lab's namespaces exist (another process builds it). */
+async function untilUp(what: string, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while ((await labNamespaces()).length < 2) {
+    assert.ok(Date.now() < end, `the lab never came up: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+Deno.test("the lab is owned", async (t) => {
+  if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
+  try {
+    await t.step(
+      "lab up while a reflector runs in the lab is refused with exit 7, naming it and --prefix",
+      async () => {
+        const up = await cli(["lab", "up", "--prefix", PREFIX]);
+        assert.equal(up.code, 0, up.stderr);
+        await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet" });
+        const again = await cli(["lab", "up", "--prefix", PREFIX]);
+        assert.equal(again.code, 7, again.stderr);
+        assert.match(
+          again.stderr,
+          new RegExp(
+            `^error: lab ${PREFIX} is in use by a reflector on ${lab.reflectorIf} \\(pid ${Deno.pid}\\): stop it first, or choose another --prefix$`,
+            "m",
+          ),
+        );
+        assert.equal(refl.state(), "running", "the reflector still runs");
+        assert.deepEqual(await labNamespaces(), [lab.probeNs, lab.reflectorNs]);
+      },
+    );
+
+    await t.step("lab run refuses a lab that lab up built, and leaves it in place", async () => {
+      const r = await cli(["lab", "run", "--prefix", PREFIX, "--size", "64", "--duration-s", "1"]);
+      assert.equal(r.code, 7, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(
+          `^error: lab ${PREFIX} was built by 'fastpath lab up' \\(pid \\d+\\): remove it with 'fastpath lab down --prefix ${PREFIX}', or choose another --prefix$`,
+          "m",
+        ),
+      );
+      assert.deepEqual(await labNamespaces(), [lab.probeNs, lab.reflectorNs]);
+    });
+
+    await t.step("lab down removes the lab that lab up built", async () => {
+      const r = await cli(["lab", "down", "--prefix", PREFIX]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, new RegExp(`removed ${lab.reflectorNs}, ${lab.probeNs}`));
+      assert.deepEqual(await labNamespaces(), []);
+    });
+
+    await t.step("lab down refuses a lab that a running lab run built, naming its pid (exit 7)", async () => {
+      const p = spawnCli(["lab", "run", "--prefix", PREFIX, "--size", "64", "--duration-s", "30", "--rate", "1kpps"]);
+      await untilUp(p.stderr);
+      const down = await cli(["lab", "down", "--prefix", PREFIX]);
+      assert.equal(down.code, 7, down.stderr);
+      assert.match(
+        down.stderr,
+        new RegExp(
+          `^error: lab ${PREFIX} is in use by 'fastpath lab run' \\(pid ${p.child.pid}\\): stop it first, or choose another --prefix$`,
+          "m",
+        ),
+      );
+      assert.deepEqual(await labNamespaces(), [lab.probeNs, lab.reflectorNs]);
+      p.child.kill("SIGINT");
+      const r = await p.finish();
+      assert.equal(r.code, 130, r.stderr);
+      assert.deepEqual(await labNamespaces(), [], "lab run removed the lab it built");
+    });
+
+    await t.step("lab down leaves a namespace that no fastpath lab made", async () => {
+      await run(["ip", "netns", "add", lab.reflectorNs]);
+      try {
+        const r = await cli(["lab", "down", "--prefix", PREFIX]);
+        assert.equal(r.code, 7, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `^error: ${lab.reflectorNs} was not made by 'fastpath lab up': remove it with 'ip netns del ${lab.reflectorNs}', or choose another --prefix$`,
+            "m",
+          ),
+        );
+        assert.deepEqual(await labNamespaces(), [lab.reflectorNs]);
+      } finally {
+        await run(["ip", "netns", "del", lab.reflectorNs]);
+      }
+    });
+
+    await t.step("a script using mod.ts's lab that is interrupted (SIGINT) leaves no namespace behind", async () => {
+      const script = await Deno.makeTempFile({ suffix: ".ts" });
+      try {
+        await Deno.writeTextFile(
+          script,
+          `import { labUp } from "${ROOT}/mod.ts";
+const lab = await labUp({ prefix: "${PREFIX}" });
+console.log("up", lab.reflectorNs);
+await new Promise((r) => setTimeout(r, 60_000));
+`,
+        );
+        const child = new Deno.Command(DENO, {
+          args: ["run", "-A", "--unstable-ffi", "--quiet", script],
+          stdout: "piped",
+          stderr: "piped",
+          signal: AbortSignal.timeout(90_000),
+        }).spawn();
+        const out = child.output();
+        await untilUp("the script's labUp");
+        // labUp resolves a moment after the namespaces appear.
+        await new Promise((r) => setTimeout(r, 1500));
+        child.kill("SIGINT");
+        const o = await out;
+        const dec = new TextDecoder();
+        assert.match(dec.decode(o.stdout), /^up /, dec.decode(o.stderr));
+        assert.equal(o.code, 130, dec.decode(o.stderr));
+        assert.deepEqual(await labNamespaces(), []);
+      } finally {
+        await Deno.remove(script);
+      }
+    });
+  } finally {
+    for (const ns of await labNamespaces()) await run(["ip", "netns", "del", ns]);
+  }
+});
