@@ -67,7 +67,8 @@ export async function startLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}
     mode: c.mode,
     swap: c.swap,
     profile: c.profile,
-    cpu: lab.reflectorCpu,
+    // xdp mode has no worker to pin (and refuses `cpu`): the kernel reflects where frames arrive.
+    cpu: c.mode === "xdp" ? undefined : lab.reflectorCpu,
     coalesceUs: c.coalesceUs,
     nice: c.nice,
   });
@@ -120,7 +121,8 @@ export async function startLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}
         umem = { missing: s.umem_missing, duplicated: s.umem_duplicated };
       }
       return {
-        case: c,
+        // The size the probe sent: "min" as the number it became.
+        case: { ...c, size: probe.options.size },
         mode,
         probe: report,
         reflector: after,

@@ -117,7 +117,14 @@ export async function linkInfo(netns: string | undefined, iface: string): Promis
   try {
     const list = await ipJson<IpAddrInfo[]>(netns, "addr", "show", "dev", iface);
     return list[0];
-  } catch {
+  } catch (err) {
+    // Not being allowed into the namespace is not the interface's absence.
+    if (netns && /not permitted|permission denied/i.test((err as Error).message)) {
+      throw new FastpathError(
+        "permission_denied",
+        `entering network namespace ${netns} needs root (CAP_SYS_ADMIN): run as root or with sudo`,
+      );
+    }
     return undefined;
   }
 }

@@ -11,8 +11,18 @@ import { detectKnobs, type DetectOptions, Detector, optionsStruct } from "./dete
 
 export type { SchedCounterName };
 export const SCHED_EXT = "/sys/kernel/sched_ext";
-export const NO_SCHED_EXT =
-  "this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y";
+/**
+ * Why a kernel of this `release` (uname -r) has no sched_ext: too old, or 6.12+ built without it (then
+ * "boot 6.12 or newer" would send the user after the kernel they run). The library says the same.
+ */
+export function noSchedExt(release: string = Deno.osRelease()): string {
+  const [major, minor] = release.split(/[.-]/).map(Number);
+  return major > 6 || (major === 6 && minor >= 12)
+    ? "this kernel has no sched_ext: it was built without CONFIG_SCHED_CLASS_EXT=y; boot one built with it"
+    : "this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y";
+}
+/** This kernel's `noSchedExt()`. */
+export const NO_SCHED_EXT: string = Deno.build.os === "linux" ? noSchedExt() : noSchedExt("0");
 
 /**
  * The scheduler's tunables, each with its unit in its name: the one place its default is written

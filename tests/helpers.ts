@@ -84,6 +84,37 @@ export function spawnCli(args: string[]) {
   };
 }
 
+/** Runs `main.ts` with `args` as the unprivileged user nobody (setpriv), with a DENO_DIR of its own. */
+export async function cliAsNobody(args: string[]): Promise<CliResult> {
+  const denoDir = await Deno.makeTempDir({ prefix: "fastpath-nobody-" });
+  await Deno.chmod(denoDir, 0o777);
+  try {
+    return await run([
+      "setpriv",
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      "--reset-env",
+      "env",
+      `DENO_DIR=${denoDir}`,
+      // The fresh DENO_DIR fetches the CLI's npm packages: keep the machine's certificate settings.
+      ...Object.entries(Deno.env.toObject()).filter(([k]) => /CERT|CA_BUNDLE|_PROXY$/i.test(k)).map(([k, v]) =>
+        `${k}=${v}`
+      ),
+      "NO_COLOR=1",
+      Deno.execPath(),
+      "run",
+      "-A",
+      "--unstable-ffi",
+      "--quiet",
+      `${ROOT}/main.ts`,
+      ...args,
+    ]);
+  } finally {
+    await Deno.remove(denoDir, { recursive: true });
+  }
+}
+
 export async function netnsList(): Promise<string[]> {
   const r = await run(["ip", "netns", "list"]);
   return r.stdout.split("\n").map((l) => l.split(" ")[0]).filter(Boolean);

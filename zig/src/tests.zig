@@ -3,6 +3,7 @@
 test {
     _ = @import("abi.zig");
     _ = @import("sys/diag.zig");
+    _ = @import("sys/cpus.zig");
     _ = @import("ito/ito.zig");
     _ = @import("ito/checksum.zig");
     _ = @import("ito/cbpf.zig");

@@ -14,6 +14,7 @@ const clock = @import("../sys/clock.zig");
 const monotonicNs = clock.monotonicNs;
 const realtimeNs = clock.realtimeNs;
 const diag = @import("../sys/diag.zig");
+const cpus = @import("../sys/cpus.zig");
 const ito = @import("../ito/ito.zig");
 const checksum = @import("../ito/checksum.zig");
 const sum16 = checksum.sum16;
@@ -63,6 +64,8 @@ pub fn checkOptions(o: *const abi.ProbeOptions) Error!void {
         return diag.fail(error.InvalidArgument, "`nice` {d} must be a whole number from -20 to 19", .{o.nice});
     if (o.tx_cpu < -1) return diag.fail(error.InvalidArgument, "`cpu` must be a CPU number, not {d}", .{o.tx_cpu});
     if (o.rx_cpu < -1) return diag.fail(error.InvalidArgument, "`rxCpu` must be a CPU number, not {d}", .{o.rx_cpu});
+    try cpus.check(o.tx_cpu, 1, "cpu");
+    try cpus.check(o.rx_cpu, 1, "rxCpu");
     if (o.drain_ns > 60 * std.time.ns_per_s)
         return diag.fail(error.InvalidArgument, "`drainMs` {d} must be at most 60000", .{o.drain_ns / std.time.ns_per_ms});
     if (o.ipv6 > 1) return diag.fail(error.InvalidArgument, "`ipv6` must be 0 or 1", .{});

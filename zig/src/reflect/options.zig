@@ -4,6 +4,7 @@
 const std = @import("std");
 const abi = @import("../abi.zig");
 const diag = @import("../sys/diag.zig");
+const cpus = @import("../sys/cpus.zig");
 const Error = abi.Error;
 
 pub const max_workers = 64;
@@ -59,6 +60,9 @@ pub fn resolve(o: *const abi.ReflectorOptions) Error!abi.ItoConfig {
     if (o.signatures & ~@as(u8, (1 << @typeInfo(abi.Signature).@"enum".fields.len) - 1) != 0)
         return diag.fail(error.InvalidArgument, "`signatures` has unknown bits 0x{x}", .{o.signatures});
     if (o.first_cpu < -1) return diag.fail(error.InvalidArgument, "`cpu` must be a CPU number, not {d}", .{o.first_cpu});
+    try cpus.check(o.first_cpu, o.workers, "cpu");
+    if (o.dataplane == @intFromEnum(abi.Dataplane.xdp) and placesWorkers(o))
+        return diag.fail(error.InvalidArgument, "`cpu` and `workers` place worker threads and xdp mode has none (the kernel reflects each frame on the CPU that received it): drop them, or use `mode` afxdp or packet", .{});
 
     const rules = profiles.get(profile);
     const oui: ?[3]u8 = switch (o.oui_mode) {
@@ -77,6 +81,12 @@ pub fn resolve(o: *const abi.ReflectorOptions) Error!abi.ItoConfig {
         .tos_toggle = @intFromBool(tos and swap != .mac),
         .signatures = if (o.signatures != 0) o.signatures else rules.signatures,
     };
+}
+
+/// Whether the caller asked where worker threads run (`cpu`) or for more than one: what xdp mode,
+/// which has no worker threads, cannot honour (auto then passes it over).
+pub fn placesWorkers(o: *const abi.ReflectorOptions) bool {
+    return o.first_cpu >= 0 or o.workers > 1;
 }
 
 /// The refusal of `port` 0 in a mode where the host stack sees every frame the reflector sees: no
@@ -141,4 +151,19 @@ test "a bad option is refused naming it as scripts spell it" {
     o = testOptions();
     o.workers = 0;
     try std.testing.expectError(error.InvalidArgument, resolve(&o));
+}
+
+test "xdp mode refuses cpu and workers, which it cannot honour, instead of ignoring them" {
+    var o = testOptions();
+    o.dataplane = @intFromEnum(abi.Dataplane.xdp);
+    o.first_cpu = -1;
+    _ = try resolve(&o);
+    o.workers = 2;
+    try std.testing.expectError(error.InvalidArgument, resolve(&o));
+    try std.testing.expect(std.mem.startsWith(u8, std.mem.span(diag.message()), "`cpu` and `workers` place worker threads and xdp mode has none"));
+    o.workers = 1;
+    o.first_cpu = 0;
+    try std.testing.expectError(error.InvalidArgument, resolve(&o));
+    o.dataplane = @intFromEnum(abi.Dataplane.packet);
+    _ = try resolve(&o);
 }

@@ -102,7 +102,10 @@ pub const Reflector = struct {
         self.link = try sys.LinkWatch.open(ifname);
         errdefer self.link.close();
 
-        const queues: usize = if (dataplane == .afxdp) @max(nworkers, afxdp.queueCount(self.link.fd, ifname)) else 0;
+        const queues: usize = if (dataplane == .afxdp) afxdp.queueCount(self.link.fd, ifname) else 0;
+        // One socket and worker per receive queue: more workers than queues would bind to queues that do not exist.
+        if (dataplane == .afxdp and nworkers > queues)
+            return diag.fail(error.Unsupported, "afxdp mode runs one worker per receive queue and {s} has {d}: `workers` {d} needs {d} (see 'ethtool -l {s}'), or use `mode` packet", .{ ifname, queues, nworkers, nworkers, ifname });
         const blocks: usize = switch (dataplane) {
             .packet => nworkers,
             .xdp => 1,

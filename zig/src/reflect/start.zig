@@ -31,10 +31,12 @@ pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*o
                 continue;
             },
         };
+        // xdp has no worker threads: say that `cpu`/`workers` do not apply rather than drop them silently.
+        const unplaced = if (mode == .xdp and options.placesWorkers(opts)) "; it has no worker threads, so `cpu` and `workers` do not apply (`mode` afxdp or packet places them)" else "";
         if (skipped.pos == 0)
-            setReason(r, "auto: {s} is the fastest dataplane", .{@tagName(mode)})
+            setReason(r, "auto: {s} is the fastest dataplane{s}", .{ @tagName(mode), unplaced })
         else
-            setReason(r, "auto: {s}", .{skipped.getWritten()});
+            setReason(r, "auto: {s}{s}", .{ skipped.getWritten(), unplaced });
         return r;
     }
     unreachable;

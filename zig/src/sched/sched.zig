@@ -17,7 +17,30 @@ const stall_obj = @embedFile("sched_stall.bpf.o");
 
 pub const sysfs = "/sys/kernel/sched_ext";
 
-pub const no_sched_ext = "this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y";
+/// Fails with why this kernel has no sched_ext: too old (before 6.12), or new enough and built
+/// without it — then "boot 6.12 or newer" would send the user after a kernel they already run.
+fn noSchedExt() Error {
+    const u = std.posix.uname();
+    const release = std.mem.sliceTo(&u.release, 0);
+    return diag.fail(error.Unsupported, "{s}", .{noSchedExtWhy(release)});
+}
+
+/// The message for a kernel of this `release` (uname -r) without sched_ext.
+pub fn noSchedExtWhy(release: []const u8) []const u8 {
+    var parts = std.mem.tokenizeAny(u8, release, ".-");
+    const major = std.fmt.parseInt(u32, parts.next() orelse "", 10) catch 0;
+    const minor = std.fmt.parseInt(u32, parts.next() orelse "", 10) catch 0;
+    if (major > 6 or (major == 6 and minor >= 12))
+        return "this kernel has no sched_ext: it was built without CONFIG_SCHED_CLASS_EXT=y; boot one built with it";
+    return "this kernel has no sched_ext: boot Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y";
+}
+
+test "a kernel without sched_ext is told to boot 6.12 only when it is older" {
+    try std.testing.expect(std.mem.indexOf(u8, noSchedExtWhy("6.18.0-1-amd64"), "6.12") == null);
+    try std.testing.expect(std.mem.indexOf(u8, noSchedExtWhy("6.18.0-1-amd64"), "CONFIG_SCHED_CLASS_EXT") != null);
+    try std.testing.expect(std.mem.indexOf(u8, noSchedExtWhy("7.0.1"), "6.12") == null);
+    try std.testing.expect(std.mem.indexOf(u8, noSchedExtWhy("6.1.0-25-amd64"), "boot Linux 6.12 or newer") != null);
+}
 
 // --- What the running kernel says ----------------------------------------------------------------
 
@@ -37,12 +60,12 @@ pub fn present() bool {
 
 /// Fails unless we may attach a scheduler now, with the exact reason and its fix.
 pub fn preflight() Error!void {
-    if (!present()) return diag.fail(error.Unsupported, no_sched_ext, .{});
+    if (!present()) return noSchedExt();
     const kbtf = c.btf__load_vmlinux_btf() orelse
         return diag.fail(error.Unsupported, "the kernel exposes no BTF (/sys/kernel/btf/vmlinux): rebuild it with CONFIG_DEBUG_INFO_BTF=y", .{});
     defer c.btf__free(kbtf);
     if (c.btf__find_by_name_kind(kbtf, "sched_ext_ops", c.BTF_KIND_STRUCT) < 0)
-        return diag.fail(error.Unsupported, no_sched_ext, .{});
+        return noSchedExt();
     if (std.os.linux.geteuid() != 0)
         return diag.fail(error.PermissionDenied, "attaching a scheduler needs root: run with sudo", .{});
     var buf: [64]u8 = undefined;
@@ -298,7 +321,7 @@ pub const Scheduler = struct {
 
     /// Open, configure, load and attach (again, after a restart request).
     fn attach(s: *Scheduler) Error!void {
-        const kbtf = c.btf__load_vmlinux_btf() orelse return diag.fail(error.Unsupported, no_sched_ext, .{});
+        const kbtf = c.btf__load_vmlinux_btf() orelse return noSchedExt();
         defer c.btf__free(kbtf);
         var obj = try bpf.Object.open(if (s.opts.stall_tgid != 0) stall_obj else sched_obj, "fastpath_sched");
         errdefer obj.close();
@@ -631,7 +654,7 @@ fn setPolicy(tid: i32, policy: u32) bool {
 /// Fills `out` from the maps of the `fastpath` scheduler attached now (by any process): its
 /// struct_ops programs lead to the per-CPU `counters` map and the `.bss` with its state.
 pub fn readAttached(out: *abi.SchedCounters) Error!void {
-    if (!present()) return diag.fail(error.Unsupported, no_sched_ext, .{});
+    if (!present()) return noSchedExt();
     var buf: [160]u8 = undefined;
     const ops = readSys(sysfs ++ "/root/ops", &buf) orelse "";
     if (!std.mem.eql(u8, ops, "fastpath"))
@@ -904,7 +927,8 @@ test "preflight on a kernel without sched_ext names the kernel option" {
     try testing.expectError(error.Unsupported, preflight());
     const msg = std.mem.span(diag.message());
     try testing.expect(std.mem.indexOf(u8, msg, "CONFIG_SCHED_CLASS_EXT") != null);
-    try testing.expect(std.mem.indexOf(u8, msg, "6.12") != null);
+    // The kernel's own release decides whether "6.12 or newer" is advice or a wrong turn.
+    try testing.expectEqualStrings(noSchedExtWhy(std.mem.sliceTo(&std.posix.uname().release, 0)), msg);
 }
 
 test "enum values come from the kernel's BTF, and a missing one is null" {
