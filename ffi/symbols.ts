@@ -53,6 +53,8 @@ export const symbols = {
   },
   /** fp_status fp_probe_check(const struct fp_probe_options *opts) — what start checks first, opening nothing */
   fp_probe_check: { parameters: ["buffer"], result: "i32" },
+  /** uint32_t fp_probe_min_frame_size(const struct fp_probe_options *opts) — what size "min" becomes */
+  fp_probe_min_frame_size: { parameters: ["buffer"], result: "u32" },
   /** struct fp_probe_stats *fp_probe_stats(struct fp_probe *p) — live */
   fp_probe_stats: { parameters: ["pointer"], result: "pointer" },
   /** void fp_probe_stop(struct fp_probe *p) */

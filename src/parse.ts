@@ -21,6 +21,14 @@ export function parseRate(s: string | Rate, option = "rate"): Rate {
       `\`${option}\` '${s}' is not a rate: use e.g. 100kpps, 250000, 500mbps, 1gbps or max`,
     );
   }
+  // "1M" could be a million frames or a megabit a second: a multiplier needs its unit.
+  if (m[2] && !m[3]) {
+    const unit = m[2] === "k" ? "k" : m[2].toUpperCase();
+    throw new FastpathError(
+      "usage",
+      `\`${option}\` '${s}' is ambiguous: say ${m[1]}${unit}pps (frames/s) or ${m[1]}${unit}bps (bits/s)`,
+    );
+  }
   const n = Number(m[1]) * { "": 1, k: 1e3, m: 1e6, g: 1e9 }[m[2] as "" | "k" | "m" | "g"];
   if (m[3] === "bps" || m[3] === "bit/s") return { mbps: n / 1e6 };
   return { pps: n };
@@ -35,19 +43,27 @@ export function rateText(r: Rate): string {
 
 /** A frame size in bytes on the wire, FCS included, or "imix". */
 export type FrameSize = number | "imix";
+/**
+ * A size as asked for: also "min", the smallest frame the probe's headers fit (64 bytes; 68 with a
+ * VLAN tag, 84 over IPv6), which the probe resolves with the library that builds the frames.
+ */
+export type SizeSpec = FrameSize | "min";
 
-export function parseSize(s: string | FrameSize, option = "size"): FrameSize {
-  if (s === "imix" || typeof s === "number") return s;
+export function parseSize(s: string | SizeSpec, option = "size"): SizeSpec {
+  if (s === "imix" || s === "min" || typeof s === "number") return s;
   const t = s.trim().toLowerCase();
-  if (t === "imix") return "imix";
+  if (t === "imix" || t === "min") return t;
   if (!/^\d+$/.test(t)) {
-    throw new FastpathError("usage", `\`${option}\` '${s}' is not a frame size: give whole bytes (64 … 9018) or imix`);
+    throw new FastpathError(
+      "usage",
+      `\`${option}\` '${s}' is not a frame size: give whole bytes (64 … 9018), min or imix`,
+    );
   }
   return Number(t);
 }
 
 /** A comma list of frame sizes. */
-export function parseSizes(s: string | FrameSize[], option = "sizes"): FrameSize[] {
+export function parseSizes(s: string | SizeSpec[], option = "sizes"): SizeSpec[] {
   if (typeof s !== "string") return s;
   return s.split(",").map((x) => parseSize(x, option));
 }

@@ -16,6 +16,7 @@ import {
   rateText,
   type SignatureName,
   SIGNATURES,
+  type SizeSpec,
 } from "./parse.ts";
 import { mbps, pct, pps, us } from "./format.ts";
 
@@ -29,7 +30,8 @@ export const IMIX_AVERAGE = (7 * 64 + 4 * 594 + 1518) / 12;
 export const PROBE_DEFAULTS = {
   /** An RFC 2544 benchmarking address, for `to` given as a MAC. */
   dstIp: "198.18.0.1",
-  size: 64,
+  /** The smallest frame the headers fit: 64 bytes, 68 with a VLAN tag, 84 over IPv6 (the library's minFrameSize). */
+  size: "min",
   rate: "10kpps",
   /** Seconds, when no `count` is given either. */
   durationS: 5,
@@ -55,8 +57,8 @@ export interface ProbeOptions {
   dstIp?: string;
   /** Source MAC to send from (received in promiscuous mode); the interface's otherwise. */
   srcMac?: string;
-  /** Frame size on the wire with FCS (64 … 9018), or "imix" (default 64). */
-  size?: FrameSize | string;
+  /** Frame size on the wire with FCS (64 … 9018), "imix", or "min" (default: the smallest these headers fit). */
+  size?: SizeSpec | string;
   /** Frames/s, Mbit/s on the wire, or "max": `{ pps: 100_000 }`, "100kpps", "500mbps" (default 10 kpps). */
   rate?: Rate | string;
   /** Stop after this many frames … */
@@ -103,7 +105,13 @@ export interface ProbeReport {
   elapsedS: number;
   sent: number;
   received: number;
+  /**
+   * Frames sent more than the drain time ago (`drainMs`) that have not come back. Frames sent since
+   * are `inFlight`, not lost: a reflection may still be on its way. After the run both are final.
+   */
   lost: number;
+  inFlight: number;
+  /** Frame loss rate: `lost` of the frames sent before the drain window, %. */
   lossPct: number;
   duplicates: number;
   reordered: number;
@@ -129,6 +137,60 @@ export interface ProbeReport {
   rttUs: RttSummary | null;
 }
 
+/** What one interval of a running probe saw (as iperf3 reports): its own rates and loss, not the totals. */
+export interface ProbeInterval {
+  intervalS: number;
+  intervalSent: number;
+  intervalReceived: number;
+  /** Frames that left the drain window in this interval without coming back. */
+  intervalLost: number;
+  intervalLossPct: number;
+  intervalTxPps: number;
+  intervalRxPps: number;
+}
+
+/** The interval between two reports `dtS` seconds apart. */
+export function probeInterval(now: ProbeReport, prev: ProbeReport, dtS: number): ProbeInterval {
+  const dt = Math.max(dtS, 1e-9);
+  const sent = now.sent - prev.sent;
+  const received = now.received - prev.received;
+  const lost = Math.max(0, now.lost - prev.lost);
+  // The frames whose fate this interval settled: those that left the drain window in it.
+  const settled = now.sent - now.inFlight - (prev.sent - prev.inFlight);
+  return {
+    intervalS: round(dtS, 3),
+    intervalSent: sent,
+    intervalReceived: received,
+    intervalLost: lost,
+    intervalLossPct: settled > 0 ? Math.min(100, (100 * lost) / settled) : 0,
+    intervalTxPps: sent / dt,
+    intervalRxPps: received / dt,
+  };
+}
+
+/**
+ * Of `sent` frames, how many left the drain window `drainMs` ago: from the (time ms, sent) samples the
+ * probe took, interpolated between the two around that moment (0 before the first sample).
+ */
+export function sentBefore(samples: Array<[number, number]>, atMs: number): number {
+  let before: [number, number] | undefined;
+  for (const x of samples) {
+    if (x[0] <= atMs) before = x;
+    else {
+      if (!before) return 0;
+      const f = (atMs - before[0]) / Math.max(x[0] - before[0], 1e-9);
+      return Math.floor(before[1] + f * (x[1] - before[1]));
+    }
+  }
+  return before?.[1] ?? 0;
+}
+
+/** `x` to `digits` decimals: seconds and rates without float noise (2.0000000001). */
+export function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
 /** Percentiles from a histogram of counts, in ns (bucket midpoints). */
 export function percentile(hist: number[], lower: (i: number) => number, q: number): number {
   const total = hist.reduce((a, b) => a + b, 0);
@@ -142,8 +204,11 @@ export function percentile(hist: number[], lower: (i: number) => number, q: numb
   return lower(hist.length - 1);
 }
 
-/** The human summary of a finished run, as `fastpath probe` prints it: a line per fact, the notes only when they apply. */
-export function probeSummary(p: ProbeReport): string {
+/**
+ * The human summary of a finished run, as `fastpath probe` prints it: a line per fact, the notes only
+ * when they apply. `ratePps`: the rate asked for in frames/s (0 or absent: as fast as possible).
+ */
+export function probeSummary(p: ProbeReport, ratePps = 0): string {
   const lines = [
     `sent ${p.sent}, received ${p.received}, lost ${p.lost} (${
       pct(p.lossPct)
@@ -178,7 +243,13 @@ export function probeSummary(p: ProbeReport): string {
         `raise it with 'sysctl -w net.core.netdev_max_backlog=N'`,
     );
   }
-  if (p.txSlipped) {
+  // A sender that fell short of its rate for the whole run was too slow, not briefly descheduled.
+  if (ratePps > 0 && p.sent > 0 && p.txPps < 0.9 * ratePps) {
+    lines.push(
+      `rate: requested ${pps(ratePps)}, reached ${pps(p.txPps)}: this machine could not send faster ` +
+        `(${p.txSlipped} frames of the schedule were left out); lower --rate, or use --rate max to see its limit`,
+    );
+  } else if (p.txSlipped) {
     lines.push(
       `pacing: ${p.txSlipped} frames were not sent: this machine kept the sender off the CPU for over 1 ms ` +
         `(it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu or a higher priority with --nice`,
@@ -213,6 +284,9 @@ export class Probe extends NativeHandle {
   };
   /** The interface's receive drop count when the run started (undefined where unavailable). */
   #rxDropped0: number | undefined;
+  /** How long a reflection may take to count (`drainMs`), and (time ms, frames sent) samples of the last ones. */
+  #drainMs = 0;
+  #sentSamples: Array<[number, number]> = [];
 
   private constructor(
     handle: Deno.PointerObject,
@@ -308,6 +382,8 @@ export class Probe extends NativeHandle {
       ratePps: pps,
     });
     probe.#rxDropped0 = rxDropped0;
+    probe.#drainMs = o.drainMs ?? PROBE_DEFAULTS.drainMs;
+    probe.#sentSamples.push([probe.#startedAt, 0]);
     return probe;
   }
 
@@ -331,9 +407,17 @@ export class Probe extends NativeHandle {
     this.live();
     const s = this.#stats.snapshot();
     const state = this.state();
-    const elapsedS = ((this.#endedAt ?? performance.now()) - this.#startedAt) / 1000;
+    const nowMs = this.#endedAt ?? performance.now();
+    const elapsedS = (nowMs - this.#startedAt) / 1000;
     const sendS = s.last_tx_ns > s.first_tx_ns ? (s.last_tx_ns - s.first_tx_ns) / 1e9 : elapsedS;
-    const lost = Math.max(0, s.sent - s.unique); // while running, frames in flight count here too
+    // While running, frames sent within the drain time may still come back: in flight, not lost.
+    const final = state === "done" || state === "failed";
+    const samples = this.#sentSamples;
+    samples.push([nowMs, s.sent]);
+    while (samples.length > 2 && samples[1][0] <= nowMs - this.#drainMs) samples.shift();
+    const settled = final ? s.sent : Math.min(s.sent, sentBefore(samples, nowMs - this.#drainMs));
+    const lost = Math.max(0, settled - s.unique);
+    const inFlight = Math.max(0, s.sent - s.unique - lost);
     const hist = this.histogram();
     const lower = (i: number) => this.#lib.layout.histLower(i);
     const rtt = s.unique > 0
@@ -349,11 +433,12 @@ export class Probe extends NativeHandle {
     const span = Math.max(sendS, 1e-9);
     return {
       state,
-      elapsedS,
+      elapsedS: round(elapsedS, 3),
       sent: s.sent,
       received: s.unique,
       lost,
-      lossPct: s.sent ? (100 * lost) / s.sent : 0,
+      inFlight,
+      lossPct: settled ? (100 * lost) / settled : 0,
       duplicates: s.duplicates,
       reordered: s.reordered,
       badRewrite: s.bad_rewrite,
@@ -403,7 +488,7 @@ export class Probe extends NativeHandle {
 /** The native options for `o` with these addresses; text parsed, defaults applied, nothing range-checked. */
 function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: string; srcIp: string }) {
   const d = { ...PROBE_DEFAULTS, ...given(o) };
-  const size = parseSize(d.size);
+  const sizeSpec = parseSize(d.size);
   const rate = parseRate(d.rate);
   const signature = parseSignature(d.signature);
   const expectSwap = parseChoice("expectSwap", d.expectSwap, SWAP_MODES);
@@ -412,14 +497,6 @@ function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: strin
   }
   const dst = parseIp(addr.dstIp);
   if (!dst) throw new FastpathError("usage", `\`dstIp\` '${addr.dstIp}' is not an IP address`);
-  const pps = ratePps(rate, size);
-  // 0 is how the library spells "max": a rate that rounds to 0 must not become the fastest one.
-  if (rate !== "max" && !(pps >= 1)) {
-    throw new FastpathError(
-      "usage",
-      `\`rate\` ${rateText(rate)} is below one frame a second: give a rate, or max for the fastest`,
-    );
-  }
   const count = d.count ?? 0;
   const durationS = o.durationS ?? (count ? 0 : d.durationS);
   const { layout } = lib;
@@ -439,15 +516,23 @@ function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: strin
     .set("vlan", d.vlan)
     .set("tos", d.tos)
     .set("nice", d.nice)
-    .set("frame_size", size === "imix" ? 0 : size, "size")
+    .set("frame_size", sizeSpec === "imix" ? 0 : sizeSpec === "min" ? 64 : sizeSpec, "size")
     .set("tx_cpu", d.cpu ?? -1, "cpu")
     .set("rx_cpu", d.rxCpu ?? d.cpu ?? -1, "rxCpu")
-    .set("rate_pps", pps, "rate")
     .set("count", count)
     .set("duration_ns", BigInt(Math.round(durationS * 1e9)), "durationS", { value: durationS, per: 1e9 })
     .set("drain_ns", BigInt(Math.round(d.drainMs * 1e6)), "drainMs", { value: d.drainMs, per: 1e6 })
     .set("session", (Math.random() * 0xffff) >>> 0)
     .set("batch", d.batch);
+  const size: FrameSize = sizeSpec === "min" ? lib.native.fp_probe_min_frame_size(opts.bytes) : sizeSpec;
+  const pps = ratePps(rate, size);
+  if (rate !== "max" && !(pps >= 1)) {
+    throw new FastpathError(
+      "usage",
+      `\`rate\` ${rateText(rate)} is below one frame a second: give a rate, or max for the fastest`,
+    );
+  }
+  opts.set("frame_size", size === "imix" ? 0 : size, "size").set("rate_pps", pps, "rate");
   return { opts, size, rate, pps };
 }
 

@@ -25,7 +25,7 @@ export const EXIT_HELP = `Exit codes:
   7  busy: another reflector or program holds the interface, port or lab (named)
   8  native library missing or of the wrong version
   9  timed out (e.g. the reflector's address did not answer ARP)
-  10 a run failed (a worker stopped, a probe got nothing back or saw wrong rewrites, …)
+  10 a run failed (a worker stopped, a probe got nothing back, lost more than --max-loss-pct or saw wrong rewrites, …)
   11 the kernel ejected the scheduler (an error or a stalled task; the EXIT: line says which)
   130 interrupted (probe and lab run, after printing what was measured)`;
 

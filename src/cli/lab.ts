@@ -12,7 +12,7 @@ import { PROBE_HEADER, probeRow } from "./probe.ts";
 import { reflectorFlags } from "./reflect.ts";
 
 /** What `lab run` does unless told otherwise. */
-export const LAB_DEFAULTS = { prefix: "fp", sizes: "64,1518,9000", rate: "20kpps", durationS: 2 } as const;
+export const LAB_DEFAULTS = { prefix: "fp", sizes: "min,1518,9000", rate: "20kpps", durationS: 2 } as const;
 
 const prefixOption = () =>
   text("prefix", "prefix of the namespace and interface names", "NAME").default(LAB_DEFAULTS.prefix);
@@ -73,7 +73,13 @@ const run = command("run", {
   examples: [],
 })
   .addOption(prefixOption())
-  .addOption(text("size", "comma list of frame sizes (64 … 9018) or imix", "LIST").default(LAB_DEFAULTS.sizes))
+  .addOption(
+    text(
+      "size",
+      "comma list of frame sizes (64 … 9018), min (the smallest the headers fit: 64, 68 with --vlan, 84 with --ipv6) or imix",
+      "LIST",
+    ).default(LAB_DEFAULTS.sizes),
+  )
   .addOption(text("rate", "rate per run (see probe --rate)", "RATE").default(LAB_DEFAULTS.rate))
   .addOption(num("duration-s", "seconds per size").default(LAB_DEFAULTS.durationS))
   .addOption(reflectorFlags.swap())
@@ -118,8 +124,8 @@ const run = command("run", {
     try {
       for (const c of cases) {
         if (interrupted) break;
-        const size = c.size;
         await using running = await startLabCase(lab, c);
+        const size = running.probe.options.size;
         const end = await monitor({
           json,
           intervalMs: 1000,

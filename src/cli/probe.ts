@@ -1,7 +1,7 @@
 /** `fastpath probe IFACE --to IP|MAC`: the handheld's side — send ITO frames, measure what comes back. */
 import { FastpathError } from "../../ffi/error.ts";
 import { mbps, pct, pps, us } from "../format.ts";
-import { Probe, PROBE_DEFAULTS, type ProbeReport, probeSummary } from "../probe.ts";
+import { Probe, PROBE_DEFAULTS, probeInterval, type ProbeReport, probeSummary } from "../probe.ts";
 import { SWAP_MODES } from "../reflector.ts";
 import { MAC_RE } from "../net.ts";
 import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
@@ -39,11 +39,16 @@ export function probeRow(label: string, p: ProbeReport): string[] {
   ];
 }
 
-/** The live line of a running probe. */
-export function probeLine(p: ProbeReport): string {
-  return `sent ${p.sent}  received ${p.received}  loss ${pct(p.lossPct)}  ${pps(p.rxPps)}  rtt p50 ${
-    p.rttUs ? us(p.rttUs.p50) : "-"
-  }`;
+/**
+ * The live line of a running probe: this interval's rates and loss (as iperf3 prints them), then the
+ * totals so far; frames still inside the drain time are in flight, not lost.
+ */
+export function probeLine(now: ProbeReport, prev: ProbeReport, dtS: number): string {
+  const i = probeInterval(now, prev, dtS);
+  return `${now.elapsedS.toFixed(1)} s: sent ${pps(i.intervalTxPps)}, back ${pps(i.intervalRxPps)}, loss ${
+    pct(i.intervalLossPct)
+  } | total sent ${now.sent}, back ${now.received}, lost ${now.lost} (${pct(now.lossPct)}), in flight ${now.inFlight}` +
+    `, rtt p50 ${now.rttUs ? us(now.rttUs.p50) : "-"}`;
 }
 
 const cmd = command("probe", {
@@ -72,7 +77,11 @@ export const probe = cmd
   .addOption(text("dst-ip", "destination IP when --to is a MAC", "IP").default(PROBE_DEFAULTS.dstIp))
   .addOption(text("src-mac", "send from this MAC (received in promiscuous mode)", "MAC"))
   .addOption(
-    text("size", "frame size with FCS: 64 … 9018, or imix (7×64, 4×594, 1×1518)", "BYTES|imix")
+    text(
+      "size",
+      "frame size with FCS: 64 … 9018, min (the smallest the headers fit: 64, 68 with --vlan, 84 over IPv6) or imix (7×64, 4×594, 1×1518)",
+      "BYTES|min|imix",
+    )
       .default(String(PROBE_DEFAULTS.size)),
   )
   .addOption(
@@ -102,10 +111,14 @@ export const probe = cmd
     num("drain-ms", "how long to wait for late reflections after the last frame").default(PROBE_DEFAULTS.drainMs),
   )
   .addOption(text("netns", "network namespace the interface lives in (Linux)", "NAME"))
+  .addOption(num("max-loss-pct", "fail (exit 10) when the frame loss rate is above this, %"))
   .addOption(intervalOption())
   .addOption(formatOption())
   .action(async (iface, f) => {
     const json = f.format === "json";
+    if (f.maxLossPct !== undefined && !(f.maxLossPct >= 0 && f.maxLossPct <= 100)) {
+      throw new FastpathError("usage", `\`maxLossPct\` ${f.maxLossPct} must be a percentage from 0 to 100`);
+    }
     const stop = untilSignal();
     let p: Probe;
     try {
@@ -149,15 +162,15 @@ export const probe = cmd
         intervalMs: f.intervalMs,
         stop: stop.promise,
         sample: () => p.report(),
-        line: (r) => probeLine(r),
-        interval: (r) => ["probe_interval", { ...r }],
+        line: probeLine,
+        interval: (r, prev, dt) => ["probe_interval", { ...r, ...probeInterval(r, prev, dt) }],
         wait: async (ms) => (await p.wait(ms)) ? "done" : undefined,
       });
       const interrupted = end !== "done";
       if (interrupted) p.stop();
       const report = await p.done();
       if (json) emit("probe_summary", { interrupted, ...report });
-      else console.log(probeSummary(report));
+      else console.log(probeSummary(report, o.ratePps));
       if (interrupted) return setExit(130);
       if (report.sent > 0 && report.received === 0) {
         // Exit 0 here would tell a script that a dead reflector is fine.
@@ -165,6 +178,14 @@ export const probe = cmd
         throw new FastpathError(
           "failed",
           `nothing came back: is a reflector running on ${o.dstIp} (${o.dstMac})${arp}? start one with 'sudo fastpath reflect IFACE' there`,
+        );
+      }
+      if (f.maxLossPct !== undefined && report.lossPct > f.maxLossPct) {
+        throw new FastpathError(
+          "failed",
+          `frame loss rate ${
+            pct(report.lossPct)
+          } (${report.lost} of ${report.sent}) is above --max-loss-pct ${f.maxLossPct}`,
         );
       }
       if (report.badRewrite > 0) {

@@ -100,6 +100,12 @@ export fn fp_probe_check(opts: *const abi.ProbeOptions) abi.Status {
     return status(probe_core.checkOptions(opts));
 }
 
+/// The smallest frame size (bytes, FCS included) that carries the probe's headers for these options
+/// (VLAN tag, IPv4 or IPv6): what `size` "min", the default, becomes.
+export fn fp_probe_min_frame_size(opts: *const abi.ProbeOptions) u32 {
+    return probe_core.minFrameSize(opts);
+}
+
 /// Live statistics of the run.
 export fn fp_probe_stats(p: *Probe) *abi.ProbeStats {
     return p.stats;

@@ -1,0 +1,108 @@
+/**
+ * The probe's numbers and exit codes in a namespace lab: per-interval rates beside the totals, frames
+ * in the drain window in flight (not lost), --max-loss-pct, and default sizes that fit the headers.
+ */
+import assert from "node:assert/strict";
+import { type Lab, labDown, labUp } from "../src/lab.ts";
+import { Reflector } from "../src/reflector.ts";
+import { cli, isRoot, labPrefix, netnsList, skipUnless, spawnCli } from "./helpers.ts";
+
+const PREFIX = labPrefix("fpr");
+
+function lines(stdout: string, type: string): Record<string, any>[] {
+  return stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((o) => o.type === type);
+}
+
+Deno.test("honest live numbers and exit codes", async (t) => {
+  if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
+
+  await t.step("lab run --ipv6 and --vlan choose the smallest size their headers fit by default", async () => {
+    // It once failed on its own default: "--size 64 is too small for these headers: use 84 or more".
+    for (const [flag, size] of [["--ipv6", 84], ["--vlan", 68]] as const) {
+      const args = ["lab", "run", "--prefix", PREFIX, flag, ...(flag === "--vlan" ? ["7"] : [])];
+      const r = await cli([...args, "--rate", "1kpps", "--duration-s", "1", "--format", "json"]);
+      assert.equal(r.code, 0, r.stderr);
+      const [result] = lines(r.stdout, "lab_result");
+      assert.equal(result.case.size, size, r.stdout);
+      assert.equal(result.probe.received, result.probe.sent);
+    }
+    assert.ok(!(await netnsList()).some((n) => n.startsWith(`${PREFIX}-`)), "lab run left its lab behind");
+  });
+
+  const lab: Lab = await labUp({ prefix: PREFIX });
+  const probe = (
+    ...extra: string[]
+  ) => ["probe", lab.probeIf, "--netns", lab.probeNs, "--to", lab.reflectorIp, "--format", "json", ...extra];
+  try {
+    await t.step("frames inside the drain window are in flight while the probe runs, not lost", async () => {
+      // Nothing reflects: every interval used to count every frame sent so far as lost.
+      const r = await cli([
+        ...probe("--rate", "1kpps", "--duration-s", "1", "--drain-ms", "2000", "--interval-ms", "200"),
+        "--to",
+        lab.reflectorMac,
+      ]);
+      assert.equal(r.code, 10, r.stderr);
+      const sending = lines(r.stdout, "probe_interval").filter((i) => i.state === "sending");
+      assert.ok(sending.length >= 3, r.stdout);
+      for (const i of sending) {
+        assert.equal(i.lost, 0, JSON.stringify(i));
+        assert.equal(i.in_flight, i.sent, JSON.stringify(i));
+        assert.equal(i.interval_loss_pct, 0);
+      }
+      const [summary] = lines(r.stdout, "probe_summary");
+      assert.equal(summary.lost, summary.sent);
+      assert.equal(summary.in_flight, 0);
+    });
+
+    const reflector = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet" });
+    try {
+      await t.step("each interval carries its own rates beside the totals, as iperf3's do", async () => {
+        const r = await cli(probe("--rate", "2kpps", "--duration-s", "2", "--interval-ms", "500"));
+        assert.equal(r.code, 0, r.stderr);
+        const intervals = lines(r.stdout, "probe_interval");
+        const middle = intervals.filter((i) => i.state === "sending" && i.elapsed_s > 0.9 && i.elapsed_s < 1.9);
+        assert.ok(middle.length >= 1, r.stdout);
+        for (const i of middle) {
+          assert.ok(Math.abs(i.interval_tx_pps - 2000) < 300, JSON.stringify(i));
+          assert.ok(Math.abs(i.interval_rx_pps - 2000) < 300, JSON.stringify(i));
+          assert.ok(i.interval_sent < i.sent, "an interval's count is not the total");
+          assert.equal(i.interval_lost, 0);
+        }
+        const sum = intervals.reduce((a, i) => a + i.interval_received, 0);
+        assert.equal(sum, lines(r.stdout, "probe_summary")[0].received);
+        assert.equal(Math.round(intervals[0].elapsed_s * 1000) / 1000, intervals[0].elapsed_s);
+      });
+
+      await t.step("probe --vlan without --size sends the 68-byte frames a tag needs", async () => {
+        const r = await cli(probe("--vlan", "7", "--count", "100", "--rate", "1kpps"));
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(lines(r.stdout, "probe_started")[0].size, 68);
+      });
+    } finally {
+      reflector.close();
+    }
+
+    await t.step("--max-loss-pct fails a run that lost more (exit 10) and passes one that lost less", async () => {
+      // The reflector stops halfway through a 2 s run: about half the frames are lost.
+      const half = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet" });
+      const p = spawnCli(probe("--rate", "1kpps", "--duration-s", "2", "--drain-ms", "200", "--max-loss-pct", "10"));
+      await new Promise((r) => setTimeout(r, 1000));
+      half.close();
+      const r = await p.finish();
+      assert.equal(r.code, 10, r.stderr);
+      assert.match(r.stderr, /^error: frame loss rate [\d.]+ % \(\d+ of \d+\) is above --max-loss-pct 10\n$/m);
+      const whole = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "packet" });
+      try {
+        const ok = await cli(probe("--rate", "1kpps", "--count", "500", "--max-loss-pct", "1"));
+        assert.equal(ok.code, 0, ok.stderr);
+      } finally {
+        whole.close();
+      }
+      const bad = await cli(probe("--count", "1", "--max-loss-pct", "101"));
+      assert.equal(bad.code, 2);
+      assert.equal(bad.stderr, "error: --max-loss-pct 101 must be a percentage from 0 to 100\n");
+    });
+  } finally {
+    await labDown(lab);
+  }
+});
