@@ -7,7 +7,7 @@ import { type Lab, labDown, labUp } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { cli, isRoot, labPrefix, netnsList, skipUnless, spawnCli } from "./helpers.ts";
 
-const PREFIX = labPrefix("fpr");
+const PREFIX = labPrefix("fpn");
 
 function lines(stdout: string, type: string): Record<string, any>[] {
   return stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((o) => o.type === type);
