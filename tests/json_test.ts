@@ -41,6 +41,7 @@ Deno.test("the JSON contract", async (t) => {
       sent: 1,
       received: 1,
       lost: 0,
+      in_flight: 0,
       loss_pct: 0,
       duplicates: 0,
       reordered: 0,
