@@ -193,7 +193,7 @@ async function refuseInUse(lab: Lab): Promise<void> {
 /**
  * Other processes that hold the lab, one description each: whoever holds the flock on its owner record
  * (a running `lab run` or script), on a reflector's lock of one of its interfaces (zig/src/reflect:
- * /run/fastpath/NETNS.IFACE.lock), or runs inside one of its namespaces. From /proc/locks, so a lock
+ * /run/fastpath/netINODE.IFACE.lock), or runs inside one of its namespaces. From /proc/locks, so a lock
  * left by a dead process counts for nothing.
  */
 export async function labHolders(lab: Lab): Promise<string[]> {
@@ -207,7 +207,11 @@ export async function labHolders(lab: Lab): Promise<string[]> {
     const what = rec.owner === "script" ? "a script" : `'fastpath ${rec.owner}'`;
     add(locks.get(await fileKey(ownerFile(lab.prefix))), what);
   }
-  const nss = [lab.reflectorNs, lab.probeNs];
+  // A reflector's lock is named by its namespace's inode (the nsfs inode of /run/netns/NS).
+  const nss: string[] = [];
+  for (const ns of [lab.reflectorNs, lab.probeNs]) {
+    await Deno.stat(`/run/netns/${ns}`).then((st) => nss.push(`net${st.ino}`), () => {});
+  }
   try {
     for await (const e of Deno.readDir(RUN_DIR)) {
       const ns = nss.find((n) => e.name.startsWith(`${n}.`) && e.name.endsWith(".lock"));
