@@ -80,6 +80,15 @@ export const symbols = {
     ],
     result: "i32",
   },
+  fp_run_lock: {
+    parameters: [
+      "buffer", // const char *name — a file in /run/fastpath
+      "buffer", // int32_t *out — its descriptor
+    ],
+    result: "i32", // busy while another process holds it
+  },
+  /** void fp_run_unlock(int32_t fd, const char *name, uint8_t remove) */
+  fp_run_unlock: { parameters: ["i32", "buffer", "u8"], result: "void" },
   fp_neigh_solicit: {
     parameters: [
       "buffer", // const char *netns ("" = current)

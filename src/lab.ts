@@ -83,7 +83,8 @@ export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): 
     throw new FastpathError("permission_denied", "the lab creates network namespaces: run it as root (sudo)");
   }
   const lab = labNames(c);
-  await claim(lab, c.owner ?? "script");
+  const owner = c.owner ?? "script";
+  await claim(lab, owner);
   try {
     await ip(undefined, "netns", "add", lab.reflectorNs);
     await ip(undefined, "netns", "add", lab.probeNs);
@@ -125,6 +126,8 @@ export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): 
     await labDown(lab);
     throw err;
   }
+  // `lab up`'s record stays for `lab down` in a later process; the lock goes now.
+  if (owner === "lab up") await unlock(lab.prefix, false);
   return lab;
 }
 
@@ -132,37 +135,86 @@ export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): 
 export type LabOwner = "lab up" | "lab run" | "script";
 
 const RUN_DIR = "/run/fastpath";
-const ownerFile = (prefix: string) => `${RUN_DIR}/lab.${prefix}.owner`;
-/** The owner records this process holds (flocked while it lives), by prefix. */
-const held = new Map<string, Deno.FsFile>();
+const ownerName = (prefix: string) => `lab.${prefix}.owner`;
+const ownerFile = (prefix: string) => `${RUN_DIR}/${ownerName(prefix)}`;
+/**
+ * The owner records this process holds, by prefix: the descriptor of each one's run lock (an flock the
+ * library takes without waiting, zig/src/sys/runlock.zig; the kernel drops it when this process dies).
+ */
+const held = new Map<string, number>();
+const enc = (s: string) => new TextEncoder().encode(s + "\0");
 
-/** Makes the lab this process's to build, or says who has it (see `labUp`). */
+/**
+ * Makes the lab this process's to build, or says who has it (see `labUp`). The owner record's lock is
+ * taken first, so of two builders started together exactly one goes on (the other is refused naming
+ * it), and every check below runs with no other builder or remover at work.
+ */
 async function claim(lab: Lab, owner: LabOwner): Promise<void> {
-  const there = await existing(lab);
-  if (there.length > 0 && !held.has(lab.prefix)) {
-    await refuseInUse(lab);
-    const rec = await ownerOf(lab.prefix);
-    if (!rec) throw notOurs(there[0]);
-    if (rec.owner === "lab up" && owner !== "lab up") {
-      throw new FastpathError(
-        "busy",
-        `lab ${lab.prefix} was built by 'fastpath lab up' (pid ${rec.pid}): remove it with 'fastpath lab down --prefix ${lab.prefix}', or choose another \`prefix\``,
-      );
-    }
+  if (!held.has(lab.prefix)) {
+    await takeOver(lab, (rec) => {
+      if (rec.owner === "lab up" && owner !== "lab up") {
+        throw new FastpathError(
+          "busy",
+          `lab ${lab.prefix} was built by 'fastpath lab up' (pid ${rec.pid}): remove it with 'fastpath lab down --prefix ${lab.prefix}', or choose another \`prefix\``,
+        );
+      }
+    });
   }
   await removeNamespaces(lab);
   // On record before the first namespace exists: a builder killed half-way leaves a stale lab, not a foreign one.
-  await Deno.mkdir(RUN_DIR, { recursive: true });
-  held.get(lab.prefix)?.close();
-  held.delete(lab.prefix);
-  const file = await Deno.open(ownerFile(lab.prefix), { create: true, write: true, truncate: true });
-  await file.write(new TextEncoder().encode(JSON.stringify({ owner, pid: Deno.pid }) + "\n"));
-  if (owner === "lab up") file.close();
-  else {
-    await file.lock(true);
-    held.set(lab.prefix, file);
-    if (owner === "script") onSignals(lab);
+  await Deno.writeTextFile(ownerFile(lab.prefix), JSON.stringify({ owner, pid: Deno.pid }) + "\n");
+  if (owner === "script") onSignals(lab);
+}
+
+/**
+ * Takes the lab's owner record, then checks that the lab's namespaces (if any) may go: nothing else
+ * holds them, a fastpath lab made them, and `allow` accepts who built it. A refusal gives the record up.
+ */
+async function takeOver(lab: Lab, allow: (rec: { owner: LabOwner; pid: number }) => void = () => {}): Promise<void> {
+  await lock(lab);
+  try {
+    const there = await existing(lab);
+    if (there.length === 0) return;
+    await refuseInUse(lab);
+    const rec = await ownerOf(lab.prefix);
+    if (!rec) throw notOurs(there[0]);
+    allow(rec);
+  } catch (err) {
+    await unlock(lab.prefix, !(await ownerOf(lab.prefix)));
+    throw err;
   }
+}
+
+/** How long a holder that is going away (killed, exiting) gets to let go before it is named as busy. */
+const LET_GO_MS = 1000;
+
+/** Takes the lab's owner record, or throws "busy" naming who holds it. */
+async function lock(lab: Lab): Promise<void> {
+  const lib = await load();
+  const fd = new Int32Array(1);
+  const end = Date.now() + LET_GO_MS;
+  for (;;) {
+    const status = lib.native.fp_run_lock(enc(ownerName(lab.prefix)), new Uint8Array(fd.buffer));
+    if (status === 0) break;
+    try {
+      lib.unwrap(status, `lab ${lab.prefix}`);
+    } catch (err) {
+      if (!(err instanceof FastpathError && err.code === "busy") || Date.now() > end) {
+        if (err instanceof FastpathError && err.code === "busy") await refuseInUse(lab, 0);
+        throw err;
+      }
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  held.set(lab.prefix, fd[0]);
+}
+
+/** Gives up the lab's owner record this process holds; `remove` deletes it too. */
+async function unlock(prefix: string, remove: boolean): Promise<void> {
+  const fd = held.get(prefix);
+  if (fd === undefined) return;
+  held.delete(prefix);
+  (await load()).native.fp_run_unlock(fd, enc(ownerName(prefix)), remove ? 1 : 0);
 }
 
 function notOurs(ns: string): FastpathError {
@@ -180,9 +232,17 @@ async function ownerOf(prefix: string): Promise<{ owner: LabOwner; pid: number }
   }
 }
 
-/** Throws "busy" naming every other process that holds the lab (its builder, a reflector in it, a process in its namespaces). */
-async function refuseInUse(lab: Lab): Promise<void> {
-  const holders = await labHolders(lab);
+/**
+ * Throws "busy" naming every other process that holds the lab (its builder, a reflector in it, a process
+ * in its namespaces) after `letGoMs`: a holder that is going away (a `lab run` just killed) is not named.
+ */
+async function refuseInUse(lab: Lab, letGoMs = LET_GO_MS): Promise<void> {
+  const end = Date.now() + letGoMs;
+  let holders = await labHolders(lab);
+  while (holders.length > 0 && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 50));
+    holders = await labHolders(lab);
+  }
   if (holders.length === 0) return;
   throw new FastpathError(
     "busy",
@@ -193,7 +253,7 @@ async function refuseInUse(lab: Lab): Promise<void> {
 /**
  * Other processes that hold the lab, one description each: whoever holds the flock on its owner record
  * (a running `lab run` or script), on a reflector's lock of one of its interfaces (zig/src/reflect:
- * /run/fastpath/NETNS.IFACE.lock), or runs inside one of its namespaces. From /proc/locks, so a lock
+ * /run/fastpath/netINODE.IFACE.lock), or runs inside one of its namespaces. From /proc/locks, so a lock
  * left by a dead process counts for nothing.
  */
 export async function labHolders(lab: Lab): Promise<string[]> {
@@ -202,12 +262,15 @@ export async function labHolders(lab: Lab): Promise<string[]> {
   const add = (pid: number | undefined, what: string) => {
     if (pid !== undefined && pid !== Deno.pid && !byPid.has(pid)) byPid.set(pid, `${what} (pid ${pid})`);
   };
+  // The record names the builder; one that has just taken the lock may not have written it yet.
   const rec = await ownerOf(lab.prefix);
-  if (rec) {
-    const what = rec.owner === "script" ? "a script" : `'fastpath ${rec.owner}'`;
-    add(locks.get(await fileKey(ownerFile(lab.prefix))), what);
+  const what = !rec ? "a fastpath lab builder" : rec.owner === "script" ? "a script" : `'fastpath ${rec.owner}'`;
+  add(locks.get(await fileKey(ownerFile(lab.prefix))), what);
+  // A reflector's lock is named by its namespace's inode (the nsfs inode of /run/netns/NS).
+  const nss: string[] = [];
+  for (const ns of [lab.reflectorNs, lab.probeNs]) {
+    await Deno.stat(`/run/netns/${ns}`).then((st) => nss.push(`net${st.ino}`), () => {});
   }
-  const nss = [lab.reflectorNs, lab.probeNs];
   try {
     for await (const e of Deno.readDir(RUN_DIR)) {
       const ns = nss.find((n) => e.name.startsWith(`${n}.`) && e.name.endsWith(".lock"));
@@ -297,15 +360,9 @@ export async function peerForMode(lab: Lab, mode: string): Promise<void> {
  */
 export async function labDown(c: Partial<LabConfig> | Lab = {}): Promise<string[]> {
   const lab = "reflectorNs" in c ? c as Lab : labNames(c);
-  const there = await existing(lab);
-  if (there.length > 0 && !held.has(lab.prefix)) {
-    await refuseInUse(lab);
-    if (!(await ownerOf(lab.prefix))) throw notOurs(there[0]);
-  }
+  if (!held.has(lab.prefix)) await takeOver(lab);
   const removed = await removeNamespaces(lab);
-  await Deno.remove(ownerFile(lab.prefix)).catch(() => {});
-  held.get(lab.prefix)?.close();
-  held.delete(lab.prefix);
+  await unlock(lab.prefix, true);
   offSignals(lab.prefix);
   return removed;
 }

@@ -42,10 +42,14 @@ export function checkJsonOutput(args: string[], stdout: string): void {
   for (const line of stdout.split("\n").filter(Boolean)) checkJsonLine(line);
 }
 
-/** Starts the CLI and returns the child plus a promise of everything it printed. */
-export function spawnCli(args: string[]) {
-  const child = new Deno.Command(DENO, {
-    args: ["run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, ...args],
+/**
+ * Starts the CLI and returns the child plus a promise of everything it printed; with `netns`, inside
+ * that namespace ('ip netns exec', which execs the CLI: the child's pid is the CLI's).
+ */
+export function spawnCli(args: string[], opts: { netns?: string } = {}) {
+  const argv = ["run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, ...args];
+  const child = new Deno.Command(opts.netns ? "ip" : DENO, {
+    args: opts.netns ? ["netns", "exec", opts.netns, DENO, ...argv] : argv,
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",

@@ -86,6 +86,40 @@ Deno.test("the lab is owned", async (t) => {
       assert.deepEqual(await labNamespaces(), [], "lab run removed the lab it built");
     });
 
+    await t.step(
+      "two lab runs with the same prefix started at once: one runs, the other is refused with exit 7 naming it",
+      async () => {
+        const args = ["lab", "run", "--prefix", PREFIX, "--size", "64", "--duration-s", "1", "--rate", "1kpps"];
+        for (let round = 0; round < 3; round++) {
+          const [a, b] = [spawnCli(args), spawnCli(args)];
+          const [ra, rb] = await Promise.all([a.finish(), b.finish()]);
+          const [won, lost, winner] = ra.code === 0 ? [ra, rb, a] : [rb, ra, b];
+          assert.equal(won.code, 0, `round ${round}: ${ra.stderr}\n---\n${rb.stderr}`);
+          assert.equal(lost.code, 7, `round ${round}: ${lost.stderr}`);
+          assert.match(
+            lost.stderr,
+            new RegExp(
+              `^error: lab ${PREFIX} is in use by 'fastpath lab run' \\(pid ${winner.child.pid}\\): stop it first, or choose another --prefix$`,
+              "m",
+            ),
+          );
+          assert.equal(lost.stdout, "", "the refused one measured nothing");
+          assert.deepEqual(await labNamespaces(), []);
+        }
+      },
+    );
+
+    await t.step("a lab run killed with SIGKILL leaves a lab the next lab run takes over at once", async () => {
+      const p = spawnCli(["lab", "run", "--prefix", PREFIX, "--size", "64", "--duration-s", "30", "--rate", "1kpps"]);
+      await untilUp(p.stderr);
+      await new Promise((r) => setTimeout(r, 1000));
+      p.child.kill("SIGKILL");
+      await p.finish();
+      const r = await cli(["lab", "run", "--prefix", PREFIX, "--size", "64", "--duration-s", "1", "--rate", "1kpps"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await labNamespaces(), []);
+    });
+
     await t.step("lab down leaves a namespace that no fastpath lab made", async () => {
       await run(["ip", "netns", "add", lab.reflectorNs]);
       try {

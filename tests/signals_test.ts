@@ -96,7 +96,8 @@ Deno.test("exit paths", async (t) => {
       async () => {
         // The values the device's NAPI had before the deferral: the next reflector puts them back (a
         // NIC's NAPI outlives the process; a veth's goes with the XDP program).
-        const saved = `/run/fastpath/${lab.reflectorNs}.${lab.reflectorIf}.napi`;
+        const netns = (await Deno.stat(`/run/netns/${lab.reflectorNs}`)).ino;
+        const saved = `/run/fastpath/net${netns}.${lab.reflectorIf}.napi`;
         const p = spawnCli([...reflectArgs, "--mode", "afxdp"]);
         await p.waitFor("stop with Ctrl-C");
         assert.match(p.stderr, /in afxdp mode \(XDP \w+, copy mode, receive interrupts deferred up to 500 µs\)/);
@@ -196,7 +197,8 @@ Deno.test("exit paths", async (t) => {
       assert.match(
         r2.stderr,
         new RegExp(
-          `^error: cannot reflect on ${lab.reflectorIf}: another fastpath reflector \\(pid \\d+\\) is running on ${lab.reflectorIf}; stop it first`,
+          `^error: cannot reflect on ${lab.reflectorIf}: another fastpath reflector \\(pid ${first.child.pid}\\) is running on ${lab.reflectorIf} in network namespace ${lab.reflectorNs}; stop it first$`,
+          "m",
         ),
       );
       first.child.kill("SIGTERM");

@@ -158,8 +158,14 @@ export const reflect = cmd
       throw err;
     }
     try {
-      if (json) emit("reflect_started", { ...r.info });
-      else banner(iface, r.info);
+      // Options named as this command line spells them, in the JSON as in the text (docs/json.md).
+      if (json) {
+        emit("reflect_started", {
+          ...r.info,
+          reason: cliText(r.info.reason),
+          warning: r.info.warning && cliText(r.info.warning),
+        });
+      } else banner(iface, r.info);
       const end = await monitor({
         json,
         intervalMs: f.intervalMs,

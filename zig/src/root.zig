@@ -141,6 +141,20 @@ export fn fp_neigh_solicit(netns: [*:0]const u8, ifname: [*:0]const u8, ip: *con
     return status(os.neighSolicit(std.mem.span(netns), std.mem.span(ifname), ip, ipv6 != 0));
 }
 
+/// Takes the run lock /run/fastpath/NAME without waiting (the lab's ownership record): `out` gets its
+/// descriptor; `busy` while another process holds it. The kernel drops it when this process dies.
+export fn fp_run_lock(name: [*:0]const u8, out: *i32) abi.Status {
+    out.* = -1;
+    return status(blk: {
+        out.* = os.runLock(std.mem.span(name)) catch |e| break :blk e;
+    });
+}
+
+/// Gives up a run lock; `remove` = 1 deletes its file first (the record goes with its holder).
+export fn fp_run_unlock(fd: i32, name: [*:0]const u8, remove: u8) void {
+    os.runUnlock(fd, std.mem.span(name), remove != 0);
+}
+
 // --- sched_ext scheduler ----------------------------------------------------------------------
 
 const Scheduler = os.Scheduler;

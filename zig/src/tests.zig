@@ -8,6 +8,7 @@ test {
     _ = @import("ito/checksum.zig");
     _ = @import("ito/cbpf.zig");
     _ = @import("sys/linux.zig");
+    _ = @import("sys/runlock.zig");
     _ = @import("reflect/afpacket.zig");
     _ = @import("reflect/afxdp.zig");
     _ = @import("reflect/napi.zig");

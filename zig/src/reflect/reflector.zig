@@ -6,6 +6,7 @@ const abi = @import("../abi.zig");
 const afpacket = @import("afpacket.zig");
 const cbpf = @import("../ito/cbpf.zig");
 const diag = @import("../sys/diag.zig");
+const runlock = @import("../sys/runlock.zig");
 const guard = @import("guard.zig");
 const ito = @import("../ito/ito.zig");
 const sys = @import("../sys/linux.zig");
@@ -23,6 +24,8 @@ pub const Reflector = struct {
     cfg: abi.ItoConfig,
     filter: cbpf.Filter = .{},
     iface: sys.IfaceInfo,
+    /// The interface's network namespace (sys.Netns.current).
+    netns_id: u64,
     counters: []align(64) abi.Counters,
     workers: []Worker,
     stop_signal: sys.StopSignal,
@@ -69,8 +72,13 @@ pub const Reflector = struct {
         // Sockets belong to the namespace they are created in; the workers can live anywhere.
         var ns = try sys.Netns.enter(netns);
         defer ns.leave();
+        // Where the interface is, however the namespace was entered (`netns`, 'ip netns exec', or
+        // started inside it): what the lock and the state files are keyed on.
+        const netns_id = try sys.Netns.current();
+        var name_buf: [64]u8 = undefined;
+        const netns_name = if (netns.len > 0) netns else sys.Netns.nameOf(netns_id, &name_buf);
 
-        const iface = try sys.ifaceInfo(ifname);
+        const iface = try sys.ifaceInfoIn(ifname, netns_name);
         if (!iface.up) return diag.fail(error.InterfaceDown, "interface {s} is down: bring it up with 'ip link set {s} up'", .{ ifname, ifname });
 
         const self = gpa.create(Reflector) catch return error.OutOfMemory;
@@ -80,6 +88,7 @@ pub const Reflector = struct {
             .opts = opts.*,
             .cfg = cfg,
             .iface = iface,
+            .netns_id = netns_id,
             .counters = undefined,
             .workers = undefined,
             .stop_signal = undefined,
@@ -88,9 +97,9 @@ pub const Reflector = struct {
         self.mac_now.store(xdp.macWord(iface.mac), .release);
         cbpf.build(&self.filter, &self.cfg);
         // The host stack sees every frame packet mode sees; only a held port keeps it from answering.
-        if (dataplane == .packet and self.cfg.port == 0) return options.refuseAnyPort("packet", " or use `mode` xdp");
+        if (dataplane == .packet and self.cfg.port == 0) return options.refuseAnyPort("packet", anyPortModes(ifname, iface.index));
 
-        try self.lock.acquire(netns, ifname);
+        try self.lock.acquire(netns_id, netns_name, ifname);
         errdefer self.lock.release();
 
         self.guard = try guard.Guard.open(ifname, &.{self.cfg.port});
@@ -215,7 +224,7 @@ pub const Reflector = struct {
         // puts back what a killed reflector left deferred, so it runs with --coalesce-us 0 too.
         {
             var buf: [128]u8 = undefined;
-            const path = statePath(&buf, std.mem.sliceTo(&self.opts.netns, 0), ifname, "napi");
+            const path = statePath(&buf, self.netns_id, ifname, "napi");
             self.deferral = napi.Deferral.open(ifindex, path);
             if (self.deferral) |*d| if (self.opts.coalesce_us > 0) {
                 d.set(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us);
@@ -661,30 +670,45 @@ fn rxVlanOffload(fd: i32, ifname: []const u8) bool {
     return sys.ethtool(fd, ifname, &v) and v.data & (1 << 8) != 0; // ETH_FLAG_RXVLAN
 }
 
-/// /run/fastpath/<netns>.<ifname>.<what>: the reflector's files for one interface.
-fn statePath(buf: *[128]u8, netns: []const u8, ifname: []const u8, what: []const u8) [:0]const u8 {
-    return std.fmt.bufPrintZ(buf, "/run/fastpath/{s}.{s}.{s}", .{ if (netns.len == 0) "-" else netns, ifname, what }) catch unreachable;
+/// The modes that reflect with `port` 0 (any) on `ifname`, for packet mode's refusal: xdp only where
+/// it can run (a veth's peer needs an XDP program to take XDP_TX frames), afxdp everywhere.
+fn anyPortModes(ifname: []const u8, ifindex: i32) []const u8 {
+    const both = " or use `mode` xdp or afxdp";
+    const rc = linux.socket(linux.AF.INET, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0);
+    if (linux.E.init(rc) != .SUCCESS) return both;
+    const fd: i32 = @intCast(rc);
+    defer sys.close(fd);
+    const peer = veth.peerCheck(fd, ifname, ifindex) orelse return both;
+    return if (peer.xdp) both else " or use `mode` afxdp (xdp would need an XDP program on the veth peer)";
 }
 
-/// One reflector per interface (and namespace): an flock on /run/fastpath/<netns>.<ifname>.lock that
-/// the kernel releases when the process dies, however it dies.
+/// /run/fastpath/net<netns inode>.<ifname>.<what>: the reflector's files for one interface.
+fn statePath(buf: *[128]u8, netns_id: u64, ifname: []const u8, what: []const u8) [:0]const u8 {
+    return std.fmt.bufPrintZ(buf, runlock.dir ++ "/net{d}.{s}.{s}", .{ netns_id, ifname, what }) catch unreachable;
+}
+
+/// One reflector per interface: a run lock (sys/runlock.zig) on /run/fastpath/net<netns inode>.<ifname>.lock
+/// holding the reflector's pid, removed when it stops.
 const Lock = struct {
     fd: i32 = -1,
+    path_buf: [128]u8 = undefined,
+    path: [:0]const u8 = "",
 
-    fn acquire(l: *Lock, netns: []const u8, ifname: []const u8) Error!void {
-        _ = linux.mkdir("/run/fastpath", 0o755);
-        var buf: [128]u8 = undefined;
-        const path = statePath(&buf, netns, ifname, "lock");
-        const fd: i32 = @intCast(try sys.check(linux.open(path, .{ .ACCMODE = .RDWR, .CREAT = true, .CLOEXEC = true }, 0o644), "opening {s}", .{path}));
-        errdefer sys.close(fd);
-        const rc = linux.flock(fd, std.posix.LOCK.EX | std.posix.LOCK.NB);
-        if (linux.E.init(rc) == .AGAIN) {
+    fn acquire(l: *Lock, netns_id: u64, netns_name: []const u8, ifname: []const u8) Error!void {
+        l.path = statePath(&l.path_buf, netns_id, ifname, "lock");
+        // A holder that has just taken the lock may not have written its pid yet.
+        var tries: u32 = 0;
+        const fd = while (true) : (tries += 1) {
+            if (try runlock.tryLock(l.path)) |fd| break fd;
             var pid_buf: [16]u8 = undefined;
-            const n = linux.pread(fd, &pid_buf, pid_buf.len, 0);
-            const pid = if (linux.E.init(n) == .SUCCESS) std.mem.trim(u8, pid_buf[0..n], " \n") else "?";
-            return diag.fail(error.Busy, "another fastpath reflector (pid {s}) is running on {s}; stop it first", .{ pid, ifname });
-        }
-        _ = try sys.check(rc, "locking {s}", .{path});
+            const pid = readPid(l.path, &pid_buf);
+            if (pid.len == 0 and tries < 20) {
+                sys.sleepNs(5 * std.time.ns_per_ms);
+                continue;
+            }
+            const in = if (netns_name.len > 0) " in network namespace " else "";
+            return diag.fail(error.Busy, "another fastpath reflector (pid {s}) is running on {s}{s}{s}; stop it first", .{ if (pid.len > 0) pid else "?", ifname, in, netns_name });
+        };
         var pid_buf: [16]u8 = undefined;
         const pid = std.fmt.bufPrint(&pid_buf, "{d}\n", .{linux.getpid()}) catch unreachable;
         _ = linux.ftruncate(fd, 0);
@@ -692,8 +716,19 @@ const Lock = struct {
         l.fd = fd;
     }
 
+    fn readPid(path: [:0]const u8, buf: *[16]u8) []const u8 {
+        const rc = linux.open(path, .{ .CLOEXEC = true }, 0);
+        if (linux.E.init(rc) != .SUCCESS) return "";
+        const fd: i32 = @intCast(rc);
+        defer sys.close(fd);
+        const n = linux.pread(fd, buf, buf.len, 0);
+        if (linux.E.init(n) != .SUCCESS) return "";
+        return std.mem.trim(u8, buf[0..n], " \n");
+    }
+
+    /// Gives the interface up and removes the lock file.
     fn release(l: *Lock) void {
-        sys.close(l.fd); // the flock goes with the descriptor
+        runlock.unlock(l.fd, l.path, true);
         l.fd = -1;
     }
 };

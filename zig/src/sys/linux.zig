@@ -68,12 +68,21 @@ fn ifreqFor(name: []const u8) Error!linux.ifreq {
 
 /// Reads index, MAC, MTU and flags of interface `name` in the calling thread's network namespace.
 pub fn ifaceInfo(name: []const u8) Error!IfaceInfo {
+    return ifaceInfoIn(name, "");
+}
+
+/// `ifaceInfo` where the calling thread is in network namespace `netns` (its `ip netns` name, "" for
+/// none): a missing interface is looked for with 'ip -n NETNS link'.
+pub fn ifaceInfoIn(name: []const u8, netns: []const u8) Error!IfaceInfo {
     const fd: i32 = @intCast(try check(linux.socket(linux.AF.INET, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0), "socket", .{}));
     defer close(fd);
     var ifr = try ifreqFor(name);
     const idx_rc = linux.ioctl(fd, linux.SIOCGIFINDEX, @intFromPtr(&ifr));
     if (linux.E.init(idx_rc) != .SUCCESS)
-        return diag.fail(error.NoSuchDevice, "no interface named '{s}' (see 'ip link')", .{name});
+        return if (netns.len == 0)
+            diag.fail(error.NoSuchDevice, "no interface named '{s}' (see 'ip link')", .{name})
+        else
+            diag.fail(error.NoSuchDevice, "no interface named '{s}' in network namespace {s} (see 'ip -n {s} link')", .{ name, netns, netns });
     var info: IfaceInfo = .{ .index = ifr.ifru.ivalue, .mac = undefined, .mtu = 0, .up = false, .running = false };
     _ = try check(linux.ioctl(fd, linux.SIOCGIFHWADDR, @intFromPtr(&ifr)), "reading the MAC of {s}", .{name});
     @memcpy(&info.mac, ifr.ifru.hwaddr.data[0..6]);
@@ -210,6 +219,28 @@ pub const Netns = struct {
         return .{ .saved = saved };
     }
 
+    /// The calling thread's network namespace, told apart from every other by its nsfs inode (what
+    /// `stat -L /proc/PID/ns/net` and `stat /run/netns/NAME` show): the same however it was entered.
+    pub fn current() Error!u64 {
+        var st: linux.Stat = undefined;
+        _ = try check(linux.fstatat(linux.AT.FDCWD, "/proc/thread-self/ns/net", &st, 0), "reading this thread's network namespace", .{});
+        return st.ino;
+    }
+
+    /// The `ip netns` name of namespace `id` (see `current`), or "" when it has none (the host's).
+    pub fn nameOf(id: u64, buf: *[64]u8) []const u8 {
+        var d = std.fs.openDirAbsolute("/run/netns", .{ .iterate = true }) catch return "";
+        defer d.close();
+        var it = d.iterate();
+        while (it.next() catch null) |e| {
+            const st = d.statFile(e.name) catch continue;
+            if (st.inode != id or e.name.len > buf.len) continue;
+            @memcpy(buf[0..e.name.len], e.name);
+            return buf[0..e.name.len];
+        }
+        return "";
+    }
+
     pub fn leave(self: *Netns) void {
         if (self.saved < 0) return;
         // Returning to the namespace we came from cannot fail for a root thread that left it.
@@ -289,6 +320,8 @@ test "ifaceInfo reads loopback and names a missing interface" {
     try std.testing.expect(lo.up);
     try std.testing.expectError(error.NoSuchDevice, ifaceInfo("fp-nonexistent"));
     try std.testing.expect(std.mem.indexOf(u8, std.mem.span(diag.message()), "ip link") != null);
+    try std.testing.expectError(error.NoSuchDevice, ifaceInfoIn("fp-nonexistent", "fpe-ns"));
+    try std.testing.expect(std.mem.indexOf(u8, std.mem.span(diag.message()), "in network namespace fpe-ns (see 'ip -n fpe-ns link')") != null);
     try std.testing.expectError(error.InvalidArgument, ifaceInfo("a-name-that-is-far-too-long"));
 }
 

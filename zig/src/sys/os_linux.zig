@@ -2,6 +2,8 @@ const std = @import("std");
 const linux = std.os.linux;
 const abi = @import("../abi.zig");
 const sys = @import("linux.zig");
+const diag = @import("diag.zig");
+const runlock = @import("runlock.zig");
 
 pub const Reflector = @import("../reflect/reflector.zig").Reflector;
 /// The reflector's dataplanes here, fastest first (what `auto` tries in turn).
@@ -13,6 +15,21 @@ pub const schedPreflight = @import("../sched/sched.zig").preflight;
 pub const Detector = @import("../sched/detect.zig").Detector;
 pub const detectReadAttached = @import("../sched/detect.zig").readAttached;
 pub const libbpfVersion = @import("bpf.zig").version;
+
+/// Takes the run lock /run/fastpath/`name` (sys/runlock.zig): its descriptor, or error.Busy while
+/// another process holds it.
+pub fn runLock(name: []const u8) abi.Error!i32 {
+    var buf: [128]u8 = undefined;
+    const p = try runlock.path(&buf, name);
+    return try runlock.tryLock(p) orelse diag.fail(error.Busy, "{s} is held by another process", .{p});
+}
+
+/// Gives up a lock `runLock` took; `remove` deletes its file too.
+pub fn runUnlock(fd: i32, name: []const u8, remove: bool) void {
+    var buf: [128]u8 = undefined;
+    const p = runlock.path(&buf, name) catch return sys.close(fd);
+    runlock.unlock(fd, p, remove);
+}
 
 pub fn xdpPass(netns: []const u8, ifname: []const u8, on: bool) abi.Error!void {
     var ns = try sys.Netns.enter(netns);

@@ -54,6 +54,13 @@ pub fn xdpPass(_: []const u8, _: []const u8, _: bool) abi.Error!void {
     return unsupported();
 }
 
+/// The lab's ownership records live in /run/fastpath: a Linux lab only.
+pub fn runLock(_: []const u8) abi.Error!i32 {
+    return unsupported();
+}
+
+pub fn runUnlock(_: i32, _: []const u8, _: bool) void {}
+
 fn noSchedExt() abi.Error {
     return diag.fail(error.Unsupported, "sched_ext is a Linux feature: run fastpath sched on Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y", .{});
 }
