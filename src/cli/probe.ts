@@ -79,7 +79,7 @@ export const probe = cmd
   .addOption(
     text(
       "size",
-      "frame size with FCS: 64 … 9018, min (the smallest the headers fit: 64, 68 with --vlan, 84 over IPv6) or imix (7×64, 4×594, 1×1518)",
+      "frame size with FCS: 64 … 9018, min (the smallest the headers fit: 64, 68 with --vlan, 84 over IPv6) or imix (7×64 — or min —, 4×594, 1×1518)",
       "BYTES|min|imix",
     )
       .default(String(PROBE_DEFAULTS.size)),

@@ -33,9 +33,15 @@ const window = 1 << window_bits;
 
 pub const imix = [_]u32{ 64, 64, 64, 64, 64, 64, 64, 594, 594, 594, 594, 1518 };
 
+/// IMIX's frame sizes for these options: its 64-byte frames become the smallest the headers fit
+/// (68 with a VLAN tag, 84 over IPv6), so `size` imix works with every option.
+pub fn imixSize(opts: *const abi.ProbeOptions, i: usize) u32 {
+    return @max(imix[i], minFrameSize(opts));
+}
+
 pub fn frameSizeFor(opts: *const abi.ProbeOptions, seq: u64) u32 {
     if (opts.frame_size != 0) return opts.frame_size;
-    return imix[seq % imix.len];
+    return imixSize(opts, @intCast(seq % imix.len));
 }
 
 /// Every check of the probe's options that does not need the interface, done before anything is
@@ -253,11 +259,15 @@ pub const Core = struct {
         const ifname = std.mem.sliceTo(&opts.ifname, 0);
         const min = minFrameSize(opts);
         const max: u32 = mtu + 14 + 4 + @as(u32, if (opts.vlan != 0) 4 else 0);
-        var sizes_buf: [1]u32 = undefined;
+        var sizes_buf: [3]u32 = undefined;
         const sizes: []const u32 = if (opts.frame_size != 0) blk: {
             sizes_buf[0] = opts.frame_size;
+            break :blk sizes_buf[0..1];
+        } else blk: {
+            // The distinct IMIX sizes: imix[0], imix[7] and imix[11].
+            sizes_buf = .{ imixSize(opts, 0), imixSize(opts, 7), imixSize(opts, 11) };
             break :blk &sizes_buf;
-        } else &.{ 64, 594, 1518 };
+        };
         for (sizes) |s| {
             if (s < min) return diag.fail(error.InvalidArgument, "`size` {d} is too small for these headers: use {d} or more", .{ s, min });
             if (s > max) return diag.fail(error.InvalidArgument, "`size` {d} does not fit the MTU of {s} ({d}): raise it with '" ++ set_mtu ++ "'", .{ s, ifname, mtu, ifname, s - 18 });
@@ -594,6 +604,19 @@ test "the probe's options are checked before anything opens, naming each as scri
     o = testOptions();
     o.dst_mac[0] = 1; // multicast
     try std.testing.expectError(error.InvalidArgument, checkOptions(&o));
+}
+
+test "imix with a VLAN tag or over IPv6 sends its small frames at the smallest size the headers fit" {
+    var o = testOptions();
+    o.frame_size = 0;
+    try std.testing.expectEqual(@as(u32, 64), frameSizeFor(&o, 0));
+    o.vlan = 7;
+    try std.testing.expectEqual(@as(u32, 68), frameSizeFor(&o, 0));
+    try std.testing.expectEqual(@as(u32, 594), frameSizeFor(&o, 7));
+    o.vlan = 0;
+    o.ipv6 = 1;
+    try std.testing.expectEqual(@as(u32, 84), frameSizeFor(&o, 12));
+    try std.testing.expectEqual(@as(u32, 1518), frameSizeFor(&o, 11));
 }
 
 test "probe frames pass the reflector's rules and a reflection matches the expected frame" {
