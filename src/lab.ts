@@ -4,7 +4,7 @@
  * (198.18.0.0/15) and RFC 5180's (2001:2::/48).
  */
 import { FastpathError } from "../ffi/error.ts";
-import { ip, run } from "./net.ts";
+import { ip, requirePrivilege, run } from "./net.ts";
 import { load } from "../ffi/load.ts";
 
 export interface LabConfig {
@@ -360,6 +360,7 @@ export async function peerForMode(lab: Lab, mode: string): Promise<void> {
  */
 export async function labDown(c: Partial<LabConfig> | Lab = {}): Promise<string[]> {
   const lab = "reflectorNs" in c ? c as Lab : labNames(c);
+  await requirePrivilege("the lab removes network namespaces", ["CAP_SYS_ADMIN"]);
   if (!held.has(lab.prefix)) await takeOver(lab);
   const removed = await removeNamespaces(lab);
   await unlock(lab.prefix, true);

@@ -36,6 +36,27 @@ export async function run(cmd: string[], stdin?: string): Promise<RunResult> {
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** The capabilities fastpath's operations need, by their bit in /proc/PID/status CapEff. */
+const CAPS = { CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_SYS_ADMIN: 21 } as const;
+
+/**
+ * Refuses (FastpathError "permission_denied", exit 3) before `what` is tried without the capabilities it
+ * needs: what fails later without them fails confusingly (an interface "missing" in a namespace that
+ * cannot be entered, an ARP request that was never sent). Linux only.
+ */
+export async function requirePrivilege(what: string, caps: Array<keyof typeof CAPS>): Promise<void> {
+  if (Deno.build.os !== "linux") return;
+  const status = await Deno.readTextFile("/proc/self/status").catch(() => "");
+  const eff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  if (eff === undefined) return;
+  const missing = caps.filter((c) => ((BigInt(`0x${eff}`) >> BigInt(CAPS[c])) & 1n) === 0n);
+  if (missing.length === 0) return;
+  throw new FastpathError(
+    "permission_denied",
+    `${what}: run as root (or with ${missing.join("/")}), e.g. with sudo`,
+  );
+}
+
 /** Runs `ip` (in `netns` when given) and throws with its message on failure. */
 export async function ip(netns: string | undefined, ...args: string[]): Promise<string> {
   const cmd = ["ip", ...(netns ? ["-n", netns] : []), ...args];
@@ -149,6 +170,20 @@ export async function linkDrops(
     );
     const rx = link?.stats64?.rx?.dropped, tx = link?.stats64?.tx?.dropped;
     return rx === undefined || tx === undefined ? undefined : { rx, tx };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Frames this host's kernel dropped because a CPU's receive backlog was full (net.core.netdev_max_backlog),
+ * all CPUs together since boot: /proc/net/softnet_stat's second column. Undefined where unavailable.
+ */
+export async function backlogDrops(): Promise<number | undefined> {
+  if (darwin) return undefined;
+  try {
+    const text = await Deno.readTextFile("/proc/net/softnet_stat");
+    return text.split("\n").filter(Boolean).reduce((n, l) => n + parseInt(l.trim().split(/\s+/)[1], 16), 0);
   } catch {
     return undefined;
   }

@@ -4,7 +4,17 @@ import { FastpathError } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView } from "../ffi/layout.ts";
 import type { ProbeStatName } from "../ffi/enums.ts";
-import { ifaceAddress, linkDrops, linkInfo, MAC_RE, neighbour, parseIp, parseMac } from "./net.ts";
+import {
+  backlogDrops,
+  ifaceAddress,
+  linkDrops,
+  linkInfo,
+  MAC_RE,
+  neighbour,
+  parseIp,
+  parseMac,
+  requirePrivilege,
+} from "./net.ts";
 import { given, ITO_PORT, SWAP_MODES, type SwapMode } from "./reflector.ts";
 import {
   type FrameSize,
@@ -121,10 +131,16 @@ export interface ProbeReport {
   rxRingDrops: number;
   /**
    * Final report only: frames this host's kernel dropped on the probe's interface during the run before
-   * any socket saw them (a burst of reflections beyond its receive backlog). Loss counted here happened
-   * on the probe's machine, not on the path or at the reflector. Absent where the count is unavailable.
+   * any socket saw them because its receive backlog was full (a burst of reflections). Loss counted here
+   * happened on the probe's machine, not on the path or at the reflector. Null where unavailable.
    */
   hostRxDropped: number | null;
+  /**
+   * Final report only: the rest of the interface's receive drops during the run, which this host's
+   * backlog did not make: on a veth, reflections its peer could not hand over (a reflector's XDP_TX
+   * refused because this side runs no XDP program). Loss on the link to the reflector. Null where unavailable.
+   */
+  linkRxDropped: number | null;
   /** Paced runs: frames dropped from the schedule because the sender was off the CPU for over 1 ms. */
   txSlipped: number;
   txPps: number;
@@ -236,6 +252,13 @@ export function probeSummary(p: ProbeReport, ratePps = 0): string {
       `probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`,
     );
   }
+  if (p.linkRxDropped) {
+    lines.push(
+      `link: ${p.linkRxDropped} frames were dropped on their way to the probe's interface, not by this host's ` +
+        `backlog: on a veth, reflections its peer could not hand over (a reflector in xdp mode needs an XDP ` +
+        `program on this side; or use --mode afxdp there)`,
+    );
+  }
   if (p.hostRxDropped) {
     lines.push(
       `this host: its kernel dropped ${p.hostRxDropped} frames arriving on the probe's interface before the probe ` +
@@ -282,8 +305,8 @@ export class Probe extends NativeHandle {
     srcIp: string;
     ratePps: number;
   };
-  /** The interface's receive drop count when the run started (undefined where unavailable). */
-  #rxDropped0: number | undefined;
+  /** The interface's receive drops and this host's backlog drops when the run started (undefined where unavailable). */
+  #rxDropped0: { iface: number; backlog: number } | undefined;
   /** How long a reflection may take to count (`drainMs`), and (time ms, frames sent) samples of the last ones. */
   #drainMs = 0;
   #sentSamples: Array<[number, number]> = [];
@@ -325,6 +348,10 @@ export class Probe extends NativeHandle {
    */
   static async start(o: ProbeOptions): Promise<Probe> {
     await Probe.check(o);
+    await requirePrivilege(
+      `the probe sends raw frames${o.netns ? ` in namespace ${o.netns}` : ""}`,
+      o.netns ? ["CAP_NET_RAW", "CAP_SYS_ADMIN"] : ["CAP_NET_RAW"],
+    );
     const lib = await load();
     const { native, layout } = lib;
     const link = await linkInfo(o.netns, o.iface);
@@ -362,7 +389,7 @@ export class Probe extends NativeHandle {
       );
     }
     const { opts, size, rate, pps } = options(lib, o, { dstMac, dstIp, srcIp });
-    const rxDropped0 = (await linkDrops(o.netns, o.iface))?.rx;
+    const rxDropped0 = await rxDrops(o.netns, o.iface);
     const out = new BigUint64Array(1);
     lib.unwrap(native.fp_probe_start(opts.bytes, out), `cannot probe from ${o.iface}`);
     const handle = Deno.UnsafePointer.create(out[0])!;
@@ -447,6 +474,7 @@ export class Probe extends NativeHandle {
       rxRingDrops: s.rx_ring_drops,
       txSlipped: s.tx_slipped,
       hostRxDropped: null,
+      linkRxDropped: null,
       txPps: s.sent / span,
       rxPps: s.unique / span,
       rxL2Mbps: (s.received_bytes * 8) / span / 1e6,
@@ -468,10 +496,14 @@ export class Probe extends NativeHandle {
     const r = this.report();
     if (r.state === "failed") throw new FastpathError("failed", `probe on ${this.options.iface}: ${this.failure()}`);
     const before = this.#rxDropped0;
-    const after = before === undefined
-      ? undefined
-      : (await linkDrops(this.options.netns ?? undefined, this.options.iface))?.rx;
-    if (before !== undefined && after !== undefined) r.hostRxDropped = Math.max(0, after - before);
+    const after = before && await rxDrops(this.options.netns ?? undefined, this.options.iface);
+    if (before && after) {
+      // The interface counts every frame dropped on its way in; only those the backlog dropped are this
+      // host's (a veth also counts its peer's refused XDP_TX frames as its own receive drops).
+      const iface = Math.max(0, after.iface - before.iface);
+      r.hostRxDropped = Math.min(iface, Math.max(0, after.backlog - before.backlog));
+      r.linkRxDropped = iface - r.hostRxDropped;
+    }
     return r;
   }
 
@@ -497,6 +529,16 @@ function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: strin
   }
   const dst = parseIp(addr.dstIp);
   if (!dst) throw new FastpathError("usage", `\`dstIp\` '${addr.dstIp}' is not an IP address`);
+  // 0 is the library's "no count" and "no duration": given, it would mean a run of another length.
+  if (o.count !== undefined && !(o.count >= 1)) {
+    throw new FastpathError(
+      "usage",
+      `\`count\` must be at least 1 frame, not ${o.count} (leave it out to run for \`durationS\`)`,
+    );
+  }
+  if (o.durationS !== undefined && !(o.durationS > 0)) {
+    throw new FastpathError("usage", `\`durationS\` must be more than 0 seconds, not ${o.durationS}`);
+  }
   const count = d.count ?? 0;
   const durationS = o.durationS ?? (count ? 0 : d.durationS);
   const { layout } = lib;
@@ -534,6 +576,16 @@ function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: strin
   }
   opts.set("frame_size", size === "imix" ? 0 : size, "size").set("rate_pps", pps, "rate");
   return { opts, size, rate, pps };
+}
+
+/** The interface's receive drops and this host's receive backlog drops, or undefined where unavailable. */
+async function rxDrops(
+  netns: string | undefined,
+  iface: string,
+): Promise<{ iface: number; backlog: number } | undefined> {
+  const link = await linkDrops(netns, iface);
+  const backlog = await backlogDrops();
+  return link && backlog !== undefined ? { iface: link.rx, backlog } : undefined;
 }
 
 async function resolveMac(

@@ -126,10 +126,63 @@ Deno.test("the CLI", async (t) => {
         assert.equal(r.code, 3, r.stderr);
         assert.equal(
           r.stderr,
-          `error: entering network namespace ${ns} needs root (CAP_SYS_ADMIN): run as root or with sudo\n`,
+          `error: the probe sends raw frames in namespace ${ns}: run as root (or with CAP_NET_RAW/CAP_SYS_ADMIN), e.g. with sudo\n`,
         );
       } finally {
         await run(["ip", "netns", "del", ns]);
+      }
+    },
+  );
+
+  await t.step(
+    "without root, a probe on lo and lab down name the privilege (exit 3), not a timeout, an address or ip's error",
+    async () => {
+      if (skipUnless(isRoot, "needs root to switch to an unprivileged user")) return;
+      // They once said: ARP timeout (exit 9), "lo has no IPv4 address" (exit 2), a raw ip error (exit 10).
+      for (
+        const [args, what] of [
+          [["probe", "lo", "--to", "127.0.0.1", "--count", "1"], "the probe sends raw frames"],
+          [["probe", "lo", "--to", "02:00:00:00:00:01", "--count", "1"], "the probe sends raw frames"],
+          [["lab", "down", "--prefix", `${FPC}-nb`], "the lab removes network namespaces"],
+        ] as const
+      ) {
+        const r = await cliAsNobody([...args]);
+        assert.equal(r.code, 3, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(`^error: ${what}: run as root \\(or with CAP_[A-Z_/]+\\), e\\.g\\. with sudo\n$`),
+        );
+      }
+    },
+  );
+
+  await t.step(
+    "a count, duration or interval that would run another length is refused (exit 2), naming the flag and its range",
+    async () => {
+      // They were taken: --count 0 sent for 5 s, reflect --duration-s -1 started and exited 0.
+      const probe = ["probe", "lo", "--to", "02:00:00:00:00:01", "--rate", "1kpps"];
+      for (
+        const [args, say] of [
+          [
+            [...probe, "--count", "0"],
+            "--count must be at least 1 frame, not 0 (leave it out to run for --duration-s)",
+          ],
+          [[...probe, "--duration-s", "0"], "--duration-s must be more than 0 seconds, not 0"],
+          [[...probe, "--duration-s", "-1"], "--duration-s must be more than 0 seconds, not -1"],
+          [
+            ["lab", "run", "--prefix", `${FPC}-nb`, "--duration-s", "0"],
+            "--duration-s must be more than 0 seconds, not 0",
+          ],
+          [["reflect", "lo", "--duration-s", "-1"], "--duration-s must be more than 0, not -1"],
+          [["reflect", "lo", "--duration-s", "0"], "--duration-s must be more than 0, not 0"],
+          [["sched", "observe", "--duration-s", "0"], "--duration-s must be more than 0, not 0"],
+          [["reflect", "lo", "--duration-s", "1", "--interval-ms", "0"], "--interval-ms must be at least 100, not 0"],
+          [[...probe, "--count", "1", "--interval-ms", "0"], "--interval-ms must be at least 100, not 0"],
+        ] as const
+      ) {
+        const r = await cli([...args]);
+        assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+        assert.equal(r.stderr, `error: ${say}\n`, args.join(" "));
       }
     },
   );
@@ -326,6 +379,7 @@ Deno.test("the probe's summary", async (t) => {
     txErrors: 0,
     rxRingDrops: 0,
     hostRxDropped: 0,
+    linkRxDropped: 0,
     txSlipped: 0,
     txPps: 100_000,
     rxPps: 100_000,
@@ -348,6 +402,15 @@ Deno.test("the probe's summary", async (t) => {
     assert.match(text, /not the path or the reflector/);
     assert.match(text, /sysctl -w net\.core\.netdev_max_backlog=N/);
   });
+
+  await t.step(
+    "drops the interface counted but this host's backlog did not make are the link's, not this host's",
+    () => {
+      const text = probeSummary({ ...clean, received: 0, lost: 50, lossPct: 100, linkRxDropped: 50 });
+      assert.doesNotMatch(text, /^this host:/m);
+      assert.match(text, /^link: 50 frames were dropped on their way to the probe's interface, not by this host's/m);
+    },
+  );
 
   await t.step("a rate the sender could not reach is named as requested and reached, not blamed on pausing", () => {
     const text = probeSummary({ ...clean, txPps: 162_000, txSlipped: 838_000 }, 1_000_000);

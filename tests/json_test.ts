@@ -51,6 +51,7 @@ Deno.test("the JSON contract", async (t) => {
       rx_ring_drops: 0,
       tx_slipped: 0,
       host_rx_dropped: null,
+      link_rx_dropped: null,
       tx_pps: 1,
       rx_pps: 1,
       rx_l2_mbps: 0,

@@ -66,9 +66,22 @@ export function command(name: string, doc: CommandDoc): Command {
     .configureHelp({ formatHelp: (cmd) => helpOf(cmd) });
 }
 
-/** `--NAME N`: a number (its range is the library's to check). */
-export function num<const F extends string>(flag: F, help: string) {
-  return new Option(`--${flag} <N>` as `--${F} <N>`, help).argParser((v: string) => parseNumber(camel(flag), v));
+/**
+ * `--NAME N`: a number. Its range is the library's to check when it crosses into the library; a flag
+ * only the CLI uses (a reflector's --duration-s, --interval-ms) gives its range here: `above` (the
+ * number must be larger) or `min` (at least).
+ */
+export function num<const F extends string>(flag: F, help: string, range?: { above?: number; min?: number }) {
+  return new Option(`--${flag} <N>` as `--${F} <N>`, help).argParser((v: string) => {
+    const n = parseNumber(camel(flag), v);
+    if (range?.above !== undefined && !(n > range.above)) {
+      throw new FastpathError("usage", `\`${camel(flag)}\` must be more than ${range.above}, not ${v}`);
+    }
+    if (range?.min !== undefined && !(n >= range.min)) {
+      throw new FastpathError("usage", `\`${camel(flag)}\` must be at least ${range.min}, not ${v}`);
+    }
+    return n;
+  });
 }
 
 /** `--NAME VALUE`: text, with what it takes in the help (`--to IP|MAC`). */

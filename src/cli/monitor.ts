@@ -8,23 +8,36 @@ import { StatusLine } from "../format.ts";
 import { num } from "./flags.ts";
 import { emit } from "./json.ts";
 
-/** How often long-running commands report, ms: `--interval-ms`. */
+/** How often long-running commands report, ms: `--interval-ms` (at least MIN_INTERVAL_MS). */
 export const DEFAULT_INTERVAL_MS = 1000;
+const MIN_INTERVAL_MS = 100;
 
 export function intervalOption() {
-  return num("interval-ms", "how often to report (json: one object per interval)").default(DEFAULT_INTERVAL_MS);
+  return num("interval-ms", "how often to report (json: one object per interval)", { min: MIN_INTERVAL_MS })
+    .default(DEFAULT_INTERVAL_MS);
 }
 
-/** Resolves with the signal's name on SIGINT or SIGTERM; `dispose()` removes the listeners. */
-export function untilSignal(): { promise: Promise<string>; dispose: () => void } {
+/** The exit code of a command interrupted by `signal`: 130 for SIGINT (Ctrl-C), 143 for SIGTERM. */
+export function interruptedExit(signal: string): number {
+  return signal === "SIGTERM" ? 143 : 130;
+}
+
+/**
+ * Resolves with the signal's name on SIGINT or SIGTERM, and aborts `abort` (for the library's waits,
+ * e.g. a probe's ARP wait); `dispose()` removes the listeners.
+ */
+export function untilSignal(): { promise: Promise<string>; abort: AbortSignal; dispose: () => void } {
   let resolve!: (s: string) => void;
   const promise = new Promise<string>((r) => (resolve = r));
+  const ctl = new AbortController();
+  promise.then((s) => ctl.abort(s));
   const onInt = () => resolve("SIGINT");
   const onTerm = () => resolve("SIGTERM");
   Deno.addSignalListener("SIGINT", onInt);
   Deno.addSignalListener("SIGTERM", onTerm);
   return {
     promise,
+    abort: ctl.signal,
     dispose: () => {
       Deno.removeSignalListener("SIGINT", onInt);
       Deno.removeSignalListener("SIGTERM", onTerm);
@@ -53,7 +66,7 @@ export interface Monitor<S> {
 /** Runs the loop; resolves with why it ended: a signal's name, "deadline", or the wait's or after's reason. */
 export async function monitor<S>(m: Monitor<S>): Promise<string> {
   const status = new StatusLine();
-  const intervalMs = Math.max(100, m.intervalMs);
+  const intervalMs = m.intervalMs;
   const textEvery = status.tty ? intervalMs : Math.max(intervalMs, 10_000);
   const deadline = m.durationS !== undefined ? Date.now() + m.durationS * 1000 : Infinity;
   let stopped: string | undefined;

@@ -130,7 +130,7 @@ export const observe = knobs(
   .addOption(signalsOption())
   .addOption(num("threads", "at most this many threads in a table or JSON object").default(64))
   .addOption(intervalOption())
-  .addOption(num("duration-s", "stop after this many seconds (default: until Ctrl-C)"))
+  .addOption(num("duration-s", "stop after this many seconds (default: until Ctrl-C)", { above: 0 }))
   .addOption(formatOption())
   .action(async (f) => {
     const json = f.format === "json";

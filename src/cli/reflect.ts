@@ -129,7 +129,7 @@ export const reflect = cmd
   .addOption(reflectorFlags.coalesceUs())
   .addOption(text("netns", "network namespace the interface lives in (ip netns)", "NAME"))
   .addOption(intervalOption())
-  .addOption(num("duration-s", "stop after this many seconds (default: run until stopped)"))
+  .addOption(num("duration-s", "stop after this many seconds (default: run until stopped)", { above: 0 }))
   .addOption(formatOption())
   .action(async (iface, f) => {
     const json = f.format === "json";

@@ -137,7 +137,7 @@ const run = knobs(
     ),
   )
   .addOption(intervalOption())
-  .addOption(num("duration-s", "detach after this many seconds (default: until stopped)"))
+  .addOption(num("duration-s", "detach after this many seconds (default: until stopped)", { above: 0 }))
   .addOption(
     num(
       "test-stall-pid",
