@@ -57,4 +57,6 @@ export const EXIT_CODES: Record<string, number> = {
   timeout: 9,
   failed: 10,
   ejected: 11,
+  /** Stopped by SIGINT (the CLI exits 143 for SIGTERM). */
+  interrupted: 130,
 };

@@ -315,11 +315,18 @@ async function flockHolders(): Promise<Map<string, number>> {
   return out;
 }
 
-/** A script's labs go when it is interrupted: SIGINT and SIGTERM remove them, then the process exits. */
+/**
+ * A script's labs go when it is interrupted: SIGINT and SIGTERM remove them, then the process exits.
+ * Meanwhile whatever the script was doing in the lab (a probe resolving its reflector's address) fails
+ * as the namespaces go: those failures are the interruption's, so they end nothing before the exit code.
+ */
 const signalLabs = new Set<Lab>();
 const SIGNALS = [["SIGINT", 130], ["SIGTERM", 143]] as const;
+const swallow = (e: Event) => e.preventDefault();
 const listeners = SIGNALS.map(([sig, code]) =>
   [sig, async () => {
+    addEventListener("unhandledrejection", swallow);
+    addEventListener("error", swallow);
     for (const lab of [...signalLabs]) await labDown(lab).catch(() => {});
     Deno.exit(code);
   }] as const

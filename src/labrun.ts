@@ -51,6 +51,8 @@ export interface RunningCase extends AsyncDisposable {
 export interface LabRunHooks {
   /** Runs after the reflector started and before the probe does (benchmarks pin kernel threads here). */
   afterStart?: (reflector: Reflector) => Promise<void>;
+  /** Aborting it ends the probe's start early (see ProbeOptions.signal). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -95,6 +97,7 @@ export async function startLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}
       signature: c.signature,
       cpu: lab.probeCpu,
       rxCpu: lab.probeCpu,
+      signal: hooks.signal,
     });
   } catch (err) {
     reflector.close();

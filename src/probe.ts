@@ -99,6 +99,11 @@ export interface ProbeOptions {
   drainMs?: number;
   /** Frames per send call. */
   batch?: number;
+  /**
+   * Aborting it ends `start` early (FastpathError "interrupted") while it waits for the reflector's
+   * address to resolve; the CLI aborts it on Ctrl-C and SIGTERM.
+   */
+  signal?: AbortSignal;
 }
 
 export interface RttSummary {
@@ -375,7 +380,7 @@ export class Probe extends NativeHandle {
       const p = parseIp(o.to)!;
       dstIp = o.to;
       v6 = p.v6;
-      dstMac = await resolveMac(lib, o.netns, o.iface, dstIp, p.bytes, v6);
+      dstMac = await resolveMac(lib, o.netns, o.iface, dstIp, p.bytes, v6, o.signal);
     }
     const srcIp = await ifaceAddress(o.netns, o.iface, v6);
     if (!srcIp) {
@@ -595,13 +600,29 @@ async function resolveMac(
   addr: string,
   bytes: Uint8Array,
   v6: boolean,
+  signal?: AbortSignal,
 ): Promise<string> {
   const existing = await neighbour(netns, iface, addr);
   if (existing) return existing;
   const enc = (s: string) => new TextEncoder().encode(s + "\0");
   lib.unwrap(lib.native.fp_neigh_solicit(enc(netns ?? ""), enc(iface), bytes, v6 ? 1 : 0), `cannot reach ${addr}`);
+  const interrupted = () =>
+    new FastpathError(
+      "interrupted",
+      `interrupted while waiting for ${addr} to answer ${v6 ? "neighbour solicitation" : "ARP"}`,
+    );
   for (let i = 0; i < 30; i++) {
-    await new Promise((r) => setTimeout(r, 100));
+    if (signal?.aborted) throw interrupted();
+    await new Promise<void>((r) => {
+      const t = setTimeout(done, 100);
+      signal?.addEventListener("abort", done, { once: true });
+      function done() {
+        clearTimeout(t);
+        signal?.removeEventListener("abort", done);
+        r();
+      }
+    });
+    if (signal?.aborted) throw interrupted();
     const mac = await neighbour(netns, iface, addr);
     if (mac) return mac;
   }

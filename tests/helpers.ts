@@ -43,11 +43,11 @@ export function checkJsonOutput(args: string[], stdout: string): void {
 }
 
 /**
- * Starts the CLI and returns the child plus a promise of everything it printed; with `netns`, inside
- * that namespace ('ip netns exec', which execs the CLI: the child's pid is the CLI's).
+ * Starts the CLI (or another `script`) and returns the child plus a promise of everything it printed;
+ * with `netns`, inside that namespace ('ip netns exec', which execs the CLI: the child's pid is the CLI's).
  */
-export function spawnCli(args: string[], opts: { netns?: string } = {}) {
-  const argv = ["run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, ...args];
+export function spawnCli(args: string[], opts: { netns?: string; script?: string } = {}) {
+  const argv = ["run", "-A", "--unstable-ffi", "--quiet", opts.script ?? `${ROOT}/main.ts`, ...args];
   const child = new Deno.Command(opts.netns ? "ip" : DENO, {
     args: opts.netns ? ["netns", "exec", opts.netns, DENO, ...argv] : argv,
     env: { NO_COLOR: "1" },

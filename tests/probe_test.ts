@@ -3,9 +3,10 @@
  * in the drain window in flight (not lost), --max-loss-pct, and default sizes that fit the headers.
  */
 import assert from "node:assert/strict";
-import { type Lab, labDown, labUp } from "../src/lab.ts";
+import { type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { cli, isRoot, labPrefix, netnsList, skipUnless, spawnCli } from "./helpers.ts";
+import { ip } from "../src/net.ts";
 
 const PREFIX = labPrefix("fpn");
 
@@ -29,11 +30,75 @@ Deno.test("honest live numbers and exit codes", async (t) => {
     assert.ok(!(await netnsList()).some((n) => n.startsWith(`${PREFIX}-`)), "lab run left its lab behind");
   });
 
+  await t.step(
+    "lab run --size imix with --vlan or --ipv6 sends its small frames at the size the headers fit",
+    async () => {
+      // It once refused its own IMIX after building the lab: "--size 64 is too small … use 68".
+      for (const flag of [["--vlan", "7"], ["--ipv6"]]) {
+        const r = await cli([
+          ...["lab", "run", "--prefix", PREFIX, ...flag, "--size", "imix", "--rate", "1kpps", "--duration-s", "1"],
+          ...["--format", "json"],
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        const [result] = lines(r.stdout, "lab_result");
+        assert.equal(result.case.size, "imix", r.stdout);
+        assert.ok(result.probe.sent > 500, r.stdout);
+        assert.equal(result.probe.received, result.probe.sent);
+        assert.equal(result.probe.bad_rewrite, 0);
+      }
+    },
+  );
+
   const lab: Lab = await labUp({ prefix: PREFIX });
-  const probe = (
-    ...extra: string[]
-  ) => ["probe", lab.probeIf, "--netns", lab.probeNs, "--to", lab.reflectorIp, "--format", "json", ...extra];
+  const probeText = (...extra: string[]) => ["probe", lab.probeIf, "--netns", lab.probeNs, ...extra];
+  const probe = (...extra: string[]) => probeText("--to", lab.reflectorIp, "--format", "json", ...extra);
   try {
+    for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+      await t.step(`${signal} during the probe's ARP wait ends it at once with exit ${code}`, async () => {
+        // It once waited the whole 3 s and exited 9 (ARP timeout).
+        const nobody = "198.18.0.77";
+        const p = spawnCli(probeText("--to", nobody, "--count", "10"));
+        const deadline = Date.now() + 10_000;
+        while (!(await ip(lab.probeNs, "neigh", "show", "to", nobody)).trim()) {
+          assert.ok(Date.now() < deadline, `the probe never asked for ${nobody}: ${p.stderr}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const t0 = performance.now();
+        p.child.kill(signal);
+        const r = await p.finish();
+        assert.ok(performance.now() - t0 < 1000, `took ${Math.round(performance.now() - t0)} ms after ${signal}`);
+        assert.equal(r.code, code, r.stderr);
+        assert.equal(r.stderr, `interrupted by ${signal} before the probe started: nothing was sent\n`);
+        await ip(lab.probeNs, "neigh", "flush", "to", nobody).catch(() => {});
+      });
+    }
+
+    await t.step("a reflector's XDP_TX that the probe's veth refused is the link's loss, not this host's", async () => {
+      // The probe once said "this host: its kernel dropped 200 frames … raise netdev_max_backlog".
+      const xdp = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" });
+      try {
+        await peerForMode(lab, "packet"); // the probe's side loses its XDP program: XDP_TX is refused
+        const args = ["--count", "50", "--rate", "1kpps", "--drain-ms", "100"];
+        const json = await cli(probe(...args));
+        assert.equal(json.code, 10, json.stderr);
+        const [summary] = lines(json.stdout, "probe_summary");
+        assert.equal(summary.received, 0);
+        assert.equal(summary.host_rx_dropped, 0, json.stdout);
+        assert.equal(summary.link_rx_dropped, 50, json.stdout);
+        const text = await cli(probeText("--to", lab.reflectorIp, ...args));
+        assert.equal(text.code, 10, text.stderr);
+        assert.doesNotMatch(text.stdout, /^this host:/m);
+        assert.match(
+          text.stdout,
+          /^link: 50 frames were dropped on their way to the probe's interface, not by this host's/m,
+        );
+        assert.equal(xdp.stats().drop_tx_error, 100, "the reflector counted what it could not send");
+      } finally {
+        xdp.close();
+        await peerForMode(lab, "xdp");
+      }
+    });
+
     await t.step("frames inside the drain window are in flight while the probe runs, not lost", async () => {
       // Nothing reflects: every interval used to count every frame sent so far as lost.
       const r = await cli([
@@ -78,6 +143,26 @@ Deno.test("honest live numbers and exit codes", async (t) => {
         assert.equal(r.code, 0, r.stderr);
         assert.equal(lines(r.stdout, "probe_started")[0].size, 68);
       });
+
+      for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+        await t.step(`a probe stopped by ${signal} says its numbers are partial and exits ${code}`, async () => {
+          // It once ended as a finished run would, with no word of the interruption.
+          const p = spawnCli(probeText("--to", lab.reflectorIp, "--rate", "1kpps", "--duration-s", "30"));
+          await p.waitFor("probing ");
+          await new Promise((r) => setTimeout(r, 700));
+          p.child.kill(signal);
+          const r = await p.finish();
+          assert.equal(r.code, code, r.stderr);
+          assert.match(r.stdout, /^sent \d+, received \d+/);
+          assert.match(
+            r.stdout,
+            new RegExp(
+              `^interrupted by ${signal} after [\\d.]+ s: these numbers are partial, not a finished run$`,
+              "m",
+            ),
+          );
+        });
+      }
     } finally {
       reflector.close();
     }

@@ -7,7 +7,7 @@ import { Probe } from "../probe.ts";
 import { parseRate, parseSizes, rateText } from "../parse.ts";
 import { command, formatOption, num, Option, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
-import { monitor, untilSignal } from "./monitor.ts";
+import { interruptedExit, monitor, untilSignal } from "./monitor.ts";
 import { PROBE_HEADER, probeRow } from "./probe.ts";
 import { reflectorFlags } from "./reflect.ts";
 
@@ -93,16 +93,8 @@ const run = command("run", {
   .action(async (f) => {
     const json = f.format === "json";
     const sizes = parseSizes(f.size, "size");
-    const stop = untilSignal();
-    let interrupted = false;
-    stop.promise.then(() => (interrupted = true));
     const results: LabResult[] = [];
     const names = labNames({ prefix: f.prefix });
-    if (!json) {
-      console.error(
-        `lab: ${names.reflectorNs} <-> ${names.probeNs}, ${sizes.join("/")}-byte frames, ${f.durationS} s each`,
-      );
-    }
     const cases = sizes.map((size) => ({
       size,
       rate: f.rate,
@@ -119,12 +111,37 @@ const run = command("run", {
     for (const c of cases) {
       await Probe.check({ ...c, iface: names.probeIf, to: c.ipv6 ? names.reflectorIp6 : names.reflectorIp });
     }
-    // Outside the try: a lab this run did not build is never removed by it.
-    const lab = await labUp({ prefix: f.prefix, owner: "lab run" });
+    if (!json) {
+      console.error(
+        `lab: ${names.reflectorNs} <-> ${names.probeNs}, ${sizes.join("/")}-byte frames, ${f.durationS} s each`,
+      );
+    }
+    const stop = untilSignal();
+    const interruptedBy = () => stop.abort.aborted ? String(stop.abort.reason) : undefined;
+    /** A failure after a signal is the signal's doing (Ctrl-C reaches every `ip` of the setup too). */
+    const interruptedSetup = (err: unknown, what: string): number => {
+      const signal = interruptedBy();
+      if (!signal) throw err;
+      console.error(`lab run: interrupted by ${signal} while ${what}: nothing more was measured`);
+      return interruptedExit(signal);
+    };
+    let lab;
+    try {
+      // Outside the try below: a lab this run did not build is never removed by it.
+      lab = await labUp({ prefix: f.prefix, owner: "lab run" });
+    } catch (err) {
+      stop.dispose();
+      return setExit(interruptedSetup(err, "building the lab"));
+    }
+    let setupExit: number | undefined;
     try {
       for (const c of cases) {
-        if (interrupted) break;
-        await using running = await startLabCase(lab, c);
+        if (interruptedBy()) break;
+        const running = await startLabCase(lab, c, { signal: stop.abort }).catch((err) => {
+          setupExit = interruptedSetup(err, `starting the ${c.size}-byte run`);
+        });
+        if (!running) break;
+        await using _ = running;
         const size = running.probe.options.size;
         const end = await monitor({
           json,
@@ -150,9 +167,10 @@ const run = command("run", {
       stop.dispose();
       await labDown(lab);
     }
+    const signal = interruptedBy();
     const bad = results.reduce((n, r) => n + r.probe.badRewrite, 0);
-    if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted });
-    else {
+    if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted: signal !== undefined });
+    else if (results.length) {
       console.log(rows(results));
       console.log(
         bad === 0
@@ -160,7 +178,18 @@ const run = command("run", {
           : `${bad} reflections had wrong bytes`,
       );
     }
-    if (interrupted) return setExit(130);
+    if (signal) {
+      if (results.length) {
+        if (!json) {
+          console.log(
+            `interrupted by ${signal} after ${results.length} of ${cases.length} sizes: these numbers are partial, not a finished run`,
+          );
+        }
+      } else if (setupExit === undefined) {
+        console.error(`lab run: interrupted by ${signal} before the first run: nothing was measured`);
+      }
+      return setExit(interruptedExit(signal));
+    }
     if (bad > 0) throw new FastpathError("failed", `${bad} reflections were rewritten wrongly`);
     setExit(0);
   });

@@ -53,6 +53,8 @@ export interface Monitor<S> {
   /** Resolves (with the signal's name) when the user stops the command. */
   stop: Promise<string>;
   sample(): S;
+  /** The state the first interval counts from (default: a sample taken as the loop starts). */
+  first?: S;
   /** The status line for people. */
   line(now: S, prev: S, dtS: number): string;
   /** The JSON object for an interval: its `type` and the rest. */
@@ -71,7 +73,7 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
   const deadline = m.durationS !== undefined ? Date.now() + m.durationS * 1000 : Infinity;
   let stopped: string | undefined;
   m.stop.then((s) => (stopped = s));
-  let prev = m.sample();
+  let prev = m.first ?? m.sample();
   let prevT = performance.now();
   let lastText = prevT;
   try {

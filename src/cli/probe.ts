@@ -6,7 +6,7 @@ import { SWAP_MODES } from "../reflector.ts";
 import { MAC_RE } from "../net.ts";
 import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
-import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+import { interruptedExit, intervalOption, monitor, untilSignal } from "./monitor.ts";
 import { reflectorFlags } from "./reflect.ts";
 
 /** One row of a results table, and its header (shared with `lab run`). */
@@ -142,10 +142,15 @@ export const probe = cmd
         cpu: f.cpu,
         nice: f.nice,
         drainMs: f.drainMs,
+        signal: stop.abort,
       });
     } catch (err) {
       stop.dispose();
-      throw err;
+      if (!stop.abort.aborted) throw err;
+      // Whatever failed after the signal failed because of it (an `ip` that got the Ctrl-C too).
+      const signal = String(stop.abort.reason);
+      console.error(`interrupted by ${signal} before the probe started: nothing was sent`);
+      return setExit(interruptedExit(signal));
     }
     try {
       const o = p.options;
@@ -162,6 +167,8 @@ export const probe = cmd
         intervalMs: f.intervalMs,
         stop: stop.promise,
         sample: () => p.report(),
+        // The run counts from zero: reflections back before the first sample are the first interval's.
+        first: { ...p.report(), sent: 0, received: 0, lost: 0, inFlight: 0 },
         line: probeLine,
         interval: (r, prev, dt) => ["probe_interval", { ...r, ...probeInterval(r, prev, dt) }],
         wait: async (ms) => (await p.wait(ms)) ? "done" : undefined,
@@ -170,8 +177,17 @@ export const probe = cmd
       if (interrupted) p.stop();
       const report = await p.done();
       if (json) emit("probe_summary", { interrupted, ...report });
-      else console.log(probeSummary(report, o.ratePps));
-      if (interrupted) return setExit(130);
+      else {
+        console.log(probeSummary(report, o.ratePps));
+        if (interrupted) {
+          console.log(
+            `interrupted by ${end} after ${
+              report.elapsedS.toFixed(1)
+            } s: these numbers are partial, not a finished run`,
+          );
+        }
+      }
+      if (interrupted) return setExit(interruptedExit(end));
       if (report.sent > 0 && report.received === 0) {
         // Exit 0 here would tell a script that a dead reflector is fine.
         const arp = MAC_RE.test(f.to) ? "" : " (it answered ARP, so the host is up)";
