@@ -1,6 +1,7 @@
 /** What this machine offers fastpath, each missing piece with its fix. */
 import { load } from "../ffi/load.ts";
 import { run, type RunResult } from "./net.ts";
+import { Detector } from "./detect.ts";
 
 export type CheckStatus = "ok" | "missing" | "warn" | "info";
 
@@ -146,6 +147,7 @@ export async function doctor(): Promise<DoctorReport> {
     detail: btf ? "/sys/kernel/btf/vmlinux present" : "no kernel BTF",
     fix: btf ? undefined : "a kernel built with CONFIG_DEBUG_INFO_BTF=y",
   });
+  add(await fentryCheck(root && btf && libbpf > 0));
   let scx: Check;
   if (await exists("/sys/kernel/sched_ext")) {
     const state = (await readText("/sys/kernel/sched_ext/state"))?.trim() ?? "?";
@@ -201,6 +203,37 @@ export async function doctor(): Promise<DoctorReport> {
     { mode: "packet", available: root, why: root ? "AF_PACKET available" : "needs root (CAP_NET_RAW)" },
   ];
   return { os: Deno.build.os, kernel, checks, modes };
+}
+
+/**
+ * Whether this kernel lets fentry programs (BPF trampolines) attach: the input, network and audio
+ * detectors of `sched run` and `sched observe` are fentry programs. Found by attaching the detectors
+ * for a moment, the way those commands do (root and kernel BTF only).
+ */
+async function fentryCheck(canTry: boolean): Promise<Check> {
+  const name = "fentry";
+  if (!canTry) return { name, status: "info", detail: "not tried: attaching needs root and kernel BTF" };
+  let absent: string[];
+  try {
+    const d = await Detector.start();
+    try {
+      absent = d.status().absent;
+    } finally {
+      d.close();
+    }
+  } catch (err) {
+    return { name, status: "info", detail: `not tried: ${(err as Error).message}` };
+  }
+  const refused = absent.filter((a) => /refuses fentry|fentry on \S+ does not attach/.test(a));
+  if (refused.length === 0) return { name, status: "ok", detail: "fentry programs attach (the detectors' hooks)" };
+  const why = /\(([^)]+)\)$/.exec(refused[0])?.[1] ?? "refused";
+  return {
+    name,
+    status: "warn",
+    detail: `this kernel refuses fentry programs (${why}): sched run and sched observe go without the ${
+      refused.map((a) => a.split(":")[0]).join(", ")
+    } detectors; the others still run`,
+  };
 }
 
 /** What macOS checks need from the system; a test passes its own. */
