@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { cli, ROOT, spawnCli, waitFor } from "../helpers.ts";
+import { Scheduler } from "../../mod.ts";
 
 const SCX = "/sys/kernel/sched_ext";
 const state = () => Deno.readTextFileSync(`${SCX}/state`).trim();
@@ -247,39 +248,35 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
 
   await t.step("CPU hogs marked foreground do not starve the other CPU hogs", async () => {
     // Spinning before they are named: a task that never sleeps used to be looked up in the
-    // foreground set only when it woke, so these were never foreground (they got what the
-    // others got). Foreground, each is due a slice after its virtual runtime, a hog 20 ms after its
-    // own: the others must still run.
-    const dir = Deno.makeTempDirSync();
-    const fpspin = `${dir}/fpspin`; // a shell under its own name, so --foreground can name it
-    Deno.copyFileSync("/bin/sh", fpspin);
-    Deno.chmodSync(fpspin, 0o755);
-    const spin = (sh: string) =>
-      new Deno.Command(sh, { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn();
+    // foreground set only when it woke, so these were never foreground (they got what the others
+    // got). Foreground, each is due a slice after its virtual runtime, a hog 20 ms after its own:
+    // the others must still run. The scheduler runs in this process (mod.ts), so no CLI child has
+    // to win CPU time from the spinners to report.
+    const spin = () =>
+      new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn();
     const cpuTicks = (pid: number) => {
       const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
       return Number(f[11]) + Number(f[12]); // utime + stime
     };
-    const all: Deno.ChildProcess[] = [];
+    const sched = await Scheduler.start({ signals: false });
+    const game = Array.from({ length: NCPU }, spin), others = Array.from({ length: NCPU }, spin);
     try {
-      await withScheduler(["--foreground", "fpspin"], async (run) => {
-        const game = Array.from({ length: NCPU }, () => spin(fpspin));
-        const others = Array.from({ length: NCPU }, () => spin("sh"));
-        all.push(...game, ...others);
-        await run.waitFor('"type":"sched_foreground"', 10_000);
-        const t0 = others.map((h) => cpuTicks(h.pid)), g0 = game.map((h) => cpuTicks(h.pid));
-        await new Promise((r) => setTimeout(r, 6000));
-        const got = others.map((h, i) => cpuTicks(h.pid) - t0[i]), fg = game.map((h, i) => cpuTicks(h.pid) - g0[i]);
-        console.log(`    CPU ticks in 6 s: foreground ${fg.join(", ")}; others ${got.join(", ")}`);
-        // Fair at 400 % weight: a fifth of a CPU each for the others (120 ticks in 6 s).
-        assert.ok(Math.min(...got) >= 15, `every other hog ran (>= 15 ticks): ${got.join(", ")}`);
-        assert.ok(Math.min(...fg) > Math.max(...got), `the foreground got more: ${fg.join(", ")} vs ${got.join(", ")}`);
-        assert.deepEqual(state(), "enabled");
-      });
+      await new Promise((r) => setTimeout(r, 500));
+      sched.setForeground(game.map((g) => g.pid));
+      const t0 = others.map((h) => cpuTicks(h.pid)), g0 = game.map((h) => cpuTicks(h.pid));
+      await new Promise((r) => setTimeout(r, 6000));
+      const got = others.map((h, i) => cpuTicks(h.pid) - t0[i]), fg = game.map((h, i) => cpuTicks(h.pid) - g0[i]);
+      console.log(`    CPU ticks in 6 s: foreground ${fg.join(", ")}; others ${got.join(", ")}`);
+      assert.deepEqual(state(), "enabled");
+      // Fair at 400 % weight: a fifth of a CPU each for the others (120 ticks in 6 s).
+      assert.ok(Math.min(...got) >= 15, `every other hog ran (>= 15 ticks): ${got.join(", ")}`);
+      assert.ok(Math.min(...fg) > Math.max(...got), `the foreground got more: ${fg.join(", ")} vs ${got.join(", ")}`);
     } finally {
-      for (const h of all) h.kill("SIGKILL");
-      await Promise.all(all.map((h) => h.status));
-      Deno.removeSync(dir, { recursive: true });
+      for (const h of [...game, ...others]) h.kill("SIGKILL");
+      await Promise.all([...game, ...others].map((h) => h.status));
+      sched.stop();
+      sched.close();
+      await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
     }
   });
 
