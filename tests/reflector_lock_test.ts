@@ -11,11 +11,16 @@ import { cli, isRoot, labPrefix, skipUnless, spawnCli } from "./helpers.ts";
 
 const PREFIX = labPrefix("fpk");
 
-/** The files /run/fastpath holds for interface `iface`, whatever they are keyed on. */
+/**
+ * The files /run/fastpath holds for interface `iface` in this version's naming (`net<INODE>.IFACE.*`).
+ * Files named by an older fastpath (`NS.IFACE.lock`) are left by earlier installs; they block nothing.
+ */
 async function filesFor(iface: string): Promise<string[]> {
   const out: string[] = [];
   try {
-    for await (const e of Deno.readDir("/run/fastpath")) if (e.name.includes(`.${iface}.`)) out.push(e.name);
+    for await (const e of Deno.readDir("/run/fastpath")) {
+      if (/^net\d+\./.test(e.name) && e.name.includes(`.${iface}.`)) out.push(e.name);
+    }
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
