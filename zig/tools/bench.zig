@@ -114,7 +114,7 @@ pub fn main() !void {
         errdefer p.obj.close();
         var bare = try Loaded.open(bare_object, "bare_xdp_tx", "bare_xdp_tx");
         errdefer bare.obj.close();
-        var reflect = try xdp.Program.load(std.heap.page_allocator, &cfg, .tx, 0);
+        var reflect = try xdp.Program.load(std.heap.page_allocator, &cfg, .tx, 0, 0);
         errdefer reflect.close();
         var scratch: [4096]u8 = undefined;
         for ([_]*bpf.c.bpf_program{ bare.prog, reflect.prog }) |prog| {
