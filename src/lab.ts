@@ -79,9 +79,7 @@ async function writeSys(ns: string, path: string, value: string): Promise<void> 
  * `labDown` in a later process.
  */
 export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): Promise<Lab> {
-  if (Deno.uid() !== 0) {
-    throw new FastpathError("permission_denied", "the lab creates network namespaces: run it as root (sudo)");
-  }
+  await requirePrivilege("the lab creates network namespaces", ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]);
   const lab = labNames(c);
   const owner = c.owner ?? "script";
   await claim(lab, owner);

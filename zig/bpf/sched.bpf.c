@@ -329,8 +329,9 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	 */
 	if (tc->exec_ns + ran == 0)
 		credit = fp_sleep_credit(credit, tc->slept_ns);
-	max = exec_max_of(p, tc);
 	exec = tc->exec_ns + ran;
+	/* Right after a wakeup there is no runtime to bound: skip the detectors' lookups. */
+	max = exec ? exec_max_of(p, tc) : 0;
 	tc->exec_vtime = fp_vtime_delta(exec < max ? exec : max, weight);
 	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
 }
