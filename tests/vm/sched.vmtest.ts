@@ -431,30 +431,32 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog",
     async () => {
       const game = new Deno.Command(PROBE, { args: ["--duration-s", "60"], stdout: "null" }).spawn();
-      const pinned = new Deno.Command("taskset", {
-        args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "12", "--frame-work-us", "200"],
-        stdout: "piped",
-      }).spawn();
+      let pinned: Deno.ChildProcess | undefined;
       try {
         const policy = (pid: number) =>
           Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
         // Without partial mode the pinned sleeper is ours and gets no CPU at all while the RT hog
         // runs (before Linux 7.0 no deadline server reserves time for sched_ext tasks): the step
         // after this one shows that stall. Here it stays on the default scheduler, whose deadline
-        // server gives it 50 ms a second.
+        // server gives it 50 ms a second. It starts once the scheduler is attached: loading takes
+        // seconds in this emulated VM, and a sleeper started before could end before the check.
         await withScheduler(["--partial", "--foreground", String(game.pid)], async () => {
+          pinned = new Deno.Command("taskset", {
+            args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "10", "--frame-work-us", "200"],
+            stdout: "piped",
+          }).spawn();
           assert.deepEqual(policy(game.pid), 7, "the foreground runs as SCHED_EXT");
           assert.deepEqual(policy(pinned.pid), 0, "everything else stays SCHED_NORMAL");
           await rtHog(5, 500);
           assert.deepEqual(state(), "enabled", "not ejected by the 5 s RT hog");
         });
         assert.deepEqual(policy(game.pid), 0, "the foreground is back to SCHED_NORMAL after stop");
-        const r = JSON.parse(new TextDecoder().decode((await pinned.output()).stdout));
+        const r = JSON.parse(new TextDecoder().decode((await pinned!.output()).stdout));
         console.log(`    the pinned sleeper's worst wake beside the RT hog: ${(r.wake_max_us / 1000).toFixed(0)} ms`);
         assert.ok(r.wake_max_us < 2_000_000, "the default scheduler's deadline server kept it running");
       } finally {
         await reap(game);
-        await reap(pinned);
+        if (pinned) await reap(pinned);
       }
     },
   );
@@ -463,7 +465,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     "a stall caused by a real-time hog says so in the exit message and names partial mode",
     async () => {
       const pinned = new Deno.Command("taskset", {
-        args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "15", "--frame-work-us", "200"],
+        args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "40", "--frame-work-us", "200"], // reaped at the end
         stdout: "null",
       }).spawn();
       const run = spawnCli(["sched", "run", "--watchdog-ms", "2000", "--format", "json"]);
