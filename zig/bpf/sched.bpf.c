@@ -351,6 +351,8 @@ static __always_inline u64 head_deadline(u64 dsq)
 	struct task_struct *p;
 	u64 deadline = ~0ULL;
 
+	if (!scx_bpf_dsq_nr_queued(dsq))
+		return deadline; /* a count costs less than an iterator (every wakeup and dispatch) */
 	bpf_for_each(scx_dsq, p, dsq, 0) {
 		deadline = p->scx.dsq_vtime;
 		break;
@@ -373,6 +375,8 @@ static __always_inline u64 shared_head_vruntime(void)
 	struct task_ctx *tc;
 	u64 v = ~0ULL;
 
+	if (!scx_bpf_dsq_nr_queued(FP_DSQ_SHARED))
+		return v;
 	bpf_for_each(scx_dsq, p, FP_DSQ_SHARED, 0) {
 		v = p->scx.dsq_vtime;
 		tc = tctx_of(p);
