@@ -124,7 +124,7 @@ Deno.test("services", async (t) => {
   });
 
   await t.step(
-    "with only the unit's capabilities and no new privileges, the reflector attaches and stops cleanly on SIGINT",
+    "with only the unit's capabilities, no new privileges and a read-only file system, the reflector attaches and stops cleanly on SIGINT",
     async () => {
       if (skipUnless(isRoot, "needs root to create a namespace and to drop capabilities")) return;
       const caps = keys(await printed(["reflect", "sv0"])).get("CapabilityBoundingSet")!.split(" ");
@@ -132,9 +132,22 @@ Deno.test("services", async (t) => {
       const ns = `${labPrefix("fpt")}-svc`;
       await run(["ip", "netns", "del", ns]);
       await run(["ip", "netns", "add", ns]);
+      // ProtectSystem=strict and ProtectHome=read-only: everything read-only but /run/fastpath (its
+      // RuntimeDirectory); PrivateTmp: a /tmp of its own. In a mount namespace of this run's own.
+      await Deno.mkdir("/run/fastpath", { recursive: true });
+      const readOnly = [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        "mount --make-rprivate / && mount --bind /run/fastpath /run/fastpath && mount -o bind,remount,ro / && " +
+        'mount -t tmpfs tmpfs /tmp && exec "$@"',
+        "sh",
+      ];
       const reflect = (bounding: string, extra: string[] = []) =>
-        new Deno.Command("ip", {
-          args: ["netns", "exec", ns, "setpriv", "--no-new-privs", `--bounding-set=${bounding}`, "--inh-caps=-all"]
+        new Deno.Command(readOnly[0], {
+          args: [...readOnly.slice(1), "ip", "netns", "exec", ns, "setpriv", "--no-new-privs"]
+            .concat([`--bounding-set=${bounding}`, "--inh-caps=-all"])
             .concat([
               DENO,
               "run",
