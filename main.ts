@@ -11,10 +11,13 @@ import { lab } from "./src/cli/lab.ts";
 import { probe } from "./src/cli/probe.ts";
 import { reflect } from "./src/cli/reflect.ts";
 import { sched } from "./src/cli/sched.ts";
+import { service } from "./src/cli/service.ts";
+import { completions } from "./src/cli/completions.ts";
+import { VERSION, versionText } from "./src/cli/version.ts";
 
-export const VERSION = "0.1.0";
+export { VERSION };
 
-const COMMANDS = [reflect, probe, lab, sched, doctor];
+const COMMANDS = [reflect, probe, lab, sched, doctor, service, completions];
 
 function mainHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name().length));
@@ -53,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   if (name === "--version" || name === "version") {
-    console.log(`fastpath ${VERSION}`);
+    console.log(await versionText());
     return 0;
   }
   if (name === "help") return await main(rest[0] ? [rest[0], "--help"] : ["--help"]);
@@ -69,7 +72,9 @@ export async function main(argv: string[]): Promise<number> {
     const actions = sub.commands.map((c) => c.name());
     throw new FastpathError(
       "usage",
-      `${name} needs ${actions.slice(0, -1).join(", ")} or ${actions.at(-1)}: see 'fastpath ${name} --help'`,
+      `${name} needs ${actions.length > 1 ? `${actions.slice(0, -1).join(", ")} or ` : ""}${
+        actions.at(-1)
+      }: see 'fastpath ${name} --help'`,
     );
   }
   try {

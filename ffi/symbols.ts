@@ -80,6 +80,16 @@ export const symbols = {
     ],
     result: "i32",
   },
+  fp_xdp_features: {
+    parameters: [
+      "buffer", // const char *netns ("" = current)
+      "buffer", // const char *ifname
+      "buffer", // uint64_t *features — NETDEV_XDP_ACT_* bits, 0 before Linux 6.3
+      "buffer", // uint32_t *zc_max_segs
+      "buffer", // uint8_t *vlan_tag — 1: the driver hands XDP the receive VLAN tag (Linux 6.8+)
+    ],
+    result: "i32",
+  },
   fp_run_lock: {
     parameters: [
       "buffer", // const char *name — a file in /run/fastpath
@@ -193,4 +203,4 @@ export const symbols = {
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI this TypeScript was written against; the library must report the same. */
-export const ABI_VERSION = 11;
+export const ABI_VERSION = 12;

@@ -58,7 +58,8 @@ function kernelAtLeast(release: string, major: number, minor: number): boolean {
   return a > major || (a === major && b >= minor);
 }
 
-export async function doctor(): Promise<DoctorReport> {
+/** `attach: false` leaves out the checks that attach BPF programs for a moment (fentry). */
+export async function doctor(opts: { attach?: boolean } = {}): Promise<DoctorReport> {
   const kernel = Deno.osRelease();
   const checks: Check[] = [];
   const add = (c: Check) => checks.push(c);
@@ -147,7 +148,7 @@ export async function doctor(): Promise<DoctorReport> {
     detail: btf ? "/sys/kernel/btf/vmlinux present" : "no kernel BTF",
     fix: btf ? undefined : "a kernel built with CONFIG_DEBUG_INFO_BTF=y",
   });
-  add(await fentryCheck(root && btf && libbpf > 0));
+  if (opts.attach !== false) add(await fentryCheck(root && btf && libbpf > 0));
   let scx: Check;
   if (await exists("/sys/kernel/sched_ext")) {
     const state = (await readText("/sys/kernel/sched_ext/state"))?.trim() ?? "?";

@@ -5,12 +5,13 @@ import { type ProbeReport, probeSummary } from "../src/probe.ts";
 import { probeLine } from "../src/cli/probe.ts";
 import { noSchedExt } from "../src/sched.ts";
 import { Detector } from "../src/detect.ts";
+import { ABI_VERSION } from "../ffi/symbols.ts";
 
 const FPC = labPrefix("fpc");
 
 Deno.test("the CLI", async (t) => {
   await t.step("every command has help with runnable examples and the exit codes", async () => {
-    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor"]) {
+    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor", "service", "completions"]) {
       const r = await cli([cmd, "--help"]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /Usage: fastpath /);
@@ -19,7 +20,7 @@ Deno.test("the CLI", async (t) => {
     }
     const top = await cli(["--help"]);
     assert.equal(top.code, 0);
-    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor"]) {
+    for (const cmd of ["reflect", "probe", "lab", "sched", "doctor", "service", "completions"]) {
       assert.match(top.stdout, new RegExp(`\\n  ${cmd} `));
     }
   });
@@ -267,6 +268,54 @@ Deno.test("the CLI", async (t) => {
     assert.equal(scx.status, hasScx ? "ok" : "missing");
     if (!hasScx) assert.equal(scx.fix, "kernel ≥ 6.12 with CONFIG_SCHED_CLASS_EXT=y");
   });
+
+  await t.step("--version prints the version, the library's ABI version and the kernel features found", async () => {
+    const r = await cli(["--version"]);
+    assert.equal(r.code, 0, r.stderr);
+    const { version } = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+    const [first, lib, kernel] = r.stdout.trim().split("\n");
+    assert.equal(first, `fastpath ${version}`);
+    assert.match(lib, new RegExp(`^library: ABI ${ABI_VERSION}, libbpf 1\\.\\d+ \\(/.*libfastpath\\.(so|dylib)\\)$`));
+    const scx = await Deno.stat("/sys/kernel/sched_ext").then(() => "yes", () => "no");
+    assert.match(kernel, new RegExp(`^kernel: linux ${Deno.osRelease().replaceAll(".", "\\.")}: .*\\bxdp yes\\b`));
+    assert.match(kernel, new RegExp(`\\bsched_ext ${scx}$`));
+  });
+
+  await t.step(
+    "doctor IFACE names a veth's driver, its native XDP, no AF_XDP zero-copy, its queues and VLAN offload",
+    async () => {
+      if (skipUnless(isRoot, "needs root to create a namespace")) return;
+      const ns = `${labPrefix("fpt")}-doctor`;
+      await run(["ip", "netns", "del", ns]);
+      await run(["ip", "netns", "add", ns]);
+      try {
+        const add = await run(["ip", "-n", ns, "link", "add", "fpd0", "type", "veth", "peer", "name", "fpd1"]);
+        assert.equal(add.code, 0, add.stderr);
+        await run(["ip", "netns", "exec", ns, "ethtool", "-K", "fpd0", "rxvlan", "off"]);
+        const text = await cli(["doctor", "fpd0", "--netns", ns]);
+        assert.equal(text.code, 0, text.stderr);
+        assert.match(text.stdout, new RegExp(`\\nfpd0 \\(namespace ${ns}\\):\\n {5}driver +veth\\n`));
+        assert.match(text.stdout, /\nok +rx-vlan +receive VLAN offload off/);
+        const json = await cli(["doctor", "fpd0", "--netns", ns, "--format", "json"]);
+        assert.equal(json.code, 0, json.stderr);
+        const nic = JSON.parse(json.stdout).interface;
+        const says = Number(Deno.osRelease().split(".")[0]) * 100 + Number(Deno.osRelease().split(".")[1]) >= 603;
+        assert.deepEqual(
+          [nic.driver, nic.native_xdp, nic.afxdp_zero_copy, nic.rx_queues, nic.tx_queues, nic.rx_vlan_offload],
+          ["veth", says ? true : null, says ? false : null, 1, 1, false],
+        );
+        const none = await cli(["doctor", "fpd9", "--netns", ns]);
+        assert.equal(none.code, 4);
+        assert.equal(
+          none.stderr.trim(),
+          `error: no interface named 'fpd9' in namespace ${ns} (see 'ip link -n ${ns}')`,
+        );
+      } finally {
+        await run(["ip", "netns", "del", ns]);
+      }
+      assert.ok(!(await netnsList()).includes(ns));
+    },
+  );
 
   await t.step(
     "doctor says whether this kernel lets fentry programs attach, and which detectors a refusal turns off",

@@ -89,10 +89,15 @@ export function text<const F extends string, const M extends string = "VALUE">(f
   return new Option(`--${flag} <${meta ?? "VALUE"}>` as `--${F} <${M}>`, help);
 }
 
+/** The values of each `choice()` flag (shell completion lists them). */
+export const CHOICES = new WeakMap<object, readonly string[]>();
+
 /** `--NAME a|b|c`: one of `choices`. */
 export function choice<const F extends string, const C extends readonly string[]>(flag: F, choices: C, help: string) {
-  return new Option(`--${flag} <${choices.join("|")}>` as `--${F} <CHOICE>`, help)
+  const o = new Option(`--${flag} <${choices.join("|")}>` as `--${F} <CHOICE>`, help)
     .argParser((v: string): C[number] => parseChoice(camel(flag), v, choices));
+  CHOICES.set(o, choices);
+  return o;
 }
 
 /** `--NAME` (true), and `--no-NAME` (false, hidden from help): undefined unless given, so a default elsewhere (a profile's) applies. */

@@ -3,7 +3,7 @@
 const std = @import("std");
 
 /// Bumped whenever a struct below or an exported signature changes; ffi/load.ts refuses a mismatch.
-pub const abi_version: u32 = 11;
+pub const abi_version: u32 = 12;
 
 pub const Status = enum(c_int) {
     ok = 0,

@@ -136,6 +136,18 @@ export fn fp_xdp_pass(netns: [*:0]const u8, ifname: [*:0]const u8, on: u8) abi.S
     return status(os.xdpPass(std.mem.span(netns), std.mem.span(ifname), on != 0));
 }
 
+/// What the driver of `ifname` (in `netns`, "" = this one) offers XDP: NETDEV_XDP_ACT_* bits in
+/// `features` (0 when the kernel cannot say, before Linux 6.3) and the most fragments its AF_XDP
+/// zero-copy takes in `zc_max_segs`; `vlan_tag` 1 when it hands XDP the receive VLAN tag as metadata
+/// (Linux 6.8+), so the reflector keeps tags under rx-vlan offload.
+export fn fp_xdp_features(netns: [*:0]const u8, ifname: [*:0]const u8, features: *u64, zc_max_segs: *u32, vlan_tag: *u8) abi.Status {
+    features.* = 0;
+    zc_max_segs.* = 0;
+    var tag = false;
+    defer vlan_tag.* = @intFromBool(tag);
+    return status(os.xdpFeatures(std.mem.span(netns), std.mem.span(ifname), features, zc_max_segs, &tag));
+}
+
 /// Sends one UDP datagram to `ip` (port 9, discard) from `ifname` so the kernel resolves its MAC.
 export fn fp_neigh_solicit(netns: [*:0]const u8, ifname: [*:0]const u8, ip: *const [16]u8, ipv6: u8) abi.Status {
     return status(os.neighSolicit(std.mem.span(netns), std.mem.span(ifname), ip, ipv6 != 0));

@@ -19,6 +19,7 @@ pub const c = @cImport({
 extern fn fp_bpf_open_mem(buf: [*]const u8, len: usize, name: [*:0]const u8) ?*c.bpf_object;
 extern fn fp_bpf_test_run(prog_fd: c_int, in: [*]const u8, in_len: u32, out: [*]u8, out_len: *u32, repeat: u32, retval: *u32, duration: *u32) c_int;
 pub extern fn fp_bpf_xdp_attach_mode(ifindex: c_int) c_int;
+pub extern fn fp_bpf_xdp_features(ifindex: c_int, features: *u64, zc_max_segs: *u32) c_int;
 pub extern fn fp_bpf_prog_maps(prog_fd: c_int, name: *[16]u8, prog_type: *u32, map_ids: [*]u32, nr_maps: *u32) c_int;
 pub extern fn fp_bpf_map_about(map_fd: c_int, name: *[16]u8, map_type: *u32, value_size: *u32, btf_id: *u32) c_int;
 

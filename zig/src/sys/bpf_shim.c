@@ -39,6 +39,20 @@ int fp_bpf_xdp_attach_mode(int ifindex)
 	return err ? err : opts.attach_mode;
 }
 
+/* The device's XDP features (NETDEV_XDP_ACT_* bits; 0 when the kernel cannot say, before 6.3) and the
+ * most fragments its AF_XDP zero-copy takes; 0 or a negative errno. */
+int fp_bpf_xdp_features(int ifindex, __u64 *features, __u32 *zc_max_segs)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, opts);
+	int err = bpf_xdp_query(ifindex, 0, &opts);
+
+	if (err)
+		return err;
+	*features = opts.feature_flags;
+	*zc_max_segs = opts.xdp_zc_max_segs;
+	return 0;
+}
+
 /* Name, type and map ids of a loaded program (struct bpf_prog_info has bitfields Zig cannot see). */
 int fp_bpf_prog_maps(int prog_fd, char name[16], __u32 *type, __u32 *map_ids, __u32 *nr_maps)
 {

@@ -19,5 +19,6 @@ pub const detectReadAttached = impl.detectReadAttached;
 pub const neighSolicit = impl.neighSolicit;
 pub const libbpfVersion = impl.libbpfVersion;
 pub const xdpPass = impl.xdpPass;
+pub const xdpFeatures = impl.xdpFeatures;
 pub const runLock = impl.runLock;
 pub const runUnlock = impl.runUnlock;

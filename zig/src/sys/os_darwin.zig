@@ -16,5 +16,6 @@ pub const detectReadAttached = unsupported.detectReadAttached;
 pub const neighSolicit = darwin.neighSolicit;
 pub const libbpfVersion = unsupported.libbpfVersion;
 pub const xdpPass = unsupported.xdpPass;
+pub const xdpFeatures = unsupported.xdpFeatures;
 pub const runLock = unsupported.runLock;
 pub const runUnlock = unsupported.runUnlock;

@@ -39,6 +39,17 @@ pub fn xdpPass(netns: []const u8, ifname: []const u8, on: bool) abi.Error!void {
     if (on) try xdp.attachPass(info.index, ifname) else try xdp.detachPass(info.index, ifname);
 }
 
+/// What `ifname`'s driver offers XDP (NETDEV_XDP_ACT_* bits, 0 before Linux 6.3) and the most
+/// fragments its AF_XDP zero-copy takes, and whether it hands XDP the receive VLAN tag (`doctor IFACE`).
+pub fn xdpFeatures(netns: []const u8, ifname: []const u8, features: *u64, zc_max_segs: *u32, vlan_tag: *bool) abi.Error!void {
+    var ns = try sys.Netns.enter(netns);
+    defer ns.leave();
+    const info = try sys.ifaceInfo(ifname);
+    const rc = @import("bpf.zig").fp_bpf_xdp_features(info.index, features, zc_max_segs);
+    _ = try sys.check(@bitCast(@as(isize, rc)), "asking {s} for its XDP features", .{ifname});
+    vlan_tag.* = @import("../reflect/napi.zig").xdpRxVlanTag(info.index);
+}
+
 pub fn neighSolicit(netns: []const u8, ifname: []const u8, ip: *const [16]u8, ipv6: bool) abi.Error!void {
     var ns = try sys.Netns.enter(netns);
     defer ns.leave();

@@ -50,6 +50,10 @@ pub fn libbpfVersion() u32 {
     return 0;
 }
 
+pub fn xdpFeatures(_: []const u8, _: []const u8, _: *u64, _: *u32, _: *bool) abi.Error!void {
+    return unsupported();
+}
+
 pub fn xdpPass(_: []const u8, _: []const u8, _: bool) abi.Error!void {
     return unsupported();
 }
