@@ -4,79 +4,14 @@
  * by hostile clients; the scx_stats JSON-line protocol; the flags' checks.
  */
 import assert from "node:assert/strict";
-import parsePrometheus from "parse-prometheus-text-format";
 import { cli, isRoot, labPrefix, skipUnless, spawnCli, waitFor } from "./helpers.ts";
+import { get, parsePrometheus, reader, scxRequests, sleep } from "./stats_client.ts";
 import { checkObject } from "./json_contract.ts";
 import { StatsCore } from "../src/stats/core.ts";
 import { LIMITS, StatsServer } from "../src/stats/server.ts";
-import { FastpathError } from "../ffi/error.ts";
+import type { FastpathError } from "../ffi/error.ts";
 
 const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** Reads a connection into `text` as it arrives; `closed` once the peer closed it. */
-function reader(conn: Deno.Conn) {
-  const r = { text: "", closed: false, done: Promise.resolve() };
-  r.done = (async () => {
-    const buf = new Uint8Array(65536);
-    try {
-      for (let n; (n = await conn.read(buf)) !== null;) r.text += dec.decode(buf.subarray(0, n));
-    } catch { /* closed */ }
-    r.closed = true;
-  })();
-  return r;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Everything a connection sends back until it closes, or what came within `ms`. */
-async function readAll(conn: Deno.Conn, ms = 5000): Promise<string> {
-  const r = reader(conn);
-  await Promise.race([r.done, sleep(ms)]);
-  return r.text;
-}
-
-/** A raw HTTP/1.1 GET over a UNIX socket: status, headers (lower-case names) and body. */
-async function get(path: string, target: string) {
-  const conn = await Deno.connect({ transport: "unix", path });
-  try {
-    await conn.write(enc.encode(`GET ${target} HTTP/1.1\r\nHost: fastpath\r\n\r\n`));
-    const raw = await readAll(conn);
-    const [head, ...rest] = raw.split("\r\n\r\n");
-    const [statusLine, ...lines] = head.split("\r\n");
-    const headers = new Map(lines.map((l) => [l.split(":")[0].toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]));
-    return { status: Number(statusLine.split(" ")[1]), headers, body: rest.join("\r\n\r\n") };
-  } finally {
-    try {
-      conn.close();
-    } catch { /* closed by the server */ }
-  }
-}
-
-interface Family {
-  name: string;
-  type: string;
-  metrics: Array<{ value: string; labels?: Record<string, string> }>;
-}
-
-/** Sends request lines on one connection and returns the answer lines. */
-async function scxRequests(path: string, lines: string[]): Promise<Array<Record<string, any>>> {
-  const conn = await Deno.connect({ transport: "unix", path });
-  const r = reader(conn);
-  try {
-    const answers: Array<Record<string, any>> = [];
-    for (const l of lines) {
-      await conn.write(enc.encode(l + "\n"));
-      await waitFor(() => r.text.includes("\n") || r.closed, `an answer to ${l}`);
-      const nl = r.text.indexOf("\n");
-      answers.push(JSON.parse(r.text.slice(0, nl)));
-      r.text = r.text.slice(nl + 1);
-    }
-    return answers;
-  } finally {
-    conn.close();
-  }
-}
 
 Deno.test("the stats socket", async (t) => {
   const tmp = await Deno.makeTempDir({ prefix: "fastpath-stats-" });
@@ -191,7 +126,7 @@ Deno.test("the stats socket", async (t) => {
             const r = await get(sock, "/metrics");
             assert.equal(r.status, 200);
             assert.match(r.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
-            const families = parsePrometheus(r.body) as Family[];
+            const families = parsePrometheus(r.body);
             const byName = new Map(families.map((f) => [f.name, f]));
             const reflected = byName.get("fastpath_reflector_reflected_frames_total");
             assert.ok(reflected, `no reflected-frames counter in:\n${r.body}`);
@@ -246,7 +181,7 @@ Deno.test("the stats socket", async (t) => {
             const ms = performance.now() - t0;
             assert.equal(r.status, 200, after);
             assert.ok(ms < 1000, `a scrape ${after} took ${ms.toFixed(0)} ms`);
-            const reflected = (parsePrometheus(r.body) as Family[])
+            const reflected = parsePrometheus(r.body)
               .find((f) => f.name === "fastpath_reflector_reflected_frames_total")!;
             scraped.push(Number(reflected.metrics[0].value));
           };
