@@ -8,6 +8,7 @@ import { cli, isRoot, labPrefix, skipUnless, spawnCli, waitFor } from "./helpers
 import { get, parsePrometheus, reader, scxRequests, sleep } from "./stats_client.ts";
 import { checkObject } from "./json_contract.ts";
 import { StatsCore } from "../src/stats/core.ts";
+import { labDown, labUp } from "../src/lab.ts";
 import { LIMITS, StatsServer } from "../src/stats/server.ts";
 import type { FastpathError } from "../ffi/error.ts";
 
@@ -244,6 +245,27 @@ Deno.test("the stats socket", async (t) => {
         }
       },
     );
+
+    await t.step("a reflector stopped by SIGTERM removes its default socket in the namespace's name", async () => {
+      if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
+      const lab = await labUp({ prefix: labPrefix("fsr") });
+      try {
+        const sock = `/run/fastpath/reflect-${lab.reflectorNs}-${lab.reflectorIf}.sock`;
+        const run = spawnCli(["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet"]);
+        try {
+          await run.waitFor("stats: GET /metrics", 30_000);
+          assert.ok(run.stderr.includes(sock), run.stderr);
+          assert.equal((await get(sock, "/health")).status, 200);
+        } finally {
+          run.child.kill("SIGTERM");
+        }
+        const end = await run.finish();
+        assert.equal(end.code, 0, end.stderr);
+        assert.throws(() => Deno.lstatSync(sock), Deno.errors.NotFound, "the socket is removed on SIGTERM");
+      } finally {
+        await labDown(lab);
+      }
+    });
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }

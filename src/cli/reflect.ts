@@ -103,6 +103,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     "sudo fastpath reflect eth0 --mode packet --swap all --workers 2 --cpu 1",
     "sudo fastpath reflect eth0 --profile rfc2544 --port 0",
     "sudo fastpath reflect eth0 --format json --interval-ms 5000 | jq .tx_packets",
+    "sudo fastpath reflect eth0 --http 127.0.0.1:9100   # Prometheus scrapes http://127.0.0.1:9100/metrics",
   ],
 });
 const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions();

@@ -291,6 +291,7 @@ Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
     "sudo fastpath sched observe --duration-s 20",
     "sudo fastpath sched status --threads 20",
     "sudo fastpath sched stats --format json | jq .preempt_kicks",
+    "sudo curl -s --unix-socket /run/fastpath/sched.sock http://fastpath/metrics   # while sched run runs",
   ],
 })
   .addCommand(run)
