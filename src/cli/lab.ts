@@ -12,7 +12,7 @@ import { PROBE_HEADER, probeRow } from "./probe.ts";
 import { reflectorFlags } from "./reflect.ts";
 import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
-const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions();
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("lab-PREFIX");
 
 /** What `lab run` does unless told otherwise. */
 export const LAB_DEFAULTS = { prefix: "fp", sizes: "min,1518,9000", rate: "20kpps", durationS: 2 } as const;

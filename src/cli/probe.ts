@@ -10,7 +10,7 @@ import { interruptedExit, intervalOption, monitor, untilSignal } from "./monitor
 import { reflectorFlags } from "./reflect.ts";
 import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
-const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions();
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("probe-[NETNS-]IFACE");
 
 /** One row of a results table, and its header (shared with `lab run`). */
 export const PROBE_HEADER = [

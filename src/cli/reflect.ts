@@ -106,7 +106,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     "sudo fastpath reflect eth0 --http 127.0.0.1:9100   # Prometheus scrapes http://127.0.0.1:9100/metrics",
   ],
 });
-const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions();
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("reflect-[NETNS-]IFACE");
 const [tos, noTos] = bool("tos-toggle", "XOR 0x01 into the IPv4 TOS byte on the way back (default: the profile's)");
 
 export const reflect = cmd

@@ -102,7 +102,7 @@ const stats = command("stats", {
   });
 
 const [game, compositor] = gameOptions();
-const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions();
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("sched");
 
 const run = knobs(
   knobs(

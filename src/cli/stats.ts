@@ -12,11 +12,12 @@ import { Option } from "./flags.ts";
 /** Where the default sockets live (macOS has no /run). */
 export const STATS_DIR = Deno.build.os === "darwin" ? "/var/run/fastpath" : "/run/fastpath";
 
-export function statsOptions() {
+/** The stats flags; `name` is the default socket's name as help shows it (`reflect-[NETNS-]IFACE`). */
+export function statsOptions(name: string) {
   return [
     new Option(
       "--stats-socket <PATH>",
-      `serve GET /metrics (Prometheus), /stats (JSON) and /health on this UNIX socket, mode 0660 (default: ${STATS_DIR}/COMMAND-NAME.sock)`,
+      `serve GET /metrics (Prometheus), /stats (JSON) and /health on this UNIX socket, mode 0660 (default: ${STATS_DIR}/${name}.sock)`,
     ),
     new Option("--no-stats-socket", "serve no stats socket"),
     new Option("--http <HOST:PORT>", "also serve them over HTTP here, e.g. 127.0.0.1:9100 (default: off)"),
