@@ -49,6 +49,29 @@ Deno.test("the stats socket", async (t) => {
       assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound, "the socket file is removed on close");
     });
 
+    await t.step(
+      "/health says starting, then ok, then stale (503) once the loop stops handing over intervals",
+      async () => {
+        const core = new StatsCore({ command: "reflect", intervalMs: 100, families: ["reflector"] });
+        const server = new StatsServer(core);
+        const path = `${tmp}/health.sock`;
+        await server.listenUnix(path);
+        try {
+          const health = async () => {
+            const r = await get(path, "/health");
+            return { code: r.status, status: JSON.parse(r.body).status };
+          };
+          assert.deepEqual(await health(), { code: 200, status: "starting" });
+          core.observe("reflect_interval", { timeS: 1, intervalS: 0.1 });
+          assert.deepEqual(await health(), { code: 200, status: "ok" });
+          await sleep(1500); // 3 intervals and a second
+          assert.deepEqual(await health(), { code: 503, status: "stale" });
+        } finally {
+          server.close();
+        }
+      },
+    );
+
     await t.step("a live socket on the path is refused as busy naming it; a stale one is replaced", async () => {
       const path = `${tmp}/busy.sock`;
       const first = new StatsServer(new StatsCore({ command: "reflect", intervalMs: 1000, families: ["reflector"] }));
@@ -246,15 +269,29 @@ Deno.test("the stats socket", async (t) => {
       },
     );
 
-    await t.step("a reflector stopped by SIGTERM removes its default socket in the namespace's name", async () => {
+    await t.step("a reflector stopped by SIGTERM removes its default socket; --http-allow-remote warns", async () => {
       if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
       const lab = await labUp({ prefix: labPrefix("fsr") });
       try {
         const sock = `/run/fastpath/reflect-${lab.reflectorNs}-${lab.reflectorIf}.sock`;
-        const run = spawnCli(["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet"]);
+        const run = spawnCli([
+          "reflect",
+          lab.reflectorIf,
+          "--netns",
+          lab.reflectorNs,
+          "--mode",
+          "packet",
+          "--http",
+          "0.0.0.0:0",
+          "--http-allow-remote",
+        ]);
         try {
           await run.waitFor("stats: GET /metrics", 30_000);
           assert.ok(run.stderr.includes(sock), run.stderr);
+          assert.match(
+            run.stderr,
+            /warning: --http 0\.0\.0\.0 serves the stats to other machines, without authentication/,
+          );
           assert.equal((await get(sock, "/health")).status, 200);
         } finally {
           run.child.kill("SIGTERM");
