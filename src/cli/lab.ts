@@ -10,6 +10,9 @@ import { emit } from "./json.ts";
 import { interruptedExit, monitor, untilSignal } from "./monitor.ts";
 import { PROBE_HEADER, probeRow } from "./probe.ts";
 import { reflectorFlags } from "./reflect.ts";
+import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
+
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("lab-PREFIX");
 
 /** What `lab run` does unless told otherwise. */
 export const LAB_DEFAULTS = { prefix: "fp", sizes: "min,1518,9000", rate: "20kpps", durationS: 2 } as const;
@@ -90,9 +93,14 @@ const run = command("run", {
   .addOption(reflectorFlags.coalesceUs())
   .addOption(reflectorFlags.nice("the reflector's workers"))
   .addOption(formatOption())
+  .addOption(statsSocket)
+  .addOption(noStatsSocket)
+  .addOption(http)
+  .addOption(httpAllowRemote)
   .action(async (f) => {
     const json = f.format === "json";
     const sizes = parseSizes(f.size, "size");
+    const plan = statsPlan(f, `lab-${f.prefix}`);
     const results: LabResult[] = [];
     const names = labNames({ prefix: f.prefix });
     const cases = sizes.map((size) => ({
@@ -134,7 +142,10 @@ const run = command("run", {
       return setExit(interruptedSetup(err, "building the lab"));
     }
     let setupExit: number | undefined;
+    let stats: Stats | null = null;
     try {
+      // After the lab: a lab another run holds is refused for that, naming its holder.
+      stats = await startStats(plan, { command: "lab run", intervalMs: 1000, families: ["reflector", "probe"] });
       for (const c of cases) {
         if (interruptedBy()) break;
         const running = await startLabCase(lab, c, { signal: stop.abort }).catch((err) => {
@@ -143,6 +154,11 @@ const run = command("run", {
         if (!running) break;
         await using _ = running;
         const size = running.probe.options.size;
+        stats?.core.label({
+          reflectorIface: lab.reflectorIf,
+          mode: running.reflector.info.mode,
+          probeIface: lab.probeIf,
+        });
         const end = await monitor({
           json,
           intervalMs: 1000,
@@ -157,6 +173,7 @@ const run = command("run", {
             { size, probe: { type: "probe_report", ...p }, reflector: { type: "reflector_counters", ...r } },
           ],
           wait: async (ms) => (await running.probe.wait(ms)) ? "done" : undefined,
+          observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         });
         if (end !== "done") running.stop();
         const r = await running.done();
@@ -165,6 +182,7 @@ const run = command("run", {
       }
     } finally {
       stop.dispose();
+      stats?.close();
       await labDown(lab);
     }
     const signal = interruptedBy();

@@ -61,6 +61,8 @@ export interface Monitor<S> {
   interval(now: S, prev: S, dtS: number): [string, Record<string, unknown>];
   /** Waits up to `ms`; resolves early with a reason to end (the probe finished, the scheduler was ejected). */
   wait?(ms: number): Promise<string | undefined>;
+  /** Handed each interval's object as `interval` made it (the stats listener serves the latest). */
+  observe?(type: string, obj: Record<string, unknown>): void;
   /** After each interval's output: a reason to end (a failed worker), or messages to print first. */
   after?(now: S, prev: S): { end?: string; notes?: Array<[string, Record<string, unknown>, string]> } | undefined;
 }
@@ -84,7 +86,9 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
       const now = m.sample();
       const t = performance.now();
       const dt = (t - prevT) / 1000;
-      if (m.json) emit(...m.interval(now, prev, dt));
+      const iv = m.interval(now, prev, dt);
+      m.observe?.(...iv);
+      if (m.json) emit(...iv);
       else if (status.tty) status.show(m.line(now, prev, dt));
       else if (t - lastText >= textEvery) {
         console.error(m.line(now, prev, dt));

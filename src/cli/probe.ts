@@ -8,6 +8,9 @@ import { bool, choice, command, formatOption, num, setExit, text } from "./flags
 import { emit } from "./json.ts";
 import { interruptedExit, intervalOption, monitor, untilSignal } from "./monitor.ts";
 import { reflectorFlags } from "./reflect.ts";
+import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
+
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("probe-[NETNS-]IFACE");
 
 /** One row of a results table, and its header (shared with `lab run`). */
 export const PROBE_HEADER = [
@@ -114,8 +117,13 @@ export const probe = cmd
   .addOption(num("max-loss-pct", "fail (exit 10) when the frame loss rate is above this, %"))
   .addOption(intervalOption())
   .addOption(formatOption())
+  .addOption(statsSocket)
+  .addOption(noStatsSocket)
+  .addOption(http)
+  .addOption(httpAllowRemote)
   .action(async (iface, f) => {
     const json = f.format === "json";
+    const plan = statsPlan(f, `probe-${f.netns ? `${f.netns}-` : ""}${iface}`);
     if (f.maxLossPct !== undefined && !(f.maxLossPct >= 0 && f.maxLossPct <= 100)) {
       throw new FastpathError("usage", `\`maxLossPct\` ${f.maxLossPct} must be a percentage from 0 to 100`);
     }
@@ -152,6 +160,7 @@ export const probe = cmd
       console.error(`interrupted by ${signal} before the probe started: nothing was sent`);
       return setExit(interruptedExit(signal));
     }
+    let stats: Stats | null = null;
     try {
       const o = p.options;
       if (json) emit("probe_started", { ...o });
@@ -162,11 +171,14 @@ export const probe = cmd
           }`,
         );
       }
+      stats = await startStats(plan, { command: "probe", intervalMs: f.intervalMs, families: ["probe"] });
+      stats?.core.label({ probeIface: iface });
       const end = await monitor({
         json,
         intervalMs: f.intervalMs,
         stop: stop.promise,
         sample: () => p.report(),
+        observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         // The run counts from zero: reflections back before the first sample are the first interval's.
         first: { ...p.report(), sent: 0, received: 0, lost: 0, inFlight: 0 },
         line: probeLine,
@@ -213,6 +225,7 @@ export const probe = cmd
       setExit(0);
     } finally {
       stop.dispose();
+      stats?.close();
       p.close();
     }
   });

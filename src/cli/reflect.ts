@@ -14,6 +14,7 @@ import {
 import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
 /** `--mode`, `--swap`, `--profile`, `--coalesce-us`, `--nice`: shared with `lab run`. */
 export const reflectorFlags = {
@@ -102,8 +103,10 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     "sudo fastpath reflect eth0 --mode packet --swap all --workers 2 --cpu 1",
     "sudo fastpath reflect eth0 --profile rfc2544 --port 0",
     "sudo fastpath reflect eth0 --format json --interval-ms 5000 | jq .tx_packets",
+    "sudo fastpath reflect eth0 --http 127.0.0.1:9100   # Prometheus scrapes http://127.0.0.1:9100/metrics",
   ],
 });
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("reflect-[NETNS-]IFACE");
 const [tos, noTos] = bool("tos-toggle", "XOR 0x01 into the IPv4 TOS byte on the way back (default: the profile's)");
 
 export const reflect = cmd
@@ -131,8 +134,13 @@ export const reflect = cmd
   .addOption(intervalOption())
   .addOption(num("duration-s", "stop after this many seconds (default: run until stopped)", { above: 0 }))
   .addOption(formatOption())
+  .addOption(statsSocket)
+  .addOption(noStatsSocket)
+  .addOption(http)
+  .addOption(httpAllowRemote)
   .action(async (iface, f) => {
     const json = f.format === "json";
+    const plan = statsPlan(f, `reflect-${f.netns ? `${f.netns}-` : ""}${iface}`);
     const stop = untilSignal();
     let r: Reflector;
     try {
@@ -157,6 +165,7 @@ export const reflect = cmd
       stop.dispose();
       throw err;
     }
+    let stats: Stats | null = null;
     try {
       // Options named as this command line spells them, in the JSON as in the text (docs/json.md).
       if (json) {
@@ -166,6 +175,13 @@ export const reflect = cmd
           warning: r.info.warning && cliText(r.info.warning),
         });
       } else banner(iface, r.info);
+      // After the reflector: a second reflector on this interface is refused for that, naming its holder.
+      stats = await startStats(plan, {
+        command: "reflect",
+        intervalMs: f.intervalMs,
+        families: ["reflector"],
+      });
+      stats?.core.label({ reflectorIface: iface, mode: r.info.mode });
       const end = await monitor({
         json,
         intervalMs: f.intervalMs,
@@ -174,6 +190,7 @@ export const reflect = cmd
         sample: () => r.stats(),
         line: (c, prev, dt) => line(iface, c, prev, dt),
         interval: (c, _prev, dt) => ["reflect_interval", { timeS: Date.now() / 1000, intervalS: dt, ...c }],
+        observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         after: (c, prev) => {
           const notes: Array<[string, Record<string, unknown>, string]> = [];
           const link = (state: string, text: string) =>
@@ -200,6 +217,7 @@ export const reflect = cmd
       setExit(0);
     } finally {
       stop.dispose();
+      stats?.close();
       r.close();
     }
   });

@@ -14,6 +14,7 @@ import { DETECT_KNOBS, Detector, type DetectStatus, type DetectThread } from "..
 import { command, formatOption, knobs, num, Option, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 import { detectOptionsOf, gameOptions, observe, signalsOption, statusText, threadTable } from "./observe.ts";
 
 function requireSchedExt(): SchedStatus {
@@ -101,6 +102,7 @@ const stats = command("stats", {
   });
 
 const [game, compositor] = gameOptions();
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("sched");
 
 const run = knobs(
   knobs(
@@ -145,8 +147,13 @@ const run = knobs(
     ).hideHelp(),
   )
   .addOption(formatOption())
+  .addOption(statsSocket)
+  .addOption(noStatsSocket)
+  .addOption(http)
+  .addOption(httpAllowRemote)
   .action(async (f) => {
     const json = f.format === "json";
+    const plan = statsPlan(f, "sched");
     const specs = (f.foreground ?? "").split(",").map((s) => s.trim()).filter(Boolean);
     const stop = untilSignal();
     let s: Scheduler;
@@ -163,6 +170,7 @@ const run = knobs(
       stop.dispose();
       throw err;
     }
+    let stats: Stats | null = null;
     try {
       const st = schedStatus();
       const c0 = s.stats();
@@ -194,6 +202,8 @@ const run = knobs(
         for (const l of det ? statusText(det) : ["signals:     off (--no-signals)"]) console.error(`  ${l}`);
         console.error("  stop with Ctrl-C");
       }
+      // After attaching: a second loader is refused for that, naming the scheduler attached.
+      stats = await startStats(plan, { command: "sched run", intervalMs: f.intervalMs, families: ["sched"] });
       let fg = s.foreground;
       let gamePid = det?.game?.pid ?? 0;
       await monitor({
@@ -205,6 +215,7 @@ const run = knobs(
         line: (c, prev, dt) => line(c, prev, dt, s.foreground),
         interval: (c, _prev, dt) => ["sched_interval", { timeS: Date.now() / 1000, intervalS: dt, ...c }],
         wait: async (ms) => (await s.waitEjected(ms)) ? "ejected" : undefined,
+        observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         after: () => {
           const notes: Array<[string, Record<string, unknown>, string]> = [];
           const now = s.foreground;
@@ -251,6 +262,7 @@ const run = knobs(
       setExit(e.error || ejected ? 11 : 0);
     } finally {
       stop.dispose();
+      stats?.close();
       s.close();
     }
   });
@@ -279,6 +291,7 @@ Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
     "sudo fastpath sched observe --duration-s 20",
     "sudo fastpath sched status --threads 20",
     "sudo fastpath sched stats --format json | jq .preempt_kicks",
+    "sudo curl -s --unix-socket /run/fastpath/sched.sock http://fastpath/metrics   # while sched run runs",
   ],
 })
   .addCommand(run)

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { cli, ROOT, spawnCli, waitFor } from "../helpers.ts";
 import { Scheduler } from "../../mod.ts";
+import { get, parsePrometheus, scxRequests } from "../stats_client.ts";
 
 const SCX = "/sys/kernel/sched_ext";
 const state = () => Deno.readTextFileSync(`${SCX}/state`).trim();
@@ -295,6 +296,41 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       assert.deepEqual(state(), "disabled");
     });
   });
+
+  await t.step(
+    "its stats socket serves /metrics and answers scx_stats' stats and stats_meta with the run's own counters",
+    async () => {
+      const sock = "/run/fastpath/vmtest-sched.sock";
+      let printed = () => "";
+      let scraped = 0;
+      let scx = 0;
+      await withScheduler(["--stats-socket", sock], async (run) => {
+        await waitFor(() => run.stdout.includes('"type":"sched_interval"'), "the first interval", 5000);
+        assert.equal(Deno.lstatSync(sock).mode! & 0o777, 0o660);
+        const m = await get(sock, "/metrics");
+        assert.deepEqual(m.status, 200, m.body);
+        const runs = parsePrometheus(m.body).find((f) => f.name === "fastpath_sched_runs_total");
+        assert.ok(runs, `no fastpath_sched_runs_total in:\n${m.body}`);
+        assert.deepEqual(runs.type, "COUNTER");
+        scraped = Number(runs.metrics[0].value);
+        const [meta, stats] = await scxRequests(sock, ['{"req":"stats_meta"}', '{"req":"stats"}']);
+        assert.deepEqual(meta.errno, 0, JSON.stringify(meta));
+        const top = Object.values(meta.args.resp as Record<string, { top?: string; fields: object }>)
+          .find((x) => x.top === "true");
+        assert.ok(top && "runs" in top.fields, JSON.stringify(meta));
+        assert.deepEqual(stats.errno, 0, JSON.stringify(stats));
+        scx = stats.args.resp.runs;
+        printed = () => run.stdout; // read after the run ended: every interval it printed
+      });
+      // Both are the counters of one of the intervals the run printed (at most one interval old).
+      const intervals = lines(printed()).filter((l) => l.type === "sched_interval").map((l) => l.runs);
+      for (const v of [scraped, scx]) {
+        assert.ok(v > 0, "the scheduler ran tasks");
+        assert.ok(intervals.includes(v), `${v} is one of the printed intervals' runs: ${intervals.join(", ")}`);
+      }
+      assert.throws(() => Deno.lstatSync(sock), Deno.errors.NotFound, "the socket is removed when the run ends");
+    },
+  );
 
   await t.step("SIGKILL of the loader detaches the scheduler (the link dies with the process)", async () => {
     await withLoader([], async (run) => {
