@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import xterm from "@xterm/headless";
-import { DENO, isRoot, labPrefix, netnsList, ROOT, sampleProbeReport, skipUnless } from "./helpers.ts";
+import { DENO, isRoot, labPrefix, netnsList, ROOT, sampleProbeReport, skipUnless, smallLabRun } from "./helpers.ts";
 import { run } from "../src/net.ts";
 import { COUNTER_NAMES, DETECT_COUNTER_NAMES, SCHED_COUNTER_NAMES } from "../ffi/enums.ts";
 import type { Counters, ReflectorInfo } from "../src/reflector.ts";
@@ -230,7 +230,7 @@ Deno.test("the live dashboard", async (t) => {
     "lab run on a terminal draws in place, redraws when resized, and Ctrl-C gives the terminal back",
     async () => {
       if (skipUnless(isRoot, "lab run needs root (network namespaces)")) return;
-      const args = ["lab", "run", "--prefix", PREFIX, "--size", "64", "--rate", "1kpps", "--duration-s", "60"];
+      const args = smallLabRun(PREFIX, 60);
       const r = await onTerminal(args, [80, 24], [
         { wait_for: "frame loss rate" }, // the dashboard is up (steps done: 1)
         { sleep_s: 1.5 }, // a redraw or two (2)
@@ -295,16 +295,7 @@ Deno.test("the live dashboard", async (t) => {
       "--unstable-ffi",
       "--quiet",
       `${ROOT}/main.ts`,
-      "lab",
-      "run",
-      "--prefix",
-      PREFIX,
-      "--size",
-      "64",
-      "--rate",
-      "1kpps",
-      "--duration-s",
-      "2",
+      ...smallLabRun(PREFIX, 2),
     ]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.split("\n").filter(Boolean);

@@ -246,3 +246,8 @@ export function sampleProbeReport(over: Partial<ProbeReport>): ProbeReport {
     ...over,
   };
 }
+
+/** A short `lab run` of 64-byte frames at 1 kpps: the arguments after the program. */
+export function smallLabRun(prefix: string, durationS: number): string[] {
+  return ["lab", "run", "--prefix", prefix, "--size", "64", "--rate", "1kpps", "--duration-s", String(durationS)];
+}
