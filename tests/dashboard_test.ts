@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import xterm from "@xterm/headless";
 import { DENO, isRoot, labPrefix, netnsList, ROOT, sampleProbeReport, skipUnless, smallLabRun } from "./helpers.ts";
 import { run } from "../src/net.ts";
+import { labDown, labUp } from "../src/lab.ts";
 import { COUNTER_NAMES, DETECT_COUNTER_NAMES, SCHED_COUNTER_NAMES } from "../ffi/enums.ts";
 import type { Counters, ReflectorInfo } from "../src/reflector.ts";
 import type { SchedCounters } from "../src/sched.ts";
@@ -283,6 +284,62 @@ Deno.test("the live dashboard", async (t) => {
       assert.doesNotMatch(log, /frame loss rate/, "the dashboard did not scroll into the shell's screen");
       assert.doesNotMatch(raw, SGR, "NO_COLOR: no colours");
       assert.deepEqual((await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`)), [], "the lab is gone");
+    },
+  );
+
+  await t.step(
+    "reflect on a terminal shows its mode, why and progress, and gives the terminal back at the deadline and on SIGTERM",
+    async () => {
+      if (skipUnless(isRoot, "reflect in the lab needs root (network namespaces)")) return;
+      const lab = await labUp({ prefix: PREFIX });
+      try {
+        const reflect = (
+          durationS: number,
+        ) => [
+          "reflect",
+          lab.reflectorIf,
+          "--netns",
+          lab.reflectorNs,
+          "--mode",
+          "packet",
+          "--duration-s",
+          String(durationS),
+        ];
+        const env = { NO_COLOR: "1", TERM: "xterm-256color" };
+        const ended = await onTerminal(reflect(2), [80, 24], [], env);
+        assert.equal(ended.code, 0, "stopped at --duration-s: exit 0");
+        const atEnd = await emulate(ended.bytes(0), 80, 24);
+        assert.equal(atEnd.type, "normal");
+        assert.match(atEnd.all.join("\n"), /^stopped: received \d+, reflected \d+/m);
+        assert.doesNotMatch(
+          atEnd.all.join("\n"),
+          /^progress /m,
+          "the dashboard did not scroll into the shell's screen",
+        );
+        const stopped = await onTerminal(reflect(60), [80, 24], [{ wait_for: "progress" }, { sleep_s: 1 }, {
+          then: "sigterm",
+          wait_for: "",
+        }], env);
+        assert.equal(stopped.code, 0, "a reflector stopped by SIGTERM exits 0");
+        const board = await emulate(stopped.bytes(2), 80, 24);
+        assert.equal(board.type, "alternate");
+        const text = board.visible.join("\n");
+        assert.match(
+          text,
+          new RegExp(`^fastpath reflect ${lab.reflectorIf} \\(${lab.reflectorMac}\\) +running 0:0\\d$`, "m"),
+          text,
+        );
+        assert.match(text, /^mode +packet$/m, text);
+        assert.match(text, /^why +\S/m, text);
+        assert.match(text, /^progress +\[#*\.*\] 0:0\d of 1:00 \d %$/m, text);
+        assert.match(text, /^reflected by signature\n {2}none yet$/m, text);
+        const end = await emulate(stopped.bytes(3), 80, 24);
+        assert.equal(end.type, "normal", "back on the normal screen after SIGTERM");
+        const raw = new TextDecoder().decode(new Uint8Array(stopped.bytes(3).flatMap((c) => [...c])));
+        assert.ok(raw.lastIndexOf(`${ESC}[?25h`) > raw.lastIndexOf(`${ESC}[?25l`), "the cursor is shown again");
+      } finally {
+        await labDown({ prefix: PREFIX });
+      }
     },
   );
 

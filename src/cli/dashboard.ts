@@ -92,7 +92,7 @@ export function render(b: Board, o: RenderOptions): string[] {
   const c = picocolors.createColors(o.color);
   const width = Math.max(20, Math.min(o.columns, DASHBOARD_COLUMNS));
   const out: string[] = [];
-  const row = (label: string, value: string) => `  ${label.padEnd(LABEL)} ${value}`;
+  const row = (label: string, value: string) => `  ${label.padEnd(LABEL)} ${value}`.trimEnd();
   const running = `running ${clock(o.elapsedS)}`;
   // The title gives way to the clock on a narrow terminal.
   const title = cliTruncate(`fastpath ${b.title}`, Math.max(1, Math.min(o.columns, width) - running.length - 1));
