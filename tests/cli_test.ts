@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { cli, cliAsNobody, isRoot, labPrefix, netnsList, skipUnless } from "./helpers.ts";
+import { cli, cliAsNobody, isRoot, labPrefix, netnsList, sampleProbeReport, skipUnless } from "./helpers.ts";
 import { run } from "../src/net.ts";
-import { type ProbeReport, probeSummary } from "../src/probe.ts";
+import { probeSummary } from "../src/probe.ts";
 import { probeLine } from "../src/cli/probe.ts";
 import { noSchedExt } from "../src/sched.ts";
 import { Detector } from "../src/detect.ts";
@@ -445,30 +445,19 @@ Deno.test("the CLI", async (t) => {
 });
 
 Deno.test("the probe's summary", async (t) => {
-  const clean: ProbeReport = {
+  const clean = sampleProbeReport({
     state: "done",
-    elapsedS: 1,
     sent: 100_000,
     received: 100_000,
-    lost: 0,
-    inFlight: 0,
-    lossPct: 0,
-    duplicates: 0,
-    reordered: 0,
-    badRewrite: 0,
-    foreign: 0,
-    txErrors: 0,
-    rxRingDrops: 0,
     hostRxDropped: 0,
     linkRxDropped: 0,
-    txSlipped: 0,
     txPps: 100_000,
     rxPps: 100_000,
     rxL2Mbps: 51.2,
     rxWireMbps: 67.2,
     txWireMbps: 67.2,
     rttUs: { min: 20, p50: 40, p99: 90, p999: 120, max: 300, mean: 45 },
-  };
+  });
 
   await t.step("a clean run has no notes: no probe-side, pacing or host line", () => {
     const text = probeSummary(clean);

@@ -217,3 +217,37 @@ export function assertReflectorLoss(p: ProbeReport, maxPct: number): void {
     );
   }
 }
+
+/** A probe report for tests of what is made of one: nothing sent, nothing back, unless `over` says. */
+export function sampleProbeReport(over: Partial<ProbeReport>): ProbeReport {
+  return {
+    state: "sending",
+    elapsedS: 1,
+    sent: 0,
+    received: 0,
+    lost: 0,
+    inFlight: 0,
+    lossPct: 0,
+    duplicates: 0,
+    reordered: 0,
+    badRewrite: 0,
+    foreign: 0,
+    txErrors: 0,
+    rxRingDrops: 0,
+    hostRxDropped: null,
+    linkRxDropped: null,
+    txSlipped: 0,
+    txPps: 0,
+    rxPps: 0,
+    rxL2Mbps: 0,
+    rxWireMbps: 0,
+    txWireMbps: 0,
+    rttUs: null,
+    ...over,
+  };
+}
+
+/** A short `lab run` of 64-byte frames at 1 kpps: the arguments after the program. */
+export function smallLabRun(prefix: string, durationS: number): string[] {
+  return ["lab", "run", "--prefix", prefix, "--size", "64", "--rate", "1kpps", "--duration-s", String(durationS)];
+}

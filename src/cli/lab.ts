@@ -8,8 +8,8 @@ import { parseRate, parseSizes, rateText } from "../parse.ts";
 import { command, formatOption, num, Option, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { interruptedExit, monitor, untilSignal } from "./monitor.ts";
-import { PROBE_HEADER, probeRow } from "./probe.ts";
-import { reflectorFlags } from "./reflect.ts";
+import { PROBE_HEADER, probeRow, probeSections } from "./probe.ts";
+import { reflectorFlags, reflectorMode, reflectorSections } from "./reflect.ts";
 import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
 const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("lab-PREFIX");
@@ -172,6 +172,19 @@ const run = command("run", {
             "lab_interval",
             { size, probe: { type: "probe_report", ...p }, reflector: { type: "reflector_counters", ...r } },
           ],
+          board: (now, prev, dt) => ({
+            title: `lab run ${names.reflectorNs} <-> ${names.probeNs}: ${size}-byte frames`,
+            mode: reflectorMode(running.reflector.info),
+            sections: [
+              ...probeSections(now.probe, prev.probe, dt),
+              ...reflectorSections(now.reflector, prev.reflector, dt),
+            ],
+            progress: {
+              done: now.probe.elapsedS,
+              total: f.durationS,
+              label: `size ${results.length + 1} of ${cases.length}`,
+            },
+          }),
           wait: async (ms) => (await running.probe.wait(ms)) ? "done" : undefined,
           observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         });

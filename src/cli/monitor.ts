@@ -1,10 +1,13 @@
 /**
  * The CLI's one live-monitor loop, for every long-running command (reflect, probe, lab run, sched
- * run): every interval it samples, then prints a status line that replaces itself on a terminal, a
- * line every 10 s or more when stderr is not one, or one JSON object per interval with `--format json`.
+ * run): every interval it samples, then shows it: a dashboard redrawn in place when stdout is a
+ * terminal (src/cli/dashboard.ts; a command without a board: a status line that replaces itself),
+ * one JSON object per interval when stdout is not a terminal or with `--format json` (a line every
+ * 10 s or more on stderr when only stderr is not a terminal).
  * It ends on SIGINT/SIGTERM, at a deadline, or when the command's own wait says so.
  */
 import { StatusLine } from "../format.ts";
+import { type Board, Dashboard } from "./dashboard.ts";
 import { num } from "./flags.ts";
 import { emit } from "./json.ts";
 
@@ -57,6 +60,8 @@ export interface Monitor<S> {
   first?: S;
   /** The status line for people. */
   line(now: S, prev: S, dtS: number): string;
+  /** The dashboard for people on a terminal (its progress defaults to elapsed of `durationS`). */
+  board?(now: S, prev: S, dtS: number): Board;
   /** The JSON object for an interval: its `type` and the rest. */
   interval(now: S, prev: S, dtS: number): [string, Record<string, unknown>];
   /** Waits up to `ms`; resolves early with a reason to end (the probe finished, the scheduler was ejected). */
@@ -70,6 +75,10 @@ export interface Monitor<S> {
 /** Runs the loop; resolves with why it ended: a signal's name, "deadline", or the wait's or after's reason. */
 export async function monitor<S>(m: Monitor<S>): Promise<string> {
   const status = new StatusLine();
+  // Not a terminal: the intervals as JSON lines, for whatever reads them.
+  const jsonOut = m.json || !Deno.stdout.isTerminal();
+  const dash = !jsonOut && m.board ? new Dashboard() : undefined;
+  const started = Date.now();
   const intervalMs = m.intervalMs;
   const textEvery = status.tty ? intervalMs : Math.max(intervalMs, 10_000);
   const deadline = m.durationS !== undefined ? Date.now() + m.durationS * 1000 : Infinity;
@@ -78,7 +87,16 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
   let prev = m.first ?? m.sample();
   let prevT = performance.now();
   let lastText = prevT;
+  const draw = (a: S, b0: S, dt: number) => {
+    const b = m.board!(a, b0, dt);
+    if (!b.progress && m.durationS) b.progress = { done: (Date.now() - started) / 1000, total: m.durationS };
+    dash!.draw(b);
+  };
   try {
+    if (dash) {
+      dash.open();
+      draw(prev, prev, intervalMs / 1000);
+    }
     while (true) {
       const ms = Math.min(intervalMs, Math.max(0, deadline - Date.now()));
       const ticked = m.wait ? m.wait(ms) : new Promise<undefined>((r) => setTimeout(() => r(undefined), ms));
@@ -88,7 +106,8 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
       const dt = (t - prevT) / 1000;
       const iv = m.interval(now, prev, dt);
       m.observe?.(...iv);
-      if (m.json) emit(...iv);
+      if (jsonOut) emit(...iv);
+      else if (dash) draw(now, prev, dt);
       else if (status.tty) status.show(m.line(now, prev, dt));
       else if (t - lastText >= textEvery) {
         console.error(m.line(now, prev, dt));
@@ -98,6 +117,7 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
       for (const [type, obj, text] of next?.notes ?? []) {
         status.clear();
         if (m.json) emit(type, obj);
+        else if (dash) dash.event(text);
         else console.error(text);
       }
       prev = now;
@@ -109,5 +129,7 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
     }
   } finally {
     status.clear();
+    // The terminal back as it was, then what happened meanwhile, for the scrollback.
+    for (const text of dash?.close() ?? []) console.error(text);
   }
 }

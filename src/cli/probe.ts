@@ -5,6 +5,7 @@ import { Probe, PROBE_DEFAULTS, probeInterval, type ProbeReport, probeSummary } 
 import { SWAP_MODES } from "../reflector.ts";
 import { MAC_RE } from "../net.ts";
 import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
+import type { Board, Progress, Section } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { interruptedExit, intervalOption, monitor, untilSignal } from "./monitor.ts";
 import { reflectorFlags } from "./reflect.ts";
@@ -52,6 +53,49 @@ export function probeLine(now: ProbeReport, prev: ProbeReport, dtS: number): str
     pct(i.intervalLossPct)
   } | total sent ${now.sent}, back ${now.received}, lost ${now.lost} (${pct(now.lossPct)}), in flight ${now.inFlight}` +
     `, rtt p50 ${now.rttUs ? us(now.rttUs.p50) : "-"}`;
+}
+
+/** The dashboard's probe sections: this interval's rates and loss, the totals, the round-trip times. */
+export function probeSections(now: ProbeReport, prev: ProbeReport, dtS: number): Section[] {
+  const i = probeInterval(now, prev, dtS);
+  const odd: Array<[string, number]> = [
+    ["reordered", now.reordered],
+    ["duplicates", now.duplicates],
+    ["wrong rewrites", now.badRewrite],
+    ["foreign frames", now.foreign],
+    ["send errors", now.txErrors],
+    ["ring drops", now.rxRingDrops],
+    ["send slips", now.txSlipped],
+  ];
+  const r = now.rttUs;
+  return [
+    {
+      title: "probe",
+      rows: [
+        ["sent", `${pps(i.intervalTxPps)}  total ${now.sent}`],
+        ["back", `${pps(i.intervalRxPps)}  total ${now.received}  in flight ${now.inFlight}`],
+        ["frame loss rate", `${pct(i.intervalLossPct)} now  ${pct(now.lossPct)} overall (${now.lost} lost)`],
+        ...odd.filter(([, n]) => n > 0).map(([k, n]): [string, string] => [k, String(n)]),
+      ],
+    },
+    {
+      title: "round-trip time",
+      rows: r
+        ? [["p50 / p99 / p99.9", `${us(r.p50)} / ${us(r.p99)} / ${us(r.p999)}`], [
+          "min / max",
+          `${us(r.min)} / ${us(r.max)}`,
+        ]]
+        : [],
+      empty: "nothing back yet",
+    },
+  ];
+}
+
+/** How far a probe of `count` frames or `durationS` seconds is. */
+export function probeProgress(now: ProbeReport, bound: { count?: number; durationS?: number }): Progress | undefined {
+  if (bound.count) return { done: now.sent, total: bound.count, frames: true };
+  if (bound.durationS) return { done: now.elapsedS, total: bound.durationS };
+  return undefined;
 }
 
 const cmd = command("probe", {
@@ -182,6 +226,17 @@ export const probe = cmd
         // The run counts from zero: reflections back before the first sample are the first interval's.
         first: { ...p.report(), sent: 0, received: 0, lost: 0, inFlight: 0 },
         line: probeLine,
+        board: (r, prev, dt): Board => ({
+          title: `probe ${iface} → ${o.dstIp} (${o.dstMac})`,
+          sections: [
+            { title: "sending", rows: [[`${o.size}-byte frames`, o.ratePps ? pps(o.ratePps) : "maximum rate"]] },
+            ...probeSections(r, prev, dt),
+          ],
+          progress: probeProgress(r, {
+            count: f.count,
+            durationS: f.durationS ?? (f.count ? undefined : PROBE_DEFAULTS.durationS),
+          }),
+        }),
         interval: (r, prev, dt) => ["probe_interval", { ...r, ...probeInterval(r, prev, dt) }],
         wait: async (ms) => (await p.wait(ms)) ? "done" : undefined,
       });

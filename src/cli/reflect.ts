@@ -12,6 +12,7 @@ import {
   SWAP_MODES,
 } from "../reflector.ts";
 import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
+import type { Board, Section } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
 import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
@@ -41,6 +42,50 @@ export const reflectorFlags = {
 /** The drop counters (drop_*) that are not zero, as "reason count" pairs. */
 export function nonZeroDrops(c: Counters): string[] {
   return Object.entries(c).filter(([k, v]) => k.startsWith("drop_") && v > 0).map(([k, v]) => `${k.slice(5)} ${v}`);
+}
+
+const SIGNATURES: Array<[keyof Counters, string]> = [
+  ["sig_probeot", "PROBEOT"],
+  ["sig_dataot", "DATA:OT"],
+  ["sig_latency", "LATENCY"],
+  ["sig_rfc2544", "RFC2544"],
+  ["sig_y1564", "Y.1564"],
+];
+
+/** The dashboard's reflector sections: rates from the counters' deltas, then the non-zero signatures and drops. */
+export function reflectorSections(c: Counters, prev: Counters, dt: number): Section[] {
+  const rate = (k: keyof Counters) => (c[k] - prev[k]) / Math.max(dt, 1e-9);
+  const withRate = (k: keyof Counters) => `${c[k]}${c[k] > prev[k] ? `  (${pps(rate(k))})` : ""}`;
+  return [
+    {
+      title: "reflector",
+      rows: [
+        ["received", `${pps(rate("rx_packets"))}  total ${c.rx_packets}`],
+        ["reflected", `${pps(rate("tx_packets"))}  ${mbps((rate("tx_bytes") * 8) / 1e6)}  total ${c.tx_packets}`],
+      ],
+    },
+    {
+      title: "reflected by signature",
+      rows: SIGNATURES.filter(([k]) => c[k] > 0).map(([k, name]) => [name, withRate(k)]),
+      empty: "none yet",
+    },
+    {
+      title: "not reflected",
+      rows: (Object.keys(c) as Array<keyof Counters>).filter((k) => k.startsWith("drop_") && c[k] > 0)
+        .map((k) => [k.slice(5).replaceAll("_", " "), withRate(k)]),
+      empty: "none",
+    },
+  ];
+}
+
+/** The mode and why it runs, as the dashboard shows them. */
+export function reflectorMode(i: ReflectorInfo): [string, string] {
+  return [`${i.mode}${how(i)}`, cliText(i.reason)];
+}
+
+/** `reflect`'s dashboard. */
+export function reflectBoard(iface: string, i: ReflectorInfo, c: Counters, prev: Counters, dt: number): Board {
+  return { title: `reflect ${iface} (${i.mac})`, mode: reflectorMode(i), sections: reflectorSections(c, prev, dt) };
 }
 
 function line(iface: string, c: Counters, prev: Counters, dt: number): string {
@@ -189,6 +234,7 @@ export const reflect = cmd
         stop: stop.promise,
         sample: () => r.stats(),
         line: (c, prev, dt) => line(iface, c, prev, dt),
+        board: (c, prev, dt) => reflectBoard(iface, r.info, c, prev, dt),
         interval: (c, _prev, dt) => ["reflect_interval", { timeS: Date.now() / 1000, intervalS: dt, ...c }],
         observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         after: (c, prev) => {

@@ -12,6 +12,7 @@ import {
 } from "../sched.ts";
 import { DETECT_KNOBS, Detector, type DetectStatus, type DetectThread } from "../detect.ts";
 import { command, formatOption, knobs, num, Option, setExit, text } from "./flags.ts";
+import type { Board } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
 import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
@@ -31,6 +32,78 @@ function line(c: SchedCounters, prev: SchedCounters, dt: number, fg: number[]): 
   }/s, queued ${rate("enqueued")}/s, preemptions ${rate("preempt_kicks")}/s, CPU ${cpuPct.toFixed(0)} % (${
     c.busy ? "busy" : "idle"
   })` + (fg.length ? `, foreground ${fg.join(",")}: ${rate("foreground_runs")} runs/s` : "");
+}
+
+/** What `sched run`'s dashboard shows besides the counters. */
+export interface SchedView {
+  ops: string;
+  partial: boolean;
+  /** The --foreground specs as given, and the processes they match now. */
+  specs: string[];
+  foreground: number[];
+  detectors: DetectStatus | null;
+  prevDetectors: DetectStatus | null;
+}
+
+/** `sched run`'s dashboard: rates from the counters' deltas, the foreground, the game and what the detectors saw. */
+export function schedBoard(c: SchedCounters, prev: SchedCounters, dt: number, v: SchedView): Board {
+  const per = Math.max(dt, 1e-9);
+  const rate = (k: keyof SchedCounters) => `${Math.round((c[k] - prev[k]) / per)}/s`;
+  const cpuPct = ((c.busy_ns - prev.busy_ns) / 1e9 / per / Math.max(1, c.nr_cpus)) * 100;
+  const det = v.detectors, pd = v.prevDetectors;
+  const detRows: Array<[string, string]> = [];
+  if (det) {
+    const dc = det.counters, pc = pd?.counters ?? det.counters;
+    const names: Array<[keyof typeof dc & string, string]> = [
+      ["input_events", "input events"],
+      ["input_boosts", "input boosts"],
+      ["urgent_boosts", "urgent boosts"],
+      ["irq_wakeups", "irq wakeups"],
+      ["rt_wakeups", "rt wakeups"],
+      ["gpu_submits", "GPU submits"],
+      ["pcm_periods", "PCM periods"],
+      ["net_sends", "game sends"],
+      ["events_lost", "events lost"],
+    ];
+    for (const [k, label] of names) {
+      const n = dc[k] as number;
+      if (n > 0) detRows.push([label, `${Math.round((n - (pc[k] as number)) / per)}/s  total ${n}`]);
+    }
+  }
+  const g = det?.game;
+  return {
+    title: `sched run (${c.nr_cpus} CPUs in ${c.nr_llcs} LLC(s))`,
+    mode: v.partial
+      ? [`partial: ${v.ops}`, "--partial: only the game and --foreground run on it, the rest on the kernel's scheduler"]
+      : [`full: ${v.ops}`, "every task runs on it (--partial would take only the game and --foreground)"],
+    sections: [
+      {
+        title: "scheduler",
+        rows: [
+          ["runs", `${rate("runs")}  wakeups ${rate("wakeups")}`],
+          ["idle-CPU placed", `${rate("direct_idle")}  queued ${rate("enqueued")}`],
+          ["preemptions", rate("preempt_kicks")],
+          ["CPU", `${cpuPct.toFixed(0)} % (${c.busy ? "busy" : "idle"}, ${c.busy_flips} flips)`],
+          ...(c.restarts > 0 ? [["restarts", String(c.restarts)] as [string, string]] : []),
+        ],
+      },
+      {
+        title: "foreground and game",
+        rows: [
+          [
+            "foreground",
+            v.specs.length
+              ? `${v.specs.join(",")} → ${v.foreground.length ? v.foreground.join(",") : "not running"}  ${
+                rate("foreground_runs")
+              }`
+              : "none (--foreground)",
+          ],
+          ["game", g ? `${g.comm} (pid ${g.pid}, ${g.reason.replace("_", " ")})` : det ? "none detected" : "-"],
+        ],
+      },
+      { title: "detectors", rows: detRows, empty: det ? "nothing seen yet" : "off (--no-signals)" },
+    ],
+  };
 }
 
 /** The running detectors (of `sched run` or `sched observe`), or why they cannot be read. */
@@ -206,6 +279,7 @@ const run = knobs(
       stats = await startStats(plan, { command: "sched run", intervalMs: f.intervalMs, families: ["sched"] });
       let fg = s.foreground;
       let gamePid = det?.game?.pid ?? 0;
+      let prevDetectors = det;
       await monitor({
         json,
         intervalMs: f.intervalMs,
@@ -213,6 +287,19 @@ const run = knobs(
         stop: stop.promise,
         sample: () => s.stats(),
         line: (c, prev, dt) => line(c, prev, dt, s.foreground),
+        board: (c, prev, dt) => {
+          const detectors = s.detector?.status() ?? null;
+          const b = schedBoard(c, prev, dt, {
+            ops: st.ops || "fastpath",
+            partial: s.partial,
+            specs,
+            foreground: s.foreground,
+            detectors,
+            prevDetectors,
+          });
+          prevDetectors = detectors;
+          return b;
+        },
         interval: (c, _prev, dt) => ["sched_interval", { timeS: Date.now() / 1000, intervalS: dt, ...c }],
         wait: async (ms) => (await s.waitEjected(ms)) ? "ejected" : undefined,
         observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
