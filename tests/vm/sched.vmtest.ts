@@ -4,7 +4,7 @@
  * Every step looks at what the kernel says: /sys/kernel/sched_ext, the kernel log, /proc.
  */
 import assert from "node:assert/strict";
-import { cli, ROOT, spawnCli, waitFor } from "../helpers.ts";
+import { cli, DENO, ROOT, spawnCli, waitFor } from "../helpers.ts";
 import { Scheduler } from "../../mod.ts";
 import { get, parsePrometheus, scxRequests } from "../stats_client.ts";
 
@@ -329,6 +329,61 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         assert.ok(intervals.includes(v), `${v} is one of the printed intervals' runs: ${intervals.join(", ")}`);
       }
       assert.throws(() => Deno.lstatSync(sock), Deno.errors.NotFound, "the socket is removed when the run ends");
+    },
+  );
+
+  await t.step(
+    "with only the capabilities its service unit gives, no new privileges and a read-only file system, sched run attaches and stops cleanly; without CAP_SYS_ADMIN it fails saying so",
+    async () => {
+      const unit = (await cli(["service", "print", "sched"])).stdout;
+      const caps = /^CapabilityBoundingSet=(.*)$/m.exec(unit)?.[1].split(" ") ?? [];
+      assert.ok(caps.includes("CAP_SYS_ADMIN"), unit);
+      const set = (list: string[]) => ["-all", ...list.map((c) => `+${c.slice(4).toLowerCase()}`)].join(",");
+      // As the unit runs it: root's uid with the bounding set only (no inheritable caps, so after
+      // exec the permitted set is the bounding set); ProtectSystem=strict and PrivateTmp: a
+      // read-only / but /run/fastpath, a /tmp of its own.
+      await Deno.mkdir("/run/fastpath", { recursive: true });
+      const run = (bounding: string) =>
+        new Deno.Command("unshare", {
+          args: [
+            "-m",
+            "sh",
+            "-c",
+            "mount --make-rprivate / && mount --bind /run/fastpath /run/fastpath && " +
+            'mount -o bind,remount,ro / && mount -t tmpfs tmpfs /tmp && exec "$@"',
+            "sh",
+            "setpriv",
+            "--no-new-privs",
+            `--bounding-set=${bounding}`,
+            "--inh-caps=-all",
+            DENO,
+            "run",
+            "-A",
+            "--unstable-ffi",
+            "--quiet",
+            `${ROOT}/main.ts`,
+            "sched",
+            "run",
+            "--duration-s",
+            "3",
+            "--format",
+            "json",
+          ],
+          env: { NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+          signal: AbortSignal.timeout(90_000),
+        }).output();
+      const dec = new TextDecoder();
+      const ok = await run(set(caps));
+      assert.deepEqual(ok.code, 0, dec.decode(ok.stderr));
+      assert.match(dec.decode(ok.stdout), /"type":"sched_started"/);
+      assert.deepEqual(state(), "disabled");
+      const without = await run(set(caps.filter((c) => c !== "CAP_SYS_ADMIN")));
+      const err = dec.decode(without.stderr);
+      assert.notDeepEqual(without.code, 0, "attached without CAP_SYS_ADMIN");
+      assert.match(err, /^error: .*\n$/, "one line");
+      assert.deepEqual(state(), "disabled");
     },
   );
 
