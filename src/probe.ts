@@ -33,9 +33,6 @@ import { mbps, pct, pps, us } from "./format.ts";
 export type { FrameSize, Rate };
 export { parseRate, rateText };
 
-/** Simple IMIX by frame count: 7 × 64, 4 × 594, 1 × 1518 bytes. */
-export const IMIX_AVERAGE = (7 * 64 + 4 * 594 + 1518) / 12;
-
 /** Every option of a probe that has a default: the one place it is written (CLI help reads it too). */
 export const PROBE_DEFAULTS = {
   /** An RFC 2544 benchmarking address, for `to` given as a MAC. */
@@ -286,11 +283,25 @@ export function probeSummary(p: ProbeReport, ratePps = 0): string {
   return lines.join("\n");
 }
 
-export function ratePps(rate: Rate, size: number | "imix"): number {
+/**
+ * Frames per second for `rate` (0: as fast as possible) with frames of `size` bytes (FCS included);
+ * a rate in Mbit/s counts each frame's 20 bytes of preamble and inter-frame gap, as RFC 2544 does.
+ * IMIX's small frames are `minSize` when the headers do not fit 64 bytes (68 with a VLAN tag, 84
+ * over IPv6: the library's minFrameSize), so its average grows with them.
+ */
+export function ratePps(rate: Rate, size: number | "imix", minSize = 64): number {
   if (rate === "max") return 0;
   if ("pps" in rate) return Math.round(rate.pps);
-  const avg = size === "imix" ? IMIX_AVERAGE : size;
+  const avg = size === "imix" ? imixAverage(minSize) : size;
   return Math.round((rate.mbps * 1e6) / ((avg + 20) * 8));
+}
+
+/**
+ * The mean frame of simple IMIX by frame count (7 × 64, 4 × 594, 1 × 1518 bytes), in bytes, when its
+ * 64-byte frames are sent as `minSize` (see ratePps).
+ */
+export function imixAverage(minSize = 64): number {
+  return (7 * Math.max(64, minSize) + 4 * 594 + 1518) / 12;
 }
 
 export class Probe extends NativeHandle {
@@ -571,8 +582,9 @@ function options(lib: Lib, o: ProbeOptions, addr: { dstMac: string; dstIp: strin
     .set("drain_ns", BigInt(Math.round(d.drainMs * 1e6)), "drainMs", { value: d.drainMs, per: 1e6 })
     .set("session", (Math.random() * 0xffff) >>> 0)
     .set("batch", d.batch);
-  const size: FrameSize = sizeSpec === "min" ? lib.native.fp_probe_min_frame_size(opts.bytes) : sizeSpec;
-  const pps = ratePps(rate, size);
+  const min = lib.native.fp_probe_min_frame_size(opts.bytes);
+  const size: FrameSize = sizeSpec === "min" ? min : sizeSpec;
+  const pps = ratePps(rate, size, min);
   if (rate !== "max" && !(pps >= 1)) {
     throw new FastpathError(
       "usage",

@@ -138,6 +138,17 @@ Deno.test("honest live numbers and exit codes", async (t) => {
         assert.equal(Math.round(intervals[0].elapsed_s * 1000) / 1000, intervals[0].elapsed_s);
       });
 
+      await t.step(
+        "an imix rate in Mbit/s with a VLAN tag is the wire rate it names, its small frames grown to 68",
+        async () => {
+          // 7 of 12 imix frames are 68 bytes with a tag, not 64: paced for 64, it sent 0.8 % more.
+          const r = await cli(probe("--vlan", "7", "--size", "imix", "--rate", "20mbps", "--duration-s", "2"));
+          assert.equal(r.code, 0, r.stderr);
+          const [summary] = lines(r.stdout, "probe_summary");
+          assert.ok(Math.abs(summary.tx_wire_mbps - 20) < 0.05, `sent ${summary.tx_wire_mbps} Mbit/s on the wire`);
+        },
+      );
+
       await t.step("probe --vlan without --size sends the 68-byte frames a tag needs", async () => {
         const r = await cli(probe("--vlan", "7", "--count", "100", "--rate", "1kpps"));
         assert.equal(r.code, 0, r.stderr);
