@@ -27,6 +27,32 @@ try {
   systemdRunning = (await Deno.stat("/run/systemd/system")).isDirectory;
 } catch { /* not booted with systemd */ }
 
+/** The unit's capabilities as a setpriv --bounding-set. */
+async function unitCaps(drop: string[] = []): Promise<string> {
+  const caps = keys(await printed(["reflect", "sv0"])).get("CapabilityBoundingSet")!.split(" ");
+  return ["-all", ...caps.filter((c) => !drop.includes(c)).map((c) => `+${c.slice(4).toLowerCase()}`)].join(",");
+}
+
+/**
+ * `main.ts ARGS` in network namespace `ns` as the unit runs it: capabilities only from `bounding`, no new
+ * privileges, ProtectSystem=strict and ProtectHome=read-only (everything read-only but /run/fastpath,
+ * its RuntimeDirectory), PrivateTmp (a /tmp of its own); in a mount namespace of this run's own.
+ */
+function underUnit(ns: string, bounding: string, args: string[]): Deno.ChildProcess {
+  Deno.mkdirSync("/run/fastpath", { recursive: true });
+  const readOnly = "mount --make-rprivate / && mount --bind /run/fastpath /run/fastpath && " +
+    'mount -o bind,remount,ro / && mount -t tmpfs tmpfs /tmp && exec "$@"';
+  return new Deno.Command("unshare", {
+    args: ["-m", "sh", "-c", readOnly, "sh", "ip", "netns", "exec", ns, "setpriv", "--no-new-privs"]
+      .concat([`--bounding-set=${bounding}`, "--inh-caps=-all"])
+      .concat([DENO, "run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, ...args]),
+    env: { NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
+  }).spawn();
+}
+
 Deno.test("services", async (t) => {
   await t.step("the printed reflector and scheduler units pass systemd-analyze verify without a warning", async () => {
     if (skipUnless(hasVerify, "systemd-analyze is not installed")) return;
@@ -127,45 +153,11 @@ Deno.test("services", async (t) => {
     "with only the unit's capabilities, no new privileges and a read-only file system, the reflector attaches and stops cleanly on SIGINT",
     async () => {
       if (skipUnless(isRoot, "needs root to create a namespace and to drop capabilities")) return;
-      const caps = keys(await printed(["reflect", "sv0"])).get("CapabilityBoundingSet")!.split(" ");
-      const set = (list: string[]) => ["-all", ...list.map((c) => `+${c.slice(4).toLowerCase()}`)].join(",");
       const ns = `${labPrefix("fpt")}-svc`;
       await run(["ip", "netns", "del", ns]);
       await run(["ip", "netns", "add", ns]);
-      // ProtectSystem=strict and ProtectHome=read-only: everything read-only but /run/fastpath (its
-      // RuntimeDirectory); PrivateTmp: a /tmp of its own. In a mount namespace of this run's own.
-      await Deno.mkdir("/run/fastpath", { recursive: true });
-      const readOnly = [
-        "unshare",
-        "-m",
-        "sh",
-        "-c",
-        "mount --make-rprivate / && mount --bind /run/fastpath /run/fastpath && mount -o bind,remount,ro / && " +
-        'mount -t tmpfs tmpfs /tmp && exec "$@"',
-        "sh",
-      ];
       const reflect = (bounding: string, extra: string[] = []) =>
-        new Deno.Command(readOnly[0], {
-          args: [...readOnly.slice(1), "ip", "netns", "exec", ns, "setpriv", "--no-new-privs"]
-            .concat([`--bounding-set=${bounding}`, "--inh-caps=-all"])
-            .concat([
-              DENO,
-              "run",
-              "-A",
-              "--unstable-ffi",
-              "--quiet",
-              `${ROOT}/main.ts`,
-              "reflect",
-              "sv0",
-              "--mode",
-              "afxdp",
-              ...extra,
-            ]),
-          env: { NO_COLOR: "1" },
-          stdout: "piped",
-          stderr: "piped",
-          signal: AbortSignal.timeout(60_000),
-        }).spawn();
+        underUnit(ns, bounding, ["reflect", "sv0", "--mode", "afxdp", ...extra]);
       try {
         for (
           const args of [["link", "add", "sv0", "type", "veth", "peer", "name", "sv1"], ["link", "set", "sv0", "up"]]
@@ -174,7 +166,7 @@ Deno.test("services", async (t) => {
           assert.equal(r.code, 0, r.stderr);
         }
         await run(["ip", "-n", ns, "link", "set", "sv1", "up"]);
-        const child = reflect(set(caps));
+        const child = reflect(await unitCaps());
         const dec = new TextDecoder();
         let err = "";
         const reader = (async () => {
@@ -192,13 +184,73 @@ Deno.test("services", async (t) => {
         assert.equal(st.code, 0, err);
         assert.match(err, /^stopped: received/m);
         // The same run without CAP_BPF must fail: the set above is what made it work.
-        const without = await reflect(set(caps.filter((c) => c !== "CAP_BPF")), ["--duration-s", "2"]).output();
+        const without = await reflect(await unitCaps(["CAP_BPF"]), ["--duration-s", "2"]).output();
         assert.notEqual(without.code, 0, "the reflector started without CAP_BPF");
         assert.match(new TextDecoder().decode(without.stderr), /^error: /);
       } finally {
         await run(["ip", "netns", "del", ns]);
       }
       assert.ok(!(await netnsList()).includes(ns));
+    },
+  );
+
+  await t.step(
+    "under the unit's capabilities a veth peer in a namespace fastpath cannot enter is not taken as fine: auto picks afxdp, --mode xdp warns how to check it",
+    async () => {
+      if (skipUnless(isRoot, "needs root to create namespaces and to drop capabilities")) return;
+      const ns = `${labPrefix("fpt")}-vr`;
+      const peerNs = `${labPrefix("fpt")}-vp`;
+      for (const n of [ns, peerNs]) {
+        await run(["ip", "netns", "del", n]);
+        await run(["ip", "netns", "add", n]);
+      }
+      try {
+        for (
+          const args of [
+            ["-n", ns, "link", "add", "sv0", "type", "veth", "peer", "name", "sv1", "netns", peerNs],
+            ["-n", ns, "link", "set", "sv0", "up"],
+            ["-n", peerNs, "link", "set", "sv1", "up"],
+          ]
+        ) {
+          const r = await run(["ip", ...args]);
+          assert.equal(r.code, 0, r.stderr);
+        }
+        // sv1 runs no XDP program, and the unit has no CAP_SYS_ADMIN to enter its namespace and see that.
+        const caps = await unitCaps();
+        assert.ok(!caps.includes("sys_admin"), caps);
+        const dec = new TextDecoder();
+        const auto = await underUnit(ns, caps, ["reflect", "sv0", "--duration-s", "1", "--no-stats-socket"]).output();
+        const autoErr = dec.decode(auto.stderr);
+        assert.equal(auto.code, 0, autoErr);
+        assert.match(
+          autoErr,
+          /in afxdp mode .*— auto: xdp not possible \(cannot check that the veth peer of sv0 runs an XDP program/,
+          autoErr,
+        );
+        const xdp = await underUnit(ns, caps, [
+          "reflect",
+          "sv0",
+          "--mode",
+          "xdp",
+          "--duration-s",
+          "1",
+          "--no-stats-socket",
+        ]).output();
+        const xdpErr = dec.decode(xdp.stderr);
+        assert.equal(xdp.code, 0, xdpErr);
+        assert.match(xdpErr, /in xdp mode/, xdpErr);
+        assert.match(
+          xdpErr,
+          new RegExp(
+            `warning: cannot check that the veth peer of sv0 runs an XDP program \\(entering its network namespace needs CAP_SYS_ADMIN\\).*check with 'ip netns exec ${peerNs} ip link show'.*or use --mode afxdp`,
+          ),
+          xdpErr,
+        );
+      } finally {
+        for (const n of [ns, peerNs]) await run(["ip", "netns", "del", n]);
+      }
+      const left = await netnsList();
+      assert.ok(!left.includes(ns) && !left.includes(peerNs), left.join(" "));
     },
   );
 

@@ -17,7 +17,6 @@ const options = @import("options.zig");
 const veth = @import("veth.zig");
 const Error = abi.Error;
 
-
 pub const Reflector = struct {
     gpa: std.mem.Allocator,
     opts: abi.ReflectorOptions,
@@ -283,13 +282,14 @@ pub const Reflector = struct {
 
     /// xdp mode on a veth: refuses a peer without an XDP program (XDP_TX frames would be dropped or
     /// stuck there: veth.zig), naming the fix, and counts what the veth drops anyway (the peer may
-    /// lose its program while we run).
+    /// lose its program while we run). A peer that cannot be checked (its namespace cannot be entered
+    /// without CAP_SYS_ADMIN) is not taken as fine: auto passes on to afxdp, `mode` xdp warns, saying
+    /// how to check it.
     fn checkVethPeer(self: *Reflector, ifname: []const u8) Error!void {
         var errors: veth.TxErrors = undefined;
         if (!veth.TxErrors.open(self.link.fd, ifname, &errors)) return;
         self.tx_errors = errors;
         const peer = veth.peerCheck(self.link.fd, ifname, self.iface.index) orelse return;
-        if (peer.xdp) return;
         const name = std.mem.sliceTo(&peer.name, 0);
         const ns = std.mem.sliceTo(&peer.netns, 0);
         var where_buf: [64]u8 = undefined;
@@ -299,6 +299,17 @@ pub const Reflector = struct {
             std.fmt.bufPrint(&where_buf, "nsenter -t {d} -n ", .{peer.pid}) catch ""
         else
             "";
+        const xdp_on = peer.xdp orelse {
+            const check = if (run_in.len > 0) run_in else "ip -d link show ";
+            const what = if (run_in.len > 0) "ip link show" else ifname;
+            const auto = @as(abi.Dataplane, @enumFromInt(self.opts.dataplane)) == .auto;
+            const fmt = "cannot check that the veth peer of {s} runs an XDP program (entering its network namespace needs CAP_SYS_ADMIN); without one it drops XDP_TX frames: check with '{s}{s}' (an 'xdp' on the peer's line){s}";
+            if (auto) return diag.fail(error.Unsupported, fmt, .{ ifname, check, what, "" });
+            if (self.warning[0] == 0)
+                _ = std.fmt.bufPrintZ(&self.warning, fmt, .{ ifname, check, what, ", or use --mode afxdp" }) catch {};
+            return;
+        };
+        if (xdp_on) return;
         return diag.fail(error.Unsupported, "{s}, the veth peer of {s}, runs no XDP program, so it cannot take XDP_TX frames: give it one (any, e.g. '{s}ip link set {s} xdp obj PROG'), or use --mode afxdp or packet", .{ name, ifname, run_in, name });
     }
 
@@ -679,7 +690,7 @@ fn anyPortModes(ifname: []const u8, ifindex: i32) []const u8 {
     const fd: i32 = @intCast(rc);
     defer sys.close(fd);
     const peer = veth.peerCheck(fd, ifname, ifindex) orelse return both;
-    return if (peer.xdp) both else " or use `mode` afxdp (xdp would need an XDP program on the veth peer)";
+    return if (peer.xdp orelse false) both else " or use `mode` afxdp (xdp would need an XDP program on the veth peer)";
 }
 
 /// /run/fastpath/net<netns inode>.<ifname>.<what>: the reflector's files for one interface.

@@ -106,24 +106,29 @@ pub const TxErrors = struct {
 
 pub const Peer = struct {
     name: [16]u8 = .{0} ** 16,
+    /// The peer's interface number (in its own namespace).
+    index: i32 = 0,
     /// `ip netns` name of the peer's namespace; empty when it is ours or has no name.
     netns: [64]u8 = .{0} ** 64,
     /// The pid whose namespace it is, when it has no `ip netns` name (a container).
     pid: u32 = 0,
-    xdp: bool,
+    /// Whether the peer runs an XDP program; null when that cannot be told (its namespace cannot be
+    /// entered without CAP_SYS_ADMIN, as under the service unit, or was not found). "Cannot tell" is
+    /// not "fine": the callers treat it as a peer that may drop XDP_TX frames.
+    xdp: ?bool,
 };
 
 /// For a veth: its peer, and whether the peer runs an XDP program now (takes XDP_TX frames at once).
-/// Null when `ifname` is not a veth or the peer cannot be found.
+/// Null when `ifname` is not a veth; a peer with `xdp` null when it is one but its peer cannot be checked.
 pub fn peerCheck(fd: i32, ifname: []const u8, ifindex: i32) ?Peer {
     var stats: Stats = .{};
     if (!Stats.ofVeth(fd, ifname, &stats)) return null;
-    const peer_index: i32 = @intCast(stats.value("peer_ifindex") orelse return null);
+    const unknown = Peer{ .xdp = null };
+    const peer_index: i32 = @intCast(stats.value("peer_ifindex") orelse return unknown);
     // Interface numbers repeat across namespaces: the peer's is told by its id as our namespace
     // knows it (IFLA_LINK_NETNSID; none when the peer is here).
-    const nsid = linkNetnsid(ifindex) orelse return null;
-    if (nsid < 0) return checkHere(peer_index, ifindex);
-    var peer: ?Peer = null;
+    const nsid = linkNetnsid(ifindex) orelse return unknown;
+    if (nsid < 0) return checkHere(peer_index, ifindex) orelse Peer{ .index = peer_index, .xdp = null };
     var dir = std.fs.openDirAbsolute("/run/netns", .{ .iterate = true }) catch null;
     if (dir) |*d| {
         defer d.close();
@@ -132,14 +137,14 @@ pub fn peerCheck(fd: i32, ifname: []const u8, ifindex: i32) ?Peer {
             var buf: [128]u8 = undefined;
             const path = std.fmt.bufPrintZ(&buf, "/run/netns/{s}", .{e.name}) catch continue;
             if (checkIn(path, nsid, peer_index, ifindex)) |found| {
-                peer = found;
-                const n = @min(e.name.len, peer.?.netns.len - 1);
-                @memcpy(peer.?.netns[0..n], e.name[0..n]);
+                var peer = found;
+                const n = @min(e.name.len, peer.netns.len - 1);
+                @memcpy(peer.netns[0..n], e.name[0..n]);
                 return peer;
             }
         }
     }
-    var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return null;
+    var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return Peer{ .index = peer_index, .xdp = null };
     defer proc.close();
     var it = proc.iterate();
     var seen: [64]u64 = undefined;
@@ -155,28 +160,31 @@ pub fn peerCheck(fd: i32, ifname: []const u8, ifindex: i32) ?Peer {
             nseen += 1;
         }
         if (checkIn(path, nsid, peer_index, ifindex)) |found| {
-            peer = found;
-            peer.?.pid = pid;
+            var peer = found;
+            peer.pid = pid;
             return peer;
         }
     }
-    return null;
+    return Peer{ .index = peer_index, .xdp = null };
 }
 
-/// In the namespace at `path`, if our namespace knows it as `nsid`: the veth numbered `peer_index`.
+/// In the namespace at `path`, if our namespace knows it as `nsid`: the veth numbered `peer_index`
+/// (with `xdp` null when the namespace is the one but cannot be entered). Null when it is another.
 fn checkIn(path: [:0]const u8, nsid: i32, peer_index: i32, ifindex: i32) ?Peer {
-    const saved_rc = linux.open("/proc/thread-self/ns/net", .{ .CLOEXEC = true }, 0);
-    if (linux.E.init(saved_rc) != .SUCCESS) return null;
-    const saved: i32 = @intCast(saved_rc);
-    defer _ = linux.close(saved);
+    const unknown = Peer{ .index = peer_index, .xdp = null };
     const target_rc = linux.open(path, .{ .CLOEXEC = true }, 0);
     if (linux.E.init(target_rc) != .SUCCESS) return null;
     const target: i32 = @intCast(target_rc);
     defer _ = linux.close(target);
     if (netnsidOf(target) != nsid) return null;
-    if (linux.E.init(linux.syscall2(.setns, @intCast(target), linux.CLONE.NEWNET)) != .SUCCESS) return null;
+    const saved_rc = linux.open("/proc/thread-self/ns/net", .{ .CLOEXEC = true }, 0);
+    if (linux.E.init(saved_rc) != .SUCCESS) return unknown;
+    const saved: i32 = @intCast(saved_rc);
+    defer _ = linux.close(saved);
+    // Entering a namespace needs CAP_SYS_ADMIN, which the service unit does not give.
+    if (linux.E.init(linux.syscall2(.setns, @intCast(target), linux.CLONE.NEWNET)) != .SUCCESS) return unknown;
     defer _ = linux.syscall2(.setns, @intCast(saved), linux.CLONE.NEWNET);
-    return checkHere(peer_index, ifindex);
+    return checkHere(peer_index, ifindex) orelse unknown;
 }
 
 /// In the calling thread's namespace: the veth numbered `peer_index` whose own peer is `ifindex`.
@@ -192,7 +200,7 @@ fn checkHere(peer_index: i32, ifindex: i32) ?Peer {
     var stats: Stats = .{};
     if (!Stats.ofVeth(fd, name, &stats)) return null;
     if ((stats.value("peer_ifindex") orelse return null) != @as(u64, @intCast(ifindex))) return null;
-    var p = Peer{ .xdp = xdpAttached(peer_index) orelse return null };
+    var p = Peer{ .index = peer_index, .xdp = xdpAttached(peer_index) orelse return null };
     @memcpy(p.name[0..name.len], name);
     return p;
 }
