@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cli, skipUnless } from "./helpers.ts";
+import { cli, isRoot, labPrefix, skipUnless } from "./helpers.ts";
 import { run } from "../src/net.ts";
 
 /** Whether `program` runs here (`-c CODE` does nothing in it). */
@@ -33,6 +33,7 @@ async function bashComplete(file: string, words: string[]): Promise<string[]> {
 async function fishComplete(file: string, line: string): Promise<string[]> {
   const r = await run(["fish", "--no-config", "-c", `source '${file}'; complete -C '${line}'`]);
   assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, "", `fish printed errors completing '${line}'`);
   return r.stdout.split("\n").filter(Boolean).map((l) => l.split("\t")[0]);
 }
 
@@ -100,6 +101,46 @@ Deno.test("shell completion", async (t) => {
       ]);
       assert.deepEqual(await fishComplete(file, "fastpath lab r"), ["run"]);
     });
+
+    await t.step(
+      "completion goes on past a flag's value and after service print's job, and offers shells, paths, namespaces and signatures",
+      async () => {
+        const ns = `${labPrefix("fpc")}-ns`;
+        const made = isRoot && (await run(["ip", "netns", "add", ns])).code === 0;
+        try {
+          const bash = await script("bash", dir);
+          const b = (...w: string[]) => bashComplete(bash, ["fastpath", ...w]);
+          assert.deepEqual(await b("reflect", "lo", "--mode", "xdp", "--mo"), ["--mode"]);
+          assert.ok((await b("service", "print", "reflect", "lo", "--")).includes("--mode"), "reflect's flags");
+          assert.ok((await b("service", "print", "reflect", "lo", "--")).includes("--manager"), "service print's own");
+          assert.deepEqual(await b("service", "print", "reflect", "lo", "--mode", "pa"), ["packet"]);
+          assert.ok((await b("service", "print", "sched", "--")).includes("--slice-us"), "sched run's flags");
+          assert.deepEqual((await b("completions", "")).filter((w) => !w.startsWith("-")), ["bash", "zsh", "fish"]);
+          assert.deepEqual(await b("probe", "lo", "--signature", "RFC"), ["RFC2544"]);
+          assert.deepEqual(await b("reflect", "lo", "--stats-socket", `${dir}/fastpath.ba`), [`${dir}/fastpath.bash`]);
+          if (made) assert.ok((await b("reflect", "lo", "--netns", "")).includes(ns), "namespace names");
+          if (skipUnless(await has("fish"), "fish is not installed (scripts/setup --test installs it)")) return;
+          const fish = await script("fish", dir);
+          const f = (line: string) => fishComplete(fish, line);
+          assert.deepEqual(await f("fastpath reflect lo --mode xdp --mo"), ["--mode"]);
+          // A flag right after the command is a word fish's `string join` must not take as its option.
+          assert.deepEqual(await f("fastpath reflect --mode xdp --mo"), ["--mode"]);
+          assert.ok((await f("fastpath service print reflect lo --")).includes("--mode"), "reflect's flags");
+          assert.deepEqual((await f("fastpath completions ")).filter((w) => !w.startsWith("-")).sort(), [
+            "bash",
+            "fish",
+            "zsh",
+          ]);
+          assert.deepEqual(await f("fastpath probe lo --signature RFC"), ["RFC2544"]);
+          assert.deepEqual(await f(`fastpath service print reflect lo --exec ${dir}/fastpath.fi`), [
+            `${dir}/fastpath.fish`,
+          ]);
+          if (made) assert.ok((await f("fastpath reflect lo --netns ")).includes(ns), "namespace names");
+        } finally {
+          if (made) await run(["ip", "netns", "del", ns]);
+        }
+      },
+    );
 
     await t.step("every flag a command's help lists is completed for it (the table is the one source)", async () => {
       const file = await script("bash", dir);

@@ -16,13 +16,18 @@ export interface CompletionNode {
   subs: string[];
   /** Its visible long flags, `--mode` … */
   flags: string[];
-  /** The values of flags that take one: a list of choices, or [] for a free value (a number, a name). */
-  values: Record<string, string[]>;
+  /**
+   * The values of flags that take one: a list of choices, [] for a free value (a number, a name),
+   * "files" for a path, "netns" for a network namespace's name.
+   */
+  values: Record<string, Values>;
   /** Each flag's help text (fish shows it beside the flag). */
   help: Record<string, string>;
   /** Words its positional argument takes, or "iface" for interface names. */
   args: string[] | "iface" | null;
 }
+
+type Values = string[] | "files" | "netns";
 
 type AnyCommand = Command<unknown[], Record<string, unknown>, Record<string, unknown>>;
 
@@ -44,7 +49,7 @@ export function completionTree(root: AnyCommand): CompletionNode[] {
     args: root.commands.map((c) => c.name()),
   }];
   const walk = (c: AnyCommand, path: string) => {
-    const values: Record<string, string[]> = {};
+    const values: Record<string, Values> = {};
     const flags: string[] = [];
     const help: Record<string, string> = {};
     for (const o of c.options) {
@@ -52,7 +57,8 @@ export function completionTree(root: AnyCommand): CompletionNode[] {
       flags.push(o.long);
       help[o.long] = o.description;
       if (o.required || o.optional) {
-        values[o.long] = [...(CHOICES.get(o) ?? [])];
+        const meta = /<([^>]+)>/.exec(o.flags)?.[1];
+        values[o.long] = o.long === "--netns" ? "netns" : meta === "PATH" ? "files" : [...(CHOICES.get(o) ?? [])];
       }
     }
     flags.push("--help");
@@ -63,11 +69,26 @@ export function completionTree(root: AnyCommand): CompletionNode[] {
       flags: c.commands.length ? ["--help"] : flags,
       values,
       help,
-      args: arg === "IFACE" ? "iface" : arg === "JOB" ? ["reflect", "sched"] : null,
+      args: arg === "IFACE" ? "iface" : arg === "JOB" ? ["reflect", "sched"] : arg === "SHELL" ? [...SHELLS] : null,
     });
     for (const s of c.commands) walk(s as AnyCommand, `${path} ${s.name()}`);
   };
   for (const c of root.commands) walk(c as AnyCommand, c.name());
+  // `service print JOB …` goes on with the job's own arguments and flags, and service print's.
+  const node = (path: string) => nodes.find((n) => n.path === path);
+  const print = node("service print");
+  for (const [job, path] of [["reflect", "reflect"], ["sched", "sched run"]]) {
+    const own = node(path);
+    if (!print || !own) continue;
+    const flags = [...new Set([...own.flags, ...print.flags])];
+    nodes.push({
+      ...own,
+      path: `service print ${job}`,
+      flags,
+      values: { ...own.values, ...print.values },
+      help: { ...own.help, ...print.help },
+    });
+  }
   return nodes;
 }
 
@@ -75,6 +96,9 @@ const q = (words: string[]) => words.join(" ");
 
 /** A `case` pattern for a path in bash/zsh (spaces quoted). */
 const pat = (s: string) => `"${s}"`;
+
+/** Network namespaces' names (ip netns). */
+const NETNS_SH = "$(ls /run/netns 2>/dev/null)";
 
 /** Interface names: Linux's /sys/class/net, else macOS's ifconfig -l. */
 const IFACES_SH = "$(ls /sys/class/net 2>/dev/null || ifconfig -l 2>/dev/null)";
@@ -86,7 +110,7 @@ interface ShDialect {
   current: string;
   first: number;
   /** What completes a flag's value (choices, or [] for a free value) and what completes `words`. */
-  values(v: string[]): string;
+  values(v: Values): string;
   candidates(words: string[], args: string): string;
   finish: string;
 }
@@ -127,7 +151,10 @@ export function bashScript(nodes: CompletionNode[]): string {
     words: "COMP_WORDS",
     current: "COMP_CWORD",
     first: 1,
-    values: (v) => `COMPREPLY=(${v.length ? `$(compgen -W "${q(v)}" -- "$cur")` : ""})`,
+    values: (v) =>
+      v === "files"
+        ? `COMPREPLY=($(compgen -f -- "$cur"))`
+        : `COMPREPLY=(${v.length ? `$(compgen -W "${v === "netns" ? NETNS_SH : q(v)}" -- "$cur")` : ""})`,
     candidates: (w, args) => `words_="${q(w)}"; [[ $cur == -* ]] || words_="$words_ ${args}"`,
     finish: `COMPREPLY=($(compgen -W "$words_" -- "$cur"))`,
   });
@@ -143,7 +170,14 @@ export function zshScript(nodes: CompletionNode[]): string {
     words: "words",
     current: "CURRENT",
     first: 2,
-    values: (v) => (v.length ? `compadd -- ${q(v)}` : "_message 'a value'"),
+    values: (v) =>
+      v === "files"
+        ? "_files"
+        : v === "netns"
+        ? `compadd -- ${NETNS_SH}`
+        : v.length
+        ? `compadd -- ${q(v)}`
+        : "_message 'a value'",
     candidates: (w, args) => `cands=(${q(w)}); [[ $cur == -* ]] || cands+=(${args})`,
     finish: "compadd -- $cands",
   });
@@ -165,7 +199,15 @@ export function fishScript(nodes: CompletionNode[]): string {
     else if (n.args) lines.push(`complete -c fastpath ${cond} -a '${q(n.args)}'`);
     for (const f of n.flags) {
       const v = n.values[f];
-      const tail = v === undefined ? "" : v.length ? ` -x -a '${q(v)}'` : " -x";
+      const tail = v === undefined
+        ? ""
+        : v === "files"
+        ? " -r -F"
+        : v === "netns"
+        ? " -x -a '(ls /run/netns 2>/dev/null)'"
+        : v.length
+        ? ` -x -a '${q(v)}'`
+        : " -x";
       const d = n.help[f] ? ` -d '${n.help[f].split(/[:(;,]/)[0].trim().slice(0, 60).replaceAll("'", "\\'")}'` : "";
       lines.push(`complete -c fastpath ${cond} -l ${f.slice(2)}${tail}${d}`);
     }
@@ -176,11 +218,11 @@ set -g __fastpath_commands ${known}
 function __fastpath_path
   set -l path
   for w in (commandline -opc)[2..-1]
-    set -l next (string join ' ' $path $w)
+    set -l next (string join -- ' ' $path $w)
     contains -- $next $__fastpath_commands; or break
     set path $path $w
   end
-  string join ' ' $path
+  string join -- ' ' $path
 end
 function __fastpath_is
   set -l p (__fastpath_path)

@@ -92,6 +92,12 @@ export function text<const F extends string, const M extends string = "VALUE">(f
 /** The values of each `choice()` flag (shell completion lists them). */
 export const CHOICES = new WeakMap<object, readonly string[]>();
 
+/** Offers `values` for a free-text flag's value in shell completion (it still takes any text). */
+export function suggest<O extends object>(o: O, values: readonly string[]): O {
+  CHOICES.set(o, values);
+  return o;
+}
+
 /** `--NAME a|b|c`: one of `choices`. */
 export function choice<const F extends string, const C extends readonly string[]>(flag: F, choices: C, help: string) {
   const o = new Option(`--${flag} <${choices.join("|")}>` as `--${F} <CHOICE>`, help)

@@ -4,7 +4,8 @@ import { mbps, pct, pps, us } from "../format.ts";
 import { Probe, PROBE_DEFAULTS, probeInterval, type ProbeReport, probeSummary } from "../probe.ts";
 import { SWAP_MODES } from "../reflector.ts";
 import { MAC_RE } from "../net.ts";
-import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
+import { SIGNATURES } from "../parse.ts";
+import { bool, choice, command, formatOption, num, setExit, suggest, text } from "./flags.ts";
 import type { Board, Progress, Section } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { interruptedExit, intervalOption, monitor, untilSignal } from "./monitor.ts";
@@ -138,7 +139,8 @@ export const probe = cmd
   .addOption(num("count", "stop after this many frames"))
   .addOption(num("duration-s", `stop after this many seconds (default ${PROBE_DEFAULTS.durationS} when no --count)`))
   .addOption(
-    text("signature", "PROBEOT, DATA:OT, LATENCY, RFC2544 or Y.1564", "NAME").default(PROBE_DEFAULTS.signature),
+    suggest(text("signature", "PROBEOT, DATA:OT, LATENCY, RFC2544 or Y.1564", "NAME"), Object.keys(SIGNATURES))
+      .default(PROBE_DEFAULTS.signature),
   )
   .addOption(
     choice("expect-swap", SWAP_MODES, "what the reflector swaps, checked on every frame")
