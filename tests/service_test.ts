@@ -61,6 +61,10 @@ Deno.test("services", async (t) => {
       const units: Array<[string, string]> = [
         ["fastpath-reflect-eth0.service", await printed(["reflect", "eth0", "--mode", "xdp", "--workers", "2"])],
         ["fastpath-reflect-fp\\x2dr0.service", await printed(["reflect", "fp-r0", "--netns", "fp-refl"])],
+        [
+          "fastpath-reflect-eth1.service",
+          await printed(["reflect", "eth1", "--stats-socket", "/var/lib/fp/eth1.sock"]),
+        ],
         ["fastpath-sched.service", await printed(["sched", "--slice-us", "3000", "--foreground", "game.exe"])],
       ];
       for (const [name, text] of units) {
@@ -89,6 +93,38 @@ Deno.test("services", async (t) => {
       assert.equal(sched.get("ExecStart"), `${EXEC} sched run`);
       assert.equal(sched.get("ConditionPathIsDirectory"), "/sys/kernel/sched_ext");
       assert.deepEqual(sched.get("RestartPreventExitStatus")?.split(" "), ["2", "3", "6", "8", "7"]);
+    },
+  );
+
+  await t.step(
+    "the reflector's unit waits for the network at boot and retries a link still down at start for over two minutes",
+    async () => {
+      const u = keys(await printed(["reflect", "eth0"]));
+      assert.match(u.get("After")!, /\bnetwork-online\.target\b/);
+      assert.equal(u.get("Wants"), "network-online.target");
+      const delay = Number(u.get("RestartSec"));
+      const burst = Number(u.get("StartLimitBurst"));
+      assert.ok(delay * (burst - 1) >= 120, `restarts every ${delay} s, ${burst} starts: gives up too soon`);
+      assert.ok(Number(u.get("StartLimitIntervalSec")) >= delay * burst, "the start limit trips before the burst");
+    },
+  );
+
+  await t.step(
+    "a --stats-socket outside /run/fastpath gets its directory writable in the unit, the default does not",
+    async () => {
+      assert.equal(
+        keys(await printed(["reflect", "eth0", "--stats-socket", "/var/lib/fp/x.sock"])).get("ReadWritePaths"),
+        "/var/lib/fp",
+      );
+      assert.equal(
+        keys(await printed(["reflect", "eth0", "--stats-socket=/srv/x.sock"])).get("ReadWritePaths"),
+        "/srv",
+      );
+      assert.equal(keys(await printed(["reflect", "eth0"])).get("ReadWritePaths"), undefined);
+      assert.equal(
+        keys(await printed(["reflect", "eth0", "--stats-socket", "/run/fastpath/x.sock"])).get("ReadWritePaths"),
+        undefined,
+      );
     },
   );
 

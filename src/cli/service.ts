@@ -78,6 +78,14 @@ export interface ServiceSpec {
   iface?: string;
   /** The interface lives in another network namespace (--netns). */
   netns: boolean;
+  /** --stats-socket's path, when given. */
+  statsSocket?: string;
+}
+
+/** Where the job writes outside its RuntimeDirectory (/run/fastpath): a --stats-socket elsewhere. */
+function writablePaths(spec: ServiceSpec): string[] {
+  const dir = spec.statsSocket?.replace(/\/[^/]*$/, "") || "/";
+  return spec.statsSocket && dir !== "/run/fastpath" && !dir.startsWith("/run/fastpath/") ? [dir] : [];
 }
 
 /** The systemd unit for `spec`. */
@@ -92,11 +100,19 @@ export function systemdUnit(spec: ServiceSpec): string {
     `# ${serviceName(job, iface, "systemd")}: written by 'fastpath service print'. Install: docs/service.md`,
     "[Unit]",
     job === "reflect" ? `Description=fastpath ITO reflector on ${iface}` : "Description=fastpath sched_ext scheduler",
-    ...(device ? [`BindsTo=${device}`, `After=${device} network.target`] : ["After=network.target"]),
+    ...(device ? [`BindsTo=${device}`] : []),
+    ...(job === "reflect"
+      ? [
+        "# at boot, start once the network is configured (its links up), not merely once it is being set up",
+        `After=${device ? `${device} ` : ""}network-online.target`,
+        "Wants=network-online.target",
+      ]
+      : ["After=network.target"]),
     ...(job === "sched" ? ["ConditionPathIsDirectory=/sys/kernel/sched_ext"] : []),
-    "# at most 5 starts in 2 minutes, then the unit stays failed until 'systemctl reset-failed'",
-    "StartLimitIntervalSec=120",
-    "StartLimitBurst=5",
+    "# at most 10 starts in 5 minutes (one each RestartSec: a link still down at start, exit 5, is",
+    "# retried for over 2 minutes), then the unit stays failed until 'systemctl reset-failed'",
+    "StartLimitIntervalSec=300",
+    "StartLimitBurst=10",
     "",
     "[Service]",
     "Type=simple",
@@ -105,7 +121,7 @@ export function systemdUnit(spec: ServiceSpec): string {
     "KillSignal=SIGINT",
     "TimeoutStopSec=15",
     "Restart=on-failure",
-    "RestartSec=2",
+    "RestartSec=15",
     "# usage, privilege, unsupported, library" + (job === "sched" ? ", another scheduler owns sched_ext" : "") +
     ": a restart cannot cure these",
     `RestartPreventExitStatus=${noRestartCodes(job).join(" ")}`,
@@ -119,6 +135,10 @@ export function systemdUnit(spec: ServiceSpec): string {
     "# /run/fastpath holds the per-interface locks; it outlives the unit so other fastpath runs keep theirs",
     "RuntimeDirectory=fastpath",
     "RuntimeDirectoryPreserve=yes",
+    ...writablePaths(spec).flatMap((d) => [
+      "# --stats-socket's directory (everything else is read-only); it must exist before the unit starts",
+      `ReadWritePaths=${d}`,
+    ]),
     "ProtectSystem=strict",
     "ProtectHome=read-only",
     "PrivateTmp=yes",
@@ -190,11 +210,12 @@ function jobCommand(job: Job): Command {
  * Checks `args` against the job's own flags and values (the same parsers the job uses), and returns its
  * interface (reflect) and whether --netns is given.
  */
-export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns: boolean } {
+export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns: boolean; statsSocket?: string } {
   const cmd = jobCommand(job);
   const label = job === "reflect" ? "reflect" : "sched run";
   const operands: string[] = [];
   let netns = false;
+  let statsSocket: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (!a.startsWith("-")) {
@@ -213,7 +234,9 @@ export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns:
         throw new FastpathError("usage", `${flag} needs a value: see 'fastpath ${label} --help'`);
       }
       opt.parseArg?.(value, undefined as never);
+      if (flag === "--stats-socket") statsSocket = value;
     }
+    if (flag === "--no-stats-socket") statsSocket = undefined;
   }
   const want = cmd.registeredArguments.length;
   if (operands.length !== want) {
@@ -227,12 +250,12 @@ export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns:
         : `service print ${job} takes no arguments, got '${operands.join(" ")}': ${usage}`,
     );
   }
-  return { iface: operands[0], netns };
+  return { iface: operands[0], netns, statsSocket };
 }
 
 /** The unit or plist text for a job and its flags; `exec` is the fastpath the supervisor runs. */
 export function serviceText(job: Job, args: string[], manager: Manager, exec: string): string {
-  const { iface, netns } = checkJobArgs(job, args);
+  const { iface, netns, statsSocket } = checkJobArgs(job, args);
   if (manager === "launchd" && job === "sched") {
     throw new FastpathError(
       "unsupported",
@@ -240,7 +263,7 @@ export function serviceText(job: Job, args: string[], manager: Manager, exec: st
     );
   }
   const argv = [exec, ...(job === "sched" ? ["sched", "run"] : ["reflect"]), ...args];
-  const spec = { job, argv, iface, netns };
+  const spec = { job, argv, iface, netns, statsSocket };
   return manager === "launchd" ? launchdPlist(spec) : systemdUnit(spec);
 }
 
