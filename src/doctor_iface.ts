@@ -16,7 +16,7 @@ export interface InterfaceReport {
   iface: string;
   netns: string | null;
   driver: string | null;
-  /** The driver runs XDP programs itself (null: this kernel does not say, before 6.3). */
+  /** The driver runs XDP programs itself (null: this kernel does not say, before 6.3; there 0 means "no"). */
   nativeXdp: boolean | null;
   /** AF_XDP sockets can share the driver's buffers (null: this kernel does not say). */
   afxdpZeroCopy: boolean | null;
@@ -52,16 +52,50 @@ export function parseChannels(out: string): { max: number | null; now: number | 
   return at < 0 ? { max: null, now: null } : { max: combined(out.slice(0, at)), now: combined(out.slice(at)) };
 }
 
-export async function interfaceReport(iface: string, netns?: string): Promise<InterfaceReport> {
-  const sysfs = await run(inNs(netns, ["ls", `/sys/class/net/${iface}/queues`]));
-  if (sysfs.code !== 0) {
-    throw new FastpathError(
+/**
+ * Whether a kernel of this `release` reports drivers' XDP features (netdev netlink, Linux 6.3+): there a
+ * value of 0 means "no native XDP", before it "not reported".
+ */
+export function reportsXdpFeatures(release: string = Deno.osRelease()): boolean {
+  const [major, minor] = release.split(/[.-]/).map(Number);
+  return major > 6 || (major === 6 && minor >= 3);
+}
+
+/** The `ip netns` namespaces that hold an interface named `iface`. */
+async function namespacesWith(iface: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir("/run/netns")) names.push(e.name);
+  } catch { /* no namespaces */ }
+  const found = await Promise.all(
+    names.map(async (n) =>
+      (await run(["ip", "-n", n, "link", "show", "dev", iface]).catch(() => undefined))?.code === 0
+    ),
+  );
+  return names.filter((_, i) => found[i]).sort();
+}
+
+async function noSuchInterface(iface: string, netns?: string): Promise<FastpathError> {
+  if (netns) {
+    const exists = await Deno.stat(`/run/netns/${netns}`).then(() => true, () => false);
+    if (!exists) {
+      return new FastpathError("no_such_device", `no network namespace named '${netns}' (see 'ip netns list')`);
+    }
+    return new FastpathError(
       "no_such_device",
-      `no interface named '${iface}'${netns ? ` in namespace ${netns}` : ""} (see 'ip link${
-        netns ? ` -n ${netns}` : ""
-      }')`,
+      `no interface named '${iface}' in namespace ${netns} (see 'ip link -n ${netns}')`,
     );
   }
+  const elsewhere = await namespacesWith(iface);
+  const hint = elsewhere.length
+    ? `; it is in namespace ${elsewhere.join(", ")}: add --netns ${elsewhere[0]}`
+    : " (see 'ip link')";
+  return new FastpathError("no_such_device", `no interface named '${iface}'${hint}`);
+}
+
+export async function interfaceReport(iface: string, netns?: string): Promise<InterfaceReport> {
+  const sysfs = await run(inNs(netns, ["ls", `/sys/class/net/${iface}/queues`]));
+  if (sysfs.code !== 0) throw await noSuchInterface(iface, netns);
   const queues = sysfs.stdout.split(/\s+/).filter(Boolean);
   const rxQueues = queues.filter((q) => q.startsWith("rx-")).length;
   const txQueues = queues.filter((q) => q.startsWith("tx-")).length;
@@ -87,7 +121,7 @@ export async function interfaceReport(iface: string, netns?: string): Promise<In
     lib.native.fp_xdp_features(enc(netns ?? ""), enc(iface), features, zcSegs, vlanTag),
     `doctor: asking ${iface} for its XDP features`,
   );
-  const said = features[0] !== 0n;
+  const said = features[0] !== 0n || reportsXdpFeatures();
   const nativeXdp = said ? (features[0] & XDP_ACT.basic) !== 0n : null;
   const afxdpZeroCopy = said ? (features[0] & XDP_ACT.xskZerocopy) !== 0n : null;
   const xdpVlanTag = vlanTag[0] === 1;

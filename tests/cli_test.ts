@@ -310,6 +310,23 @@ Deno.test("the CLI", async (t) => {
           none.stderr.trim(),
           `error: no interface named 'fpd9' in namespace ${ns} (see 'ip link -n ${ns}')`,
         );
+        // An interface that is in a namespace, asked for without --netns: the hint names the namespace.
+        const here = await cli(["doctor", "fpd0"]);
+        assert.equal(here.code, 4);
+        assert.match(
+          here.stderr,
+          new RegExp(`^error: no interface named 'fpd0'; it is in namespace .*\\b${ns}\\b.*: add --netns \\S+\n$`),
+        );
+        const nons = await cli(["doctor", "fpd0", "--netns", `${ns}-none`]);
+        assert.equal(nons.code, 4);
+        assert.equal(nons.stderr.trim(), `error: no network namespace named '${ns}-none' (see 'ip netns list')`);
+        // lo has no native XDP; on 6.3+ a features value of 0 says so, it is not "not reported".
+        const lo = await cli(["doctor", "lo", "--netns", ns, "--format", "json"]);
+        assert.equal(lo.code, 0, lo.stderr);
+        assert.equal(JSON.parse(lo.stdout).interface.native_xdp, says ? false : null);
+        const loText = await cli(["doctor", "lo", "--netns", ns]);
+        if (says) assert.doesNotMatch(loText.stdout, /does not report/);
+        if (says) assert.match(loText.stdout, /lo has no native XDP/);
       } finally {
         await run(["ip", "netns", "del", ns]);
       }
