@@ -7,7 +7,7 @@
 import { FastpathError } from "../ffi/error.ts";
 import { load } from "../ffi/load.ts";
 import type { Check } from "./doctor.ts";
-import { run } from "./net.ts";
+import { noSuchNetns, run } from "./net.ts";
 
 /** NETDEV_XDP_ACT_* (linux/netdev.h): what a driver's XDP can do. */
 const XDP_ACT = { basic: 1n, redirect: 2n, ndoXmit: 4n, xskZerocopy: 8n } as const;
@@ -77,10 +77,8 @@ async function namespacesWith(iface: string): Promise<string[]> {
 
 async function noSuchInterface(iface: string, netns?: string): Promise<FastpathError> {
   if (netns) {
-    const exists = await Deno.stat(`/run/netns/${netns}`).then(() => true, () => false);
-    if (!exists) {
-      return new FastpathError("no_such_device", `no network namespace named '${netns}' (see 'ip netns list')`);
-    }
+    const missing = await noSuchNetns(netns);
+    if (missing) return missing;
     return new FastpathError(
       "no_such_device",
       `no interface named '${iface}' in namespace ${netns} (see 'ip link -n ${netns}')`,

@@ -129,6 +129,12 @@ function noNetnsOnMac(netns: string | undefined): void {
   }
 }
 
+/** The error for `--netns NAME` naming no `ip netns` namespace; undefined when it exists (or elsewhere than Linux). */
+export async function noSuchNetns(netns: string): Promise<FastpathError | undefined> {
+  if (Deno.build.os !== "linux" || await Deno.stat(`/run/netns/${netns}`).then(() => true, () => false)) return;
+  return new FastpathError("no_such_device", `no network namespace named '${netns}' (see 'ip netns list')`);
+}
+
 export async function linkInfo(netns: string | undefined, iface: string): Promise<IpAddrInfo | undefined> {
   noNetnsOnMac(netns);
   if (darwin) {

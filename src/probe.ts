@@ -11,6 +11,7 @@ import {
   linkInfo,
   MAC_RE,
   neighbour,
+  noSuchNetns,
   parseIp,
   parseMac,
   requirePrivilege,
@@ -372,6 +373,8 @@ export class Probe extends NativeHandle {
     const { native, layout } = lib;
     const link = await linkInfo(o.netns, o.iface);
     if (!link) {
+      const missing = o.netns ? await noSuchNetns(o.netns) : undefined;
+      if (missing) throw missing;
       throw new FastpathError(
         "no_such_device",
         `no interface named '${o.iface}'${o.netns ? ` in namespace ${o.netns}` : ""} (see ${

@@ -58,6 +58,13 @@ Deno.test("the CLI", async (t) => {
       r.stderr.trim(),
       "error: cannot reflect on fp-missing0: no interface named 'fp-missing0' (see 'ip link')",
     );
+    // A namespace that does not exist is named as such, not as a missing interface.
+    const ns = `${labPrefix("fpt")}-nonesuch`;
+    for (const cmd of [["probe", "fpd0", "--to", "10.9.9.9", "--count", "1"], ["doctor", "fpd0"]]) {
+      const p = await cli([...cmd, "--netns", ns]);
+      assert.equal(p.code, 4, p.stderr);
+      assert.equal(p.stderr.trim(), `error: no network namespace named '${ns}' (see 'ip netns list')`, cmd[0]);
+    }
   });
 
   await t.step("an interface that is down says how to bring it up (exit 5)", async () => {
@@ -458,6 +465,9 @@ Deno.test("the CLI", async (t) => {
     const r = await cli(["sched", "start"]);
     assert.equal(r.code, 2);
     assert.equal(r.stderr, "error: unknown sched action 'start': use run, observe, status or stats\n");
+    const one = await cli(["service", "lint"]);
+    assert.equal(one.code, 2);
+    assert.equal(one.stderr, "error: unknown service action 'lint': use print\n", "a command with one action names it");
   });
 });
 

@@ -44,6 +44,18 @@ Deno.test("installing", async (t) => {
         assert.equal(await Deno.readTextFile(`${prefix}/bin/fastpath`), "#!/bin/sh\necho someone else's\n");
       }
     });
+    await t.step(
+      "scripts/install's help is its comment only, and its errors carry no exit code in the text",
+      async () => {
+        const help = await run([`${ROOT}/scripts/install`, "--help"]);
+        assert.equal(help.code, 0);
+        assert.doesNotMatch(help.stdout, /set -euo|pipefail/);
+        assert.match(help.stdout, /--uninstall +removes what an install put there\n$/);
+        const bad = await run([`${ROOT}/scripts/install`, "--bogus"]);
+        assert.equal(bad.code, 2);
+        assert.equal(bad.stderr, "error: install: unknown flag '--bogus': see 'scripts/install --help'\n");
+      },
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -165,7 +165,9 @@ function usageError(c: Command<unknown[], OptionValues, OptionValues>, err: Comm
         const subs = c.commands.map((s) => s.name());
         return new FastpathError(
           "usage",
-          `unknown ${c.name()} action '${cmd}': use ${subs.slice(0, -1).join(", ")} or ${subs.at(-1)}`,
+          `unknown ${c.name()} action '${cmd}': use ${
+            subs.length > 1 ? `${subs.slice(0, -1).join(", ")} or ${subs.at(-1)}` : subs[0]
+          }`,
         );
       }
       return new FastpathError("usage", `unknown command '${cmd}'${hint ? ` (did you mean ${hint}?)` : ""}: ${see}`);
