@@ -76,6 +76,25 @@ export function parseChoice<const C extends readonly string[]>(option: string, v
   return value;
 }
 
+/**
+ * An interface name as the kernel takes one (dev_valid_name; IFNAMSIZ 16 on Linux and macOS): 1 to 15
+ * bytes, not "." or "..", no "/", ":" or white space.
+ */
+export function parseIfaceName(name: string): string {
+  const bytes = new TextEncoder().encode(name).length;
+  const why = bytes === 0
+    ? "it is empty"
+    : bytes > 15
+    ? `it has ${bytes} bytes, at most 15 fit`
+    : name === "." || name === ".."
+    ? "it is a directory's name"
+    : /[/:\s]/.test(name)
+    ? "it has a '/', ':' or white space"
+    : undefined;
+  if (why) throw new FastpathError("usage", `'${name}' cannot be an interface name: ${why} (see 'ip link')`);
+  return name;
+}
+
 /** A number from a flag's text. */
 export function parseNumber(option: string, text: string): number {
   const n = Number(text);

@@ -165,6 +165,18 @@ Deno.test("services", async (t) => {
     r = await cli(["service", "print", "web"]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /takes reflect or sched, not 'web'/);
+    // What the job would refuse at start: an interface name the kernel cannot have.
+    for (const [name, why] of [["eth 0", "white space"], ["a".repeat(25), "25 bytes, at most 15 fit"]]) {
+      r = await cli(["service", "print", "reflect", name]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stdout, "");
+      assert.match(r.stderr, new RegExp(`^error: '${name}' cannot be an interface name: .*${why}`));
+    }
+    // launchd runs on macOS, whose only dataplane is bpf.
+    r = await cli(["service", "print", "reflect", "en0", "--mode", "xdp", "--manager", "launchd"]);
+    assert.equal(r.code, 6, r.stderr);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, /^error: --mode xdp is not available on macOS, where launchd runs: use --mode bpf/);
   });
 
   await t.step("the launchd plist runs the reflector with its flags and restarts it only after a failure", async () => {

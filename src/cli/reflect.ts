@@ -12,6 +12,7 @@ import {
   SWAP_MODES,
 } from "../reflector.ts";
 import { bool, choice, command, formatOption, num, setExit, text } from "./flags.ts";
+import { parseIfaceName } from "../parse.ts";
 import type { Board, Section } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
@@ -155,7 +156,7 @@ const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("reflec
 const [tos, noTos] = bool("tos-toggle", "XOR 0x01 into the IPv4 TOS byte on the way back (default: the profile's)");
 
 export const reflect = cmd
-  .argument("<IFACE>")
+  .argument("<IFACE>", "", parseIfaceName)
   .addOption(reflectorFlags.mode())
   .addOption(reflectorFlags.profile())
   .addOption(reflectorFlags.swap())

@@ -239,6 +239,8 @@ export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns:
     if (flag === "--no-stats-socket") statsSocket = undefined;
   }
   const want = cmd.registeredArguments.length;
+  // The job's own argument parsers (reflect's interface name), as at its start.
+  operands.forEach((o, i) => cmd.registeredArguments[i]?.parseArg?.(o, undefined as never));
   if (operands.length !== want) {
     const usage = `fastpath service print ${job}${want ? " IFACE" : ""} [${label} flags]`;
     throw new FastpathError(
@@ -253,6 +255,19 @@ export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns:
   return { iface: operands[0], netns, statsSocket };
 }
 
+/** The reflector's modes on macOS (zig/src/sys/os_darwin.zig reflector_modes, and auto). */
+const MACOS_MODES = ["auto", "bpf"];
+
+/** The last --mode among the job's flags, if any. */
+function launchdMode(args: string[]): string | undefined {
+  let mode: string | undefined;
+  args.forEach((a, i) => {
+    if (a === "--mode") mode = args[i + 1];
+    else if (a.startsWith("--mode=")) mode = a.slice(7);
+  });
+  return mode;
+}
+
 /** The unit or plist text for a job and its flags; `exec` is the fastpath the supervisor runs. */
 export function serviceText(job: Job, args: string[], manager: Manager, exec: string): string {
   const { iface, netns, statsSocket } = checkJobArgs(job, args);
@@ -260,6 +275,13 @@ export function serviceText(job: Job, args: string[], manager: Manager, exec: st
     throw new FastpathError(
       "unsupported",
       "sched_ext is a Linux feature: launchd has no scheduler to run; use --manager systemd on Linux",
+    );
+  }
+  const mode = launchdMode(args);
+  if (manager === "launchd" && mode && !MACOS_MODES.includes(mode)) {
+    throw new FastpathError(
+      "unsupported",
+      `--mode ${mode} is not available on macOS, where launchd runs: use --mode bpf (or auto), or --manager systemd on Linux`,
     );
   }
   const argv = [exec, ...(job === "sched" ? ["sched", "run"] : ["reflect"]), ...args];
