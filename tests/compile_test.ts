@@ -62,6 +62,31 @@ Deno.test("deno task compile", async (t) => {
     },
   );
 
+  await t.step(
+    "DENORT_BIN that is not a program of the target's format is refused in one line (exit 6), before anything is built",
+    async () => {
+      await inTemp(async (dir) => {
+        await Deno.writeTextFile(`${dir}/denort`, "#!/bin/sh\necho not a runtime\n");
+        await Deno.chmod(`${dir}/denort`, 0o755);
+        const r = await compile(["--target", "x86_64-linux"], {
+          DENORT_BIN: `${dir}/denort`,
+          FASTPATH_DIST: `${dir}/dist`,
+        });
+        assert.equal(r.code, 6, r.stderr);
+        assert.match(
+          r.stderr,
+          /^scripts\/compile: DENORT_BIN=\S+ is not a Linux program \(ELF\): use the unzipped denort-x86_64-unknown-linux-gnu of Deno \d+\.\d+\.\d+\n$/,
+        );
+        const mac = await compile(["--target", "aarch64-macos"], {
+          DENORT_BIN: `${dir}/denort`,
+          FASTPATH_DIST: `${dir}/dist`,
+        });
+        assert.equal(mac.code, 6, mac.stderr);
+        assert.match(mac.stderr, /is not a macOS program \(Mach-O\)/);
+      });
+    },
+  );
+
   // What each target's library starts with: ELF for AArch64 (e_machine 183), Mach-O for arm64.
   const targets = [
     ["aarch64-linux", "libfastpath.so", (b: Uint8Array) => b[0] === 0x7f && b[1] === 0x45 && b[18] === 183],
@@ -100,6 +125,12 @@ Deno.test("deno task compile", async (t) => {
         const devAfter = await Deno.stat(dev).then((s) => s.mtime?.getTime()).catch(() => null);
         assert.equal(devAfter, devBefore, "the development build in zig/zig-out/lib is left as it was");
         assert.deepEqual([...Deno.readDirSync(dist)].map((e) => e.name), [`fastpath-${target}`]);
+        // A build that fails after staging the sources (its output path is a directory) leaves nothing.
+        await Deno.remove(`${dist}/fastpath-${target}`);
+        await Deno.mkdir(`${dist}/fastpath-${target}`);
+        const failed = await compile(["--target", target], { DENORT_BIN: `${rtDir}/denort`, FASTPATH_DIST: dist });
+        assert.notEqual(failed.code, 0, "deno compile cannot write over a directory");
+        assert.deepEqual([...Deno.readDirSync(dist)].map((e) => e.name), [`fastpath-${target}`], "no stage, no tmp");
       });
     });
   }
