@@ -101,6 +101,48 @@ Deno.test("the stats socket", async (t) => {
       second.close();
     });
 
+    await t.step(
+      "the probe's RTT is a summary (quantiles, _sum, _count) and no number carries binary noise",
+      async () => {
+        const core = new StatsCore({ command: "probe", intervalMs: 1000, families: ["probe"] });
+        const server = new StatsServer(core);
+        const path = `${tmp}/probe.sock`;
+        await server.listenUnix(path);
+        try {
+          core.label({ probeIface: "p0" });
+          // µs as the probe reports them: each one / 1e6 is a double with noise (3.115 / 1e6 = 0.0000031150000000000002).
+          const rtt = { min: 3.115, p50: 10.3, p99: 20.7, p999: 30.1, max: 41.3, mean: 12.2 };
+          core.observe("probe_interval", { received: 100, lossPct: 18.748, intervalS: 0.1 + 0.2, rttUs: rtt });
+          const body = (await get(path, "/metrics")).body;
+          const fam = parsePrometheus(body).find((f) => f.name === "fastpath_probe_rtt_seconds") as unknown as {
+            type: string;
+            metrics: Array<{ quantiles: Record<string, string> }>;
+          };
+          assert.equal(fam?.type, "SUMMARY", body);
+          assert.deepEqual(fam.metrics[0].quantiles, {
+            "0": "0.000003115",
+            "0.5": "0.0000103",
+            "0.99": "0.0000207",
+            "0.999": "0.0000301",
+            "1": "0.0000413",
+          });
+          // The parser keeps a summary's other labels, _sum and _count only without labels: read those lines.
+          assert.match(body, /^fastpath_probe_rtt_seconds\{interface="p0",quantile="0\.99"\} 0\.0000207$/m);
+          assert.match(body, /^fastpath_probe_rtt_seconds_sum\{interface="p0"\} 0\.00122$/m);
+          assert.match(body, /^fastpath_probe_rtt_seconds_count\{interface="p0"\} 100$/m);
+          assert.match(body, /^fastpath_probe_frame_loss_ratio\{interface="p0"\} 0\.18748$/m);
+          const noisy = /\d\.\d*(?:0{6,}|9{6,})\d\b/;
+          assert.doesNotMatch(body, noisy, "a metric with binary noise");
+          const stats = (await get(path, "/stats")).body;
+          assert.match(stats, /"interval_s":0\.3\b/);
+          assert.doesNotMatch(stats, noisy, "/stats with binary noise");
+          assert.doesNotMatch((await get(path, "/health")).body, noisy, "/health with binary noise");
+        } finally {
+          server.close();
+        }
+      },
+    );
+
     await t.step("--http on a non-loopback address is refused unless --http-allow-remote, naming it", async () => {
       const r = await cli(["reflect", "lo", "--http", "0.0.0.0:9100"]);
       assert.equal(r.code, 2, r.stderr);
@@ -162,7 +204,7 @@ Deno.test("the stats socket", async (t) => {
             const sigs = byName.get("fastpath_reflector_signature_frames_total")!;
             assert.ok(sigs.metrics.some((m) => m.labels?.signature === "DATA:OT" && Number(m.value) > 0));
             assert.equal(byName.get("fastpath_probe_sent_frames_total")?.type, "COUNTER");
-            assert.ok(byName.get("fastpath_probe_rtt_seconds")?.metrics.some((m) => m.labels?.quantile === "0.99"));
+            assert.equal(byName.get("fastpath_probe_rtt_seconds")?.type, "SUMMARY");
             for (const f of families) {
               if (f.type === "COUNTER") assert.match(f.name, /_total$/, `${f.name} is a counter without _total`);
             }
