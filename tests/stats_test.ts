@@ -11,6 +11,7 @@ import { StatsCore } from "../src/stats/core.ts";
 import { labDown, labUp } from "../src/lab.ts";
 import { LIMITS, StatsServer } from "../src/stats/server.ts";
 import type { FastpathError } from "../ffi/error.ts";
+import { socketName } from "../src/cli/stats.ts";
 
 const enc = new TextEncoder();
 
@@ -142,6 +143,29 @@ Deno.test("the stats socket", async (t) => {
         }
       },
     );
+
+    await t.step("default socket names of different jobs never collide, whatever the names", () => {
+      assert.equal(socketName("reflect", "eth0"), "reflect-eth0");
+      assert.equal(socketName("reflect", "r0", "lab"), "reflect-r0@lab");
+      assert.equal(socketName("lab", "fp"), "lab-fp");
+      assert.equal(socketName("sched"), "sched");
+      const jobs: Array<[string, string?, string?]> = [
+        ["reflect", "refl-rl-r0", "rl"],
+        ["reflect", "rl-r0", "rl-refl"],
+        ["reflect", "r0@x", "y"],
+        ["reflect", "r0", "x@y"],
+        ["reflect", "a_b"],
+        ["reflect", "a b"],
+        ["reflect", "a%20b"],
+        ["reflect", "a@b"],
+        ["reflect", "a", "b"],
+        ["probe", "a", "b"],
+        ["reflect", "../x"],
+      ];
+      const names = jobs.map((j) => socketName(...j));
+      assert.equal(new Set(names).size, names.length, names.join(" "));
+      for (const n of names) assert.match(n, /^[A-Za-z0-9_.%@-]+$/, "no / or space in a socket's file name");
+    });
 
     await t.step("--http on a non-loopback address is refused unless --http-allow-remote, naming it", async () => {
       const r = await cli(["reflect", "lo", "--http", "0.0.0.0:9100"]);
@@ -315,7 +339,7 @@ Deno.test("the stats socket", async (t) => {
       if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
       const lab = await labUp({ prefix: labPrefix("fsr") });
       try {
-        const sock = `/run/fastpath/reflect-${lab.reflectorNs}-${lab.reflectorIf}.sock`;
+        const sock = `/run/fastpath/reflect-${lab.reflectorIf}@${lab.reflectorNs}.sock`;
         const run = spawnCli([
           "reflect",
           lab.reflectorIf,
