@@ -11,7 +11,7 @@ import { StatsCore } from "../src/stats/core.ts";
 import { labDown, labUp } from "../src/lab.ts";
 import { LIMITS, StatsServer } from "../src/stats/server.ts";
 import type { FastpathError } from "../ffi/error.ts";
-import { socketName } from "../src/cli/stats.ts";
+import { socketName, startStats, statsPlan } from "../src/cli/stats.ts";
 
 const enc = new TextEncoder();
 
@@ -141,6 +141,26 @@ Deno.test("the stats socket", async (t) => {
         } finally {
           server.close();
         }
+      },
+    );
+
+    await t.step(
+      "--stats-socket in a directory that does not exist is refused naming it, and nothing is made",
+      async () => {
+        const path = `${tmp}/nonexist/dir/x.sock`;
+        const plan = statsPlan({ statsSocket: path }, socketName("reflect", "lo"));
+        await assert.rejects(
+          startStats(plan, { command: "reflect", intervalMs: 1000, families: ["reflector"] }),
+          (err: FastpathError) => {
+            assert.equal(err.exitCode, 2);
+            assert.match(
+              err.message,
+              new RegExp(`no directory ${tmp}/nonexist/dir .*create it first, or choose another --stats-socket`),
+            );
+            return true;
+          },
+        );
+        assert.throws(() => Deno.lstatSync(`${tmp}/nonexist`), Deno.errors.NotFound, "no directory was made");
       },
     );
 

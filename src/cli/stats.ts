@@ -110,7 +110,7 @@ export async function startStats(plan: StatsPlan, ctx: StatsContext): Promise<St
   const core = new StatsCore(ctx);
   const server = new StatsServer(core);
   try {
-    if (plan.socket) await server.listenUnix(plan.socket);
+    if (plan.socket) await server.listenUnix(plan.socket, plan.socket.startsWith(`${STATS_DIR}/`) ? STATS_DIR : null);
     if (plan.http) server.listenTcp(plan.http.hostname, plan.http.port);
   } catch (err) {
     server.close();
