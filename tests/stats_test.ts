@@ -4,7 +4,7 @@
  * by hostile clients; the scx_stats JSON-line protocol; the flags' checks.
  */
 import assert from "node:assert/strict";
-import { cli, isRoot, labPrefix, skipUnless, spawnCli, waitFor } from "./helpers.ts";
+import { cli, DENO, isRoot, labPrefix, ROOT, skipUnless, spawnCli, waitFor } from "./helpers.ts";
 import { get, parsePrometheus, reader, scxRequests, sleep } from "./stats_client.ts";
 import { checkObject } from "./json_contract.ts";
 import { StatsCore } from "../src/stats/core.ts";
@@ -185,6 +185,37 @@ Deno.test("the stats socket", async (t) => {
       const names = jobs.map((j) => socketName(...j));
       assert.equal(new Set(names).size, names.length, names.join(" "));
       for (const n of names) assert.match(n, /^[A-Za-z0-9_.%@-]+$/, "no / or space in a socket's file name");
+    });
+
+    await t.step("into systemd's journal the intervals are one line a minute, not one a second", async () => {
+      if (skipUnless(isRoot, "a reflector needs root")) return;
+      const lab = await labUp({ prefix: labPrefix("fsj") });
+      try {
+        /** A reflector for 2 s at 10 intervals a second; with `journal`, its stdout is what JOURNAL_STREAM names. */
+        const run = async (journal: boolean) => {
+          const argv = [DENO, "run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, "reflect", lab.reflectorIf];
+          argv.push("--netns", lab.reflectorNs, "--mode", "packet", "--interval-ms", "100", "--duration-s", "2");
+          argv.push("--no-stats-socket");
+          // systemd sets JOURNAL_STREAM to the DEV:INODE of the stream it hands the service as stdout.
+          const setStream = journal ? "exec 3>&1; export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/3);" : "";
+          const out = await new Deno.Command("sh", {
+            args: ["-c", `${setStream} exec "$@"`, "sh", ...argv],
+            env: { NO_COLOR: "1" },
+            stdout: "piped",
+            stderr: "piped",
+            signal: AbortSignal.timeout(60_000),
+          }).output();
+          const dec = new TextDecoder();
+          assert.equal(out.code, 0, dec.decode(out.stderr));
+          return dec.decode(out.stdout).split("\n").filter((l) => l.includes('"reflect_interval"'));
+        };
+        const piped = await run(false);
+        assert.ok(piped.length >= 10, `a pipe gets every interval: ${piped.length} lines`);
+        const journal = await run(true);
+        assert.equal(journal.length, 1, `the journal gets the first interval only in 2 s:\n${journal.join("\n")}`);
+      } finally {
+        await labDown(lab);
+      }
     });
 
     await t.step("--http on a non-loopback address is refused unless --http-allow-remote, naming it", async () => {
