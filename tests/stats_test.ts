@@ -4,13 +4,14 @@
  * by hostile clients; the scx_stats JSON-line protocol; the flags' checks.
  */
 import assert from "node:assert/strict";
-import { cli, isRoot, labPrefix, skipUnless, spawnCli, waitFor } from "./helpers.ts";
+import { cli, DENO, isRoot, labPrefix, ROOT, skipUnless, spawnCli, waitFor } from "./helpers.ts";
 import { get, parsePrometheus, reader, scxRequests, sleep } from "./stats_client.ts";
 import { checkObject } from "./json_contract.ts";
 import { StatsCore } from "../src/stats/core.ts";
 import { labDown, labUp } from "../src/lab.ts";
 import { LIMITS, StatsServer } from "../src/stats/server.ts";
 import type { FastpathError } from "../ffi/error.ts";
+import { socketName, startStats, statsPlan } from "../src/cli/stats.ts";
 
 const enc = new TextEncoder();
 
@@ -101,6 +102,122 @@ Deno.test("the stats socket", async (t) => {
       second.close();
     });
 
+    await t.step(
+      "the probe's RTT is a summary (quantiles, _sum, _count) and no number carries binary noise",
+      async () => {
+        const core = new StatsCore({ command: "probe", intervalMs: 1000, families: ["probe"] });
+        const server = new StatsServer(core);
+        const path = `${tmp}/probe.sock`;
+        await server.listenUnix(path);
+        try {
+          core.label({ probeIface: "p0" });
+          // µs as the probe reports them: each one / 1e6 is a double with noise (3.115 / 1e6 = 0.0000031150000000000002).
+          const rtt = { min: 3.115, p50: 10.3, p99: 20.7, p999: 30.1, max: 41.3, mean: 12.2 };
+          core.observe("probe_interval", { received: 100, lossPct: 18.748, intervalS: 0.1 + 0.2, rttUs: rtt });
+          const body = (await get(path, "/metrics")).body;
+          const fam = parsePrometheus(body).find((f) => f.name === "fastpath_probe_rtt_seconds") as unknown as {
+            type: string;
+            metrics: Array<{ quantiles: Record<string, string> }>;
+          };
+          assert.equal(fam?.type, "SUMMARY", body);
+          assert.deepEqual(fam.metrics[0].quantiles, {
+            "0": "0.000003115",
+            "0.5": "0.0000103",
+            "0.99": "0.0000207",
+            "0.999": "0.0000301",
+            "1": "0.0000413",
+          });
+          // The parser keeps a summary's other labels, _sum and _count only without labels: read those lines.
+          assert.match(body, /^fastpath_probe_rtt_seconds\{interface="p0",quantile="0\.99"\} 0\.0000207$/m);
+          assert.match(body, /^fastpath_probe_rtt_seconds_sum\{interface="p0"\} 0\.00122$/m);
+          assert.match(body, /^fastpath_probe_rtt_seconds_count\{interface="p0"\} 100$/m);
+          assert.match(body, /^fastpath_probe_frame_loss_ratio\{interface="p0"\} 0\.18748$/m);
+          const noisy = /\d\.\d*(?:0{6,}|9{6,})\d\b/;
+          assert.doesNotMatch(body, noisy, "a metric with binary noise");
+          const stats = (await get(path, "/stats")).body;
+          assert.match(stats, /"interval_s":0\.3\b/);
+          assert.doesNotMatch(stats, noisy, "/stats with binary noise");
+          assert.doesNotMatch((await get(path, "/health")).body, noisy, "/health with binary noise");
+        } finally {
+          server.close();
+        }
+      },
+    );
+
+    await t.step(
+      "--stats-socket in a directory that does not exist is refused naming it, and nothing is made",
+      async () => {
+        const path = `${tmp}/nonexist/dir/x.sock`;
+        const plan = statsPlan({ statsSocket: path }, socketName("reflect", "lo"));
+        await assert.rejects(
+          startStats(plan, { command: "reflect", intervalMs: 1000, families: ["reflector"] }),
+          (err: FastpathError) => {
+            assert.equal(err.exitCode, 2);
+            assert.match(
+              err.message,
+              new RegExp(`no directory ${tmp}/nonexist/dir .*create it first, or choose another --stats-socket`),
+            );
+            return true;
+          },
+        );
+        assert.throws(() => Deno.lstatSync(`${tmp}/nonexist`), Deno.errors.NotFound, "no directory was made");
+      },
+    );
+
+    await t.step("default socket names of different jobs never collide, whatever the names", () => {
+      assert.equal(socketName("reflect", "eth0"), "reflect-eth0");
+      assert.equal(socketName("reflect", "r0", "lab"), "reflect-r0@lab");
+      assert.equal(socketName("lab", "fp"), "lab-fp");
+      assert.equal(socketName("sched"), "sched");
+      const jobs: Array<[string, string?, string?]> = [
+        ["reflect", "refl-rl-r0", "rl"],
+        ["reflect", "rl-r0", "rl-refl"],
+        ["reflect", "r0@x", "y"],
+        ["reflect", "r0", "x@y"],
+        ["reflect", "a_b"],
+        ["reflect", "a b"],
+        ["reflect", "a%20b"],
+        ["reflect", "a@b"],
+        ["reflect", "a", "b"],
+        ["probe", "a", "b"],
+        ["reflect", "../x"],
+      ];
+      const names = jobs.map((j) => socketName(...j));
+      assert.equal(new Set(names).size, names.length, names.join(" "));
+      for (const n of names) assert.match(n, /^[A-Za-z0-9_.%@-]+$/, "no / or space in a socket's file name");
+    });
+
+    await t.step("into systemd's journal the intervals are one line a minute, not one a second", async () => {
+      if (skipUnless(isRoot, "a reflector needs root")) return;
+      const lab = await labUp({ prefix: labPrefix("fsj") });
+      try {
+        /** A reflector for 2 s at 10 intervals a second; with `journal`, its stdout is what JOURNAL_STREAM names. */
+        const run = async (journal: boolean) => {
+          const argv = [DENO, "run", "-A", "--unstable-ffi", "--quiet", `${ROOT}/main.ts`, "reflect", lab.reflectorIf];
+          argv.push("--netns", lab.reflectorNs, "--mode", "packet", "--interval-ms", "100", "--duration-s", "2");
+          argv.push("--no-stats-socket");
+          // systemd sets JOURNAL_STREAM to the DEV:INODE of the stream it hands the service as stdout.
+          const setStream = journal ? "exec 3>&1; export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/3);" : "";
+          const out = await new Deno.Command("sh", {
+            args: ["-c", `${setStream} exec "$@"`, "sh", ...argv],
+            env: { NO_COLOR: "1" },
+            stdout: "piped",
+            stderr: "piped",
+            signal: AbortSignal.timeout(60_000),
+          }).output();
+          const dec = new TextDecoder();
+          assert.equal(out.code, 0, dec.decode(out.stderr));
+          return dec.decode(out.stdout).split("\n").filter((l) => l.includes('"reflect_interval"'));
+        };
+        const piped = await run(false);
+        assert.ok(piped.length >= 10, `a pipe gets every interval: ${piped.length} lines`);
+        const journal = await run(true);
+        assert.equal(journal.length, 1, `the journal gets the first interval only in 2 s:\n${journal.join("\n")}`);
+      } finally {
+        await labDown(lab);
+      }
+    });
+
     await t.step("--http on a non-loopback address is refused unless --http-allow-remote, naming it", async () => {
       const r = await cli(["reflect", "lo", "--http", "0.0.0.0:9100"]);
       assert.equal(r.code, 2, r.stderr);
@@ -162,7 +279,7 @@ Deno.test("the stats socket", async (t) => {
             const sigs = byName.get("fastpath_reflector_signature_frames_total")!;
             assert.ok(sigs.metrics.some((m) => m.labels?.signature === "DATA:OT" && Number(m.value) > 0));
             assert.equal(byName.get("fastpath_probe_sent_frames_total")?.type, "COUNTER");
-            assert.ok(byName.get("fastpath_probe_rtt_seconds")?.metrics.some((m) => m.labels?.quantile === "0.99"));
+            assert.equal(byName.get("fastpath_probe_rtt_seconds")?.type, "SUMMARY");
             for (const f of families) {
               if (f.type === "COUNTER") assert.match(f.name, /_total$/, `${f.name} is a counter without _total`);
             }
@@ -273,7 +390,7 @@ Deno.test("the stats socket", async (t) => {
       if (skipUnless(isRoot, "the lab needs root to create network namespaces")) return;
       const lab = await labUp({ prefix: labPrefix("fsr") });
       try {
-        const sock = `/run/fastpath/reflect-${lab.reflectorNs}-${lab.reflectorIf}.sock`;
+        const sock = `/run/fastpath/reflect-${lab.reflectorIf}@${lab.reflectorNs}.sock`;
         const run = spawnCli([
           "reflect",
           lab.reflectorIf,

@@ -10,7 +10,7 @@ import { emit } from "./json.ts";
 import { interruptedExit, monitor, untilSignal } from "./monitor.ts";
 import { PROBE_HEADER, probeRow, probeSections } from "./probe.ts";
 import { reflectorFlags, reflectorMode, reflectorSections } from "./reflect.ts";
-import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
+import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
 const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("lab-PREFIX");
 
@@ -100,7 +100,7 @@ const run = command("run", {
   .action(async (f) => {
     const json = f.format === "json";
     const sizes = parseSizes(f.size, "size");
-    const plan = statsPlan(f, `lab-${f.prefix}`);
+    const plan = statsPlan(f, socketName("lab", f.prefix));
     const results: LabResult[] = [];
     const names = labNames({ prefix: f.prefix });
     const cases = sizes.map((size) => ({

@@ -9,6 +9,7 @@
 import { StatusLine } from "../format.ts";
 import { type Board, Dashboard } from "./dashboard.ts";
 import { num } from "./flags.ts";
+import { JOURNAL_EVERY_MS, stdoutIsJournal } from "./journal.ts";
 import { emit } from "./json.ts";
 
 /** How often long-running commands report, ms: `--interval-ms` (at least MIN_INTERVAL_MS). */
@@ -81,12 +82,15 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
   const started = Date.now();
   const intervalMs = m.intervalMs;
   const textEvery = status.tty ? intervalMs : Math.max(intervalMs, 10_000);
+  // Into systemd's journal (not asked for with --format json): a line a minute, counted from the last one.
+  const jsonEvery = !m.json && stdoutIsJournal() ? Math.max(intervalMs, JOURNAL_EVERY_MS) : 0;
   const deadline = m.durationS !== undefined ? Date.now() + m.durationS * 1000 : Infinity;
   let stopped: string | undefined;
   m.stop.then((s) => (stopped = s));
   let prev = m.first ?? m.sample();
   let prevT = performance.now();
   let lastText = prevT;
+  let logged: { s: S; t: number } | undefined;
   const draw = (a: S, b0: S, dt: number) => {
     const b = m.board!(a, b0, dt);
     if (!b.progress && m.durationS) b.progress = { done: (Date.now() - started) / 1000, total: m.durationS };
@@ -106,8 +110,13 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
       const dt = (t - prevT) / 1000;
       const iv = m.interval(now, prev, dt);
       m.observe?.(...iv);
-      if (jsonOut) emit(...iv);
-      else if (dash) draw(now, prev, dt);
+      if (jsonOut) {
+        if (!jsonEvery) emit(...iv);
+        else if (!logged || t - logged.t >= jsonEvery - intervalMs / 2) {
+          emit(...(logged ? m.interval(now, logged.s, (t - logged.t) / 1000) : iv));
+          logged = { s: now, t };
+        }
+      } else if (dash) draw(now, prev, dt);
       else if (status.tty) status.show(m.line(now, prev, dt));
       else if (t - lastText >= textEvery) {
         console.error(m.line(now, prev, dt));

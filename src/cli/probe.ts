@@ -10,9 +10,9 @@ import type { Board, Progress, Section } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { interruptedExit, intervalOption, monitor, untilSignal } from "./monitor.ts";
 import { reflectorFlags } from "./reflect.ts";
-import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
+import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
-const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("probe-[NETNS-]IFACE");
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("probe-IFACE[@NETNS]");
 
 /** One row of a results table, and its header (shared with `lab run`). */
 export const PROBE_HEADER = [
@@ -169,7 +169,7 @@ export const probe = cmd
   .addOption(httpAllowRemote)
   .action(async (iface, f) => {
     const json = f.format === "json";
-    const plan = statsPlan(f, `probe-${f.netns ? `${f.netns}-` : ""}${iface}`);
+    const plan = statsPlan(f, socketName("probe", iface, f.netns));
     if (f.maxLossPct !== undefined && !(f.maxLossPct >= 0 && f.maxLossPct <= 100)) {
       throw new FastpathError("usage", `\`maxLossPct\` ${f.maxLossPct} must be a percentage from 0 to 100`);
     }

@@ -16,7 +16,7 @@ import { parseIfaceName } from "../parse.ts";
 import type { Board, Section } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
-import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
+import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
 /** `--mode`, `--swap`, `--profile`, `--coalesce-us`, `--nice`: shared with `lab run`. */
 export const reflectorFlags = {
@@ -152,7 +152,7 @@ Runs until Ctrl-C or SIGTERM (or --duration-s), then prints the totals.`,
     "sudo fastpath reflect eth0 --http 127.0.0.1:9100   # Prometheus scrapes http://127.0.0.1:9100/metrics",
   ],
 });
-const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("reflect-[NETNS-]IFACE");
+const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("reflect-IFACE[@NETNS]");
 const [tos, noTos] = bool("tos-toggle", "XOR 0x01 into the IPv4 TOS byte on the way back (default: the profile's)");
 
 export const reflect = cmd
@@ -186,7 +186,7 @@ export const reflect = cmd
   .addOption(httpAllowRemote)
   .action(async (iface, f) => {
     const json = f.format === "json";
-    const plan = statsPlan(f, `reflect-${f.netns ? `${f.netns}-` : ""}${iface}`);
+    const plan = statsPlan(f, socketName("reflect", iface, f.netns));
     const stop = untilSignal();
     let r: Reflector;
     try {

@@ -15,7 +15,7 @@ import { command, formatOption, knobs, num, Option, setExit, text } from "./flag
 import type { Board } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
-import { startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
+import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 import { detectOptionsOf, gameOptions, observe, signalsOption, statusText, threadTable } from "./observe.ts";
 
 function requireSchedExt(): SchedStatus {
@@ -226,7 +226,7 @@ const run = knobs(
   .addOption(httpAllowRemote)
   .action(async (f) => {
     const json = f.format === "json";
-    const plan = statsPlan(f, "sched");
+    const plan = statsPlan(f, socketName("sched"));
     const specs = (f.foreground ?? "").split(",").map((s) => s.trim()).filter(Boolean);
     const stop = untilSignal();
     let s: Scheduler;

@@ -12,7 +12,7 @@ import { Option } from "./flags.ts";
 /** Where the default sockets live (macOS has no /run). */
 export const STATS_DIR = Deno.build.os === "darwin" ? "/var/run/fastpath" : "/run/fastpath";
 
-/** The stats flags; `name` is the default socket's name as help shows it (`reflect-[NETNS-]IFACE`). */
+/** The stats flags; `name` is the default socket's name as help shows it (`reflect-IFACE[@NETNS]`). */
 export function statsOptions(name: string) {
   return [
     new Option(
@@ -38,13 +38,30 @@ export interface StatsPlan {
   remote: boolean;
 }
 
-/** The flags checked; `defaultName` names the default socket (`reflect-eth0`). */
+/**
+ * The default socket's name (without `.sock`) of `job` on `name` (an interface, a lab's prefix) in
+ * namespace `netns`: `reflect-eth0`, `reflect-r0@lab`, `lab-fp`, `sched`. Two different jobs never get
+ * the same name: each part keeps [A-Za-z0-9_.-] and spells every other byte %XX (`%` too), so `@`, which
+ * joins them, appears in no part.
+ */
+export function socketName(job: string, name?: string, netns?: string): string {
+  return [job, name && `-${pathPart(name)}`, netns && `@${pathPart(netns)}`].filter(Boolean).join("");
+}
+
+function pathPart(s: string): string {
+  return [...new TextEncoder().encode(s)].map((b) => {
+    const c = String.fromCharCode(b);
+    return /[A-Za-z0-9_.-]/.test(c) ? c : `%${b.toString(16).toUpperCase().padStart(2, "0")}`;
+  }).join("");
+}
+
+/** The flags checked; `defaultName` names the default socket (socketName: `reflect-eth0`). */
 export function statsPlan(f: StatsFlags, defaultName: string): StatsPlan {
   const socket = f.statsSocket === false
     ? null
     : typeof f.statsSocket === "string"
     ? f.statsSocket
-    : `${STATS_DIR}/${defaultName.replace(/[^A-Za-z0-9_.-]/g, "_")}.sock`;
+    : `${STATS_DIR}/${defaultName}.sock`;
   if (socket !== null && !socket.startsWith("/")) {
     throw new FastpathError("usage", `--stats-socket needs an absolute path, not '${socket}'`);
   }
@@ -93,7 +110,7 @@ export async function startStats(plan: StatsPlan, ctx: StatsContext): Promise<St
   const core = new StatsCore(ctx);
   const server = new StatsServer(core);
   try {
-    if (plan.socket) await server.listenUnix(plan.socket);
+    if (plan.socket) await server.listenUnix(plan.socket, plan.socket.startsWith(`${STATS_DIR}/`) ? STATS_DIR : null);
     if (plan.http) server.listenTcp(plan.http.hostname, plan.http.port);
   } catch (err) {
     server.close();

@@ -4,7 +4,7 @@
  * GET /metrics (Prometheus text, src/stats/metrics.ts) and, for `sched run`, scx_stats requests.
  */
 import { toJson } from "../cli/json.ts";
-import { type Family, type Json, metricsRegistry } from "./metrics.ts";
+import { clean, type Family, type Json, metricsRegistry } from "./metrics.ts";
 import { scxAnswer } from "./scx.ts";
 import type { Answer, StatsHandler } from "./server.ts";
 import type { Registry } from "prom-client";
@@ -29,7 +29,7 @@ export interface StatsLabels {
 
 export class StatsCore implements StatsHandler {
   readonly #ctx: StatsContext;
-  readonly #startedS = Date.now() / 1000;
+  readonly #startedMs = Date.now();
   readonly #registry: Registry;
   #latest: Json | null = null;
   #latestAt = 0;
@@ -52,7 +52,7 @@ export class StatsCore implements StatsHandler {
 
   /** The monitor loop's hook: an interval object (API names), as its JSON line would carry it. */
   observe(type: string, obj: Record<string, unknown>): void {
-    this.#latest = toJson(type, obj);
+    this.#latest = cleanAll(toJson(type, obj)) as Json;
     this.#latestS = Date.now() / 1000;
     this.#latestAt = performance.now();
   }
@@ -63,7 +63,7 @@ export class StatsCore implements StatsHandler {
       type: "stats",
       command: this.#ctx.command,
       version: VERSION,
-      started_s: this.#startedS,
+      started_s: this.#startedMs / 1000,
       interface: this.#labels.reflectorIface ?? this.#labels.probeIface,
       mode: this.#labels.mode,
       interval_ms: this.#ctx.intervalMs,
@@ -74,13 +74,14 @@ export class StatsCore implements StatsHandler {
 
   /** The `stats_health` object: `ok`, `starting` (no interval yet) or `stale` (none for 3 intervals). */
   health(): Json {
-    const ageS = this.#latest ? (performance.now() - this.#latestAt) / 1000 : null;
+    // Whole milliseconds over 1000: seconds without binary noise.
+    const ageS = this.#latest ? Math.round(performance.now() - this.#latestAt) / 1000 : null;
     const staleS = (3 * this.#ctx.intervalMs) / 1000 + 1;
     return {
       type: "stats_health",
       status: ageS === null ? "starting" : ageS > staleS ? "stale" : "ok",
       command: this.#ctx.command,
-      uptime_s: Date.now() / 1000 - this.#startedS,
+      uptime_s: (Date.now() - this.#startedMs) / 1000,
       last_interval_age_s: ageS,
     };
   }
@@ -108,4 +109,12 @@ export class StatsCore implements StatsHandler {
   scx(line: string): string {
     return scxAnswer(line, this.#latest, this.#ctx.command);
   }
+}
+
+/** Every number in `v` without binary noise (metrics.ts `clean`): an interval as /stats serves it. */
+function cleanAll(v: unknown): unknown {
+  if (typeof v === "number") return clean(v);
+  if (Array.isArray(v)) return v.map(cleanAll);
+  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, cleanAll(x)]));
+  return v;
 }

@@ -4,7 +4,7 @@
  * of the interval becomes which metric: counters end in `_total`, units are in the names (seconds,
  * bytes), and the labels are `interface`, `mode`, `signature` and `reason`.
  */
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Registry, Summary } from "prom-client";
 
 /** A JSON object of the interval (snake_case keys, as docs/json.md documents it). */
 export type Json = Record<string, unknown>;
@@ -93,12 +93,48 @@ const PROBE_COUNTERS: Array<[string, string, string]> = [
   ["fastpath_probe_send_errors_total", "send errors", "tx_errors"],
 ];
 
-const RTT_QUANTILES: Array<[string, string]> = [["0", "min"], ["0.5", "p50"], ["0.99", "p99"], ["0.999", "p999"], [
-  "1",
-  "max",
-]];
+/** The probe's RTT percentiles as summary quantiles: 0 and 1 are min and max, as in go_gc_duration_seconds. */
+const RTT_QUANTILES: Array<[number, string]> = [[0, "min"], [0.5, "p50"], [0.99, "p99"], [0.999, "p999"], [1, "max"]];
 
 const n = (v: unknown) => (typeof v === "number" ? v : 0);
+
+/**
+ * `v` without the binary noise of a unit conversion (3.115 µs / 1e6 is 0.0000031150000000000002 s):
+ * 15 significant digits, what a double holds exactly; integers as they are.
+ */
+export function clean(v: number): number {
+  return Number.isInteger(v) || !Number.isFinite(v) ? v : Number(v.toPrecision(15));
+}
+
+/**
+ * A summary whose quantiles, sum and count fastpath has already measured (prom-client's Summary would
+ * estimate them from observations it never sees): `fill` hands them over at every scrape.
+ */
+class MeasuredSummary extends Summary<string> {
+  constructor(
+    readonly config: { name: string; help: string; labelNames: string[]; registers: Registry[] },
+    readonly fill: (
+      set: (labels: Json, quantiles: Array<[number, number]>, sum: number, count: number) => void,
+    ) => void,
+  ) {
+    super({ ...config, percentiles: RTT_QUANTILES.map(([q]) => q) });
+  }
+
+  override get(): ReturnType<Summary<string>["get"]> {
+    const { name, help } = this.config;
+    const values: Array<{ metricName?: string; labels: Record<string, string | number>; value: number }> = [];
+    this.fill((labels, quantiles, sum, count) => {
+      const l = labels as Record<string, string>;
+      for (const [q, v] of quantiles) values.push({ labels: { ...l, quantile: q }, value: clean(v) });
+      values.push({ metricName: `${name}_sum`, labels: l, value: clean(sum) });
+      values.push({ metricName: `${name}_count`, labels: l, value: count });
+    });
+    // What the registry reads to write the text (the type's `collect` is never called on it).
+    return Promise.resolve({ name, help, type: "summary", values, aggregator: "sum" }) as unknown as ReturnType<
+      Summary<string>["get"]
+    >;
+  }
+}
 
 /** Which metric families a command has: its reflector's, its probe's, its scheduler's. */
 export type Family = "reflector" | "probe" | "sched";
@@ -123,7 +159,7 @@ export function metricsRegistry(
         ...config,
         collect() {
           this.reset();
-          fill((l, v) => this.set(l as Labels, v));
+          fill((l, v) => this.set(l as Labels, clean(v)));
         },
       });
     }
@@ -131,7 +167,7 @@ export function metricsRegistry(
       ...config,
       collect() {
         this.reset();
-        fill((l, v) => this.inc(l as Labels, Math.max(0, v)));
+        fill((l, v) => this.inc(l as Labels, clean(Math.max(0, v))));
       },
     });
   };
@@ -152,7 +188,7 @@ export function metricsRegistry(
   });
 
   if (families.includes("reflector")) reflectorMetrics(src, counter, each);
-  if (families.includes("probe")) probeMetrics(src, counter, gauge, each);
+  if (families.includes("probe")) probeMetrics(src, counter, gauge, each, registers);
   if (families.includes("sched")) schedMetrics(counter, gauge, each);
   return reg;
 }
@@ -197,7 +233,7 @@ function reflectorMetrics(src: MetricSource, counter: Make, each: Each): void {
   );
 }
 
-function probeMetrics(src: MetricSource, counter: Make, gauge: Make, each: Each): void {
+function probeMetrics(src: MetricSource, counter: Make, gauge: Make, each: Each, registers: Registry[]): void {
   const pl = () => ({ interface: src.labels().probeIface ?? "" });
   for (const [name, help, field] of PROBE_COUNTERS) {
     counter(name, help, ["interface"], (set) => each(probeOf, (p) => set(pl(), n(p[field]))));
@@ -214,16 +250,18 @@ function probeMetrics(src: MetricSource, counter: Make, gauge: Make, each: Each)
     ["interface"],
     (set) => each(probeOf, (p) => set(pl(), n(p.loss_pct) / 100)),
   );
-  gauge(
-    "fastpath_probe_rtt_seconds",
-    "round-trip time so far, by quantile (0 = min, 1 = max)",
-    ["interface", "quantile"],
-    (set) =>
-      each(probeOf, (p) => {
-        const rtt = p.rtt_us as Json | null;
-        if (rtt) { for (const [q, k] of RTT_QUANTILES) set({ ...pl(), quantile: q }, n(rtt[k]) / 1e6); }
-      }),
-  );
+  new MeasuredSummary({
+    name: "fastpath_probe_rtt_seconds",
+    help: "round-trip time of the frames that came back so far: quantile 0 is the minimum, 1 the maximum",
+    labelNames: ["interface"],
+    registers,
+  }, (set) =>
+    each(probeOf, (p) => {
+      const rtt = p.rtt_us as Json | null;
+      if (!rtt) return;
+      const count = n(p.received);
+      set(pl(), RTT_QUANTILES.map(([q, k]) => [q, n(rtt[k]) / 1e6]), (n(rtt.mean) * count) / 1e6, count);
+    }));
 }
 
 function schedMetrics(counter: Make, gauge: Make, each: Each): void {

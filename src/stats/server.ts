@@ -68,19 +68,31 @@ export class StatsServer {
   }
 
   /**
-   * Listens on a UNIX socket at `path` (mode 0660, its directory made if missing). A stale socket (nobody
-   * answers) is replaced; a live one is another program's: refused as busy, naming the path.
+   * Listens on a UNIX socket at `path` (mode 0660). Its directory must exist, except `ownDir` (fastpath's
+   * own, /run/fastpath), which is made (mode 0755) when missing: no other directory is ever created. A
+   * stale socket (nobody answers) is replaced; a live one is another program's: refused as busy, naming
+   * the path.
    */
-  async listenUnix(path: string): Promise<void> {
+  async listenUnix(path: string, ownDir: string | null = null): Promise<void> {
     const dir = path.replace(/\/[^/]*$/, "") || "/";
-    try {
-      await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
-    } catch (err) {
+    if (dir === ownDir) {
+      try {
+        await Deno.mkdir(dir, { mode: 0o755 });
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AlreadyExists)) {
+          const denied = err instanceof Deno.errors.PermissionDenied;
+          throw new FastpathError(
+            denied ? "permission_denied" : "usage",
+            `cannot make ${dir} for the stats socket: ${(err as Error).message}: ${
+              denied && Deno.uid() !== 0 ? "run as root, or " : ""
+            }choose another --stats-socket`,
+          );
+        }
+      }
+    } else if (!isDirectory(dir)) {
       throw new FastpathError(
-        err instanceof Deno.errors.PermissionDenied ? "permission_denied" : "usage",
-        `cannot make ${dir} for the stats socket: ${
-          (err as Error).message
-        }: run as root, or choose another --stats-socket`,
+        "usage",
+        `no directory ${dir} for the stats socket --stats-socket ${path}: create it first, or choose another --stats-socket`,
       );
     }
     await removeStale(path);
@@ -322,6 +334,14 @@ async function removeStale(path: string): Promise<void> {
     "busy",
     `another program serves stats on ${path} (a fastpath still running?): stop it, or choose another --stats-socket`,
   );
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 function closeQuietly(c: { close(): void }): void {
