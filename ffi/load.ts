@@ -4,8 +4,8 @@
  * Search order (every path tried is listed in the error):
  *   1. $FASTPATH_LIB
  *   2. the development build: zig/zig-out/lib/libfastpath.{so,dylib}
- *   3. the copy embedded by `deno compile --include`, extracted to a cache directory (dlopen needs a
- *      real file)
+ *   3. the copy embedded by `deno compile --include`, extracted to a private directory (dlopen needs
+ *      a real file; see `extractEmbedded`)
  */
 import { ABI_VERSION, symbols } from "./symbols.ts";
 import { FastpathError } from "./error.ts";
@@ -34,26 +34,61 @@ function cstring(ptr: Deno.PointerValue): string {
 
 async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", bytes);
-  return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function cacheDir(): string {
-  const base = Deno.env.get("XDG_CACHE_HOME") ??
-    (Deno.env.get("HOME") ? `${Deno.env.get("HOME")}/.cache` : "/tmp");
+/**
+ * Where an embedded library is extracted: for root /run/fastpath/lib (the service unit keeps
+ * /run/fastpath writable), else $XDG_CACHE_HOME/fastpath or ~/.cache/fastpath. Never a shared
+ * directory such as /tmp, where another user could plant a library for us to open.
+ */
+export function cacheDir(
+  uid: number | null = Deno.uid(),
+  env: (k: string) => string | undefined = (k) => Deno.env.get(k),
+): string {
+  if (uid === 0) return "/run/fastpath/lib";
+  const base = env("XDG_CACHE_HOME") || (env("HOME") ? `${env("HOME")}/.cache` : undefined);
+  if (!base) throw new Error("neither XDG_CACHE_HOME nor HOME is set: set one, or FASTPATH_LIB");
   return `${base}/fastpath`;
 }
 
-/** Copies an embedded library out of a `deno compile` image to a content-addressed cache path. */
-async function extractEmbedded(embedded: string): Promise<string> {
+/** Throws unless `path` is a real directory (not a link) of ours (or root's), writable by no one else. */
+async function checkPrivate(path: string, owners: Array<number | null>): Promise<void> {
+  const st = await Deno.lstat(path);
+  if (!st.isDirectory) throw new Error(`${path} is not a directory: remove it`);
+  if (!owners.includes(st.uid)) throw new Error(`${path} belongs to uid ${st.uid}, not to us: remove it`);
+  if ((st.mode ?? 0) & 0o022) {
+    throw new Error(`${path} is writable by others (mode ${((st.mode ?? 0) & 0o777).toString(8)}): chmod go-w it`);
+  }
+}
+
+/**
+ * Copies an embedded library out of a `deno compile` image (dlopen needs a real file) to
+ * `dir`/<its SHA-256>/: directories of ours, created 0700 and checked before use, and an existing copy
+ * used only when its content hashes the same (anything else there is replaced).
+ */
+export async function extractEmbedded(embedded: string, where?: string): Promise<string> {
   const bytes = await Deno.readFile(embedded);
-  const dir = `${cacheDir()}/${await sha256Hex(bytes)}`;
-  const target = `${dir}/${libName}`;
+  const dir = where ?? cacheDir();
+  const hash = await sha256Hex(bytes);
+  const uid = Deno.uid();
+  const parent = dir.replace(/\/[^/]+\/?$/, "") || "/";
+  // The parent may be shared by design (/run/fastpath holds the stats sockets): created as usual.
+  await Deno.mkdir(parent, { recursive: true, mode: 0o755 });
+  await checkPrivate(parent, [uid, 0]);
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await checkPrivate(dir, [uid]);
+  const sub = `${dir}/${hash.slice(0, 16)}`;
+  await Deno.mkdir(sub, { recursive: true, mode: 0o700 });
+  await checkPrivate(sub, [uid]);
+  const target = `${sub}/${libName}`;
   try {
-    if ((await Deno.stat(target)).size === bytes.length) return target;
+    const st = await Deno.lstat(target);
+    if (st.isFile && st.uid === uid && await sha256Hex(await Deno.readFile(target)) === hash) return target;
   } catch { /* not extracted yet */ }
-  await Deno.mkdir(dir, { recursive: true });
   const tmp = `${target}.${Deno.pid}`;
-  await Deno.writeFile(tmp, bytes, { mode: 0o755 });
+  await Deno.remove(tmp).catch(() => {});
+  await Deno.writeFile(tmp, bytes, { mode: 0o700, createNew: true });
   await Deno.rename(tmp, target);
   return target;
 }

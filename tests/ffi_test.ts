@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { load } from "../ffi/load.ts";
+import { cacheDir, extractEmbedded, load } from "../ffi/load.ts";
 import { ABI_VERSION } from "../ffi/symbols.ts";
 import { checkLayout } from "../ffi/enums.ts";
 import { FastpathError, snake } from "../ffi/error.ts";
@@ -170,4 +170,44 @@ Deno.test("the FFI layer", async (t) => {
       await Deno.remove(dir, { recursive: true });
     }
   });
+
+  await t.step("an embedded library is extracted only to a private directory, never to /tmp", () => {
+    assert.equal(cacheDir(0, () => undefined), "/run/fastpath/lib");
+    assert.equal(cacheDir(1000, (k) => ({ HOME: "/home/u" } as Record<string, string>)[k]), "/home/u/.cache/fastpath");
+    assert.equal(
+      cacheDir(1000, (k) => ({ XDG_CACHE_HOME: "/c", HOME: "/home/u" } as Record<string, string>)[k]),
+      "/c/fastpath",
+    );
+    assert.throws(
+      () => cacheDir(1000, () => undefined),
+      /^Error: neither XDG_CACHE_HOME nor HOME is set: set one, or FASTPATH_LIB$/,
+    );
+  });
+
+  await t.step(
+    "an extracted copy is used only when its content matches, and a shared directory is refused",
+    async () => {
+      const tmp = await Deno.makeTempDir({ prefix: "fastpath-extract-" });
+      try {
+        const src = `${tmp}/embedded.so`;
+        const bytes = crypto.getRandomValues(new Uint8Array(4096));
+        await Deno.writeFile(src, bytes);
+        const dir = `${tmp}/cache/fastpath`;
+        const path = await extractEmbedded(src, dir);
+        assert.deepEqual(await Deno.readFile(path), bytes);
+        for (const d of [dir, path.replace(/\/[^/]+$/, "")]) assert.equal((await Deno.stat(d)).mode! & 0o777, 0o700, d);
+        // Someone else's library of the same size in its place is replaced, not opened.
+        await Deno.writeFile(path, new Uint8Array(bytes.length));
+        assert.equal(await extractEmbedded(src, dir), path);
+        assert.deepEqual(await Deno.readFile(path), bytes, "the planted copy was replaced");
+        await Deno.chmod(dir, 0o777);
+        await assert.rejects(extractEmbedded(src, dir), /fastpath is writable by others \(mode 777\): chmod go-w it$/);
+        await Deno.chmod(dir, 0o700);
+        await Deno.chown(dir, 65534, 65534);
+        await assert.rejects(extractEmbedded(src, dir), /fastpath belongs to uid 65534, not to us: remove it$/);
+      } finally {
+        await Deno.remove(tmp, { recursive: true });
+      }
+    },
+  );
 });
