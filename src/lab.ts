@@ -74,8 +74,8 @@ async function writeSys(ns: string, path: string, value: string): Promise<void> 
  * other owner), and namespaces no fastpath lab made are refused (FastpathError "busy", exit 7).
  *
  * `owner` is who the lab belongs to: "script" (the default) holds it while this process lives and
- * removes it when the process is interrupted (SIGINT or SIGTERM: the lab goes, then the process exits
- * 130 or 143); "lab run" holds it likewise but handles the signals itself; "lab up" leaves it for
+ * removes it when the process is interrupted (SIGINT, SIGTERM or SIGHUP: the lab goes, then the process
+ * exits 130, 143 or 129); "lab run" holds it likewise but handles the signals itself; "lab up" leaves it for
  * `labDown` in a later process.
  */
 export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): Promise<Lab> {
@@ -314,12 +314,12 @@ async function flockHolders(): Promise<Map<string, number>> {
 }
 
 /**
- * A script's labs go when it is interrupted: SIGINT and SIGTERM remove them, then the process exits.
+ * A script's labs go when it is interrupted: SIGINT, SIGTERM and SIGHUP remove them, then the process exits.
  * Meanwhile whatever the script was doing in the lab (a probe resolving its reflector's address) fails
  * as the namespaces go: those failures are the interruption's, so they end nothing before the exit code.
  */
 const signalLabs = new Set<Lab>();
-const SIGNALS = [["SIGINT", 130], ["SIGTERM", 143]] as const;
+const SIGNALS = [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const;
 const swallow = (e: Event) => e.preventDefault();
 const listeners = SIGNALS.map(([sig, code]) =>
   [sig, async () => {

@@ -4,7 +4,7 @@
  * terminal (src/cli/dashboard.ts; a command without a board: a status line that replaces itself),
  * one JSON object per interval when stdout is not a terminal or with `--format json` (a line every
  * 10 s or more on stderr when only stderr is not a terminal).
- * It ends on SIGINT/SIGTERM, at a deadline, or when the command's own wait says so.
+ * It ends on SIGINT/SIGTERM/SIGHUP, at a deadline, or when the command's own wait says so.
  */
 import { StatusLine } from "../format.ts";
 import { type Board, Dashboard } from "./dashboard.ts";
@@ -21,30 +21,32 @@ export function intervalOption() {
     .default(DEFAULT_INTERVAL_MS);
 }
 
-/** The exit code of a command interrupted by `signal`: 130 for SIGINT (Ctrl-C), 143 for SIGTERM. */
+/**
+ * The signals that stop a command, and the exit code of one they interrupt (128 + the signal's number):
+ * SIGINT (Ctrl-C), SIGTERM, and SIGHUP (its terminal closed), so each exit path cleans up.
+ */
+export const STOP_SIGNALS = [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const;
+
 export function interruptedExit(signal: string): number {
-  return signal === "SIGTERM" ? 143 : 130;
+  return STOP_SIGNALS.find(([s]) => s === signal)?.[1] ?? 130;
 }
 
 /**
- * Resolves with the signal's name on SIGINT or SIGTERM, and aborts `abort` (for the library's waits,
- * e.g. a probe's ARP wait); `dispose()` removes the listeners.
+ * Resolves with the signal's name on SIGINT, SIGTERM or SIGHUP, and aborts `abort` (for the library's
+ * waits, e.g. a probe's ARP wait); `dispose()` removes the listeners.
  */
 export function untilSignal(): { promise: Promise<string>; abort: AbortSignal; dispose: () => void } {
   let resolve!: (s: string) => void;
   const promise = new Promise<string>((r) => (resolve = r));
   const ctl = new AbortController();
   promise.then((s) => ctl.abort(s));
-  const onInt = () => resolve("SIGINT");
-  const onTerm = () => resolve("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
+  const listeners = STOP_SIGNALS.map(([sig]) => [sig, () => resolve(sig)] as const);
+  for (const [sig, fn] of listeners) Deno.addSignalListener(sig, fn);
   return {
     promise,
     abort: ctl.signal,
     dispose: () => {
-      Deno.removeSignalListener("SIGINT", onInt);
-      Deno.removeSignalListener("SIGTERM", onTerm);
+      for (const [sig, fn] of listeners) Deno.removeSignalListener(sig, fn);
     },
   };
 }
