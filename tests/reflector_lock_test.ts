@@ -8,6 +8,9 @@ import assert from "node:assert/strict";
 import { labDown, labUp } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
 import { cli, isRoot, labPrefix, skipUnless, spawnCli } from "./helpers.ts";
+import { ip } from "../src/net.ts";
+
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
 
 const PREFIX = labPrefix("fpk");
 
@@ -93,6 +96,27 @@ Deno.test("one reflector per interface", async (t) => {
       const r = await Reflector.start({ iface, netns: ns, mode: "packet" });
       r.close();
       assert.deepEqual(await filesFor(iface), []);
+    });
+
+    await t.step("a starting reflector removes the file a killed one left in a namespace since deleted", async () => {
+      const gone = `${PREFIX}-gone`;
+      await ip(undefined, "netns", "add", gone);
+      let file = "";
+      try {
+        await ip(gone, "link", "set", "lo", "up");
+        file = `/run/fastpath/net${(await Deno.stat(`/run/netns/${gone}`)).ino}.lo.lock`;
+        // No stats socket: SIGKILL would leave it too.
+        const p = spawnCli(["reflect", "lo", "--netns", gone, "--mode", "packet", "--no-stats-socket"]);
+        await p.waitFor("stop with Ctrl-C");
+        p.child.kill("SIGKILL");
+        await p.finish();
+      } finally {
+        await ip(undefined, "netns", "del", gone);
+      }
+      assert.ok(await exists(file), `a killed reflector leaves ${file}`);
+      const r = await Reflector.start({ iface, netns: ns, mode: "packet" });
+      r.close();
+      assert.equal(await exists(file), false, `${file}: its namespace is gone, and no one holds it`);
     });
 
     await t.step("the JSON reason spells options as the command line does (--mode packet)", async () => {

@@ -22,6 +22,7 @@ test {
     _ = @import("probe/probe.zig");
     _ = @import("probe/probe_linux.zig");
     _ = @import("reflect/reflector.zig");
+    _ = @import("reflect/stale_locks.zig");
     _ = @import("reflect/options.zig");
     _ = @import("reflect/start.zig");
     _ = @import("sched/sched.zig");

@@ -14,6 +14,7 @@ const xdp = @import("xdp.zig");
 const afxdp = @import("afxdp.zig");
 const napi = @import("napi.zig");
 const options = @import("options.zig");
+const stale_locks = @import("stale_locks.zig");
 const veth = @import("veth.zig");
 const Error = abi.Error;
 
@@ -100,6 +101,8 @@ pub const Reflector = struct {
 
         try self.lock.acquire(netns_id, netns_name, ifname);
         errdefer self.lock.release();
+        // Files left by reflectors that could not clean up, in namespaces since deleted.
+        stale_locks.remove(gpa);
 
         self.guard = try guard.Guard.open(ifname, &.{self.cfg.port});
         errdefer self.guard.close();
