@@ -32,10 +32,14 @@ export function table(header: string[], rows: string[][]): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
-/** Writes a status line that replaces itself on a terminal. */
+/**
+ * Writes a status line that replaces itself on a terminal: with a carriage return and spaces on
+ * TERM=dumb, which knows no escape codes.
+ */
 export class StatusLine {
   readonly #tty = Deno.stderr.isTerminal();
-  #shown = false;
+  readonly #dumb = Deno.env.get("TERM") === "dumb";
+  #shown = 0;
 
   get tty(): boolean {
     return this.#tty;
@@ -43,13 +47,17 @@ export class StatusLine {
 
   show(text: string): void {
     if (!this.#tty) return;
-    const width = Deno.consoleSize?.().columns ?? 120;
-    Deno.stderr.writeSync(new TextEncoder().encode(`\r\x1b[K${text.slice(0, width - 1)}`));
-    this.#shown = true;
+    const width = Deno.consoleSize?.().columns || 80;
+    const t = text.slice(0, width - 1);
+    const out = this.#dumb ? `\r${t.padEnd(this.#shown)}` : `\r\x1b[K${t}`;
+    Deno.stderr.writeSync(new TextEncoder().encode(out));
+    this.#shown = t.length;
   }
 
   clear(): void {
-    if (this.#tty && this.#shown) Deno.stderr.writeSync(new TextEncoder().encode("\r\x1b[K"));
-    this.#shown = false;
+    if (this.#tty && this.#shown) {
+      Deno.stderr.writeSync(new TextEncoder().encode(this.#dumb ? `\r${" ".repeat(this.#shown)}\r` : "\r\x1b[K"));
+    }
+    this.#shown = 0;
   }
 }

@@ -6,14 +6,24 @@
  */
 import assert from "node:assert/strict";
 import xterm from "@xterm/headless";
-import { DENO, isRoot, labPrefix, netnsList, ROOT, sampleProbeReport, skipUnless, smallLabRun } from "./helpers.ts";
-import { run } from "../src/net.ts";
+import {
+  cli,
+  DENO,
+  isRoot,
+  labPrefix,
+  netnsList,
+  ROOT,
+  sampleProbeReport,
+  skipUnless,
+  smallLabRun,
+} from "./helpers.ts";
 import { labDown, labUp } from "../src/lab.ts";
 import { COUNTER_NAMES, DETECT_COUNTER_NAMES, SCHED_COUNTER_NAMES } from "../ffi/enums.ts";
 import type { Counters, ReflectorInfo } from "../src/reflector.ts";
 import type { SchedCounters } from "../src/sched.ts";
 import type { DetectStatus } from "../src/detect.ts";
-import { type Board, colorWanted, render } from "../src/cli/dashboard.ts";
+import { type Board, colorWanted, dashboardWanted, render, terminalSize } from "../src/cli/dashboard.ts";
+import { labBoard } from "../src/cli/lab.ts";
 import { reflectBoard } from "../src/cli/reflect.ts";
 import { probeProgress, probeSections } from "../src/cli/probe.ts";
 import { schedBoard } from "../src/cli/sched.ts";
@@ -133,6 +143,50 @@ Deno.test("the live dashboard", async (t) => {
     assert.equal(short.length, 10);
     assert.match(short[9], /^… \d+ more lines: enlarge the terminal$/);
     assert.match(screen(b).join("\n"), /^progress +\[#####\.+\] 0:30 of 2:00 25 %, size 1 of 3$/m);
+  });
+
+  await t.step("at 40 to 50 columns a row too wide puts its value under its label, whole", () => {
+    const prev = { ...zeros(COUNTER_NAMES), tx_packets: 900 } as Counters;
+    const now = { ...prev, rx_packets: 2000, tx_packets: 2900, tx_bytes: 2000 * 64 } as Counters;
+    for (const cols of [40, 45, 50]) {
+      const text = screen(reflectBoard("eth0", info, now, prev, 2), cols).join("\n");
+      assert.match(text, /^ {2}reflected\n {4}1\.0 kpps {2}0\.5 Mbit\/s {2}total 2900$/m, text);
+    }
+    const wide = screen(reflectBoard("eth0", info, now, prev, 2)).join("\n");
+    assert.match(wide, /^ {2}reflected +1\.0 kpps {2}0\.5 Mbit\/s {2}total 2900$/m, "one line where it fits");
+  });
+
+  await t.step("lab run's 'why' does not name --cpu or --workers, which lab run does not have", () => {
+    const reason =
+      "auto: xdp is the fastest dataplane; it has no worker threads, so `cpu` and `workers` do not apply (`mode` afxdp or packet places them)";
+    const head = labBoard({ reflectorNs: "fp-refl", probeNs: "fp-probe" }, 64, { ...info, mode: "xdp", reason });
+    assert.deepEqual(head.mode, ["xdp (XDP generic)", "auto: xdp is the fastest dataplane"]);
+    assert.match(
+      reflectBoard(
+        "eth0",
+        { ...info, mode: "xdp", reason },
+        zeros(COUNTER_NAMES) as Counters,
+        zeros(COUNTER_NAMES) as Counters,
+        1,
+      ).mode![1],
+      /--cpu and --workers do not apply/,
+      "reflect has them",
+    );
+  });
+
+  await t.step("a terminal that reports 0x0 is laid out as 80x24, and TERM=dumb gets no dashboard", () => {
+    assert.deepEqual(terminalSize(() => ({ columns: 0, rows: 0 })), { columns: 80, rows: 24 });
+    assert.deepEqual(terminalSize(() => ({ columns: 100, rows: 0 })), { columns: 100, rows: 24 });
+    assert.deepEqual(
+      terminalSize(() => {
+        throw new Error("not a terminal");
+      }),
+      { columns: 80, rows: 24 },
+    );
+    const env = (vars: Record<string, string>) => (k: string) => vars[k];
+    assert.equal(dashboardWanted(env({ TERM: "xterm-256color" }), true), true);
+    assert.equal(dashboardWanted(env({ TERM: "dumb" }), true), false);
+    assert.equal(dashboardWanted(env({ TERM: "xterm-256color" }), false), false);
   });
 
   await t.step("NO_COLOR (any non-empty value) and TERM=dumb turn the colours off", () => {
@@ -288,6 +342,68 @@ Deno.test("the live dashboard", async (t) => {
   );
 
   await t.step(
+    "lab run keeps one dashboard over its sizes, and lays out a terminal reporting 0x0 as 80x24",
+    async () => {
+      if (skipUnless(isRoot, "lab run needs root (network namespaces)")) return;
+      const args = ["lab", "run", "--prefix", PREFIX, "--size", "64,128", "--rate", "1kpps", "--duration-s", "1"];
+      const r = await onTerminal(args, [0, 0], [{ wait_for: ": 128-byte frames" }], {
+        NO_COLOR: "1",
+        TERM: "xterm-256color",
+      });
+      assert.equal(r.code, 0);
+      const board = await emulate(r.bytes(0), 80, 24);
+      assert.match(
+        board.visible[0],
+        /^fastpath lab run \S+ <-> \S+: \d+-byte frames +running \d:\d\d$/,
+        board.visible.join("\n"),
+      );
+      assert.match(board.visible.join("\n"), /^ {2}frame loss rate /m);
+      const raw = new TextDecoder().decode(new Uint8Array(r.bytes(1).flatMap((c) => [...c])));
+      assert.equal(raw.split(`${ESC}[?1049h`).length - 1, 1, "the alternate screen entered once, not per size");
+      assert.equal(raw.split(`${ESC}[?1049l`).length - 1, 1, "and left once, at the end");
+    },
+  );
+
+  await t.step("on TERM=dumb lab run draws no dashboard and writes no escape codes", async () => {
+    if (skipUnless(isRoot, "lab run needs root (network namespaces)")) return;
+    const r = await onTerminal(smallLabRun(PREFIX, 1), [80, 24], [], { TERM: "dumb" });
+    assert.equal(r.code, 0);
+    const raw = new TextDecoder().decode(new Uint8Array(r.bytes(0).flatMap((c) => [...c])));
+    assert.ok(!raw.includes(ESC), JSON.stringify(raw));
+    assert.match(raw, /64B: sent \d+ received \d+/, "the status line instead");
+    assert.match(raw, /^(xdp|afxdp|packet) 64B /m, "and the table");
+  });
+
+  await t.step(
+    "Ctrl-Z gives the terminal back before lab run stops, and SIGCONT draws the dashboard again",
+    async () => {
+      if (skipUnless(isRoot, "lab run needs root (network namespaces)")) return;
+      const r = await onTerminal(smallLabRun(PREFIX, 60), [80, 24], [
+        { wait_for: "frame loss rate" }, // (1)
+        { wait_for: "", then: "ctrl_z" }, // (2)
+        { wait_for: `${ESC}[?1049l` }, // the terminal given back (3)
+        { sleep_s: 1 }, // stopped meanwhile (4)
+        { wait_for: "", then: "sigcont" }, // (5)
+        { wait_for: "frame loss rate" }, // drawn again (6)
+        { wait_for: "", then: "ctrl_c" }, // (7)
+      ], { NO_COLOR: "1", TERM: "xterm-256color" });
+      assert.equal(r.timedOut, false);
+      assert.equal(r.code, 130);
+      const suspended = await emulate(r.bytes(3), 80, 24);
+      assert.equal(suspended.type, "normal", "the shell's screen while stopped");
+      const raw4 = new TextDecoder().decode(new Uint8Array(r.bytes(3).flatMap((c) => [...c])));
+      assert.ok(raw4.lastIndexOf(`${ESC}[?25h`) > raw4.lastIndexOf(`${ESC}[?25l`), "the cursor shown while stopped");
+      assert.equal(r.bytes(3).length, r.bytes(2).length, "nothing drawn while stopped");
+      const resumed = await emulate(r.bytes(6), 80, 24);
+      assert.equal(resumed.type, "alternate", "the dashboard again after SIGCONT");
+      assert.match(resumed.visible[0], /^fastpath lab run /);
+      const end = await emulate(r.bytes(7), 80, 24);
+      assert.equal(end.type, "normal");
+      assert.deepEqual((await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`)), [], "the lab is gone");
+    },
+  );
+
+  await t.step(
     "reflect on a terminal shows its mode, why and progress, and gives the terminal back at the deadline and on SIGTERM",
     async () => {
       if (skipUnless(isRoot, "reflect in the lab needs root (network namespaces)")) return;
@@ -343,24 +459,19 @@ Deno.test("the live dashboard", async (t) => {
     },
   );
 
-  await t.step("with stdout not a terminal, lab run prints one JSON object per interval, then its table", async () => {
-    if (skipUnless(isRoot, "lab run needs root (network namespaces)")) return;
-    const r = await run([
-      DENO,
-      "run",
-      "-A",
-      "--unstable-ffi",
-      "--quiet",
-      `${ROOT}/main.ts`,
-      ...smallLabRun(PREFIX, 2),
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    const lines = r.stdout.split("\n").filter(Boolean);
-    const intervals = lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-    assert.ok(intervals.length >= 2, r.stdout);
-    for (const o of intervals) assert.equal(o.type, "lab_interval");
-    assert.ok(intervals.at(-1).reflector.tx_packets > 0, r.stdout);
-    assert.match(r.stdout, /^(xdp|afxdp|packet) 64B /m, "then the table, as text");
-    assert.ok(!(r.stdout + r.stderr).includes(ESC), "no escape codes when not on a terminal");
-  });
+  await t.step(
+    "with stdout not a terminal, lab run's stdout is JSON to its end: the table goes to stderr",
+    async () => {
+      if (skipUnless(isRoot, "lab run needs root (network namespaces)")) return;
+      const r = await cli(smallLabRun(PREFIX, 2)); // stdout and stderr piped
+      assert.equal(r.code, 0, r.stderr);
+      const intervals = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l)); // every line: `| jq` reads to the end
+      assert.ok(intervals.length >= 2, r.stdout);
+      for (const o of intervals) assert.equal(o.type, "lab_interval");
+      assert.ok(intervals.at(-1).reflector.tx_packets > 0, r.stdout);
+      assert.match(r.stderr, /^(xdp|afxdp|packet) 64B /m, "the table, for people, on stderr");
+      assert.match(r.stderr, /^every reflection came back with exactly the expected fields swapped$/m);
+      assert.ok(!(r.stdout + r.stderr).includes(ESC), "no escape codes when not on a terminal");
+    },
+  );
 });

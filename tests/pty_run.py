@@ -4,11 +4,12 @@
   pty_run.py CONFIG_JSON
       CONFIG_JSON: {"argv": [...], "env": {...}, "size": [COLS, ROWS], "timeout_s": N,
                     "steps": [{"wait_for": TEXT, "then": "resize", "size": [COLS, ROWS]} |
-                              {"wait_for": TEXT, "then": "ctrl_c" | "sigterm"} | {"sleep_s": N}]}
+                              {"wait_for": TEXT, "then": "ctrl_c" | "ctrl_z" | "sigterm" | "sigcont"} |
+                              {"sleep_s": N}]}
       Starts argv on a new terminal of that size (the child's controlling terminal, so Ctrl-C and
       resizes reach it from the kernel as from a terminal emulator), then for each step waits until
       TEXT has appeared in the output since the previous step (or sleeps), and resizes the terminal
-      (the kernel sends SIGWINCH), types Ctrl-C, or sends the child SIGTERM. Prints JSON {"code": exit code (-N: killed by
+      (the kernel sends SIGWINCH), types Ctrl-C or Ctrl-Z, or sends the child SIGTERM or SIGCONT. Prints JSON {"code": exit code (-N: killed by
       signal N), "timed_out": bool, "chunks": [[STEPS_DONE, BASE64 OUTPUT], ...]}.
 """
 import base64
@@ -55,8 +56,12 @@ def main():
                     set_size(fd, *step["size"])
                 elif step.get("then") == "ctrl_c":
                     os.write(fd, b"\x03")
+                elif step.get("then") == "ctrl_z":
+                    os.write(fd, b"\x1a")
                 elif step.get("then") == "sigterm":
                     os.kill(pid, signal.SIGTERM)
+                elif step.get("then") == "sigcont":
+                    os.kill(pid, signal.SIGCONT)
                 done += 1
                 seen = b""
                 step_started = time.monotonic()

@@ -52,6 +52,17 @@ export interface RenderOptions {
 export const DASHBOARD_COLUMNS = 80;
 const LABEL = 18;
 
+/**
+ * Whether to draw the dashboard: stdout is a terminal that can move its cursor (not TERM=dumb, where
+ * the monitor shows its status line instead).
+ */
+export function dashboardWanted(
+  env: (k: string) => string | undefined = (k) => Deno.env.get(k),
+  tty = Deno.stdout.isTerminal(),
+): boolean {
+  return tty && env("TERM") !== "dumb";
+}
+
 /** Whether to colour: NO_COLOR (https://no-color.org) of any non-empty value, or TERM=dumb, turns it off. */
 export function colorWanted(env: (k: string) => string | undefined = (k) => Deno.env.get(k)): boolean {
   return !env("NO_COLOR") && env("TERM") !== "dumb";
@@ -92,7 +103,11 @@ export function render(b: Board, o: RenderOptions): string[] {
   const c = picocolors.createColors(o.color);
   const width = Math.max(20, Math.min(o.columns, DASHBOARD_COLUMNS));
   const out: string[] = [];
-  const row = (label: string, value: string) => `  ${label.padEnd(LABEL)} ${value}`.trimEnd();
+  // A row too wide for the terminal puts its value under its label, so totals are not cut.
+  const row = (label: string, value: string) => {
+    const one = `  ${label.padEnd(LABEL)} ${value}`.trimEnd();
+    return one.length <= o.columns || !value ? [one] : [`  ${label}`, `    ${value}`];
+  };
   const running = `running ${clock(o.elapsedS)}`;
   // The title gives way to the clock on a narrow terminal.
   const title = cliTruncate(`fastpath ${b.title}`, Math.max(1, Math.min(o.columns, width) - running.length - 1));
@@ -110,8 +125,8 @@ export function render(b: Board, o: RenderOptions): string[] {
   for (const s of b.sections) {
     if (s.rows.length === 0 && s.empty === undefined) continue;
     out.push(c.bold(s.title));
-    if (s.rows.length === 0) out.push(row(c.dim(s.empty!), ""));
-    for (const [label, value] of s.rows) out.push(row(label, value));
+    if (s.rows.length === 0) out.push(...row(c.dim(s.empty!), ""));
+    for (const [label, value] of s.rows) out.push(...row(label, value));
   }
   if (o.events?.length) {
     out.push(c.bold("events"));
@@ -122,13 +137,15 @@ export function render(b: Board, o: RenderOptions): string[] {
   if (fitted.length <= o.rows) return fitted;
   // A short terminal: the top of the board, and a last line saying what did not fit.
   const kept = fitted.slice(0, Math.max(0, o.rows - 1));
-  return [...kept, cliTruncate(c.dim(`… ${fitted.length - kept.length} more lines: enlarge the terminal`), o.columns)];
+  const more = fitted.length - kept.length;
+  return [...kept, cliTruncate(c.dim(`… ${more} more line${more === 1 ? "" : "s"}: enlarge the terminal`), o.columns)];
 }
 
 /**
  * Draws boards on a terminal (stdout): the alternate screen and a hidden cursor while it is open,
  * redrawn at once when the terminal is resized (SIGWINCH), and both put back by `close()` — which the
  * monitor loop calls on every way out, and an unload handler calls if the process exits first.
+ * Ctrl-Z (SIGTSTP) puts the terminal back before the process stops; SIGCONT (`fg`) draws again.
  */
 export class Dashboard {
   readonly #out: { writeSync(p: Uint8Array): number };
@@ -138,8 +155,22 @@ export class Dashboard {
   #events: string[] = [];
   #open = false;
   readonly #footer: string;
+  #suspended = false;
   readonly #onResize = () => this.#draw();
   readonly #onUnload = () => this.close();
+  readonly #onStop = () => {
+    if (!this.#open) return;
+    this.#suspended = true;
+    this.#write(ansiEscapes.cursorShow + ansiEscapes.exitAlternativeScreen);
+    // The stop Ctrl-Z asked for: SIGTSTP is caught here, so stop the way it would have.
+    Deno.kill(Deno.pid, "SIGSTOP");
+  };
+  readonly #onCont = () => {
+    if (!this.#open || !this.#suspended) return;
+    this.#suspended = false;
+    this.#write(ansiEscapes.enterAlternativeScreen + ansiEscapes.cursorHide + ansiEscapes.eraseScreen);
+    this.#draw();
+  };
 
   constructor(opts: { footer?: string; color?: boolean } = {}) {
     this.#out = Deno.stdout;
@@ -151,7 +182,11 @@ export class Dashboard {
     if (this.#open) return;
     this.#open = true;
     this.#write(ansiEscapes.enterAlternativeScreen + ansiEscapes.cursorHide + ansiEscapes.eraseScreen);
-    if (Deno.build.os !== "windows") Deno.addSignalListener("SIGWINCH", this.#onResize);
+    if (Deno.build.os !== "windows") {
+      Deno.addSignalListener("SIGWINCH", this.#onResize);
+      Deno.addSignalListener("SIGTSTP", this.#onStop);
+      Deno.addSignalListener("SIGCONT", this.#onCont);
+    }
     globalThis.addEventListener("unload", this.#onUnload);
   }
 
@@ -170,17 +205,22 @@ export class Dashboard {
   close(): string[] {
     if (!this.#open) return [];
     this.#open = false;
-    if (Deno.build.os !== "windows") Deno.removeSignalListener("SIGWINCH", this.#onResize);
+    if (Deno.build.os !== "windows") {
+      Deno.removeSignalListener("SIGWINCH", this.#onResize);
+      Deno.removeSignalListener("SIGTSTP", this.#onStop);
+      Deno.removeSignalListener("SIGCONT", this.#onCont);
+    }
     globalThis.removeEventListener("unload", this.#onUnload);
-    this.#write(ansiEscapes.cursorShow + ansiEscapes.exitAlternativeScreen);
+    if (!this.#suspended) this.#write(ansiEscapes.cursorShow + ansiEscapes.exitAlternativeScreen);
+    this.#suspended = false;
     const events = this.#events;
     this.#events = [];
     return events;
   }
 
   #draw(): void {
-    if (!this.#open || !this.#last) return;
-    const { columns, rows } = size();
+    if (!this.#open || this.#suspended || !this.#last) return;
+    const { columns, rows } = terminalSize();
     const lines = render(this.#last, {
       columns,
       rows,
@@ -201,10 +241,14 @@ export class Dashboard {
   }
 }
 
-function size(): { columns: number; rows: number } {
+/** The terminal's size; one that reports none (0x0, as some serial consoles do) is taken as 80x24. */
+export function terminalSize(read: () => { columns: number; rows: number } = () => Deno.consoleSize()): {
+  columns: number;
+  rows: number;
+} {
+  let s = { columns: 0, rows: 0 };
   try {
-    return Deno.consoleSize();
-  } catch {
-    return { columns: DASHBOARD_COLUMNS, rows: 24 };
-  }
+    s = read();
+  } catch { /* not a terminal: the defaults */ }
+  return { columns: s.columns > 0 ? s.columns : DASHBOARD_COLUMNS, rows: s.rows > 0 ? s.rows : 24 };
 }

@@ -7,9 +7,11 @@ import { Probe } from "../probe.ts";
 import { parseRate, parseSizes, rateText } from "../parse.ts";
 import { command, formatOption, num, Option, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
-import { interruptedExit, monitor, untilSignal } from "./monitor.ts";
+import { type Board, Dashboard, dashboardWanted } from "./dashboard.ts";
+import { interruptedExit, monitor, summaryText, untilSignal } from "./monitor.ts";
 import { PROBE_HEADER, probeRow, probeSections } from "./probe.ts";
 import { reflectorFlags, reflectorMode, reflectorSections } from "./reflect.ts";
+import type { ReflectorInfo } from "../reflector.ts";
 import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
 const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("lab-PREFIX");
@@ -143,6 +145,8 @@ const run = command("run", {
     }
     let setupExit: number | undefined;
     let stats: Stats | null = null;
+    // One dashboard for every size: the screen stays up between them instead of flashing.
+    const dashboard = !json && dashboardWanted() ? new Dashboard() : undefined;
     try {
       // After the lab: a lab another run holds is refused for that, naming its holder.
       stats = await startStats(plan, { command: "lab run", intervalMs: 1000, families: ["reflector", "probe"] });
@@ -173,8 +177,7 @@ const run = command("run", {
             { size, probe: { type: "probe_report", ...p }, reflector: { type: "reflector_counters", ...r } },
           ],
           board: (now, prev, dt) => ({
-            title: `lab run ${names.reflectorNs} <-> ${names.probeNs}: ${size}-byte frames`,
-            mode: reflectorMode(running.reflector.info),
+            ...labBoard(names, size, running.reflector.info),
             sections: [
               ...probeSections(now.probe, prev.probe, dt),
               ...reflectorSections(now.reflector, prev.reflector, dt),
@@ -185,6 +188,7 @@ const run = command("run", {
               label: `size ${results.length + 1} of ${cases.length}`,
             },
           }),
+          dashboard,
           wait: async (ms) => (await running.probe.wait(ms)) ? "done" : undefined,
           observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         });
@@ -194,6 +198,7 @@ const run = command("run", {
         if (json) emit("lab_result", labResultJson(r));
       }
     } finally {
+      for (const text of dashboard?.close() ?? []) console.error(text);
       stop.dispose();
       stats?.close();
       await labDown(lab);
@@ -202,8 +207,8 @@ const run = command("run", {
     const bad = results.reduce((n, r) => n + r.probe.badRewrite, 0);
     if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted: signal !== undefined });
     else if (results.length) {
-      console.log(rows(results));
-      console.log(
+      summaryText(rows(results));
+      summaryText(
         bad === 0
           ? "every reflection came back with exactly the expected fields swapped"
           : `${bad} reflections had wrong bytes`,
@@ -212,7 +217,7 @@ const run = command("run", {
     if (signal) {
       if (results.length) {
         if (!json) {
-          console.log(
+          summaryText(
             `interrupted by ${signal} after ${results.length} of ${cases.length} sizes: these numbers are partial, not a finished run`,
           );
         }
@@ -224,6 +229,19 @@ const run = command("run", {
     if (bad > 0) throw new FastpathError("failed", `${bad} reflections were rewritten wrongly`);
     setExit(0);
   });
+
+/**
+ * The head of lab run's board: its title, and the reflector's mode and why. The library's reason may
+ * add that `cpu` and `workers` do not apply to xdp: lab run places the workers itself and has no such
+ * flags, so that part is not shown.
+ */
+export function labBoard(names: { reflectorNs: string; probeNs: string }, size: number | string, info: ReflectorInfo) {
+  const [mode, why] = reflectorMode(info);
+  return {
+    title: `lab run ${names.reflectorNs} <-> ${names.probeNs}: ${size}-byte frames`,
+    mode: [mode, why.replace(/; it has no worker threads, so --cpu and --workers do not apply.*$/, "")],
+  } satisfies Omit<Board, "sections">;
+}
 
 /** A lab result as JSON: its case with the rate as given, the probe's report and the reflector's counters typed. */
 function labResultJson(r: LabResult): Record<string, unknown> {

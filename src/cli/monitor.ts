@@ -3,11 +3,12 @@
  * run): every interval it samples, then shows it: a dashboard redrawn in place when stdout is a
  * terminal (src/cli/dashboard.ts; a command without a board: a status line that replaces itself),
  * one JSON object per interval when stdout is not a terminal or with `--format json` (a line every
- * 10 s or more on stderr when only stderr is not a terminal).
+ * 10 s or more on stderr when only stderr is not a terminal). Without `--format json`, a command's
+ * text summary then goes to stderr (`summaryText`): stdout stays JSON lines to its end.
  * It ends on SIGINT/SIGTERM/SIGHUP, at a deadline, or when the command's own wait says so.
  */
 import { StatusLine } from "../format.ts";
-import { type Board, Dashboard } from "./dashboard.ts";
+import { type Board, Dashboard, dashboardWanted } from "./dashboard.ts";
 import { num } from "./flags.ts";
 import { JOURNAL_EVERY_MS, stdoutIsJournal } from "./journal.ts";
 import { emit } from "./json.ts";
@@ -65,6 +66,11 @@ export interface Monitor<S> {
   line(now: S, prev: S, dtS: number): string;
   /** The dashboard for people on a terminal (its progress defaults to elapsed of `durationS`). */
   board?(now: S, prev: S, dtS: number): Board;
+  /**
+   * A dashboard the caller opened and closes, for a command that runs the loop more than once (lab
+   * run, once per size): the screen stays up in between. Default: the loop opens and closes its own.
+   */
+  dashboard?: Dashboard;
   /** The JSON object for an interval: its `type` and the rest. */
   interval(now: S, prev: S, dtS: number): [string, Record<string, unknown>];
   /** Waits up to `ms`; resolves early with a reason to end (the probe finished, the scheduler was ejected). */
@@ -75,12 +81,23 @@ export interface Monitor<S> {
   after?(now: S, prev: S): { end?: string; notes?: Array<[string, Record<string, unknown>, string]> } | undefined;
 }
 
+/**
+ * Prints a long-running command's text summary (its table, "interrupted by …"): on stdout when stdout
+ * is a terminal; on stderr when it is not, for stdout then carries the loop's JSON objects and nothing
+ * else, so whatever reads it (jq) reads JSON to the end.
+ */
+export function summaryText(text: string): void {
+  if (Deno.stdout.isTerminal()) console.log(text);
+  else console.error(text);
+}
+
 /** Runs the loop; resolves with why it ended: a signal's name, "deadline", or the wait's or after's reason. */
 export async function monitor<S>(m: Monitor<S>): Promise<string> {
   const status = new StatusLine();
   // Not a terminal: the intervals as JSON lines, for whatever reads them.
   const jsonOut = m.json || !Deno.stdout.isTerminal();
-  const dash = !jsonOut && m.board ? new Dashboard() : undefined;
+  const dash = !jsonOut && m.board && dashboardWanted() ? m.dashboard ?? new Dashboard() : undefined;
+  const ownDash = dash !== undefined && dash !== m.dashboard;
   const started = Date.now();
   const intervalMs = m.intervalMs;
   const textEvery = status.tty ? intervalMs : Math.max(intervalMs, 10_000);
@@ -141,6 +158,6 @@ export async function monitor<S>(m: Monitor<S>): Promise<string> {
   } finally {
     status.clear();
     // The terminal back as it was, then what happened meanwhile, for the scrollback.
-    for (const text of dash?.close() ?? []) console.error(text);
+    if (ownDash) { for (const text of dash.close()) console.error(text); }
   }
 }

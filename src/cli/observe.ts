@@ -17,7 +17,7 @@ import { ENUMS } from "../../ffi/enums.ts";
 import { parseChoice } from "../parse.ts";
 import { command, formatOption, knobs, num, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
-import { intervalOption, monitor, untilSignal } from "./monitor.ts";
+import { intervalOption, monitor, summaryText, untilSignal } from "./monitor.ts";
 
 /** Why a thread holds its classes: the evidence, in words. */
 export function evidence(t: DetectThread): string {
@@ -188,8 +188,8 @@ export const observe = knobs(
       if (json) emit("detect_summary", { ...end.status, threads: end.threads });
       else {
         // What can change while it runs (the signals and absences were shown at the start).
-        console.log(gameText(end.status).join("\n"));
-        console.log(threadTable(end.threads));
+        summaryText(gameText(end.status).join("\n"));
+        summaryText(threadTable(end.threads));
       }
       setExit(0);
     } finally {

@@ -8,7 +8,7 @@ import { SIGNATURES } from "../parse.ts";
 import { bool, choice, command, formatOption, num, setExit, suggest, text } from "./flags.ts";
 import type { Board, Progress, Section } from "./dashboard.ts";
 import { emit } from "./json.ts";
-import { interruptedExit, intervalOption, monitor, untilSignal } from "./monitor.ts";
+import { interruptedExit, intervalOption, monitor, summaryText, untilSignal } from "./monitor.ts";
 import { reflectorFlags } from "./reflect.ts";
 import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
@@ -247,9 +247,9 @@ export const probe = cmd
       const report = await p.done();
       if (json) emit("probe_summary", { interrupted, ...report });
       else {
-        console.log(probeSummary(report, o.ratePps));
+        summaryText(probeSummary(report, o.ratePps));
         if (interrupted) {
-          console.log(
+          summaryText(
             `interrupted by ${end} after ${
               report.elapsedS.toFixed(1)
             } s: these numbers are partial, not a finished run`,
