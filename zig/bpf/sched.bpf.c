@@ -208,6 +208,8 @@ struct task_ctx {
 	u64 exec_vtime;	 /* the runtime term of the deadline it was last given (deadline_of) */
 	u32 foreground;	 /* cached at each ops.enqueue from the foreground map and the game role */
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
+	s32 sync_cpu;	 /* the CPU of a waker that said it will sleep (SCX_WAKE_SYNC) and found none idle */
+	u32 _pad;
 };
 
 struct {
@@ -253,6 +255,7 @@ static __always_inline struct task_ctx *tctx_or_create(struct task_struct *p)
 		if (tc) {
 			tc->vruntime = state.vtime_now;
 			tc->idle_cpu = -1;
+			tc->sync_cpu = -1;
 		}
 	}
 	return tc;
@@ -534,8 +537,20 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		return prev_cpu;
 	tc = tctx_or_create(p);
 	cpu = pick_idle(p, prev_cpu);
-	if (cpu < 0)
+	if (cpu < 0) {
+		/*
+		 * No idle CPU and the waker says it will sleep: run the wakee here, after it, as the
+		 * fair class's wake_affine does - not on another CPU through an IPI that interrupts a
+		 * hog there (ops.enqueue decides, once the wakee's urgency is known).
+		 */
+		s32 self = bpf_get_smp_processor_id();
+
+		if (tc && (wake_flags & SCX(WAKE_SYNC)) && bpf_cpumask_test_cpu(self, p->cpus_ptr)) {
+			tc->sync_cpu = self;
+			return self;
+		}
 		return prev_cpu;
+	}
 	if ((c = cnt()))
 		c->direct_idle++;
 	/*
@@ -703,6 +718,19 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 
 	deadline = deadline_of(p, tc, 0);
 	tc->deadline = deadline;
+
+	/*
+	 * A latency-critical wakeup from a waker about to sleep, on the waker's CPU: first in line
+	 * there, the waker keeps its CPU until it sleeps (its slice at most).
+	 */
+	if (tc->sync_cpu == cpu && cpu == bpf_get_smp_processor_id() && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
+		tc->sync_cpu = -1;
+		insert(p, SCX(DSQ_LOCAL), slice, enq_flags | SCX(ENQ_HEAD));
+		if (c)
+			c->direct_local++;
+		return;
+	}
+	tc->sync_cpu = -1;
 
 	/*
 	 * A wakeup the kernel handed to the idle CPU ops.select_cpu claimed, queued on that CPU by its
@@ -950,6 +978,7 @@ s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_ta
 	if (!tc)
 		return 0;
 	tc->idle_cpu = -1;
+	tc->sync_cpu = -1;
 	/* A fork runs in the parent: the child starts behind it (sched.h fp_fork_vruntime). */
 	if (args->fork) {
 		parent = tctx_of(bpf_get_current_task_btf());

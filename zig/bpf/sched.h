@@ -39,7 +39,9 @@ enum fp_scx_enum {
 	FP_SCX_EXIT_ERROR_STALL = 7,
 	FP_SCX_ENQ_PREEMPT = 8,
 	FP_SCX_ENQ_REENQ = 9,
-	FP_SCX_ENUMS = 10,
+	FP_SCX_WAKE_SYNC = 10,
+	FP_SCX_ENQ_HEAD = 11,
+	FP_SCX_ENUMS = 12,
 };
 
 /* The scheduler's own dispatch queues. */
