@@ -6,6 +6,7 @@
 import { FastpathError } from "../ffi/error.ts";
 import { ip, requirePrivilege, run } from "./net.ts";
 import { load } from "../ffi/load.ts";
+import { RUN_DIR } from "./run_dir.ts";
 
 export interface LabConfig {
   /** Prefix of every name the lab creates, so several labs (and tests) can coexist. */
@@ -132,7 +133,6 @@ export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): 
 /** Who built a lab: on record in /run/fastpath/lab.PREFIX.owner, see `labUp`. */
 export type LabOwner = "lab up" | "lab run" | "script";
 
-const RUN_DIR = "/run/fastpath";
 const ownerName = (prefix: string) => `lab.${prefix}.owner`;
 const ownerFile = (prefix: string) => `${RUN_DIR}/${ownerName(prefix)}`;
 /**

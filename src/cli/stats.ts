@@ -8,16 +8,14 @@ import { FastpathError } from "../../ffi/error.ts";
 import { type StatsContext, StatsCore } from "../stats/core.ts";
 import { StatsServer } from "../stats/server.ts";
 import { Option } from "./flags.ts";
-
-/** Where the default sockets live (macOS has no /run). */
-export const STATS_DIR = Deno.build.os === "darwin" ? "/var/run/fastpath" : "/run/fastpath";
+import { RUN_DIR } from "../run_dir.ts";
 
 /** The stats flags; `name` is the default socket's name as help shows it (`reflect-IFACE[@NETNS]`). */
 export function statsOptions(name: string) {
   return [
     new Option(
       "--stats-socket <PATH>",
-      `serve GET /metrics (Prometheus), /stats (JSON) and /health on this UNIX socket, mode 0660 (default: ${STATS_DIR}/${name}.sock)`,
+      `serve GET /metrics (Prometheus), /stats (JSON) and /health on this UNIX socket, mode 0660 (default: ${RUN_DIR}/${name}.sock)`,
     ),
     new Option("--no-stats-socket", "serve no stats socket"),
     new Option("--http <HOST:PORT>", "also serve them over HTTP here, e.g. 127.0.0.1:9100 (default: off)"),
@@ -61,7 +59,7 @@ export function statsPlan(f: StatsFlags, defaultName: string): StatsPlan {
     ? null
     : typeof f.statsSocket === "string"
     ? f.statsSocket
-    : `${STATS_DIR}/${defaultName}.sock`;
+    : `${RUN_DIR}/${defaultName}.sock`;
   if (socket !== null && !socket.startsWith("/")) {
     throw new FastpathError("usage", `--stats-socket needs an absolute path, not '${socket}'`);
   }
@@ -110,7 +108,7 @@ export async function startStats(plan: StatsPlan, ctx: StatsContext): Promise<St
   const core = new StatsCore(ctx);
   const server = new StatsServer(core);
   try {
-    if (plan.socket) await server.listenUnix(plan.socket, plan.socket.startsWith(`${STATS_DIR}/`) ? STATS_DIR : null);
+    if (plan.socket) await server.listenUnix(plan.socket, plan.socket.startsWith(`${RUN_DIR}/`) ? RUN_DIR : null);
     if (plan.http) server.listenTcp(plan.http.hostname, plan.http.port);
   } catch (err) {
     server.close();
