@@ -186,7 +186,7 @@ struct cpu_ctx {
 	u32 running_lat;  /* urgency() of the running task */
 	s32 running_pid;  /* the task running here (0: none of ours) */
 	s32 preempted_pid; /* the task a wakeup was queued in front of, to resume right after it */
-	u32 _pad;
+	u32 running_weight; /* weight_of() the running task: its deadline moves by its runtime over it */
 };
 
 struct {
@@ -527,6 +527,19 @@ static void maybe_fold(u64 now)
 
 /* --- sched_ext_ops ----------------------------------------------------------------------------- */
 
+/* 0 normal, 1 latency-critical (wakes often), 2 foreground (named, or the detected game). */
+static __always_inline u32 policy_urgency(struct task_ctx *tc)
+{
+	return tc->foreground ? 2 : fp_latency_critical(&tun, hz_of(tc), 0) ? 1 : 0;
+}
+
+static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
+{
+	u32 policy = policy_urgency(tc), signal = signal_urgency(p);
+
+	return signal > policy ? signal : policy;
+}
+
 s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	struct fp_sched_counters *c;
@@ -544,11 +557,24 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * hog there (ops.enqueue decides, once the wakee's urgency is known).
 		 */
 		s32 self = bpf_get_smp_processor_id();
+		struct cpu_ctx *cc;
 
-		if (tc && (wake_flags & SCX(WAKE_SYNC)) && bpf_cpumask_test_cpu(self, p->cpus_ptr)) {
+		if (!tc || !bpf_cpumask_test_cpu(self, p->cpus_ptr))
+			return prev_cpu;
+		if (wake_flags & SCX(WAKE_SYNC)) {
 			tc->sync_cpu = self;
 			return self;
 		}
+		/*
+		 * A latency-critical wakeup that may take this CPU from a less urgent class: here, where
+		 * ops.enqueue runs at once and preempts without an IPI, rather than on its previous CPU,
+		 * which the kernel reaches through an interrupt before ops.enqueue even runs (the
+		 * detectors' evidence is already in: sched_waking fires before ops.select_cpu).
+		 */
+		tc->foreground = is_foreground(p);
+		cc = this_cpu_ctx();
+		if (cc && cc->started_at && cc->running_lat < urgency(p, tc))
+			return self;
 		return prev_cpu;
 	}
 	if ((c = cnt()))
@@ -566,17 +592,28 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 
 /*
  * Whether a wakeup of urgency `level` due at `deadline` should interrupt what `cc`'s CPU runs: a
- * less urgent class at once; the same class only when due later and after it ran `slice_min_ns`
- * (without that floor two tasks with close deadlines would take the CPU from each other on every
- * wakeup, each paying a context switch for a few microseconds of work).
+ * less urgent class at once; the same class when due earlier than the running task is now (its
+ * deadline moves on with what it ran since it started), by more than `slice_min_ns` - or by any
+ * amount once that task ran `slice_min_ns`. The margin keeps two tasks with close deadlines from
+ * taking the CPU from each other on every wakeup, each paying a context switch for a few
+ * microseconds of work; without the "by more than" a task that had just started kept the CPU for
+ * its whole slice, which ends only at a tick (4 ms at HZ=250): a 60 Hz frame thread woken beside
+ * fork-storm parents - as latency-critical by their wake rate, each fork 3 ms in the VM - waited
+ * 4-6 ms at p99 though due 10 ms before them.
  */
 static __always_inline bool preemptible(struct cpu_ctx *cc, u32 level, u64 deadline, u64 now)
 {
+	u64 ran, due;
+
 	if (!cc->started_at)
 		return false; /* idle, or running something that is not ours */
 	if (cc->running_lat != level)
 		return cc->running_lat < level;
-	return cc->running_deadline > deadline && now - cc->started_at >= tun.slice_min_ns;
+	ran = now > cc->started_at ? now - cc->started_at : 0;
+	due = cc->running_deadline + fp_vtime_delta(ran, cc->running_weight ? cc->running_weight : FP_WEIGHT_NICE0);
+	if (ran >= tun.slice_min_ns)
+		return due > deadline;
+	return due > deadline + tun.slice_min_ns;
 }
 
 /*
@@ -630,19 +667,6 @@ static __always_inline void preempt_with(struct task_struct *p, s32 cpu, u64 sli
 	insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags | SCX(ENQ_PREEMPT));
 	if ((c = cnt()))
 		c->preempt_kicks++;
-}
-
-/* 0 normal, 1 latency-critical (wakes often), 2 foreground (named, or the detected game). */
-static __always_inline u32 policy_urgency(struct task_ctx *tc)
-{
-	return tc->foreground ? 2 : fp_latency_critical(&tun, hz_of(tc), 0) ? 1 : 0;
-}
-
-static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
-{
-	u32 policy = policy_urgency(tc), signal = signal_urgency(p);
-
-	return signal > policy ? signal : policy;
 }
 
 void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
@@ -869,6 +893,7 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		cc->started_at = now;
 		cc->running_deadline = tc ? tc->deadline : 0;
 		cc->running_lat = signal > policy ? signal : policy;
+		cc->running_weight = tc ? weight_of(p, tc) : FP_WEIGHT_NICE0;
 		cc->running_pid = p->pid;
 	}
 	if (cc)
