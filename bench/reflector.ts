@@ -18,6 +18,7 @@
  *   sudo deno task bench                        all sizes at maximum rate, plus paced runs
  *   sudo deno task bench --sizes 64 --seconds 3 --modes xdp --rounds 1
  *   sudo deno task bench --soak 60              plus 60 s at half of each mode's maximum (zero loss?)
+ *   sudo deno task bench --prefix fpx           the lab's namespaces named fpx-… (default fpb)
  */
 import { parseArgs } from "node:util";
 import { cpuBusyNs, type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
@@ -37,6 +38,8 @@ const { values: args } = parseArgs({
     soak: { type: "string", default: "0" },
     rounds: { type: "string", default: "3" },
     json: { type: "string" },
+    /** The lab's name prefix: another run (or a test) on the same machine uses another. */
+    prefix: { type: "string", default: "fpb" },
   },
 });
 const sizes = args.sizes!.split(",").map(Number);
@@ -265,7 +268,7 @@ if (Deno.uid() !== 0) {
   Deno.exit(3);
 }
 const fixtures = await buildFixtures();
-const lab = await labUp({ prefix: "fpb" });
+const lab = await labUp({ prefix: args.prefix! });
 // The reflector's core carries the dataplane only: every thread of this process (JavaScript, V8, the
 // reflector's monitor, the probe) goes to the probe's core; the workers pin themselves to theirs.
 await sh(["taskset", "-apc", String(lab.probeCpu), String(Deno.pid)]);

@@ -73,9 +73,9 @@ export interface ReflectorOptions {
   nice?: number;
   fanout?: Fanout;
   /**
-   * packet mode's receive ring: `ringBlocks` blocks of `ringBlockKib` KiB (0: the library's 256 of 64 KiB).
-   * The kernel hands a block over when it is full or 1 ms old, so the block count is how many
-   * milliseconds of traffic the ring holds while the worker is off the CPU.
+   * packet mode's receive ring (TPACKET_V2): `ringBlocks` blocks of `ringBlockKib` KiB, each holding
+   * whole frame slots as long as the MTU (0: the library's 64 KiB blocks, 16 384 slots in at most
+   * 128 MiB). The slot count is how many frames the ring holds while the worker is off the CPU.
    */
   ringBlockKib?: number;
   ringBlocks?: number;
@@ -84,7 +84,8 @@ export interface ReflectorOptions {
   /** afxdp mode: busy-poll the sockets for this many microseconds (0 = interrupts only). */
   busyPollUs?: number;
   /**
-   * afxdp mode: wake-up coalescing in microseconds, like a NIC's rx-usecs: under load frames gather
+   * afxdp and packet modes: wake-up coalescing in microseconds, like a NIC's rx-usecs: under load
+   * (from 50 kpps per worker; below 30 kpps every frame goes at once) frames gather
    * this long instead of a wake-up for each, so a frame may wait up to this much longer. Where the
    * kernel can (6.13+), the device's receive interrupts are deferred (put back at stop). 0 = a wake-up
    * per frame. The library refuses more than its receive ring can absorb.
@@ -128,7 +129,7 @@ export interface ReflectorInfo {
   zerocopy: boolean | null;
   /** bpf mode (macOS): whether frames go out many per write() (BIOCSBATCHWRITE, macOS 14+). */
   batchWrite: boolean | null;
-  /** afxdp mode: the coalescing period in µs (0 = off). */
+  /** afxdp and packet modes: the coalescing period under load in µs (0 = off). */
   coalesceUs: number | null;
   /** afxdp mode: whether the coalescing defers the device's receive interrupts (6.13+) or the workers' wake-ups. */
   irqDeferred: boolean | null;
@@ -298,7 +299,7 @@ function readInfo(lib: Lib, handle: Deno.PointerObject, o: ReflectorOptions): Re
     xdpAttach: xdp && attach !== "none" ? attach : null,
     zerocopy: mode === "afxdp" ? flag("zerocopy") : null,
     batchWrite: mode === "bpf" ? flag("batch_write") : null,
-    coalesceUs: mode === "afxdp" ? u32("coalesce_us") : null,
+    coalesceUs: mode === "afxdp" || mode === "packet" ? u32("coalesce_us") : null,
     irqDeferred: mode === "afxdp" ? flag("irq_deferred") : null,
     maxFrame: u32("max_frame") || null,
   };

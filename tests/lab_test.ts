@@ -316,12 +316,29 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.deepEqual(r.umem, { missing: 0, duplicated: 0 });
     });
 
+    await t.step("every mode reflects at once at 20 kpps: p50 far under a held batch's 0.4-0.6 ms", async () => {
+      // The bar is 20 µs (README). A reflector that holds frames for a coalescing period or a
+      // TPACKET_V3 block timer adds 0.37-0.7 ms to every run; a loaded 2-core machine adds latency to
+      // some runs only (a busy vCPU took a p50 to 336 µs). So: the best of up to three runs, under 200 µs.
+      for (const mode of MODES) {
+        const p50s: number[] = [];
+        while (p50s.length < 3 && !p50s.some((p) => p < 200)) {
+          const r = await runLabCase(lab, { size: 64, rate: { pps: 20_000 }, count: 20_000, mode });
+          assert.equal(r.probe.badRewrite, 0);
+          assertReflectorLoss(r.probe, 0.1);
+          p50s.push(r.probe.rttUs!.p50);
+        }
+        assert.ok(p50s.some((p) => p < 200), `${mode} mode: p50 ${p50s.join(", ")} µs at 20 kpps`);
+      }
+    });
+
     await t.step("afxdp mode under load wakes once per coalescing period, not once per frame", async () => {
-      // 20 000 frames at 40 kpps: about 4 per wake-up without coalescing, about 40 per 1 ms period.
+      // 42 000 frames at 70 kpps (a load: coalescing starts at 50 kpps): a few per wake-up without
+      // coalescing, about 35 per 500 µs period.
       const run = (coalesceUs: number) =>
-        runLabCase(lab, { size: 64, rate: { pps: 40_000 }, count: 20_000, mode: "afxdp", coalesceUs });
+        runLabCase(lab, { size: 64, rate: { pps: 70_000 }, count: 42_000, mode: "afxdp", coalesceUs });
       const each = await run(0);
-      const gathered = await run(1000);
+      const gathered = await run(500);
       for (const r of [each, gathered]) {
         assert.equal(r.probe.badRewrite, 0);
         assertReflectorLoss(r.probe, 0.1);

@@ -273,7 +273,7 @@ Traffic never leaves the veth pair.`,
     "sudo fastpath lab run",
     "sudo fastpath lab run --size 64,1518,9000 --rate 100kpps --duration-s 5",
     "sudo fastpath lab run --swap all --format json",
-    "sudo fastpath lab run --mode afxdp --coalesce-us 0 --size 64 --rate 20kpps   # afxdp's lowest latency",
+    "sudo fastpath lab run --mode afxdp --coalesce-us 0 --size 64 --rate 200kpps   # no coalescing even under load",
     "sudo fastpath lab up && sudo ip netns exec fp-refl ip -br addr && sudo fastpath lab down",
   ],
 })

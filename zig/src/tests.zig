@@ -12,6 +12,7 @@ test {
     _ = @import("reflect/afpacket.zig");
     _ = @import("reflect/afxdp.zig");
     _ = @import("reflect/napi.zig");
+    _ = @import("reflect/idle.zig");
     _ = @import("sys/backoff.zig");
     _ = @import("sys/clock.zig");
     _ = @import("reflect/guard.zig");

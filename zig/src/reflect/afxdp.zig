@@ -286,6 +286,11 @@ pub const Socket = struct {
         return .SUCCESS;
     }
 
+    /// Whether received frames are waiting (to spin on: no system call).
+    pub fn ready(s: *Socket) bool {
+        return s.rx.available(1) > 0;
+    }
+
     /// Descriptors in the tx ring that the kernel has not taken yet (they need another kick).
     pub fn txUnsent(s: *const Socket) bool {
         return @atomicLoad(u32, s.tx.consumer, .acquire) != s.tx.cached_prod;

@@ -11,6 +11,7 @@
 const std = @import("std");
 const linux = std.os.linux;
 const sys = @import("../sys/linux.zig");
+const idle = @import("idle.zig");
 
 // uapi/linux/genetlink.h and uapi/linux/netdev.h.
 const genl_id_ctrl = 0x10;
@@ -356,18 +357,29 @@ pub fn rxRingEntries(fd: i32, ifname: []const u8) u32 {
 }
 
 /// The deferral that lets at most a quarter of the device's ring fill at `pps` per NAPI, capped by
-/// `coalesce_ns`; 0 (off) when that is under 10 µs, where deferring saves nothing.
-pub fn timeoutFor(coalesce_ns: u64, ring_entries: u32, pps: u64) u64 {
-    const limit = if (pps == 0) coalesce_ns else @as(u64, ring_entries / 4) * std.time.ns_per_s / pps;
+/// `coalesce_ns`; 0 (off) while the rate is low (idle.zig: deferring then only adds latency; `loaded`:
+/// whether it was deferring until now, for the hysteresis) or when the cap is under 10 µs, where
+/// deferring saves nothing.
+pub fn timeoutFor(coalesce_ns: u64, ring_entries: u32, pps: u64, loaded: bool) u64 {
+    if (!idle.isLoaded(loaded, pps)) return 0;
+    const limit = @as(u64, ring_entries / 4) * std.time.ns_per_s / pps;
     const t = @min(coalesce_ns, limit);
     return if (t < 10 * std.time.ns_per_us) 0 else t;
 }
 
 test "the deferral never lets more than a quarter of the ring fill" {
     const us = std.time.ns_per_us;
-    try std.testing.expectEqual(250 * us, timeoutFor(250 * us, 256, 0));
-    try std.testing.expectEqual(250 * us, timeoutFor(250 * us, 256, 100_000)); // 25 frames per period
-    try std.testing.expectEqual(160 * us, timeoutFor(250 * us, 256, 400_000)); // 64 frames: the cap
-    try std.testing.expectEqual(@as(u64, 17_204), timeoutFor(250 * us, 1024, 14_880_000)); // 10 GbE line rate
-    try std.testing.expectEqual(@as(u64, 0), timeoutFor(250 * us, 256, 14_880_000)); // 4 µs: not worth it
+    try std.testing.expectEqual(250 * us, timeoutFor(250 * us, 256, 100_000, false)); // 25 frames per period
+    try std.testing.expectEqual(160 * us, timeoutFor(250 * us, 256, 400_000, true)); // 64 frames: the cap
+    try std.testing.expectEqual(@as(u64, 17_204), timeoutFor(250 * us, 1024, 14_880_000, true)); // 10 GbE line rate
+    try std.testing.expectEqual(@as(u64, 0), timeoutFor(250 * us, 256, 14_880_000, true)); // 4 µs: not worth it
+}
+
+test "no deferral while the rate is low, and it stops only well below where it starts" {
+    const us = std.time.ns_per_us;
+    try std.testing.expectEqual(@as(u64, 0), timeoutFor(500 * us, 256, 0, false)); // idle: a frame goes at once
+    try std.testing.expectEqual(@as(u64, 0), timeoutFor(500 * us, 256, 20_000, false)); // a latency test
+    try std.testing.expectEqual(@as(u64, 0), timeoutFor(500 * us, 256, 40_000, false)); // not yet
+    try std.testing.expectEqual(500 * us, timeoutFor(500 * us, 256, 40_000, true)); // not off yet
+    try std.testing.expectEqual(@as(u64, 0), timeoutFor(500 * us, 256, 20_000, true));
 }

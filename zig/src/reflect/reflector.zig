@@ -13,6 +13,7 @@ const sys = @import("../sys/linux.zig");
 const xdp = @import("xdp.zig");
 const afxdp = @import("afxdp.zig");
 const napi = @import("napi.zig");
+const idle = @import("idle.zig");
 const options = @import("options.zig");
 const stale_locks = @import("stale_locks.zig");
 const veth = @import("veth.zig");
@@ -146,6 +147,13 @@ pub const Reflector = struct {
         }
 
         const ring_defaults: afpacket.Options = .{ .ifindex = 0, .filter = &self.filter };
+        // A slot per frame (TPACKET_V2: no latency of its own) as long as the MTU, QinQ tags included;
+        // by default 16 384 slots (160 ms at 100 kpps while the worker is off the CPU), in at most
+        // 128 MiB (14 336 slots at MTU 9000).
+        const max_frame = iface.mtu + 14 + 8;
+        const block_size = if (opts.ring_block_kib != 0) opts.ring_block_kib * 1024 else ring_defaults.block_size;
+        const per_block = @max(1, block_size / afpacket.v2FrameSize(max_frame));
+        const block_nr = if (opts.ring_blocks != 0) opts.ring_blocks else @max(1, @min((16384 + per_block - 1) / per_block, (128 << 20) / @max(block_size, 4096)));
         const group: u16 = @truncate(@as(u32, @bitCast(linux.getpid())) ^ @as(u32, @bitCast(iface.index)) << 8);
         var opened: usize = 0;
         errdefer for (self.workers[0..opened]) |*w| w.sock.close();
@@ -154,8 +162,10 @@ pub const Reflector = struct {
             w.sock = try afpacket.Socket.open(.{
                 .ifindex = iface.index,
                 .filter = &self.filter,
-                .block_size = if (opts.ring_block_kib != 0) opts.ring_block_kib * 1024 else ring_defaults.block_size,
-                .block_nr = if (opts.ring_blocks != 0) opts.ring_blocks else ring_defaults.block_nr,
+                .version = .v2,
+                .max_frame = max_frame,
+                .block_size = block_size,
+                .block_nr = block_nr,
                 .fanout = if (nworkers > 1) .{ .group = group, .mode = @enumFromInt(opts.fanout) } else null,
             });
             opened += 1;
@@ -185,7 +195,7 @@ pub const Reflector = struct {
             .profile = self.opts.profile,
             .ito = self.cfg,
             .nice = self.opts.nice,
-            .coalesce_us = if (self.xsk_workers.len > 0) self.opts.coalesce_us else 0,
+            .coalesce_us = if (self.xsk_workers.len > 0 or self.workers.len > 0) self.opts.coalesce_us else 0,
             .reason = self.reason,
             .warning = self.warning,
             .vlan_meta = @intFromBool(self.vlan_meta),
@@ -228,9 +238,8 @@ pub const Reflector = struct {
             var buf: [128]u8 = undefined;
             const path = statePath(&buf, self.netns_id, ifname, "napi");
             self.deferral = napi.Deferral.open(ifindex, path);
-            if (self.deferral) |*d| if (self.opts.coalesce_us > 0) {
-                d.set(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us);
-            } else {
+            // Kept ready, off: the monitor defers the interrupts once the rate is a load (idle.zig).
+            if (self.deferral) |*d| if (self.opts.coalesce_us == 0) {
                 d.close();
                 self.deferral = null;
             };
@@ -422,8 +431,9 @@ pub const Reflector = struct {
         }
     }
 
-    /// Keeps the interrupt deferral short enough that the device's ring never fills beyond a
-    /// quarter while it waits, at the rate of the last interval (spread over its NAPI instances).
+    /// Defers the interrupts only under load (idle.zig), and then short enough that the device's ring
+    /// never fills beyond a quarter while it waits, at the rate of the last interval (spread over its
+    /// NAPI instances).
     fn adaptDeferral(self: *Reflector, d: *napi.Deferral, c: *const abi.Counters, rx_last: *u64, ns_last: *u64) void {
         const rx = @atomicLoad(u64, &c.rx_packets, .monotonic);
         const now = sys.monotonicNs();
@@ -432,7 +442,7 @@ pub const Reflector = struct {
         const pps = (rx -% rx_last.*) * std.time.ns_per_s / dt / @max(1, d.n);
         rx_last.* = rx;
         ns_last.* = now;
-        const want = napi.timeoutFor(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us, self.ring_entries, pps);
+        const want = napi.timeoutFor(@as(u64, self.opts.coalesce_us) * std.time.ns_per_us, self.ring_entries, pps, d.timeout_ns != 0);
         // Only changes worth a system call per NAPI: a fifth either way, or on/off.
         const diff = if (want > d.timeout_ns) want - d.timeout_ns else d.timeout_ns - want;
         if ((want == 0) != (d.timeout_ns == 0) or diff * 5 > d.timeout_ns) d.set(want);
@@ -529,10 +539,20 @@ const Worker = struct {
         var cpu_last = sys.threadCpuNs();
         var cfg = r.cfg;
         const batch = @min(@max(r.opts.batch, 1), batch_max);
+        var gather = idle.Idle{ .period_ns = @as(u64, r.opts.coalesce_us) * std.time.ns_per_us };
 
         while (!r.stopping.load(.acquire)) {
-            // Take: one ring block. Between blocks, sleep in poll; time out to fold ring drops.
+            // Take: the frames handed over (up to a batch). With none: spin for the next at low rates,
+            // let them gather under load, else sleep in poll; time out to fold ring drops.
             const blk = w.sock.next() orelse {
+                switch (gather.next(sys.monotonicNs())) {
+                    .spin => if (spinFor(&w.sock)) continue,
+                    .sleep => {
+                        sys.sleepNs(gather.period_ns);
+                        if (w.sock.ready()) continue;
+                    },
+                    .wait => {},
+                }
                 switch (w.sock.wait(r.stop_signal, 250)) {
                     .stop => break,
                     .link_error => {}, // counted by the monitor; the ring resumes when the link is back
@@ -560,13 +580,24 @@ const Worker = struct {
                 if (tx.n >= batch) submit(&tx, w.sock.fd, &local);
             }
             submit(&tx, w.sock.fd, &local);
-            // Release: the block goes back to the kernel only after its frames were sent.
+            // Release: the frames go back to the kernel only after they were sent.
             w.sock.release();
+            gather.took(blk.count, sys.monotonicNs());
             local.batches += 1;
             finishBatch(shared, &local, &cpu_last);
         }
         local.drop_ring_full += w.sock.takeDrops();
         finishBatch(shared, &local, &cpu_last);
+    }
+
+    /// Spins up to idle.spin_ns for a frame; true when one came.
+    fn spinFor(sock: anytype) bool {
+        const until = sys.monotonicNs() + idle.spin_ns;
+        while (!sock.ready()) {
+            if (sys.monotonicNs() >= until) return false;
+            std.atomic.spinLoopHint();
+        }
+        return true;
     }
 
     fn submit(tx: *afpacket.TxBatch(batch_max), fd: i32, local: *abi.Counters) void {
@@ -614,9 +645,9 @@ const XskWorker = struct {
         // Busy stretches read the thread's CPU time every this many batches, idle ones before sleeping.
         const cpu_every = 256;
         var since_cpu: u32 = 0;
-        // With the device's interrupts deferred, frames already come a period at a time: the worker
-        // sleeps in poll until they do.
-        const coalesce_ns = if (r.deferral != null) 0 else @as(u64, r.opts.coalesce_us) * std.time.ns_per_us;
+        // With the device's interrupts deferred (under load), frames already come a period at a time:
+        // the worker sleeps in poll until they do. At low rates it spins for the next frame first.
+        var gather = idle.Idle{ .period_ns = if (r.deferral != null) 0 else @as(u64, r.opts.coalesce_us) * std.time.ns_per_us };
         // Frames taken since the worker last slept: a coalescing period that found none ends in poll.
         var taken: u32 = 0;
         var cfg = r.cfg;
@@ -633,17 +664,22 @@ const XskWorker = struct {
                     _ = w.sock.kickTx();
                     w.sock.reclaim();
                 }
-                // Wake-up coalescing: frames came since the last sleep, so more are on their way; let
+                // Wake-up coalescing under load: frames came since the last sleep, so more are on their way; let
                 // them gather for one period rather than waking for each (in a VM every wake-up is an
                 // IPI and a timer write). Not while the kernel holds unsent frames of ours (they need
                 // another kick), nor when a period brings a quarter of the rx ring (the worker is then
                 // never idle for long, and a longer wait could overflow the ring).
-                if (coalesce_ns > 0 and taken > 0 and taken < afxdp.ring_size / 4 and !w.sock.txUnsent()) {
+                const now = sys.monotonicNs();
+                gather.took(taken, now);
+                const action = gather.next(now);
+                if (action == .sleep and taken > 0 and taken < afxdp.ring_size / 4 and !w.sock.txUnsent()) {
                     taken = 0;
-                    sys.sleepNs(coalesce_ns);
+                    sys.sleepNs(gather.period_ns);
                     continue;
                 }
                 taken = 0;
+                // Low rate: the next frame is more likely than not to come before a wake-up would.
+                if (action == .spin and !w.sock.txUnsent() and Worker.spinFor(&w.sock)) continue;
                 local.drop_ring_full += w.sock.takeDrops();
                 Worker.finishBatch(shared, &local, &cpu_last);
                 since_cpu = 0;
