@@ -333,10 +333,11 @@ Deno.test("reflection in the namespace lab", async (t) => {
     });
 
     await t.step("afxdp mode under load wakes once per coalescing period, not once per frame", async () => {
-      // 42 000 frames at 70 kpps (a load: coalescing starts at 50 kpps): a few per wake-up without
-      // coalescing, about 35 per 500 µs period.
+      // 140 000 frames at 70 kpps (a load: coalescing starts at 50 kpps): a few per wake-up without
+      // coalescing, about 35 per 500 µs period. 2 s, so the first 0.1-0.2 s - before the monitor has
+      // measured a load and deferred the interrupts - weigh little (with 0.6 s runs: 11.4 per batch).
       const run = (coalesceUs: number) =>
-        runLabCase(lab, { size: 64, rate: { pps: 70_000 }, count: 42_000, mode: "afxdp", coalesceUs });
+        runLabCase(lab, { size: 64, rate: { pps: 70_000 }, count: 140_000, mode: "afxdp", coalesceUs });
       const each = await run(0);
       const gathered = await run(500);
       for (const r of [each, gathered]) {
