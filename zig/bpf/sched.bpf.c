@@ -569,9 +569,9 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * A latency-critical wakeup that may take this CPU from a less urgent class: here, where
 		 * ops.enqueue runs at once and preempts without an IPI, rather than on its previous CPU,
 		 * which the kernel reaches through an interrupt before ops.enqueue even runs (the
-		 * detectors' evidence is already in: sched_waking fires before ops.select_cpu).
+		 * detectors' evidence is already in: sched_waking fires before ops.select_cpu; the
+		 * foreground flag is as ops.enqueue last cached it).
 		 */
-		tc->foreground = is_foreground(p);
 		cc = this_cpu_ctx();
 		if (cc && cc->started_at && cc->running_lat < urgency(p, tc))
 			return self;
@@ -610,7 +610,7 @@ static __always_inline bool preemptible(struct cpu_ctx *cc, u32 level, u64 deadl
 	if (cc->running_lat != level)
 		return cc->running_lat < level;
 	ran = now > cc->started_at ? now - cc->started_at : 0;
-	due = cc->running_deadline + fp_vtime_delta(ran, cc->running_weight ? cc->running_weight : FP_WEIGHT_NICE0);
+	due = cc->running_deadline + fp_vtime_delta(ran, cc->running_weight);
 	if (ran >= tun.slice_min_ns)
 		return due > deadline;
 	return due > deadline + tun.slice_min_ns;

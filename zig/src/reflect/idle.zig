@@ -5,6 +5,7 @@
 //! path through xdp mode) and then sleeps until a frame comes. Hysteresis keeps a rate near the
 //! threshold from flipping between the two every window.
 const std = @import("std");
+const sys = @import("../sys/linux.zig");
 
 /// Per worker (per NAPI for the interrupt deferral): coalescing starts at this rate...
 pub const loaded_pps: u64 = 50_000;
@@ -22,6 +23,17 @@ pub fn isLoaded(loaded: bool, pps: u64) bool {
 }
 
 pub const Action = enum { spin, sleep, wait };
+
+/// Spins up to `spin_ns` for a frame on `sock` (anything with `ready() bool`: no system call); true
+/// when one came.
+pub fn spin(sock: anytype) bool {
+    const until = sys.monotonicNs() + spin_ns;
+    while (!sock.ready()) {
+        if (sys.monotonicNs() >= until) return false;
+        std.atomic.spinLoopHint();
+    }
+    return true;
+}
 
 pub const Idle = struct {
     /// The coalescing period under load (0: never coalesce here, e.g. the device's interrupts are

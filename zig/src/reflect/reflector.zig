@@ -546,7 +546,7 @@ const Worker = struct {
             // let them gather under load, else sleep in poll; time out to fold ring drops.
             const blk = w.sock.next() orelse {
                 switch (gather.next(sys.monotonicNs())) {
-                    .spin => if (spinFor(&w.sock)) continue,
+                    .spin => if (idle.spin(&w.sock)) continue,
                     .sleep => {
                         sys.sleepNs(gather.period_ns);
                         if (w.sock.ready()) continue;
@@ -588,16 +588,6 @@ const Worker = struct {
         }
         local.drop_ring_full += w.sock.takeDrops();
         finishBatch(shared, &local, &cpu_last);
-    }
-
-    /// Spins up to idle.spin_ns for a frame; true when one came.
-    fn spinFor(sock: anytype) bool {
-        const until = sys.monotonicNs() + idle.spin_ns;
-        while (!sock.ready()) {
-            if (sys.monotonicNs() >= until) return false;
-            std.atomic.spinLoopHint();
-        }
-        return true;
     }
 
     fn submit(tx: *afpacket.TxBatch(batch_max), fd: i32, local: *abi.Counters) void {
@@ -679,7 +669,7 @@ const XskWorker = struct {
                 }
                 taken = 0;
                 // Low rate: the next frame is more likely than not to come before a wake-up would.
-                if (action == .spin and !w.sock.txUnsent() and Worker.spinFor(&w.sock)) continue;
+                if (action == .spin and !w.sock.txUnsent() and idle.spin(&w.sock)) continue;
                 local.drop_ring_full += w.sock.takeDrops();
                 Worker.finishBatch(shared, &local, &cpu_last);
                 since_cpu = 0;
