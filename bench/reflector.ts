@@ -21,7 +21,7 @@
  *   sudo deno task bench --prefix fpx           the lab's namespaces named fpx-… (default fpb)
  */
 import { parseArgs } from "node:util";
-import { cpuBusyNs, type Lab, labDown, labUp, peerForMode } from "../src/lab.ts";
+import { cpuBusyNs, type Lab, labDown, labUp, peerForMode, steerReceive } from "../src/lab.ts";
 import { runLabCase } from "../src/labrun.ts";
 import { Probe, type Rate } from "../src/probe.ts";
 import { linkDrops, run } from "../src/net.ts";
@@ -269,6 +269,8 @@ if (Deno.uid() !== 0) {
 }
 const fixtures = await buildFixtures();
 const lab = await labUp({ prefix: args.prefix! });
+// Each side's receive processing on its own core, so each core's busy time is its side's (lab.ts).
+await steerReceive(lab);
 // The reflector's core carries the dataplane only: every thread of this process (JavaScript, V8, the
 // reflector's monitor, the probe) goes to the probe's core; the workers pin themselves to theirs.
 await sh(["taskset", "-apc", String(lab.probeCpu), String(Deno.pid)]);

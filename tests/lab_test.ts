@@ -316,19 +316,32 @@ Deno.test("reflection in the namespace lab", async (t) => {
       assert.deepEqual(r.umem, { missing: 0, duplicated: 0 });
     });
 
-    await t.step("every mode reflects at once at 20 kpps: p50 far under a held batch's 0.4-0.6 ms", async () => {
-      // The bar is 20 µs (README). A reflector that holds frames for a coalescing period or a
-      // TPACKET_V3 block timer adds 0.37-0.7 ms to every run; a loaded 2-core machine adds latency to
-      // some runs only (a busy vCPU took a p50 to 336 µs). So: the best of up to three runs, under 200 µs.
+    await t.step("the lab leaves each side's receive work where the kernel runs it (no RPS)", async () => {
+      // Steered to another CPU, every frame costs an inter-processor interrupt per direction that the
+      // latency then shows as the reflector's (lab.ts steerReceive: only the bench steers).
+      for (const [ns, dev] of [[lab.reflectorNs, lab.reflectorIf], [lab.probeNs, lab.probeIf]]) {
+        const r = await run(["ip", "netns", "exec", ns, "cat", `/sys/class/net/${dev}/queues/rx-0/rps_cpus`]);
+        assert.equal(parseInt(r.stdout.replaceAll(",", "").trim(), 16), 0, `${dev}: rps_cpus ${r.stdout.trim()}`);
+      }
+    });
+
+    await t.step("every mode adds at most 20 µs p50 and 100 µs p99 at 20 kpps", async () => {
+      // The bar of issue 18 (README). A reflector that holds frames for a coalescing period or a
+      // TPACKET_V3 block timer adds 0.37-0.7 ms to every run, and a lab that steers the veth's receive
+      // work to another CPU 15-40 µs (an inter-processor interrupt per frame, lab.ts steerReceive); a
+      // loaded 2-core machine adds latency to some runs only. So: the best of up to three runs.
       for (const mode of MODES) {
-        const p50s: number[] = [];
-        while (p50s.length < 3 && !p50s.some((p) => p < 200)) {
+        const seen: string[] = [];
+        let met = false;
+        while (seen.length < 3 && !met) {
           const r = await runLabCase(lab, { size: 64, rate: { pps: 20_000 }, count: 20_000, mode });
           assert.equal(r.probe.badRewrite, 0);
           assertReflectorLoss(r.probe, 0.1);
-          p50s.push(r.probe.rttUs!.p50);
+          const { p50, p99 } = r.probe.rttUs!;
+          seen.push(`p50 ${p50} µs p99 ${p99} µs`);
+          met = p50 <= 20 && p99 <= 100;
         }
-        assert.ok(p50s.some((p) => p < 200), `${mode} mode: p50 ${p50s.join(", ")} µs at 20 kpps`);
+        assert.ok(met, `${mode} mode at 20 kpps: ${seen.join("; ")}`);
       }
     });
 
