@@ -833,6 +833,9 @@ void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
 	 */
 	if (tc && cc && cc->started_at && deadline_of(prev, tc, now_ns() - cc->started_at) <= first)
 		goto keep;
+	/* Both queues empty and nothing to go on with: this CPU idles (most calls, on a quiet machine). */
+	if (first == ~0ULL && !expired)
+		return;
 	/* The earlier of the two heads; the other queue when that one was emptied meanwhile. */
 	if (move_to_local(own <= shared ? FP_DSQ_CPU(cpu) : FP_DSQ_SHARED) ||
 	    move_to_local(own <= shared ? FP_DSQ_SHARED : FP_DSQ_CPU(cpu))) {
