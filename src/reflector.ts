@@ -31,7 +31,8 @@ export const REFLECTOR_DEFAULTS = {
   nice: -10,
   fanout: "hash",
   busyPollUs: 0,
-  coalesceUs: 500,
+  /** The mode's own (the library's, options.zig coalesceUs): afxdp 500 µs, packet mode 1000 µs. */
+  coalesceUs: undefined,
   batch: 64,
   /** 0: the library's own ring (afpacket.Options: 256 blocks of 64 KiB). */
   ringBlockKib: 0,
@@ -88,7 +89,8 @@ export interface ReflectorOptions {
    * (from 50 kpps per worker; below 30 kpps every frame goes at once) frames gather
    * this long instead of a wake-up for each, so a frame may wait up to this much longer. Where the
    * kernel can (6.13+), the device's receive interrupts are deferred (put back at stop). 0 = a wake-up
-   * per frame. The library refuses more than its receive ring can absorb.
+   * per frame; unset: the mode's own (afxdp 500 µs, packet mode 1000 µs; `info.coalesceUs` says which).
+   * The library refuses more than its receive ring can absorb.
    */
   coalesceUs?: number;
 }
@@ -191,7 +193,8 @@ export class Reflector extends NativeHandle {
       .set("ring_blocks", d.ringBlocks)
       .set("batch", d.batch)
       .set("busy_poll_us", d.busyPollUs)
-      .set("coalesce_us", d.coalesceUs);
+      .set("coalesce_us", d.coalesceUs ?? 0)
+      .set("coalesce_default", d.coalesceUs === undefined);
     const out = new BigUint64Array(1);
     lib.unwrap(native.fp_reflector_start(opts.bytes, out), `cannot reflect on ${o.iface}`);
     const handle = Deno.UnsafePointer.create(out[0])!;

@@ -206,7 +206,8 @@ function helpOf(c: Command<unknown[], OptionValues, OptionValues>): string {
   const flagsOf = (x: typeof c) =>
     x.options.filter((o) => !o.hidden).map((o) => {
       const term = o.flags.replace(/[<>]/g, "");
-      const def = o.defaultValue !== undefined ? ` [default: ${o.defaultValue}]` : "";
+      const shown = o.defaultValueDescription ?? o.defaultValue;
+      const def = shown !== undefined ? ` [default: ${shown}]` : "";
       return `  ${term}\n      ${o.description}${def}`;
     });
   const parts = [`${doc?.summary ?? c.summary()}`, `Usage: ${name} ${doc?.usage ?? ""}`.trimEnd()];

@@ -252,6 +252,7 @@ function labResultJson(r: LabResult): Record<string, unknown> {
       ...r.case,
       rate: rateText(parseRate(r.case.rate)),
       vlan: r.case.vlan ?? null,
+      coalesceUs: r.case.coalesceUs ?? null,
     },
     probe: { type: "probe_report", ...r.probe },
     reflector: { type: "reflector_counters", ...r.reflector },

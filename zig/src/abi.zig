@@ -216,7 +216,9 @@ pub const ReflectorOptions = extern struct {
     /// device's receive interrupts where the kernel can (napi.zig); otherwise the worker sleeps
     /// between batches. 0 = off.
     coalesce_us: u32,
-    _pad2: u32 = 0,
+    /// 1: the mode's own period instead of `coalesce_us` (options.coalesceUs), reported back in
+    /// `ReflectorInfo.coalesce_us`.
+    coalesce_default: u32 = 0,
 };
 
 /// What the reflector found out and chose at start.

@@ -86,7 +86,7 @@ pub const Reflector = struct {
         errdefer gpa.destroy(self);
         self.* = .{
             .gpa = gpa,
-            .opts = opts.*,
+            .opts = withCoalesce(opts.*, dataplane),
             .cfg = cfg,
             .iface = iface,
             .netns_id = netns_id,
@@ -615,6 +615,14 @@ const Worker = struct {
         local.* = .{};
     }
 };
+
+/// `o` with its coalescing period resolved for `mode` (options.coalesceUs): what the workers use and
+/// `ReflectorInfo.coalesce_us` reports.
+fn withCoalesce(o: abi.ReflectorOptions, mode: abi.Dataplane) abi.ReflectorOptions {
+    var r = o;
+    r.coalesce_us = options.coalesceUs(&o, mode);
+    return r;
+}
 
 /// afxdp mode: one receive queue's socket and its batch loop.
 const XskWorker = struct {
