@@ -50,10 +50,11 @@ export type FrameSize = number | "imix";
 export type SizeSpec = FrameSize | "min";
 
 export function parseSize(s: string | SizeSpec, option = "size"): SizeSpec {
-  if (s === "imix" || s === "min" || typeof s === "number") return s;
-  const t = s.trim().toLowerCase();
+  if (s === "imix" || s === "min") return s;
+  const t = String(s).trim().toLowerCase();
   if (t === "imix" || t === "min") return t;
-  if (!/^\d+$/.test(t)) {
+  // 0 is not a size: across the boundary it would mean imix (the library's frame_size 0).
+  if (!/^\d+$/.test(t) || Number(t) === 0) {
     throw new FastpathError(
       "usage",
       `\`${option}\` '${s}' is not a frame size: give whole bytes (64 … 9018), min or imix`,

@@ -193,6 +193,10 @@ Deno.test("the CLI", async (t) => {
             "--duration-s must be more than 0 seconds, not 0",
           ],
           [["reflect", "lo", "--duration-s", "-1"], "--duration-s must be more than 0, not -1"],
+          // --cpu -1 ran unpinned; --size 0 crossed as the library's imix and was reported as 0 bytes.
+          [["reflect", "lo", "--mode", "packet", "--cpu", "-1"], "--cpu must be at least 0, not -1"],
+          [[...probe, "--cpu", "-1"], "--cpu must be at least 0, not -1"],
+          [[...probe, "--size", "0"], "--size '0' is not a frame size: give whole bytes (64 … 9018), min or imix"],
           [["reflect", "lo", "--duration-s", "0"], "--duration-s must be more than 0, not 0"],
           [["sched", "observe", "--duration-s", "0"], "--duration-s must be more than 0, not 0"],
           [["reflect", "lo", "--duration-s", "1", "--interval-ms", "0"], "--interval-ms must be at least 100, not 0"],

@@ -154,7 +154,7 @@ export const probe = cmd
   )
   .addOption(num("vlan", "send with this 802.1Q VLAN ID (0 = untagged)").default(PROBE_DEFAULTS.vlan))
   .addOption(num("tos", "IPv4 TOS / IPv6 traffic class to send").default(PROBE_DEFAULTS.tos))
-  .addOption(num("cpu", "pin the sender and receiver threads to this CPU (Linux; macOS uses QoS classes)"))
+  .addOption(num("cpu", "pin the sender and receiver threads to this CPU (Linux; macOS uses QoS classes)", { min: 0 }))
   .addOption(reflectorFlags.nice("the sender and receiver threads").default(PROBE_DEFAULTS.nice))
   .addOption(
     num("drain-ms", "how long to wait for late reflections after the last frame").default(PROBE_DEFAULTS.drainMs),

@@ -166,7 +166,7 @@ export const reflect = cmd
   .addOption(noTos)
   .addOption(text("signatures", "reflect only these signatures, a comma list (default: the profile's)", "LIST"))
   .addOption(num("workers", "worker threads (PACKET_FANOUT when more than 1)").default(REFLECTOR_DEFAULTS.workers))
-  .addOption(num("cpu", "pin worker i to CPU N+i"))
+  .addOption(num("cpu", "pin worker i to CPU N+i", { min: 0 }))
   .addOption(reflectorFlags.nice("packet and afxdp modes: the workers"))
   .addOption(
     choice("fanout", FANOUTS, "how frames are spread over workers (packet mode)").default(REFLECTOR_DEFAULTS.fanout),
