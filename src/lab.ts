@@ -336,17 +336,13 @@ function offSignals(prefix: string): void {
 }
 
 /**
- * A veth hands XDP_TX frames (xdp mode) only to a peer that runs XDP itself, so the probe's side gets an
- * XDP_PASS program for xdp mode. For the other modes it must go: with XDP on the peer, every frame they
- * send detours through the peer's 256-entry XDP ring and NAPI on the sender's core.
- */
-/**
  * Moves each side's receive processing to that side's CPU (RPS), so that CPU time per frame can be
  * measured per side (`deno task bench`). Not part of `lab up`: on a veth the receive work otherwise runs
  * in the sender's system call, and steering it turns every frame into an inter-processor interrupt per
  * direction - an emulated NIC interrupt that xdp mode (XDP runs in the sender's context) never pays.
- * Measured with `fastpath lab run --size 64 --rate 20kpps` on the 2-vCPU VM of the README: steered,
- * packet mode's p50 was 28-44 µs and afxdp's 20-21 µs; not steered, 5.0-5.5 and 4.7-6.0 µs.
+ * Measured by hand on one lab at 20 kpps (`fastpath reflect … --cpu 1`, `fastpath probe … --cpu 0`) on
+ * the 2-vCPU VM of the README: steered, packet mode's p50 was 28-44 µs and afxdp's 20-21 µs; not
+ * steered, 5.0-5.5 and 4.7-6.0 µs.
  */
 export async function steerReceive(lab: Lab): Promise<void> {
   await writeSys(
@@ -357,6 +353,11 @@ export async function steerReceive(lab: Lab): Promise<void> {
   await writeSys(lab.probeNs, `/sys/class/net/${lab.probeIf}/queues/rx-0/rps_cpus`, (1 << lab.probeCpu).toString(16));
 }
 
+/**
+ * A veth hands XDP_TX frames (xdp mode) only to a peer that runs XDP itself, so the probe's side gets an
+ * XDP_PASS program for xdp mode. For the other modes it must go: with XDP on the peer, every frame they
+ * send detours through the peer's 256-entry XDP ring and NAPI on the sender's core.
+ */
 export async function peerForMode(lab: Lab, mode: string): Promise<void> {
   const lib = await load();
   const enc = (s: string) => new TextEncoder().encode(s + "\0");

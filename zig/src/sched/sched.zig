@@ -44,13 +44,7 @@ test "a kernel without sched_ext is told to boot 6.12 only when it is older" {
 
 // --- What the running kernel says ----------------------------------------------------------------
 
-/// Reads a small sysfs file, trimmed; `buf` holds the result.
-fn readSys(path: []const u8, buf: []u8) ?[]const u8 {
-    const f = std.fs.cwd().openFile(path, .{}) catch return null;
-    defer f.close();
-    const n = f.readAll(buf) catch return null;
-    return std.mem.trim(u8, buf[0..n], " \n\t");
-}
+const readSys = sys.readSys;
 
 /// Whether this kernel can run a sched_ext scheduler at all.
 pub fn present() bool {

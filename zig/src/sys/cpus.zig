@@ -8,6 +8,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const abi = @import("../abi.zig");
 const diag = @import("diag.zig");
+const readSys = @import("linux.zig").readSys;
 
 const CpuSet = std.os.linux.cpu_set_t;
 
@@ -25,7 +26,7 @@ pub fn check(first: i32, count: u32, comptime option: []const u8) abi.Error!void
 fn pinnable(set: *CpuSet) bool {
     var buf: [4096]u8 = undefined;
     var online: CpuSet = undefined;
-    const online_ok = parseList(readFile("/sys/devices/system/cpu/online", &buf), &online);
+    const online_ok = parseList(readSys("/sys/devices/system/cpu/online", &buf), &online);
     var cpuset: CpuSet = undefined;
     const cpuset_ok = parseList(cgroupCpus(&buf), &cpuset);
     if (!online_ok and !cpuset_ok) {
@@ -39,23 +40,16 @@ fn pinnable(set: *CpuSet) bool {
 /// cpuset.cpus.effective of this process's cgroup (v2), or null.
 fn cgroupCpus(buf: []u8) ?[]const u8 {
     var cg_buf: [512]u8 = undefined;
-    const cg = readFile("/proc/self/cgroup", &cg_buf) orelse return null;
+    const cg = readSys("/proc/self/cgroup", &cg_buf) orelse return null;
     // cgroup v2: the one line "0::/path".
     var lines = std.mem.tokenizeScalar(u8, cg, '\n');
     while (lines.next()) |line| {
         if (!std.mem.startsWith(u8, line, "0::")) continue;
         var path_buf: [600]u8 = undefined;
         const path = std.fmt.bufPrint(&path_buf, "/sys/fs/cgroup{s}/cpuset.cpus.effective", .{std.mem.trimRight(u8, line[3..], "/")}) catch return null;
-        return readFile(path, buf);
+        return readSys(path, buf);
     }
     return null;
-}
-
-fn readFile(path: []const u8, buf: []u8) ?[]const u8 {
-    const f = std.fs.cwd().openFile(path, .{}) catch return null;
-    defer f.close();
-    const n = f.readAll(buf) catch return null;
-    return std.mem.trim(u8, buf[0..n], " \n");
 }
 
 /// Parses a kernel CPU list ("0-3,8,10-11") into `set`; false when `text` is null, empty or malformed.

@@ -292,6 +292,14 @@ pub fn placeThread(name: []const u8, cpu: i32, nice: i8) Error!void {
 pub const monotonicNs = @import("clock.zig").monotonicNs;
 pub const threadCpuNs = @import("clock.zig").threadCpuNs;
 
+/// Reads a small sysfs or procfs file, trimmed; `buf` holds the result (null: unreadable).
+pub fn readSys(path: []const u8, buf: []u8) ?[]const u8 {
+    const f = std.fs.cwd().openFile(path, .{}) catch return null;
+    defer f.close();
+    const n = f.readAll(buf) catch return null;
+    return std.mem.trim(u8, buf[0..n], " \n\t");
+}
+
 pub fn sleepNs(ns: u64) void {
     var ts = linux.timespec{ .sec = @intCast(ns / std.time.ns_per_s), .nsec = @intCast(ns % std.time.ns_per_s) };
     _ = linux.nanosleep(&ts, null);
