@@ -544,6 +544,33 @@ Deno.test("VLAN tags and veth peers in the namespace lab", async (t) => {
       await waitFor(() => refl.stats().drop_tx_error === 50, `drop_tx_error 50, got ${refl.stats().drop_tx_error}`);
       assert.equal(refl.stats().tx_packets, 0);
     });
+
+    await t.step(
+      "a peer that loses its XDP program with GRO on: reflections left waiting in its ring or held back count as not reflected, and flow again once it has one",
+      async () => {
+        await peerForMode(lab, "xdp");
+        await ethtool("-K", probeIf, "gro", "on");
+        try {
+          await using refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" });
+          await peerForMode(lab, "packet");
+          const lost = await send("ito");
+          assert.equal(lost.reflected, 0, JSON.stringify(lost));
+          await waitFor(
+            () => refl.stats().drop_tx_error === 50,
+            `drop_tx_error 50, got ${refl.stats().drop_tx_error} (tx_packets ${refl.stats().tx_packets})`,
+          );
+          assert.equal(refl.stats().tx_packets, 0);
+          await peerForMode(lab, "xdp");
+          await new Promise((ok) => setTimeout(ok, 500)); // the reflector looks at its peer every 100 ms
+          const back = await send("ito");
+          assert.ok(back.reflected >= 50, `reflected again: ${JSON.stringify(back)}`);
+          const s = refl.stats();
+          assert.equal(s.tx_packets + s.drop_tx_error, 100, `every test frame counted once: ${JSON.stringify(s)}`);
+        } finally {
+          await ethtool("-K", probeIf, "gro", "off");
+        }
+      },
+    );
   } finally {
     await labDown(lab);
   }

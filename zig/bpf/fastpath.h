@@ -64,6 +64,7 @@ struct fp_xdp_counters {
 	__u64 sig[FP_SIGNATURES];
 	__u64 drop[FP_VERDICTS];	/* drop[FP_REFLECT] counts frames redirected to AF_XDP */
 	__u64 too_long;			/* afxdp mode: longer than a UMEM chunk, passed to the stack */
+	__u64 tx_held;			/* xdp mode: reflections dropped while the veth peer could not take them */
 };
 
 #endif /* FASTPATH_H */

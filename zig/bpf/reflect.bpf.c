@@ -53,6 +53,19 @@ struct {
 	__type(value, __u64);
 } ours SEC(".maps");
 
+/*
+ * xdp mode on a veth: 1 while its peer runs no XDP program. Such a peer cannot take XDP_TX frames
+ * (dropped, or left in its ring until other traffic flushes them: zig/src/reflect/veth.zig), so the
+ * reflector's monitor sets this and reflections are dropped and counted (tx_held) instead, until the
+ * peer has a program again.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} hold_tx SEC(".maps");
+
 /* AF_XDP sockets by receive queue (afxdp mode). */
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -318,7 +331,7 @@ static __always_inline int reflect(struct xdp_md *ctx, int read_vlan_tag)
 	void *end = (void *)(long)ctx->data_end;
 	struct parsed p = {};
 	struct fp_xdp_counters *c;
-	__u32 zero = 0;
+	__u32 zero = 0, *held;
 	__u64 bytes = bpf_xdp_get_buff_len(ctx);
 	__be16 tag_proto = 0;
 	__u16 tag_tci = 0;
@@ -359,6 +372,11 @@ static __always_inline int reflect(struct xdp_md *ctx, int read_vlan_tag)
 		}
 		c->drop[FP_REFLECT]++;
 		return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	}
+	held = bpf_map_lookup_elem(&hold_tx, &zero);
+	if (held && *held) {
+		c->tx_held++;
+		return XDP_DROP;
 	}
 	if (rewrite(data, end, &p))
 		return XDP_PASS;

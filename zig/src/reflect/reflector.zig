@@ -53,6 +53,8 @@ pub const Reflector = struct {
     vlan_meta: bool = false,
     /// xdp mode on a veth: the XDP_TX frames its peer could not take (counted as not reflected).
     tx_errors: ?veth.TxErrors = null,
+    /// xdp mode on a veth whose peer could be checked: the monitor watches it (`watchPeer`).
+    peer: ?PeerWatch = null,
     /// Said once at start: what this mode will not do right here, and what would.
     warning: [256]u8 = .{0} ** 256,
     stopped: bool = false,
@@ -321,8 +323,49 @@ pub const Reflector = struct {
                 _ = std.fmt.bufPrintZ(&self.warning, fmt, .{ ifname, check, what, ", or use --mode afxdp" }) catch {};
             return;
         };
-        if (xdp_on) return;
+        if (xdp_on) {
+            self.peer = .{ .peer = peer, .handed = errors.handed(), .taken = peer.taken };
+            return;
+        }
         return diag.fail(error.Unsupported, "{s}, the veth peer of {s}, runs no XDP program, so it cannot take XDP_TX frames: give it one (any, e.g. '{s}ip link set {s} xdp obj PROG'), or use --mode afxdp or packet", .{ name, ifname, run_in, name });
+    }
+
+    /// xdp mode on a veth: a peer that loses its XDP program while we run cannot take reflections
+    /// any more. Without NAPI it drops them (the veth counts those); with GRO on it keeps them in its
+    /// ring, unsent, until other traffic flushes it. So while it has none the program holds
+    /// reflections back (dropped, counted), and the ones the veth handed it since it was last seen
+    /// with a program, less what its NAPI has taken since, count as not reflected (`waiting`).
+    const PeerWatch = struct {
+        peer: veth.Peer,
+        hold: bool = false,
+        /// The veth's handed and the peer's taken counts when the peer last had a program.
+        handed: u64,
+        taken: u64,
+        /// Reflections waiting in the peer's ring (counted as tx_error, not reflected).
+        waiting: std.atomic.Value(u64) = .init(0),
+    };
+
+    /// Called by the monitor: looks at the veth peer again and holds reflections back while it has no
+    /// XDP program (`PeerWatch`). A peer that cannot be looked at now is left as last seen.
+    fn watchPeer(self: *Reflector) void {
+        const w = if (self.peer) |*p| p else return;
+        const prog = if (self.xdp_prog) |*p| p else return;
+        var t = self.tx_errors orelse return; // a copy: readKernel reads into its own
+        const now = w.peer.recheck(self.iface.index) orelse return;
+        _ = t.since(self.link.fd, std.mem.sliceTo(&self.opts.ifname, 0));
+        const handed = t.handed();
+        const xdp_on = now.xdp orelse return;
+        if (xdp_on) {
+            w.handed = handed;
+            w.taken = now.taken;
+            w.waiting.store(0, .release);
+        } else {
+            w.waiting.store((handed -| w.handed) -| (now.taken -| w.taken), .release);
+        }
+        if (xdp_on == w.hold) {
+            prog.holdTx(!xdp_on) catch return;
+            w.hold = !xdp_on;
+        }
     }
 
     /// The XDP program's counters, less the reflections a veth could not hand to its peer.
@@ -330,7 +373,8 @@ pub const Reflector = struct {
         const p = &(self.xdp_prog orelse return);
         p.read(c);
         const t = &(self.tx_errors orelse return);
-        const lost = t.since(self.link.fd, std.mem.sliceTo(&self.opts.ifname, 0));
+        const waiting = if (self.peer) |*w| w.waiting.load(.acquire) else 0;
+        const lost = t.since(self.link.fd, std.mem.sliceTo(&self.opts.ifname, 0)) + waiting;
         if (lost == 0) return;
         const tx = @atomicLoad(u64, &c.tx_packets, .monotonic);
         const bytes = @atomicLoad(u64, &c.tx_bytes, .monotonic);
@@ -339,7 +383,7 @@ pub const Reflector = struct {
         const lost_bytes = if (tx == 0) 0 else bytes / tx * n;
         @atomicStore(u64, &c.tx_packets, tx - n, .monotonic);
         @atomicStore(u64, &c.tx_bytes, bytes -| lost_bytes, .monotonic);
-        @atomicStore(u64, &c.drop_tx_error, n, .monotonic);
+        @atomicStore(u64, &c.drop_tx_error, @atomicLoad(u64, &c.drop_tx_error, .monotonic) + n, .monotonic);
     }
 
     fn startMonitor(self: *Reflector) Error!void {
@@ -359,6 +403,7 @@ pub const Reflector = struct {
         var ns_last = sys.monotonicNs();
         var deleted = false;
         while (!self.stopping.load(.acquire)) {
+            self.watchPeer();
             self.readKernel(c);
             if (self.deferral) |*d| self.adaptDeferral(d, c, &rx_last, &ns_last);
             if (!self.checkIdentity(deleted)) break;

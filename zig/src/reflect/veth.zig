@@ -7,7 +7,9 @@
 //! A container's veth on a bridge has none.
 //!
 //! `peerCheck` finds the peer (in whichever network namespace it lives) and asks whether it runs an
-//! XDP program; `TxErrors` reads the drops while running.
+//! XDP program; `Peer.recheck` asks again while running (the reflector then holds reflections back
+//! while it has none, and counts the ones its ring kept: reflector.PeerWatch); `TxErrors` reads the
+//! drops.
 const std = @import("std");
 const linux = std.os.linux;
 const sys = @import("../sys/linux.zig");
@@ -74,14 +76,31 @@ const Stats = struct {
         return null;
     }
 
-    /// The sum of every receive queue's XDP_TX drops.
-    fn xdpTxErrors(s: *const Stats) u64 {
+    /// The sum of every receive queue's statistic `rx_queue_N_{what}`.
+    fn queues(s: *const Stats, comptime what: []const u8) u64 {
         var sum: u64 = 0;
         for (0..s.n) |i| {
             const n = s.name(i);
-            if (std.mem.startsWith(u8, n, "rx_queue_") and std.mem.endsWith(u8, n, "_xdp_tx_errors")) sum += s.values[i];
+            if (std.mem.startsWith(u8, n, "rx_queue_") and std.mem.endsWith(u8, n[9..], "_" ++ what) and
+                std.mem.indexOfScalar(u8, n[9 .. n.len - what.len - 1], '_') == null) sum += s.values[i];
         }
         return sum;
+    }
+
+    /// XDP_TX frames the veth could not hand to its peer (dropped).
+    fn xdpTxErrors(s: *const Stats) u64 {
+        return s.queues("xdp_tx_errors");
+    }
+
+    /// XDP_TX frames the veth handed to its peer's ring.
+    fn xdpTx(s: *const Stats) u64 {
+        return s.queues("xdp_tx");
+    }
+
+    /// Frames this veth's NAPI took from its ring (the peer's XDP_TX frames and, while it has NAPI,
+    /// its ordinary ones).
+    fn xdpTaken(s: *const Stats) u64 {
+        return s.queues("xdp_packets");
     }
 };
 
@@ -102,6 +121,11 @@ pub const TxErrors = struct {
         if (!t.stats.read(fd, ifname)) return 0;
         return t.stats.xdpTxErrors() -| t.base;
     }
+
+    /// XDP_TX frames handed to the peer's ring in all, as of the last `since`.
+    pub fn handed(t: *const TxErrors) u64 {
+        return t.stats.xdpTx();
+    }
 };
 
 pub const Peer = struct {
@@ -116,6 +140,26 @@ pub const Peer = struct {
     /// entered without CAP_SYS_ADMIN, as under the service unit, or was not found). "Cannot tell" is
     /// not "fine": the callers treat it as a peer that may drop XDP_TX frames.
     xdp: ?bool,
+    /// The id our namespace gives the peer's; -1 when the peer is in ours.
+    nsid: i32 = -1,
+    /// Frames the peer's NAPI has taken from its ring, in all (`Stats.xdpTaken`).
+    taken: u64 = 0,
+
+    /// The peer as it is now (`xdp`, `taken`), looked up where it was found; null when it is not there
+    /// any more or cannot be entered.
+    pub fn recheck(p: *const Peer, ifindex: i32) ?Peer {
+        if (p.nsid < 0) return checkHere(p.index, ifindex);
+        var buf: [96]u8 = undefined;
+        const ns = std.mem.sliceTo(&p.netns, 0);
+        const path = if (ns.len > 0)
+            std.fmt.bufPrintZ(&buf, "/run/netns/{s}", .{ns}) catch return null
+        else if (p.pid != 0)
+            std.fmt.bufPrintZ(&buf, "/proc/{d}/ns/net", .{p.pid}) catch return null
+        else
+            return null;
+        const now = checkIn(path, p.nsid, p.index, ifindex) orelse return null;
+        return if (now.xdp == null) null else now;
+    }
 };
 
 /// For a veth: its peer, and whether the peer runs an XDP program now (takes XDP_TX frames at once).
@@ -138,6 +182,7 @@ pub fn peerCheck(fd: i32, ifname: []const u8, ifindex: i32) ?Peer {
             const path = std.fmt.bufPrintZ(&buf, "/run/netns/{s}", .{e.name}) catch continue;
             if (checkIn(path, nsid, peer_index, ifindex)) |found| {
                 var peer = found;
+                peer.nsid = nsid;
                 const n = @min(e.name.len, peer.netns.len - 1);
                 @memcpy(peer.netns[0..n], e.name[0..n]);
                 return peer;
@@ -162,6 +207,7 @@ pub fn peerCheck(fd: i32, ifname: []const u8, ifindex: i32) ?Peer {
         if (checkIn(path, nsid, peer_index, ifindex)) |found| {
             var peer = found;
             peer.pid = pid;
+            peer.nsid = nsid;
             return peer;
         }
     }
@@ -200,7 +246,7 @@ fn checkHere(peer_index: i32, ifindex: i32) ?Peer {
     var stats: Stats = .{};
     if (!Stats.ofVeth(fd, name, &stats)) return null;
     if ((stats.value("peer_ifindex") orelse return null) != @as(u64, @intCast(ifindex))) return null;
-    var p = Peer{ .index = peer_index, .xdp = xdpAttached(peer_index) orelse return null };
+    var p = Peer{ .index = peer_index, .xdp = xdpAttached(peer_index) orelse return null, .taken = stats.xdpTaken() };
     @memcpy(p.name[0..name.len], name);
     return p;
 }

@@ -55,6 +55,8 @@ pub const Program = struct {
     xsks_fd: i32,
     /// The map with the interface's MAC now (see `setMac`).
     ours_fd: i32,
+    /// The map that holds reflections back (see `holdTx`).
+    hold_fd: i32,
     link: ?*c.bpf_link = null,
     ncpus: usize,
     values: []c.struct_fp_xdp_counters,
@@ -90,6 +92,7 @@ pub const Program = struct {
             .counters_fd = try obj.mapFd("counters"),
             .xsks_fd = try obj.mapFd("xsks"),
             .ours_fd = try obj.mapFd("ours"),
+            .hold_fd = try obj.mapFd("hold_tx"),
             .ncpus = ncpus,
             .values = values,
             .gpa = gpa,
@@ -105,6 +108,15 @@ pub const Program = struct {
         const value = macWord(mac);
         if (c.bpf_map_update_elem(p.ours_fd, &key, &value, 0) != 0)
             return bpf.errnoError("writing the interface's MAC into the XDP program's map");
+    }
+
+    /// xdp mode: `on` drops reflections from the next frame (counted as `drop_tx_error`) instead of
+    /// sending them back, for a veth peer that cannot take them now; `off` sends them again.
+    pub fn holdTx(p: *Program, on: bool) Error!void {
+        const key: u32 = 0;
+        const value: u32 = @intFromBool(on);
+        if (c.bpf_map_update_elem(p.hold_fd, &key, &value, 0) != 0)
+            return bpf.errnoError("writing the XDP program's hold_tx map");
     }
 
     /// Attaches to `ifindex` through a BPF link (driver mode when the driver has it, else generic).
@@ -135,6 +147,7 @@ pub const Program = struct {
             t.tx_packets += v.tx_packets;
             t.tx_bytes += v.tx_bytes;
             t.too_long += v.too_long;
+            t.tx_held += v.tx_held;
             for (0..t.sig.len) |i| t.sig[i] += v.sig[i];
             for (0..t.drop.len) |i| t.drop[i] += v.drop[i];
         }
@@ -158,6 +171,8 @@ pub const Program = struct {
         Set.set(&out.drop_port, t.drop[c.FP_PORT]);
         Set.set(&out.drop_signature, t.drop[c.FP_SIGNATURE]);
         Set.set(&out.drop_too_long, t.too_long);
+        // The caller adds what the veth could not hand to its peer (reflector.readKernel).
+        Set.set(&out.drop_tx_error, t.tx_held);
         // In xdp mode the kernel transmits; in afxdp mode the workers add their own tx counts.
         if (t.tx_packets != 0) {
             Set.set(&out.tx_packets, t.tx_packets);
