@@ -88,6 +88,7 @@ export const PROBE_STAT_NAMES = [
   "tx_errors",
   "rx_ring_drops",
   "tx_slipped",
+  "tx_late_max_ns",
   "rtt_min_ns",
   "rtt_max_ns",
   "rtt_sum_ns",

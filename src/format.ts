@@ -16,7 +16,9 @@ export function mbps(n: number): string {
   return n >= 1000 ? `${(n / 1000).toFixed(2)} Gbit/s` : `${n.toFixed(1)} Mbit/s`;
 }
 
+/** A duration given in microseconds, in µs, ms or s, whichever reads best. */
 export function us(n: number): string {
+  if (n >= 1e6) return `${(n / 1e6).toFixed(2)} s`;
   return n >= 1000 ? `${(n / 1000).toFixed(2)} ms` : `${n.toFixed(1)} µs`;
 }
 

@@ -37,6 +37,8 @@ export interface LabResult {
   irqDeferred: boolean | null;
   /** afxdp mode: the UMEM audit after stopping (both 0 when no frame was lost or held twice). */
   umem: { missing: number; duplicated: number } | null;
+  /** The rate the probe was asked for, frames/s (0: as fast as it could). */
+  ratePps: number;
 }
 
 /** A case in progress: both ends running; `done()` waits for the probe and measures. */
@@ -135,6 +137,7 @@ export async function startLabCase(lab: Lab, c: LabCase, hooks: LabRunHooks = {}
         workerNsPerFrame: reflected > 0 && mode !== "xdp" ? (after.cpu_ns - before.cpu_ns) / reflected : null,
         irqDeferred: reflector.info.irqDeferred,
         umem,
+        ratePps: probe.options.ratePps,
       };
     },
     [Symbol.asyncDispose]: () => Promise.resolve(close()),

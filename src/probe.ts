@@ -146,6 +146,12 @@ export interface ProbeReport {
   linkRxDropped: number | null;
   /** Paced runs: frames dropped from the schedule because the sender was off the CPU for over 1 ms. */
   txSlipped: number;
+  /**
+   * Paced runs: the furthest the sender fell behind its schedule, in milliseconds: about 1 when the
+   * machine cannot keep the rate, the length of the stall when the sender was kept off the CPU.
+   */
+  txLateMaxMs: number;
+  /** Frames sent per second from the first frame to the end of sending (the whole --duration-s). */
   txPps: number;
   rxPps: number;
   /** Reflected throughput: frame bytes (no FCS) and on the wire (with FCS, preamble, gap). */
@@ -250,6 +256,15 @@ export function probeSummary(p: ProbeReport, ratePps = 0): string {
       }`,
     );
   }
+  return [...lines, ...probeNotes(p, ratePps)].join("\n");
+}
+
+/**
+ * The notes of a finished run that apply (send and receive problems, loss on this host or the link, a
+ * sender that fell behind its rate), a line each; none for a clean run. `ratePps` as in probeSummary.
+ */
+export function probeNotes(p: ProbeReport, ratePps = 0): string[] {
+  const lines: string[] = [];
   if (p.txErrors || p.rxRingDrops || p.foreign) {
     lines.push(
       `probe side: send errors ${p.txErrors}, receive ring drops ${p.rxRingDrops}, foreign frames ${p.foreign}`,
@@ -269,19 +284,27 @@ export function probeSummary(p: ProbeReport, ratePps = 0): string {
         `raise it with 'sysctl -w net.core.netdev_max_backlog=N'`,
     );
   }
-  // A sender that fell short of its rate for the whole run was too slow, not briefly descheduled.
-  if (ratePps > 0 && p.sent > 0 && p.txPps < 0.9 * ratePps) {
-    lines.push(
-      `rate: requested ${pps(ratePps)}, reached ${pps(p.txPps)}: this machine could not send faster ` +
-        `(${p.txSlipped} frames of the schedule were left out); lower --rate, or use --rate max to see its limit`,
-    );
-  } else if (p.txSlipped) {
-    lines.push(
-      `pacing: ${p.txSlipped} frames were not sent: this machine kept the sender off the CPU for over 1 ms ` +
-        `(it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu or a higher priority with --nice`,
-    );
+  if (p.txSlipped) {
+    // One stall that explains most of the frames left out: the sender was kept off the CPU (a pause,
+    // a busier process), not too slow for the rate.
+    const stalled = ratePps === 0 || (p.txLateMaxMs / 1000) * ratePps >= p.txSlipped / 2;
+    if (!stalled && p.txPps < 0.9 * ratePps) {
+      lines.push(
+        `rate: requested ${pps(ratePps)}, reached ${pps(p.txPps)}: this machine could not send faster ` +
+          `(${p.txSlipped} frames of the schedule were left out); lower --rate, or use --rate max to see its limit`,
+      );
+    } else {
+      const short = ratePps > 0 && p.txPps < 0.9 * ratePps
+        ? `, so it reached ${pps(p.txPps)} of the ${pps(ratePps)} requested`
+        : "";
+      lines.push(
+        `pacing: ${p.txSlipped} frames were not sent: the sender was kept off the CPU for up to ${
+          us(p.txLateMaxMs * 1000)
+        }${short} (it makes up 1 ms at most, never a burst above --rate); give it a quieter core with --cpu or a higher priority with --nice`,
+      );
+    }
   }
-  return lines.join("\n");
+  return lines;
 }
 
 /**
@@ -492,6 +515,7 @@ export class Probe extends NativeHandle {
       txErrors: s.tx_errors,
       rxRingDrops: s.rx_ring_drops,
       txSlipped: s.tx_slipped,
+      txLateMaxMs: round(s.tx_late_max_ns / 1e6, 3),
       hostRxDropped: null,
       linkRxDropped: null,
       txPps: s.sent / span,

@@ -566,6 +566,18 @@ Deno.test("the probe's summary", async (t) => {
     },
   );
 
+  await t.step(
+    "a sender stopped for 1.5 s of a 4 s run is a stall with its length and the rate it reached, not a slow machine",
+    () => {
+      const text = probeSummary({ ...clean, txPps: 13_330, txSlipped: 26_679, txLateMaxMs: 1_500 }, 20_000);
+      assert.match(
+        text,
+        /^pacing: 26679 frames were not sent: the sender was kept off the CPU for up to 1\.50 s, so it reached 13\.3 kpps of the 20\.0 kpps requested/m,
+      );
+      assert.doesNotMatch(text, /^rate:/m);
+    },
+  );
+
   await t.step("frames the sender could not send in time are a pacing line that names --cpu and --nice", () => {
     const text = probeSummary({ ...clean, txSlipped: 1509 });
     assert.match(

@@ -44,12 +44,14 @@ export function checkJsonOutput(args: string[], stdout: string): void {
 
 /**
  * Starts the CLI (or another `script`) and returns the child plus a promise of everything it printed;
- * with `netns`, inside that namespace ('ip netns exec', which execs the CLI: the child's pid is the CLI's).
+ * with `netns`, inside that namespace ('ip netns exec', which execs the CLI: the child's pid is the CLI's);
+ * with `wrap`, through that command (e.g. setpriv with fewer capabilities), which must exec it too.
  */
-export function spawnCli(args: string[], opts: { netns?: string; script?: string } = {}) {
-  const argv = ["run", "-A", "--unstable-ffi", "--quiet", opts.script ?? `${ROOT}/main.ts`, ...args];
-  const child = new Deno.Command(opts.netns ? "ip" : DENO, {
-    args: opts.netns ? ["netns", "exec", opts.netns, DENO, ...argv] : argv,
+export function spawnCli(args: string[], opts: { netns?: string; script?: string; wrap?: string[] } = {}) {
+  const argv = [DENO, "run", "-A", "--unstable-ffi", "--quiet", opts.script ?? `${ROOT}/main.ts`, ...args];
+  const full = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), ...(opts.wrap ?? []), ...argv];
+  const child = new Deno.Command(full[0], {
+    args: full.slice(1),
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
@@ -237,6 +239,7 @@ export function sampleProbeReport(over: Partial<ProbeReport>): ProbeReport {
     hostRxDropped: null,
     linkRxDropped: null,
     txSlipped: 0,
+    txLateMaxMs: 0,
     txPps: 0,
     rxPps: 0,
     rxL2Mbps: 0,

@@ -50,6 +50,7 @@ Deno.test("the JSON contract", async (t) => {
       tx_errors: 0,
       rx_ring_drops: 0,
       tx_slipped: 0,
+      tx_late_max_ms: 0,
       host_rx_dropped: null,
       link_rx_dropped: null,
       tx_pps: 1,

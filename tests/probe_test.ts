@@ -75,8 +75,15 @@ Deno.test("honest live numbers and exit codes", async (t) => {
 
     await t.step("a reflector's XDP_TX that the probe's veth refused is the link's loss, not this host's", async () => {
       // The probe once said "this host: its kernel dropped 200 frames … raise netdev_max_backlog".
-      const xdp = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" });
+      // fastpath holds reflections back itself when it sees its peer lose XDP; one that cannot look (no
+      // CAP_SYS_ADMIN to enter the peer's namespace, as under its service unit) sends them to be refused.
+      const refl = spawnCli(["reflect", lab.reflectorIf, "--mode", "xdp", "--duration-s", "30", "--no-stats-socket"], {
+        netns: lab.reflectorNs,
+        wrap: ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-all"],
+      });
       try {
+        await refl.waitFor("cannot check that the veth peer");
+        await refl.waitFor("stop with Ctrl-C");
         await peerForMode(lab, "packet"); // the probe's side loses its XDP program: XDP_TX is refused
         const args = ["--count", "50", "--rate", "1kpps", "--drain-ms", "100"];
         const json = await cli(probe(...args));
@@ -92,11 +99,46 @@ Deno.test("honest live numbers and exit codes", async (t) => {
           text.stderr,
           /^link: 50 frames were dropped on their way to the probe's interface, not by this host's/m,
         );
-        assert.equal(xdp.stats().drop_tx_error, 100, "the reflector counted what it could not send");
+        refl.child.kill("SIGINT");
+        const r = await refl.finish();
+        assert.equal(r.code, 0, r.stderr); // Ctrl-C is how a reflector is stopped
+        assert.match(r.stderr, /not reflected: .*tx_error 100/, "the reflector counted what it could not send");
       } finally {
-        xdp.close();
+        try {
+          refl.child.kill("SIGINT");
+        } catch { /* already ended */ }
+        await refl.finish();
         await peerForMode(lab, "xdp");
       }
+    });
+
+    await t.step("lab run stopped for a second by SIGSTOP names the stall and the rate it reached", async () => {
+      // Its summary once showed 20.0 kpps and 49 slipped frames for a sender stopped for 1.5 s.
+      const run = spawnCli([
+        "lab",
+        "run",
+        "--prefix",
+        labPrefix("fps"),
+        "--size",
+        "64",
+        "--rate",
+        "20kpps",
+        "--duration-s",
+        "3",
+      ]);
+      await run.waitFor(`"type":"lab_interval"`);
+      Deno.kill(run.child.pid, "SIGSTOP");
+      await new Promise((r) => setTimeout(r, 1200));
+      Deno.kill(run.child.pid, "SIGCONT");
+      const r = await run.finish();
+      assert.equal(r.code, 0, r.stderr);
+      const note = r.stderr.match(
+        /^\w+ 64B: pacing: (\d+) frames were not sent: the sender was kept off the CPU for up to ([\d.]+) s, so it reached ([\d.]+) kpps of the 20\.0 kpps requested/m,
+      );
+      assert.ok(note, r.stderr);
+      assert.ok(Number(note[1]) >= 15_000, `slipped ${note[1]}`);
+      assert.ok(Number(note[2]) >= 1, `stall ${note[2]} s`);
+      assert.ok(Number(note[3]) < 15, `reached ${note[3]} kpps`);
     });
 
     await t.step("frames inside the drain window are in flight while the probe runs, not lost", async () => {

@@ -3,7 +3,7 @@ import { FastpathError } from "../../ffi/error.ts";
 import { pct, table, us } from "../format.ts";
 import { labDown, labNames, labUp } from "../lab.ts";
 import { type LabResult, startLabCase } from "../labrun.ts";
-import { Probe } from "../probe.ts";
+import { Probe, probeNotes } from "../probe.ts";
 import { parseRate, parseSizes, rateText } from "../parse.ts";
 import { command, formatOption, num, Option, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
@@ -22,16 +22,17 @@ export const LAB_DEFAULTS = { prefix: "fp", sizes: "min,1518,9000", rate: "20kpp
 const prefixOption = () =>
   text("prefix", "prefix of the namespace and interface names", "NAME").default(LAB_DEFAULTS.prefix);
 
+function label(r: LabResult): string {
+  return `${r.mode} ${r.case.size}B${r.case.vlan ? ` vlan${r.case.vlan}` : ""}${r.case.ipv6 ? " ipv6" : ""}`;
+}
+
 function rows(results: LabResult[]): string {
   return table(
     // The worker thread's own CPU time is exact at any rate; the whole-core figure (deno task bench)
     // is only meaningful at high rates, where other processes on that core do not dominate it.
     [...PROBE_HEADER, "worker CPU/frame"],
     results.map((r) => [
-      ...probeRow(
-        `${r.mode} ${r.case.size}B${r.case.vlan ? ` vlan${r.case.vlan}` : ""}${r.case.ipv6 ? " ipv6" : ""}`,
-        r.probe,
-      ),
+      ...probeRow(label(r), r.probe),
       r.workerNsPerFrame === null ? "-" : `${Math.round(r.workerNsPerFrame)} ns`,
     ]),
   );
@@ -208,6 +209,10 @@ const run = command("run", {
     if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted: signal !== undefined });
     else if (results.length) {
       summaryText(rows(results));
+      // What the table cannot show: a sender that stalled or fell short of its rate, loss on this host.
+      for (const r of results) {
+        for (const note of probeNotes(r.probe, r.ratePps)) summaryText(`${label(r)}: ${note}`);
+      }
       summaryText(
         bad === 0
           ? "every reflection came back with exactly the expected fields swapped"

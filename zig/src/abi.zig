@@ -358,10 +358,15 @@ pub const ProbeStats = extern struct {
     /// Paced runs: frames dropped from the schedule because the sender was kept off the CPU for
     /// more than 1 ms (they are not sent, so they are not lost either).
     tx_slipped: u64 = 0,
+    /// Paced runs: the furthest the sender fell behind its schedule (ns): about a millisecond when
+    /// the machine cannot keep the rate (it makes up 1 ms, then drops the rest), the length of the
+    /// stall when it was kept off the CPU.
+    tx_late_max_ns: u64 = 0,
     rtt_min_ns: u64 = 0,
     rtt_max_ns: u64 = 0,
     rtt_sum_ns: u64 = 0,
     first_tx_ns: u64 = 0,
+    /// When sending ended: the last frame, or the end of `duration` when the schedule ran past it.
     last_tx_ns: u64 = 0,
     rtt_hist: [hist_buckets]u64 = .{0} ** hist_buckets,
 };

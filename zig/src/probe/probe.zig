@@ -382,7 +382,6 @@ pub const Core = struct {
         @atomicStore(u32, &self.stats.state, abi.probe_state.sending, .release);
         var heads: [tx_batch_max][header_room]u8 = undefined;
         const t0 = monotonicNs();
-        @atomicStore(u64, &self.stats.first_tx_ns, realtimeNs(), .monotonic);
         var seq: u64 = 0;
         var sent: u64 = 0;
         var sent_bytes: u64 = 0;
@@ -394,11 +393,32 @@ pub const Core = struct {
         var schedule0 = t0;
         const catch_up: u64 = @max(batch, o.rate_pps / 1000);
         var slipped: u64 = 0;
+        var late_max: u64 = 0;
+        const tx0 = realtimeNs();
+        @atomicStore(u64, &self.stats.first_tx_ns, tx0, .monotonic);
 
         while (!self.stop_tx.load(.acquire)) {
             if (o.count != 0 and seq >= o.count) break;
             const now = monotonicNs();
-            if (o.duration_ns != 0 and now - t0 >= o.duration_ns) break;
+            if (o.duration_ns != 0 and now - t0 >= o.duration_ns) {
+                // Out of time. Frames the schedule wanted before the end that a stall kept back are
+                // slipped, and the sending span is the whole duration: a sender stopped near the end
+                // must not look like one that kept its rate.
+                const end = t0 + o.duration_ns;
+                if (o.rate_pps != 0 and end > schedule0) {
+                    var due_end: u64 = @intCast((@as(u128, end - schedule0) * o.rate_pps + std.time.ns_per_s - 1) / std.time.ns_per_s);
+                    if (o.count != 0) due_end = @min(due_end, o.count);
+                    if (due_end > seq) {
+                        slipped += due_end - seq;
+                        @atomicStore(u64, &self.stats.tx_slipped, slipped, .monotonic);
+                        const due_ns = schedule0 + @as(u64, @intCast(@as(u128, seq) * std.time.ns_per_s / o.rate_pps));
+                        if (end > due_ns) late_max = @max(late_max, end - due_ns);
+                        @atomicStore(u64, &self.stats.tx_late_max_ns, late_max, .monotonic);
+                    }
+                }
+                @atomicStore(u64, &self.stats.last_tx_ns, tx0 + o.duration_ns, .monotonic);
+                break;
+            }
             var n: u64 = batch;
             if (o.count != 0) n = @min(n, o.count - seq);
             if (o.rate_pps != 0) {
@@ -409,6 +429,9 @@ pub const Core = struct {
                     continue;
                 }
                 if (due - seq > catch_up) {
+                    const due_ns = schedule0 + @as(u64, @intCast(@as(u128, seq) * std.time.ns_per_s / o.rate_pps));
+                    late_max = @max(late_max, now -| due_ns);
+                    @atomicStore(u64, &self.stats.tx_late_max_ns, late_max, .monotonic);
                     const skip = due - seq - catch_up;
                     schedule0 += @intCast(@as(u128, skip) * std.time.ns_per_s / o.rate_pps);
                     slipped += skip;
@@ -709,21 +732,24 @@ const StallingSender = struct {
     }
 };
 
-test "a paced sender kept off the CPU makes up at most 1 ms of frames and counts the rest as slipped" {
-    const gpa = std.testing.allocator;
+/// A paced run of 100 ms at 100 kpps in batches of 64 through `sender`; its final counters.
+fn stalledRun(sender: *StallingSender) !abi.ProbeStats {
     var o = testOptions();
     o.frame_size = 64;
     o.rate_pps = 100_000;
     o.duration_ns = 100 * std.time.ns_per_ms;
     o.batch = 64;
-    var core = try Core.init(gpa, &o, ito.testing.peer_mac, 1500);
+    var core = try Core.init(std.testing.allocator, &o, ito.testing.peer_mac, 1500);
     defer core.deinit();
-    const sender = try gpa.create(StallingSender);
-    defer gpa.destroy(sender);
-    sender.* = .{ .stall_at = 10, .stall_ns = 30 * std.time.ns_per_ms };
     core.transmit(sender);
+    return core.stats.*;
+}
 
-    const st = core.stats;
+test "a paced sender kept off the CPU makes up at most 1 ms of frames and counts the rest as slipped" {
+    const sender = try std.testing.allocator.create(StallingSender);
+    defer std.testing.allocator.destroy(sender);
+    sender.* = .{ .stall_at = 10, .stall_ns = 30 * std.time.ns_per_ms };
+    const st = try stalledRun(sender);
     // 30 ms off the CPU owes 3 000 frames; 1 ms of them (100) is made up.
     try std.testing.expect(st.tx_slipped >= 2_800);
     // Every frame of the schedule was either sent or slipped.
@@ -739,6 +765,20 @@ test "a paced sender kept off the CPU makes up at most 1 ms of frames and counts
         }
         try std.testing.expect(in_window <= 100 + 100 + 64);
     }
+    try std.testing.expect(st.tx_late_max_ns >= 29 * std.time.ns_per_ms and st.tx_late_max_ns < 60 * std.time.ns_per_ms);
+}
+
+test "a paced sender stalled until past its duration counts the schedule's rest as slipped and spans the whole duration" {
+    const sender = try std.testing.allocator.create(StallingSender);
+    defer std.testing.allocator.destroy(sender);
+    // Kept off the CPU for 150 ms on its 90th flush (a millisecond or so in): past the end.
+    sender.* = .{ .stall_at = 90, .stall_ns = 150 * std.time.ns_per_ms };
+    const st = try stalledRun(sender);
+    try std.testing.expect(st.sent < 5_000);
+    const scheduled = st.sent + st.tx_slipped;
+    try std.testing.expect(scheduled >= 9_900 and scheduled <= 10_001);
+    try std.testing.expectEqual(100 * std.time.ns_per_ms, st.last_tx_ns - st.first_tx_ns);
+    try std.testing.expect(st.tx_late_max_ns >= 50 * std.time.ns_per_ms);
 }
 
 test "the receiver counts a reflection once, a repeat as a duplicate, and a stranger as foreign" {
