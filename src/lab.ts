@@ -83,10 +83,14 @@ export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): 
   await requirePrivilege("the lab creates network namespaces", ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]);
   const lab = labNames(c);
   const owner = c.owner ?? "script";
-  await claim(lab, owner);
+  const rec = await claim(lab, owner);
   try {
-    await ip(undefined, "netns", "add", lab.reflectorNs);
-    await ip(undefined, "netns", "add", lab.probeNs);
+    for (const ns of [lab.reflectorNs, lab.probeNs]) {
+      await ip(undefined, "netns", "add", ns);
+      // On record as made here: one replaced by hand later is not ours to remove.
+      rec.netns[ns] = (await nsInode(ns)) ?? 0;
+      await writeRecord(lab.prefix, rec);
+    }
     await ip(
       lab.reflectorNs,
       "link",
@@ -126,6 +130,22 @@ export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): 
 /** Who built a lab: on record in /run/fastpath/lab.PREFIX.owner, see `labUp`. */
 export type LabOwner = "lab up" | "lab run" | "script";
 
+/** The owner record: who built the lab, and the nsfs inode of each namespace it made, by name. */
+interface OwnerRecord {
+  owner: LabOwner;
+  pid: number;
+  netns: Record<string, number>;
+}
+
+/** The nsfs inode of network namespace `ns` (what identifies it, whatever its name); null without one. */
+async function nsInode(ns: string): Promise<number | null> {
+  return await Deno.stat(`/run/netns/${ns}`).then((st) => st.ino, () => null);
+}
+
+async function writeRecord(prefix: string, rec: OwnerRecord): Promise<void> {
+  await Deno.writeTextFile(ownerFile(prefix), JSON.stringify(rec) + "\n");
+}
+
 const ownerName = (prefix: string) => `lab.${prefix}.owner`;
 const ownerFile = (prefix: string) => `${RUN_DIR}/${ownerName(prefix)}`;
 /**
@@ -140,7 +160,7 @@ const enc = (s: string) => new TextEncoder().encode(s + "\0");
  * taken first, so of two builders started together exactly one goes on (the other is refused naming
  * it), and every check below runs with no other builder or remover at work.
  */
-async function claim(lab: Lab, owner: LabOwner): Promise<void> {
+async function claim(lab: Lab, owner: LabOwner): Promise<OwnerRecord> {
   if (!held.has(lab.prefix)) {
     await takeOver(lab, (rec) => {
       if (rec.owner === "lab up" && owner !== "lab up") {
@@ -153,15 +173,17 @@ async function claim(lab: Lab, owner: LabOwner): Promise<void> {
   }
   await removeNamespaces(lab);
   // On record before the first namespace exists: a builder killed half-way leaves a stale lab, not a foreign one.
-  await Deno.writeTextFile(ownerFile(lab.prefix), JSON.stringify({ owner, pid: Deno.pid }) + "\n");
+  const rec: OwnerRecord = { owner, pid: Deno.pid, netns: {} };
+  await writeRecord(lab.prefix, rec);
   if (owner === "script") onSignals(lab);
+  return rec;
 }
 
 /**
  * Takes the lab's owner record, then checks that the lab's namespaces (if any) may go: nothing else
  * holds them, a fastpath lab made them, and `allow` accepts who built it. A refusal gives the record up.
  */
-async function takeOver(lab: Lab, allow: (rec: { owner: LabOwner; pid: number }) => void = () => {}): Promise<void> {
+async function takeOver(lab: Lab, allow: (rec: OwnerRecord) => void = () => {}): Promise<void> {
   await lock(lab);
   try {
     const there = await existing(lab);
@@ -169,6 +191,10 @@ async function takeOver(lab: Lab, allow: (rec: { owner: LabOwner; pid: number })
     await refuseInUse(lab);
     const rec = await ownerOf(lab.prefix);
     if (!rec) throw notOurs(there[0]);
+    for (const ns of there) {
+      const made = rec.netns?.[ns];
+      if (made !== undefined && made !== await nsInode(ns)) throw notOurs(ns, "replaced since");
+    }
     allow(rec);
   } catch (err) {
     await unlock(lab.prefix, !(await ownerOf(lab.prefix)));
@@ -208,14 +234,17 @@ async function unlock(prefix: string, remove: boolean): Promise<void> {
   (await load()).native.fp_run_unlock(fd, enc(ownerName(prefix)), remove ? 1 : 0);
 }
 
-function notOurs(ns: string): FastpathError {
+/** `why`: how a namespace of the lab's name came to be someone else's (it was replaced since). */
+function notOurs(ns: string, why?: string): FastpathError {
   return new FastpathError(
     "busy",
-    `${ns} was not made by 'fastpath lab up': remove it with 'ip netns del ${ns}', or choose another \`prefix\``,
+    `${ns} was not made by 'fastpath lab up'${
+      why ? ` (${why})` : ""
+    }: remove it with 'ip netns del ${ns}', or choose another \`prefix\``,
   );
 }
 
-async function ownerOf(prefix: string): Promise<{ owner: LabOwner; pid: number } | null> {
+async function ownerOf(prefix: string): Promise<OwnerRecord | null> {
   try {
     return JSON.parse(await Deno.readTextFile(ownerFile(prefix)));
   } catch {

@@ -138,6 +138,33 @@ Deno.test("the lab is owned", async (t) => {
       }
     });
 
+    await t.step(
+      "lab down refuses a lab whose namespace was replaced by hand after lab up (exit 7), and removes it once that one is gone",
+      async () => {
+        const up = await cli(["lab", "up", "--prefix", PREFIX]);
+        assert.equal(up.code, 0, up.stderr);
+        await run(["ip", "netns", "del", lab.probeNs]);
+        await run(["ip", "netns", "add", lab.probeNs]);
+        try {
+          const r = await cli(["lab", "down", "--prefix", PREFIX]);
+          assert.equal(r.code, 7, r.stderr);
+          assert.match(
+            r.stderr,
+            new RegExp(
+              `^error: ${lab.probeNs} was not made by 'fastpath lab up' \\(replaced since\\): remove it with 'ip netns del ${lab.probeNs}', or choose another --prefix$`,
+              "m",
+            ),
+          );
+          assert.deepEqual((await labNamespaces()).sort(), [lab.probeNs, lab.reflectorNs].sort());
+        } finally {
+          await run(["ip", "netns", "del", lab.probeNs]);
+        }
+        const r = await cli(["lab", "down", "--prefix", PREFIX]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.deepEqual(await labNamespaces(), []);
+      },
+    );
+
     await t.step("a script using mod.ts's lab that is interrupted (SIGINT) leaves no namespace behind", async () => {
       const script = await Deno.makeTempFile({ suffix: ".ts" });
       try {
