@@ -134,6 +134,29 @@ Deno.test("the CLI", async (t) => {
   });
 
   await t.step(
+    "scripts/fastpath run by a user with no writable home names the privilege (exit 3), not a Deno cache error",
+    async () => {
+      if (skipUnless(isRoot, "needs root to switch to an unprivileged user")) return;
+      // It once died in Deno's npm cache under $HOME (exit 1, a stack trace) before it could say so.
+      const r = await run([
+        ...["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env"],
+        ...[
+          "env",
+          "HOME=/nonexistent",
+          "PATH=/usr/bin:/bin",
+          "NO_COLOR=1",
+          `${ROOT}/scripts/fastpath`,
+          "reflect",
+          "lo",
+        ],
+      ]);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /^error: cannot reflect on lo: .*run as root/);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    },
+  );
+
+  await t.step(
     "without root, a probe in a namespace names the privilege (exit 3), not a missing interface",
     async () => {
       if (skipUnless(isRoot, "needs root to make a namespace and switch to an unprivileged user")) return;
