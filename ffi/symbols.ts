@@ -12,6 +12,8 @@ export const symbols = {
   /** uint32_t fp_libbpf_version(void) — major << 16 | minor of the libbpf linked in; 0 = none */
   fp_libbpf_version: { parameters: [], result: "u32" },
 
+  /** fp_status fp_reflector_check(const struct fp_reflector_options *opts) — what start checks first, opening nothing */
+  fp_reflector_check: { parameters: ["buffer"], result: "i32" },
   fp_reflector_start: {
     parameters: [
       "buffer", // const struct fp_reflector_options *opts

@@ -98,11 +98,11 @@ export function parseIfaceName(name: string): string {
 
 /** A number from a flag's text. */
 export function parseNumber(option: string, text: string): number {
-  const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n)) {
-    throw new FastpathError("usage", `\`${option}\` needs a number, not '${text}'`);
+  // Decimal only: Number() would also take 0x10, 1e3, 0b1 and surrounding spaces.
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(text)) {
+    throw new FastpathError("usage", `\`${option}\` needs a decimal number, not '${text}'`);
   }
-  return n;
+  return Number(text);
 }
 
 /** The test signatures as handhelds and the field write them, by the library's enum name. */

@@ -168,33 +168,19 @@ export class Reflector extends NativeHandle {
    * The library checks every option (errors name it as spelled here) and resolves the profile; `info`
    * says what it chose. Throws FastpathError (codes and exit codes: ffi/error.ts).
    */
+  /**
+   * Checks options the way `start` does first, opening nothing: a caller (lab run) can refuse a bad
+   * mode or coalescing period before it builds anything. Throws FastpathError.
+   */
+  static async check(o: ReflectorOptions): Promise<void> {
+    const lib = await load();
+    lib.unwrap(lib.native.fp_reflector_check(reflectorOptions(lib, o).bytes), `cannot reflect on ${o.iface}`);
+  }
+
   static async start(o: ReflectorOptions): Promise<Reflector> {
     const lib = await load();
     const { native, layout } = lib;
-    const d = { ...REFLECTOR_DEFAULTS, ...given(o) };
-    const oui = d.oui === undefined ? undefined : parseOui(d.oui);
-    const sigs = d.signatures === undefined ? [] : parseSignatures(d.signatures);
-    const opts = layout.builder("ReflectorOptions")
-      .setBytes("ifname", o.iface, "iface")
-      .setBytes("netns", o.netns ?? "")
-      .set("dataplane", layout.value("Dataplane", parseChoice("mode", d.mode, REFLECT_MODES)))
-      .set("profile", layout.value("Profile", parseChoice("profile", d.profile, PROFILES)))
-      .set("swap", layout.value("SwapMode", enumKey(parseChoice("swap", d.swap, SWAP_MODES))))
-      .set("port", d.port)
-      .set("oui_mode", oui === undefined ? 0 : oui === false ? 1 : 2)
-      .setBytes("oui", oui || new Uint8Array(3))
-      .set("tos_toggle", d.tosToggle === undefined ? -1 : Number(d.tosToggle))
-      .set("signatures", sigs.reduce((m, s) => m | (1 << layout.value("Signature", SIGNATURES[s])), 0))
-      .set("workers", d.workers)
-      .set("first_cpu", d.cpu ?? -1, "cpu")
-      .set("nice", d.nice)
-      .set("fanout", layout.value("Fanout", parseChoice("fanout", d.fanout, FANOUTS)))
-      .set("ring_block_kib", d.ringBlockKib)
-      .set("ring_blocks", d.ringBlocks)
-      .set("batch", d.batch)
-      .set("busy_poll_us", d.busyPollUs)
-      .set("coalesce_us", d.coalesceUs ?? 0)
-      .set("coalesce_default", d.coalesceUs === undefined);
+    const opts = reflectorOptions(lib, o);
     const out = new BigUint64Array(1);
     lib.unwrap(native.fp_reflector_start(opts.bytes, out), `cannot reflect on ${o.iface}`);
     const handle = Deno.UnsafePointer.create(out[0])!;
@@ -250,6 +236,35 @@ export class Reflector extends NativeHandle {
   protected free(handle: Deno.PointerObject): void {
     this.#native.fp_reflector_close(handle);
   }
+}
+
+/** `o` with the defaults applied, as the library's ReflectorOptions (the library checks every value). */
+function reflectorOptions(lib: Lib, o: ReflectorOptions) {
+  const { layout } = lib;
+  const d = { ...REFLECTOR_DEFAULTS, ...given(o) };
+  const oui = d.oui === undefined ? undefined : parseOui(d.oui);
+  const sigs = d.signatures === undefined ? [] : parseSignatures(d.signatures);
+  return layout.builder("ReflectorOptions")
+    .setBytes("ifname", o.iface, "iface")
+    .setBytes("netns", o.netns ?? "")
+    .set("dataplane", layout.value("Dataplane", parseChoice("mode", d.mode, REFLECT_MODES)))
+    .set("profile", layout.value("Profile", parseChoice("profile", d.profile, PROFILES)))
+    .set("swap", layout.value("SwapMode", enumKey(parseChoice("swap", d.swap, SWAP_MODES))))
+    .set("port", d.port)
+    .set("oui_mode", oui === undefined ? 0 : oui === false ? 1 : 2)
+    .setBytes("oui", oui || new Uint8Array(3))
+    .set("tos_toggle", d.tosToggle === undefined ? -1 : Number(d.tosToggle))
+    .set("signatures", sigs.reduce((m, s) => m | (1 << layout.value("Signature", SIGNATURES[s])), 0))
+    .set("workers", d.workers)
+    .set("first_cpu", d.cpu ?? -1, "cpu")
+    .set("nice", d.nice)
+    .set("fanout", layout.value("Fanout", parseChoice("fanout", d.fanout, FANOUTS)))
+    .set("ring_block_kib", d.ringBlockKib)
+    .set("ring_blocks", d.ringBlocks)
+    .set("batch", d.batch)
+    .set("busy_poll_us", d.busyPollUs)
+    .set("coalesce_us", d.coalesceUs ?? 0)
+    .set("coalesce_default", d.coalesceUs === undefined);
 }
 
 /** "mac-ip" → "mac_ip": a swap mode as the library's enum names it. */

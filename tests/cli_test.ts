@@ -281,15 +281,51 @@ Deno.test("the CLI", async (t) => {
   );
 
   await t.step(
-    "xdp mode refuses --cpu and --workers, which it has no threads for, instead of ignoring them",
+    "xdp mode refuses --cpu, --workers and --coalesce-us, which it has no threads for, instead of ignoring them",
     async () => {
-      for (const extra of [["--cpu", "0"], ["--workers", "2"]]) {
+      const said = [
+        [["--cpu", "0"], "--cpu and --workers are"],
+        [["--workers", "2"], "--cpu and --workers are"],
+        [["--coalesce-us", "200"], "--coalesce-us is"],
+      ] as const;
+      for (const [extra, what] of said) {
         const r = await cli(["reflect", "lo", "--mode", "xdp", "--duration-s", "1", ...extra]);
         assert.equal(r.code, 2, r.stderr);
         assert.match(
           r.stderr,
-          /^error: cannot reflect on lo: --cpu and --workers place worker threads and xdp mode has none .*use --mode afxdp or packet\n$/,
+          new RegExp(
+            `^error: cannot reflect on lo: ${what} for worker threads and xdp mode has none .*use --mode afxdp or packet\n$`,
+          ),
         );
+      }
+      // 0 (off) is what xdp mode does anyway.
+      const off = await cli(["reflect", "lo", "--mode", "xdp", "--duration-s", "1", "--coalesce-us", "0"]);
+      assert.equal(off.code, 0, off.stderr);
+    },
+  );
+
+  await t.step("numbers are decimal: 1e3, 0x10 and ' 5' are refused (exit 2), and --help gives the limit", async () => {
+    for (const text of ["1e3", "0x10", " 5", "1_000"]) {
+      const r = await cli(["reflect", "lo", "--mode", "packet", "--coalesce-us", text]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `error: --coalesce-us needs a decimal number, not '${text}'\n`);
+    }
+    const over = await cli(["reflect", "lo", "--mode", "packet", "--coalesce-us", "1001"]);
+    assert.equal(over.code, 2, over.stderr);
+    assert.match(over.stderr, /--coalesce-us 1001 must be a whole number from 0 to 1000/);
+    const help = await cli(["reflect", "--help"]);
+    assert.match(help.stdout.replace(/\s+/g, " "), /0 = off, at most 1000\)/);
+  });
+
+  await t.step(
+    "lab run refuses a mode or coalescing period the reflector would refuse before it prints or builds anything",
+    async () => {
+      for (const extra of [["--mode", "bpf"], ["--coalesce-us", "2000"]]) {
+        const r = await cli(["lab", "run", "--prefix", `${FPC}x`, "--size", "64", ...extra]);
+        assert.equal(r.code, extra[1] === "bpf" ? 6 : 2, r.stderr);
+        assert.match(r.stderr, /^error: cannot reflect on /, r.stderr);
+        assert.equal(r.stderr.split("\n").filter(Boolean).length, 1, `no banner first: ${r.stderr}`);
+        assert.ok(!(await netnsList()).some((n) => n.startsWith(`${FPC}x-`)), "no lab was built");
       }
     },
   );

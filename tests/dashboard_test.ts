@@ -158,7 +158,7 @@ Deno.test("the live dashboard", async (t) => {
 
   await t.step("lab run's 'why' does not name --cpu or --workers, which lab run does not have", () => {
     const reason =
-      "auto: xdp is the fastest dataplane; it has no worker threads, so `cpu` and `workers` do not apply (`mode` afxdp or packet places them)";
+      "auto: xdp is the fastest dataplane; it has no worker threads, so `cpu` and `workers` left unused (`mode` afxdp or packet has them)";
     const head = labBoard({ reflectorNs: "fp-refl", probeNs: "fp-probe" }, 64, { ...info, mode: "xdp", reason });
     assert.deepEqual(head.mode, ["xdp (XDP generic)", "auto: xdp is the fastest dataplane"]);
     assert.match(
@@ -169,7 +169,7 @@ Deno.test("the live dashboard", async (t) => {
         zeros(COUNTER_NAMES) as Counters,
         1,
       ).mode![1],
-      /--cpu and --workers do not apply/,
+      /--cpu and --workers left unused/,
       "reflect has them",
     );
   });

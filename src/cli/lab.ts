@@ -11,7 +11,7 @@ import { type Board, Dashboard, dashboardWanted } from "./dashboard.ts";
 import { interruptedExit, monitor, summaryText, untilSignal } from "./monitor.ts";
 import { PROBE_HEADER, probeRow, probeSections } from "./probe.ts";
 import { reflectorFlags, reflectorMode, reflectorSections } from "./reflect.ts";
-import type { ReflectorInfo } from "../reflector.ts";
+import { Reflector, type ReflectorInfo } from "../reflector.ts";
 import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
 
 const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("lab-PREFIX");
@@ -118,8 +118,9 @@ const run = command("run", {
       coalesceUs: f.coalesceUs,
       nice: f.nice,
     }));
-    // Every case's options are checked before the lab is built.
+    // Every case's options, the reflector's and the probe's, are checked before the lab is built.
     for (const c of cases) {
+      await Reflector.check({ ...c, iface: names.reflectorIf, netns: names.reflectorNs });
       await Probe.check({ ...c, iface: names.probeIf, to: c.ipv6 ? names.reflectorIp6 : names.reflectorIp });
     }
     if (!json) {
@@ -237,14 +238,18 @@ const run = command("run", {
 
 /**
  * The head of lab run's board: its title, and the reflector's mode and why. The library's reason may
- * add that `cpu` and `workers` do not apply to xdp: lab run places the workers itself and has no such
- * flags, so that part is not shown.
+ * add that `cpu` and `workers` are left unused in xdp mode: lab run places the workers itself and has
+ * no such flags, so that part is not shown.
  */
 export function labBoard(names: { reflectorNs: string; probeNs: string }, size: number | string, info: ReflectorInfo) {
   const [mode, why] = reflectorMode(info);
   return {
     title: `lab run ${names.reflectorNs} <-> ${names.probeNs}: ${size}-byte frames`,
-    mode: [mode, why.replace(/; it has no worker threads, so --cpu and --workers do not apply.*$/, "")],
+    mode: [
+      mode,
+      why.replace(/; it has no worker threads, so --cpu and --workers left unused.*$/, "")
+        .replace("--cpu, --workers and --coalesce-us left unused", "--coalesce-us left unused"),
+    ],
   } satisfies Omit<Board, "sections">;
 }
 

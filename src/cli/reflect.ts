@@ -31,7 +31,7 @@ export const reflectorFlags = {
   coalesceUs: () =>
     num(
       "coalesce-us",
-      "afxdp and packet modes: under load (from 50 kpps per worker; below 30 kpps every frame goes at once) let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off). afxdp defers the device's receive interrupts where the kernel can (6.13+)",
+      "afxdp and packet modes: under load (from 50 kpps per worker; below 30 kpps every frame goes at once) let frames gather this long per wake-up (fewer wake-ups, at most this much more latency; 0 = off, at most 1000). afxdp defers the device's receive interrupts where the kernel can (6.13+)",
     ).default(REFLECTOR_DEFAULTS.coalesceUs, "500 in afxdp mode, 1000 in packet mode"),
   nice: (threads: string) =>
     num(

@@ -47,6 +47,12 @@ export fn fp_reflector_start(opts: *const abi.ReflectorOptions, out: *?*Reflecto
     });
 }
 
+/// Checks reflector options without opening anything (what `fp_reflector_start` checks first), so a
+/// caller can refuse bad options before it builds a lab.
+export fn fp_reflector_check(opts: *const abi.ReflectorOptions) abi.Status {
+    return status(if (reflect.check(opts)) |_| {} else |e| e);
+}
+
 /// The per-worker counter blocks (live, updated once per batch); returns how many.
 export fn fp_reflector_counters(r: *Reflector, out: *[*]abi.Counters) u32 {
     out.* = r.counters.ptr;

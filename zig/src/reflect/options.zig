@@ -75,8 +75,9 @@ pub fn resolve(o: *const abi.ReflectorOptions) Error!abi.ItoConfig {
         return diag.fail(error.InvalidArgument, "`signatures` has unknown bits 0x{x}", .{o.signatures});
     if (o.first_cpu < -1) return diag.fail(error.InvalidArgument, "`cpu` must be a CPU number, not {d}", .{o.first_cpu});
     try cpus.check(o.first_cpu, o.workers, "cpu");
-    if (o.dataplane == @intFromEnum(abi.Dataplane.xdp) and placesWorkers(o))
-        return diag.fail(error.InvalidArgument, "`cpu` and `workers` place worker threads and xdp mode has none (the kernel reflects each frame on the CPU that received it): drop them, or use `mode` afxdp or packet", .{});
+    const unused = workerOptions(o);
+    if (o.dataplane == @intFromEnum(abi.Dataplane.xdp) and unused.len > 0)
+        return diag.fail(error.InvalidArgument, "{s} {s} for worker threads and xdp mode has none (the kernel reflects each frame on the CPU that received it, as it arrives): drop {s}, or use `mode` afxdp or packet", .{ unused, if (std.mem.indexOf(u8, unused, " and ") != null) "are" else "is", if (std.mem.indexOf(u8, unused, " and ") != null) "them" else "it" });
 
     const rules = profiles.get(profile);
     const oui: ?[3]u8 = switch (o.oui_mode) {
@@ -97,10 +98,16 @@ pub fn resolve(o: *const abi.ReflectorOptions) Error!abi.ItoConfig {
     };
 }
 
-/// Whether the caller asked where worker threads run (`cpu`) or for more than one: what xdp mode,
-/// which has no worker threads, cannot honour (auto then passes it over).
-pub fn placesWorkers(o: *const abi.ReflectorOptions) bool {
-    return o.first_cpu >= 0 or o.workers > 1;
+/// The options, by name, that xdp mode cannot honour because it has no worker threads: where they
+/// run or how many (`cpu`, `workers`), how long they let frames gather (`coalesceUs`; 0 = off is
+/// what xdp does anyway). Empty when the caller asked for none of them.
+pub fn workerOptions(o: *const abi.ReflectorOptions) []const u8 {
+    const places = o.first_cpu >= 0 or o.workers > 1;
+    const paces = o.coalesce_default == 0 and o.coalesce_us > 0;
+    if (places and paces) return "`cpu`, `workers` and `coalesceUs`";
+    if (places) return "`cpu` and `workers`";
+    if (paces) return "`coalesceUs`";
+    return "";
 }
 
 /// The refusal of `port` 0 in a mode where the host stack sees every frame the reflector sees: no
@@ -167,17 +174,26 @@ test "a bad option is refused naming it as scripts spell it" {
     try std.testing.expectError(error.InvalidArgument, resolve(&o));
 }
 
-test "xdp mode refuses cpu and workers, which it cannot honour, instead of ignoring them" {
+test "xdp mode refuses cpu, workers and a coalescing period, which it cannot honour, instead of ignoring them" {
     var o = testOptions();
     o.dataplane = @intFromEnum(abi.Dataplane.xdp);
     o.first_cpu = -1;
     _ = try resolve(&o);
     o.workers = 2;
     try std.testing.expectError(error.InvalidArgument, resolve(&o));
-    try std.testing.expect(std.mem.startsWith(u8, std.mem.span(diag.message()), "`cpu` and `workers` place worker threads and xdp mode has none"));
+    try std.testing.expect(std.mem.startsWith(u8, std.mem.span(diag.message()), "`cpu` and `workers` are for worker threads and xdp mode has none"));
     o.workers = 1;
     o.first_cpu = 0;
     try std.testing.expectError(error.InvalidArgument, resolve(&o));
+    o.first_cpu = -1;
+    o.coalesce_default = 0;
+    o.coalesce_us = 0; // off: what xdp does anyway
+    _ = try resolve(&o);
+    o.coalesce_us = 200;
+    try std.testing.expectError(error.InvalidArgument, resolve(&o));
+    try std.testing.expect(std.mem.startsWith(u8, std.mem.span(diag.message()), "`coalesceUs` is for worker threads"));
+    o.coalesce_default = 1; // the mode's own: nothing asked
+    _ = try resolve(&o);
     o.dataplane = @intFromEnum(abi.Dataplane.packet);
     _ = try resolve(&o);
 }

@@ -9,12 +9,20 @@ const options = @import("options.zig");
 const os = @import("../sys/os.zig");
 const Error = abi.Error;
 
-pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*os.Reflector {
+/// What `start` checks before it opens anything: the options, and that the mode asked for exists here.
+pub fn check(opts: *const abi.ReflectorOptions) Error!abi.ItoConfig {
     const cfg = try options.resolve(opts);
-    const modes = os.reflector_modes;
     const asked: abi.Dataplane = @enumFromInt(opts.dataplane); // checked by resolve
+    if (asked != .auto and std.mem.indexOfScalar(abi.Dataplane, os.reflector_modes, asked) == null)
+        return unavailable(asked, os.reflector_modes);
+    return cfg;
+}
+
+pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*os.Reflector {
+    const cfg = try check(opts);
+    const modes = os.reflector_modes;
+    const asked: abi.Dataplane = @enumFromInt(opts.dataplane);
     if (asked != .auto) {
-        if (std.mem.indexOfScalar(abi.Dataplane, modes, asked) == null) return unavailable(asked, modes);
         const r = try os.Reflector.start(gpa, opts, cfg, asked);
         setReason(r, "{s}: chosen with `mode` {s}", .{ @tagName(asked), @tagName(asked) });
         return r;
@@ -31,12 +39,14 @@ pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*o
                 continue;
             },
         };
-        // xdp has no worker threads: say that `cpu`/`workers` do not apply rather than drop them silently.
-        const unplaced = if (mode == .xdp and options.placesWorkers(opts)) "; it has no worker threads, so `cpu` and `workers` do not apply (`mode` afxdp or packet places them)" else "";
+        // xdp has no worker threads: say which options do not apply rather than drop them silently.
+        const unused = if (mode == .xdp) options.workerOptions(opts) else "";
+        var note_buf: [160]u8 = undefined;
+        const note = if (unused.len == 0) "" else std.fmt.bufPrint(&note_buf, "; it has no worker threads, so {s} left unused (`mode` afxdp or packet has them)", .{unused}) catch "";
         if (skipped.pos == 0)
-            setReason(r, "auto: {s} is the fastest dataplane{s}", .{ @tagName(mode), unplaced })
+            setReason(r, "auto: {s} is the fastest dataplane{s}", .{ @tagName(mode), note })
         else
-            setReason(r, "auto: {s}{s}", .{ skipped.getWritten(), unplaced });
+            setReason(r, "auto: {s}{s}", .{ skipped.getWritten(), note });
         return r;
     }
     unreachable;
