@@ -140,6 +140,31 @@ Deno.test("a running reflector follows its interface's identity", async (t) => {
       );
     }
 
+    await t.step(
+      "reflect started right after a link bounce says nothing about the link, and a real outage later says down, then up",
+      async () => {
+        // It once printed "is up again" at start with no "went down" before it: after a bounce the
+        // kernel reports a veth down for a moment.
+        const bounce = async () => {
+          await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "down");
+          await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "up");
+        };
+        await bounce();
+        const p = spawnCli(["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet"]);
+        await p.waitFor("stop with Ctrl-C");
+        await new Promise((r) => setTimeout(r, 2500)); // two intervals
+        assert.doesNotMatch(p.stderr, /is up again|went down|is down/, p.stderr);
+        await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "down");
+        await p.waitFor(`${lab.reflectorIf} went down`);
+        await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "up");
+        await p.waitFor(`${lab.reflectorIf} is up again`);
+        p.child.kill("SIGINT");
+        const r = await p.finish();
+        assert.equal(r.code, 0, r.stderr);
+        assert.ok(r.stderr.indexOf("went down") < r.stderr.indexOf("is up again"), r.stderr);
+      },
+    );
+
     await t.step("reflect exits 10 naming the new ifindex when its interface is replaced", async () => {
       const p = spawnCli(["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet"]);
       await p.waitFor("stop with Ctrl-C");

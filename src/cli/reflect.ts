@@ -40,6 +40,36 @@ export const reflectorFlags = {
     ).default(REFLECTOR_DEFAULTS.nice),
 };
 
+/**
+ * What to tell about the link, from each interval's counters (`link_down`, `link_up`): "down" when it
+ * went down, "still-down" when it was down at start and still is after the first interval, "up" when
+ * it came back after either was told. A link still coming up when the reflector started (after a
+ * bounce the kernel reports a veth down for a moment) is not news: it was never said to be down.
+ */
+export class LinkNews {
+  #told = false;
+  #first = true;
+
+  next(c: Counters, prev: Counters): Array<"down" | "still-down" | "up"> {
+    const events: Array<"down" | "still-down" | "up"> = [];
+    if (c.link_down > prev.link_down) {
+      events.push("down");
+      this.#told = true;
+    }
+    const downNow = c.link_down > c.link_up;
+    if (!downNow && this.#told) {
+      events.push("up");
+      this.#told = false;
+    }
+    if (this.#first && downNow && !this.#told) {
+      events.push("still-down");
+      this.#told = true;
+    }
+    this.#first = false;
+    return events;
+  }
+}
+
 /** The drop counters (drop_*) that are not zero, as "reason count" pairs. */
 export function nonZeroDrops(c: Counters): string[] {
   return Object.entries(c).filter(([k, v]) => k.startsWith("drop_") && v > 0).map(([k, v]) => `${k.slice(5)} ${v}`);
@@ -228,6 +258,7 @@ export const reflect = cmd
         families: ["reflector"],
       });
       stats?.core.label({ reflectorIface: iface, mode: r.info.mode });
+      const linkNews = new LinkNews();
       const end = await monitor({
         json,
         intervalMs: f.intervalMs,
@@ -242,10 +273,12 @@ export const reflect = cmd
           const notes: Array<[string, Record<string, unknown>, string]> = [];
           const link = (state: string, text: string) =>
             notes.push(["reflect_link", { state, timeS: Date.now() / 1000 }, text]);
-          if (c.link_down > prev.link_down) {
-            link("down", `warning: ${iface} went down: nothing is reflected until it is up again`);
+          for (const event of linkNews.next(c, prev)) {
+            if (event === "up") link("up", `${iface} is up again: reflecting`);
+            else if (event === "down") {
+              link("down", `warning: ${iface} went down: nothing is reflected until it is up again`);
+            } else link("down", `warning: ${iface} is down: nothing is reflected until it is up`);
           }
-          if (c.link_up > prev.link_up) link("up", `${iface} is up again: reflecting`);
           if (r.info.mode === "xdp" && c.drop_tx_error > prev.drop_tx_error && prev.drop_tx_error === 0) {
             notes.push([
               "reflect_tx_error",
