@@ -39,7 +39,10 @@ export function labNames(c: Partial<LabConfig> = {}): Lab {
     probeCpu: c.probeCpu ?? 0,
   };
   if (!/^[a-z0-9][a-z0-9-]{0,8}$/i.test(cfg.prefix)) {
-    throw new FastpathError("usage", `lab prefix '${cfg.prefix}' must be 1-9 letters, digits or dashes`);
+    throw new FastpathError(
+      "usage",
+      `lab prefix '${cfg.prefix}' must be 1-9 letters, digits or dashes, starting with a letter or digit`,
+    );
   }
   return {
     ...cfg,

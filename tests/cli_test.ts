@@ -355,6 +355,15 @@ Deno.test("the CLI", async (t) => {
     );
   });
 
+  await t.step("a lab prefix that starts with a dash says the first character must be a letter or digit", async () => {
+    const r = await cli(["lab", "up", "--prefix", "-rv"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      "error: lab prefix '-rv' must be 1-9 letters, digits or dashes, starting with a letter or digit\n",
+    );
+  });
+
   await t.step("doctor reports every check and the modes, in text and JSON", async () => {
     const text = await cli(["doctor"]);
     assert.equal(text.code, 0, text.stderr);

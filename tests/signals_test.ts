@@ -325,7 +325,10 @@ await Promise.all([...Array.from({ length: 8 }, start), ...Array.from({ length: 
       assert.equal(r.code, 10, r.stderr);
       assert.match(
         r.stderr,
-        new RegExp(`^error: reflector on ${lab.reflectorIf}: interface ${lab.reflectorIf} disappeared$`, "m"),
+        new RegExp(
+          `^error: reflector on ${lab.reflectorIf}: interface ${lab.reflectorIf} disappeared: start the reflector again once it is back \\('ip -n ${lab.reflectorNs} link show ${lab.reflectorIf}'\\)$`,
+          "m",
+        ),
       );
     });
   } finally {

@@ -409,7 +409,7 @@ pub const Reflector = struct {
             if (!self.checkIdentity(deleted)) break;
             switch (self.link.state()) {
                 .gone => {
-                    self.fail("interface {s} disappeared", .{std.mem.sliceTo(&self.opts.ifname, 0)});
+                    self.failGone();
                     break;
                 },
                 .down => if (was_up) {
@@ -432,6 +432,16 @@ pub const Reflector = struct {
         self.readKernel(c);
     }
 
+    /// Fails the reflector because its interface is gone, saying how to see when it is back.
+    fn failGone(self: *Reflector) void {
+        const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
+        const netns = std.mem.sliceTo(&self.opts.netns, 0);
+        if (netns.len > 0)
+            self.fail("interface {s} disappeared: start the reflector again once it is back ('ip -n {s} link show {s}')", .{ ifname, netns, ifname })
+        else
+            self.fail("interface {s} disappeared: start the reflector again once it is back ('ip link show {s}')", .{ ifname, ifname });
+    }
+
     /// False (and the reflector failed, with the reason) when the interface is gone or replaced;
     /// follows a new MAC. `deleted`: the kernel announced that our ifindex was deleted.
     fn checkIdentity(self: *Reflector, deleted: bool) bool {
@@ -447,7 +457,7 @@ pub const Reflector = struct {
             }
         }
         const id = found orelse {
-            self.fail("interface {s} disappeared", .{ifname});
+            self.failGone();
             return false;
         };
         if (id.index != self.iface.index) {
