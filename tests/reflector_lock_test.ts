@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { labDown, labUp } from "../src/lab.ts";
 import { Reflector } from "../src/reflector.ts";
-import { cli, isRoot, labPrefix, skipUnless, spawnCli } from "./helpers.ts";
+import { cli, isRoot, labPrefix, ROOT, skipUnless, spawnCli } from "./helpers.ts";
 import { ip } from "../src/net.ts";
 
 const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
@@ -118,6 +118,39 @@ Deno.test("one reflector per interface", async (t) => {
       r.close();
       assert.equal(await exists(file), false, `${file}: its namespace is gone, and no one holds it`);
     });
+
+    await t.step(
+      "a file left by a mod.ts script interrupted before it closed its Reflector goes with the next reflector on any interface",
+      async () => {
+        // Its namespace lives on (and a later one may reuse its inode): the file once stayed for good.
+        const other = `${PREFIX}-other`;
+        await ip(undefined, "netns", "add", other);
+        const script = await Deno.makeTempFile({ suffix: ".ts" });
+        try {
+          await ip(other, "link", "set", "lo", "up");
+          const file = `/run/fastpath/net${(await Deno.stat(`/run/netns/${other}`)).ino}.lo.lock`;
+          await Deno.writeTextFile(
+            script,
+            `import { Reflector } from "${ROOT}/mod.ts";
+const r = await Reflector.start({ iface: "lo", netns: "${other}", mode: "packet" });
+console.log("started", r.info.mode);
+await new Promise((ok) => setTimeout(ok, 60_000));
+`,
+          );
+          const p = spawnCli([], { script });
+          await p.waitFor("started packet");
+          p.child.kill("SIGINT");
+          await p.finish();
+          assert.ok(await exists(file), `an interrupted script leaves ${file}`);
+          const r = await Reflector.start({ iface, netns: ns, mode: "packet" });
+          r.close();
+          assert.equal(await exists(file), false, `${file}: no one holds it`);
+        } finally {
+          await Deno.remove(script);
+          await ip(undefined, "netns", "del", other);
+        }
+      },
+    );
 
     await t.step("the JSON reason spells options as the command line does (--mode packet)", async () => {
       const r = await cli([

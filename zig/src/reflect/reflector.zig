@@ -104,8 +104,8 @@ pub const Reflector = struct {
 
         try self.lock.acquire(netns_id, netns_name, ifname);
         errdefer self.lock.release();
-        // Files left by reflectors that could not clean up, in namespaces since deleted.
-        stale_locks.remove(gpa);
+        // Files left by reflectors that could not clean up.
+        stale_locks.remove();
 
         self.guard = try guard.Guard.open(ifname, &.{self.cfg.port});
         errdefer self.guard.close();
