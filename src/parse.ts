@@ -37,7 +37,7 @@ export function parseRate(s: string | Rate, option = "rate"): Rate {
 /** A rate as the CLI would take it back ("20kpps", "500mbps", "max"). */
 export function rateText(r: Rate): string {
   if (r === "max") return "max";
-  if ("pps" in r) return r.pps % 1000 === 0 ? `${r.pps / 1000}kpps` : `${r.pps}`;
+  if ("pps" in r) return r.pps > 0 && r.pps % 1000 === 0 ? `${r.pps / 1000}kpps` : `${r.pps}`;
   return `${r.mbps}mbps`;
 }
 

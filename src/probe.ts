@@ -211,6 +211,22 @@ export function sentBefore(samples: Array<[number, number]>, atMs: number): numb
 }
 
 /** `x` to `digits` decimals: seconds and rates without float noise (2.0000000001). */
+/**
+ * RTT in µs from the histogram (`hist` counts per bucket, `lower(i)` the bucket's lower bound in ns) and
+ * the exact min, max and mean (ns). A percentile is its bucket's midpoint, held within [min, max]: a
+ * midpoint may lie beyond what was seen (all samples low in a wide bucket).
+ */
+export function rttSummary(
+  hist: number[],
+  lower: (i: number) => number,
+  minNs: number,
+  maxNs: number,
+  meanNs: number,
+): RttSummary {
+  const q = (p: number) => Math.min(Math.max(percentile(hist, lower, p), minNs), maxNs) / 1000;
+  return { min: minNs / 1000, p50: q(0.5), p99: q(0.99), p999: q(0.999), max: maxNs / 1000, mean: meanNs / 1000 };
+}
+
 export function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
@@ -489,16 +505,7 @@ export class Probe extends NativeHandle {
     const inFlight = Math.max(0, s.sent - s.unique - lost);
     const hist = this.histogram();
     const lower = (i: number) => this.#lib.layout.histLower(i);
-    const rtt = s.unique > 0
-      ? {
-        min: s.rtt_min_ns / 1000,
-        p50: percentile(hist, lower, 0.5) / 1000,
-        p99: percentile(hist, lower, 0.99) / 1000,
-        p999: percentile(hist, lower, 0.999) / 1000,
-        max: s.rtt_max_ns / 1000,
-        mean: s.rtt_sum_ns / s.unique / 1000,
-      }
-      : null;
+    const rtt = s.unique > 0 ? rttSummary(hist, lower, s.rtt_min_ns, s.rtt_max_ns, s.rtt_sum_ns / s.unique) : null;
     const span = Math.max(sendS, 1e-9);
     return {
       state,

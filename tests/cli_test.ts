@@ -11,7 +11,7 @@ import {
   skipUnless,
 } from "./helpers.ts";
 import { run } from "../src/net.ts";
-import { probeSummary } from "../src/probe.ts";
+import { probeSummary, rttSummary } from "../src/probe.ts";
 import { probeLine } from "../src/cli/probe.ts";
 import { noSchedExt } from "../src/sched.ts";
 import { Detector } from "../src/detect.ts";
@@ -355,6 +355,15 @@ Deno.test("the CLI", async (t) => {
     );
   });
 
+  await t.step("probe --port 0 is refused: no UDP destination (exit 2)", async () => {
+    const r = await cli(["probe", "lo", "--to", "02:00:00:00:00:01", "--port", "0", "--count", "1"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      "error: cannot probe from lo: --port 0 is not a UDP destination port: use the reflector's (3842 for ITO tests)\n",
+    );
+  });
+
   await t.step("a lab prefix that starts with a dash says the first character must be a letter or digit", async () => {
     const r = await cli(["lab", "up", "--prefix", "-rv"]);
     assert.equal(r.code, 2, r.stderr);
@@ -645,6 +654,15 @@ Deno.test("the probe's summary", async (t) => {
       assert.doesNotMatch(text, /^rate:/m);
     },
   );
+
+  await t.step("RTT percentiles stay within the min and max seen, whatever their bucket's midpoint", () => {
+    // Every sample at 71.0-71.3 µs, in a bucket spanning 64-80 µs: the midpoint, 72, was once the p99.9.
+    const lower = (i: number) => [0, 64_000, 80_000][i] ?? 96_000;
+    const rtt = rttSummary([0, 1000, 0], lower, 71_000, 71_266, 71_100);
+    assert.ok(rtt.p50 <= rtt.max && rtt.p99 <= rtt.max && rtt.p999 <= rtt.max, JSON.stringify(rtt));
+    assert.ok(rtt.p50 >= rtt.min, JSON.stringify(rtt));
+    assert.equal(rtt.p999, 71.266);
+  });
 
   await t.step("frames the sender could not send in time are a pacing line that names --cpu and --nice", () => {
     const text = probeSummary({ ...clean, txSlipped: 1509 });

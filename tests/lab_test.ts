@@ -8,6 +8,7 @@ import { runLabCase } from "../src/labrun.ts";
 import { Reflector } from "../src/reflector.ts";
 import { Probe } from "../src/probe.ts";
 import { FastpathError } from "../ffi/error.ts";
+import { load } from "../ffi/load.ts";
 import {
   assertReflectorLoss,
   isRoot,
@@ -531,6 +532,36 @@ Deno.test("VLAN tags and veth peers in the namespace lab", async (t) => {
           assert.match(err.message, /runs no XDP program/);
         } finally {
           await ethtool("-K", probeIf, "gro", "off");
+        }
+      },
+    );
+
+    await t.step(
+      "another XDP program on the interface: auto falls back to packet mode and says why; --mode xdp names the namespace and packet mode",
+      async () => {
+        const lib = await load();
+        const enc = (x: string) => new TextEncoder().encode(x + "\0");
+        await peerForMode(lab, "xdp"); // the peer can take XDP_TX frames: only the other program stands in the way
+        lib.unwrap(lib.native.fp_xdp_pass(enc(lab.reflectorNs), enc(lab.reflectorIf), 1), "attaching XDP_PASS");
+        try {
+          // It once refused to start (exit 7): the other program stops xdp and afxdp, not packet.
+          const refl = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs });
+          refl.close();
+          assert.equal(refl.info.mode, "packet");
+          assert.match(refl.info.reason, /xdp not possible \(another XDP program is attached to/);
+          const err = await Reflector.start({ iface: lab.reflectorIf, netns: lab.reflectorNs, mode: "xdp" })
+            .then((r) => r.close(), (e) => e);
+          assert.ok(err instanceof FastpathError, String(err));
+          assert.equal(err.code, "busy");
+          assert.match(
+            err.message,
+            new RegExp(
+              `remove it with 'ip -n ${lab.reflectorNs} link set ${lab.reflectorIf} xdp off', or use mode packet`,
+            ),
+          );
+        } finally {
+          lib.unwrap(lib.native.fp_xdp_pass(enc(lab.reflectorNs), enc(lab.reflectorIf), 0), "removing XDP_PASS");
+          await peerForMode(lab, "packet");
         }
       },
     );

@@ -152,6 +152,23 @@ await new Promise((ok) => setTimeout(ok, 60_000));
       },
     );
 
+    await t.step(
+      "what a killed afxdp reflector left deferred is put back by the next reflector there, in any mode",
+      async () => {
+        // Once only an afxdp start put it back: packet mode ran with the interrupts still deferred.
+        const p = spawnCli(["reflect", iface, "--netns", ns, "--mode", "afxdp", "--no-stats-socket"]);
+        await p.waitFor("stop with Ctrl-C");
+        const napi = (await filesFor(iface)).filter((f) => f.endsWith(".napi"));
+        p.child.kill("SIGKILL");
+        await p.finish();
+        if (skipUnless(napi.length === 1, "this kernel cannot defer interrupts per NAPI (6.13+)")) return;
+        assert.ok(await exists(`/run/fastpath/${napi[0]}`), "a killed reflector leaves its deferral record");
+        const r = await Reflector.start({ iface, netns: ns, mode: "packet" });
+        r.close();
+        assert.deepEqual(await filesFor(iface), [], "the record was put back and removed");
+      },
+    );
+
     await t.step("the JSON reason spells options as the command line does (--mode packet)", async () => {
       const r = await cli([
         "reflect",

@@ -220,13 +220,23 @@ await Promise.all([...Array.from({ length: 8 }, start), ...Array.from({ length: 
       const totals = out.stderr.match(/stopped: received (\d+), reflected (\d+) /);
       assert.ok(totals, out.stderr);
       const ringFull = Number(out.stderr.match(/not reflected: .*ring_full (\d+)/)?.[1] ?? 0);
+      // Every reason a frame was not reflected ("not reflected: not_ours 3, ring_full 812"), summed.
+      const notReflected = [...(out.stderr.match(/not reflected: (.*)/)?.[1] ?? "").matchAll(/ (\d+)/g)]
+        .reduce((n, m) => n + Number(m[1]), 0);
       assert.equal(r.badRewrite, 0);
       assert.equal(r.duplicates, 0);
       assert.ok(r.hostRxDropped !== null, "the probe reports its interface's receive drops");
       if (r.hostRxDropped) {
         console.log(`the probe's host dropped ${r.hostRxDropped} frames of the burst after the stop`);
       }
-      return { r, received: Number(totals[1]), reflected: Number(totals[2]), ringFull, stderr: out.stderr };
+      return {
+        r,
+        received: Number(totals[1]),
+        reflected: Number(totals[2]),
+        ringFull,
+        notReflected,
+        stderr: out.stderr,
+      };
     };
 
     await t.step(
@@ -257,6 +267,26 @@ await Promise.all([...Array.from({ length: 8 }, start), ...Array.from({ length: 
         const long = await stoppedRun("afxdp", 150, 100_000);
         assert.ok(long.ringFull > 0, long.stderr);
         assert.equal(long.r.lost - long.r.hostRxDropped!, long.ringFull, long.stderr);
+        assert.equal(
+          long.received,
+          long.reflected + long.notReflected,
+          `received = reflected + not reflected: ${long.stderr}`,
+        );
+      },
+    );
+
+    await t.step(
+      "packet mode counts what a 300 ms stop overflows as received and ring_full, as afxdp mode does",
+      async () => {
+        // Its "received" once left the ring's overflow out (received = reflected), afxdp's counted it.
+        const long = await stoppedRun("packet", 300, 100_000);
+        assert.ok(long.ringFull > 0, long.stderr);
+        assert.equal(long.received, long.r.sent, long.stderr);
+        assert.equal(
+          long.received,
+          long.reflected + long.notReflected,
+          `received = reflected + not reflected: ${long.stderr}`,
+        );
       },
     );
 

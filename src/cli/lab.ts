@@ -123,11 +123,6 @@ const run = command("run", {
       await Reflector.check({ ...c, iface: names.reflectorIf, netns: names.reflectorNs });
       await Probe.check({ ...c, iface: names.probeIf, to: c.ipv6 ? names.reflectorIp6 : names.reflectorIp });
     }
-    if (!json) {
-      console.error(
-        `lab: ${names.reflectorNs} <-> ${names.probeNs}, ${sizes.join("/")}-byte frames, ${f.durationS} s each`,
-      );
-    }
     const stop = untilSignal();
     const interruptedBy = () => stop.abort.aborted ? String(stop.abort.reason) : undefined;
     /** A failure after a signal is the signal's doing (Ctrl-C reaches every `ip` of the setup too). */
@@ -144,6 +139,12 @@ const run = command("run", {
     } catch (err) {
       stop.dispose();
       return setExit(interruptedSetup(err, "building the lab"));
+    }
+    // Once the lab is there: a refusal (busy, privilege) comes alone.
+    if (!json) {
+      console.error(
+        `lab: ${names.reflectorNs} <-> ${names.probeNs}, ${sizes.join("/")}-byte frames, ${f.durationS} s each`,
+      );
     }
     let setupExit: number | undefined;
     let stats: Stats | null = null;

@@ -262,7 +262,9 @@ export const probe = cmd
         const arp = MAC_RE.test(f.to) ? "" : " (it answered ARP, so the host is up)";
         throw new FastpathError(
           "failed",
-          `nothing came back: is a reflector running on ${o.dstIp} (${o.dstMac})${arp}? start one with 'sudo fastpath reflect IFACE' there`,
+          `nothing came back: is a reflector running on ${o.dstIp} (${o.dstMac})${arp} for UDP port ${f.port}? start one with 'sudo fastpath reflect IFACE' there${
+            f.port === PROBE_DEFAULTS.port ? "" : `, or check that it accepts port ${f.port} (its --port)`
+          }`,
         );
       }
       if (f.maxLossPct !== undefined && report.lossPct > f.maxLossPct) {

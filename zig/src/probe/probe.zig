@@ -66,6 +66,9 @@ pub fn checkOptions(o: *const abi.ProbeOptions) Error!void {
         return diag.fail(error.InvalidArgument, "`size` {d} is too small for these headers: use {d} or more", .{ o.frame_size, min });
     if (o.vlan > 4094)
         return diag.fail(error.InvalidArgument, "`vlan` {d} must be a VLAN ID from 1 to 4094 (0 = untagged)", .{o.vlan});
+    // UDP port 0 is no destination: a handheld sends to a port (3842 for ITO tests).
+    if (o.dst_port == 0) return diag.fail(error.InvalidArgument, "`port` 0 is not a UDP destination port: use the reflector's (3842 for ITO tests)", .{});
+    if (o.src_port == 0) return diag.fail(error.InvalidArgument, "`srcPort` 0 is not a UDP source port: use 1 to 65535", .{});
     if (o.nice < -20 or o.nice > 19)
         return diag.fail(error.InvalidArgument, "`nice` {d} must be a whole number from -20 to 19", .{o.nice});
     if (o.tx_cpu < -1) return diag.fail(error.InvalidArgument, "`cpu` must be a CPU number, not {d}", .{o.tx_cpu});

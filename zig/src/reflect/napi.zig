@@ -137,6 +137,21 @@ pub const Deferral = struct {
         return d;
     }
 
+    /// For a reflector of another mode starting on the interface: puts back what a killed afxdp
+    /// reflector left deferred there (its state file at `state_path`), which only an afxdp start
+    /// would otherwise do - a packet-mode reflector ran with the device's interrupts still deferred.
+    /// No file: nothing to do, no socket opened.
+    pub fn recoverLeft(state_path: [:0]const u8) void {
+        if (linux.E.init(linux.access(state_path, linux.F_OK)) != .SUCCESS) return;
+        const rc = linux.socket(linux.AF.NETLINK, linux.SOCK.RAW | linux.SOCK.CLOEXEC, linux.NETLINK.GENERIC);
+        if (linux.E.init(rc) != .SUCCESS) return;
+        var d = Deferral{ .fd = @intCast(rc), .family = 0 };
+        defer _ = linux.close(d.fd);
+        @memcpy(d.state_path[0..state_path.len], state_path);
+        d.family = d.resolveFamily() orelse return;
+        d.recover();
+    }
+
     /// After the link went down and up: a driver may have made new NAPI instances (a veth always
     /// does), which start without the deferral. Takes the device's instances again (known ones keep
     /// the values found at start, new ones those they came with) and defers them all.

@@ -104,6 +104,10 @@ pub const Reflector = struct {
 
         try self.lock.acquire(netns_id, netns_name, ifname);
         errdefer self.lock.release();
+        if (dataplane != .afxdp) {
+            var buf: [128]u8 = undefined;
+            napi.Deferral.recoverLeft(statePath(&buf, netns_id, ifname, "napi"));
+        }
         // Files left by reflectors that could not clean up.
         stale_locks.remove();
 
@@ -290,7 +294,7 @@ pub const Reflector = struct {
             if (xdp.c.bpf_map_update_elem(prog.xsks_fd, &key, &fd, 0) != 0)
                 return diag.fail(error.System, "registering the AF_XDP socket of queue {d}", .{q});
         }
-        self.xdp_attach = try prog.attach(self.iface.index, ifname);
+        self.xdp_attach = try prog.attach(self.iface.index, ifname, std.mem.sliceTo(&self.opts.netns, 0));
         self.xdp_prog = prog;
     }
 
@@ -327,7 +331,7 @@ pub const Reflector = struct {
             self.peer = .{ .peer = peer, .handed = errors.handed(), .taken = peer.taken };
             return;
         }
-        return diag.fail(error.Unsupported, "{s}, the veth peer of {s}, runs no XDP program, so it cannot take XDP_TX frames: give it one (any, e.g. '{s}ip link set {s} xdp obj PROG'), or use --mode afxdp or packet", .{ name, ifname, run_in, name });
+        return diag.fail(error.Unsupported, "{s}, the veth peer of {s}, runs no XDP program, so it cannot take XDP_TX frames (GRO on is not enough: it holds them until other traffic comes): give it one (any, e.g. '{s}ip link set {s} xdp obj PROG'), or use --mode afxdp or packet", .{ name, ifname, run_in, name });
     }
 
     /// xdp mode on a veth: a peer that loses its XDP program while we run cannot take reflections
@@ -613,7 +617,7 @@ const Worker = struct {
                     .link_error => {}, // counted by the monitor; the ring resumes when the link is back
                     .timeout, .ready => {},
                 }
-                local.drop_ring_full += w.sock.takeDrops();
+                countRingDrops(w, &local);
                 finishBatch(shared, &local, &cpu_last);
                 continue;
             };
@@ -641,8 +645,16 @@ const Worker = struct {
             local.batches += 1;
             finishBatch(shared, &local, &cpu_last);
         }
-        local.drop_ring_full += w.sock.takeDrops();
+        countRingDrops(w, &local);
         finishBatch(shared, &local, &cpu_last);
+    }
+
+    /// Frames the kernel dropped for want of room in the ring: they reached the reflector, so they
+    /// count as received (as afxdp mode's program counts them) and as not reflected (ring_full).
+    fn countRingDrops(w: *Worker, local: *abi.Counters) void {
+        const n = w.sock.takeDrops();
+        local.drop_ring_full += n;
+        local.rx_packets += n;
     }
 
     fn submit(tx: *afpacket.TxBatch(batch_max), fd: i32, local: *abi.Counters) void {

@@ -32,7 +32,9 @@ pub fn start(gpa: std.mem.Allocator, opts: *const abi.ReflectorOptions) Error!*o
     var skipped = std.io.fixedBufferStream(&skipped_buf);
     for (modes, 0..) |mode, i| {
         const r = os.Reflector.start(gpa, opts, cfg, mode) catch |e| switch (e) {
-            error.InvalidArgument, error.NoSuchDevice, error.InterfaceDown, error.Busy => return e,
+            // Busy goes on to the next mode: another XDP program on the interface stops xdp and
+            // afxdp, not packet; a reflector already there stops every mode, so the last says so.
+            error.InvalidArgument, error.NoSuchDevice, error.InterfaceDown => return e,
             else => {
                 if (i == modes.len - 1) return e;
                 skipped.writer().print("{s}{s} not possible ({s})", .{ if (i == 0) "" else "; ", @tagName(mode), std.mem.span(diag.message()) }) catch {};

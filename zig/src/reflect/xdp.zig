@@ -120,11 +120,14 @@ pub const Program = struct {
     }
 
     /// Attaches to `ifindex` through a BPF link (driver mode when the driver has it, else generic).
-    pub fn attach(p: *Program, ifindex: i32, ifname: []const u8) Error!AttachMode {
+    /// `netns`: the `ip netns` name the interface is in ("" for ours), for the commands a message names.
+    pub fn attach(p: *Program, ifindex: i32, ifname: []const u8, netns: []const u8) Error!AttachMode {
         const link = c.bpf_program__attach_xdp(p.prog, ifindex) orelse {
             const e: std.os.linux.E = @enumFromInt(std.c._errno().*);
+            var ip_buf: [80]u8 = undefined;
+            const ip = if (netns.len > 0) std.fmt.bufPrint(&ip_buf, "ip -n {s}", .{netns}) catch "ip" else "ip";
             return switch (e) {
-                .BUSY, .EXIST => diag.fail(error.Busy, "another XDP program is attached to {s}: see 'ip link show {s}', remove it with 'ip link set {s} xdp off'", .{ ifname, ifname, ifname }),
+                .BUSY, .EXIST => diag.fail(error.Busy, "another XDP program is attached to {s}: see '{s} link show {s}', remove it with '{s} link set {s} xdp off', or use `mode` packet, which works beside it", .{ ifname, ip, ifname, ip, ifname }),
                 .OPNOTSUPP, .INVAL => diag.fail(error.Unsupported, "{s} does not accept this XDP program ({s})", .{ ifname, sys.describe(e) }),
                 .PERM, .ACCES => diag.fail(error.PermissionDenied, "attaching XDP to {s}: {s}", .{ ifname, sys.describe(e) }),
                 else => diag.fail(sys.errorOf(e), "attaching XDP to {s}: {s}", .{ ifname, sys.describe(e) }),
