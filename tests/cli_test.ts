@@ -638,7 +638,7 @@ Deno.test("the probe's summary", async (t) => {
       // this second: 10 000 sent, 9 000 back, 900 of the 9 900 that left the drain window lost
       assert.match(
         line,
-        /^2\.0 s: sent 10\.0 kpps, back 9\.0 kpps, loss 9\.091 % \| total sent 20000, back 18000, lost 900 \(4\.737 %\), in flight 1100/,
+        /^2\.0 s: sent 10\.0 kpps, back 9\.0 kpps, loss 9\.091 % \| total lost 900 \(4\.737 %\), sent 20000, back 18000, in flight 1100/,
       );
     },
   );

@@ -48,11 +48,12 @@ export function probeRow(label: string, p: ProbeReport): string[] {
  * The live line of a running probe: this interval's rates and loss (as iperf3 prints them), then the
  * totals so far; frames still inside the drain time are in flight, not lost.
  */
+/** The live line: this interval's rates and loss, then the totals, loss first (a narrow terminal cuts the end). */
 export function probeLine(now: ProbeReport, prev: ProbeReport, dtS: number): string {
   const i = probeInterval(now, prev, dtS);
   return `${now.elapsedS.toFixed(1)} s: sent ${pps(i.intervalTxPps)}, back ${pps(i.intervalRxPps)}, loss ${
     pct(i.intervalLossPct)
-  } | total sent ${now.sent}, back ${now.received}, lost ${now.lost} (${pct(now.lossPct)}), in flight ${now.inFlight}` +
+  } | total lost ${now.lost} (${pct(now.lossPct)}), sent ${now.sent}, back ${now.received}, in flight ${now.inFlight}` +
     `, rtt p50 ${now.rttUs ? us(now.rttUs.p50) : "-"}`;
 }
 
