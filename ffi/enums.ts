@@ -72,6 +72,7 @@ export const COUNTER_NAMES = [
   "umem_missing",
   "umem_duplicated",
   "drop_too_long",
+  "mac_changes",
 ] as const;
 
 /** The probe's live statistics (abi.ProbeStats), every u64 field but the RTT histogram. */

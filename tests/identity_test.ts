@@ -165,6 +165,36 @@ Deno.test("a running reflector follows its interface's identity", async (t) => {
       },
     );
 
+    await t.step("reflect says when its interface's MAC changes, and its JSON counts each change", async () => {
+      // It once followed the new MAC without a word, its banner still naming the old one.
+      const text = spawnCli(["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet"]);
+      await text.waitFor("stop with Ctrl-C");
+      try {
+        await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "address", NEW_MAC);
+        await text.waitFor(
+          `${lab.reflectorIf} changed its MAC address: reflecting for the new one, no longer for the old`,
+        );
+      } finally {
+        await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "address", lab.reflectorMac);
+      }
+      text.child.kill("SIGINT");
+      assert.equal((await text.finish()).code, 0);
+
+      const args = ["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet", "--format", "json"];
+      const json = spawnCli(args);
+      await json.waitFor(`"type":"reflect_started"`);
+      await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "address", NEW_MAC);
+      await json.waitFor(`"type":"reflect_mac"`);
+      await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "address", lab.reflectorMac);
+      await waitFor(() => json.stdout.includes(`"mac_changes":2`), "the change back is counted too");
+      json.child.kill("SIGINT");
+      const r = await json.finish();
+      assert.equal(r.code, 0, r.stderr);
+      const objects = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      assert.equal(objects.filter((o) => o.type === "reflect_mac").length, 2, r.stdout);
+      assert.equal(objects.find((o) => o.type === "reflect_summary")?.mac_changes, 2, r.stdout);
+    });
+
     await t.step("reflect exits 10 naming the new ifindex when its interface is replaced", async () => {
       const p = spawnCli(["reflect", lab.reflectorIf, "--netns", lab.reflectorNs, "--mode", "packet"]);
       await p.waitFor("stop with Ctrl-C");

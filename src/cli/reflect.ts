@@ -273,6 +273,13 @@ export const reflect = cmd
           const notes: Array<[string, Record<string, unknown>, string]> = [];
           const link = (state: string, text: string) =>
             notes.push(["reflect_link", { state, timeS: Date.now() / 1000 }, text]);
+          if (c.mac_changes > prev.mac_changes) {
+            notes.push([
+              "reflect_mac",
+              { timeS: Date.now() / 1000, macChanges: c.mac_changes },
+              `${iface} changed its MAC address: reflecting for the new one, no longer for the old`,
+            ]);
+          }
           for (const event of linkNews.next(c, prev)) {
             if (event === "up") link("up", `${iface} is up again: reflecting`);
             else if (event === "down") {

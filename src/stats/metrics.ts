@@ -231,6 +231,12 @@ function reflectorMetrics(src: MetricSource, counter: Make, each: Each): void {
         set({ ...rl(), state: "up" }, n(c.link_up));
       }),
   );
+  counter(
+    "fastpath_reflector_mac_changes_total",
+    "times the interface's MAC changed (the reflector answers for the new one only)",
+    rlabels,
+    (set) => each(reflectorOf, (c) => set(rl(), n(c.mac_changes))),
+  );
 }
 
 function probeMetrics(src: MetricSource, counter: Make, gauge: Make, each: Each, registers: Registry[]): void {

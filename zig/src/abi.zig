@@ -125,7 +125,9 @@ pub const Counters = extern struct {
     umem_duplicated: u64 = 0,
     /// afxdp mode: ITO frames longer than a UMEM chunk (passed to the stack, not reflected).
     drop_too_long: u64 = 0,
-    _pad: [7]u64 = .{0} ** 7,
+    /// Times the interface's MAC changed during the run (followed: only the new one is answered for).
+    mac_changes: u64 = 0,
+    _pad: [6]u64 = .{0} ** 6,
 
     pub fn countVerdict(c: *Counters, v: Verdict) void {
         switch (v) {

@@ -468,10 +468,14 @@ pub const Reflector = struct {
             self.fail("interface {s} was replaced (ifindex {d}, was {d}): restart the reflector on the new one", .{ ifname, id.index, self.iface.index });
             return false;
         }
-        if (xdp.macWord(id.mac) != self.mac_now.load(.acquire)) self.follow(id.mac) catch {
-            self.fail("interface {s} changed its MAC to {x:0>2}: {s}", .{ ifname, id.mac, std.mem.span(diag.message()) });
-            return false;
-        };
+        if (xdp.macWord(id.mac) != self.mac_now.load(.acquire)) {
+            self.follow(id.mac) catch {
+                self.fail("interface {s} changed its MAC to {x:0>2}: {s}", .{ ifname, id.mac, std.mem.span(diag.message()) });
+                return false;
+            };
+            const c = self.kernelBlock();
+            @atomicStore(u64, &c.mac_changes, c.mac_changes + 1, .release);
+        }
         return true;
     }
 
