@@ -32,7 +32,12 @@
  * needed; --no-build-scx to skip), at the versions pinned below.
  *
  * usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST]
- *                              [--scx-dir DIR] [--no-build-scx] [--json FILE]
+ *                              [--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR]
+ *
+ * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
+ * `git worktree` of the commit before a change), so a change is measured against its parent in the
+ * same boot, rounds interleaved. Both it and "fastpath" then run in a child process of their own
+ * that only holds the scheduler, so neither pays for the bench's own work.
  */
 import { parseArgs } from "node:util";
 import { schedStatus, Scheduler } from "../mod.ts";
@@ -66,6 +71,7 @@ const { values: o } = parseArgs({
     "no-build-scx": { type: "boolean", default: false },
     json: { type: "string" },
     "in-vm": { type: "boolean", default: false },
+    baseline: { type: "string" },
   },
 });
 
@@ -188,6 +194,9 @@ type Load = () => Deno.ChildProcess | Promise<Deno.ChildProcess>;
 const stress = (...args: string[]): Load => () =>
   new Deno.Command("stress-ng", {
     args: [...args, "--timeout", `${duration + 5}s`, "--quiet"],
+    // stress-ng writes its temporary files in its working directory: one that is always writable (a
+    // checkout on the VM's read-only root made the fork stressor run light).
+    cwd: "/tmp",
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -256,7 +265,7 @@ const ROWS: Record<string, Row> = {
   "input-hogs4": { ...hogs(4, 4), what: "4 hogs/CPU, 1 kHz input through a compositor, 4 ms frames", input: true },
 };
 
-type Sched = "default" | "fastpath" | "nosignals" | "foreground" | "bpfland" | "lavd";
+type Sched = "default" | "fastpath" | "nosignals" | "foreground" | "bpfland" | "lavd" | "baseline";
 /** The schedulers of input rows: the detectors on and off, against the default and the public ones. */
 const INPUT_SCHEDS: Sched[] = ["default", "nosignals", "fastpath", "bpfland", "lavd"];
 
@@ -265,6 +274,9 @@ async function attach(
   s: Sched,
 ): Promise<{ detach: () => Promise<string | undefined>; setGame: (pid: number) => void; counters: () => string }> {
   if (s === "default") return { detach: () => Promise.resolve(undefined), setGame: () => {}, counters: () => "" };
+  if (o.baseline && (s === "fastpath" || s === "baseline")) {
+    return await attachChild(s === "baseline" ? o.baseline : ROOT);
+  }
   if (s === "fastpath" || s === "foreground" || s === "nosignals") {
     const f = await Scheduler.start({ signals: s !== "nosignals" });
     return {
@@ -305,6 +317,55 @@ async function attach(
       return ejected
         ? `ejected: ${(await stderr).split("\n").filter((l) => /EXIT|error/i.test(l)).join(" ")}`
         : undefined;
+    },
+  };
+}
+
+/**
+ * fastpath as checkout `dir` builds it, in a child process that only holds the scheduler (--baseline):
+ * it prints "attached", and on SIGTERM detaches and prints how it ended.
+ */
+async function attachChild(dir: string): ReturnType<typeof attach> {
+  const code = `import { Scheduler } from ${JSON.stringify(`${dir}/mod.ts`)};
+const s = await Scheduler.start({});
+console.log("attached");
+await new Promise((r) => Deno.addSignalListener("SIGTERM", r));
+const ejected = s.state() === "ejected";
+const e = s.stop();
+s.close();
+console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.msg }));`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-ffi", code],
+    env: { FASTPATH_LIB: `${dir}/zig/zig-out/lib/libfastpath.so` },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = (async () => {
+    const o = await child.output();
+    return { stdout: new TextDecoder().decode(o.stdout), stderr: new TextDecoder().decode(o.stderr) };
+  })();
+  const until = Date.now() + 60_000;
+  while (schedStatus().state !== "enabled") {
+    if (Date.now() > until) {
+      child.kill("SIGKILL");
+      throw new Error(`fastpath from ${dir} did not attach within 60 s: ${(await out).stderr.slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    setGame: () => {},
+    counters: () => "",
+    detach: async () => {
+      child.kill("SIGTERM");
+      const { stdout, stderr } = await out;
+      while (schedStatus().state !== "disabled") await new Promise((r) => setTimeout(r, 100));
+      const last = stdout.trim().split("\n").pop() ?? "";
+      try {
+        const e = JSON.parse(last);
+        return e.ejected || e.error ? `ejected: ${e.reason} (${e.msg})` : undefined;
+      } catch {
+        return `fastpath from ${dir} ended without its report: ${stderr.slice(-300)}`;
+      }
     },
   };
 }
@@ -371,6 +432,10 @@ const absent = new Map<Sched, string>();
 const scheds = o.schedulers.split(",") as Sched[];
 for (const p of PUBLIC) {
   if (scheds.includes(p.name) && !exists(binOf(p))) absent.set(p.name, `${binOf(p)} was not built`);
+}
+if (scheds.includes("baseline") && !o.baseline) absent.set("baseline", "no --baseline DIR was given");
+if (o.baseline && !exists(`${o.baseline}/zig/zig-out/lib/libfastpath.so`)) {
+  absent.set("baseline", `${o.baseline} has no built library (scripts/build there)`);
 }
 const active = scheds.filter((s) => !absent.has(s));
 /** The schedulers a row runs: input rows compare the detectors on and off. */
