@@ -28,6 +28,8 @@ export interface Lab extends LabConfig {
   probeIp6: string;
   reflectorMac: string;
   probeMac: string;
+  /** From labUp with owner "lab up": the lab `lab up` had built was up already, whole, and was kept as it is. */
+  kept?: boolean;
 }
 
 export function labNames(c: Partial<LabConfig> = {}): Lab {
@@ -74,8 +76,10 @@ async function writeSys(ns: string, path: string, value: string): Promise<void> 
 
 /**
  * Creates the lab. A lab of the same prefix is replaced only when it is stale (its builder is gone and
- * nothing runs in it) or `lab up` built it and builds it again; one in use, one `lab up` built (for any
- * other owner), and namespaces no fastpath lab made are refused (FastpathError "busy", exit 7).
+ * nothing runs in it), or `lab up` built it and asks again and a part of it is gone (a lab `lab up` built
+ * and finds whole is kept as it is, with whatever was added to it: `kept` in the result); one in use,
+ * one `lab up` built (for any other owner), and namespaces no fastpath lab made are refused
+ * (FastpathError "busy", exit 7).
  *
  * `owner` is who the lab belongs to: "script" (the default) holds it while this process lives and
  * removes it when the process is interrupted (SIGINT, SIGTERM or SIGHUP: the lab goes, then the process
@@ -87,6 +91,10 @@ export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): 
   const lab = labNames(c);
   const owner = c.owner ?? "script";
   const rec = await claim(lab, owner);
+  if (rec === "kept") {
+    await unlock(lab.prefix, false);
+    return { ...lab, kept: true };
+  }
   try {
     for (const ns of [lab.reflectorNs, lab.probeNs]) {
       await ip(undefined, "netns", "add", ns);
@@ -163,9 +171,11 @@ const enc = (s: string) => new TextEncoder().encode(s + "\0");
  * taken first, so of two builders started together exactly one goes on (the other is refused naming
  * it), and every check below runs with no other builder or remover at work.
  */
-async function claim(lab: Lab, owner: LabOwner): Promise<OwnerRecord> {
+async function claim(lab: Lab, owner: LabOwner): Promise<OwnerRecord | "kept"> {
+  let prev: OwnerRecord | undefined;
   if (!held.has(lab.prefix)) {
     await takeOver(lab, (rec) => {
+      prev = rec;
       if (rec.owner === "lab up" && owner !== "lab up") {
         throw new FastpathError(
           "busy",
@@ -174,12 +184,24 @@ async function claim(lab: Lab, owner: LabOwner): Promise<OwnerRecord> {
       }
     });
   }
+  // `lab up` again on the lab it built: kept, with whatever was added to it since (addresses, routes).
+  if (owner === "lab up" && prev?.owner === "lab up" && await intact(lab, prev)) return "kept";
   await removeNamespaces(lab);
   // On record before the first namespace exists: a builder killed half-way leaves a stale lab, not a foreign one.
   const rec: OwnerRecord = { owner, pid: Deno.pid, netns: {} };
   await writeRecord(lab.prefix, rec);
   if (owner === "script") onSignals(lab);
   return rec;
+}
+
+/** Whether both of the lab's namespaces are the ones `rec` made, and its veth pair is in them. */
+async function intact(lab: Lab, rec: OwnerRecord): Promise<boolean> {
+  for (const [ns, dev] of [[lab.reflectorNs, lab.reflectorIf], [lab.probeNs, lab.probeIf]]) {
+    const made = rec.netns?.[ns];
+    if (!made || made !== await nsInode(ns)) return false;
+    if ((await run(["ip", "-n", ns, "link", "show", dev])).code !== 0) return false;
+  }
+  return true;
 }
 
 /**

@@ -165,6 +165,32 @@ Deno.test("the lab is owned", async (t) => {
       },
     );
 
+    await t.step(
+      "lab up on the lab it built keeps it as it is, with what was added; one with a part gone is built again",
+      async () => {
+        // It once rebuilt the lab silently: addresses and routes the user had added were gone.
+        const first = await cli(["lab", "up", "--prefix", PREFIX]);
+        assert.equal(first.code, 0, first.stderr);
+        const inode = (await Deno.stat(`/run/netns/${lab.probeNs}`)).ino;
+        await run(["ip", "-n", lab.probeNs, "addr", "add", "198.18.0.99/24", "dev", lab.probeIf]);
+        const again = await cli(["lab", "up", "--prefix", PREFIX, "--format", "json"]);
+        assert.equal(again.code, 0, again.stderr);
+        assert.equal(JSON.parse(again.stdout).kept, true, again.stdout);
+        assert.equal((await Deno.stat(`/run/netns/${lab.probeNs}`)).ino, inode, "the same namespace");
+        assert.match((await run(["ip", "-n", lab.probeNs, "addr", "show", lab.probeIf])).stdout, /198\.18\.0\.99/);
+        const text = await cli(["lab", "up", "--prefix", PREFIX]);
+        assert.match(text.stderr, /was up already: kept as it is/);
+        await run(["ip", "netns", "del", lab.probeNs]);
+        const rebuilt = await cli(["lab", "up", "--prefix", PREFIX, "--format", "json"]);
+        assert.equal(rebuilt.code, 0, rebuilt.stderr);
+        assert.equal(JSON.parse(rebuilt.stdout).kept, false, rebuilt.stdout);
+        assert.deepEqual((await labNamespaces()).sort(), [lab.probeNs, lab.reflectorNs].sort());
+        const down = await cli(["lab", "down", "--prefix", PREFIX]);
+        assert.equal(down.code, 0, down.stderr);
+        assert.deepEqual(await labNamespaces(), []);
+      },
+    );
+
     await t.step("a script using mod.ts's lab that is interrupted (SIGINT) leaves no namespace behind", async () => {
       const script = await Deno.makeTempFile({ suffix: ".ts" });
       try {

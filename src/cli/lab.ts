@@ -48,10 +48,12 @@ const up = command("up", {
   .addOption(formatOption())
   .action(async (f) => {
     const lab = await labUp({ prefix: f.prefix, owner: "lab up" });
-    if (f.format === "json") emit("lab_up", { ...lab });
+    if (f.format === "json") emit("lab_up", { ...lab, kept: lab.kept === true });
     else {
       console.error(
-        `lab up: ${lab.reflectorNs}/${lab.reflectorIf} ${lab.reflectorIp} (${lab.reflectorMac}) <-> ${lab.probeNs}/${lab.probeIf} ${lab.probeIp} (${lab.probeMac})`,
+        `lab up: ${lab.reflectorNs}/${lab.reflectorIf} ${lab.reflectorIp} (${lab.reflectorMac}) <-> ${lab.probeNs}/${lab.probeIf} ${lab.probeIp} (${lab.probeMac})${
+          lab.kept ? " was up already: kept as it is" : ""
+        }`,
       );
       console.error(`  reflect: sudo fastpath reflect ${lab.reflectorIf} --netns ${lab.reflectorNs}`);
       console.error(`  probe:   sudo fastpath probe ${lab.probeIf} --netns ${lab.probeNs} --to ${lab.reflectorIp}`);
