@@ -261,7 +261,9 @@ await Promise.all([...Array.from({ length: 8 }, start), ...Array.from({ length: 
         // 4096-entry fill and receive rings hold about 40 ms at this rate.
         const short = await stoppedRun("afxdp", 30, 100_000);
         assert.equal(short.ringFull, 0, short.stderr);
-        assert.ok(short.r.rttUs!.max >= 20_000, `the frames waited out the stop: rtt max ${short.r.rttUs!.max} µs`);
+        // Proof the worker was stopped, not a timing: SIGSTOP reaches a spinning worker only at its next
+        // kernel entry, so it may hold frames for less than the 30 ms (19.8 ms seen once in CI).
+        assert.ok(short.r.rttUs!.max >= 10_000, `the frames waited out the stop: rtt max ${short.r.rttUs!.max} µs`);
         assertReflectorLoss(short.r, 0);
         // Longer than the rings: the overflow is the reflector's ring_full count, frame for frame.
         const long = await stoppedRun("afxdp", 150, 100_000);
