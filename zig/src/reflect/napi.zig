@@ -114,15 +114,7 @@ pub const Deferral = struct {
     /// before). Returns null where the kernel cannot defer per NAPI (before 6.13), or the device
     /// has no NAPI (generic XDP): the caller falls back to coalescing in the worker.
     pub fn open(ifindex: i32, state_path: []const u8) ?Deferral {
-        const rc = linux.socket(linux.AF.NETLINK, linux.SOCK.RAW | linux.SOCK.CLOEXEC, linux.NETLINK.GENERIC);
-        if (linux.E.init(rc) != .SUCCESS) return null;
-        var d = Deferral{ .fd = @intCast(rc), .family = 0 };
-        std.debug.assert(state_path.len < d.state_path.len);
-        @memcpy(d.state_path[0..state_path.len], state_path);
-        d.family = d.resolveFamily() orelse {
-            _ = linux.close(d.fd); // nothing set, nothing recovered: any record stays
-            return null;
-        };
+        var d = connect(state_path) orelse return null;
         d.recover();
         if (!d.list(ifindex) or d.n == 0) {
             d.close();
@@ -143,13 +135,24 @@ pub const Deferral = struct {
     /// No file: nothing to do, no socket opened.
     pub fn recoverLeft(state_path: [:0]const u8) void {
         if (linux.E.init(linux.access(state_path, linux.F_OK)) != .SUCCESS) return;
-        const rc = linux.socket(linux.AF.NETLINK, linux.SOCK.RAW | linux.SOCK.CLOEXEC, linux.NETLINK.GENERIC);
-        if (linux.E.init(rc) != .SUCCESS) return;
-        var d = Deferral{ .fd = @intCast(rc), .family = 0 };
+        var d = connect(state_path) orelse return;
         defer _ = linux.close(d.fd);
-        @memcpy(d.state_path[0..state_path.len], state_path);
-        d.family = d.resolveFamily() orelse return;
         d.recover();
+    }
+
+    /// A netdev generic-netlink socket for the state file at `state_path`; null where the kernel
+    /// has no netdev family (nothing set, nothing recovered: any record stays).
+    fn connect(state_path: []const u8) ?Deferral {
+        const rc = linux.socket(linux.AF.NETLINK, linux.SOCK.RAW | linux.SOCK.CLOEXEC, linux.NETLINK.GENERIC);
+        if (linux.E.init(rc) != .SUCCESS) return null;
+        var d = Deferral{ .fd = @intCast(rc), .family = 0 };
+        std.debug.assert(state_path.len < d.state_path.len);
+        @memcpy(d.state_path[0..state_path.len], state_path);
+        d.family = d.resolveFamily() orelse {
+            _ = linux.close(d.fd);
+            return null;
+        };
+        return d;
     }
 
     /// After the link went down and up: a driver may have made new NAPI instances (a veth always

@@ -439,11 +439,9 @@ pub const Reflector = struct {
     /// Fails the reflector because its interface is gone, saying how to see when it is back.
     fn failGone(self: *Reflector) void {
         const ifname = std.mem.sliceTo(&self.opts.ifname, 0);
-        const netns = std.mem.sliceTo(&self.opts.netns, 0);
-        if (netns.len > 0)
-            self.fail("interface {s} disappeared: start the reflector again once it is back ('ip -n {s} link show {s}')", .{ ifname, netns, ifname })
-        else
-            self.fail("interface {s} disappeared: start the reflector again once it is back ('ip link show {s}')", .{ ifname, ifname });
+        var ip_buf: [80]u8 = undefined;
+        const ip = sys.ipIn(&ip_buf, std.mem.sliceTo(&self.opts.netns, 0));
+        self.fail("interface {s} disappeared: start the reflector again once it is back ('{s} link show {s}')", .{ ifname, ip, ifname });
     }
 
     /// False (and the reflector failed, with the reason) when the interface is gone or replaced;

@@ -125,7 +125,7 @@ pub const Program = struct {
         const link = c.bpf_program__attach_xdp(p.prog, ifindex) orelse {
             const e: std.os.linux.E = @enumFromInt(std.c._errno().*);
             var ip_buf: [80]u8 = undefined;
-            const ip = if (netns.len > 0) std.fmt.bufPrint(&ip_buf, "ip -n {s}", .{netns}) catch "ip" else "ip";
+            const ip = sys.ipIn(&ip_buf, netns);
             return switch (e) {
                 .BUSY, .EXIST => diag.fail(error.Busy, "another XDP program is attached to {s}: see '{s} link show {s}', remove it with '{s} link set {s} xdp off', or use `mode` packet, which works beside it", .{ ifname, ip, ifname, ip, ifname }),
                 .OPNOTSUPP, .INVAL => diag.fail(error.Unsupported, "{s} does not accept this XDP program ({s})", .{ ifname, sys.describe(e) }),

@@ -292,6 +292,13 @@ pub fn placeThread(name: []const u8, cpu: i32, nice: i8) Error!void {
 pub const monotonicNs = @import("clock.zig").monotonicNs;
 pub const threadCpuNs = @import("clock.zig").threadCpuNs;
 
+/// The `ip` command for network namespace `netns` ("ip -n NS"; "ip" for ours), for messages that name
+/// a command to run; `buf` holds it.
+pub fn ipIn(buf: *[80]u8, netns: []const u8) []const u8 {
+    if (netns.len == 0) return "ip";
+    return std.fmt.bufPrint(buf, "ip -n {s}", .{netns}) catch "ip";
+}
+
 /// Reads a small sysfs or procfs file, trimmed; `buf` holds the result (null: unreadable).
 pub fn readSys(path: []const u8, buf: []u8) ?[]const u8 {
     const f = std.fs.cwd().openFile(path, .{}) catch return null;
