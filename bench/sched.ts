@@ -38,6 +38,9 @@
  * `git worktree` of the commit before a change), so a change is measured against its parent in the
  * same boot, rounds interleaved. Both it and "fastpath" then run in a child process of their own
  * that only holds the scheduler, so neither pays for the bench's own work.
+ *
+ * The scheduler "minimal" (bench/minimal.bpf.c, built with clang-19, attached with bpftool) is the
+ * floor: the kernel's own idle-CPU search and one FIFO queue, what sched_ext costs before any policy.
  */
 import { parseArgs } from "node:util";
 import { schedStatus, Scheduler } from "../mod.ts";
@@ -84,6 +87,33 @@ const exists = (path: string) => {
     return false;
   }
 };
+
+/** bench/minimal.bpf.c built for the bpf target: the floor (what sched_ext costs before any policy). */
+const MINIMAL_SRC = `${ROOT}/bench/minimal.bpf.c`;
+const MINIMAL_OBJ = () => `${o["scx-dir"]}/minimal.bpf.o`;
+const MINIMAL_PIN = "/sys/fs/bpf/fastpath-bench-minimal";
+
+/** Compiles the minimal scheduler when its object is missing or older than its source; why it is absent otherwise. */
+async function ensureMinimal(): Promise<string | undefined> {
+  const obj = MINIMAL_OBJ();
+  if (exists(obj) && Deno.statSync(obj).mtime! >= Deno.statSync(MINIMAL_SRC).mtime!) return undefined;
+  const versions = Deno.readTextFileSync(`${ROOT}/scripts/versions.env`);
+  const libbpf = `${ROOT}/.tools/src/libbpf-${/^LIBBPF_SRC_VERSION=(\S+)/m.exec(versions)?.[1]}/src`;
+  if (!exists(`${libbpf}/bpf_helpers.h`)) return `${libbpf} is missing (scripts/setup fetches it)`;
+  const inc = Deno.makeTempDirSync({ prefix: "fastpath-minimal-" });
+  Deno.symlinkSync(libbpf, `${inc}/bpf`);
+  Deno.mkdirSync(o["scx-dir"], { recursive: true });
+  const args = ["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-D__TARGET_ARCH_x86"];
+  args.push(`-I${ROOT}/zig/bpf/vmlinux`, `-I${inc}`, "-c", MINIMAL_SRC, "-o", obj);
+  try {
+    const r = await new Deno.Command("clang-19", { args, stderr: "piped" }).output();
+    return r.success ? undefined : `clang-19 could not build it: ${new TextDecoder().decode(r.stderr).slice(0, 300)}`;
+  } catch (e) {
+    return `clang-19 is not installed (${(e as Error).message})`;
+  } finally {
+    Deno.removeSync(inc, { recursive: true });
+  }
+}
 
 /** Builds a pinned public scheduler with cargo when it is missing; the reason it is absent otherwise. */
 async function ensurePublic(p: (typeof PUBLIC)[number]): Promise<string | undefined> {
@@ -133,6 +163,7 @@ if (!o["in-vm"] && !schedStatus().present) {
     const why = await ensurePublic(p);
     if (why) console.error(`${p.name}: ${why}`);
   }
+  if (wanted.includes("minimal")) await ensureMinimal(); // here, where it is quick; the guest says why if it failed
   console.error(`no sched_ext on this kernel (${Deno.osRelease()}): booting the sched_ext VM (${VM})`);
   // The guest sees the host's / read-only: a --scx-dir outside the project is there too.
   const args = [
@@ -265,7 +296,7 @@ const ROWS: Record<string, Row> = {
   "input-hogs4": { ...hogs(4, 4), what: "4 hogs/CPU, 1 kHz input through a compositor, 4 ms frames", input: true },
 };
 
-type Sched = "default" | "fastpath" | "nosignals" | "foreground" | "bpfland" | "lavd" | "baseline";
+type Sched = "default" | "fastpath" | "nosignals" | "foreground" | "bpfland" | "lavd" | "baseline" | "minimal";
 /** The schedulers of input rows: the detectors on and off, against the default and the public ones. */
 const INPUT_SCHEDS: Sched[] = ["default", "nosignals", "fastpath", "bpfland", "lavd"];
 
@@ -293,6 +324,7 @@ async function attach(
       },
     };
   }
+  if (s === "minimal") return await attachMinimal();
   const p = PUBLIC.find((x) => x.name === s)!;
   const child = new Deno.Command(binOf(p), { args: [...p.args], stdout: "null", stderr: "piped" }).spawn();
   const stderr = (async () => new TextDecoder().decode((await child.output()).stderr))();
@@ -317,6 +349,35 @@ async function attach(
       return ejected
         ? `ejected: ${(await stderr).split("\n").filter((l) => /EXIT|error/i.test(l)).join(" ")}`
         : undefined;
+    },
+  };
+}
+
+/** The minimal scheduler through `bpftool struct_ops register` (a pinned link: unpinning detaches it). */
+async function attachMinimal(): ReturnType<typeof attach> {
+  Deno.mkdirSync(MINIMAL_PIN, { recursive: true });
+  const r = await new Deno.Command("bpftool", {
+    args: ["struct_ops", "register", MINIMAL_OBJ(), MINIMAL_PIN],
+    stderr: "piped",
+  })
+    .output();
+  const until = Date.now() + 20_000;
+  while (!(schedStatus().state === "enabled" && schedStatus().ops === "minimal")) {
+    if (!r.success || Date.now() > until) {
+      for (const e of Deno.readDirSync(MINIMAL_PIN)) Deno.removeSync(`${MINIMAL_PIN}/${e.name}`);
+      throw new Error(`the minimal scheduler did not attach: ${new TextDecoder().decode(r.stderr).trim()}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    setGame: () => {},
+    counters: () => "",
+    detach: async () => {
+      const ejected = schedStatus().ops !== "minimal";
+      for (const e of Deno.readDirSync(MINIMAL_PIN)) Deno.removeSync(`${MINIMAL_PIN}/${e.name}`);
+      Deno.removeSync(MINIMAL_PIN);
+      while (schedStatus().state !== "disabled") await new Promise((r) => setTimeout(r, 100));
+      return ejected ? "ejected (see dmesg)" : undefined;
     },
   };
 }
@@ -432,6 +493,10 @@ const absent = new Map<Sched, string>();
 const scheds = o.schedulers.split(",") as Sched[];
 for (const p of PUBLIC) {
   if (scheds.includes(p.name) && !exists(binOf(p))) absent.set(p.name, `${binOf(p)} was not built`);
+}
+if (scheds.includes("minimal")) {
+  const why = await ensureMinimal();
+  if (why) absent.set("minimal", why);
 }
 if (scheds.includes("baseline") && !o.baseline) absent.set("baseline", "no --baseline DIR was given");
 if (o.baseline && !exists(`${o.baseline}/zig/zig-out/lib/libfastpath.so`)) {
