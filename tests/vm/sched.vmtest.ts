@@ -459,8 +459,9 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     "CPU hogs re-pinned every 10 ms do not count as waking, so they never crowd out a frame loop",
     async () => {
       // stress-ng --affinity moves each hog to another CPU every 10 ms (sched_setaffinity). The kernel
-      // calls ops.runnable for each move; counted as wakeups, they made the hogs latency-critical and
-      // a frame loop beside them got 74-99 frames in 10 s with stalls of 0.3-0.7 s.
+      // queues each moved hog again (ops.enqueue without SCX_ENQ_WAKEUP); counted as wakeups, they made
+      // the hogs latency-critical and a frame loop beside them got 74-99 frames in 10 s with stalls of
+      // 0.3-0.7 s.
       const args = ["--duration-s", "8", "--frame-work-us", "4000", "--wake-period-us", "0"];
       const load = ["--affinity", String(2 * NCPU), "--affinity-delay", "10000000"];
       const dflt = await frameRun(args, load, "default");

@@ -540,6 +540,34 @@ static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
 	return signal > policy ? signal : policy;
 }
 
+/*
+ * A wakeup's bookkeeping: its frequency, how long it slept, a runtime count started afresh. Done
+ * where the wakeup is queued - ops.select_cpu when it inserts the task itself, else ops.enqueue -
+ * and not in ops.runnable: every sched_ext callback is a BPF trampoline on the wake-up path, and on
+ * a quiet machine one callback fewer per wakeup is most of what separates a policy from the floor
+ * (bench:sched's "minimal" scheduler).
+ */
+static __always_inline void woke(struct task_ctx *tc, u64 now)
+{
+	struct fp_sched_counters *c = cnt();
+
+	tc->wake_hz = fp_wake_hz(tc->wake_hz, now - tc->last_woke);
+	tc->last_woke = now;
+	tc->slept_ns = tc->slept_at && now > tc->slept_at ? now - tc->slept_at : 0;
+	tc->exec_ns = 0;
+	if (c)
+		c->wakeups++;
+}
+
+/* Whether no real-time or deadline task started on `cpu` in the last FP_RT_QUIET_NS. */
+static __always_inline bool rt_quiet(s32 cpu, u64 now)
+{
+	u32 zero = 0;
+	struct cpu_ctx *cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
+
+	return cc && now - cc->rt_last > FP_RT_QUIET_NS;
+}
+
 s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
 {
 	struct fp_sched_counters *c;
@@ -580,11 +608,21 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 	if ((c = cnt()))
 		c->direct_idle++;
 	/*
-	 * Not straight to that CPU's local queue: a real-time task taking the CPU before it leaves idle
-	 * (or while a fair task runs there, in partial mode) would hold the task there for as long as it
-	 * runs - seconds, for an RT hog - and the kernel says so only when it takes a CPU from a task of
-	 * ours (ops.cpu_release). ops.enqueue puts it on the shared queue and wakes this CPU for it.
+	 * Straight into that CPU's local queue, with no ops.enqueue: on a quiet machine that is every
+	 * wakeup. Not where a real-time task started in the last second: one taking the CPU before the
+	 * task leaves idle (or while a fair task runs there, in partial mode) would hold it there for as
+	 * long as it runs - seconds, for an RT hog - and the kernel says so only when it takes a CPU from
+	 * a task of ours (ops.cpu_release). There ops.enqueue puts it on the shared queue and wakes the
+	 * CPU for it. A new task (SCX_WAKE_FORK) is no wakeup: its frequency is left as it is.
 	 */
+	if (tc && rt_quiet(cpu, now_ns())) {
+		if (wake_flags & SCX(WAKE_TTWU))
+			woke(tc, now_ns());
+		tc->foreground = is_foreground(p);
+		tc->deadline = deadline_of(p, tc, 0);
+		insert(p, SCX(DSQ_LOCAL), slice_of(tc), 0);
+		return cpu;
+	}
 	if (tc)
 		tc->idle_cpu = cpu;
 	return cpu;
@@ -693,6 +731,14 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	/*
+	 * Only a wakeup is a wakeup. The kernel also queues a task again after changing it
+	 * (sched_setaffinity, nice, policy): a CPU hog re-pinned every 10 ms would otherwise "wake" 100
+	 * times a second - latency-critical, its runtime forgotten each time - and a frame thread beside
+	 * it waited 0.3 s.
+	 */
+	if (enq_flags & SCX(ENQ_WAKEUP))
+		woke(tc, now_ns());
+	/*
 	 * Looked up at every queueing, not only at wakeups: a game thread that never sleeps - a main
 	 * loop spinning at 100 % - named or detected after it started was never seen as foreground.
 	 */
@@ -755,20 +801,6 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 		return;
 	}
 	tc->sync_cpu = -1;
-
-	/*
-	 * A wakeup the kernel handed to the idle CPU ops.select_cpu claimed, queued on that CPU by its
-	 * idle task: straight into its local queue, without a round trip through ops.dispatch (on a
-	 * quiet machine that round trip was a quarter of the wake-up latency). Not where a real-time
-	 * task ran in the last second: one starting here before the task does would hold it, and the
-	 * kernel tells ops.cpu_release only when it takes a CPU from a task of ours, not from idle.
-	 */
-	if (tc->idle_cpu == cpu && cpu == bpf_get_smp_processor_id() && (enq_flags & SCX(ENQ_WAKEUP)) &&
-	    bpf_get_current_task_btf()->pid == 0 && cc && now_ns() - cc->rt_last > FP_RT_QUIET_NS) {
-		tc->idle_cpu = -1;
-		insert(p, SCX(DSQ_LOCAL), slice, enq_flags);
-		return;
-	}
 
 	/*
 	 * Wake an idle CPU to pull it - the one ops.select_cpu claimed, or any; failing that, preempt
@@ -858,30 +890,6 @@ keep:
 	}
 	if (c)
 		c->kept_running++;
-}
-
-void BPF_STRUCT_OPS(fastpath_runnable, struct task_struct *p, u64 enq_flags)
-{
-	struct fp_sched_counters *c = cnt();
-	struct task_ctx *tc = tctx_or_create(p);
-	u64 now = now_ns();
-
-	if (!tc)
-		return;
-	/*
-	 * Only a wakeup is a wakeup. The kernel also calls ops.runnable when it puts a queued task back
-	 * after changing it (SCX_ENQ_RESTORE: sched_setaffinity, nice, policy): a CPU hog re-pinned every
-	 * 10 ms would otherwise "wake" 100 times a second - latency-critical, its runtime forgotten each
-	 * time - and a frame thread beside it waited 0.3 s.
-	 */
-	if (!(enq_flags & SCX(ENQ_WAKEUP)))
-		return;
-	tc->wake_hz = fp_wake_hz(tc->wake_hz, now - tc->last_woke);
-	tc->last_woke = now;
-	tc->slept_ns = tc->slept_at && now > tc->slept_at ? now - tc->slept_at : 0;
-	tc->exec_ns = 0;
-	if (c)
-		c->wakeups++;
 }
 
 void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
@@ -1066,7 +1074,6 @@ struct sched_ext_ops fastpath_ops = {
 	.select_cpu = (void *)fastpath_select_cpu,
 	.enqueue = (void *)fastpath_enqueue,
 	.dispatch = (void *)fastpath_dispatch,
-	.runnable = (void *)fastpath_runnable,
 	.running = (void *)fastpath_running,
 	.stopping = (void *)fastpath_stopping,
 	.cpu_release = (void *)fastpath_cpu_release,

@@ -41,7 +41,8 @@ enum fp_scx_enum {
 	FP_SCX_ENQ_REENQ = 9,
 	FP_SCX_WAKE_SYNC = 10,
 	FP_SCX_ENQ_HEAD = 11,
-	FP_SCX_ENUMS = 12,
+	FP_SCX_WAKE_TTWU = 12,
+	FP_SCX_ENUMS = 13,
 };
 
 /* The scheduler's own dispatch queues. */
@@ -65,7 +66,7 @@ struct fp_sched_counters {
 	__u64 foreground_runs; /* times a foreground task got a CPU */
 	__u64 runs;         /* times any task got a CPU */
 	__u64 busy_ns;      /* time CPUs spent running tasks we schedule */
-	__u64 wakeups;      /* runnable transitions seen */
+	__u64 wakeups;      /* wakeups seen (not new tasks, not re-queueings) */
 	__u64 resumed;      /* latency-critical tasks put back first on their CPU after a preemption */
 	__u64 rt_reenqueued; /* times a real-time task took a CPU and its queued tasks were moved */
 	__u64 no_task_ctx;  /* tasks scheduled without per-task state (its allocation failed) */

@@ -109,6 +109,7 @@ const scx_enums = [_]struct { type_name: [:0]const u8, name: []const u8 }{
     .{ .type_name = "scx_enq_flags", .name = "SCX_ENQ_REENQ" },
     .{ .type_name = "scx_wake_flags", .name = "SCX_WAKE_SYNC" },
     .{ .type_name = "scx_enq_flags", .name = "SCX_ENQ_HEAD" },
+    .{ .type_name = "scx_wake_flags", .name = "SCX_WAKE_TTWU" },
 };
 
 comptime {
