@@ -63,20 +63,27 @@ const PUBLIC = [
   { name: "lavd", crate: "scx_lavd", version: "1.0.11", args: ["--performance"] },
 ] as const;
 
-const { values: o } = parseArgs({
-  args: Deno.args,
-  options: {
-    "duration-s": { type: "string", default: "15" },
-    rounds: { type: "string", default: "3" },
-    rows: { type: "string", default: "all" },
-    schedulers: { type: "string", default: "default,fastpath,foreground,bpfland,lavd" },
-    "scx-dir": { type: "string", default: `${ROOT}/.tools/scx` },
-    "no-build-scx": { type: "boolean", default: false },
-    json: { type: "string" },
-    "in-vm": { type: "boolean", default: false },
-    baseline: { type: "string" },
-  },
-});
+const OPTIONS = {
+  "duration-s": { type: "string", default: "15" },
+  rounds: { type: "string", default: "3" },
+  rows: { type: "string", default: "all" },
+  schedulers: { type: "string", default: "default,fastpath,foreground,bpfland,lavd" },
+  "scx-dir": { type: "string", default: `${ROOT}/.tools/scx` },
+  "no-build-scx": { type: "boolean", default: false },
+  json: { type: "string" },
+  "in-vm": { type: "boolean", default: false },
+  baseline: { type: "string" },
+} as const;
+const USAGE = "usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST] " +
+  "[--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR]";
+const { values: o } = (() => {
+  try {
+    return parseArgs({ args: Deno.args, options: OPTIONS });
+  } catch (e) {
+    console.error(`error: bench:sched: ${(e as Error).message}\n${USAGE}`);
+    Deno.exit(2);
+  }
+})();
 
 const binOf = (p: (typeof PUBLIC)[number]) => `${o["scx-dir"]}/${p.crate}-${p.version}/bin/${p.crate}`;
 const exists = (path: string) => {
@@ -149,39 +156,6 @@ async function ensurePublic(p: (typeof PUBLIC)[number]): Promise<string | undefi
   }).spawn().status;
   Deno.removeSync(target, { recursive: true });
   return st.success ? undefined : `cargo install ${p.crate}@${p.version} failed (exit ${st.code})`;
-}
-
-if (!o["in-vm"] && !schedStatus().present) {
-  if (!exists(VM)) {
-    console.error(
-      "error: bench:sched: this kernel has no sched_ext and ../shared/vm is not here: run it on Linux 6.12+ with CONFIG_SCHED_CLASS_EXT=y",
-    );
-    Deno.exit(6);
-  }
-  const wanted = o.schedulers.split(",");
-  for (const p of PUBLIC.filter((p) => wanted.includes(p.name))) {
-    const why = await ensurePublic(p);
-    if (why) console.error(`${p.name}: ${why}`);
-  }
-  if (wanted.includes("minimal")) await ensureMinimal(); // here, where it is quick; the guest says why if it failed
-  console.error(`no sched_ext on this kernel (${Deno.osRelease()}): booting the sched_ext VM (${VM})`);
-  // The guest sees the host's / read-only: a --scx-dir outside the project is there too.
-  const args = [
-    "--share",
-    ROOT,
-    "--timeout",
-    "7200",
-    "--",
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--unstable-ffi",
-    `${ROOT}/bench/sched.ts`,
-    "--in-vm",
-    ...Deno.args,
-  ];
-  const st = await new Deno.Command(VM, { args, stdout: "inherit", stderr: "inherit" }).spawn().status;
-  Deno.exit(st.code);
 }
 
 interface Result {
@@ -298,7 +272,7 @@ const ROWS: Record<string, Row> = {
 
 type Sched = "default" | "fastpath" | "nosignals" | "foreground" | "bpfland" | "lavd" | "baseline" | "minimal";
 /** The schedulers of input rows: the detectors on and off, against the default and the public ones. */
-const INPUT_SCHEDS: Sched[] = ["default", "nosignals", "fastpath", "bpfland", "lavd"];
+const INPUT_SCHEDS: Sched[] = ["default", "minimal", "nosignals", "fastpath", "baseline", "bpfland", "lavd"];
 
 /** Attaches a scheduler for one run; `detach` returns an ejection message, if any. */
 async function attach(
@@ -487,10 +461,54 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   return r;
 }
 
+/** A usage error: one line naming the problem and the fix, exit 2 (before any VM is booted). */
+function usage(msg: string): never {
+  console.error(`error: bench:sched: ${msg}`);
+  Deno.exit(2);
+}
+const SCHEDS: Sched[] = ["default", "minimal", "fastpath", "nosignals", "foreground", "baseline", "bpfland", "lavd"];
 const rowNames = o.rows === "all" ? Object.keys(ROWS) : o.rows.split(",");
-for (const n of rowNames) if (!ROWS[n]) throw new Error(`unknown row ${n}: use ${Object.keys(ROWS).join(", ")}`);
-const absent = new Map<Sched, string>();
+for (const n of rowNames) if (!ROWS[n]) usage(`unknown row ${n}: use one of ${Object.keys(ROWS).join(", ")}`);
 const scheds = o.schedulers.split(",") as Sched[];
+for (const s of scheds) if (!SCHEDS.includes(s)) usage(`unknown scheduler ${s}: use one of ${SCHEDS.join(", ")}`);
+for (const k of ["rounds", "duration-s"] as const) {
+  if (!/^[1-9][0-9]*$/.test(o[k])) usage(`--${k} must be a whole number of at least 1, not ${o[k]}`);
+}
+
+if (!o["in-vm"] && !schedStatus().present) {
+  if (!exists(VM)) {
+    console.error(
+      "error: bench:sched: this kernel has no sched_ext and ../shared/vm is not here: run it on Linux 6.12+ with CONFIG_SCHED_CLASS_EXT=y",
+    );
+    Deno.exit(6);
+  }
+  const wanted = o.schedulers.split(",");
+  for (const p of PUBLIC.filter((p) => wanted.includes(p.name))) {
+    const why = await ensurePublic(p);
+    if (why) console.error(`${p.name}: ${why}`);
+  }
+  if (wanted.includes("minimal")) await ensureMinimal(); // here, where it is quick; the guest says why if it failed
+  console.error(`no sched_ext on this kernel (${Deno.osRelease()}): booting the sched_ext VM (${VM})`);
+  // The guest sees the host's / read-only: a --scx-dir outside the project is there too.
+  const args = [
+    "--share",
+    ROOT,
+    "--timeout",
+    "7200",
+    "--",
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--unstable-ffi",
+    `${ROOT}/bench/sched.ts`,
+    "--in-vm",
+    ...Deno.args,
+  ];
+  const st = await new Deno.Command(VM, { args, stdout: "inherit", stderr: "inherit" }).spawn().status;
+  Deno.exit(st.code);
+}
+
+const absent = new Map<Sched, string>();
 for (const p of PUBLIC) {
   if (scheds.includes(p.name) && !exists(binOf(p))) absent.set(p.name, `${binOf(p)} was not built`);
 }

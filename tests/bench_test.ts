@@ -1,0 +1,29 @@
+import assert from "node:assert/strict";
+import { run } from "../src/net.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** bench/sched.ts with `args`, as `deno task bench:sched` runs it. */
+const benchSched = (args: string[]) =>
+  run([Deno.execPath(), "run", "-A", "--unstable-ffi", `${ROOT}/bench/sched.ts`, ...args]);
+
+Deno.test("bench:sched", async (t) => {
+  for (
+    const [args, says] of [
+      [["--rows", "hogs4-6ms,nosuch"], /unknown row nosuch: use one of hogs1-4ms, .*quiet-4ms/],
+      [["--schedulers", "default,scx_bpfland"], /unknown scheduler scx_bpfland: use one of default, minimal, /],
+      [["--rounds", "0"], /--rounds must be a whole number of at least 1, not 0/],
+      [["--duration-s", "1e3"], /--duration-s must be a whole number of at least 1, not 1e3/],
+      [["--bogus"], /Unknown option '--bogus'/],
+    ] as const
+  ) {
+    await t.step(`refuses ${args.join(" ")} with exit 2 and the fix, before it builds or boots anything`, async () => {
+      const r = await benchSched([...args]);
+      assert.equal(r.code, 2, r.stderr);
+      const first = r.stderr.split("\n")[0];
+      assert.match(first, /^error: bench:sched: /);
+      assert.match(first, says);
+      assert.doesNotMatch(r.stderr, /booting|building|cargo/);
+    });
+  }
+});
