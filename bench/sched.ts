@@ -32,7 +32,11 @@
  * needed; --no-build-scx to skip), at the versions pinned below.
  *
  * usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST]
- *                              [--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR]
+ *                              [--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [-h]
+ *
+ * Schedulers: default, minimal, fastpath, nosignals, foreground, baseline, bpfland, lavd (the list
+ * defaults to default,fastpath,foreground,bpfland,lavd; input rows add nosignals). Bad arguments are
+ * refused before the VM boots (exit 2).
  *
  * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
  * `git worktree` of the commit before a change), so a change is measured against its parent in the
@@ -43,6 +47,7 @@
  * floor: the kernel's own idle-CPU search and one FIFO queue, what sched_ext costs before any policy.
  */
 import { parseArgs } from "node:util";
+import { resolve } from "node:path";
 import { schedStatus, Scheduler } from "../mod.ts";
 import { table } from "../src/format.ts";
 
@@ -73,6 +78,7 @@ const OPTIONS = {
   json: { type: "string" },
   "in-vm": { type: "boolean", default: false },
   baseline: { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
 } as const;
 const USAGE = "usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST] " +
   "[--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR]";
@@ -84,6 +90,12 @@ const { values: o } = (() => {
     Deno.exit(2);
   }
 })();
+if (o.help) {
+  // The module's own documentation.
+  const doc = /\/\*\*\n([\s\S]*?)\*\//.exec(Deno.readTextFileSync(new URL(import.meta.url)))![1];
+  console.log(doc.split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n").trimEnd());
+  Deno.exit(0);
+}
 
 const binOf = (p: (typeof PUBLIC)[number]) => `${o["scx-dir"]}/${p.crate}-${p.version}/bin/${p.crate}`;
 const exists = (path: string) => {
@@ -278,7 +290,11 @@ const INPUT_SCHEDS: Sched[] = ["default", "minimal", "nosignals", "fastpath", "b
 async function attach(
   s: Sched,
 ): Promise<{ detach: () => Promise<string | undefined>; setGame: (pid: number) => void; counters: () => string }> {
-  if (s === "default") return { detach: () => Promise.resolve(undefined), setGame: () => {}, counters: () => "" };
+  if (s === "default") {
+    const st = schedStatus();
+    if (st.state !== "disabled") throw new Error(`default: a sched_ext scheduler (${st.ops}) is still attached`);
+    return { detach: () => Promise.resolve(undefined), setGame: () => {}, counters: () => "" };
+  }
   if (o.baseline && (s === "fastpath" || s === "baseline")) {
     return await attachChild(s === "baseline" ? o.baseline : ROOT);
   }
@@ -319,7 +335,7 @@ async function attach(
         child.kill("SIGINT");
       } catch { /* gone */ }
       await stderr;
-      while (schedStatus().state !== "disabled") await new Promise((r) => setTimeout(r, 100));
+      await untilDisabled();
       return ejected
         ? `ejected: ${(await stderr).split("\n").filter((l) => /EXIT|error/i.test(l)).join(" ")}`
         : undefined;
@@ -329,31 +345,57 @@ async function attach(
 
 /** The minimal scheduler through `bpftool struct_ops register` (a pinned link: unpinning detaches it). */
 async function attachMinimal(): ReturnType<typeof attach> {
+  removeMinimalPin(); // left by a run that was interrupted
   Deno.mkdirSync(MINIMAL_PIN, { recursive: true });
-  const r = await new Deno.Command("bpftool", {
-    args: ["struct_ops", "register", MINIMAL_OBJ(), MINIMAL_PIN],
-    stderr: "piped",
-  })
-    .output();
+  let why = "";
+  try {
+    const r = await new Deno.Command("bpftool", {
+      args: ["struct_ops", "register", MINIMAL_OBJ(), MINIMAL_PIN],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    why = r.success ? "" : new TextDecoder().decode(r.stderr).trim();
+  } catch (e) {
+    why = `bpftool did not run (${(e as Error).message}): install it (Debian: bpftool)`;
+  }
   const until = Date.now() + 20_000;
-  while (!(schedStatus().state === "enabled" && schedStatus().ops === "minimal")) {
-    if (!r.success || Date.now() > until) {
-      for (const e of Deno.readDirSync(MINIMAL_PIN)) Deno.removeSync(`${MINIMAL_PIN}/${e.name}`);
-      throw new Error(`the minimal scheduler did not attach: ${new TextDecoder().decode(r.stderr).trim()}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  while (!why && !(schedStatus().state === "enabled" && schedStatus().ops === "minimal")) {
+    if (Date.now() > until) why = "it was not enabled within 20 s";
+    else await new Promise((r) => setTimeout(r, 100));
+  }
+  if (why) {
+    removeMinimalPin();
+    await untilDisabled();
+    throw new Error(`the minimal scheduler did not attach: ${why}`);
   }
   return {
     setGame: () => {},
     counters: () => "",
     detach: async () => {
       const ejected = schedStatus().ops !== "minimal";
-      for (const e of Deno.readDirSync(MINIMAL_PIN)) Deno.removeSync(`${MINIMAL_PIN}/${e.name}`);
-      Deno.removeSync(MINIMAL_PIN);
-      while (schedStatus().state !== "disabled") await new Promise((r) => setTimeout(r, 100));
+      removeMinimalPin();
+      await untilDisabled();
       return ejected ? "ejected (see dmesg)" : undefined;
     },
   };
+}
+
+/** Removes the minimal scheduler's pinned link and its directory (unpinning detaches it); none is fine. */
+function removeMinimalPin() {
+  try {
+    Deno.removeSync(MINIMAL_PIN, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/** Waits until no sched_ext scheduler is attached; an error after `ms`. */
+async function untilDisabled(ms = 30_000) {
+  const until = Date.now() + ms;
+  while (schedStatus().state !== "disabled") {
+    if (Date.now() > until) throw new Error(`sched_ext is still ${schedStatus().state} after ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /**
@@ -393,7 +435,7 @@ console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.m
     detach: async () => {
       child.kill("SIGTERM");
       const { stdout, stderr } = await out;
-      while (schedStatus().state !== "disabled") await new Promise((r) => setTimeout(r, 100));
+      await untilDisabled();
       const last = stdout.trim().split("\n").pop() ?? "";
       try {
         const e = JSON.parse(last);
@@ -408,9 +450,11 @@ console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.m
 async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   const sched = await attach(s);
   const loads: Deno.ChildProcess[] = [];
-  const pending = row.loads.map(async (l) => loads.push(await l()));
+  let pending: Promise<unknown>[] = [];
   let r: Result;
+  let ejected: string | undefined;
   try {
+    pending = row.loads.map(async (l) => loads.push(await l()));
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
     const input = row.input
       ? new Deno.Command(INPUT_PROBE, {
@@ -455,8 +499,9 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     }
     // stress-ng's workers are its children: make sure none outlive the row.
     await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
+    // Detached on every path: a scheduler left attached would be what the next "default" run measures.
+    ejected = await sched.detach();
   }
-  const ejected = await sched.detach();
   if (ejected) throw new Error(`${label}: ${ejected}`);
   return r;
 }
@@ -468,9 +513,25 @@ function usage(msg: string): never {
 }
 const SCHEDS: Sched[] = ["default", "minimal", "fastpath", "nosignals", "foreground", "baseline", "bpfland", "lavd"];
 const rowNames = o.rows === "all" ? Object.keys(ROWS) : o.rows.split(",");
-for (const n of rowNames) if (!ROWS[n]) usage(`unknown row ${n}: use one of ${Object.keys(ROWS).join(", ")}`);
+for (const n of rowNames) {
+  if (!Object.hasOwn(ROWS, n)) usage(`unknown row "${n}": use one of ${Object.keys(ROWS).join(", ")}`);
+}
 const scheds = o.schedulers.split(",") as Sched[];
-for (const s of scheds) if (!SCHEDS.includes(s)) usage(`unknown scheduler ${s}: use one of ${SCHEDS.join(", ")}`);
+for (const s of scheds) {
+  if (!SCHEDS.includes(s)) usage(`unknown scheduler "${s}": use one of ${SCHEDS.join(", ")}`);
+}
+for (const [what, list] of [["row", rowNames], ["scheduler", scheds as string[]]] as const) {
+  const twice = list.find((x, i) => list.indexOf(x) !== i);
+  if (twice) usage(`${what} ${twice} is named twice: name it once`);
+}
+// --baseline adds its scheduler; naming the scheduler needs the directory.
+if (o.baseline && !scheds.includes("baseline")) scheds.push("baseline");
+if (scheds.includes("baseline") && !o.baseline) {
+  usage("the scheduler baseline needs --baseline DIR (a checkout with a built library)");
+}
+if (o.baseline && !exists(`${o.baseline}/zig/zig-out/lib/libfastpath.so`)) {
+  usage(`--baseline ${o.baseline} has no built library: run scripts/build there`);
+}
 for (const k of ["rounds", "duration-s"] as const) {
   if (!/^[1-9][0-9]*$/.test(o[k])) usage(`--${k} must be a whole number of at least 1, not ${o[k]}`);
 }
@@ -482,19 +543,30 @@ if (!o["in-vm"] && !schedStatus().present) {
     );
     Deno.exit(6);
   }
-  const wanted = o.schedulers.split(",");
-  for (const p of PUBLIC.filter((p) => wanted.includes(p.name))) {
+  // The guest sees the host's / read-only and the project read-write, but /tmp, /var/tmp and /run
+  // are its own (tmpfs): a path there outside the project is not what the host has, or is lost.
+  for (const k of ["json", "baseline", "scx-dir"] as const) {
+    const path = o[k] && resolve(o[k]);
+    if (path && /^\/(tmp|var\/tmp|run)\//.test(path) && !path.startsWith(`${ROOT}/`)) {
+      usage(`--${k} ${o[k]} is under /tmp, /var/tmp or /run, which the test VM does not share: use a path elsewhere`);
+    }
+  }
+  for (const p of PUBLIC.filter((p) => scheds.includes(p.name))) {
     const why = await ensurePublic(p);
     if (why) console.error(`${p.name}: ${why}`);
   }
-  if (wanted.includes("minimal")) await ensureMinimal(); // here, where it is quick; the guest says why if it failed
+  if (scheds.includes("minimal")) await ensureMinimal(); // here, where it is quick; the guest says why if it failed
+  // Each run: the duration, a second of load first, attaching and detaching (some seconds under
+  // emulation), the input probe's warm-up; twice all that, and the boot, is the VM's time limit.
+  const runs = rowNames.reduce((n, r) => n + Number(o.rounds) * (scheds.length + (ROWS[r].input ? 1 : 0)), 0);
+  const perRun = Number(o["duration-s"]) + 12 + (rowNames.some((r) => ROWS[r].input) ? INPUT_WARMUP_S : 0);
+  const timeoutS = Math.max(1800, 2 * runs * perRun + 600);
   console.error(`no sched_ext on this kernel (${Deno.osRelease()}): booting the sched_ext VM (${VM})`);
-  // The guest sees the host's / read-only: a --scx-dir outside the project is there too.
   const args = [
     "--share",
     ROOT,
     "--timeout",
-    "7200",
+    String(timeoutS),
     "--",
     Deno.execPath(),
     "run",
@@ -515,10 +587,6 @@ for (const p of PUBLIC) {
 if (scheds.includes("minimal")) {
   const why = await ensureMinimal();
   if (why) absent.set("minimal", why);
-}
-if (scheds.includes("baseline") && !o.baseline) absent.set("baseline", "no --baseline DIR was given");
-if (o.baseline && !exists(`${o.baseline}/zig/zig-out/lib/libfastpath.so`)) {
-  absent.set("baseline", `${o.baseline} has no built library (scripts/build there)`);
 }
 const active = scheds.filter((s) => !absent.has(s));
 /** The schedulers a row runs: input rows compare the detectors on and off. */

@@ -10,11 +10,15 @@ const benchSched = (args: string[]) =>
 Deno.test("bench:sched", async (t) => {
   for (
     const [args, says] of [
-      [["--rows", "hogs4-6ms,nosuch"], /unknown row nosuch: use one of hogs1-4ms, .*quiet-4ms/],
-      [["--schedulers", "default,scx_bpfland"], /unknown scheduler scx_bpfland: use one of default, minimal, /],
+      [["--rows", "hogs4-6ms,nosuch"], /unknown row "nosuch": use one of hogs1-4ms, .*quiet-4ms/],
+      [["--schedulers", "default,scx_bpfland"], /unknown scheduler "scx_bpfland": use one of default, minimal, /],
       [["--rounds", "0"], /--rounds must be a whole number of at least 1, not 0/],
       [["--duration-s", "1e3"], /--duration-s must be a whole number of at least 1, not 1e3/],
       [["--bogus"], /Unknown option '--bogus'/],
+      [["--rows", "constructor"], /unknown row "constructor"/],
+      [["--rows", "quiet-4ms,quiet-4ms"], /row quiet-4ms is named twice: name it once/],
+      [["--schedulers", "default,baseline"], /the scheduler baseline needs --baseline DIR/],
+      [["--baseline", "/nonexistent"], /--baseline \/nonexistent has no built library: run scripts\/build there/],
     ] as const
   ) {
     await t.step(`refuses ${args.join(" ")} with exit 2 and the fix, before it builds or boots anything`, async () => {
@@ -26,4 +30,12 @@ Deno.test("bench:sched", async (t) => {
       assert.doesNotMatch(r.stderr, /booting|building|cargo/);
     });
   }
+
+  await t.step("-h prints what it measures, its rows and schedulers, and exits 0", async () => {
+    const r = await benchSched(["-h"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^deno task bench:sched/);
+    assert.match(r.stdout, /Schedulers: default, minimal, fastpath/);
+    assert.match(r.stdout, /quiet-4ms/);
+  });
 });
