@@ -66,14 +66,14 @@ const REFLECTOR_COUNTERS: Array<[string, string, string, number]> = [
 /** The sched_counters that only grow: [field, help]; busy_ns becomes seconds. */
 export const SCHED_COUNTERS: Array<[string, string]> = [
   ["enqueued", "tasks put on the shared deadline queue"],
-  ["direct_idle", "wakeups that found an idle CPU"],
+  ["direct_idle", "wakeups and new tasks that found an idle CPU"],
   ["direct_local", "pinned or migration-disabled tasks kept on their CPU"],
   ["dispatched", "tasks a CPU pulled from the shared queue"],
   ["kept_running", "slices renewed because nothing else was waiting"],
   ["preempt_kicks", "CPUs interrupted for a latency-critical wakeup"],
   ["foreground_runs", "times a foreground task got a CPU"],
   ["runs", "times any task got a CPU"],
-  ["wakeups", "runnable transitions"],
+  ["wakeups", "wakeups of sleeping tasks (not new tasks, not tasks queued again after a change)"],
   ["resumed", "latency-critical tasks put back first on their CPU after a wakeup preempted them"],
   ["rt_reenqueued", "times a real-time task took a CPU and the tasks queued there were queued again"],
   ["no_task_ctx", "tasks scheduled without per-task state"],
