@@ -147,6 +147,14 @@ struct fp_sched_tunables tun;
  */
 const volatile u32 reenqueue_from_switch;
 
+/*
+ * 1 in partial mode (SCX_OPS_SWITCH_PARTIAL): the fair class's tasks run before ours on every CPU, so
+ * a wakeup is never put straight into a CPU's local queue from ops.select_cpu - a fair task taking
+ * that CPU in between would hold it there as long as it runs, which no callback reports (set by
+ * the loader).
+ */
+const volatile u32 partial_mode;
+
 /* LLC of each CPU, read by the loader from /sys/devices/system/cpu/cpuN/cache (never guessed). */
 const volatile u32 cpu_llc[FP_MAX_CPUS];
 
@@ -559,13 +567,17 @@ static __always_inline void woke(struct task_ctx *tc, u64 now)
 		c->wakeups++;
 }
 
-/* Whether no real-time or deadline task started on `cpu` in the last FP_RT_QUIET_NS. */
+/*
+ * Whether no real-time or deadline task started on `cpu` in the last FP_RT_QUIET_NS. `now` is this
+ * CPU's clock and rt_last that CPU's: with scx_bpf_now (6.14+) one may run slightly ahead of the
+ * other, and an RT task that started "after now" has just started.
+ */
 static __always_inline bool rt_quiet(s32 cpu, u64 now)
 {
 	u32 zero = 0;
 	struct cpu_ctx *cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
 
-	return cc && now - cc->rt_last > FP_RT_QUIET_NS;
+	return cc && now > cc->rt_last && now - cc->rt_last > FP_RT_QUIET_NS;
 }
 
 s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
@@ -609,13 +621,14 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		c->direct_idle++;
 	/*
 	 * Straight into that CPU's local queue, with no ops.enqueue: on a quiet machine that is every
-	 * wakeup. Not where a real-time task started in the last second: one taking the CPU before the
-	 * task leaves idle (or while a fair task runs there, in partial mode) would hold it there for as
-	 * long as it runs - seconds, for an RT hog - and the kernel says so only when it takes a CPU from
-	 * a task of ours (ops.cpu_release). There ops.enqueue puts it on the shared queue and wakes the
-	 * CPU for it. A new task (SCX_WAKE_FORK) is no wakeup: its frequency is left as it is.
+	 * wakeup. Not where a real-time task started in the last second, nor in partial mode: one
+	 * taking the CPU before the task leaves idle (in partial mode, any fair task) would hold it
+	 * there for as long as it runs - seconds, for an RT hog - and the kernel says so only when it
+	 * takes a CPU from a task of ours (ops.cpu_release). There ops.enqueue puts it on the shared
+	 * queue and wakes the CPU for it. A new task (SCX_WAKE_FORK) is no wakeup: its frequency is
+	 * left as it is.
 	 */
-	if (tc && rt_quiet(cpu, now_ns())) {
+	if (tc && !partial_mode && rt_quiet(cpu, now_ns())) {
 		if (wake_flags & SCX(WAKE_TTWU))
 			woke(tc, now_ns());
 		tc->foreground = is_foreground(p);

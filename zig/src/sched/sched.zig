@@ -366,6 +366,8 @@ pub const Scheduler = struct {
         const switch_prog = try obj.program("fastpath_sched_switch");
         const reenqueue: u32 = @intFromBool(!has_release);
         try obj.setRodata("reenqueue_from_switch", std.mem.asBytes(&reenqueue));
+        const partial_mode: u32 = @intFromBool(o.partial != 0);
+        try obj.setRodata("partial_mode", std.mem.asBytes(&partial_mode));
 
         // With the detectors, their task storage and roles are the maps the scheduler reads.
         if (s.detector) |d| {
