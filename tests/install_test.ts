@@ -7,6 +7,19 @@ const { version } = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
 Deno.test("installing", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "fastpath-install-" });
   try {
+    await t.step("scripts/build --if-stale builds once after a source changes, then not again", async () => {
+      // A touched source that changes nothing in the library (zig keeps the old file) made every
+      // later run build again, and every scripts/fastpath call say "building libfastpath".
+      const now = new Date();
+      await Deno.utime(`${ROOT}/zig/bpf/sched.h`, now, now);
+      const first = await run([`${ROOT}/scripts/build`, "--if-stale"]);
+      assert.equal(first.code, 0, first.stderr);
+      assert.match(first.stderr, /building libfastpath/);
+      const second = await run([`${ROOT}/scripts/build`, "--if-stale"]);
+      assert.equal(second.code, 0, second.stderr);
+      assert.equal(second.stderr, "", "nothing is built a second time");
+    });
+
     await t.step("scripts/fastpath runs through a symlink on PATH (it finds its tree through the link)", async () => {
       await Deno.mkdir(`${dir}/link/bin`, { recursive: true });
       await Deno.symlink(`${ROOT}/scripts/fastpath`, `${dir}/link/bin/fastpath`);
