@@ -35,8 +35,9 @@
  *                              [--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [-h]
  *
  * Schedulers: default, minimal, fastpath, nosignals, foreground, baseline, bpfland, lavd (the list
- * defaults to default,fastpath,foreground,bpfland,lavd; input rows add nosignals). Bad arguments are
- * refused before the VM boots (exit 2).
+ * defaults to default,fastpath,foreground,bpfland,lavd; input rows run nosignals in foreground's place).
+ * Bad arguments are refused before the VM boots (exit 2). Ctrl-C or SIGTERM detaches the scheduler
+ * of the run in progress.
  *
  * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
  * `git worktree` of the commit before a change), so a change is measured against its parent in the
@@ -81,7 +82,7 @@ const OPTIONS = {
   help: { type: "boolean", short: "h", default: false },
 } as const;
 const USAGE = "usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST] " +
-  "[--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR]";
+  "[--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [-h]";
 const { values: o } = (() => {
   try {
     return parseArgs({ args: Deno.args, options: OPTIONS });
@@ -322,7 +323,9 @@ async function attach(
   while (!(schedStatus().state === "enabled" && (schedStatus().ops ?? "").startsWith(p.name))) {
     if (Date.now() > until) {
       child.kill("SIGKILL");
-      throw new Error(`${p.crate} ${p.version} did not attach within 60 s: ${(await stderr).slice(-500)}`);
+      const why = (await stderr).slice(-500);
+      await untilDisabled();
+      throw new Error(`${p.crate} ${p.version} did not attach within 60 s: ${why}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
@@ -425,7 +428,9 @@ console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.m
   while (schedStatus().state !== "enabled") {
     if (Date.now() > until) {
       child.kill("SIGKILL");
-      throw new Error(`fastpath from ${dir} did not attach within 60 s: ${(await out).stderr.slice(-500)}`);
+      const why = (await out).stderr.slice(-500);
+      await untilDisabled();
+      throw new Error(`fastpath from ${dir} did not attach within 60 s: ${why}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -447,14 +452,19 @@ console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.m
   };
 }
 
+/** The attached scheduler's detach, for a signal that ends the bench in the middle of a run. */
+let detachOnSignal: (() => Promise<unknown>) | undefined;
+
 async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   const sched = await attach(s);
+  detachOnSignal = sched.detach;
   const loads: Deno.ChildProcess[] = [];
   let pending: Promise<unknown>[] = [];
   let r: Result;
   let ejected: string | undefined;
   try {
     pending = row.loads.map(async (l) => loads.push(await l()));
+    pending.forEach((p) => p.catch(() => {})); // a load that failed to start is reported below
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
     const input = row.input
       ? new Deno.Command(INPUT_PROBE, {
@@ -490,17 +500,21 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
         (sched.counters() ? ` — ${sched.counters()}` : ""),
     );
   } finally {
-    await Promise.all(pending);
-    for (const l of loads) {
-      try {
-        l.kill("SIGKILL");
-      } catch { /* ended */ }
-      await l.status;
+    try {
+      await Promise.all(pending);
+      for (const l of loads) {
+        try {
+          l.kill("SIGKILL");
+        } catch { /* ended */ }
+        await l.status;
+      }
+      // stress-ng's workers are its children: make sure none outlive the row.
+      await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
+    } finally {
+      // Detached on every path: a scheduler left attached would be what the next "default" run measures.
+      detachOnSignal = undefined;
+      ejected = await sched.detach();
     }
-    // stress-ng's workers are its children: make sure none outlive the row.
-    await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
-    // Detached on every path: a scheduler left attached would be what the next "default" run measures.
-    ejected = await sched.detach();
   }
   if (ejected) throw new Error(`${label}: ${ejected}`);
   return r;
@@ -524,7 +538,8 @@ for (const [what, list] of [["row", rowNames], ["scheduler", scheds as string[]]
   const twice = list.find((x, i) => list.indexOf(x) !== i);
   if (twice) usage(`${what} ${twice} is named twice: name it once`);
 }
-// --baseline adds its scheduler; naming the scheduler needs the directory.
+// --baseline adds its scheduler; naming the scheduler needs the directory (absolute: it is imported).
+if (o.baseline) o.baseline = resolve(o.baseline);
 if (o.baseline && !scheds.includes("baseline")) scheds.push("baseline");
 if (scheds.includes("baseline") && !o.baseline) {
   usage("the scheduler baseline needs --baseline DIR (a checkout with a built library)");
@@ -545,11 +560,15 @@ if (!o["in-vm"] && !schedStatus().present) {
   }
   // The guest sees the host's / read-only and the project read-write, but /tmp, /var/tmp and /run
   // are its own (tmpfs): a path there outside the project is not what the host has, or is lost.
-  for (const k of ["json", "baseline", "scx-dir"] as const) {
+  for (const k of ["baseline", "scx-dir"] as const) {
     const path = o[k] && resolve(o[k]);
     if (path && /^\/(tmp|var\/tmp|run)\//.test(path) && !path.startsWith(`${ROOT}/`)) {
       usage(`--${k} ${o[k]} is under /tmp, /var/tmp or /run, which the test VM does not share: use a path elsewhere`);
     }
+  }
+  // What the guest writes outside the project vanishes with it (or fails, on the read-only root).
+  if (o.json && !resolve(o.json).startsWith(`${ROOT}/`)) {
+    usage(`--json ${o.json} is outside ${ROOT}, the only directory the test VM writes back: give a path inside it`);
   }
   for (const p of PUBLIC.filter((p) => scheds.includes(p.name))) {
     const why = await ensurePublic(p);
@@ -598,6 +617,17 @@ console.error(
   }` +
     [...absent].map(([s, why]) => `; ${s} absent: ${why}`).join(""),
 );
+
+// A bench interrupted before this one may have left the floor scheduler attached through its pin.
+removeMinimalPin();
+await untilDisabled().catch((e) => usage(`${(e as Error).message}: detach it first (fastpath sched status)`));
+for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.addSignalListener(sig, async () => {
+    await detachOnSignal?.().catch(() => {});
+    await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output().catch(() => {});
+    Deno.exit(code);
+  });
+}
 
 const results: Record<string, Record<string, Result[]>> = {};
 const ejections: string[] = [];

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { run } from "../src/net.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const there = (path: string) => Deno.stat(path).then(() => true, () => false);
+/** Whether the bench boots ../shared/vm here (a kernel with sched_ext runs it in place). */
+const bootsVm = !(await there("/sys/kernel/sched_ext")) && await there(`${ROOT}/../shared/vm/run-vm.sh`);
 
 /** bench/sched.ts with `args`, as `deno task bench:sched` runs it. */
 const benchSched = (args: string[]) =>
@@ -19,6 +22,10 @@ Deno.test("bench:sched", async (t) => {
       [["--rows", "quiet-4ms,quiet-4ms"], /row quiet-4ms is named twice: name it once/],
       [["--schedulers", "default,baseline"], /the scheduler baseline needs --baseline DIR/],
       [["--baseline", "/nonexistent"], /--baseline \/nonexistent has no built library: run scripts\/build there/],
+      // Where the VM is booted: its writes outside the project vanish with it.
+      ...(bootsVm
+        ? [[["--json", "/var/x.json"], /--json \/var\/x.json is outside .*: give a path inside it/]] as const
+        : []),
     ] as const
   ) {
     await t.step(`refuses ${args.join(" ")} with exit 2 and the fix, before it builds or boots anything`, async () => {
