@@ -601,7 +601,8 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 
 		if (!tc || !bpf_cpumask_test_cpu(self, p->cpus_ptr))
 			return prev_cpu;
-		if (wake_flags & SCX(WAKE_SYNC)) {
+		/* Not in partial mode: a fair waker's CPU runs fair tasks before ours (see partial_mode). */
+		if ((wake_flags & SCX(WAKE_SYNC)) && !partial_mode) {
 			tc->sync_cpu = self;
 			return self;
 		}
