@@ -555,11 +555,21 @@ static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
  * a quiet machine one callback fewer per wakeup is most of what separates a policy from the floor
  * (bench:sched's "minimal" scheduler).
  */
+/* PF_EXITING (include/linux/sched.h): the task is in do_exit(). */
+#define FP_PF_EXITING 0x00000004
+
 static __always_inline void woke(struct task_ctx *tc, u64 now)
 {
 	struct fp_sched_counters *c = cnt();
 
-	tc->wake_hz = fp_wake_hz(tc->wake_hz, now - tc->last_woke);
+	/*
+	 * A wakeup by a task that is exiting - a parent reaping its child - says nothing about how often
+	 * the wakee waits on input or a timer: fork-storm parents, woken ~80 times a second by their
+	 * children's exits, counted as latency-critical and stood level with a 60 Hz frame thread, which
+	 * then waited 2-3 ms behind one (tracefs in the VM). Its frequency is left as it was.
+	 */
+	if (!(bpf_get_current_task_btf()->flags & FP_PF_EXITING))
+		tc->wake_hz = fp_wake_hz(tc->wake_hz, now - tc->last_woke);
 	tc->last_woke = now;
 	tc->slept_ns = tc->slept_at && now > tc->slept_at ? now - tc->slept_at : 0;
 	tc->exec_ns = 0;
