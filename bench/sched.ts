@@ -123,7 +123,7 @@ async function ensureMinimal(): Promise<string | undefined> {
   const inc = Deno.makeTempDirSync({ prefix: "fastpath-minimal-" });
   Deno.symlinkSync(libbpf, `${inc}/bpf`);
   Deno.mkdirSync(o["scx-dir"], { recursive: true });
-  const args = ["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall", "-D__TARGET_ARCH_x86"];
+  const args = ["-O2", "-g", "-target", "bpf", "-mcpu=v3", "-Wall"];
   args.push(`-I${ROOT}/zig/bpf/vmlinux`, `-I${inc}`, "-c", MINIMAL_SRC, "-o", obj);
   try {
     const r = await new Deno.Command("clang-19", { args, stderr: "piped" }).output();
@@ -319,15 +319,11 @@ async function attach(
   const p = PUBLIC.find((x) => x.name === s)!;
   const child = new Deno.Command(binOf(p), { args: [...p.args], stdout: "null", stderr: "piped" }).spawn();
   const stderr = (async () => new TextDecoder().decode((await child.output()).stderr))();
-  const until = Date.now() + 60_000;
-  while (!(schedStatus().state === "enabled" && (schedStatus().ops ?? "").startsWith(p.name))) {
-    if (Date.now() > until) {
-      child.kill("SIGKILL");
-      const why = (await stderr).slice(-500);
-      await untilDisabled();
-      throw new Error(`${p.crate} ${p.version} did not attach within 60 s: ${why}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
+  if (!(await untilEnabled(p.name))) {
+    child.kill("SIGKILL");
+    const why = (await stderr).slice(-500);
+    await untilDisabled();
+    throw new Error(`${p.crate} ${p.version} did not attach within 60 s: ${why}`);
   }
   return {
     setGame: () => {},
@@ -361,11 +357,7 @@ async function attachMinimal(): ReturnType<typeof attach> {
   } catch (e) {
     why = `bpftool did not run (${(e as Error).message}): install it (Debian: bpftool)`;
   }
-  const until = Date.now() + 20_000;
-  while (!why && !(schedStatus().state === "enabled" && schedStatus().ops === "minimal")) {
-    if (Date.now() > until) why = "it was not enabled within 20 s";
-    else await new Promise((r) => setTimeout(r, 100));
-  }
+  if (!why && !(await untilEnabled("minimal"))) why = "it was not enabled within 60 s";
   if (why) {
     removeMinimalPin();
     await untilDisabled();
@@ -390,6 +382,16 @@ function removeMinimalPin() {
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
+}
+
+/** Waits until the scheduler whose ops name starts with `ops` is enabled; false after `ms`. */
+async function untilEnabled(ops: string, ms = 60_000): Promise<boolean> {
+  const until = Date.now() + ms;
+  while (!(schedStatus().state === "enabled" && (schedStatus().ops ?? "").startsWith(ops))) {
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
 }
 
 /** Waits until no sched_ext scheduler is attached; an error after `ms`. */
@@ -424,15 +426,11 @@ console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.m
     const o = await child.output();
     return { stdout: new TextDecoder().decode(o.stdout), stderr: new TextDecoder().decode(o.stderr) };
   })();
-  const until = Date.now() + 60_000;
-  while (schedStatus().state !== "enabled") {
-    if (Date.now() > until) {
-      child.kill("SIGKILL");
-      const why = (await out).stderr.slice(-500);
-      await untilDisabled();
-      throw new Error(`fastpath from ${dir} did not attach within 60 s: ${why}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  if (!(await untilEnabled("fastpath"))) {
+    child.kill("SIGKILL");
+    const why = (await out).stderr.slice(-500);
+    await untilDisabled();
+    throw new Error(`fastpath from ${dir} did not attach within 60 s: ${why}`);
   }
   return {
     setGame: () => {},
