@@ -548,6 +548,9 @@ static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
 	return signal > policy ? signal : policy;
 }
 
+/* PF_EXITING (include/linux/sched.h): the task is in do_exit(). */
+#define FP_PF_EXITING 0x00000004
+
 /*
  * A wakeup's bookkeeping: its frequency, how long it slept, a runtime count started afresh. Done
  * where the wakeup is queued - ops.select_cpu when it inserts the task itself, else ops.enqueue -
@@ -555,9 +558,6 @@ static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
  * a quiet machine one callback fewer per wakeup is most of what separates a policy from the floor
  * (bench:sched's "minimal" scheduler).
  */
-/* PF_EXITING (include/linux/sched.h): the task is in do_exit(). */
-#define FP_PF_EXITING 0x00000004
-
 static __always_inline void woke(struct task_ctx *tc, u64 now)
 {
 	struct fp_sched_counters *c = cnt();
@@ -595,6 +595,7 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 	struct fp_sched_counters *c;
 	struct task_ctx *tc;
 	s32 cpu;
+	u64 now;
 
 	if (is_pinned(p))
 		return prev_cpu;
@@ -639,9 +640,10 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 	 * queue and wakes the CPU for it. A new task (SCX_WAKE_FORK) is no wakeup: its frequency is
 	 * left as it is.
 	 */
-	if (tc && !partial_mode && rt_quiet(cpu, now_ns())) {
+	now = now_ns();
+	if (tc && !partial_mode && rt_quiet(cpu, now)) {
 		if (wake_flags & SCX(WAKE_TTWU))
-			woke(tc, now_ns());
+			woke(tc, now);
 		tc->foreground = is_foreground(p);
 		tc->deadline = deadline_of(p, tc, 0);
 		insert(p, SCX(DSQ_LOCAL), slice_of(tc), 0);
