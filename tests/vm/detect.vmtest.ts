@@ -67,6 +67,28 @@ threading.Thread(target=submit, name="render", daemon=True).start()
 time.sleep(60)
 `;
 
+/** A compositor-like reader on CPU 1: reads every evdev node, then spins 3 ms per event (comm spin-reader). */
+const SPIN_READER = `
+import ctypes, glob, os, select, time
+ctypes.CDLL(None).prctl(15, b"spin-reader", 0, 0, 0)
+os.sched_setaffinity(0, {1})
+fds = [os.open(n, os.O_RDONLY | os.O_NONBLOCK) for n in glob.glob("/dev/input/event*")]
+while True:
+    for fd in select.select(fds, [], [])[0]:
+        try: os.read(fd, 4096)
+        except BlockingIOError: pass
+    end = time.monotonic() + 0.003
+    while time.monotonic() < end: pass
+`;
+
+/** A sleeper on the same CPU woken by its own 1 ms timer (comm tick-sleeper). */
+const TICK_SLEEPER = `
+import ctypes, os, time
+ctypes.CDLL(None).prctl(15, b"tick-sleeper", 0, 0, 0)
+os.sched_setaffinity(0, {1})
+while True: time.sleep(0.001)
+`;
+
 Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
   const d = await Detector.start({ chainHops: 0 });
   try {
@@ -133,6 +155,44 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
           assert.ok(c1.input_events - c0.input_events >= 200, `input events counted: ${c1.input_events}`);
           assert.ok(c1.input_windows > c0.input_windows && c1.input_boosts > c0.input_boosts);
         } finally {
+          await reap(probe);
+          d.setKnobs({ chainHops: 0 });
+        }
+      },
+    );
+
+    await t.step(
+      "a sleeper its timer wakes while the compositor's reader runs is not in the input chain (the timer woke it, not the reader)",
+      async () => {
+        d.setKnobs({ chainHops: 2 });
+        const probe = new Deno.Command(INPUTPROBE, {
+          args: ["--warmup-s", "30", "--duration-s", "1", "--rate-hz", "200"],
+          stdout: "null",
+          stderr: "inherit",
+        }).spawn();
+        const procs: Deno.ChildProcess[] = [];
+        try {
+          // The probe's compositor holds its uinput device's evdev node: the node exists.
+          await waitFor(() => d.status().compositors >= 1, "the probe's compositor found", 8000);
+          procs.push(python(SPIN_READER));
+          await waitFor(() => d.status().compositors >= 2, "the spinning reader found holding evdev open", 8000);
+          const readerOf = () => byComm(d.threads(512), "spin-reader").find((x) => x.classes.includes("input"));
+          await waitFor(() => readerOf()?.inputHops === 0, "the spinning reader is the input reader", 10_000);
+          procs.push(python(TICK_SLEEPER));
+          // 1 kHz timer wakeups for 3 s, most while the reader spins on the same CPU inside a window.
+          await sleep(3000);
+          const ts = d.threads(512);
+          assert.ok(
+            byComm(ts, "spin-reader").some((x) => x.classes.includes("input")),
+            "the reader still holds a window",
+          );
+          // Listed only if it ever carried a window (the threads map records roles and input).
+          const sleeper = byComm(ts, "tick-sleeper").filter((x) =>
+            x.classes.includes("input") || x.inputMsAgo !== null
+          );
+          assert.deepEqual(sleeper, [], "the timer's wakeups carried no input window");
+        } finally {
+          for (const p of procs) await reap(p);
           await reap(probe);
           d.setKnobs({ chainHops: 0 });
         }

@@ -65,6 +65,7 @@ struct {
 struct fp_irq_depth {
 	__u32 hardirq;
 	__u32 softirq;
+	__u32 timer; /* in an hrtimer callback: a sleeper's timeout, the tick (see fp_hrtimer_entry) */
 };
 
 struct {
@@ -142,6 +143,44 @@ int BPF_PROG(fp_softirq_exit, unsigned int vec)
 	return 0;
 }
 
+/*
+ * hrtimer callbacks - a sleeper's timeout, the tick - run in a hardware interrupt no
+ * irq_handler_entry marks, and a wakeup there has no waker: the current task is whatever the timer
+ * interrupted. Taken for the waker, a compositor interrupted by a timer handed its input window to
+ * the sleeper that timer woke (the input injector, a frame loop), which then ran at the input
+ * chain's urgency and took the CPU from the next event's reader (tracefs in the VM). Counted apart
+ * from `hardirq`: a timer wakeup is no device's, so it raises no urgency. (The preempt count would
+ * say "in an interrupt" for every kind, but x86 keeps it in a per-CPU variable whose address the
+ * kernel gives BPF only with CONFIG_KALLSYMS_ALL.)
+ */
+SEC("tp_btf/hrtimer_expire_entry")
+int BPF_PROG(fp_hrtimer_entry, struct hrtimer *timer, ktime_t *now)
+{
+	struct fp_irq_depth *d = irq_depth_here();
+
+	if (d)
+		d->timer++;
+	return 0;
+}
+
+SEC("tp_btf/hrtimer_expire_exit")
+int BPF_PROG(fp_hrtimer_exit, struct hrtimer *timer)
+{
+	struct fp_irq_depth *d = irq_depth_here();
+
+	if (d && d->timer)
+		d->timer--;
+	return 0;
+}
+
+/* In a timer callback, a device interrupt handler or a softirq: the current task woke no one. */
+static __always_inline bool no_waker_here(void)
+{
+	struct fp_irq_depth *d = irq_depth_here();
+
+	return d && (d->hardirq || d->softirq || d->timer);
+}
+
 /* The evidence of `p` (created on first use). */
 static __always_inline struct fp_task_sig *sig_of(struct task_struct *p)
 {
@@ -204,21 +243,23 @@ int BPF_PROG(fp_sched_waking, struct task_struct *p)
 	__u64 now = bpf_ktime_get_ns();
 	__u64 input_ns = (__u64)dknobs.input_window_us * 1000;
 	__u64 urgent_ns = (__u64)dknobs.urgent_window_us * 1000;
-	bool irq, rt, reader, input_hop, urgent_hop;
+	bool irq, no_waker, rt, reader, input_hop, urgent_hop;
 	struct fp_task_sig *ws = NULL, *ps;
 	__u32 roles;
 
 	if (!signal_on(FP_SIGNAL_WAKE))
 		return 0;
+	/* In an interrupt the current task is whatever it interrupted: no waker to inherit from. */
+	no_waker = no_waker_here();
 	irq = signal_on(FP_SIGNAL_IRQ) && in_interrupt_ctx();
-	rt = !irq && waker->prio < 100; /* MAX_RT_PRIO: a real-time or deadline waker */
-	if (!irq)
+	rt = !no_waker && waker->prio < 100; /* MAX_RT_PRIO: a real-time or deadline waker */
+	if (!no_waker)
 		ws = bpf_task_storage_get(&task_sig, waker, 0, 0);
 	roles = roles_of(p->tgid);
 	/* Input: the compositor's reader, woken while a window is open; then hop by hop. */
 	reader = (roles & FP_ROLE_COMPOSITOR) && dstate.input_at && now - dstate.input_at < input_ns;
 	input_hop = !reader && ws && ws->input_until > now && ws->input_hops < dknobs.chain_hops;
-	urgent_hop = !irq && !rt && ws && ws->urgent_until > now && ws->urgent_hops < dknobs.chain_hops;
+	urgent_hop = !rt && ws && ws->urgent_until > now && ws->urgent_hops < dknobs.chain_hops;
 
 	/* Storage only for a thread with something to carry (or a role): most wakeups have neither. */
 	ps = bpf_task_storage_get(&task_sig, p, 0, 0);
@@ -231,7 +272,7 @@ int BPF_PROG(fp_sched_waking, struct task_struct *p)
 	}
 	ps->woken_by_irq = irq;
 	ps->woken_by_rt = rt;
-	ps->waker_tid = irq ? 0 : waker->pid;
+	ps->waker_tid = no_waker ? 0 : waker->pid;
 
 	if (reader) {
 		ps->input_until = dstate.input_at + input_ns;
