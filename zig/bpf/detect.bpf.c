@@ -56,24 +56,40 @@ struct {
 } dcounters SEC(".maps");
 
 /*
- * Whether this CPU is in a device interrupt handler or serving a softirq, kept by the irq and
- * softirq tracepoints: the same on every architecture and kernel, with no per-CPU kernel symbol to
- * resolve (kernels without CONFIG_KALLSYMS_ALL expose none). Timer interrupts do not pass through
- * irq_handler_entry, so a sleeper woken by its own timer is not "woken from an interrupt": the signal
- * means a device (input, network, sound, GPU completion) or a softirq (network receive, block) woke it.
+ * Which interrupt context this CPU is in, kept by tracepoints: the same on every architecture and
+ * kernel, with no per-CPU kernel symbol to resolve (the preempt count would say it all, but x86 keeps
+ * it in a per-CPU variable whose address the kernel gives BPF only with CONFIG_KALLSYMS_ALL: the
+ * host's 6.18 refused the load). Each kind keeps the time of its last entry and last exit - inside
+ * it while the entry is the later - not a depth: a depth counted up by an entry whose exit came
+ * before the exit program was attached (they attach one by one) stayed up for good, and every
+ * wakeup on that CPU looked like an interrupt's. Handlers of one kind do not nest on a CPU.
+ *  - hardirq: a device's handler (irq_handler_entry/exit). A wakeup there is "from an interrupt"
+ *    (the urgency signal): input, network, sound, a GPU completion woke the task.
+ *  - softirq: a softirq other than the timers' (network receive, block, tasklets): likewise.
+ *  - timer: an hrtimer callback (hrtimer_expire_entry/exit: a sleeper's timeout, the tick, in
+ *    hardirq or softirq) or the timer softirqs. A wakeup there raises no urgency - no device woke
+ *    a task its own timer woke - but, like the others, names no waker: the current task is
+ *    whatever the interrupt interrupted. Taken for the waker, a compositor interrupted by a timer
+ *    handed its input window to the sleeper that timer woke (the input injector, a frame loop),
+ *    which then ran at the input chain's urgency and took the CPU from the next event's reader
+ *    (tracefs in the VM).
  */
-struct fp_irq_depth {
-	__u32 hardirq;
-	__u32 softirq;
-	__u32 timer; /* in an hrtimer callback: a sleeper's timeout, the tick (see fp_hrtimer_entry) */
+struct fp_irq_ctx {
+	__u64 hardirq_in, hardirq_out;
+	__u64 softirq_in, softirq_out;
+	__u64 timer_in, timer_out;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct fp_irq_depth);
-} irq_depth SEC(".maps");
+	__type(value, struct fp_irq_ctx);
+} irq_ctx SEC(".maps");
+
+/* Softirq vectors (include/linux/interrupt.h): the timers' run timer callbacks. */
+#define FP_TIMER_SOFTIRQ 1
+#define FP_HRTIMER_SOFTIRQ 8
 
 static __always_inline struct fp_detect_counters *dcnt(void)
 {
@@ -87,98 +103,95 @@ static __always_inline bool signal_on(__u32 s)
 	return !(dknobs.signals_off & s);
 }
 
-static __always_inline struct fp_irq_depth *irq_depth_here(void)
+static __always_inline struct fp_irq_ctx *irq_ctx_here(void)
 {
 	__u32 zero = 0;
 
-	return bpf_map_lookup_elem(&irq_depth, &zero);
+	return bpf_map_lookup_elem(&irq_ctx, &zero);
 }
 
-/* Whether this wakeup runs in a device interrupt handler or a softirq. */
-static __always_inline bool in_interrupt_ctx(void)
+/* Whether this wakeup runs in a device interrupt handler or a (non-timer) softirq. */
+static __always_inline bool in_interrupt_ctx(const struct fp_irq_ctx *x)
 {
-	struct fp_irq_depth *d = irq_depth_here();
+	return x && (x->hardirq_in > x->hardirq_out || x->softirq_in > x->softirq_out);
+}
 
-	return d && (d->hardirq || d->softirq);
+/* In a timer callback, a device interrupt handler or a softirq: the current task woke no one. */
+static __always_inline bool no_waker_here(const struct fp_irq_ctx *x)
+{
+	return in_interrupt_ctx(x) || (x && x->timer_in > x->timer_out);
 }
 
 SEC("tp_btf/irq_handler_entry")
 int BPF_PROG(fp_irq_entry, int irq, struct irqaction *action)
 {
-	struct fp_irq_depth *d = irq_depth_here();
+	struct fp_irq_ctx *x = irq_ctx_here();
 
-	if (d)
-		d->hardirq++;
+	if (x)
+		x->hardirq_in = bpf_ktime_get_ns();
 	return 0;
 }
 
-/* Saturating: the detectors may attach inside a handler and see only its exit. */
 SEC("tp_btf/irq_handler_exit")
 int BPF_PROG(fp_irq_exit, int irq, struct irqaction *action, int ret)
 {
-	struct fp_irq_depth *d = irq_depth_here();
+	struct fp_irq_ctx *x = irq_ctx_here();
 
-	if (d && d->hardirq)
-		d->hardirq--;
+	if (x)
+		x->hardirq_out = bpf_ktime_get_ns();
 	return 0;
 }
 
 SEC("tp_btf/softirq_entry")
 int BPF_PROG(fp_softirq_entry, unsigned int vec)
 {
-	struct fp_irq_depth *d = irq_depth_here();
+	struct fp_irq_ctx *x = irq_ctx_here();
 
-	if (d)
-		d->softirq++;
+	if (!x)
+		return 0;
+	if (vec == FP_TIMER_SOFTIRQ || vec == FP_HRTIMER_SOFTIRQ)
+		x->timer_in = bpf_ktime_get_ns();
+	else
+		x->softirq_in = bpf_ktime_get_ns();
 	return 0;
 }
 
 SEC("tp_btf/softirq_exit")
 int BPF_PROG(fp_softirq_exit, unsigned int vec)
 {
-	struct fp_irq_depth *d = irq_depth_here();
+	struct fp_irq_ctx *x = irq_ctx_here();
 
-	if (d && d->softirq)
-		d->softirq--;
+	if (!x)
+		return 0;
+	if (vec == FP_TIMER_SOFTIRQ || vec == FP_HRTIMER_SOFTIRQ)
+		x->timer_out = bpf_ktime_get_ns();
+	else
+		x->softirq_out = bpf_ktime_get_ns();
 	return 0;
 }
 
 /*
- * hrtimer callbacks - a sleeper's timeout, the tick - run in a hardware interrupt no
- * irq_handler_entry marks, and a wakeup there has no waker: the current task is whatever the timer
- * interrupted. Taken for the waker, a compositor interrupted by a timer handed its input window to
- * the sleeper that timer woke (the input injector, a frame loop), which then ran at the input
- * chain's urgency and took the CPU from the next event's reader (tracefs in the VM). Counted apart
- * from `hardirq`: a timer wakeup is no device's, so it raises no urgency. (The preempt count would
- * say "in an interrupt" for every kind, but x86 keeps it in a per-CPU variable whose address the
- * kernel gives BPF only with CONFIG_KALLSYMS_ALL.)
+ * A hard hrtimer interrupting a soft one's callback ends "timer" early for the rest of it: rare, and
+ * then that callback's wakeups name the interrupted task as before.
  */
 SEC("tp_btf/hrtimer_expire_entry")
 int BPF_PROG(fp_hrtimer_entry, struct hrtimer *timer, ktime_t *now)
 {
-	struct fp_irq_depth *d = irq_depth_here();
+	struct fp_irq_ctx *x = irq_ctx_here();
 
-	if (d)
-		d->timer++;
+	if (x)
+		x->timer_in = bpf_ktime_get_ns();
 	return 0;
 }
 
 SEC("tp_btf/hrtimer_expire_exit")
 int BPF_PROG(fp_hrtimer_exit, struct hrtimer *timer)
 {
-	struct fp_irq_depth *d = irq_depth_here();
+	struct fp_irq_ctx *x = irq_ctx_here();
 
-	if (d && d->timer)
-		d->timer--;
+	if (x)
+		x->timer_out = bpf_ktime_get_ns();
 	return 0;
-}
-
-/* In a timer callback, a device interrupt handler or a softirq: the current task woke no one. */
-static __always_inline bool no_waker_here(void)
-{
-	struct fp_irq_depth *d = irq_depth_here();
-
-	return d && (d->hardirq || d->softirq || d->timer);
 }
 
 /* The evidence of `p` (created on first use). */
@@ -245,13 +258,15 @@ int BPF_PROG(fp_sched_waking, struct task_struct *p)
 	__u64 urgent_ns = (__u64)dknobs.urgent_window_us * 1000;
 	bool irq, no_waker, rt, reader, input_hop, urgent_hop;
 	struct fp_task_sig *ws = NULL, *ps;
+	struct fp_irq_ctx *x;
 	__u32 roles;
 
 	if (!signal_on(FP_SIGNAL_WAKE))
 		return 0;
 	/* In an interrupt the current task is whatever it interrupted: no waker to inherit from. */
-	no_waker = no_waker_here();
-	irq = signal_on(FP_SIGNAL_IRQ) && in_interrupt_ctx();
+	x = irq_ctx_here();
+	no_waker = no_waker_here(x);
+	irq = signal_on(FP_SIGNAL_IRQ) && in_interrupt_ctx(x);
 	rt = !no_waker && waker->prio < 100; /* MAX_RT_PRIO: a real-time or deadline waker */
 	if (!no_waker)
 		ws = bpf_task_storage_get(&task_sig, waker, 0, 0);

@@ -32,8 +32,8 @@ enum fp_class {
 /* Which detectors are attached (fp_detect_state.signals): each absent one has a reason. */
 enum fp_signal {
 	FP_SIGNAL_INPUT = 1 << 0,   /* fentry/input_event */
-	FP_SIGNAL_WAKE = 1 << 1,    /* tp_btf/sched_wakeup: wake chains, IRQ and RT wakers */
-	FP_SIGNAL_IRQ = 1 << 2,	    /* tp_btf/irq_handler_* and softirq_*: wakeups from device IRQs and softirqs */
+	FP_SIGNAL_WAKE = 1 << 1,    /* tp_btf/sched_waking: wake chains, IRQ and RT wakers */
+	FP_SIGNAL_IRQ = 1 << 2,	    /* tp_btf/irq_handler_*, softirq_*, hrtimer_expire_*: wakeups from device IRQs and softirqs */
 	FP_SIGNAL_GPU = 1 << 3,	    /* fentry/drm_ioctl */
 	FP_SIGNAL_NVIDIA = 1 << 4,  /* kprobe on the NVIDIA driver's ioctl entry */
 	FP_SIGNAL_PCM = 1 << 5,	    /* fentry/snd_pcm_period_elapsed */
