@@ -191,6 +191,8 @@ interface Result {
 interface InputResult {
   events_sent: number;
   events_seen: number;
+  /** % of events the worker took on the CPU its input thread handed them over on */
+  worker_same_cpu_pct: number;
   compositor_p50_us: number;
   compositor_p99_us: number;
   compositor_p999_us: number;
@@ -305,7 +307,7 @@ async function attach(
       setGame: (pid) => s === "foreground" && f.setForeground([pid]),
       counters: () => {
         const c = f.stats();
-        return `runs ${c.runs}, idle ${c.direct_idle}, local ${c.direct_local}, queued ${c.enqueued}, preempt ${c.preempt_kicks}, kept ${c.kept_running}, fg runs ${c.foreground_runs}, signal runs ${c.signal_runs}`;
+        return `runs ${c.runs}, idle ${c.direct_idle}, local ${c.direct_local}, queued ${c.enqueued}, preempt ${c.preempt_kicks}, handoffs ${c.handoffs}, kept ${c.kept_running}, fg runs ${c.foreground_runs}, signal runs ${c.signal_runs}`;
       },
       detach: () => {
         const ejected = f.state() === "ejected";
@@ -667,6 +669,7 @@ const metrics: Array<[string, (r: Result) => number, (x: number) => string]> = [
 const usCell = (x: number) => x.toFixed(0);
 const inputMetrics: Array<[string, (r: Result) => number, (x: number) => string]> = [
   ["events reached worker", (r) => (r.input ? r.input.events_seen / Math.max(1, r.input.events_sent) : 0), pct],
+  ["worker on input thread's CPU", (r) => (r.input ? r.input.worker_same_cpu_pct / 100 : NaN), pct],
   ...(["compositor", "input", "worker"] as const).flatMap((hop) =>
     (["p50", "p99", "p999", "max"] as const).map((q) =>
       [

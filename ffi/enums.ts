@@ -113,6 +113,7 @@ export const SCHED_COUNTER_NAMES = [
   "rt_reenqueued",
   "no_task_ctx",
   "signal_runs",
+  "handoffs",
   "util_pct",
   "busy",
   "busy_flips",

@@ -33,7 +33,11 @@ export const DETECT_KNOBS = {
     default: 2000,
     help: "how long a wakeup from an interrupt or a real-time task favours its wakee, µs",
   },
-  chainHops: { default: 2, help: "wake hops input and urgency travel on after the first wakee" },
+  chainHops: {
+    default: 2,
+    help:
+      "wake hops input and urgency travel on after the first wakee (with the scheduler, each input hop runs on its waker's CPU)",
+  },
   gpuMinHz: { default: 20, help: "GPU submits per second from which a game thread is GPU-submit, Hz" },
   netMinHz: { default: 10, help: "INET sends per second from which a game thread is network, Hz" },
   evidenceMs: { default: 1000, help: "how long a submit, PCM write or send keeps its class, ms" },

@@ -78,6 +78,7 @@ export const SCHED_COUNTERS: Array<[string, string]> = [
   ["rt_reenqueued", "times a real-time task took a CPU and the tasks queued there were queued again"],
   ["no_task_ctx", "tasks scheduled without per-task state"],
   ["signal_runs", "times a task got a CPU with its urgency raised by a detector"],
+  ["handoffs", "latency-critical wakeups queued first on their waker's CPU (sync wakeups, input chains)"],
   ["busy_flips", "busy/idle transitions"],
   ["restarts", "re-attaches the kernel asked for (CPU hotplug)"],
 ];

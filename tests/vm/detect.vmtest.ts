@@ -89,6 +89,39 @@ os.sched_setaffinity(0, {1})
 while True: time.sleep(0.001)
 `;
 
+/**
+ * In the game: a thread receiving UDP on 127.0.0.1:5599 (comm udp-recv), woken by the network
+ * receive softirq, and one receiving with SO_RCVTIMEO 10 ms on a port nobody sends to (rcvtimeo),
+ * woken by its timer.
+ */
+const IRQ_WAKES = `
+import ctypes, socket, struct, threading, time
+def named(name):
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)
+def recv():
+    named("udp-recv")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 5599))
+    while True: s.recv(64)
+def timeo():
+    named("rcvtimeo")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 5600))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 10000))
+    while True:
+        try: s.recv(64)
+        except OSError: pass
+threading.Thread(target=recv, daemon=True).start()
+threading.Thread(target=timeo, daemon=True).start()
+time.sleep(60)
+`;
+
+/** UDP to 127.0.0.1:5599 at 100 Hz, from another process. */
+const UDP_SENDER = `
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+while True:
+    s.sendto(b"x", ("127.0.0.1", 5599)); time.sleep(0.01)
+`;
+
 Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
   const d = await Detector.start({ chainHops: 0 });
   try {
@@ -166,7 +199,8 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       async () => {
         d.setKnobs({ chainHops: 2 });
         const probe = new Deno.Command(INPUTPROBE, {
-          args: ["--warmup-s", "30", "--duration-s", "1", "--rate-hz", "200"],
+          // Injecting until killed below, however long the waits before the check take.
+          args: ["--warmup-s", "120", "--duration-s", "1", "--rate-hz", "200"],
           stdout: "null",
           stderr: "inherit",
         }).spawn();
@@ -179,13 +213,16 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
           const readerOf = () => byComm(d.threads(512), "spin-reader").find((x) => x.classes.includes("input"));
           await waitFor(() => readerOf()?.inputHops === 0, "the spinning reader is the input reader", 10_000);
           procs.push(python(TICK_SLEEPER));
+          const e0 = d.status().counters.input_events;
           // 1 kHz timer wakeups for 3 s, most while the reader spins on the same CPU inside a window.
           await sleep(3000);
           const ts = d.threads(512);
-          assert.ok(
-            byComm(ts, "spin-reader").some((x) => x.classes.includes("input")),
-            "the reader still holds a window",
-          );
+          // The window was open all along: input kept coming and the reader kept being woken by it.
+          assert.ok(d.status().counters.input_events - e0 >= 300, "input events during the 3 s");
+          const reader = byComm(ts, "spin-reader").find((x) => x.classes.includes("input"));
+          assert.ok(reader && reader.seenMsAgo < 100, `the reader is in a live window: ${JSON.stringify(reader)}`);
+          // The sleeper ran all along (a Python that failed to start would pass the check below).
+          assert.ok(Deno.statSync(`/proc/${procs[1].pid}`).isDirectory, "the sleeper is alive");
           // Listed only if it ever carried a window (the threads map records roles and input).
           const sleeper = byComm(ts, "tick-sleeper").filter((x) =>
             x.classes.includes("input") || x.inputMsAgo !== null
@@ -195,6 +232,38 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
           for (const p of procs) await reap(p);
           await reap(probe);
           d.setKnobs({ chainHops: 0 });
+        }
+      },
+    );
+
+    await t.step(
+      "a thread woken by a network receive (softirq) is woken from an interrupt; one woken by its own timer is not",
+      async () => {
+        const c0 = d.status().counters;
+        const game = python(IRQ_WAKES, { SteamGameId: "440" });
+        const sender = python(UDP_SENDER);
+        try {
+          await waitFor(() => d.status().game?.pid === game.pid, "the game detected", 3000);
+          const of = (comm: string) => d.threads(512).find((x) => x.pid === game.pid && x.comm === comm);
+          await waitFor(
+            () => of("udp-recv")?.wokenByIrq === true,
+            `udp-recv woken from an interrupt: ${JSON.stringify(of("udp-recv"))}`,
+            15_000,
+          );
+          // The timed-out receive (SO_RCVTIMEO: a timer-wheel timer, run in the timer softirq) woke
+          // it 100 times a second by now; each wakeup rewrites woken_by_irq.
+          await waitFor(() => of("rcvtimeo") !== undefined, "the timed-out receiver seen", 15_000);
+          await sleep(500);
+          const t1 = of("rcvtimeo")!;
+          assert.ok(
+            !t1.wokenByIrq && !t1.classes.includes("urgent"),
+            `a timer's wakeup is no interrupt's: ${JSON.stringify(t1)}`,
+          );
+          assert.deepEqual(t1.wakerTid, 0, "and names no waker (the timer interrupted whatever ran)");
+          assert.ok(d.status().counters.irq_wakeups > c0.irq_wakeups, "interrupt wakeups counted");
+        } finally {
+          await reap(game);
+          await reap(sender);
         }
       },
     );
@@ -306,7 +375,7 @@ time.sleep(60)
   });
 
   await t.step(
-    "with the scheduler, the game's input chain runs boosted (signal_runs), sched status names the game from another process, and --no-signals boosts nothing",
+    "with the scheduler, the game's input chain runs boosted (signal_runs), sched status names the game from another process, beside hogs the worker runs on the CPU its input thread handed it the event on, and --no-signals boosts nothing",
     async () => {
       const s = await Scheduler.start({ detect: { gameSwitchMs: 1000 } });
       try {
@@ -340,6 +409,39 @@ time.sleep(60)
         s.stop();
         s.close();
       }
+      // Beside four CPU hogs there is no idle CPU: the worker goes to the input thread's CPU and
+      // takes it (a handoff), instead of preempting a hog on the other CPU through an interrupt.
+      const s2 = await Scheduler.start({});
+      const hogs = new Deno.Command("stress-ng", {
+        args: ["--cpu", "4", "--timeout", "40s", "--quiet"],
+        stdout: "null",
+        stderr: "inherit",
+      }).spawn();
+      try {
+        const h0 = s2.stats().handoffs;
+        const probe = new Deno.Command(INPUTPROBE, {
+          args: ["--warmup-s", "8", "--duration-s", "4", "--rate-hz", "250"],
+          stdout: "piped",
+          stderr: "inherit",
+        }).spawn();
+        const out = await probe.output();
+        assert.deepEqual(out.code, 0);
+        const r = JSON.parse(new TextDecoder().decode(out.stdout));
+        console.log(
+          `    beside 4 hogs: worker on its input thread's CPU for ${r.worker_same_cpu_pct} % of ${r.events_seen} events`,
+        );
+        assert.ok(r.worker_same_cpu_pct >= 70, `the worker ran where it was handed the event: ${JSON.stringify(r)}`);
+        assert.ok(s2.stats().handoffs - h0 >= r.events_seen, `handoffs counted: ${s2.stats().handoffs - h0}`);
+        assert.deepEqual(s2.state(), "running");
+      } finally {
+        try {
+          hogs.kill("SIGKILL");
+        } catch { /* ended */ }
+        await hogs.status;
+        s2.stop();
+        s2.close();
+      }
+
       const off = await Scheduler.start({ signals: false });
       try {
         await sleep(1000);

@@ -182,6 +182,9 @@ struct {
 	__type(value, struct fp_sched_counters);
 } counters SEC(".maps");
 
+/* How long an input chain's hop handed over on a CPU may wait to run before another may follow it. */
+#define FP_HANDOFF_PENDING_NS 1000000ULL
+
 /* How long after a real-time task ran on a CPU wakeups stop going straight to its local queue. */
 #define FP_RT_QUIET_NS 1000000000ULL
 
@@ -195,6 +198,8 @@ struct cpu_ctx {
 	s32 running_pid;  /* the task running here (0: none of ours) */
 	s32 preempted_pid; /* the task a wakeup was queued in front of, to resume right after it */
 	u32 running_weight; /* weight_of() the running task: its deadline moves by its runtime over it */
+	s32 handoff_pid;  /* an input chain's next hop queued first here that has not run yet (0: none) */
+	u64 handoff_at;	  /* when it was queued */
 };
 
 struct {
@@ -216,7 +221,7 @@ struct task_ctx {
 	u64 exec_vtime;	 /* the runtime term of the deadline it was last given (deadline_of) */
 	u32 foreground;	 /* cached at each ops.enqueue from the foreground map and the game role */
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
-	s32 sync_cpu;	 /* the CPU of a waker that said it will sleep (SCX_WAKE_SYNC) and found none idle */
+	s32 sync_cpu;	 /* the waker's CPU, for a wakeup queued first there (see fastpath_select_cpu) */
 	u32 _pad;
 };
 
@@ -550,18 +555,19 @@ static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
 
 /*
  * Whether this wakeup is the next hop of an input chain: the waker - running here - passed on the
- * input window it carries just now (the detectors' sched_waking, which fires before
- * ops.select_cpu). Such a waker hands the event over and waits for the next one within
- * microseconds (a compositor forwarding it, a game's input thread handing it to a worker), so the
- * wakee runs soonest right behind it on this CPU; sent to another CPU instead, it waited for an
- * interrupt that preempted a hog there - a median 0.22 ms of the game worker's 0.38 ms beside
- * eight hogs (tracefs in the VM), and longer whenever that CPU's vCPU was not running.
+ * input window it carries just now (the detectors' sched_waking, which fires before ops.select_cpu;
+ * a wakeup from an interrupt names no waker there). Sent to another CPU, the wakee waited for an
+ * interrupt that preempted a hog there: a median 0.22 ms of the game worker's 0.38 ms beside eight
+ * hogs (tracefs in the VM), and longer whenever that CPU's vCPU was not running. It goes first on
+ * this CPU instead (fastpath_select_cpu, fastpath_enqueue).
  */
-static __always_inline bool input_handoff(struct task_struct *p, u64 now)
+static __always_inline bool input_handoff(struct task_struct *p, struct task_struct *waker, u64 now)
 {
-	struct task_struct *waker = bpf_get_current_task_btf();
-	struct fp_task_sig *ps = bpf_task_storage_get(&task_sig, p, 0, 0), *ws;
+	struct fp_task_sig *ps, *ws;
 
+	if (dknobs.signals_off & FP_SIGNAL_WAKE)
+		return false; /* the windows below may be stale */
+	ps = bpf_task_storage_get(&task_sig, p, 0, 0);
 	if (!ps || !ps->input_hops || ps->input_until <= now || !ps->waker_tid || ps->waker_tid != waker->pid)
 		return false;
 	ws = bpf_task_storage_get(&task_sig, waker, 0, 0);
@@ -586,7 +592,9 @@ static __always_inline void woke(struct task_ctx *tc, u64 now)
 	 * A wakeup by a task that is exiting - a parent reaping its child - says nothing about how often
 	 * the wakee waits on input or a timer: fork-storm parents, woken ~80 times a second by their
 	 * children's exits, counted as latency-critical and stood level with a 60 Hz frame thread, which
-	 * then waited 2-3 ms behind one (tracefs in the VM). Its frequency is left as it was.
+	 * then waited 2-3 ms behind one (tracefs in the VM). Its frequency is left as it was. (A
+	 * wakeup the kernel hands to the target CPU to queue - an idle one, on 6.12-6.14 - reaches
+	 * ops.enqueue there, where the current task is not the waker: it counts, as before.)
 	 */
 	if (!(bpf_get_current_task_btf()->flags & FP_PF_EXITING))
 		tc->wake_hz = fp_wake_hz(tc->wake_hz, now - tc->last_woke);
@@ -627,19 +635,39 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * fair class's wake_affine does - not on another CPU through an IPI that interrupts a
 		 * hog there (ops.enqueue decides, once the wakee's urgency is known).
 		 */
+		struct task_struct *waker = bpf_get_current_task_btf();
 		s32 self = bpf_get_smp_processor_id();
 		struct cpu_ctx *cc;
 
 		if (!tc || !bpf_cpumask_test_cpu(self, p->cpus_ptr))
 			return prev_cpu;
 		/*
-		 * Not in partial mode: a fair waker's CPU runs fair tasks before ours (see partial_mode).
-		 * The next hop of an input chain is a sync wakeup whether or not the waker says so (a
-		 * futex wake does not).
+		 * Not in partial mode, where a fair waker's CPU runs fair tasks before ours (see
+		 * partial_mode), nor behind a real-time or deadline waker, which keeps its CPU for as long
+		 * as it runs. The next hop of an input chain goes first there too, sync or not (a futex
+		 * wake says nothing of the waker's sleep, yet an input thread hands the event over and
+		 * waits for the next), unless an earlier hop handed over here has not run yet: the second
+		 * of several threads woken at once goes elsewhere rather than behind the first. The wakee
+		 * waits for its waker to sleep or to end its slice (tun.slice_ns at most). Taking the CPU
+		 * from the waker instead (SCX_ENQ_PREEMPT) was measured and not kept: in the VM's input
+		 * bench the game's input thread's median wake-up went from 0.15 to 0.35 ms and the
+		 * worker's p99 from 2.2-2.4 to 3.2-3.5 ms (one boot each, against 185f0ec).
 		 */
-		if (((wake_flags & SCX(WAKE_SYNC)) || input_handoff(p, bpf_ktime_get_ns())) && !partial_mode) {
-			tc->sync_cpu = self;
-			return self;
+		cc = this_cpu_ctx();
+		if (!partial_mode && waker->prio >= 100) { /* MAX_RT_PRIO */
+			u64 t = bpf_ktime_get_ns();
+
+			if (wake_flags & SCX(WAKE_SYNC)) {
+				tc->sync_cpu = self;
+				return self;
+			}
+			if (cc && !(cc->handoff_pid && t - cc->handoff_at < FP_HANDOFF_PENDING_NS) &&
+			    input_handoff(p, waker, t)) {
+				cc->handoff_pid = p->pid;
+				cc->handoff_at = t;
+				tc->sync_cpu = self;
+				return self;
+			}
 		}
 		/*
 		 * A latency-critical wakeup that may take this CPU from a less urgent class: here, where
@@ -648,7 +676,6 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * detectors' evidence is already in: sched_waking fires before ops.select_cpu; the
 		 * foreground flag is as ops.enqueue last cached it).
 		 */
-		cc = this_cpu_ctx();
 		if (cc && cc->started_at && cc->running_lat < urgency(p, tc))
 			return self;
 		return prev_cpu;
@@ -840,14 +867,14 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	tc->deadline = deadline;
 
 	/*
-	 * A latency-critical wakeup from a waker about to sleep, on the waker's CPU: first in line
-	 * there, the waker keeps its CPU until it sleeps (its slice at most).
+	 * A latency-critical wakeup on its waker's CPU (a sync wakeup, an input chain's next hop): first
+	 * in line there; the waker keeps the CPU until it sleeps (its slice at most).
 	 */
 	if (tc->sync_cpu == cpu && cpu == bpf_get_smp_processor_id() && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
 		tc->sync_cpu = -1;
 		insert(p, SCX(DSQ_LOCAL), slice, enq_flags | SCX(ENQ_HEAD));
 		if (c)
-			c->direct_local++;
+			c->handoffs++;
 		return;
 	}
 	tc->sync_cpu = -1;
@@ -956,6 +983,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		cc->running_lat = signal > policy ? signal : policy;
 		cc->running_weight = tc ? weight_of(p, tc) : FP_WEIGHT_NICE0;
 		cc->running_pid = p->pid;
+		if (cc->handoff_pid == p->pid)
+			cc->handoff_pid = 0;
 	}
 	if (cc)
 		__sync_fetch_and_add(&nr_running, 1);

@@ -71,6 +71,7 @@ struct fp_sched_counters {
 	__u64 rt_reenqueued; /* times a real-time task took a CPU and its queued tasks were moved */
 	__u64 no_task_ctx;  /* tasks scheduled without per-task state (its allocation failed) */
 	__u64 signal_runs;  /* times a task got a CPU with its urgency raised by a detector */
+	__u64 handoffs;     /* latency-critical wakeups queued first on their waker's CPU (sync, input chain) */
 };
 
 /* Knobs that change while the scheduler runs; they live in .bss, written by the loader. */

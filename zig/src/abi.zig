@@ -579,6 +579,9 @@ pub const SchedCounters = extern struct {
     /// Times a task got a CPU with its urgency raised by a detector (input, GPU, audio, network,
     /// a wakeup from an interrupt or a real-time task).
     signal_runs: u64 = 0,
+    /// Latency-critical wakeups queued first on their waker's CPU: the waker said it would sleep
+    /// (a sync wakeup), or it handed on an input window (the next hop of an input chain).
+    handoffs: u64 = 0,
     /// The scheduler's own view (its .bss): utilisation of the last period, busy flag, flips.
     util_pct: u64 = 0,
     busy: u64 = 0,
@@ -633,7 +636,7 @@ comptime {
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
     std.debug.assert(@offsetOf(SchedOptions, "detect") == 56);
-    std.debug.assert(@sizeOf(SchedCounters) == 20 * 8);
+    std.debug.assert(@sizeOf(SchedCounters) == 21 * 8);
     std.debug.assert(@sizeOf(SchedExit) == 16 + 128 + 1024 + 8);
 }
 

@@ -143,7 +143,15 @@ fn compositor(node: [:0]const u8, sock: i32) noreturn {
 
 // --- The game -------------------------------------------------------------------------------------
 
-const Sample = struct { event_ns: u64, read_ns: u64, input_ns: u64, worker_ns: u64 = 0 };
+/// One event at each hop, and the CPUs the input thread handed it over on and the worker took it on.
+const Sample = struct { event_ns: u64, read_ns: u64, input_ns: u64, worker_ns: u64 = 0, input_cpu: u32 = 0, worker_cpu: u32 = 0 };
+
+/// The CPU this thread runs on now (getcpu(2)).
+fn currentCpu() u32 {
+    var cpu: u32 = 0;
+    _ = linux.syscall3(.getcpu, @intFromPtr(&cpu), 0, 0);
+    return cpu;
+}
 
 const Game = struct {
     cfg: Config,
@@ -165,7 +173,7 @@ fn gameInput(g: *Game, sock: i32) void {
         if (linux.E.init(rc) != .SUCCESS or rc == 0) break;
         const t = now(.MONOTONIC);
         g.lock.lock();
-        g.handoff = .{ .event_ns = f.event_ns, .read_ns = f.read_ns, .input_ns = t };
+        g.handoff = .{ .event_ns = f.event_ns, .read_ns = f.read_ns, .input_ns = t, .input_cpu = currentCpu() };
         g.lock.unlock();
         _ = g.posted.fetchAdd(1, .release);
         std.Thread.Futex.wake(&g.posted, 1);
@@ -188,6 +196,7 @@ fn gameWorker(g: *Game) void {
         var s = g.handoff;
         g.lock.unlock();
         s.worker_ns = t;
+        s.worker_cpu = currentCpu();
         if (s.event_ns >= g.start_ns + g.cfg.warmup_ns) g.samples.append(s) catch {};
         const c0 = now(.THREAD_CPUTIME_ID);
         while (now(.THREAD_CPUTIME_ID) - c0 < g.cfg.work_ns) {
@@ -215,7 +224,10 @@ fn game(cfg: Config, sock: i32, out_fd: i32, start_ns: u64) !void {
     var buf: [2048]u8 = undefined;
     var fbs = std.io.fixedBufferStream(&buf);
     const wr = fbs.writer();
-    try wr.print("\"events_seen\":{d}", .{n});
+    var same: usize = 0;
+    for (g.samples.items) |s| same += @intFromBool(s.worker_cpu == s.input_cpu);
+    // Where the worker ran: on the CPU its input thread handed the event over on, or another.
+    try wr.print("\"events_seen\":{d},\"worker_same_cpu_pct\":{d:.1}", .{ n, if (n > 0) 100.0 * @as(f64, @floatFromInt(same)) / @as(f64, @floatFromInt(n)) else 0.0 });
     for (hops, [_][]const u8{ "compositor", "input", "worker" }) |h, name| {
         std.mem.sort(u64, h, {}, std.sort.asc(u64));
         try wr.print(",\"{s}_p50_us\":{d:.1},\"{s}_p99_us\":{d:.1},\"{s}_p999_us\":{d:.1},\"{s}_max_us\":{d:.1}", .{

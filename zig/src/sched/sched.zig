@@ -114,7 +114,7 @@ const scx_enums = [_]struct { type_name: [:0]const u8, name: []const u8 }{
 
 comptime {
     std.debug.assert(scx_enums.len == c.FP_SCX_ENUMS);
-    std.debug.assert(@sizeOf(c.struct_fp_sched_counters) == 14 * 8);
+    std.debug.assert(@sizeOf(c.struct_fp_sched_counters) == 15 * 8);
     std.debug.assert(@sizeOf(c.struct_fp_sched_exit) == @sizeOf(abi.SchedExit));
     std.debug.assert(@offsetOf(c.struct_fp_sched_exit, "msg") == @offsetOf(abi.SchedExit, "msg"));
     // The per-CPU counters fold into the first fields of abi.SchedCounters, same names, same order.
