@@ -36,7 +36,7 @@ export const DETECT_KNOBS = {
   chainHops: {
     default: 2,
     help:
-      "wake hops input and urgency travel on after the first wakee (with the scheduler, each input hop runs on its waker's CPU)",
+      "wake hops input and urgency travel on after the first wakee (with the scheduler and no CPU idle, an input hop waits first in line on its waker's CPU)",
   },
   gpuMinHz: { default: 20, help: "GPU submits per second from which a game thread is GPU-submit, Hz" },
   netMinHz: { default: 10, help: "INET sends per second from which a game thread is network, Hz" },
@@ -107,7 +107,7 @@ export interface DetectThread {
   inputHops: number;
   gpuHz: number;
   netHz: number;
-  /** Who woke it last (the wake chain). */
+  /** Who woke it last (the wake chain); 0 when an interrupt, a softirq or a timer woke it. */
   wakerTid: number;
   wokenByIrq: boolean;
   wokenByRt: boolean;

@@ -182,9 +182,6 @@ struct {
 	__type(value, struct fp_sched_counters);
 } counters SEC(".maps");
 
-/* How long an input chain's hop handed over on a CPU may wait to run before another may follow it. */
-#define FP_HANDOFF_PENDING_NS 1000000ULL
-
 /* How long after a real-time task ran on a CPU wakeups stop going straight to its local queue. */
 #define FP_RT_QUIET_NS 1000000000ULL
 
@@ -198,8 +195,6 @@ struct cpu_ctx {
 	s32 running_pid;  /* the task running here (0: none of ours) */
 	s32 preempted_pid; /* the task a wakeup was queued in front of, to resume right after it */
 	u32 running_weight; /* weight_of() the running task: its deadline moves by its runtime over it */
-	s32 handoff_pid;  /* an input chain's next hop queued first here that has not run yet (0: none) */
-	u64 handoff_at;	  /* when it was queued */
 };
 
 struct {
@@ -574,6 +569,18 @@ static __always_inline bool input_handoff(struct task_struct *p, struct task_str
 	return ws && ws->input_until == ps->input_until;
 }
 
+/*
+ * Whether the detectors saw this wakeup come from an interrupt, a softirq or a timer (their
+ * sched_waking, just before, named no waker). Unknown without them, or for a task they keep no
+ * evidence of - which they do for every task an interrupt or softirq wakes: false then.
+ */
+static __always_inline bool from_interrupt(struct task_struct *p)
+{
+	struct fp_task_sig *ps = bpf_task_storage_get(&task_sig, p, 0, 0);
+
+	return ps && !ps->waker_tid && !(dknobs.signals_off & FP_SIGNAL_WAKE);
+}
+
 /* PF_EXITING (include/linux/sched.h): the task is in do_exit(). */
 #define FP_PF_EXITING 0x00000004
 
@@ -644,27 +651,21 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		/*
 		 * Not in partial mode, where a fair waker's CPU runs fair tasks before ours (see
 		 * partial_mode), nor behind a real-time or deadline waker, which keeps its CPU for as long
-		 * as it runs. The next hop of an input chain goes first there too, sync or not (a futex
-		 * wake says nothing of the waker's sleep, yet an input thread hands the event over and
-		 * waits for the next), unless an earlier hop handed over here has not run yet: the second
-		 * of several threads woken at once goes elsewhere rather than behind the first. The wakee
-		 * waits for its waker to sleep or to end its slice (tun.slice_ns at most). Taking the CPU
-		 * from the waker instead (SCX_ENQ_PREEMPT) was measured and not kept: in the VM's input
-		 * bench the game's input thread's median wake-up went from 0.15 to 0.35 ms and the
-		 * worker's p99 from 2.2-2.4 to 3.2-3.5 ms (one boot each, against 185f0ec).
+		 * as it runs; nor from an interrupt (a network receive wakes its reader as a sync wakeup
+		 * in the softirq of whatever task it interrupted, a CPU hog, say); nor while anything waits
+		 * in this CPU's local queue - a wakee queued first there would overtake it, and a sync
+		 * ping-pong pair could keep it waiting until the watchdog ejects us. The next hop of an
+		 * input chain goes first there too, sync or not (a futex wake says nothing of the waker's
+		 * sleep, yet an input thread hands the event over and waits for the next). The wakee waits
+		 * for its waker to sleep or to end its slice (tun.slice_ns at most). Taking the CPU from the
+		 * waker instead (SCX_ENQ_PREEMPT) was measured and not kept: in the VM's input bench the
+		 * game's input thread's median wake-up went from 0.15-0.16 to 0.32-0.35 ms and the worker's
+		 * p99 from 2.4-2.8 to 3.2-3.5 ms (one boot each, against 185f0ec).
 		 */
 		cc = this_cpu_ctx();
-		if (!partial_mode && waker->prio >= 100) { /* MAX_RT_PRIO */
-			u64 t = bpf_ktime_get_ns();
-
-			if (wake_flags & SCX(WAKE_SYNC)) {
-				tc->sync_cpu = self;
-				return self;
-			}
-			if (cc && !(cc->handoff_pid && t - cc->handoff_at < FP_HANDOFF_PENDING_NS) &&
-			    input_handoff(p, waker, t)) {
-				cc->handoff_pid = p->pid;
-				cc->handoff_at = t;
+		if (!partial_mode && waker->prio >= 100 && /* MAX_RT_PRIO */
+		    !from_interrupt(p) && !scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL))) {
+			if ((wake_flags & SCX(WAKE_SYNC)) || input_handoff(p, waker, bpf_ktime_get_ns())) {
 				tc->sync_cpu = self;
 				return self;
 			}
@@ -983,8 +984,6 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		cc->running_lat = signal > policy ? signal : policy;
 		cc->running_weight = tc ? weight_of(p, tc) : FP_WEIGHT_NICE0;
 		cc->running_pid = p->pid;
-		if (cc->handoff_pid == p->pid)
-			cc->handoff_pid = 0;
 	}
 	if (cc)
 		__sync_fetch_and_add(&nr_running, 1);
