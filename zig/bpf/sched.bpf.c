@@ -556,14 +556,11 @@ static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
  * hogs (tracefs in the VM), and longer whenever that CPU's vCPU was not running. It goes first on
  * this CPU instead (fastpath_select_cpu, fastpath_enqueue).
  */
-static __always_inline bool input_handoff(struct task_struct *p, struct task_struct *waker, u64 now)
+static __always_inline bool input_handoff(const struct fp_task_sig *ps, struct task_struct *waker, u64 now)
 {
-	struct fp_task_sig *ps, *ws;
+	struct fp_task_sig *ws;
 
-	if (dknobs.signals_off & FP_SIGNAL_WAKE)
-		return false; /* the windows below may be stale */
-	ps = bpf_task_storage_get(&task_sig, p, 0, 0);
-	if (!ps || !ps->input_hops || ps->input_until <= now || !ps->waker_tid || ps->waker_tid != waker->pid)
+	if (!ps || !ps->input_hops || ps->input_until <= now || ps->waker_tid != waker->pid)
 		return false;
 	ws = bpf_task_storage_get(&task_sig, waker, 0, 0);
 	return ws && ws->input_until == ps->input_until;
@@ -574,11 +571,17 @@ static __always_inline bool input_handoff(struct task_struct *p, struct task_str
  * sched_waking, just before, named no waker). Unknown without them, or for a task they keep no
  * evidence of - which they do for every task an interrupt or softirq wakes: false then.
  */
-static __always_inline bool from_interrupt(struct task_struct *p)
+static __always_inline bool from_interrupt(const struct fp_task_sig *ps)
 {
-	struct fp_task_sig *ps = bpf_task_storage_get(&task_sig, p, 0, 0);
+	return ps && !ps->waker_tid;
+}
 
-	return ps && !ps->waker_tid && !(dknobs.signals_off & FP_SIGNAL_WAKE);
+/* What the detectors' sched_waking just wrote of `p`; NULL without them or with their wake signal off (stale). */
+static __always_inline struct fp_task_sig *wake_sig(struct task_struct *p)
+{
+	if (dknobs.signals_off & FP_SIGNAL_WAKE)
+		return NULL;
+	return bpf_task_storage_get(&task_sig, p, 0, 0);
 }
 
 /* PF_EXITING (include/linux/sched.h): the task is in do_exit(). */
@@ -643,6 +646,7 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * hog there (ops.enqueue decides, once the wakee's urgency is known).
 		 */
 		struct task_struct *waker = bpf_get_current_task_btf();
+		struct fp_task_sig *sig;
 		s32 self = bpf_get_smp_processor_id();
 		struct cpu_ctx *cc;
 
@@ -663,9 +667,10 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * p99 from 2.4-2.8 to 3.2-3.5 ms (one boot each, against 185f0ec).
 		 */
 		cc = this_cpu_ctx();
+		sig = wake_sig(p); /* one lookup for both checks below */
 		if (!partial_mode && waker->prio >= 100 && /* MAX_RT_PRIO */
-		    !from_interrupt(p) && !scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL))) {
-			if ((wake_flags & SCX(WAKE_SYNC)) || input_handoff(p, waker, bpf_ktime_get_ns())) {
+		    !from_interrupt(sig) && !scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL))) {
+			if ((wake_flags & SCX(WAKE_SYNC)) || input_handoff(sig, waker, bpf_ktime_get_ns())) {
 				tc->sync_cpu = self;
 				return self;
 			}
