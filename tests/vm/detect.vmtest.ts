@@ -114,6 +114,32 @@ threading.Thread(target=timeo, daemon=True).start()
 time.sleep(60)
 `;
 
+/**
+ * In the game: a SCHED_FIFO thread (rt-waker) writing to a pipe every 10 ms, read by rt-wakee; the
+ * main thread (rt-timer) pinned to CPU 1, sleeping 1 ms at a time - beside a real-time hog there,
+ * every one of its wakeups is its timer's, interrupting that hog.
+ */
+const RT_WAKES = `
+import ctypes, os, threading, time
+def named(name):
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)
+r, w = os.pipe()
+def waker():
+    named("rt-waker")
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    while True:
+        time.sleep(0.01)
+        os.write(w, b"x")
+def wakee():
+    named("rt-wakee")
+    while True: os.read(r, 1)
+threading.Thread(target=wakee, daemon=True).start()
+threading.Thread(target=waker, daemon=True).start()
+named("rt-timer")
+os.sched_setaffinity(0, {1})
+while True: time.sleep(0.001)
+`;
+
 /** UDP to 127.0.0.1:5599 at 100 Hz, from another process. */
 const UDP_SENDER = `
 import socket, time
@@ -265,6 +291,45 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
         } finally {
           await reap(game);
           await reap(sender);
+        }
+      },
+    );
+
+    await t.step(
+      "a thread a real-time thread wakes is woken by RT; one its timer wakes on a CPU a real-time hog holds is not",
+      async () => {
+        // The timer interrupts the hog, which is then the current task but not the waker: that
+        // wakeup was once counted as an RT wakeup (urgent), covering for the scheduler.
+        const game = python(RT_WAKES, { SteamGameId: "570" });
+        const hog = new Deno.Command("chrt", {
+          args: ["-f", "40", "taskset", "-c", "1", "stress-ng", "--cpu", "1", "-t", "25s", "--quiet"],
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        try {
+          const t0 = Date.now();
+          await waitFor(() => d.status().game?.pid === game.pid, "the game detected", 3000);
+          const of = (comm: string) => d.threads(512).find((x) => x.pid === game.pid && x.comm === comm);
+          await waitFor(
+            () => of("rt-wakee")?.wokenByRt === true,
+            `rt-wakee woken by the SCHED_FIFO rt-waker: ${JSON.stringify(of("rt-wakee"))}`,
+            15_000,
+          );
+          // Its last wakeup is sometimes a thread's (Python's interpreter lock): wait for one its
+          // timer made, as the step before does. With the old rule none looks like that.
+          await waitFor(
+            () => {
+              const x = of("rt-timer");
+              return x !== undefined && x.wakerTid === 0 && !x.wokenByRt && !x.classes.includes("urgent");
+            },
+            `a timer's wakeup on the RT hog's CPU is no RT wakeup: ${JSON.stringify(of("rt-timer"))}`,
+            15_000,
+          );
+          console.log(`    both seen ${((Date.now() - t0) / 1000).toFixed(1)} s after the game started`);
+        } finally {
+          await reap(hog);
+          await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
+          await reap(game);
         }
       },
     );

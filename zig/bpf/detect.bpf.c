@@ -267,13 +267,12 @@ int BPF_PROG(fp_sched_waking, struct task_struct *p)
 	no_waker = no_waker_here(x);
 	irq = signal_on(FP_SIGNAL_IRQ) && in_interrupt_ctx(x);
 	/*
-	 * A real-time or deadline waker - or a timer that interrupted one: the wakee was woken on a CPU
-	 * a real-time task holds, and is urgent so that the scheduler moves it rather than leave it
-	 * behind that task. (Without it an unpinned 1 kHz sleeper woken by its timer on the CPU of a
-	 * SCHED_FIFO hog waited 6.2 s in the VM test "a real-time hog on one CPU"; why the scheduler
-	 * does not move it on its own is not found yet.)
+	 * A real-time or deadline waker (an audio server's thread). Not a timer or an interrupt that
+	 * interrupted one: the task it interrupted is no waker. (That rule once covered for the
+	 * scheduler, which left an unpinned sleeper woken on a real-time hog's CPU behind it for 6.2 s;
+	 * the VM test "a real-time hog on one CPU" now runs with --no-signals too.)
 	 */
-	rt = !irq && waker->prio < 100; /* MAX_RT_PRIO */
+	rt = !no_waker && waker->prio < 100; /* MAX_RT_PRIO */
 	if (!no_waker)
 		ws = bpf_task_storage_get(&task_sig, waker, 0, 0);
 	roles = roles_of(p->tgid);
