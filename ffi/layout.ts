@@ -9,6 +9,8 @@ import { FastpathError, snake } from "./error.ts";
 export interface FieldSpec {
   offset: number;
   type: string;
+  /** The library's range of meaning for a knob (abi.zig sched_limits, detect_limits), when it has one. */
+  range?: [number, number];
 }
 export interface StructSpec {
   size: number;
@@ -114,7 +116,7 @@ export class StructBuilder {
   ): this {
     const f = this.#field(name);
     const v = typeof value === "boolean" ? Number(value) : value;
-    const range = INT_RANGES[f.type];
+    const range = f.range ? [BigInt(f.range[0]), BigInt(f.range[1])] as const : INT_RANGES[f.type];
     if (range) {
       const ok = typeof v === "bigint"
         ? v >= range[0] && v <= range[1]
@@ -125,6 +127,10 @@ export class StructBuilder {
           "invalid_argument",
           `\`${option}\` must be from ${Number(range[0]) / scaled.per} to ${max}, not ${scaled.value}`,
         );
+      }
+      if (!ok && f.range && Number.isInteger(v)) {
+        // In the library's own words (sched.zig, detect.zig), whichever side refuses it.
+        throw new FastpathError("invalid_argument", `\`${option}\` must be ${range[0]} to ${range[1]}, not ${value}`);
       }
       if (!ok) {
         throw new FastpathError(

@@ -146,14 +146,23 @@ export function optionsStruct(lib: Lib, o: DetectOptions): StructBuilder {
     }
   }
   const b = lib.layout.builder("DetectOptions").setStruct("knobs", knobsStruct(lib, detectKnobs(o), o.signalsOff));
-  const game = o.game === undefined ? "" : String(o.game).trim();
-  if (o.game !== undefined && (game === "" || /^-?\d+$/.test(game) && !(Number(game) > 0) || game.includes(","))) {
-    throw new FastpathError("usage", `\`game\` must be one process name or a PID above 0, not '${o.game}'`);
-  }
+  const game = o.game === undefined ? "" : processSpec("game", o.game);
   if (/^\d+$/.test(game)) b.set("game_pid", Number(game), "game");
   else if (game) b.setBytes("game_name", game.slice(0, 15), "game");
-  if (o.compositor !== undefined) b.setBytes("compositor", String(o.compositor).trim(), "compositor");
+  if (o.compositor !== undefined) b.setBytes("compositor", processSpec("compositor", o.compositor), "compositor");
   return b;
+}
+
+/**
+ * One process as `game`, `compositor` and each `foreground` entry name it: a PID above 0 or a
+ * process name (trimmed); anything else - empty, 0, negative, a list - is a usage error naming `option`.
+ */
+export function processSpec(option: string, value: number | string): string {
+  const s = String(value).trim();
+  if (s === "" || /^-?\d+$/.test(s) && !(Number(s) > 0) || s.includes(",")) {
+    throw new FastpathError("usage", `\`${option}\` must be one process name or a PID above 0, not '${value}'`);
+  }
+  return s;
 }
 
 /** Most threads one call returns: a buffer of this many rows is allocated for it. */

@@ -7,7 +7,7 @@ import { apiText, cliText, FastpathError, snake } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView, setAll, textAt } from "../ffi/layout.ts";
 import type { SchedCounterName } from "../ffi/enums.ts";
-import { detectKnobs, type DetectOptions, Detector, optionsStruct } from "./detect.ts";
+import { detectKnobs, type DetectOptions, Detector, optionsStruct, processSpec } from "./detect.ts";
 
 export type { SchedCounterName };
 export const SCHED_EXT = "/sys/kernel/sched_ext";
@@ -224,6 +224,7 @@ export class Scheduler extends NativeHandle {
         "`partial` schedules only the foreground and the detected game: name one with `foreground`, or leave the detectors on",
       );
     }
+    for (const spec of o.foreground ?? []) processSpec("foreground", spec);
     const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
     if (fg.missing.length && fg.tgids.length === 0 && o.foreground?.every((s) => /^\d+$/.test(String(s)))) {
       throw new FastpathError(

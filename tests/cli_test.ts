@@ -60,6 +60,18 @@ Deno.test("the CLI", async (t) => {
     assert.match(r.stderr, /--rate 'fast' is not a rate: use e\.g\. 100kpps/);
   });
 
+  await t.step("a flag given twice is a usage error, not the last one silently kept", async () => {
+    let r = await cli(["probe", "lo", "--to", "127.0.0.1", "--count", "1", "--count", "2"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, "error: --count is given twice: give it once (see 'fastpath probe --help')\n");
+    r = await cli(["reflect", "lo", "--tos-toggle", "--no-tos-toggle"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      "error: --tos-toggle and --no-tos-toggle are both given: give one of them (see 'fastpath reflect --help')\n",
+    );
+  });
+
   await t.step("a missing interface names the interface and how to list them (exit 4)", async () => {
     if (skipUnless(isRoot, "needs root to open AF_PACKET sockets")) return;
     const r = await cli(["reflect", "fp-missing0"]);
@@ -542,6 +554,29 @@ Deno.test("the CLI", async (t) => {
         [["observe", "--game", ""], "--game must be one process name or a PID above 0, not ''"],
         [["observe", "--game", "-5"], "--game must be one process name or a PID above 0, not '-5'"],
         [["run", "--game", "a,b"], "--game must be one process name or a PID above 0, not 'a,b'"],
+        // Once "a whole number from 0 to 4294967295" (the field's C type) for -1, "0 to 4" for 5.
+        [["observe", "--chain-hops", "-1"], "--chain-hops must be 0 to 4, not -1"],
+        [["run", "--chain-hops", "1.5"], "--chain-hops must be a whole number from 0 to 4, not 1.5"],
+        [["run", "--slice-us", "-1"], "--slice-us must be 50 to 100000, not -1"],
+        // These once reached the sched_ext check (exit 6 here) or were silently dropped.
+        [["run", "--compositor", ""], "--compositor must be one process name or a PID above 0, not ''"],
+        [["observe", "--compositor", "0"], "--compositor must be one process name or a PID above 0, not '0'"],
+        [["run", "--foreground", ""], "--foreground must be one process name or a PID above 0, not ''"],
+        [["run", "--foreground", "a,,b"], "--foreground must be one process name or a PID above 0, not ''"],
+        [
+          ["run", "--no-signals", "--chain-hops", "3"],
+          "--chain-hops is a detector setting and --no-signals turns the detectors off: drop one of them",
+        ],
+        [
+          ["run", "--signals-off", "gpu", "--no-signals"],
+          "--signals-off is a detector setting and --no-signals turns the detectors off: drop one of them",
+        ],
+        // commander kept the last of a repeated flag without a word.
+        [
+          ["observe", "--game", "a", "--game", "b"],
+          "--game is given twice: give it once (see 'fastpath sched observe --help')",
+        ],
+        [["run", "--chain-hops=1", "--chain-hops", "2"], "--chain-hops is given twice: give it once"],
       ] as const
     ) {
       const r = await cli(["sched", ...args]);

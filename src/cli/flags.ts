@@ -59,6 +59,7 @@ export function command(name: string, doc: CommandDoc): Command {
   return c
     .helpOption("-h, --help", "show this help")
     .allowExcessArguments(false)
+    .hook("preAction", (_, action) => refuseRepeats(action))
     .exitOverride((err) => {
       throw usageError(c, err);
     })
@@ -129,6 +130,34 @@ export function knobs<A extends unknown[], O extends OptionValues, K extends Rec
 ): Command<A, O & { [P in keyof K]: number }> {
   for (const [name, k] of Object.entries(table)) cmd.addOption(num(kebab(name), k.help).default(k.default));
   return cmd as unknown as Command<A, O & { [P in keyof K]: number }>;
+}
+
+/**
+ * A flag given twice (`--game a --game b`, or `--partial --no-partial`) is a usage error: commander
+ * keeps the last value without a word, and a script that appended a flag to a command line would
+ * silently change what it ran. Counted on the command line as typed, up to a `--`.
+ */
+function refuseRepeats(action: Command<unknown[], OptionValues, OptionValues>): void {
+  let root = action;
+  while (root.parent) root = root.parent;
+  // commander keeps the arguments it parsed in rawArgs (its typings leave it out).
+  const raw = (root as unknown as { rawArgs: string[] }).rawArgs ?? [];
+  const end = raw.indexOf("--");
+  const args = end < 0 ? raw : raw.slice(0, end);
+  const seen = new Map<string, string>();
+  for (const a of args) {
+    const o = action.options.find((o) => o.long && (a === o.long || a.startsWith(`${o.long}=`)));
+    if (!o?.long) continue;
+    const key = o.attributeName();
+    const earlier = seen.get(key);
+    if (earlier !== undefined) {
+      const what = earlier === o.long
+        ? `${o.long} is given twice: give it once`
+        : `${earlier} and ${o.long} are both given: give one of them`;
+      throw new FastpathError("usage", `${what} (see '${path(action)} --help')`);
+    }
+    seen.set(key, o.long);
+  }
 }
 
 /** "busy-poll-us" → "busyPollUs": a flag's API name, as messages mark it. */

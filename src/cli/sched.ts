@@ -224,10 +224,21 @@ const run = knobs(
   .addOption(noStatsSocket)
   .addOption(http)
   .addOption(httpAllowRemote)
-  .action(async (f) => {
+  .action(async (f, cmd) => {
     const json = f.format === "json";
+    if (f.signals === false) {
+      const given = [...Object.keys(DETECT_KNOBS), "game", "compositor", "signalsOff"]
+        .filter((k) => cmd.getOptionValueSource(k) === "cli");
+      if (given.length) {
+        throw new FastpathError(
+          "usage",
+          `\`${given[0]}\` is a detector setting and --no-signals turns the detectors off: drop one of them`,
+        );
+      }
+    }
     const plan = statsPlan(f, socketName("sched"));
-    const specs = (f.foreground ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    // Each entry as given ("a,,b" has an empty one): Scheduler.start refuses what names no process.
+    const specs = f.foreground === undefined ? [] : f.foreground.split(",").map((s) => s.trim());
     const stop = untilSignal();
     let s: Scheduler;
     try {

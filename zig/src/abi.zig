@@ -652,12 +652,24 @@ fn typeName(comptime T: type) []const u8 {
     };
 }
 
+/// A field's range where the library checks one (`sched_limits`, `detect_limits`), so that TypeScript
+/// refuses a value the field cannot hold (-1, 1.5) with the same numbers as the library's own check;
+/// null elsewhere, and for `watchdog_ms` (0 or its range: the library's check alone).
+fn rangeOf(comptime T: type, comptime name: []const u8) ?[2]u64 {
+    const table = if (T == SchedOptions) sched_limits else if (T == DetectKnobs) detect_limits else return null;
+    if (comptime std.mem.eql(u8, name, "watchdog_ms") or !@hasField(@TypeOf(table), name)) return null;
+    const lim = @field(table, name);
+    return .{ lim[0], lim[1] };
+}
+
 fn structJson(comptime T: type) []const u8 {
     comptime var s: []const u8 = std.fmt.comptimePrint("{{\"size\":{d},\"align\":{d},\"fields\":{{", .{ @sizeOf(T), @alignOf(T) });
     comptime var first = true;
     inline for (std.meta.fields(T)) |f| {
         if (comptime std.mem.startsWith(u8, f.name, "_")) continue;
-        s = s ++ (if (first) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{{\"offset\":{d},\"type\":\"{s}\"}}", .{ f.name, @offsetOf(T, f.name), comptime typeName(f.type) });
+        s = s ++ (if (first) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{{\"offset\":{d},\"type\":\"{s}\"", .{ f.name, @offsetOf(T, f.name), comptime typeName(f.type) });
+        if (comptime rangeOf(T, f.name)) |r| s = s ++ std.fmt.comptimePrint(",\"range\":[{d},{d}]", .{ r[0], r[1] });
+        s = s ++ "}";
         first = false;
     }
     return s ++ "}}";
@@ -727,6 +739,12 @@ test "the layout JSON parses and names every counter" {
     const fields = counters.get("fields").?.object;
     try std.testing.expectEqual(@as(i64, 0), fields.get("rx_packets").?.object.get("offset").?.integer);
     try std.testing.expect(fields.get("_pad") == null);
+    const hops = parsed.value.object.get("structs").?.object.get("DetectKnobs").?.object
+        .get("fields").?.object.get("chain_hops").?.object.get("range").?.array.items;
+    try std.testing.expectEqual(@as(i64, detect_limits.chain_hops[1]), hops[1].integer);
+    const sched = parsed.value.object.get("structs").?.object.get("SchedOptions").?.object.get("fields").?.object;
+    try std.testing.expect(sched.get("slice_us").?.object.get("range") != null);
+    try std.testing.expect(sched.get("watchdog_ms").?.object.get("range") == null);
 }
 
 test "histogram buckets are monotonic and their lower bounds invert them" {
