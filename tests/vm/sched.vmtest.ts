@@ -57,6 +57,18 @@ async function rtHog(seconds: number, delayMs: number) {
   }).output();
 }
 
+/** Two processes passing a byte back and forth through two pipes, as fast as they can. */
+const PING_PONG = `
+import ctypes, os
+a_r, a_w = os.pipe(); b_r, b_w = os.pipe()
+if os.fork() == 0:
+    ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: gone with its parent
+    while True:
+        os.read(a_r, 1); os.write(b_w, b"x")
+while True:
+    os.write(a_w, b"x"); os.read(b_r, 1)
+`;
+
 interface ProbeResult {
   pid: number;
   frames: number;
@@ -527,6 +539,49 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           ours.miss_ratio <= dflt.miss_ratio + 0.02,
           `${name}: misses ${ours.miss_ratio} vs default ${dflt.miss_ratio}`,
         );
+      }
+    },
+  );
+
+  await t.step(
+    "a pipe ping-pong pair beside four hogs per CPU goes first on its CPU only so often: every hog runs, nothing is ejected",
+    async () => {
+      // Each side's pipe write is a sync wakeup of the other, queued first on the writer's CPU. Ahead of
+      // a hog waiting in that CPU's local queue (one the pair preempted), without a bound the pair
+      // would keep it waiting until the watchdog (3 s here) ejects the scheduler.
+      // Hogs of our own, one process each: each one's time on a CPU, ms (schedstat, ns). Started once
+      // the scheduler is attached: loading it beside them takes longer than the 30 s allowed here.
+      const procs: Deno.ChildProcess[] = [];
+      try {
+        await withScheduler(["--watchdog-ms", "3000"], async () => {
+          const hogs = Array.from(
+            { length: 4 * NCPU },
+            () =>
+              new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn(),
+          );
+          procs.push(...hogs);
+          procs.push(
+            new Deno.Command("python3", { args: ["-c", PING_PONG], stdout: "null", stderr: "inherit" }).spawn(),
+          );
+          const onCpuMs = () =>
+            hogs.map((h) => Number(Deno.readTextFileSync(`/proc/${h.pid}/schedstat`).split(" ")[0]) / 1e6);
+          await new Promise((r) => setTimeout(r, 3000));
+          const s0 = lines((await cli(["sched", "stats", "--format", "json"])).stdout)[0];
+          const t0 = onCpuMs();
+          await new Promise((r) => setTimeout(r, 8000));
+          const t1 = onCpuMs();
+          const s1 = lines((await cli(["sched", "stats", "--format", "json"])).stdout)[0];
+          assert.deepEqual(state(), "enabled", "not ejected");
+          const got = t1.map((t, i) => Math.round(t - t0[i]));
+          console.log(
+            `    ${s1.handoffs - s0.handoffs} hand-offs in 8 s; each hog's time on a CPU, ms: ${got.join(" ")}`,
+          );
+          assert.ok(s1.handoffs - s0.handoffs > 1000, "the pair's wakeups went first on the writer's CPU");
+          // A fair share is 8 s * NCPU / (4 NCPU + 2) each, about 1.6 s; a hog kept waiting gets none.
+          assert.ok(got.every((t) => t >= 200), `every hog ran at least 0.2 s of the 8: ${got.join(" ")}`);
+        });
+      } finally {
+        for (const p of procs) await reap(p);
       }
     },
   );

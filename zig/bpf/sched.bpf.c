@@ -195,7 +195,19 @@ struct cpu_ctx {
 	s32 running_pid;  /* the task running here (0: none of ours) */
 	s32 preempted_pid; /* the task a wakeup was queued in front of, to resume right after it */
 	u32 running_weight; /* weight_of() the running task: its deadline moves by its runtime over it */
+	u32 overtakes;	  /* hand-offs queued first here, ahead of waiting tasks, since one of those ran */
+	u32 _pad;
 };
+
+/*
+ * How many hand-offs in a row (sync wakeups, input hops) may go first on a CPU whose local queue
+ * already holds tasks: a whole input chain (the game's input thread, then its worker) - and no
+ * more, or a sync ping-pong pair could keep a waiting task from ever running. Without the ones in
+ * front of a waiting task, the compositor's CPU refused the hand-off to the game's input thread for
+ * 98 % of events beside four hogs per CPU (the task it had preempted to run waited there): its
+ * wake-up took a median 0.18 ms through an IPI to the other CPU, 0.05 ms as a hand-off (tracefs).
+ */
+#define FP_OVERTAKES_MAX 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -217,7 +229,7 @@ struct task_ctx {
 	u32 foreground;	 /* cached at each ops.enqueue from the foreground map and the game role */
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 	s32 sync_cpu;	 /* the waker's CPU, for a wakeup queued first there (see fastpath_select_cpu) */
-	u32 _pad;
+	u32 handed_off;	 /* queued first by a hand-off: its start does not end its CPU's overtakes */
 };
 
 struct {
@@ -656,20 +668,19 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * Not in partial mode, where a fair waker's CPU runs fair tasks before ours (see
 		 * partial_mode), nor behind a real-time or deadline waker, which keeps its CPU for as long
 		 * as it runs; nor from an interrupt (a network receive wakes its reader as a sync wakeup
-		 * in the softirq of whatever task it interrupted, a CPU hog, say); nor while anything waits
-		 * in this CPU's local queue - a wakee queued first there would overtake it, and a sync
-		 * ping-pong pair could keep it waiting until the watchdog ejects us. The next hop of an
-		 * input chain goes first there too, sync or not (a futex wake says nothing of the waker's
-		 * sleep, yet an input thread hands the event over and waits for the next). The wakee waits
-		 * for its waker to sleep or to end its slice (tun.slice_ns at most). Taking the CPU from the
-		 * waker instead (SCX_ENQ_PREEMPT) was measured and not kept: in the VM's input bench the
-		 * game's input thread's median wake-up went from 0.15-0.16 to 0.32-0.35 ms and the worker's
-		 * p99 from 2.4-2.8 to 3.2-3.5 ms (one boot each, against 185f0ec).
+		 * in the softirq of whatever task it interrupted, a CPU hog, say); and ahead of tasks
+		 * already waiting in this CPU's local queue only FP_OVERTAKES_MAX times in a row. The next
+		 * hop of an input chain goes first there too, sync or not (a futex wake says nothing of the
+		 * waker's sleep, yet an input thread hands the event over and waits for the next). The
+		 * wakee waits for its waker to sleep or to end its slice (tun.slice_ns at most). Taking the
+		 * CPU from the waker instead (SCX_ENQ_PREEMPT) was measured and not kept: in the VM's input
+		 * bench the game's input thread's median wake-up went from 0.15-0.16 to 0.32-0.35 ms and
+		 * the worker's p99 from 2.4-2.8 to 3.2-3.5 ms (one boot each, against 185f0ec).
 		 */
 		cc = this_cpu_ctx();
 		sig = wake_sig(p); /* one lookup for both checks below */
-		if (!partial_mode && waker->prio >= 100 && /* MAX_RT_PRIO */
-		    !from_interrupt(sig) && !scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL))) {
+		if (!partial_mode && waker->prio >= 100 && /* MAX_RT_PRIO */ !from_interrupt(sig) &&
+		    (!scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL)) || (cc && cc->overtakes < FP_OVERTAKES_MAX))) {
 			if ((wake_flags & SCX(WAKE_SYNC)) || input_handoff(sig, waker, bpf_ktime_get_ns())) {
 				tc->sync_cpu = self;
 				return self;
@@ -878,6 +889,9 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (tc->sync_cpu == cpu && cpu == bpf_get_smp_processor_id() && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
 		tc->sync_cpu = -1;
+		tc->handed_off = 1;
+		if (cc && scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL)))
+			cc->overtakes++;
 		insert(p, SCX(DSQ_LOCAL), slice, enq_flags | SCX(ENQ_HEAD));
 		if (c)
 			c->handoffs++;
@@ -984,6 +998,11 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	u32 policy = tc ? policy_urgency(tc) : 0, signal = signal_urgency(p);
 
 	if (cc) {
+		/* A task that waited its turn runs: the hand-offs that went ahead of it start again from 0. */
+		if (tc && tc->handed_off)
+			tc->handed_off = 0;
+		else
+			cc->overtakes = 0;
 		cc->started_at = now;
 		cc->running_deadline = tc ? tc->deadline : 0;
 		cc->running_lat = signal > policy ? signal : policy;
