@@ -11,6 +11,8 @@ export interface FieldSpec {
   type: string;
   /** The library's range of meaning for a knob (abi.zig sched_limits, detect_limits), when it has one. */
   range?: [number, number];
+  /** 0 is allowed besides `range` (watchdogMs: the kernel's default). */
+  or_zero?: boolean;
 }
 export interface StructSpec {
   size: number;
@@ -118,9 +120,10 @@ export class StructBuilder {
     const v = typeof value === "boolean" ? Number(value) : value;
     const range = f.range ? [BigInt(f.range[0]), BigInt(f.range[1])] as const : INT_RANGES[f.type];
     if (range) {
-      const ok = typeof v === "bigint"
+      const inRange = typeof v === "bigint"
         ? v >= range[0] && v <= range[1]
         : Number.isInteger(v) && BigInt(v) >= range[0] && BigInt(v) <= range[1];
+      const ok = inRange || (f.or_zero === true && v === 0);
       if (!ok && scaled) {
         const max = Number(range[1] / BigInt(scaled.per));
         throw new FastpathError(
@@ -128,15 +131,11 @@ export class StructBuilder {
           `\`${option}\` must be from ${Number(range[0]) / scaled.per} to ${max}, not ${scaled.value}`,
         );
       }
-      if (!ok && f.range && Number.isInteger(v)) {
-        // In the library's own words (sched.zig, detect.zig), whichever side refuses it.
-        throw new FastpathError("invalid_argument", `\`${option}\` must be ${range[0]} to ${range[1]}, not ${value}`);
-      }
       if (!ok) {
-        throw new FastpathError(
-          "invalid_argument",
-          `\`${option}\` must be a whole number from ${range[0]} to ${range[1]}, not ${value}`,
-        );
+        // A knob's range in the library's own words (sched.zig, detect.zig), whichever side refuses it.
+        const span = `${f.or_zero ? "0 or " : ""}${range[0]} to ${range[1]}`;
+        const whole = f.range && Number.isInteger(v) ? "" : f.or_zero ? "a whole number, " : "a whole number from ";
+        throw new FastpathError("invalid_argument", `\`${option}\` must be ${whole}${span}, not ${value}`);
       }
     }
     const o = f.offset;

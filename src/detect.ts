@@ -148,21 +148,30 @@ export function optionsStruct(lib: Lib, o: DetectOptions): StructBuilder {
   const b = lib.layout.builder("DetectOptions").setStruct("knobs", knobsStruct(lib, detectKnobs(o), o.signalsOff));
   const game = o.game === undefined ? "" : processSpec("game", o.game);
   if (/^\d+$/.test(game)) b.set("game_pid", Number(game), "game");
-  else if (game) b.setBytes("game_name", game.slice(0, 15), "game");
+  else if (game) b.setBytes("game_name", game, "game");
   if (o.compositor !== undefined) b.setBytes("compositor", processSpec("compositor", o.compositor), "compositor");
   return b;
 }
 
+/** PID_MAX_LIMIT (include/linux/threads.h): no PID is larger on any Linux. */
+const PID_MAX = 4_194_304;
+
 /**
- * One process as `game`, `compositor` and each `foreground` entry name it: a PID above 0 or a
- * process name (trimmed); anything else - empty, 0, negative, a list - is a usage error naming `option`.
+ * One process as `game`, `compositor` and each `foreground` entry name it: a PID from 1 to
+ * PID_MAX_LIMIT or a process name (trimmed; the kernel keeps 15 bytes of it, and that is what is
+ * matched). Anything else - empty, 0, negative, too large, a list, a name starting with '-' (a flag
+ * taken as a value) - is a usage error naming `option`.
  */
 export function processSpec(option: string, value: number | string): string {
   const s = String(value).trim();
-  if (s === "" || /^-?\d+$/.test(s) && !(Number(s) > 0) || s.includes(",")) {
-    throw new FastpathError("usage", `\`${option}\` must be one process name or a PID above 0, not '${value}'`);
+  const pid = /^\d+$/.test(s) ? Number(s) : null;
+  if (s === "" || s.startsWith("-") || s.includes(",") || pid !== null && !(pid > 0 && pid <= PID_MAX)) {
+    throw new FastpathError(
+      "usage",
+      `\`${option}\` must be one process name or a PID from 1 to ${PID_MAX}, not '${value}'`,
+    );
   }
-  return s;
+  return pid !== null ? s : new TextDecoder().decode(new TextEncoder().encode(s).slice(0, 15)).replace(/\uFFFD$/, "");
 }
 
 /** Most threads one call returns: a buffer of this many rows is allocated for it. */

@@ -161,6 +161,33 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
   return { tgids: [...tgids].sort((a, b) => a - b), missing };
 }
 
+/**
+ * What `Scheduler.start` refuses before it loads anything, as a usage error naming the option: a
+ * `foreground` entry, `detect.game` or `detect.compositor` that names no process (processSpec);
+ * detector options with the detectors off; `partial` with neither a foreground nor the detectors.
+ * `fastpath service print sched` runs it on a unit's flags, so a unit never holds what a start refuses.
+ */
+export function checkSchedOptions(o: SchedulerOptions): void {
+  for (const spec of o.foreground ?? []) processSpec("foreground", spec);
+  if (o.detect?.game !== undefined) processSpec("game", o.detect.game);
+  if (o.detect?.compositor !== undefined) processSpec("compositor", o.detect.compositor);
+  if (o.signals === false) {
+    const given = Object.entries(o.detect ?? {}).find(([, v]) => v !== undefined && !(Array.isArray(v) && !v.length));
+    if (given) {
+      throw new FastpathError(
+        "usage",
+        `\`${given[0]}\` is a detector setting, and the detectors are off (--no-signals): drop one of them`,
+      );
+    }
+  }
+  if (o.partial && !o.foreground?.length && o.signals === false) {
+    throw new FastpathError(
+      "usage",
+      "`partial` schedules only the foreground and the detected game: name one with `foreground`, or leave the detectors on",
+    );
+  }
+}
+
 /** The knob values a start uses: each given one, else its default. */
 export function schedKnobs(o: Partial<SchedKnobs> = {}): SchedKnobs {
   const out = {} as SchedKnobs;
@@ -216,15 +243,9 @@ export class Scheduler extends NativeHandle {
    * library checks every knob (errors name it as spelled in SCHED_KNOBS). Throws FastpathError.
    */
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {
+    checkSchedOptions(o);
     const lib = await load();
     const knobs = schedKnobs(o);
-    if (o.partial && !o.foreground?.length && o.signals === false) {
-      throw new FastpathError(
-        "usage",
-        "`partial` schedules only the foreground and the detected game: name one with `foreground`, or leave the detectors on",
-      );
-    }
-    for (const spec of o.foreground ?? []) processSpec("foreground", spec);
     const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
     if (fg.missing.length && fg.tgids.length === 0 && o.foreground?.every((s) => /^\d+$/.test(String(s)))) {
       throw new FastpathError(

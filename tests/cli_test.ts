@@ -551,26 +551,33 @@ Deno.test("the CLI", async (t) => {
         [["run", "--busy-low-pct", "90"], "--busy-low-pct (90) must not exceed --busy-high-pct (75)"],
         [["status", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
         [["observe", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
-        [["observe", "--game", ""], "--game must be one process name or a PID above 0, not ''"],
-        [["observe", "--game", "-5"], "--game must be one process name or a PID above 0, not '-5'"],
-        [["run", "--game", "a,b"], "--game must be one process name or a PID above 0, not 'a,b'"],
+        [["observe", "--game", ""], "--game must be one process name or a PID from 1 to 4194304, not ''"],
+        [["observe", "--game", "-5"], "--game must be one process name or a PID from 1 to 4194304, not '-5'"],
+        [["run", "--game", "a,b"], "--game must be one process name or a PID from 1 to 4194304, not 'a,b'"],
         // Once "a whole number from 0 to 4294967295" (the field's C type) for -1, "0 to 4" for 5.
         [["observe", "--chain-hops", "-1"], "--chain-hops must be 0 to 4, not -1"],
         [["run", "--chain-hops", "1.5"], "--chain-hops must be a whole number from 0 to 4, not 1.5"],
         [["run", "--slice-us", "-1"], "--slice-us must be 50 to 100000, not -1"],
         // These once reached the sched_ext check (exit 6 here) or were silently dropped.
-        [["run", "--compositor", ""], "--compositor must be one process name or a PID above 0, not ''"],
-        [["observe", "--compositor", "0"], "--compositor must be one process name or a PID above 0, not '0'"],
-        [["run", "--foreground", ""], "--foreground must be one process name or a PID above 0, not ''"],
-        [["run", "--foreground", "a,,b"], "--foreground must be one process name or a PID above 0, not ''"],
+        [["run", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194304, not ''"],
+        [["observe", "--compositor", "0"], "--compositor must be one process name or a PID from 1 to 4194304, not '0'"],
+        [["run", "--foreground", ""], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
+        [["run", "--foreground", "a,,b"], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
         [
           ["run", "--no-signals", "--chain-hops", "3"],
-          "--chain-hops is a detector setting and --no-signals turns the detectors off: drop one of them",
+          "--chain-hops is a detector setting, and the detectors are off (--no-signals): drop one of them",
         ],
         [
           ["run", "--signals-off", "gpu", "--no-signals"],
-          "--signals-off is a detector setting and --no-signals turns the detectors off: drop one of them",
+          "--signals-off is a detector setting, and the detectors are off (--no-signals): drop one of them",
         ],
+        [["run", "--watchdog-ms", "-1"], "--watchdog-ms must be 0 or 500 to 30000, not -1"],
+        // A flag taken as a value: it once ran in full mode with a process named "--partial".
+        [
+          ["run", "--foreground", "--partial"],
+          "--foreground must be one process name or a PID from 1 to 4194304, not '--partial'",
+        ],
+        [["run", "--compositor", "99999999999"], "--compositor must be one process name or a PID from 1 to 4194304"],
         // commander kept the last of a repeated flag without a word.
         [
           ["observe", "--game", "a", "--game", "b"],

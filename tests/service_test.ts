@@ -172,6 +172,26 @@ Deno.test("services", async (t) => {
       assert.equal(r.stdout, "");
       assert.match(r.stderr, new RegExp(`^error: '${name}' cannot be an interface name: .*${why}`));
     }
+    // What sched run refuses at start, and a flag given twice: the unit once printed, then failed at boot.
+    for (
+      const [args, msg] of [
+        [["sched", "--game", "a", "--game", "b"], "--game is given twice: give it once"],
+        [["reflect", "eth0", "--mode", "xdp", "--mode=packet"], "--mode is given twice: give it once"],
+        [["sched", "--stats-socket", "/a", "--no-stats-socket"], "--stats-socket and --no-stats-socket are both given"],
+        [
+          ["sched", "--no-signals", "--chain-hops", "3"],
+          "--chain-hops is a detector setting, and the detectors are off",
+        ],
+        [["sched", "--foreground", "a,,b"], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
+        [["sched", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194304, not ''"],
+        [["sched", "--partial", "--no-signals"], "--partial schedules only the foreground and the detected game"],
+      ] as const
+    ) {
+      r = await cli(["service", "print", ...args]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stdout, "");
+      assert.ok(r.stderr.startsWith("error: ") && r.stderr.includes(msg), r.stderr);
+    }
     // launchd runs on macOS, whose only dataplane is bpf.
     r = await cli(["service", "print", "reflect", "en0", "--mode", "xdp", "--manager", "launchd"]);
     assert.equal(r.code, 6, r.stderr);

@@ -59,7 +59,7 @@ export function command(name: string, doc: CommandDoc): Command {
   return c
     .helpOption("-h, --help", "show this help")
     .allowExcessArguments(false)
-    .hook("preAction", (_, action) => refuseRepeats(action))
+    .hook("preAction", (_, action) => refuseRepeatsOf(action))
     .exitOverride((err) => {
       throw usageError(c, err);
     })
@@ -133,20 +133,23 @@ export function knobs<A extends unknown[], O extends OptionValues, K extends Rec
 }
 
 /**
- * A flag given twice (`--game a --game b`, or `--partial --no-partial`) is a usage error: commander
- * keeps the last value without a word, and a script that appended a flag to a command line would
- * silently change what it ran. Counted on the command line as typed, up to a `--`.
+ * A flag given twice (`--game a --game b`, or `--tos-toggle --no-tos-toggle`) is a usage error:
+ * commander keeps the last value without a word, and a script that appended a flag to a command line
+ * would silently change what it ran. Counted on the command line as typed, up to a `--`.
  */
-function refuseRepeats(action: Command<unknown[], OptionValues, OptionValues>): void {
+function refuseRepeatsOf(action: Command<unknown[], OptionValues, OptionValues>): void {
   let root = action;
   while (root.parent) root = root.parent;
   // commander keeps the arguments it parsed in rawArgs (its typings leave it out).
-  const raw = (root as unknown as { rawArgs: string[] }).rawArgs ?? [];
-  const end = raw.indexOf("--");
-  const args = end < 0 ? raw : raw.slice(0, end);
+  refuseRepeats(action.options, (root as unknown as { rawArgs: string[] }).rawArgs ?? [], path(action));
+}
+
+/** The check above for `args` against `options` (also `service print`'s, on a unit's flags). */
+export function refuseRepeats(options: readonly Option[], args: string[], name: string): void {
+  const end = args.indexOf("--");
   const seen = new Map<string, string>();
-  for (const a of args) {
-    const o = action.options.find((o) => o.long && (a === o.long || a.startsWith(`${o.long}=`)));
+  for (const a of end < 0 ? args : args.slice(0, end)) {
+    const o = options.find((o) => o.long && (a === o.long || a.startsWith(`${o.long}=`)));
     if (!o?.long) continue;
     const key = o.attributeName();
     const earlier = seen.get(key);
@@ -154,7 +157,7 @@ function refuseRepeats(action: Command<unknown[], OptionValues, OptionValues>): 
       const what = earlier === o.long
         ? `${o.long} is given twice: give it once`
         : `${earlier} and ${o.long} are both given: give one of them`;
-      throw new FastpathError("usage", `${what} (see '${path(action)} --help')`);
+      throw new FastpathError("usage", `${what} (see '${name} --help')`);
     }
     seen.set(key, o.long);
   }

@@ -100,11 +100,21 @@ export function parseSignalsOff(v: string | undefined): SignalName[] {
     .map((s) => parseChoice("signalsOff", s, ENUMS.Signal));
 }
 
-export function detectOptionsOf(f: Record<string, unknown>): DetectOptions {
-  const o: DetectOptions = { signalsOff: parseSignalsOff(f.signalsOff as string | undefined) };
-  for (const k of Object.keys(DETECT_KNOBS) as Array<keyof typeof DETECT_KNOBS>) o[k] = f[k] as number;
-  if (f.game !== undefined) o.game = f.game as string;
-  if (f.compositor !== undefined) o.compositor = f.compositor as string;
+/**
+ * The detector options among a command's parsed flags: those `given` says were on the command line
+ * (default: any with a value); the library's start applies DETECT_KNOBS' defaults to the rest.
+ */
+export function detectOptionsOf(
+  f: Record<string, unknown>,
+  given: (key: string) => boolean = (k) => f[k] !== undefined,
+): DetectOptions {
+  const o: DetectOptions = {};
+  if (given("signalsOff")) o.signalsOff = parseSignalsOff(f.signalsOff as string | undefined);
+  for (const k of Object.keys(DETECT_KNOBS) as Array<keyof typeof DETECT_KNOBS>) {
+    if (given(k)) o[k] = f[k] as number;
+  }
+  if (given("game")) o.game = f.game as string;
+  if (given("compositor")) o.compositor = f.compositor as string;
   return o;
 }
 

@@ -174,6 +174,11 @@ const stats = command("stats", {
     setExit(0);
   });
 
+/** `--foreground a,b` as its entries, each as given ("a,,b" has an empty one, which start refuses). */
+export function foregroundSpecs(v: string | undefined): string[] {
+  return v === undefined ? [] : v.split(",");
+}
+
 const [game, compositor] = gameOptions();
 const [statsSocket, noStatsSocket, http, httpAllowRemote] = statsOptions("sched");
 
@@ -226,19 +231,8 @@ const run = knobs(
   .addOption(httpAllowRemote)
   .action(async (f, cmd) => {
     const json = f.format === "json";
-    if (f.signals === false) {
-      const given = [...Object.keys(DETECT_KNOBS), "game", "compositor", "signalsOff"]
-        .filter((k) => cmd.getOptionValueSource(k) === "cli");
-      if (given.length) {
-        throw new FastpathError(
-          "usage",
-          `\`${given[0]}\` is a detector setting and --no-signals turns the detectors off: drop one of them`,
-        );
-      }
-    }
     const plan = statsPlan(f, socketName("sched"));
-    // Each entry as given ("a,,b" has an empty one): Scheduler.start refuses what names no process.
-    const specs = f.foreground === undefined ? [] : f.foreground.split(",").map((s) => s.trim());
+    const specs = foregroundSpecs(f.foreground);
     const stop = untilSignal();
     let s: Scheduler;
     try {
@@ -247,7 +241,7 @@ const run = knobs(
         foreground: specs,
         partial: f.partial === true,
         signals: f.signals !== false,
-        detect: detectOptionsOf(f),
+        detect: detectOptionsOf(f, (k) => cmd.getOptionValueSource(k) === "cli"),
         testStallPid: f.testStallPid,
       });
     } catch (err) {

@@ -5,9 +5,11 @@
  * the program would refuse at start. docs/service.md says how to install one.
  */
 import { EXIT_CODES, FastpathError } from "../../ffi/error.ts";
-import { choice, type Command, command, setExit, text } from "./flags.ts";
+import { choice, type Command, command, type Option, refuseRepeats, setExit, text } from "./flags.ts";
 import { reflect } from "./reflect.ts";
-import { sched } from "./sched.ts";
+import { foregroundSpecs, sched } from "./sched.ts";
+import { detectOptionsOf } from "./observe.ts";
+import { checkSchedOptions } from "../sched.ts";
 
 /** Where scripts/install puts fastpath; a unit runs it from there unless --exec says otherwise. */
 export const INSTALLED_PATH = "/usr/local/bin/fastpath";
@@ -213,7 +215,9 @@ function jobCommand(job: Job): Command {
 export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns: boolean; statsSocket?: string } {
   const cmd = jobCommand(job);
   const label = job === "reflect" ? "reflect" : "sched run";
+  refuseRepeats(cmd.options as unknown as Option[], args, `fastpath ${label}`);
   const operands: string[] = [];
+  const values: Record<string, unknown> = {};
   let netns = false;
   let statsSocket: string | undefined;
   for (let i = 0; i < args.length; i++) {
@@ -233,10 +237,21 @@ export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns:
       if (value === undefined) {
         throw new FastpathError("usage", `${flag} needs a value: see 'fastpath ${label} --help'`);
       }
-      opt.parseArg?.(value, undefined as never);
+      values[opt.attributeName()] = opt.parseArg ? opt.parseArg(value, undefined as never) : value;
       if (flag === "--stats-socket") statsSocket = value;
+    } else {
+      values[opt.attributeName()] = !opt.negate;
     }
     if (flag === "--no-stats-socket") statsSocket = undefined;
+  }
+  // What sched run's start refuses before it loads anything, on the unit's flags.
+  if (job === "sched") {
+    checkSchedOptions({
+      foreground: values.foreground === undefined ? undefined : foregroundSpecs(values.foreground as string),
+      partial: values.partial === true,
+      signals: values.signals !== false,
+      detect: detectOptionsOf(values),
+    });
   }
   const want = cmd.registeredArguments.length;
   // The job's own argument parsers (reflect's interface name), as at its start.

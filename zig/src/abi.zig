@@ -654,10 +654,10 @@ fn typeName(comptime T: type) []const u8 {
 
 /// A field's range where the library checks one (`sched_limits`, `detect_limits`), so that TypeScript
 /// refuses a value the field cannot hold (-1, 1.5) with the same numbers as the library's own check;
-/// null elsewhere, and for `watchdog_ms` (0 or its range: the library's check alone).
+/// null elsewhere. `watchdog_ms` is 0 (the kernel's default) or within its range: "or_zero".
 fn rangeOf(comptime T: type, comptime name: []const u8) ?[2]u64 {
     const table = if (T == SchedOptions) sched_limits else if (T == DetectKnobs) detect_limits else return null;
-    if (comptime std.mem.eql(u8, name, "watchdog_ms") or !@hasField(@TypeOf(table), name)) return null;
+    if (!@hasField(@TypeOf(table), name)) return null;
     const lim = @field(table, name);
     return .{ lim[0], lim[1] };
 }
@@ -669,6 +669,7 @@ fn structJson(comptime T: type) []const u8 {
         if (comptime std.mem.startsWith(u8, f.name, "_")) continue;
         s = s ++ (if (first) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{{\"offset\":{d},\"type\":\"{s}\"", .{ f.name, @offsetOf(T, f.name), comptime typeName(f.type) });
         if (comptime rangeOf(T, f.name)) |r| s = s ++ std.fmt.comptimePrint(",\"range\":[{d},{d}]", .{ r[0], r[1] });
+        if (T == SchedOptions and comptime std.mem.eql(u8, f.name, "watchdog_ms")) s = s ++ ",\"or_zero\":true";
         s = s ++ "}";
         first = false;
     }
@@ -744,7 +745,7 @@ test "the layout JSON parses and names every counter" {
     try std.testing.expectEqual(@as(i64, detect_limits.chain_hops[1]), hops[1].integer);
     const sched = parsed.value.object.get("structs").?.object.get("SchedOptions").?.object.get("fields").?.object;
     try std.testing.expect(sched.get("slice_us").?.object.get("range") != null);
-    try std.testing.expect(sched.get("watchdog_ms").?.object.get("range") == null);
+    try std.testing.expect(sched.get("watchdog_ms").?.object.get("or_zero").?.bool);
 }
 
 test "histogram buckets are monotonic and their lower bounds invert them" {
