@@ -302,7 +302,9 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
         // wakeup was once counted as an RT wakeup (urgent), covering for the scheduler.
         const game = python(RT_WAKES, { SteamGameId: "570" });
         const hog = new Deno.Command("chrt", {
-          args: ["-f", "40", "taskset", "-c", "1", "stress-ng", "--cpu", "1", "-t", "25s", "--quiet"],
+          // Longer than every wait below (it is killed at the end): a timer wakeup seen after it ended
+          // would come from idle and pass on the old rule too; checked alive when the wait is over.
+          args: ["-f", "40", "taskset", "-c", "1", "stress-ng", "--cpu", "1", "-t", "120s", "--quiet"],
           stdout: "null",
           stderr: "null",
         }).spawn();
@@ -325,6 +327,8 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
             `a timer's wakeup on the RT hog's CPU is no RT wakeup: ${JSON.stringify(of("rt-timer"))}`,
             15_000,
           );
+          // chrt and taskset exec stress-ng: its parent lives as long as its worker.
+          assert.ok(Deno.statSync(`/proc/${hog.pid}`).isDirectory, "the RT hog still ran when the wakeup was seen");
           console.log(`    both seen ${((Date.now() - t0) / 1000).toFixed(1)} s after the game started`);
         } finally {
           await reap(hog);

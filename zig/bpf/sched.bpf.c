@@ -205,7 +205,8 @@ struct cpu_ctx {
  * more, or a sync ping-pong pair could keep a waiting task from ever running. Without the ones in
  * front of a waiting task, the compositor's CPU refused the hand-off to the game's input thread for
  * 98 % of events beside four hogs per CPU (the task it had preempted to run waited there): its
- * wake-up took a median 0.18 ms through an IPI to the other CPU, 0.05 ms as a hand-off (tracefs).
+ * wake-up took a median 0.18 ms, mostly through an IPI to the other CPU; allowed, 0.03 ms (a
+ * tracefs capture of bench:sched's input-hogs4 row, one run each).
  */
 #define FP_OVERTAKES_MAX 2
 
@@ -229,7 +230,7 @@ struct task_ctx {
 	u32 foreground;	 /* cached at each ops.enqueue from the foreground map and the game role */
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 	s32 sync_cpu;	 /* the waker's CPU, for a wakeup queued first there (see fastpath_select_cpu) */
-	u32 handed_off;	 /* queued first by a hand-off: its start does not end its CPU's overtakes */
+	u32 jumped;	 /* queued first (a hand-off, a preempting wakeup): its start does not end its CPU's overtakes */
 };
 
 struct {
@@ -785,9 +786,12 @@ static s32 preempt_victim(struct task_struct *p, u32 level, u64 deadline)
 
 /*
  * Queues `p` first on `cpu`'s local queue and takes the CPU from what runs there (SCX_ENQ_PREEMPT:
- * its slice ends now), remembering whom it preempted so that task resumes right after `p`.
+ * its slice ends now), remembering whom it preempted so that task resumes right after `p`. `p` went
+ * ahead of whatever waited there: its start does not end that CPU's run of overtakes (a preemption
+ * plus two hand-offs in front of a waiting task, again and again, otherwise).
  */
-static __always_inline void preempt_with(struct task_struct *p, s32 cpu, u64 slice, u64 enq_flags)
+static __always_inline void preempt_with(struct task_struct *p, struct task_ctx *tc, s32 cpu, u64 slice,
+					 u64 enq_flags)
 {
 	struct fp_sched_counters *c;
 	struct cpu_ctx *cc;
@@ -796,6 +800,7 @@ static __always_inline void preempt_with(struct task_struct *p, s32 cpu, u64 sli
 	cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
 	if (cc)
 		cc->preempted_pid = cc->running_pid;
+	tc->jumped = 1;
 	insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags | SCX(ENQ_PREEMPT));
 	if ((c = cnt()))
 		c->preempt_kicks++;
@@ -852,7 +857,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 		deadline = deadline_of(p, tc, 0);
 		tc->deadline = deadline;
 		if ((enq_flags & SCX(ENQ_WAKEUP)) && level && cc && preemptible(cc, level, deadline, now_ns()))
-			preempt_with(p, cpu, slice, enq_flags);
+			preempt_with(p, tc, cpu, slice, enq_flags);
 		else if (migration_disabled(p))
 			insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags);
 		else
@@ -889,7 +894,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (tc->sync_cpu == cpu && cpu == bpf_get_smp_processor_id() && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
 		tc->sync_cpu = -1;
-		tc->handed_off = 1;
+		tc->jumped = 1;
 		if (cc && scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL)))
 			cc->overtakes++;
 		insert(p, SCX(DSQ_LOCAL), slice, enq_flags | SCX(ENQ_HEAD));
@@ -908,7 +913,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	if (cpu < 0 && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
 		cpu = preempt_victim(p, level, deadline);
 		if (cpu >= 0) {
-			preempt_with(p, cpu, slice, enq_flags);
+			preempt_with(p, tc, cpu, slice, enq_flags);
 			return;
 		}
 	}
@@ -999,8 +1004,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 
 	if (cc) {
 		/* A task that waited its turn runs: the hand-offs that went ahead of it start again from 0. */
-		if (tc && tc->handed_off)
-			tc->handed_off = 0;
+		if (tc && tc->jumped)
+			tc->jumped = 0;
 		else
 			cc->overtakes = 0;
 		cc->started_at = now;
