@@ -143,11 +143,22 @@ Deno.test("honest live numbers and exit codes", async (t) => {
 
     await t.step("frames inside the drain window are in flight while the probe runs, not lost", async () => {
       // Nothing reflects: every interval used to count every frame sent so far as lost.
-      const r = await cli([
-        ...probe("--rate", "1kpps", "--duration-s", "1", "--drain-ms", "2000", "--interval-ms", "200"),
-        "--to",
-        lab.reflectorMac,
-      ]);
+      const r = await cli(
+        probeText(
+          "--to",
+          lab.reflectorMac,
+          "--format",
+          "json",
+          "--rate",
+          "1kpps",
+          "--duration-s",
+          "1",
+          "--drain-ms",
+          "2000",
+          "--interval-ms",
+          "200",
+        ),
+      );
       assert.equal(r.code, 10, r.stderr);
       const sending = lines(r.stdout, "probe_interval").filter((i) => i.state === "sending");
       assert.ok(sending.length >= 3, r.stdout);
