@@ -423,6 +423,12 @@ pub const sched_limits = .{
     .watchdog_ms = .{ 500, 30_000 },
 };
 
+/// Whether a `sched_limits` knob also takes 0 (the kernel's default): the one place that says so,
+/// for the library's check (sched/sched.zig) and the layout TypeScript checks against.
+pub fn zeroAllowed(comptime knob: []const u8) bool {
+    return comptime std.mem.eql(u8, knob, "watchdog_ms");
+}
+
 /// "slice_min_us" → "sliceMinUs": a field as the scripting API (and messages, marked) spell it.
 pub fn apiName(comptime field: []const u8) []const u8 {
     comptime var out: []const u8 = "";
@@ -654,7 +660,7 @@ fn typeName(comptime T: type) []const u8 {
 
 /// A field's range where the library checks one (`sched_limits`, `detect_limits`), so that TypeScript
 /// refuses a value the field cannot hold (-1, 1.5) with the same numbers as the library's own check;
-/// null elsewhere. `watchdog_ms` is 0 (the kernel's default) or within its range: "or_zero".
+/// null elsewhere. A knob that also takes 0 (`zeroAllowed`) says so with "or_zero".
 fn rangeOf(comptime T: type, comptime name: []const u8) ?[2]u64 {
     const table = if (T == SchedOptions) sched_limits else if (T == DetectKnobs) detect_limits else return null;
     if (!@hasField(@TypeOf(table), name)) return null;
@@ -669,7 +675,7 @@ fn structJson(comptime T: type) []const u8 {
         if (comptime std.mem.startsWith(u8, f.name, "_")) continue;
         s = s ++ (if (first) "" else ",") ++ std.fmt.comptimePrint("\"{s}\":{{\"offset\":{d},\"type\":\"{s}\"", .{ f.name, @offsetOf(T, f.name), comptime typeName(f.type) });
         if (comptime rangeOf(T, f.name)) |r| s = s ++ std.fmt.comptimePrint(",\"range\":[{d},{d}]", .{ r[0], r[1] });
-        if (T == SchedOptions and comptime std.mem.eql(u8, f.name, "watchdog_ms")) s = s ++ ",\"or_zero\":true";
+        if (T == SchedOptions and comptime zeroAllowed(f.name)) s = s ++ ",\"or_zero\":true";
         s = s ++ "}";
         first = false;
     }

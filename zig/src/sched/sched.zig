@@ -293,7 +293,7 @@ pub const Scheduler = struct {
         inline for (std.meta.fields(@TypeOf(abi.sched_limits))) |f| {
             const v = @field(o, f.name);
             const lim = @field(abi.sched_limits, f.name);
-            const zero_ok = comptime std.mem.eql(u8, f.name, "watchdog_ms");
+            const zero_ok = comptime abi.zeroAllowed(f.name);
             if ((v < lim[0] or v > lim[1]) and !(zero_ok and v == 0))
                 return diag.fail(error.InvalidArgument, "`" ++ comptime abi.apiName(f.name) ++ "` must be " ++
                     (if (zero_ok) "0 or " else "") ++ "{d} to {d}, not {d}", .{ lim[0], lim[1], v });
