@@ -118,6 +118,7 @@ export const SCHED_COUNTER_NAMES = [
   "busy",
   "busy_flips",
   "restarts",
+  "rt_rescues",
   "nr_cpus",
   "nr_llcs",
 ] as const;

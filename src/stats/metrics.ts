@@ -81,6 +81,7 @@ export const SCHED_COUNTERS: Array<[string, string]> = [
   ["handoffs", "latency-critical wakeups queued first on their waker's CPU (sync wakeups, input chains)"],
   ["busy_flips", "busy/idle transitions"],
   ["restarts", "re-attaches the kernel asked for (CPU hotplug)"],
+  ["rt_rescues", "threads queued again because a real-time task held their CPU for over 100 ms"],
 ];
 
 /** Probe report fields that only grow: [metric name, help, field]. */

@@ -69,6 +69,17 @@ while True:
     os.write(a_w, b"x"); os.read(b_r, 1)
 `;
 
+/** A 100 Hz sleeper named fp-strand (the stall build strands it), for ARGV[1] s: prints its worst gap in ms. */
+const STRANDED_SLEEPER = `
+import ctypes, sys, time
+ctypes.CDLL(None).prctl(15, b"fp-strand")  # PR_SET_NAME
+end = time.monotonic() + float(sys.argv[1]); last = time.monotonic(); worst = 0.0
+while last < end:
+    time.sleep(0.01)
+    now = time.monotonic(); worst = max(worst, now - last); last = now
+print(int(worst * 1000))
+`;
+
 interface ProbeResult {
   pid: number;
   frames: number;
@@ -539,6 +550,38 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           ours.miss_ratio <= dflt.miss_ratio + 0.02,
           `${name}: misses ${ours.miss_ratio} vs default ${dflt.miss_ratio}`,
         );
+      }
+    },
+  );
+
+  await t.step(
+    "a thread left in the local queue of a CPU a real-time task holds is queued again by the loader within a second",
+    async () => {
+      // On 6.12 the kernel does not always call ops.cpu_release when an RT task takes a CPU (from
+      // idle; a task that makes itself real-time; a blocked RT task picked again while ops.dispatch
+      // had dropped the run-queue lock): what waits in that CPU's local queue then waits out the RT
+      // task. In CI an unpinned 1 kHz sleeper waited out a whole 6 s RT hog so. The stall build
+      // strands a thread named fp-strand there at each wakeup, the same way, on purpose.
+      const idle = new Deno.Command("sleep", { args: ["120"] }).spawn(); // the stall build's victim: never wakes
+      try {
+        await withScheduler(["--test-stall-pid", String(idle.pid)], async () => {
+          const sleeper = new Deno.Command("python3", {
+            args: ["-c", STRANDED_SLEEPER, "7"],
+            stdout: "piped",
+            stderr: "inherit",
+          }).spawn();
+          await rtHog(4, 1500);
+          const worstMs = Number(new TextDecoder().decode((await sleeper.output()).stdout).trim());
+          const stats = lines((await cli(["sched", "stats", "--format", "json"])).stdout)[0];
+          console.log(
+            `    the stranded 100 Hz sleeper's worst gap: ${worstMs} ms; ${stats.rt_rescues} threads rescued`,
+          );
+          assert.ok(stats.rt_rescues > 0, `the loader queued threads again: ${stats.rt_rescues}`);
+          assert.ok(worstMs < 1000, `the stranded sleeper ran within a second of the RT hog's start: ${worstMs} ms`);
+          assert.deepEqual(state(), "enabled");
+        });
+      } finally {
+        await reap(idle);
       }
     },
   );

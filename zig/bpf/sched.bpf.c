@@ -806,6 +806,21 @@ static __always_inline void preempt_with(struct task_struct *p, struct task_ctx 
 		c->preempt_kicks++;
 }
 
+#ifdef FP_TEST_STALL
+static __always_inline bool is_strand_test(const struct task_struct *p)
+{
+	static const char name[] = "fp-strand";
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)sizeof(name); i++) {
+		if (p->comm[i] != name[i])
+			return false;
+	}
+	return true;
+}
+#endif
+
 void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 {
 	struct fp_sched_counters *c = cnt();
@@ -819,6 +834,14 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	/* The deliberately broken build: starve one thread group so the watchdog ejects us. */
 	if (knobs.stall_tgid && p->tgid == knobs.stall_tgid) {
 		insert(p, FP_DSQ_STALL, tun.slice_ns, enq_flags);
+		return;
+	}
+	/*
+	 * And strand a thread named "fp-strand" at each wakeup in the last CPU's local queue, as the
+	 * kernel's races do (see sched_switch below): a test of the loader's rescue.
+	 */
+	if ((enq_flags & SCX(ENQ_WAKEUP)) && is_strand_test(p) && bpf_cpumask_test_cpu(tun.nr_cpus - 1, p->cpus_ptr)) {
+		insert(p, SCX(DSQ_LOCAL_ON) | (tun.nr_cpus - 1), tun.slice_ns, enq_flags);
 		return;
 	}
 #endif
@@ -879,10 +902,11 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 * A latency-critical task a wakeup just took the CPU from: it goes back first on the same CPU,
 	 * right behind that wakeup, instead of behind whatever the shared queue holds (its deadline,
 	 * after a few milliseconds of running, may be later than a hog's). Not when a real-time task
-	 * took the CPU (SCX_ENQ_REENQ): then any CPU will do.
+	 * took the CPU (SCX_ENQ_REENQ, or the loader's rescue while one holds it): any CPU will do.
 	 */
 	cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
-	if (cc && cc->preempted_pid == p->pid && !(enq_flags & (SCX(ENQ_WAKEUP) | SCX(ENQ_REENQ)))) {
+	if (cc && cc->preempted_pid == p->pid && !cc->rt_since &&
+	    !(enq_flags & (SCX(ENQ_WAKEUP) | SCX(ENQ_REENQ)))) {
 		cc->preempted_pid = 0;
 		if (level && bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
 			insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags);
@@ -1068,24 +1092,21 @@ void BPF_STRUCT_OPS(fastpath_cpu_release, s32 cpu, struct scx_cpu_release_args *
 		c->rt_reenqueued++;
 }
 
-void BPF_STRUCT_OPS(fastpath_cpu_acquire, s32 cpu, struct scx_cpu_acquire_args *args)
-{
-	struct cpu_ctx *cc = this_cpu_ctx();
-
-	if (cc)
-		cc->rt_since = 0;
-}
-
 /*
  * Every context switch: whether a real-time or deadline task holds the CPU, and since when - also
  * when it took the CPU from an idle or a fair task, which ops.cpu_release is not told about (the
- * stall message names the CPU). On kernels that retired ops.cpu_release (and whose
- * scx_bpf_reenqueue_local may be called from anywhere), it also queues this CPU's tasks again.
+ * stall message names the CPU; the loader rescues tasks left queued there, state.rt_held_since).
+ * Only a switch to a task of ours or to idle ends the hold: not ops.cpu_acquire, which also runs
+ * when a blocking RT task is picked again with no switch at all (its I/O done while this CPU's
+ * ops.dispatch dropped the run-queue lock to pull a task - which then stays in the local queue).
+ * On kernels that retired ops.cpu_release (and whose scx_bpf_reenqueue_local may be called from
+ * anywhere), it also queues this CPU's tasks again.
  */
 SEC("tp_btf/sched_switch")
 int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct cpu_ctx *cc = this_cpu_ctx();
+	u32 cpu = bpf_get_smp_processor_id();
 
 	if (!cc)
 		return 0;
@@ -1093,10 +1114,14 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 		cc->rt_last = now_ns();
 		if (!cc->rt_since)
 			cc->rt_since = now_ns();
+		if (cpu < FP_MAX_CPUS && !state.rt_held_since[cpu])
+			state.rt_held_since[cpu] = bpf_ktime_get_ns();
 		if (reenqueue_from_switch && bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))
 			scx_bpf_reenqueue_local___v2___compat();
 	} else {
 		cc->rt_since = 0;
+		if (cpu < FP_MAX_CPUS && state.rt_held_since[cpu])
+			state.rt_held_since[cpu] = 0;
 	}
 	return 0;
 }
@@ -1191,7 +1216,6 @@ struct sched_ext_ops fastpath_ops = {
 	.running = (void *)fastpath_running,
 	.stopping = (void *)fastpath_stopping,
 	.cpu_release = (void *)fastpath_cpu_release,
-	.cpu_acquire = (void *)fastpath_cpu_acquire,
 	.tick = (void *)fastpath_tick,
 	.enable = (void *)fastpath_enable,
 	.init_task = (void *)fastpath_init_task,

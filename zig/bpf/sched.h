@@ -89,6 +89,12 @@ struct fp_sched_state {
 	__u32 util_pct;	  /* utilisation of the last fold period, % of all CPUs */
 	__u64 busy_flips; /* busy/idle transitions */
 	__u64 folds;	  /* utilisation periods folded */
+	__u64 rt_rescues; /* written by the loader: threads it queued again (sched.zig rescueStranded) */
+	/*
+	 * Per CPU: when (CLOCK_MONOTONIC ns) a real-time or deadline task took it; 0 while none holds
+	 * it. The loader reads it to rescue tasks left in that CPU's local queue (see sched.zig).
+	 */
+	__u64 rt_held_since[FP_MAX_CPUS];
 };
 
 /* What ops.exit saw (struct scx_exit_info, copied out). */

@@ -594,6 +594,9 @@ pub const SchedCounters = extern struct {
     busy_flips: u64 = 0,
     /// Times the loader re-attached because the kernel asked it to (CPU hotplug).
     restarts: u64 = 0,
+    /// Threads the loader queued again because a real-time task held their CPU for over 100 ms
+    /// (sched.zig rescueStranded): any left in that CPU's local queue then run elsewhere.
+    rt_rescues: u64 = 0,
     nr_cpus: u64 = 0,
     nr_llcs: u64 = 0,
 };
@@ -642,7 +645,7 @@ comptime {
     std.debug.assert(@sizeOf(ProbeOptions) % 8 == 0);
     std.debug.assert(@offsetOf(ProbeStats, "rtt_hist") % 8 == 0);
     std.debug.assert(@offsetOf(SchedOptions, "detect") == 56);
-    std.debug.assert(@sizeOf(SchedCounters) == 21 * 8);
+    std.debug.assert(@sizeOf(SchedCounters) == 22 * 8);
     std.debug.assert(@sizeOf(SchedExit) == 16 + 128 + 1024 + 8);
 }
 

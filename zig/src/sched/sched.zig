@@ -264,6 +264,8 @@ pub const Scheduler = struct {
     state: std.atomic.Value(u32) = .init(abi.sched_state.running),
     lock: std.Thread.Mutex = .{},
     monitor: ?std.Thread = null,
+    /// Threads rescueStranded queued again, over the whole run (restarts included).
+    rescues: u64 = 0,
     stop_signal: sys.StopSignal,
     done: std.Thread.ResetEvent = .{},
     stopped: bool = false,
@@ -451,6 +453,7 @@ pub const Scheduler = struct {
         @atomicStore(u64, &s.counters.util_pct, s.bpf_state.util_pct, .monotonic);
         @atomicStore(u64, &s.counters.busy, s.bpf_state.busy, .monotonic);
         @atomicStore(u64, &s.counters.busy_flips, s.bpf_state.busy_flips, .monotonic);
+        @atomicStore(u64, &s.counters.rt_rescues, s.rescues, .monotonic);
     }
 
     fn monitorLoop(s: *Scheduler) void {
@@ -460,6 +463,7 @@ pub const Scheduler = struct {
             if (fds[0].revents != 0) return;
             s.refresh();
             s.followGame();
+            s.rescueStranded();
             s.lock.lock();
             const ejected = s.obj != null and s.uei.kind != 0;
             s.lock.unlock();
@@ -481,6 +485,36 @@ pub const Scheduler = struct {
             s.done.set();
             return;
         }
+    }
+
+    /// Tasks left in the local queue of a CPU a real-time task holds wait for as long as it runs -
+    /// seconds, for an RT hog - and on Linux 6.12-6.18 the scheduler is not always told
+    /// (ops.cpu_release is not called when the RT task took the CPU from idle, when a task of ours
+    /// made itself real-time, or when a blocked RT task is picked again while ops.dispatch had
+    /// dropped the run-queue lock to pull a task: an unpinned 1 kHz sleeper waited out a whole 6 s
+    /// RT hog in the VM test). After `rescue_after_ns` of such a hold, every runnable thread of ours
+    /// that last ran on that CPU and may run elsewhere has its nice value changed and restored: the
+    /// kernel takes it off that queue and ops.enqueue queues it again, on the shared queue while
+    /// the hold lasts. Threads that may run only there (partial mode is their remedy) are left.
+    fn rescueStranded(s: *Scheduler) void {
+        var held = std.StaticBitSet(max_cpus).initEmpty();
+        s.lock.lock();
+        if (s.obj != null) {
+            const now = @import("../sys/clock.zig").monotonicNs();
+            for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
+                const since = s.bpf_state.rt_held_since[cpu];
+                if (since != 0 and now > since and now - since > rescue_after_ns) held.set(cpu);
+            }
+        }
+        s.lock.unlock();
+        if (held.count() == 0) return;
+        const n = rescueOn(&held);
+        s.lock.lock();
+        defer s.lock.unlock();
+        s.rescues += n;
+        // Also in the scheduler's .bss, so `sched stats` in another process reads it (a restart's
+        // new .bss gets the running total at the next rescue).
+        if (s.obj != null) s.bpf_state.rt_rescues = s.rescues;
     }
 
     /// Attaches again after the kernel asked for a restart. CPUs that keep coming and going make
@@ -629,6 +663,104 @@ pub const Scheduler = struct {
     }
 };
 
+/// CPUs the scheduler knows (FP_MAX_CPUS, sched.h).
+const max_cpus = c.FP_MAX_CPUS;
+
+/// How long a real-time task holds a CPU before the loader rescues the tasks queued there
+/// (Scheduler.rescueStranded): longer than an audio server's period, far below the watchdog.
+const rescue_after_ns: u64 = 100 * std.time.ns_per_ms;
+
+/// Requeues every runnable SCHED_NORMAL/BATCH/IDLE/EXT thread whose last CPU is in `held` and whose
+/// affinity allows another CPU; returns how many. Reads /proc/PID/task/TID/stat (fields 3 state,
+/// 39 processor, 41 policy: proc(5)).
+fn rescueOn(held: *const std.StaticBitSet(max_cpus)) u64 {
+    var n: u64 = 0;
+    var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return 0;
+    defer proc.close();
+    var pids = proc.iterate();
+    while (pids.next() catch null) |pe| {
+        _ = std.fmt.parseInt(u32, pe.name, 10) catch continue;
+        var tbuf: [64]u8 = undefined;
+        const tpath = std.fmt.bufPrint(&tbuf, "{s}/task", .{pe.name}) catch continue;
+        var tasks = proc.openDir(tpath, .{ .iterate = true }) catch continue;
+        defer tasks.close();
+        var it = tasks.iterate();
+        while (it.next() catch null) |te| {
+            const tid = std.fmt.parseInt(i32, te.name, 10) catch continue;
+            var sbuf: [64]u8 = undefined;
+            const spath = std.fmt.bufPrint(&sbuf, "{s}/stat", .{te.name}) catch continue;
+            var buf: [1024]u8 = undefined;
+            const f = tasks.openFile(spath, .{}) catch continue;
+            const len = f.read(&buf) catch 0;
+            f.close();
+            const st = parseStat(buf[0..len]) orelse continue;
+            if (st.state != 'R' or st.processor >= max_cpus or !held.isSet(st.processor)) continue;
+            if (st.policy != 0 and st.policy != 3 and st.policy != 5 and st.policy != 7) continue;
+            if (!mayRunElsewhere(tid, held)) continue;
+            if (requeue(tid)) n += 1;
+        }
+    }
+    return n;
+}
+
+const TaskStat = struct { state: u8, processor: u32, policy: u32 };
+
+/// State, last CPU and policy from a /proc/.../stat line; null when it does not parse. The command
+/// name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
+fn parseStat(line: []const u8) ?TaskStat {
+    const close = std.mem.lastIndexOfScalar(u8, line, ')') orelse return null;
+    var fields = std.mem.tokenizeScalar(u8, line[close + 1 ..], ' ');
+    var out = TaskStat{ .state = 0, .processor = 0, .policy = 0 };
+    var i: u32 = 3;
+    while (fields.next()) |f| : (i += 1) {
+        switch (i) {
+            3 => out.state = f[0],
+            39 => out.processor = std.fmt.parseInt(u32, f, 10) catch return null,
+            41 => {
+                out.policy = std.fmt.parseInt(u32, f, 10) catch return null;
+                return out;
+            },
+            else => {},
+        }
+    }
+    return null;
+}
+
+/// Whether `tid`'s affinity allows a CPU not in `held`.
+fn mayRunElsewhere(tid: i32, held: *const std.StaticBitSet(max_cpus)) bool {
+    var mask: [max_cpus / 8]u8 = undefined;
+    const linux = std.os.linux;
+    const rc = linux.syscall3(.sched_getaffinity, @bitCast(@as(isize, tid)), mask.len, @intFromPtr(&mask));
+    if (linux.E.init(rc) != .SUCCESS) return false;
+    for (0..@min(rc * 8, max_cpus)) |cpu| {
+        if (mask[cpu / 8] & (@as(u8, 1) << @intCast(cpu % 8)) != 0 and !held.isSet(cpu)) return true;
+    }
+    return false;
+}
+
+/// Changes `tid`'s nice value and restores it: each change takes a queued task off its queue and
+/// queues it again (set_user_nice), through ops.enqueue. False when the thread is gone or refused.
+fn requeue(tid: i32) bool {
+    const linux = std.os.linux;
+    const who: usize = @bitCast(@as(isize, tid));
+    // getpriority returns 20 - nice (the raw kernel value, never negative).
+    const prio = linux.syscall2(.getpriority, 0, who); // PRIO_PROCESS
+    if (linux.E.init(prio) != .SUCCESS) return false;
+    const nice: i32 = 20 - @as(i32, @intCast(prio));
+    const other: i32 = if (nice < 19) nice + 1 else nice - 1;
+    if (linux.E.init(linux.syscall3(.setpriority, 0, who, @bitCast(@as(isize, other)))) != .SUCCESS) return false;
+    return linux.E.init(linux.syscall3(.setpriority, 0, who, @bitCast(@as(isize, nice)))) == .SUCCESS;
+}
+
+test "parseStat reads state, last CPU and policy after a command name with spaces and parentheses" {
+    const line = "4119 (fp sched) (probe)) R 4117 4117 1 0 -1 4194368 12 0 0 0 5 7 0 0 20 0 3 0 900 1000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+    const st = parseStat(line).?;
+    try std.testing.expectEqual(@as(u8, 'R'), st.state);
+    try std.testing.expectEqual(@as(u32, 1), st.processor);
+    try std.testing.expectEqual(@as(u32, 0), st.policy);
+    try std.testing.expect(parseStat("12 (short) S 1 2") == null);
+}
+
 /// SCHED_EXT (include/uapi/linux/sched.h): a task with this policy runs on the BPF scheduler when one
 /// is attached (in partial mode, only such tasks), and on the fair class otherwise.
 const sched_ext_policy: u32 = 7;
@@ -675,6 +807,7 @@ pub fn readAttached(out: *abi.SchedCounters) Error!void {
             out.util_pct = st.util_pct;
             out.busy = st.busy;
             out.busy_flips = st.busy_flips;
+            out.rt_rescues = st.rt_rescues;
         }
     }
     if (got) return;

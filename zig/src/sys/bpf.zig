@@ -223,10 +223,11 @@ pub const LoadedMap = struct {
         const btf = c.btf__load_from_kernel_by_id(m.btf_id) orelse return null;
         defer c.btf__free(btf);
         const g = Object.globalIn(btf, ".bss", name) catch return null;
-        var bss: [4096]u8 align(8) = undefined;
-        if (m.value_size > bss.len or g.size != @sizeOf(T) or g.offset + g.size > m.value_size) return null;
+        if (g.size != @sizeOf(T) or g.offset + g.size > m.value_size) return null;
+        const bss = std.heap.page_allocator.alloc(u8, m.value_size) catch return null;
+        defer std.heap.page_allocator.free(bss);
         const zero: u32 = 0;
-        if (c.bpf_map_lookup_elem(m.fd, &zero, &bss) != 0) return null;
+        if (c.bpf_map_lookup_elem(m.fd, &zero, bss.ptr) != 0) return null;
         var v: T = undefined;
         @memcpy(std.mem.asBytes(&v), bss[g.offset..][0..g.size]);
         return v;
