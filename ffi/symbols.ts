@@ -119,6 +119,8 @@ export const symbols = {
     ],
     result: "i32",
   },
+  /** fp_status fp_sched_check(const struct fp_sched_options *opts) — what start checks first, opening nothing */
+  fp_sched_check: { parameters: ["buffer"], result: "i32" },
   fp_sched_start: {
     parameters: [
       "buffer", // const struct fp_sched_options *opts

@@ -188,6 +188,27 @@ export function checkSchedOptions(o: SchedulerOptions): void {
   }
 }
 
+/** struct fp_sched_options for a start with `o` and its knob values (each set checked against its C type). */
+function schedOptionsBytes(lib: Lib, o: SchedulerOptions, knobs: SchedKnobs): Uint8Array {
+  return setAll(lib.layout.builder("SchedOptions"), knobs)
+    .set("stall_tgid", o.testStallPid ?? 0, "testStallPid")
+    .set("partial", o.partial === true)
+    .set("signals", o.signals !== false)
+    .setStruct("detect", optionsStruct(lib, o.detect ?? {}))
+    .bytes;
+}
+
+/**
+ * Everything `Scheduler.start` checks before it loads anything - the option rules, each knob's range
+ * and the relations between knobs (the library's own check) - on a machine with or without
+ * sched_ext: for a command line kept for later (`service print sched`). Throws FastpathError.
+ */
+export async function checkSchedStart(o: SchedulerOptions, what = "sched run would refuse it"): Promise<void> {
+  checkSchedOptions(o);
+  const lib = await load();
+  lib.unwrap(lib.native.fp_sched_check(schedOptionsBytes(lib, o, schedKnobs(o))), what);
+}
+
 /** The knob values a start uses: each given one, else its default. */
 export function schedKnobs(o: Partial<SchedKnobs> = {}): SchedKnobs {
   const out = {} as SchedKnobs;
@@ -259,13 +280,8 @@ export class Scheduler extends NativeHandle {
       throw new FastpathError("library", `the library has knobs SCHED_KNOBS lacks: ${unknown.join(", ")}`);
     }
     const signals = o.signals !== false;
-    const b = setAll(lib.layout.builder("SchedOptions"), knobs)
-      .set("stall_tgid", o.testStallPid ?? 0, "testStallPid")
-      .set("partial", o.partial === true)
-      .set("signals", signals)
-      .setStruct("detect", optionsStruct(lib, o.detect ?? {}));
     const out = new BigUint64Array(1);
-    lib.unwrap(lib.native.fp_sched_start(b.bytes, out), "cannot attach the scheduler");
+    lib.unwrap(lib.native.fp_sched_start(schedOptionsBytes(lib, o, knobs), out), "cannot attach the scheduler");
     const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs, o.partial === true);
     if (signals) {
       const d = lib.native.fp_sched_detector(s.live());

@@ -234,8 +234,9 @@ Deno.test("the CLI", async (t) => {
           [[...probe, "--size", "0"], "--size '0' is not a frame size: give whole bytes (64 … 9018), min or imix"],
           [["reflect", "lo", "--duration-s", "0"], "--duration-s must be more than 0, not 0"],
           [["sched", "observe", "--duration-s", "0"], "--duration-s must be more than 0, not 0"],
-          [["reflect", "lo", "--duration-s", "1", "--interval-ms", "0"], "--interval-ms must be at least 100, not 0"],
-          [[...probe, "--count", "1", "--interval-ms", "0"], "--interval-ms must be at least 100, not 0"],
+          [["reflect", "lo", "--duration-s", "1", "--interval-ms", "0"], "--interval-ms must be 100 to 3600000, not 0"],
+          [["sched", "observe", "--interval-ms", "2147483648"], "--interval-ms must be 100 to 3600000, not 2147483648"],
+          [[...probe, "--count", "1", "--interval-ms", "0"], "--interval-ms must be 100 to 3600000, not 0"],
         ] as const
       ) {
         const r = await cli([...args]);

@@ -185,6 +185,13 @@ Deno.test("services", async (t) => {
         [["sched", "--foreground", "a,,b"], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
         [["sched", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194304, not ''"],
         [["sched", "--partial", "--no-signals"], "--partial schedules only the foreground and the detected game"],
+        // The library's own ranges and relations between knobs (its fp_sched_check, which start runs first).
+        [["sched", "--watchdog-ms", "-1"], "must be 0 or 500 to 30000, not -1"],
+        [["sched", "--chain-hops", "9"], "must be 0 to 4, not 9"],
+        [
+          ["sched", "--slice-us", "1000", "--slice-min-us", "2000"],
+          "--slice-min-us must be 10 to --slice-us (1000), not 2000",
+        ],
       ] as const
     ) {
       r = await cli(["service", "print", ...args]);

@@ -70,16 +70,25 @@ export function command(name: string, doc: CommandDoc): Command {
 /**
  * `--NAME N`: a number. Its range is the library's to check when it crosses into the library; a flag
  * only the CLI uses (a reflector's --duration-s, --interval-ms) gives its range here: `above` (the
- * number must be larger) or `min` (at least).
+ * number must be larger), `min` (at least), `max` (at most).
  */
-export function num<const F extends string>(flag: F, help: string, range?: { above?: number; min?: number }) {
+export function num<const F extends string>(
+  flag: F,
+  help: string,
+  range?: { above?: number; min?: number; max?: number },
+) {
   return new Option(`--${flag} <N>` as `--${F} <N>`, help).argParser((v: string) => {
     const n = parseNumber(camel(flag), v);
     if (range?.above !== undefined && !(n > range.above)) {
       throw new FastpathError("usage", `\`${camel(flag)}\` must be more than ${range.above}, not ${v}`);
     }
-    if (range?.min !== undefined && !(n >= range.min)) {
-      throw new FastpathError("usage", `\`${camel(flag)}\` must be at least ${range.min}, not ${v}`);
+    if ((range?.min !== undefined && !(n >= range.min)) || (range?.max !== undefined && !(n <= range.max))) {
+      const span = range.max === undefined
+        ? `at least ${range.min}`
+        : range.min === undefined
+        ? `at most ${range.max}`
+        : `${range.min} to ${range.max}`;
+      throw new FastpathError("usage", `\`${camel(flag)}\` must be ${span}, not ${v}`);
     }
     return n;
   });

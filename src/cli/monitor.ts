@@ -16,10 +16,14 @@ import { emit } from "./json.ts";
 /** How often long-running commands report, ms: `--interval-ms` (at least MIN_INTERVAL_MS). */
 export const DEFAULT_INTERVAL_MS = 1000;
 const MIN_INTERVAL_MS = 100;
+/** An hour: past 2^31-1 ms a timer fires at once (setTimeout), and the library takes a u32 wait. */
+const MAX_INTERVAL_MS = 3_600_000;
 
 export function intervalOption() {
-  return num("interval-ms", "how often to report (json: one object per interval)", { min: MIN_INTERVAL_MS })
-    .default(DEFAULT_INTERVAL_MS);
+  return num("interval-ms", "how often to report (json: one object per interval)", {
+    min: MIN_INTERVAL_MS,
+    max: MAX_INTERVAL_MS,
+  }).default(DEFAULT_INTERVAL_MS);
 }
 
 /**

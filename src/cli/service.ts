@@ -9,7 +9,7 @@ import { choice, type Command, command, type Option, refuseRepeats, setExit, tex
 import { reflect } from "./reflect.ts";
 import { foregroundSpecs, sched } from "./sched.ts";
 import { detectOptionsOf } from "./observe.ts";
-import { checkSchedOptions } from "../sched.ts";
+import { checkSchedStart, type SchedulerOptions } from "../sched.ts";
 
 /** Where scripts/install puts fastpath; a unit runs it from there unless --exec says otherwise. */
 export const INSTALLED_PATH = "/usr/local/bin/fastpath";
@@ -212,7 +212,10 @@ function jobCommand(job: Job): Command {
  * Checks `args` against the job's own flags and values (the same parsers the job uses), and returns its
  * interface (reflect) and whether --netns is given.
  */
-export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns: boolean; statsSocket?: string } {
+export function checkJobArgs(
+  job: Job,
+  args: string[],
+): { iface?: string; netns: boolean; statsSocket?: string; schedOptions?: SchedulerOptions } {
   const cmd = jobCommand(job);
   const label = job === "reflect" ? "reflect" : "sched run";
   refuseRepeats(cmd.options as unknown as Option[], args, `fastpath ${label}`);
@@ -244,15 +247,17 @@ export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns:
     }
     if (flag === "--no-stats-socket") statsSocket = undefined;
   }
-  // What sched run's start refuses before it loads anything, on the unit's flags.
-  if (job === "sched") {
-    checkSchedOptions({
+  // What sched run's start refuses before it loads anything, on the unit's flags (checked by the caller:
+  // the library's part needs the library).
+  const schedOptions: SchedulerOptions | undefined = job === "sched"
+    ? {
+      ...values,
       foreground: values.foreground === undefined ? undefined : foregroundSpecs(values.foreground as string),
       partial: values.partial === true,
       signals: values.signals !== false,
       detect: detectOptionsOf(values),
-    });
-  }
+    }
+    : undefined;
   const want = cmd.registeredArguments.length;
   // The job's own argument parsers (reflect's interface name), as at its start.
   operands.forEach((o, i) => cmd.registeredArguments[i]?.parseArg?.(o, undefined as never));
@@ -267,7 +272,7 @@ export function checkJobArgs(job: Job, args: string[]): { iface?: string; netns:
         : `service print ${job} takes no arguments, got '${operands.join(" ")}': ${usage}`,
     );
   }
-  return { iface: operands[0], netns, statsSocket };
+  return { iface: operands[0], netns, statsSocket, schedOptions };
 }
 
 /** The reflector's modes on macOS (zig/src/sys/os_darwin.zig reflector_modes, and auto). */
@@ -284,8 +289,10 @@ function launchdMode(args: string[]): string | undefined {
 }
 
 /** The unit or plist text for a job and its flags; `exec` is the fastpath the supervisor runs. */
-export function serviceText(job: Job, args: string[], manager: Manager, exec: string): string {
-  const { iface, netns, statsSocket } = checkJobArgs(job, args);
+export async function serviceText(job: Job, args: string[], manager: Manager, exec: string): Promise<string> {
+  const { iface, netns, statsSocket, schedOptions } = checkJobArgs(job, args);
+  // A unit never holds a command line its start would refuse: sched run's own checks, the library's too.
+  if (schedOptions) await checkSchedStart(schedOptions);
   if (manager === "launchd" && job === "sched") {
     throw new FastpathError(
       "unsupported",
@@ -333,7 +340,7 @@ const print = command("print", {
   .addOption(
     text("exec", "the fastpath the service runs (scripts/install puts it there)", "PATH").default(INSTALLED_PATH),
   )
-  .action((job, args, f) => {
+  .action(async (job, args, f) => {
     if (!(JOBS as readonly string[]).includes(job)) {
       throw new FastpathError(
         "usage",
@@ -348,7 +355,7 @@ const print = command("print", {
     if (!exec.startsWith("/")) {
       throw new FastpathError("usage", `--exec needs an absolute path (a service manager has no PATH), not '${exec}'`);
     }
-    console.log(serviceText(job as Job, own.rest, manager as Manager, exec).trimEnd());
+    console.log((await serviceText(job as Job, own.rest, manager as Manager, exec)).trimEnd());
     setExit(0);
   });
 

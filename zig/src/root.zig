@@ -188,6 +188,12 @@ export fn fp_sched_read_attached(out: *abi.SchedCounters) abi.Status {
     return status(os.schedReadAttached(out));
 }
 
+/// What start checks first (every knob's range and the relations between them, the detectors'
+/// knobs with the signals on), opening nothing: for a unit's command line (`service print`).
+export fn fp_sched_check(opts: *const abi.SchedOptions) abi.Status {
+    return status(Scheduler.validate(opts));
+}
+
 export fn fp_sched_start(opts: *const abi.SchedOptions, out: *?*Scheduler) abi.Status {
     out.* = null;
     return status(blk: {

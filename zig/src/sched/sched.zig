@@ -291,7 +291,7 @@ pub const Scheduler = struct {
     }
 
     /// Every knob in its range (abi.sched_limits), then the relations between knobs.
-    fn validate(o: *const abi.SchedOptions) Error!void {
+    pub fn validate(o: *const abi.SchedOptions) Error!void {
         inline for (std.meta.fields(@TypeOf(abi.sched_limits))) |f| {
             const v = @field(o, f.name);
             const lim = @field(abi.sched_limits, f.name);
