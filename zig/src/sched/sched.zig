@@ -266,6 +266,8 @@ pub const Scheduler = struct {
     monitor: ?std.Thread = null,
     /// Threads rescueStranded queued again, over the whole run (restarts included).
     rescues: u64 = 0,
+    /// CLOCK_MONOTONIC ns before which rescueStranded does not scan again.
+    rescue_next: u64 = 0,
     stop_signal: sys.StopSignal,
     done: std.Thread.ResetEvent = .{},
     stopped: bool = false,
@@ -498,9 +500,12 @@ pub const Scheduler = struct {
     /// the hold lasts. Threads that may run only there (partial mode is their remedy) are left.
     fn rescueStranded(s: *Scheduler) void {
         var held = std.StaticBitSet(max_cpus).initEmpty();
+        const now = @import("../sys/clock.zig").monotonicNs();
+        // A scan that found nothing to move waits twice as long: an RT thread that holds a CPU for
+        // good (one pinned there) costs a /proc walk every 0.2 s, not every 0.1 s.
+        if (now < s.rescue_next) return;
         s.lock.lock();
         if (s.obj != null) {
-            const now = @import("../sys/clock.zig").monotonicNs();
             for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
                 const since = s.bpf_state.rt_held_since[cpu];
                 if (since != 0 and now > since and now - since > rescue_after_ns) held.set(cpu);
@@ -508,7 +513,8 @@ pub const Scheduler = struct {
         }
         s.lock.unlock();
         if (held.count() == 0) return;
-        const n = rescueOn(&held);
+        const n = rescueOn(s, &held);
+        s.rescue_next = now + if (n == 0) 2 * rescue_after_ns else 0;
         s.lock.lock();
         defer s.lock.unlock();
         s.rescues += n;
@@ -670,10 +676,11 @@ const max_cpus = c.FP_MAX_CPUS;
 /// (Scheduler.rescueStranded): longer than an audio server's period, far below the watchdog.
 const rescue_after_ns: u64 = 100 * std.time.ns_per_ms;
 
-/// Requeues every runnable SCHED_NORMAL/BATCH/IDLE/EXT thread whose last CPU is in `held` and whose
-/// affinity allows another CPU; returns how many. Reads /proc/PID/task/TID/stat (fields 3 state,
-/// 39 processor, 41 policy: proc(5)).
-fn rescueOn(held: *const std.StaticBitSet(max_cpus)) u64 {
+/// Requeues every runnable thread of ours (SCHED_NORMAL/BATCH/IDLE/EXT; in partial mode SCHED_EXT
+/// only) whose last CPU is in `held` and whose affinity allows another CPU; returns how many. Reads
+/// /proc/PID/task/TID/stat (fields 3 state, 39 processor, 41 policy: proc(5)).
+fn rescueOn(s: *Scheduler, held: *const std.StaticBitSet(max_cpus)) u64 {
+    const partial = s.opts.partial != 0;
     var n: u64 = 0;
     var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return 0;
     defer proc.close();
@@ -695,8 +702,14 @@ fn rescueOn(held: *const std.StaticBitSet(max_cpus)) u64 {
             f.close();
             const st = parseStat(buf[0..len]) orelse continue;
             if (st.state != 'R' or st.processor >= max_cpus or !held.isSet(st.processor)) continue;
-            if (st.policy != 0 and st.policy != 3 and st.policy != 5 and st.policy != 7) continue;
-            if (!mayRunElsewhere(tid, held)) continue;
+            const ours = if (partial) st.policy == sched_ext_policy else switch (st.policy) {
+                0, 3, 5, sched_ext_policy => true, // SCHED_NORMAL, SCHED_BATCH, SCHED_IDLE
+                else => false,
+            };
+            if (!ours or !mayRunElsewhere(tid, held)) continue;
+            // Under the lock: setForeground's policy changes read and write nice values too.
+            s.lock.lock();
+            defer s.lock.unlock();
             if (requeue(tid)) n += 1;
         }
     }
@@ -739,7 +752,9 @@ fn mayRunElsewhere(tid: i32, held: *const std.StaticBitSet(max_cpus)) bool {
 }
 
 /// Changes `tid`'s nice value and restores it: each change takes a queued task off its queue and
-/// queues it again (set_user_nice), through ops.enqueue. False when the thread is gone or refused.
+/// queues it again (set_user_nice), through ops.enqueue. Down first: lowering needs CAP_SYS_NICE,
+/// so when it is refused nothing changed, and raising back is allowed to whoever lowered it. False
+/// when the thread is gone or refused.
 fn requeue(tid: i32) bool {
     const linux = std.os.linux;
     const who: usize = @bitCast(@as(isize, tid));
@@ -747,7 +762,7 @@ fn requeue(tid: i32) bool {
     const prio = linux.syscall2(.getpriority, 0, who); // PRIO_PROCESS
     if (linux.E.init(prio) != .SUCCESS) return false;
     const nice: i32 = 20 - @as(i32, @intCast(prio));
-    const other: i32 = if (nice < 19) nice + 1 else nice - 1;
+    const other: i32 = if (nice > -20) nice - 1 else nice + 1;
     if (linux.E.init(linux.syscall3(.setpriority, 0, who, @bitCast(@as(isize, other)))) != .SUCCESS) return false;
     return linux.E.init(linux.syscall3(.setpriority, 0, who, @bitCast(@as(isize, nice)))) == .SUCCESS;
 }

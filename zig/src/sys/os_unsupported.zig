@@ -108,6 +108,9 @@ pub const Scheduler = struct {
     pub fn start(_: std.mem.Allocator, _: *const abi.SchedOptions) abi.Error!*Scheduler {
         return noSchedExt();
     }
+    /// Nothing to check against here (the limits live with the Linux loader): a unit printed on
+    /// this system for a Linux one is checked there, at its start.
+    pub fn validate(_: *const abi.SchedOptions) abi.Error!void {}
     pub fn refresh(_: *Scheduler) void {}
     pub fn setForeground(_: *Scheduler, _: []const u32, _: u32) abi.Error!void {
         return noSchedExt();
