@@ -203,10 +203,10 @@ function schedOptionsBytes(lib: Lib, o: SchedulerOptions, knobs: SchedKnobs): Ui
  * and the relations between knobs (the library's own check) - on a machine with or without
  * sched_ext: for a command line kept for later (`service print sched`). Throws FastpathError.
  */
-export async function checkSchedStart(o: SchedulerOptions, what = "sched run would refuse it"): Promise<void> {
+export async function checkSchedStart(o: SchedulerOptions): Promise<void> {
   checkSchedOptions(o);
   const lib = await load();
-  lib.unwrap(lib.native.fp_sched_check(schedOptionsBytes(lib, o, schedKnobs(o))), what);
+  lib.unwrap(lib.native.fp_sched_check(schedOptionsBytes(lib, o, schedKnobs(o))), "sched run would refuse it");
 }
 
 /** The knob values a start uses: each given one, else its default. */

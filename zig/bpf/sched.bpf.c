@@ -1118,9 +1118,10 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 			state.rt_held_since[cpu] = bpf_ktime_get_ns();
 		if (reenqueue_from_switch && bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))
 			scx_bpf_reenqueue_local___v2___compat();
-	} else {
+	} else if (cc->rt_since) {
+		/* Set with rt_since above, so cleared with it: no read of .bss at every switch. */
 		cc->rt_since = 0;
-		if (cpu < FP_MAX_CPUS && state.rt_held_since[cpu])
+		if (cpu < FP_MAX_CPUS)
 			state.rt_held_since[cpu] = 0;
 	}
 	return 0;

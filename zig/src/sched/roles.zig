@@ -166,19 +166,25 @@ pub fn comm(pid: u32, buf: *[32]u8) ?[]const u8 {
     return std.mem.trimRight(u8, text, "\n");
 }
 
+/// Field `n` of a /proc/<pid>/stat line, numbered as in proc(5) (3 state, 14 utime, 39 processor,
+/// 41 policy; n >= 3); null when the line is shorter. The command name (field 2) may hold spaces and
+/// parentheses: fields are counted after its last ')'.
+pub fn statField(stat: []const u8, n: usize) ?[]const u8 {
+    const close = std.mem.lastIndexOfScalar(u8, stat, ')') orelse return null;
+    var fields = std.mem.tokenizeScalar(u8, stat[close + 1 ..], ' ');
+    var i: usize = 3;
+    while (fields.next()) |f| : (i += 1) {
+        if (i == n) return f;
+    }
+    return null;
+}
+
 /// utime + stime of a thread group in ns (clock ticks at 100 Hz, as /proc reports them).
 pub fn cpuNs(pid: u32) ?u64 {
     var buf: [1024]u8 = undefined;
     const text = readProc(pid, "stat", &buf) orelse return null;
-    const close = std.mem.lastIndexOfScalar(u8, text, ')') orelse return null;
-    var fields = std.mem.tokenizeScalar(u8, text[close + 1 ..], ' ');
-    var i: usize = 0;
     var total: u64 = 0;
-    // After the command: state is field 3; utime and stime are fields 14 and 15.
-    while (fields.next()) |f| : (i += 1) {
-        if (i == 11 or i == 12) total += std.fmt.parseInt(u64, f, 10) catch 0;
-        if (i == 12) break;
-    }
+    for ([_]usize{ 14, 15 }) |n| total += std.fmt.parseInt(u64, statField(text, n) orelse return null, 10) catch 0;
     return total * (std.time.ns_per_s / 100);
 }
 
@@ -252,6 +258,16 @@ test "the busiest best-scored candidate wins, and an incumbent stays until a cha
     // The incumbent exits: the next best at once.
     try std.testing.expectEqual(@as(?u32, 11), p.pick(cands[1..], 5 * s));
     try std.testing.expectEqual(@as(?u32, null), p.pick(&.{}, 6 * s));
+}
+
+test "statField counts proc(5) fields after a command name with spaces and parentheses" {
+    const line = "4119 (fp sched) (probe)) R 4117 4117 1 0 -1 4194368 12 0 0 0 5 7 0 0 20 0 3 0 900 1000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
+    try std.testing.expectEqualStrings("R", statField(line, 3).?);
+    try std.testing.expectEqualStrings("5", statField(line, 14).?);
+    try std.testing.expectEqualStrings("1", statField(line, 39).?);
+    try std.testing.expectEqualStrings("0", statField(line, 41).?);
+    try std.testing.expect(statField("12 (short) S 1 2", 39) == null);
+    try std.testing.expect(statField("no parenthesis", 3) == null);
 }
 
 test "a process's CPU time and command name come from /proc" {

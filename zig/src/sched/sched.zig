@@ -9,6 +9,7 @@ const bpf = @import("../sys/bpf.zig");
 const diag = @import("../sys/diag.zig");
 const sys = @import("../sys/linux.zig");
 const detect = @import("detect.zig");
+const roles = @import("roles.zig");
 const c = bpf.c;
 const Error = abi.Error;
 
@@ -605,7 +606,7 @@ pub const Scheduler = struct {
             // Only threads of the fair class: a real-time or deadline thread (a game's audio
             // thread) keeps its class.
             const policy = std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid))));
-            if (policy != 0 and policy != 3 and policy != 5) continue; // SCHED_NORMAL, BATCH, IDLE
+            if (!fairPolicy(policy)) continue;
             if (setPolicy(tid, sched_ext_policy) and std.mem.indexOfScalar(i32, s.switched.items, tid) == null)
                 s.switched.append(s.gpa, tid) catch {};
         }
@@ -676,9 +677,9 @@ const max_cpus = c.FP_MAX_CPUS;
 /// (Scheduler.rescueStranded): longer than an audio server's period, far below the watchdog.
 const rescue_after_ns: u64 = 100 * std.time.ns_per_ms;
 
-/// Requeues every runnable thread of ours (SCHED_NORMAL/BATCH/IDLE/EXT; in partial mode SCHED_EXT
-/// only) whose last CPU is in `held` and whose affinity allows another CPU; returns how many. Reads
-/// /proc/PID/task/TID/stat (fields 3 state, 39 processor, 41 policy: proc(5)).
+/// Requeues every runnable thread of ours (fairPolicy; in partial mode SCHED_EXT only) whose last
+/// CPU is in `held` and whose affinity allows another CPU; returns how many. Reads
+/// /proc/TID/stat (proc(5): 3 state, 39 processor, 41 policy) of every thread.
 fn rescueOn(s: *Scheduler, held: *const std.StaticBitSet(max_cpus)) u64 {
     const partial = s.opts.partial != 0;
     var n: u64 = 0;
@@ -693,50 +694,22 @@ fn rescueOn(s: *Scheduler, held: *const std.StaticBitSet(max_cpus)) u64 {
         defer tasks.close();
         var it = tasks.iterate();
         while (it.next() catch null) |te| {
-            const tid = std.fmt.parseInt(i32, te.name, 10) catch continue;
-            var sbuf: [64]u8 = undefined;
-            const spath = std.fmt.bufPrint(&sbuf, "{s}/stat", .{te.name}) catch continue;
+            const tid = std.fmt.parseInt(u32, te.name, 10) catch continue;
             var buf: [1024]u8 = undefined;
-            const f = tasks.openFile(spath, .{}) catch continue;
-            const len = f.read(&buf) catch 0;
-            f.close();
-            const st = parseStat(buf[0..len]) orelse continue;
-            if (st.state != 'R' or st.processor >= max_cpus or !held.isSet(st.processor)) continue;
-            const ours = if (partial) st.policy == sched_ext_policy else switch (st.policy) {
-                0, 3, 5, sched_ext_policy => true, // SCHED_NORMAL, SCHED_BATCH, SCHED_IDLE
-                else => false,
-            };
-            if (!ours or !mayRunElsewhere(tid, held)) continue;
+            const stat = roles.readProc(tid, "stat", &buf) orelse continue;
+            const state = roles.statField(stat, 3) orelse continue;
+            const cpu = std.fmt.parseInt(u32, roles.statField(stat, 39) orelse continue, 10) catch continue;
+            const policy = std.fmt.parseInt(u32, roles.statField(stat, 41) orelse continue, 10) catch continue;
+            if (state[0] != 'R' or cpu >= max_cpus or !held.isSet(cpu)) continue;
+            const ours = policy == sched_ext_policy or (!partial and fairPolicy(policy));
+            if (!ours or !mayRunElsewhere(@intCast(tid), held)) continue;
             // Under the lock: setForeground's policy changes read and write nice values too.
             s.lock.lock();
             defer s.lock.unlock();
-            if (requeue(tid)) n += 1;
+            if (requeue(@intCast(tid))) n += 1;
         }
     }
     return n;
-}
-
-const TaskStat = struct { state: u8, processor: u32, policy: u32 };
-
-/// State, last CPU and policy from a /proc/.../stat line; null when it does not parse. The command
-/// name (field 2) may hold spaces and parentheses: fields are counted after its last ')'.
-fn parseStat(line: []const u8) ?TaskStat {
-    const close = std.mem.lastIndexOfScalar(u8, line, ')') orelse return null;
-    var fields = std.mem.tokenizeScalar(u8, line[close + 1 ..], ' ');
-    var out = TaskStat{ .state = 0, .processor = 0, .policy = 0 };
-    var i: u32 = 3;
-    while (fields.next()) |f| : (i += 1) {
-        switch (i) {
-            3 => out.state = f[0],
-            39 => out.processor = std.fmt.parseInt(u32, f, 10) catch return null,
-            41 => {
-                out.policy = std.fmt.parseInt(u32, f, 10) catch return null;
-                return out;
-            },
-            else => {},
-        }
-    }
-    return null;
 }
 
 /// Whether `tid`'s affinity allows a CPU not in `held`.
@@ -758,22 +731,23 @@ fn mayRunElsewhere(tid: i32, held: *const std.StaticBitSet(max_cpus)) bool {
 fn requeue(tid: i32) bool {
     const linux = std.os.linux;
     const who: usize = @bitCast(@as(isize, tid));
-    // getpriority returns 20 - nice (the raw kernel value, never negative).
-    const prio = linux.syscall2(.getpriority, 0, who); // PRIO_PROCESS
-    if (linux.E.init(prio) != .SUCCESS) return false;
-    const nice: i32 = 20 - @as(i32, @intCast(prio));
+    const nice = niceOf(tid) orelse return false;
     const other: i32 = if (nice > -20) nice - 1 else nice + 1;
     if (linux.E.init(linux.syscall3(.setpriority, 0, who, @bitCast(@as(isize, other)))) != .SUCCESS) return false;
     return linux.E.init(linux.syscall3(.setpriority, 0, who, @bitCast(@as(isize, nice)))) == .SUCCESS;
 }
 
-test "parseStat reads state, last CPU and policy after a command name with spaces and parentheses" {
-    const line = "4119 (fp sched) (probe)) R 4117 4117 1 0 -1 4194368 12 0 0 0 5 7 0 0 20 0 3 0 900 1000 200 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0";
-    const st = parseStat(line).?;
-    try std.testing.expectEqual(@as(u8, 'R'), st.state);
-    try std.testing.expectEqual(@as(u32, 1), st.processor);
-    try std.testing.expectEqual(@as(u32, 0), st.policy);
-    try std.testing.expect(parseStat("12 (short) S 1 2") == null);
+/// A thread's nice value; null when it is gone or hidden.
+fn niceOf(tid: i32) ?i32 {
+    // getpriority returns 20 - nice (the raw kernel value, never negative).
+    const prio = std.os.linux.syscall2(.getpriority, 0, @as(usize, @bitCast(@as(isize, tid)))); // PRIO_PROCESS
+    if (std.os.linux.E.init(prio) != .SUCCESS) return null;
+    return 20 - @as(i32, @intCast(prio));
+}
+
+/// The fair class's policies (include/uapi/linux/sched.h): SCHED_NORMAL, SCHED_BATCH, SCHED_IDLE.
+fn fairPolicy(policy: usize) bool {
+    return policy == 0 or policy == 3 or policy == 5;
 }
 
 /// SCHED_EXT (include/uapi/linux/sched.h): a task with this policy runs on the BPF scheduler when one
@@ -787,10 +761,7 @@ fn setPolicy(tid: i32, policy: u32) bool {
     const Attr = extern struct { size: u32, policy: u32, flags: u64, nice: i32, priority: u32, runtime: u64, deadline: u64, period: u64 };
     const linux = std.os.linux;
     const who: usize = @bitCast(@as(isize, tid));
-    // getpriority returns 20 - nice (the raw kernel value, never negative).
-    const prio = linux.syscall2(.getpriority, 0, who); // PRIO_PROCESS
-    if (linux.E.init(prio) != .SUCCESS) return false;
-    const nice: i32 = 20 - @as(i32, @intCast(prio));
+    const nice = niceOf(tid) orelse return false;
     var attr = Attr{ .size = @sizeOf(Attr), .policy = policy, .flags = 0, .nice = nice, .priority = 0, .runtime = 0, .deadline = 0, .period = 0 };
     return linux.E.init(linux.syscall3(.sched_setattr, who, @intFromPtr(&attr), 0)) == .SUCCESS;
 }
