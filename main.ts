@@ -5,7 +5,8 @@
  * Errors print `error: <what>: <detail>` on one line and exit with a documented code.
  */
 import { cliText, FastpathError } from "./ffi/error.ts";
-import { Command, EXIT_HELP, HelpShown, takeExit } from "./src/cli/flags.ts";
+import { Command, EXIT_HELP, HelpShown, takeExit, useLayoutForHelp } from "./src/cli/flags.ts";
+import { load } from "./ffi/load.ts";
 import { doctor } from "./src/cli/doctor.ts";
 import { lab } from "./src/cli/lab.ts";
 import { probe } from "./src/cli/probe.ts";
@@ -76,6 +77,10 @@ export async function main(argv: string[]): Promise<number> {
         actions.at(-1)
       }: see 'fastpath ${name} --help'`,
     );
+  }
+  if (rest.some(isHelp)) {
+    // Knob ranges are the library's: shown when it loads, left out (defaults only) when it does not.
+    await load().then((lib) => useLayoutForHelp(lib.layout), () => {});
   }
   try {
     await program().parseAsync(argv, { from: "user" });

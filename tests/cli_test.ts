@@ -498,6 +498,22 @@ Deno.test("the CLI", async (t) => {
     },
   );
 
+  await t.step(
+    "sched and observe help give each knob's range as the library checks it, beside its default",
+    async () => {
+      const run = (await cli(["sched", "--help"])).stdout;
+      assert.match(run, /--slice-us N\n +slice of a task that rarely wakes, µs \[50 to 100000, default: 5000\]/);
+      assert.match(run, /--watchdog-ms N\n.*\[0 or \d+ to \d+, default: /);
+      assert.match(run, /--chain-hops N\n.*\[0 to 4, default: /);
+      const observe = (await cli(["sched", "observe", "--help"])).stdout;
+      assert.match(observe, /--chain-hops N\n.*\[0 to 4, default: /);
+      // What help promises is what a run refuses.
+      const r = await cli(["sched", "run", "--slice-us", "100001"]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /--slice-us must be 50 to 100000, not 100001/);
+    },
+  );
+
   await t.step("sched help gives every tunable with its unit in the name", async () => {
     const r = await cli(["sched", "--help"]);
     for (
@@ -548,6 +564,9 @@ Deno.test("the CLI", async (t) => {
     for (
       const [args, msg] of [
         [["run", "--signals-off", "nonsense"], "--signals-off must be one of input, wake, irq"],
+        // Once accepted as "none off".
+        [["observe", "--signals-off", ""], "--signals-off needs one or more of input, wake, irq"],
+        [["run", "--signals-off", " , "], "--signals-off needs one or more of input, wake, irq"],
         [["run", "--chain-hops", "9"], "--chain-hops must be 0 to 4, not 9"],
         [["run", "--busy-low-pct", "90"], "--busy-low-pct (90) must not exceed --busy-high-pct (75)"],
         [["status", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],

@@ -8,7 +8,8 @@
  *  - every parse error is a one-line FastpathError("usage"), exit code 2.
  */
 import { Command, type CommanderError, Option, type OptionValues } from "@commander-js/extra-typings";
-import { FastpathError, kebab } from "../../ffi/error.ts";
+import { FastpathError, kebab, snake } from "../../ffi/error.ts";
+import type { Layout } from "../../ffi/layout.ts";
 import { parseChoice, parseNumber } from "../parse.ts";
 
 export { Command, Option };
@@ -77,7 +78,9 @@ export function num<const F extends string>(
   help: string,
   range?: { above?: number; min?: number; max?: number },
 ) {
-  return new Option(`--${flag} <N>` as `--${F} <N>`, help).argParser((v: string) => {
+  const o = new Option(`--${flag} <N>` as `--${F} <N>`, help);
+  if (range?.min !== undefined && range.max !== undefined) CLI_RANGES.set(o, `${range.min} to ${range.max}`);
+  return o.argParser((v: string) => {
     const n = parseNumber(camel(flag), v);
     if (range?.above !== undefined && !(n > range.above)) {
       throw new FastpathError("usage", `\`${camel(flag)}\` must be more than ${range.above}, not ${v}`);
@@ -132,13 +135,45 @@ export interface Knob {
   help: string;
 }
 
-/** A `--kebab-name N` flag for each knob of a table (SCHED_KNOBS), its default from the table. */
+/** Where each knob flag's range lives: the library's struct and field (its layout carries the range). */
+const KNOB_FIELDS = new WeakMap<object, { struct: string; field: string }>();
+let helpLayout: Layout | undefined;
+
+/**
+ * Lets help show each knob's range, read from the library's layout (the library owns the ranges;
+ * main.ts loads it when help is asked for). Without it help shows defaults only.
+ */
+export function useLayoutForHelp(layout: Layout): void {
+  helpLayout = layout;
+}
+
+/**
+ * A `--kebab-name N` flag for each knob of a table (SCHED_KNOBS), its default from the table; `struct`
+ * is the library struct whose field of the same name (snake case) carries it, and its range.
+ */
 export function knobs<A extends unknown[], O extends OptionValues, K extends Record<string, Knob>>(
   cmd: Command<A, O>,
   table: K,
+  struct: string,
 ): Command<A, O & { [P in keyof K]: number }> {
-  for (const [name, k] of Object.entries(table)) cmd.addOption(num(kebab(name), k.help).default(k.default));
+  for (const [name, k] of Object.entries(table)) {
+    const o = num(kebab(name), k.help).default(k.default);
+    KNOB_FIELDS.set(o, { struct, field: snake(name) });
+    cmd.addOption(o);
+  }
   return cmd as unknown as Command<A, O & { [P in keyof K]: number }>;
+}
+
+/** The range of a flag only the CLI uses (`num`'s min and max), for help. */
+const CLI_RANGES = new WeakMap<object, string>();
+
+/** "50 to 100000, " for a knob whose range the loaded library gives, or a CLI flag's; "" otherwise. */
+function rangeHelp(o: Option): string {
+  const cli = CLI_RANGES.get(o);
+  if (cli) return `${cli}, `;
+  const at = KNOB_FIELDS.get(o);
+  const f = at && helpLayout?.json.structs[at.struct]?.fields[at.field];
+  return f?.range ? `${f.or_zero ? "0 or " : ""}${f.range[0]} to ${f.range[1]}, ` : "";
 }
 
 /**
@@ -248,7 +283,7 @@ function helpOf(c: Command<unknown[], OptionValues, OptionValues>): string {
     x.options.filter((o) => !o.hidden).map((o) => {
       const term = o.flags.replace(/[<>]/g, "");
       const shown = o.defaultValueDescription ?? o.defaultValue;
-      const def = shown !== undefined ? ` [default: ${shown}]` : "";
+      const def = shown !== undefined ? ` [${rangeHelp(o)}default: ${shown}]` : "";
       return `  ${term}\n      ${o.description}${def}`;
     });
   const parts = [`${doc?.summary ?? c.summary()}`, `Usage: ${name} ${doc?.usage ?? ""}`.trimEnd()];

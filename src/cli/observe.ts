@@ -14,6 +14,7 @@ import {
   type SignalName,
 } from "../detect.ts";
 import { ENUMS } from "../../ffi/enums.ts";
+import { FastpathError } from "../../ffi/error.ts";
 import { parseChoice } from "../parse.ts";
 import { command, formatOption, knobs, num, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
@@ -94,10 +95,13 @@ export function gameOptions() {
   ] as const;
 }
 
-/** `--signals-off a,b` as signal names (each checked). */
+/** `--signals-off a,b` as signal names (each checked; at least one: an empty list is a slip, not "none"). */
 export function parseSignalsOff(v: string | undefined): SignalName[] {
-  return (v ?? "").split(",").map((s) => s.trim()).filter(Boolean)
-    .map((s) => parseChoice("signalsOff", s, ENUMS.Signal));
+  const names = (v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) {
+    throw new FastpathError("usage", `\`signalsOff\` needs one or more of ${ENUMS.Signal.join(", ")}`);
+  }
+  return names.map((s) => parseChoice("signalsOff", s, ENUMS.Signal));
 }
 
 /**
@@ -134,6 +138,7 @@ export const observe = knobs(
     ],
   }),
   DETECT_KNOBS,
+  "DetectKnobs",
 )
   .addOption(game)
   .addOption(compositor)

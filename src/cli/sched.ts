@@ -191,8 +191,10 @@ const run = knobs(
       examples: [],
     }),
     SCHED_KNOBS,
+    "SchedOptions",
   ),
   DETECT_KNOBS,
+  "DetectKnobs",
 )
   .addOption(game)
   .addOption(compositor)

@@ -116,8 +116,35 @@ pub fn errnoError(what: []const u8) Error {
         return error.InvalidArgument;
     }
     const e: std.os.linux.E = @enumFromInt(errno);
+    // The verifier's refusal comes back as EACCES, EINVAL or E2BIG. As root that is no missing
+    // privilege: "run as root" named the wrong fix. This kernel does not take this build.
+    if (verifierRan()) {
+        var name_buf: [64]u8 = undefined;
+        const prog = failedProgram(&name_buf) orelse "?";
+        diag.set("{s}: the kernel's verifier rejected program '{s}' ({s}): this kernel does not accept this build; report it with `uname -r`{s}{s}", .{ what, prog, std.enums.tagName(std.os.linux.E, e) orelse "?", sep, tail });
+        return error.Unsupported;
+    }
     diag.set("{s}: {s}{s}{s}", .{ what, sys.describe(e), sep, tail });
     return sys.errorOf(e);
+}
+
+/// Whether libbpf's log holds a verifier log, which it prints between "-- BEGIN PROG LOAD LOG --"
+/// and "-- END PROG LOAD LOG --" only when the kernel ran the verifier and it refused a program
+/// (libbpf.c, bpf_object_load_prog); a load refused for want of privilege has none.
+fn hasVerifierLog(log: []const u8) bool {
+    return std.mem.indexOf(u8, log, "PROG LOAD LOG --") != null;
+}
+
+fn verifierRan() bool {
+    log_lock.lock();
+    defer log_lock.unlock();
+    return hasVerifierLog(log_buf[0..log_len]);
+}
+
+test "a verifier log in libbpf's output is told apart from a refusal for privilege" {
+    try std.testing.expect(hasVerifierLog("libbpf: prog 'fastpath_enqueue': BPF program load failed: Permission denied\n" ++
+        "libbpf: prog 'fastpath_enqueue': -- BEGIN PROG LOAD LOG --\nR1 invalid mem access 'scalar'\n-- END PROG LOAD LOG --\n"));
+    try std.testing.expect(!hasVerifierLog("libbpf: prog 'fastpath_enqueue': BPF program load failed: Operation not permitted\n"));
 }
 
 // --- An opened object ----------------------------------------------------------------------------
