@@ -78,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       }: see 'fastpath ${name} --help'`,
     );
   }
-  if (rest.some(isHelp)) {
+  if (name === "sched" && rest.some(isHelp)) {
     // Knob ranges are the library's: shown when it loads, left out (defaults only) when it does not.
     await load().then((lib) => useLayoutForHelp(lib.layout), () => {});
   }

@@ -19,7 +19,7 @@ export interface Lib {
   native: Native;
   layout: Layout;
   path: string;
-  /** Throws a FastpathError carrying the native message unless `status` is 0 ("what: message"). */
+  /** Throws a FastpathError carrying the native message unless `status` is 0 ("what: message"; the message alone for a `what` of ""). */
   unwrap(status: number, what: string): void;
 }
 
@@ -149,7 +149,7 @@ function unwrap(native: Native, layout: Layout, status: number, what: string): v
   if (status === 0) return;
   const code = layout.enumName("Status", status) ?? `status_${status}`;
   const message = cstring(native.fp_last_error()) || code.replaceAll("_", " ");
-  throw new FastpathError(code, `${what}: ${message}`);
+  throw new FastpathError(code, what ? `${what}: ${message}` : message);
 }
 
 export { cstring };

@@ -72,7 +72,7 @@ export async function doctor(opts: { attach?: boolean } = {}): Promise<DoctorRep
       ? undefined
       : Deno.build.os === "darwin"
       ? "run with sudo (/dev/bpf is root-only)"
-      : "run as root (sudo), or grant CAP_NET_RAW, CAP_NET_ADMIN and CAP_BPF",
+      : "run as root (sudo), or grant CAP_NET_RAW, CAP_NET_ADMIN, CAP_BPF and CAP_PERFMON",
   });
   add({ name: "kernel", status: "info", detail: `${Deno.build.os} ${kernel}` });
 

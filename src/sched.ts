@@ -281,7 +281,10 @@ export class Scheduler extends NativeHandle {
     }
     const signals = o.signals !== false;
     const out = new BigUint64Array(1);
-    lib.unwrap(lib.native.fp_sched_start(schedOptionsBytes(lib, o, knobs), out), "cannot attach the scheduler");
+    const bytes = schedOptionsBytes(lib, o, knobs);
+    // The knobs first, on their own: a knob's fault is the caller's, not a failure to attach.
+    lib.unwrap(lib.native.fp_sched_check(bytes), "");
+    lib.unwrap(lib.native.fp_sched_start(bytes, out), "cannot attach the scheduler");
     const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs, o.partial === true);
     if (signals) {
       const d = lib.native.fp_sched_detector(s.live());

@@ -507,6 +507,12 @@ Deno.test("the CLI", async (t) => {
       assert.match(run, /--chain-hops N\n.*\[0 to 4, default: /);
       const observe = (await cli(["sched", "observe", "--help"])).stdout;
       assert.match(observe, /--chain-hops N\n.*\[0 to 4, default: /);
+      // A knob inside its own range can still break a relation with another, left at its default:
+      // help says so, and the refusal names both as flags, not as a failure to attach.
+      assert.match(run, /--slice-min-us <= --slice-us, --lag-us <= --lag-max-us, --busy-low-pct <= --busy-high-pct/);
+      const rel = await cli(["sched", "run", "--slice-us", "50"]);
+      assert.equal(rel.code, 2);
+      assert.equal(rel.stderr, "error: --slice-min-us must be 10 to --slice-us (50), not 500\n");
       // What help promises is what a run refuses.
       const r = await cli(["sched", "run", "--slice-us", "100001"]);
       assert.equal(r.code, 2);

@@ -499,7 +499,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // to 2.9 s: its virtual clock ran ahead of the queued hogs.
       const args = ["--duration-s", "5", "--frame-work-us", "6000", "--wake-period-us", "0", "--work-clock", "wall"];
       const hogs = ["--cpu", String(4 * NCPU)];
-      // Three rounds, interleaved; each figure below is the median round's.
+      // Three rounds, interleaved: the assertions take the median round (the log shows each), and
+      // no round may stall a frame for 300 ms (the bug stalled them for 0.3-2.9 s in every round).
       const { dflt, plain, fg } = await frameRounds(args, hogs, {
         dflt: "default",
         plain: [],
@@ -512,8 +513,10 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       assert.ok(plain.miss_ratio <= bound, `fastpath misses ${plain.miss_ratio} vs default ${dflt.miss_ratio}`);
       assert.ok(fg.miss_ratio <= bound, `--foreground misses ${fg.miss_ratio} vs default ${dflt.miss_ratio}`);
       assert.ok(fg.miss_ratio <= plain.miss_ratio + 0.01, "marking the game foreground never makes it worse off");
-      assert.ok(plain.frame_worst_us < 150_000, `no frame stalls for long: worst ${plain.frame_worst_us} µs`);
-      assert.ok(fg.frame_worst_us < 150_000, `no frame stalls for long: worst ${fg.frame_worst_us} µs`);
+      for (const r of [plain, fg]) {
+        assert.ok(r.frame_worst_us < 150_000, `no frame stalls for long: median round's worst ${r.frame_worst_us} µs`);
+        assert.ok(r.all.every((x) => x.frame_worst_us < 300_000), `no round stalls a frame: ${roundsText(r)}`);
+      }
     },
   );
 
@@ -526,9 +529,14 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // 0.3-0.7 s.
       const args = ["--duration-s", "5", "--frame-work-us", "4000", "--wake-period-us", "0"];
       const load = ["--affinity", String(2 * NCPU), "--affinity-delay", "10000000"];
+      // The median of three interleaved rounds; and no round stalls a frame for 300 ms.
       const { dflt, ours } = await frameRounds(args, load, { dflt: "default", ours: [] });
       console.log(`    default: ${roundsText(dflt)}\n    fastpath: ${roundsText(ours)}`);
-      assert.ok(ours.frame_worst_us < 150_000, `no frame stalls for long: worst ${ours.frame_worst_us} µs`);
+      assert.ok(
+        ours.frame_worst_us < 150_000,
+        `no frame stalls for long: median round's worst ${ours.frame_worst_us} µs`,
+      );
+      assert.ok(ours.all.every((x) => x.frame_worst_us < 300_000), `no round stalls a frame: ${roundsText(ours)}`);
       assert.ok(ours.miss_ratio <= dflt.miss_ratio + 0.02, `misses ${ours.miss_ratio} vs default ${dflt.miss_ratio}`);
     },
   );
@@ -815,7 +823,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     assert.deepEqual(r.code, 2);
     assert.match(
       r.stderr,
-      /^error: cannot attach the scheduler: --slice-min-us must be 10 to --slice-us \(5000\), not 9000\n$/,
+      /^error: --slice-min-us must be 10 to --slice-us \(5000\), not 9000\n$/,
     );
     assert.deepEqual(state(), "disabled");
   });

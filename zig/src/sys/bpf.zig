@@ -39,22 +39,28 @@ var print_installed = std.atomic.Value(bool).init(false);
 
 extern fn vsnprintf(buf: [*]u8, size: usize, fmt: [*c]const u8, ap: ?*anyopaque) c_int;
 
+/// Where printFn formats one message: libbpf prints a whole verifier log in one call, and its verdict
+/// is at the bottom, so the message must fit whole to keep its end.
+var print_scratch: [256 * 1024]u8 = undefined;
+
 fn printFn(level: c.enum_libbpf_print_level, fmt: [*c]const u8, ap: ?*anyopaque) callconv(.C) c_int {
     if (level == c.LIBBPF_DEBUG) return 0;
-    var line: [1024]u8 = undefined;
-    const n = vsnprintf(&line, line.len, fmt, ap);
-    if (n <= 0) return 0;
-    const len = @min(@as(usize, @intCast(n)), line.len - 1);
     log_lock.lock();
     defer log_lock.unlock();
-    if (log_len + len > log_buf.len) {
+    const n = vsnprintf(&print_scratch, print_scratch.len, fmt, ap);
+    if (n <= 0) return 0;
+    const len = @min(@as(usize, @intCast(n)), print_scratch.len - 1);
+    // At most half the log from one message (its end), so the lines before it keep some room.
+    const keep_msg = @min(len, log_buf.len / 2);
+    const msg = print_scratch[len - keep_msg .. len];
+    if (log_len + msg.len > log_buf.len) {
         // Keep the end: the verifier's verdict is at the bottom.
-        const keep = log_buf.len / 2;
+        const keep = @min(log_len, log_buf.len - msg.len);
         std.mem.copyForwards(u8, log_buf[0..keep], log_buf[log_len - keep .. log_len]);
         log_len = keep;
     }
-    @memcpy(log_buf[log_len..][0..len], line[0..len]);
-    log_len += len;
+    @memcpy(log_buf[log_len..][0..msg.len], msg);
+    log_len += msg.len;
     return 0;
 }
 
@@ -116,35 +122,65 @@ pub fn errnoError(what: []const u8) Error {
         return error.InvalidArgument;
     }
     const e: std.os.linux.E = @enumFromInt(errno);
-    // The verifier's refusal comes back as EACCES, EINVAL or E2BIG. As root that is no missing
-    // privilege: "run as root" named the wrong fix. This kernel does not take this build.
-    if (verifierRan()) {
-        var name_buf: [64]u8 = undefined;
-        const prog = failedProgram(&name_buf) orelse "?";
-        diag.set("{s}: the kernel's verifier rejected program '{s}' ({s}): this kernel does not accept this build; report it with `uname -r`{s}{s}", .{ what, prog, std.enums.tagName(std.os.linux.E, e) orelse "?", sep, tail });
-        return error.Unsupported;
-    }
     diag.set("{s}: {s}{s}{s}", .{ what, sys.describe(e), sep, tail });
     return sys.errorOf(e);
 }
 
-/// Whether libbpf's log holds a verifier log, which it prints between "-- BEGIN PROG LOAD LOG --"
-/// and "-- END PROG LOAD LOG --" only when the kernel ran the verifier and it refused a program
-/// (libbpf.c, bpf_object_load_prog); a load refused for want of privilege has none.
-fn hasVerifierLog(log: []const u8) bool {
-    return std.mem.indexOf(u8, log, "PROG LOAD LOG --") != null;
+/// `errnoError` for a failed `bpf_object__load`. The verifier's refusal of a program comes back as
+/// EACCES, EINVAL or E2BIG; with every BPF privilege held that is no missing privilege ("run as root"
+/// named the wrong fix): this kernel does not take this build.
+fn loadError(what: []const u8) Error {
+    const errno = std.c._errno().*;
+    const e: std.os.linux.E = @enumFromInt(errno);
+    if ((e != .ACCES and e != .INVAL and e != .@"2BIG") or !verifierRefused() or !bpfPrivileged())
+        return errnoError(what);
+    var name_buf: [64]u8 = undefined;
+    const prog = failedProgram(&name_buf) orelse "?";
+    var tail_buf: [700]u8 = undefined;
+    const tail = logTail(&tail_buf);
+    diag.set("{s}: the kernel's verifier rejected program '{s}' (errno {d}): this kernel does not accept this build; report it with `uname -r` — libbpf: {s}", .{ what, prog, errno, tail });
+    return error.Unsupported;
 }
 
-fn verifierRan() bool {
+/// Whether the kernel's verifier refused a program, not for want of privilege (see isVerifierVerdict).
+fn verifierRefused() bool {
     log_lock.lock();
     defer log_lock.unlock();
-    return hasVerifierLog(log_buf[0..log_len]);
+    return isVerifierVerdict(log_buf[0..log_len]);
 }
 
-test "a verifier log in libbpf's output is told apart from a refusal for privilege" {
-    try std.testing.expect(hasVerifierLog("libbpf: prog 'fastpath_enqueue': BPF program load failed: Permission denied\n" ++
+/// libbpf prints the verifier's log between "-- BEGIN PROG LOAD LOG --" and "-- END PROG LOAD LOG --"
+/// only when there is one (libbpf.c, bpf_object_load_prog); a refusal inside the verifier for want of
+/// privilege says "!root" or "unprivileged" (kernel/bpf/verifier.c).
+fn isVerifierVerdict(log: []const u8) bool {
+    return std.mem.indexOf(u8, log, "PROG LOAD LOG --") != null and
+        std.mem.indexOf(u8, log, "!root") == null and std.mem.indexOf(u8, log, "unprivileged") == null;
+}
+
+/// Whether this process holds what loading any BPF program takes: CAP_SYS_ADMIN, or CAP_BPF with
+/// CAP_PERFMON (capabilities(7)), in its effective set.
+fn bpfPrivileged() bool {
+    // The kernel's struct __user_cap_header_struct (std's declares pid as usize).
+    const Header = extern struct { version: u32, pid: i32 };
+    var hdr: Header = .{ .version = 0x20080522, .pid = 0 }; // _LINUX_CAPABILITY_VERSION_3
+    var data: [2]std.os.linux.cap_user_data_t = undefined;
+    const rc = std.os.linux.syscall2(.capget, @intFromPtr(&hdr), @intFromPtr(&data));
+    if (std.os.linux.E.init(rc) != .SUCCESS) return false;
+    const eff = @as(u64, data[1].effective) << 32 | data[0].effective;
+    const has = struct {
+        fn f(set: u64, cap: u6) bool {
+            return set & (@as(u64, 1) << cap) != 0;
+        }
+    }.f;
+    return has(eff, 21) or (has(eff, 39) and has(eff, 38)); // CAP_SYS_ADMIN; CAP_BPF and CAP_PERFMON
+}
+
+test "a verifier's verdict in libbpf's output is told apart from a refusal for privilege" {
+    try std.testing.expect(isVerifierVerdict("libbpf: prog 'fastpath_enqueue': BPF program load failed: Permission denied\n" ++
         "libbpf: prog 'fastpath_enqueue': -- BEGIN PROG LOAD LOG --\nR1 invalid mem access 'scalar'\n-- END PROG LOAD LOG --\n"));
-    try std.testing.expect(!hasVerifierLog("libbpf: prog 'fastpath_enqueue': BPF program load failed: Operation not permitted\n"));
+    try std.testing.expect(!isVerifierVerdict("libbpf: prog 'fastpath_enqueue': BPF program load failed: Operation not permitted\n"));
+    try std.testing.expect(!isVerifierVerdict("libbpf: prog 'fp_reflect': -- BEGIN PROG LOAD LOG --\n" ++
+        "R2 pointer arithmetic on pkt_end prohibited for !root\n-- END PROG LOAD LOG --\n"));
 }
 
 // --- An opened object ----------------------------------------------------------------------------
@@ -203,7 +239,7 @@ pub const Object = struct {
     /// Loads every program; on failure the error carries the end of the verifier log.
     pub fn load(o: *Object) Error!void {
         clearLog();
-        if (c.bpf_object__load(o.obj) != 0) return errnoError("loading the BPF program");
+        if (c.bpf_object__load(o.obj) != 0) return loadError("loading the BPF program");
     }
 
     pub fn program(o: *Object, name: [:0]const u8) Error!*c.bpf_program {
