@@ -503,6 +503,8 @@ time.sleep(60)
           `    beside 4 hogs: worker on its input thread's CPU for ${r.worker_same_cpu_pct} % of ${r.events_seen} events`,
         );
         assert.ok(r.worker_same_cpu_pct >= 70, `the worker ran where it was handed the event: ${JSON.stringify(r)}`);
+        // The probe counts what it sent as the game counts what it saw: never more seen than sent.
+        assert.ok(r.events_seen <= r.events_sent, `events seen ${r.events_seen} of ${r.events_sent} sent`);
         // (Sync wakeups count too: the compositor's socket write to the game's input thread is one.)
         assert.ok(s2.stats().handoffs > h0, `handoffs counted: ${s2.stats().handoffs - h0}`);
         assert.deepEqual(s2.state(), "running");
