@@ -21,7 +21,9 @@
  *                detectors through SteamGameId, as a Steam game is) whose input thread wakes a
  *                worker. Latency from the kernel's timestamp of each event to the compositor's
  *                read, the game's input thread and its worker; the frame probe runs beside it, so
- *                a gain in input latency cannot hide worse frame pacing. Schedulers: the default,
+ *                a gain in input latency cannot hide worse frame pacing - the game's own (a render
+ *                thread in the game doing the row's frame work, "game render") and another
+ *                application's (fp-schedprobe, a process of its own). Schedulers: the default,
  *                fastpath without its detectors (nosignals), fastpath, and the public ones.
  *                uinput runs input_event in the injector's process context; real USB input comes
  *                from an interrupt, where fastpath's IRQ signal fires as well.
@@ -205,6 +207,10 @@ interface InputResult {
   worker_p99_us: number;
   worker_p999_us: number;
   worker_max_us: number;
+  /** The game's render thread (--frame-work-us): its frames, those that missed, how late it woke (p99). */
+  game_frames: number;
+  game_misses: number;
+  game_frame_wake_p99_us: number;
 }
 
 const ncpu = navigator.hardwareConcurrency;
@@ -468,7 +474,10 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
     const input = row.input
       ? new Deno.Command(INPUT_PROBE, {
-        args: ["--warmup-s", String(INPUT_WARMUP_S), "--duration-s", String(duration), "--rate-hz", "1000"],
+        args: [
+          ...["--warmup-s", String(INPUT_WARMUP_S), "--duration-s", String(duration), "--rate-hz", "1000"],
+          ...["--frame-work-us", String(row.workUs)],
+        ],
         stdout: "piped",
         stderr: "inherit",
       }).spawn()
@@ -491,7 +500,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
       r.input = JSON.parse(new TextDecoder().decode(io.stdout)) as InputResult;
       const i = r.input;
       console.error(
-        `  ${label}: input ${i.events_seen}/${i.events_sent} events; p50/p99/max µs: compositor ${i.compositor_p50_us}/${i.compositor_p99_us}/${i.compositor_max_us}, input thread ${i.input_p50_us}/${i.input_p99_us}/${i.input_max_us}, worker ${i.worker_p50_us}/${i.worker_p99_us}/${i.worker_max_us}`,
+        `  ${label}: input ${i.events_seen}/${i.events_sent} events; p50/p99/max µs: compositor ${i.compositor_p50_us}/${i.compositor_p99_us}/${i.compositor_max_us}, input thread ${i.input_p50_us}/${i.input_p99_us}/${i.input_max_us}, worker ${i.worker_p50_us}/${i.worker_p99_us}/${i.worker_max_us}; game render ${i.game_misses}/${i.game_frames} missed, wake p99 ${i.game_frame_wake_p99_us} µs`,
       );
     }
     console.error(
@@ -670,6 +679,8 @@ const usCell = (x: number) => x.toFixed(0);
 const inputMetrics: Array<[string, (r: Result) => number, (x: number) => string]> = [
   ["events reached worker", (r) => (r.input ? r.input.events_seen / Math.max(1, r.input.events_sent) : 0), pct],
   ["worker on input thread's CPU", (r) => (r.input ? r.input.worker_same_cpu_pct / 100 : NaN), pct],
+  ["game render misses", (r) => (r.input ? r.input.game_misses / Math.max(1, r.input.game_frames) : NaN), pct],
+  ["game render wake p99 ms", (r) => (r.input ? r.input.game_frame_wake_p99_us : NaN), ms],
   ...(["compositor", "input", "worker"] as const).flatMap((hop) =>
     (["p50", "p99", "p999", "max"] as const).map((q) =>
       [

@@ -6,17 +6,20 @@
 //!    compositors and gamescope do;
 //!  - a "game" (fp-inputprobe re-executed with SteamGameId in its environment, so fastpath's
 //!    detectors find it as a Steam game would be found): its input thread receives the event and
-//!    wakes a worker thread (futex), which does `work_us` of CPU work with it.
+//!    wakes a worker thread (futex), which does `work_us` of CPU work with it; with
+//!    `--frame-work-us N` a render thread runs 16.6 ms frames of N µs of CPU work (frames.zig), so
+//!    the game's own frame pacing is measured beside its input.
 //! For each event after `warmup_s`: event → compositor read, event → game input thread, event →
 //! game worker, from the kernel's own timestamp of the event. Prints one JSON object.
 //!
 //! uinput runs input_event in the injector's process context; real USB input arrives from an
 //! interrupt, where fastpath's IRQ signal fires as well. Needs /dev/uinput (root).
 //!
-//! usage: fp-inputprobe [--duration-s S] [--warmup-s S] [--rate-hz N] [--work-us N]
+//! usage: fp-inputprobe [--duration-s S] [--warmup-s S] [--rate-hz N] [--work-us N] [--frame-work-us N]
 const std = @import("std");
 const linux = std.os.linux;
 const timing = @import("timing.zig");
+const frames = @import("frames.zig");
 const now = timing.now;
 const us = timing.us;
 const percentile = timing.percentile;
@@ -26,6 +29,8 @@ const Config = struct {
     warmup_ns: u64 = 6 * std.time.ns_per_s,
     rate_hz: u64 = 1000,
     work_ns: u64 = 100 * std.time.ns_per_us,
+    /// CPU work per 16.6 ms frame of the game's render thread; 0: the game has none.
+    frame_work_ns: u64 = 0,
 };
 
 // <linux/uinput.h>, <linux/input.h>
@@ -206,13 +211,24 @@ fn gameWorker(g: *Game) void {
     std.mem.doNotOptimizeAway(sink);
 }
 
+/// The game's render thread: the frame loop of fp-schedprobe over the measured time, in the game.
+fn gameRender(g: *Game, fr: *frames.Frames) void {
+    setName("render");
+    const from = g.start_ns + g.cfg.warmup_ns;
+    timing.sleepUntil(from);
+    frames.loop(.{ .duration_ns = g.cfg.duration_ns, .work_ns = g.cfg.frame_work_ns }, from, fr);
+}
+
 fn game(cfg: Config, sock: i32, out_fd: i32, start_ns: u64) !void {
     const gpa = std.heap.page_allocator;
     var g = Game{ .cfg = cfg, .start_ns = start_ns, .samples = std.ArrayList(Sample).init(gpa) };
+    var fr = frames.Frames{ .wake = std.ArrayList(u64).init(gpa) };
+    const r = if (cfg.frame_work_ns > 0) try std.Thread.spawn(.{}, gameRender, .{ &g, &fr }) else null;
     const w = try std.Thread.spawn(.{}, gameWorker, .{&g});
     const i = try std.Thread.spawn(.{}, gameInput, .{ &g, sock });
     i.join();
     w.join();
+    if (r) |t| t.join();
     const n = g.samples.items.len;
     var hops: [3][]u64 = undefined;
     for (&hops) |*h| h.* = try gpa.alloc(u64, n);
@@ -228,6 +244,12 @@ fn game(cfg: Config, sock: i32, out_fd: i32, start_ns: u64) !void {
     for (g.samples.items) |s| same += @intFromBool(s.worker_cpu == s.input_cpu);
     // Where the worker ran: on the CPU its input thread handed the event over on, or another.
     try wr.print("\"events_seen\":{d},\"worker_same_cpu_pct\":{d:.1}", .{ n, if (n > 0) 100.0 * @as(f64, @floatFromInt(same)) / @as(f64, @floatFromInt(n)) else 0.0 });
+    // The render thread's frames (with --frame-work-us): misses, and how late it woke for a frame.
+    if (cfg.frame_work_ns > 0) {
+        const fw = fr.wake.items;
+        std.mem.sort(u64, fw, {}, std.sort.asc(u64));
+        try wr.print(",\"game_frames\":{d},\"game_misses\":{d},\"game_frame_wake_p99_us\":{d:.1}", .{ fr.frames, fr.misses, us(percentile(fw, 0.99)) });
+    }
     for (hops, [_][]const u8{ "compositor", "input", "worker" }) |h, name| {
         std.mem.sort(u64, h, {}, std.sort.asc(u64));
         try wr.print(",\"{s}_p50_us\":{d:.1},\"{s}_p99_us\":{d:.1},\"{s}_p999_us\":{d:.1},\"{s}_max_us\":{d:.1}", .{
@@ -238,7 +260,7 @@ fn game(cfg: Config, sock: i32, out_fd: i32, start_ns: u64) !void {
 }
 
 fn usage() noreturn {
-    std.debug.print("usage: fp-inputprobe [--duration-s S] [--warmup-s S] [--rate-hz N] [--work-us N]\n", .{});
+    std.debug.print("usage: fp-inputprobe [--duration-s S] [--warmup-s S] [--rate-hz N] [--work-us N] [--frame-work-us N]\n", .{});
     std.process.exit(2);
 }
 
@@ -267,6 +289,7 @@ pub fn main() !void {
         else if (std.mem.eql(u8, a, "--warmup-s")) cfg.warmup_ns = @intFromFloat(n * std.time.ns_per_s) //
         else if (std.mem.eql(u8, a, "--rate-hz") and n >= 1 and n <= 100_000) cfg.rate_hz = @intFromFloat(n) //
         else if (std.mem.eql(u8, a, "--work-us")) cfg.work_ns = @intFromFloat(n * std.time.ns_per_us) //
+        else if (std.mem.eql(u8, a, "--frame-work-us") and n < 16_666) cfg.frame_work_ns = @intFromFloat(n * std.time.ns_per_us) //
         else usage();
     }
     if (role_game) return game(cfg, sock_fd, out_fd, start_ns);
@@ -307,6 +330,10 @@ pub fn main() !void {
             (std.fmt.bufPrintZ(&a_buf[2], "{d}", .{@as(f64, @floatFromInt(cfg.warmup_ns)) / 1e9}) catch unreachable).ptr,
             "--work-us",
             (std.fmt.bufPrintZ(&a_buf[3], "{d}", .{cfg.work_ns / 1000}) catch unreachable).ptr,
+            "--frame-work-us",
+            (std.fmt.bufPrintZ(&a_buf[4], "{d}", .{cfg.frame_work_ns / 1000}) catch unreachable).ptr,
+            "--duration-s",
+            (std.fmt.bufPrintZ(&a_buf[5], "{d}", .{@as(f64, @floatFromInt(cfg.duration_ns)) / 1e9}) catch unreachable).ptr,
         };
         // Found by the detectors as a Steam game is: SteamGameId in its environment.
         var envp_buf: [256:null]?[*:0]const u8 = undefined;
@@ -368,4 +395,5 @@ pub fn main() !void {
 
 test {
     _ = timing;
+    _ = frames;
 }

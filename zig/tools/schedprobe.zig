@@ -11,56 +11,16 @@
 const std = @import("std");
 const linux = std.os.linux;
 const timing = @import("timing.zig");
+const frames = @import("frames.zig");
 const now = timing.now;
 const sleepUntil = timing.sleepUntil;
 const percentile = timing.percentile;
 const us = timing.us;
 
 const Config = struct {
-    /// The clock the frame's work is measured on: the thread's CPU time (time preempted does not
-    /// count as work done, as for a real frame) or, with `--work-clock wall`, wall time (a frame is
-    /// "done" after that long however little it ran: only late wake-ups can make it miss).
-    work_clock: linux.CLOCK = .THREAD_CPUTIME_ID,
-    duration_ns: u64 = 10 * std.time.ns_per_s,
-    frame_period_ns: u64 = 16_666_667,
-    frame_work_ns: u64 = 4 * std.time.ns_per_ms,
+    frame: frames.Config = .{},
     wake_period_ns: u64 = std.time.ns_per_ms,
 };
-
-const Frames = struct {
-    frames: u64 = 0,
-    misses: u64 = 0,
-    worst_ns: u64 = 0,
-    worst_at_ns: u64 = 0, // since the probe started: tells a start-up hiccup from a steady-state one
-    /// How late the frame thread woke for each frame (after the first).
-    wake: std.ArrayList(u64),
-};
-
-fn frameLoop(cfg: Config, start: u64, out: *Frames) void {
-    var frame_start = start;
-    var sink: u64 = 0;
-    while (frame_start < start + cfg.duration_ns) {
-        if (out.frames > 0) out.wake.append(now(.MONOTONIC) -| frame_start) catch {};
-        const cpu0 = now(cfg.work_clock);
-        while (now(cfg.work_clock) - cpu0 < cfg.frame_work_ns) {
-            for (0..256) |i| sink +%= i *% 2654435761;
-        }
-        const done = now(.MONOTONIC);
-        const took = done - frame_start;
-        out.frames += 1;
-        if (took > cfg.frame_period_ns) out.misses += 1;
-        if (took > out.worst_ns) {
-            out.worst_ns = took;
-            out.worst_at_ns = frame_start - start;
-        }
-        // The next frame starts at the next period boundary (a missed frame skips, like vsync).
-        var next = frame_start + cfg.frame_period_ns;
-        while (next < done) next += cfg.frame_period_ns;
-        sleepUntil(next);
-        frame_start = next;
-    }
-    std.mem.doNotOptimizeAway(sink);
-}
 
 const Wakes = struct {
     lat: std.ArrayList(u64),
@@ -70,7 +30,7 @@ const Wakes = struct {
 
 fn wakeLoop(cfg: Config, start: u64, w: *Wakes) void {
     var target = start + cfg.wake_period_ns;
-    while (target < start + cfg.duration_ns) : (target += cfg.wake_period_ns) {
+    while (target < start + cfg.frame.duration_ns) : (target += cfg.wake_period_ns) {
         sleepUntil(target);
         const late = now(.MONOTONIC) -| target;
         w.lat.append(late) catch return;
@@ -96,37 +56,37 @@ pub fn main() !void {
     while (args.next()) |a| {
         const v = args.next() orelse usage();
         if (std.mem.eql(u8, a, "--work-clock")) {
-            cfg.work_clock = if (std.mem.eql(u8, v, "wall")) .MONOTONIC else if (std.mem.eql(u8, v, "cpu")) .THREAD_CPUTIME_ID else usage();
+            cfg.frame.work_clock = if (std.mem.eql(u8, v, "wall")) .MONOTONIC else if (std.mem.eql(u8, v, "cpu")) .THREAD_CPUTIME_ID else usage();
             continue;
         }
         const n = std.fmt.parseFloat(f64, v) catch usage();
         if (n < 0 or (n == 0 and !std.mem.eql(u8, a, "--wake-period-us"))) usage();
-        if (std.mem.eql(u8, a, "--duration-s")) cfg.duration_ns = @intFromFloat(n * std.time.ns_per_s) //
-        else if (std.mem.eql(u8, a, "--frame-period-us")) cfg.frame_period_ns = @intFromFloat(n * std.time.ns_per_us) //
-        else if (std.mem.eql(u8, a, "--frame-work-us")) cfg.frame_work_ns = @intFromFloat(n * std.time.ns_per_us) //
+        if (std.mem.eql(u8, a, "--duration-s")) cfg.frame.duration_ns = @intFromFloat(n * std.time.ns_per_s) //
+        else if (std.mem.eql(u8, a, "--frame-period-us")) cfg.frame.period_ns = @intFromFloat(n * std.time.ns_per_us) //
+        else if (std.mem.eql(u8, a, "--frame-work-us")) cfg.frame.work_ns = @intFromFloat(n * std.time.ns_per_us) //
         else if (std.mem.eql(u8, a, "--wake-period-us")) cfg.wake_period_ns = @intFromFloat(n * std.time.ns_per_us) //
         else usage();
     }
-    var frames = Frames{ .wake = std.ArrayList(u64).init(gpa) };
+    var fr = frames.Frames{ .wake = std.ArrayList(u64).init(gpa) };
     var wakes = Wakes{ .lat = std.ArrayList(u64).init(gpa) };
     const lat = &wakes.lat;
     const start = now(.MONOTONIC);
-    const ft = try std.Thread.spawn(.{}, frameLoop, .{ cfg, start, &frames });
+    const ft = try std.Thread.spawn(.{}, frames.loop, .{ cfg.frame, start, &fr });
     const wt = if (cfg.wake_period_ns > 0) try std.Thread.spawn(.{}, wakeLoop, .{ cfg, start, &wakes }) else null;
     ft.join();
     if (wt) |t| t.join();
     std.mem.sort(u64, lat.items, {}, std.sort.asc(u64));
-    const fw = frames.wake.items;
+    const fw = fr.wake.items;
     std.mem.sort(u64, fw, {}, std.sort.asc(u64));
-    const miss_ratio = if (frames.frames == 0) 0 else @as(f64, @floatFromInt(frames.misses)) / @as(f64, @floatFromInt(frames.frames));
+    const miss_ratio = if (fr.frames == 0) 0 else @as(f64, @floatFromInt(fr.misses)) / @as(f64, @floatFromInt(fr.frames));
     const out = std.io.getStdOut().writer();
     try out.print(
         "{{\"pid\":{d},\"frames\":{d},\"misses\":{d},\"miss_ratio\":{d:.5},\"frame_worst_us\":{d:.1},\"frame_worst_at_ms\":{d}," ++
             "\"frame_wake_p50_us\":{d:.1},\"frame_wake_p99_us\":{d:.1},\"frame_wake_p999_us\":{d:.1},\"frame_wake_max_us\":{d:.1}," ++
             "\"wakeups\":{d},\"wake_p50_us\":{d:.1},\"wake_p99_us\":{d:.1},\"wake_p999_us\":{d:.1},\"wake_max_us\":{d:.1},\"wake_max_at_ms\":{d}}}\n",
         .{
-            linux.getpid(),                  frames.frames,                           frames.misses,                      miss_ratio,
-            us(frames.worst_ns),             frames.worst_at_ns / std.time.ns_per_ms, us(percentile(fw, 0.50)),           us(percentile(fw, 0.99)),
+            linux.getpid(),                  fr.frames,                               fr.misses,                      miss_ratio,
+            us(fr.worst_ns),                 fr.worst_at_ns / std.time.ns_per_ms, us(percentile(fw, 0.50)),           us(percentile(fw, 0.99)),
             us(percentile(fw, 0.999)),       us(if (fw.len > 0) fw[fw.len - 1] else 0), lat.items.len,                     us(percentile(lat.items, 0.50)),
             us(percentile(lat.items, 0.99)), us(percentile(lat.items, 0.999)),        us(wakes.max_ns),                   wakes.max_at_ns / std.time.ns_per_ms,
         },
@@ -135,4 +95,5 @@ pub fn main() !void {
 
 test {
     _ = timing;
+    _ = frames;
 }
