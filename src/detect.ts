@@ -22,7 +22,7 @@ export type DetectCounters = Record<DetectCounterName, number>;
 /**
  * The detectors' knobs, each with its unit in its name: the one place a default is written (the
  * CLI's flags and help are made from this table; the library checks the ranges, abi.zig
- * `detect_limits`). Every one can change while the detectors run (`setKnobs`, `sched set`).
+ * `detect_limits`). Every one can change while the detectors run (`Detector.setKnobs`; no CLI command changes them).
  */
 export const DETECT_KNOBS = {
   inputWindowUs: {

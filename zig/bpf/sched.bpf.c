@@ -730,7 +730,7 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
  * amount once that task ran `slice_min_ns`. The margin keeps two tasks with close deadlines from
  * taking the CPU from each other on every wakeup, each paying a context switch for a few
  * microseconds of work; without the "by more than" a task that had just started kept the CPU for
- * its whole slice, which ends only at a tick (4 ms at HZ=250): a 60 Hz frame thread woken beside
+ * its whole slice, which ends only at a tick after it runs out: a 60 Hz frame thread woken beside
  * fork-storm parents - as latency-critical by their wake rate, each fork 3 ms in the VM - waited
  * 4-6 ms at p99 though due 10 ms before them.
  */
