@@ -60,7 +60,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(await versionText());
     return 0;
   }
-  if (name === "help") return await main(rest[0] ? [rest[0], "--help"] : ["--help"]);
+  // `help sched run` is `sched run --help`: every word given, not only the first.
+  if (name === "help") return await main(rest.length ? [...rest, "--help"] : ["--help"]);
   if (!COMMANDS.some((c) => c.name() === name)) {
     const hint = closest(name, COMMANDS.map((c) => c.name()));
     throw new FastpathError(

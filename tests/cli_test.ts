@@ -35,6 +35,18 @@ Deno.test("the CLI", async (t) => {
     }
   });
 
+  await t.step(
+    "help with a command and its action prints the action's own help, as --help after them does",
+    async () => {
+      const viaHelp = await cli(["help", "sched", "run"]);
+      const viaFlag = await cli(["sched", "run", "--help"]);
+      assert.equal(viaHelp.code, 0, viaHelp.stderr);
+      // Once the help of `sched` (its first word only).
+      assert.match(viaHelp.stdout, /^Usage: fastpath sched run \[flags\]$/m);
+      assert.equal(viaHelp.stdout, viaFlag.stdout);
+    },
+  );
+
   await t.step("no arguments prints help and exits 2", async () => {
     const r = await cli([]);
     assert.equal(r.code, 2);
