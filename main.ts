@@ -5,7 +5,7 @@
  * Errors print `error: <what>: <detail>` on one line and exit with a documented code.
  */
 import { cliText, FastpathError } from "./ffi/error.ts";
-import { Command, EXIT_HELP, HelpShown, takeExit, useLayoutForHelp } from "./src/cli/flags.ts";
+import { Command, EXIT_HELP, HelpShown, needsLayoutForHelp, takeExit, useLayoutForHelp } from "./src/cli/flags.ts";
 import { load } from "./ffi/load.ts";
 import { doctor } from "./src/cli/doctor.ts";
 import { lab } from "./src/cli/lab.ts";
@@ -79,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
       }: see 'fastpath ${name} --help'`,
     );
   }
-  if (name === "sched" && rest.some(isHelp)) {
+  if (rest.some(isHelp) && needsLayoutForHelp(sub)) {
     // Knob ranges are the library's: shown when it loads, left out (defaults only) when it does not.
     await load().then((lib) => useLayoutForHelp(lib.layout), () => {});
   }

@@ -203,10 +203,10 @@ function schedOptionsBytes(lib: Lib, o: SchedulerOptions, knobs: SchedKnobs): Ui
  * and the relations between knobs (the library's own check) - on a machine with or without
  * sched_ext: for a command line kept for later (`service print sched`). Throws FastpathError.
  */
-export async function checkSchedStart(o: SchedulerOptions): Promise<void> {
+export async function checkSchedStart(o: SchedulerOptions, what = "sched run would refuse it"): Promise<void> {
   checkSchedOptions(o);
   const lib = await load();
-  lib.unwrap(lib.native.fp_sched_check(schedOptionsBytes(lib, o, schedKnobs(o))), "sched run would refuse it");
+  lib.unwrap(lib.native.fp_sched_check(schedOptionsBytes(lib, o, schedKnobs(o))), what);
 }
 
 /** The knob values a start uses: each given one, else its default. */
@@ -264,7 +264,9 @@ export class Scheduler extends NativeHandle {
    * library checks every knob (errors name it as spelled in SCHED_KNOBS). Throws FastpathError.
    */
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {
-    checkSchedOptions(o);
+    // What start checks first, with nothing in front of its message: a knob's fault is the
+    // caller's, not a failure to attach.
+    await checkSchedStart(o, "");
     const lib = await load();
     const knobs = schedKnobs(o);
     const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
@@ -281,10 +283,7 @@ export class Scheduler extends NativeHandle {
     }
     const signals = o.signals !== false;
     const out = new BigUint64Array(1);
-    const bytes = schedOptionsBytes(lib, o, knobs);
-    // The knobs first, on their own: a knob's fault is the caller's, not a failure to attach.
-    lib.unwrap(lib.native.fp_sched_check(bytes), "");
-    lib.unwrap(lib.native.fp_sched_start(bytes, out), "cannot attach the scheduler");
+    lib.unwrap(lib.native.fp_sched_start(schedOptionsBytes(lib, o, knobs), out), "cannot attach the scheduler");
     const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs, o.partial === true);
     if (signals) {
       const d = lib.native.fp_sched_detector(s.live());

@@ -79,7 +79,7 @@ export function num<const F extends string>(
   range?: { above?: number; min?: number; max?: number },
 ) {
   const o = new Option(`--${flag} <N>` as `--${F} <N>`, help);
-  if (range?.min !== undefined && range.max !== undefined) CLI_RANGES.set(o, `${range.min} to ${range.max}`);
+  if (range?.min !== undefined && range.max !== undefined) RANGES.set(o, { text: `${range.min} to ${range.max}` });
   return o.argParser((v: string) => {
     const n = parseNumber(camel(flag), v);
     if (range?.above !== undefined && !(n > range.above)) {
@@ -135,16 +135,28 @@ export interface Knob {
   help: string;
 }
 
-/** Where each knob flag's range lives: the library's struct and field (its layout carries the range). */
-const KNOB_FIELDS = new WeakMap<object, { struct: string; field: string }>();
+/**
+ * Where a flag's range for help comes from: `num`'s own (a flag only the CLI uses), or a knob's, which
+ * the library owns (its struct and field in the layout).
+ */
+const RANGES = new WeakMap<object, { text: string } | { struct: string; field: string }>();
 let helpLayout: Layout | undefined;
 
 /**
- * Lets help show each knob's range, read from the library's layout (the library owns the ranges;
- * main.ts loads it when help is asked for). Without it help shows defaults only.
+ * Lets help show each knob's range, read from the library's layout (main.ts loads the library when
+ * `needsLayoutForHelp`). Without it help shows the CLI's own ranges and the defaults only.
  */
 export function useLayoutForHelp(layout: Layout): void {
   helpLayout = layout;
+}
+
+/** Whether `cmd` or one of its actions has a knob whose range only the library's layout gives. */
+export function needsLayoutForHelp(cmd: Command<unknown[], OptionValues, OptionValues>): boolean {
+  const fromLibrary = (o: object) => {
+    const r = RANGES.get(o);
+    return r !== undefined && "struct" in r;
+  };
+  return [cmd, ...cmd.commands].some((c) => c.options.some(fromLibrary));
 }
 
 /**
@@ -158,21 +170,18 @@ export function knobs<A extends unknown[], O extends OptionValues, K extends Rec
 ): Command<A, O & { [P in keyof K]: number }> {
   for (const [name, k] of Object.entries(table)) {
     const o = num(kebab(name), k.help).default(k.default);
-    KNOB_FIELDS.set(o, { struct, field: snake(name) });
+    RANGES.set(o, { struct, field: snake(name) });
     cmd.addOption(o);
   }
   return cmd as unknown as Command<A, O & { [P in keyof K]: number }>;
 }
 
-/** The range of a flag only the CLI uses (`num`'s min and max), for help. */
-const CLI_RANGES = new WeakMap<object, string>();
-
-/** "50 to 100000, " for a knob whose range the loaded library gives, or a CLI flag's; "" otherwise. */
+/** "50 to 100000, " for a flag whose range is known (see RANGES); "" otherwise. */
 function rangeHelp(o: Option): string {
-  const cli = CLI_RANGES.get(o);
-  if (cli) return `${cli}, `;
-  const at = KNOB_FIELDS.get(o);
-  const f = at && helpLayout?.json.structs[at.struct]?.fields[at.field];
+  const r = RANGES.get(o);
+  if (!r) return "";
+  if ("text" in r) return `${r.text}, `;
+  const f = helpLayout?.json.structs[r.struct]?.fields[r.field];
   return f?.range ? `${f.or_zero ? "0 or " : ""}${f.range[0]} to ${f.range[1]}, ` : "";
 }
 

@@ -167,12 +167,9 @@ fn bpfPrivileged() bool {
     const rc = std.os.linux.syscall2(.capget, @intFromPtr(&hdr), @intFromPtr(&data));
     if (std.os.linux.E.init(rc) != .SUCCESS) return false;
     const eff = @as(u64, data[1].effective) << 32 | data[0].effective;
-    const has = struct {
-        fn f(set: u64, cap: u6) bool {
-            return set & (@as(u64, 1) << cap) != 0;
-        }
-    }.f;
-    return has(eff, 21) or (has(eff, 39) and has(eff, 38)); // CAP_SYS_ADMIN; CAP_BPF and CAP_PERFMON
+    const sys_admin: u64 = 1 << 21;
+    const bpf_perfmon: u64 = 1 << 39 | 1 << 38; // CAP_BPF, CAP_PERFMON
+    return eff & sys_admin != 0 or eff & bpf_perfmon == bpf_perfmon;
 }
 
 test "a verifier's verdict in libbpf's output is told apart from a refusal for privilege" {
