@@ -249,6 +249,9 @@ Deno.test("the CLI", async (t) => {
           [["reflect", "lo", "--duration-s", "1", "--interval-ms", "0"], "--interval-ms must be 100 to 3600000, not 0"],
           [["sched", "observe", "--interval-ms", "2147483648"], "--interval-ms must be 100 to 3600000, not 2147483648"],
           [[...probe, "--count", "1", "--interval-ms", "0"], "--interval-ms must be 100 to 3600000, not 0"],
+          // --threads is checked as it is parsed, by the scripting API's check (detect.ts checkThreads).
+          [["sched", "status", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
+          [["sched", "observe", "--threads", "1.5"], "--threads must be a whole number from 0 to 65536, not 1.5"],
         ] as const
       ) {
         const r = await cli([...args]);
@@ -519,6 +522,9 @@ Deno.test("the CLI", async (t) => {
       assert.match(run, /--chain-hops N\n.*\[0 to 4, default: /);
       const observe = (await cli(["sched", "observe", "--help"])).stdout;
       assert.match(observe, /--chain-hops N\n.*\[0 to 4, default: /);
+      // --threads gave no range (it has one: detect.ts MAX_THREADS), nor does a flag without a default.
+      assert.match(observe, /--threads N\n.*\[0 to 65536, default: 64\]/);
+      assert.match((await cli(["sched", "status", "--help"])).stdout, /--threads N\n.*\(at most N\) \[0 to 65536\]/);
       // A knob inside its own range can still break a relation with another, left at its default:
       // help says so, and the refusal names both as flags, not as a failure to attach.
       assert.match(run, /--slice-min-us <= --slice-us, --lag-us <= --lag-max-us, --busy-low-pct <= --busy-high-pct/);

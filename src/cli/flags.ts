@@ -176,13 +176,13 @@ export function knobs<A extends unknown[], O extends OptionValues, K extends Rec
   return cmd as unknown as Command<A, O & { [P in keyof K]: number }>;
 }
 
-/** "50 to 100000, " for a flag whose range is known (see RANGES); "" otherwise. */
+/** "50 to 100000" for a flag whose range is known (see RANGES); "" otherwise. */
 function rangeHelp(o: Option): string {
   const r = RANGES.get(o);
   if (!r) return "";
-  if ("text" in r) return `${r.text}, `;
+  if ("text" in r) return r.text;
   const f = helpLayout?.json.structs[r.struct]?.fields[r.field];
-  return f?.range ? `${f.or_zero ? "0 or " : ""}${f.range[0]} to ${f.range[1]}, ` : "";
+  return f?.range ? `${f.or_zero ? "0 or " : ""}${f.range[0]} to ${f.range[1]}` : "";
 }
 
 /**
@@ -292,7 +292,9 @@ function helpOf(c: Command<unknown[], OptionValues, OptionValues>): string {
     x.options.filter((o) => !o.hidden).map((o) => {
       const term = o.flags.replace(/[<>]/g, "");
       const shown = o.defaultValueDescription ?? o.defaultValue;
-      const def = shown !== undefined ? ` [${rangeHelp(o)}default: ${shown}]` : "";
+      // A flag with no default still gives its range: [0 to 65536].
+      const bits = [rangeHelp(o), shown !== undefined ? `default: ${shown}` : ""].filter((b) => b);
+      const def = bits.length ? ` [${bits.join(", ")}]` : "";
       return `  ${term}\n      ${o.description}${def}`;
     });
   const parts = [`${doc?.summary ?? c.summary()}`, `Usage: ${name} ${doc?.usage ?? ""}`.trimEnd()];

@@ -11,11 +11,12 @@ import {
   Detector,
   type DetectStatus,
   type DetectThread,
+  MAX_THREADS,
   type SignalName,
 } from "../detect.ts";
 import { ENUMS } from "../../ffi/enums.ts";
 import { FastpathError } from "../../ffi/error.ts";
-import { parseChoice } from "../parse.ts";
+import { parseChoice, parseNumber } from "../parse.ts";
 import { command, formatOption, knobs, num, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, summaryText, untilSignal } from "./monitor.ts";
@@ -78,6 +79,19 @@ export function gameText(st: DetectStatus): string[] {
 /** A thread's classification, to notice when it changes. */
 function key(t: DetectThread): string {
   return `${t.roles.join(",")}|${t.classes.join(",")}`;
+}
+
+/**
+ * `--threads N`: how many threads a table or JSON object lists, checked as it is parsed - by the
+ * scripting API's own check (detect.ts checkThreads: a whole number, 0 to MAX_THREADS) - so a bad one
+ * is refused before the detectors attach.
+ */
+export function threadsOption(help: string) {
+  return num("threads", help, { min: 0, max: MAX_THREADS }).argParser((v: string) => {
+    const n = parseNumber("threads", v);
+    checkThreads(n);
+    return n;
+  });
 }
 
 export function signalsOption() {
@@ -143,13 +157,12 @@ export const observe = knobs(
   .addOption(game)
   .addOption(compositor)
   .addOption(signalsOption())
-  .addOption(num("threads", "at most this many threads in a table or JSON object").default(64))
+  .addOption(threadsOption("at most this many threads in a table or JSON object").default(64))
   .addOption(intervalOption())
   .addOption(num("duration-s", "stop after this many seconds (default: until Ctrl-C)", { above: 0 }))
   .addOption(formatOption())
   .action(async (f) => {
     const json = f.format === "json";
-    checkThreads(f.threads); // before anything is attached
     const stop = untilSignal();
     let d: Detector;
     try {

@@ -16,7 +16,15 @@ import type { Board } from "./dashboard.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, untilSignal } from "./monitor.ts";
 import { socketName, startStats, type Stats, statsOptions, statsPlan } from "./stats.ts";
-import { detectOptionsOf, gameOptions, observe, signalsOption, statusText, threadTable } from "./observe.ts";
+import {
+  detectOptionsOf,
+  gameOptions,
+  observe,
+  signalsOption,
+  statusText,
+  threadsOption,
+  threadTable,
+} from "./observe.ts";
 
 function requireSchedExt(): SchedStatus {
   const st = schedStatus();
@@ -152,7 +160,7 @@ const status = command("status", {
   description: "",
   examples: [],
 })
-  .addOption(num("threads", "also the detectors' threads: which are classified as what and why (at most N)"))
+  .addOption(threadsOption("also the detectors' threads: which are classified as what and why (at most N)"))
   .addOption(formatOption())
   .action(async (f) => {
     await statusOut(schedStatus(), f.format === "json", f.threads);
