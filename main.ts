@@ -79,9 +79,23 @@ export async function main(argv: string[]): Promise<number> {
       }: see 'fastpath ${name} --help'`,
     );
   }
-  if (rest.some(isHelp) && needsLayoutForHelp(sub)) {
-    // Knob ranges are the library's: shown when it loads, left out (defaults only) when it does not.
-    await load().then((lib) => useLayoutForHelp(lib.layout), () => {});
+  if (rest.some(isHelp)) {
+    // Help wins over every other argument, a bad value among them (`sched status --threads -1 -h`
+    // printed the --threads error): only the command's words and the help flag are parsed.
+    const words = [name];
+    let actions = [...sub.commands];
+    for (const w of rest) {
+      const next = actions.find((c) => c.name() === w);
+      if (!next) break;
+      words.push(w);
+      actions = [...next.commands];
+    }
+    argv = [...words, "--help"];
+    if (needsLayoutForHelp(sub)) {
+      // Knob ranges are the library's: shown when it loads, left out when it does not (a knob then
+      // shows its default; the CLI's own flags keep their ranges).
+      await load().then((lib) => useLayoutForHelp(lib.layout), () => {});
+    }
   }
   try {
     await program().parseAsync(argv, { from: "user" });

@@ -199,13 +199,20 @@ function schedOptionsBytes(lib: Lib, o: SchedulerOptions, knobs: SchedKnobs): Ui
 }
 
 /**
- * Everything `Scheduler.start` checks before it loads anything - the option rules, each knob's range
- * and the relations between knobs (the library's own check) - on a machine with or without
- * sched_ext: for a command line kept for later (`service print sched`). Throws FastpathError.
+ * What `Scheduler.start` checks before it attaches, but for the foreground's processes: the option
+ * rules, that the library has no knob SCHED_KNOBS lacks (exit 8: the library and this side differ),
+ * each knob's range and the relations between knobs (the library's own check). Loads the library;
+ * works on a machine with or without sched_ext: for a command line kept for later (`service print
+ * sched`). Throws FastpathError.
  */
 export async function checkSchedStart(o: SchedulerOptions, what = "sched run would refuse it"): Promise<void> {
   checkSchedOptions(o);
   const lib = await load();
+  const unknown = Object.keys(lib.layout.struct("SchedOptions").fields)
+    .filter((f) => !MODE_FIELDS.includes(f) && !Object.keys(SCHED_KNOBS).some((k) => snake(k) === f));
+  if (unknown.length) {
+    throw new FastpathError("library", `the library has knobs SCHED_KNOBS lacks: ${unknown.join(", ")}`);
+  }
   lib.unwrap(lib.native.fp_sched_check(schedOptionsBytes(lib, o, schedKnobs(o))), what);
 }
 
@@ -265,7 +272,8 @@ export class Scheduler extends NativeHandle {
    */
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {
     // What start checks first, with nothing in front of its message: a knob's fault is the
-    // caller's, not a failure to attach.
+    // caller's, not a failure to attach. The library's layout is checked there before the knobs
+    // cross into it.
     await checkSchedStart(o, "");
     const lib = await load();
     const knobs = schedKnobs(o);
@@ -275,11 +283,6 @@ export class Scheduler extends NativeHandle {
         "usage",
         `\`foreground\`: no process ${fg.missing.join(", ")}: give a running PID or a process name`,
       );
-    }
-    const unknown = Object.keys(lib.layout.struct("SchedOptions").fields)
-      .filter((f) => !MODE_FIELDS.includes(f) && !Object.keys(SCHED_KNOBS).some((k) => snake(k) === f));
-    if (unknown.length) {
-      throw new FastpathError("library", `the library has knobs SCHED_KNOBS lacks: ${unknown.join(", ")}`);
     }
     const signals = o.signals !== false;
     const out = new BigUint64Array(1);

@@ -252,6 +252,11 @@ Deno.test("the CLI", async (t) => {
           // --threads is checked as it is parsed, by the scripting API's check (detect.ts checkThreads).
           [["sched", "status", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
           [["sched", "observe", "--threads", "1.5"], "--threads must be a whole number from 0 to 65536, not 1.5"],
+          // Refused as it is parsed, before the unknown flag after it (that one was the error).
+          [
+            ["sched", "status", "--threads", "70000", "--zz"],
+            "--threads must be a whole number from 0 to 65536, not 70000",
+          ],
         ] as const
       ) {
         const r = await cli([...args]);
@@ -525,9 +530,26 @@ Deno.test("the CLI", async (t) => {
       // --threads gave no range (it has one: detect.ts MAX_THREADS), nor does a flag without a default.
       assert.match(observe, /--threads N\n.*\[0 to 65536, default: 64\]/);
       assert.match((await cli(["sched", "status", "--help"])).stdout, /--threads N\n.*\(at most N\) \[0 to 65536\]/);
+      // Without the library help still prints: the knobs' defaults, the CLI's own ranges, and why
+      // the knobs' ranges are missing.
+      const bare = await cli(["sched", "run", "--help"], { FASTPATH_LIB: "/nonexistent/libfastpath.so" });
+      assert.equal(bare.code, 0, bare.stderr);
+      assert.match(bare.stdout, /--slice-us N\n +slice of a task that rarely wakes, µs \[default: 5000\]/);
+      assert.match(bare.stdout, /--interval-ms N\n.*\[100 to 3600000, default: 1000\]/);
+      assert.match(bare.stdout, /range is in brackets \(the library's: not shown when it cannot load\)/);
+      // Help wins over a bad value given with it (it printed the value's error, exit 2).
+      for (
+        const args of [["sched", "status", "--threads", "-1", "-h"], ["sched", "run", "--interval-ms", "5", "--help"]]
+      ) {
+        const h = await cli(args);
+        assert.equal(h.code, 0, `${args.join(" ")}: ${h.stderr}`);
+        assert.match(h.stdout, /^Usage: fastpath sched (status|run) \[flags\]$/m, args.join(" "));
+      }
       // A knob inside its own range can still break a relation with another, left at its default:
       // help says so, and the refusal names both as flags, not as a failure to attach.
-      assert.match(run, /--slice-min-us <= --slice-us, --lag-us <= --lag-max-us, --busy-low-pct <= --busy-high-pct/);
+      const relations = /--slice-min-us <= --slice-us, --lag-us <= --lag-max-us, --busy-low-pct <= --busy-high-pct/;
+      assert.match(run, relations);
+      assert.match((await cli(["sched", "run", "--help"])).stdout, relations); // only sched's help said so
       const rel = await cli(["sched", "run", "--slice-us", "50"]);
       assert.equal(rel.code, 2);
       assert.equal(rel.stderr, "error: --slice-min-us must be 10 to --slice-us (50), not 500\n");

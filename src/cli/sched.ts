@@ -119,7 +119,6 @@ async function attachedDetectors(max: number): Promise<{ status: DetectStatus; t
   try {
     return await Detector.readAttached(max);
   } catch (err) {
-    if (err instanceof FastpathError && err.code === "usage") throw err; // a bad --threads
     return err instanceof Error ? err.message : String(err);
   }
 }
@@ -153,6 +152,10 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
     if (threads !== undefined) console.log(threadTable(det.threads));
   }
 }
+
+/** Where a knob's range is, and the relations between knobs the library also checks (sched/sched.zig). */
+const KNOB_RANGES = `Each knob's range is in brackets (the library's: not shown when it cannot load). Besides,
+    --slice-min-us <= --slice-us, --lag-us <= --lag-max-us, --busy-low-pct <= --busy-high-pct.`;
 
 const status = command("status", {
   summary: "what /sys/kernel/sched_ext says (state, the attached scheduler) and the detectors: the game and why",
@@ -195,7 +198,7 @@ const run = knobs(
     command("run", {
       summary: "attach the scheduler and show live counters until Ctrl-C or SIGTERM",
       usage: "[flags]",
-      description: "",
+      description: `${KNOB_RANGES}\nWhat it does, and examples: fastpath sched --help.`,
       examples: [],
     }),
     SCHED_KNOBS,
@@ -379,8 +382,8 @@ export const sched = command("sched", {
     With the detectors (default; --no-signals turns them off) the game is found (--game, else Steam's
     SteamGameId or a Proton/Wine .exe, the busiest one, sticky for --game-switch-ms) and its input
     chain, GPU-submit, audio and network threads, and threads woken from interrupts or by real-time
-    tasks, go first while their evidence is fresh. Each knob's range is in brackets below; besides,
-    --slice-min-us <= --slice-us, --lag-us <= --lag-max-us, --busy-low-pct <= --busy-high-pct.
+    tasks, go first while their evidence is fresh.
+    ${KNOB_RANGES}
 observe: the detectors alone (no sched_ext needed): which threads are classified as what, and why.
 status: what /sys/kernel/sched_ext says (state, the attached scheduler) and the detectors: the game
     and why; --threads N lists the classified threads.
