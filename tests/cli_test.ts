@@ -530,6 +530,10 @@ Deno.test("the CLI", async (t) => {
       // --threads gave no range (it has one: detect.ts MAX_THREADS), nor does a flag without a default.
       assert.match(observe, /--threads N\n.*\[0 to 65536, default: 64\]/);
       assert.match((await cli(["sched", "status", "--help"])).stdout, /--threads N\n.*\(at most N\) \[0 to 65536\]/);
+      // A bound on one side only is shown too, worded as its refusal is (it was left out).
+      const reflect = (await cli(["reflect", "--help"])).stdout;
+      assert.match(reflect, /--cpu N\n +pin worker i to CPU N\+i \[at least 0\]/);
+      assert.match(reflect, /--duration-s N\n.*\(default: run until stopped\) \[more than 0\]/);
       // Without the library help still prints: the knobs' defaults, the CLI's own ranges, and why
       // the knobs' ranges are missing.
       const bare = await cli(["sched", "run", "--help"], { FASTPATH_LIB: "/nonexistent/libfastpath.so" });

@@ -79,18 +79,23 @@ export function num<const F extends string>(
   range?: { above?: number; min?: number; max?: number },
 ) {
   const o = new Option(`--${flag} <N>` as `--${F} <N>`, help);
-  if (range?.min !== undefined && range.max !== undefined) RANGES.set(o, { text: `${range.min} to ${range.max}` });
+  // One wording for help and for the refusal: "100 to 3600000", "at least 0", "more than 0".
+  const span = range?.min !== undefined && range.max !== undefined
+    ? `${range.min} to ${range.max}`
+    : range?.min !== undefined
+    ? `at least ${range.min}`
+    : range?.max !== undefined
+    ? `at most ${range.max}`
+    : undefined;
+  const above = range?.above !== undefined ? `more than ${range.above}` : undefined;
+  const shown = [above, span].filter((t) => t).join(", ");
+  if (shown) RANGES.set(o, { text: shown });
   return o.argParser((v: string) => {
     const n = parseNumber(camel(flag), v);
     if (range?.above !== undefined && !(n > range.above)) {
-      throw new FastpathError("usage", `\`${camel(flag)}\` must be more than ${range.above}, not ${v}`);
+      throw new FastpathError("usage", `\`${camel(flag)}\` must be ${above}, not ${v}`);
     }
     if ((range?.min !== undefined && !(n >= range.min)) || (range?.max !== undefined && !(n <= range.max))) {
-      const span = range.max === undefined
-        ? `at least ${range.min}`
-        : range.min === undefined
-        ? `at most ${range.max}`
-        : `${range.min} to ${range.max}`;
       throw new FastpathError("usage", `\`${camel(flag)}\` must be ${span}, not ${v}`);
     }
     return n;
