@@ -206,6 +206,14 @@ function schedOptionsBytes(lib: Lib, o: SchedulerOptions, knobs: SchedKnobs): Ui
  * sched`). Throws FastpathError.
  */
 export async function checkSchedStart(o: SchedulerOptions, what = "sched run would refuse it"): Promise<void> {
+  await checkedStart(o, what);
+}
+
+/** checkSchedStart's checks; returns what they built, for `Scheduler.start` to attach with. */
+async function checkedStart(
+  o: SchedulerOptions,
+  what: string,
+): Promise<{ lib: Lib; knobs: SchedKnobs; bytes: Uint8Array }> {
   checkSchedOptions(o);
   const lib = await load();
   const unknown = Object.keys(lib.layout.struct("SchedOptions").fields)
@@ -213,7 +221,10 @@ export async function checkSchedStart(o: SchedulerOptions, what = "sched run wou
   if (unknown.length) {
     throw new FastpathError("library", `the library has knobs SCHED_KNOBS lacks: ${unknown.join(", ")}`);
   }
-  lib.unwrap(lib.native.fp_sched_check(schedOptionsBytes(lib, o, schedKnobs(o))), what);
+  const knobs = schedKnobs(o);
+  const bytes = schedOptionsBytes(lib, o, knobs);
+  lib.unwrap(lib.native.fp_sched_check(bytes), what);
+  return { lib, knobs, bytes };
 }
 
 /** The knob values a start uses: each given one, else its default. */
@@ -274,9 +285,7 @@ export class Scheduler extends NativeHandle {
     // What start checks first, with nothing in front of its message: a knob's fault is the
     // caller's, not a failure to attach. The library's layout is checked there before the knobs
     // cross into it.
-    await checkSchedStart(o, "");
-    const lib = await load();
-    const knobs = schedKnobs(o);
+    const { lib, knobs, bytes } = await checkedStart(o, "");
     const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
     if (fg.missing.length && fg.tgids.length === 0 && o.foreground?.every((s) => /^\d+$/.test(String(s)))) {
       throw new FastpathError(
@@ -286,7 +295,7 @@ export class Scheduler extends NativeHandle {
     }
     const signals = o.signals !== false;
     const out = new BigUint64Array(1);
-    lib.unwrap(lib.native.fp_sched_start(schedOptionsBytes(lib, o, knobs), out), "cannot attach the scheduler");
+    lib.unwrap(lib.native.fp_sched_start(bytes, out), "cannot attach the scheduler");
     const s = new Scheduler(Deno.UnsafePointer.create(out[0])!, lib, knobs, o.partial === true);
     if (signals) {
       const d = lib.native.fp_sched_detector(s.live());

@@ -71,12 +71,13 @@ export function command(name: string, doc: CommandDoc): Command {
 /**
  * `--NAME N`: a number. Its range is the library's to check when it crosses into the library; a flag
  * only the CLI uses (a reflector's --duration-s, --interval-ms) gives its range here: `above` (the
- * number must be larger), `min` (at least), `max` (at most).
+ * number must be larger), `min` (at least), `max` (at most); `check`, the scripting API's own check of
+ * the same value (it throws FastpathError), runs first.
  */
 export function num<const F extends string>(
   flag: F,
   help: string,
-  range?: { above?: number; min?: number; max?: number },
+  range?: { above?: number; min?: number; max?: number; check?: (n: number) => void },
 ) {
   const o = new Option(`--${flag} <N>` as `--${F} <N>`, help);
   // One wording for help and for the refusal: "100 to 3600000", "at least 0", "more than 0".
@@ -92,6 +93,7 @@ export function num<const F extends string>(
   if (shown) RANGES.set(o, { text: shown });
   return o.argParser((v: string) => {
     const n = parseNumber(camel(flag), v);
+    range?.check?.(n);
     if (range?.above !== undefined && !(n > range.above)) {
       throw new FastpathError("usage", `\`${camel(flag)}\` must be ${above}, not ${v}`);
     }

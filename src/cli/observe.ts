@@ -16,7 +16,7 @@ import {
 } from "../detect.ts";
 import { ENUMS } from "../../ffi/enums.ts";
 import { FastpathError } from "../../ffi/error.ts";
-import { parseChoice, parseNumber } from "../parse.ts";
+import { parseChoice } from "../parse.ts";
 import { command, formatOption, knobs, num, setExit, text } from "./flags.ts";
 import { emit } from "./json.ts";
 import { intervalOption, monitor, summaryText, untilSignal } from "./monitor.ts";
@@ -87,11 +87,7 @@ function key(t: DetectThread): string {
  * is refused before the detectors attach.
  */
 export function threadsOption(help: string) {
-  return num("threads", help, { min: 0, max: MAX_THREADS }).argParser((v: string) => {
-    const n = parseNumber("threads", v);
-    checkThreads(n);
-    return n;
-  });
+  return num("threads", help, { min: 0, max: MAX_THREADS, check: checkThreads });
 }
 
 export function signalsOption() {
