@@ -468,6 +468,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   let pending: Promise<unknown>[] = [];
   let r: Result;
   let ejected: string | undefined;
+  let loadFailed: string | undefined;
   try {
     pending = row.loads.map(async (l) => loads.push(await l()));
     pending.forEach((p) => p.catch(() => {})); // a load that failed to start is reported below
@@ -510,7 +511,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     );
   } finally {
     try {
-      await Promise.all(pending);
+      const failed = (await Promise.allSettled(pending)).find((p) => p.status === "rejected");
       for (const l of loads) {
         try {
           l.kill("SIGKILL");
@@ -519,6 +520,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
       }
       // stress-ng's workers are its children: make sure none outlive the row.
       await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
+      if (failed) loadFailed = (failed.reason as Error)?.message ?? String(failed.reason);
     } finally {
       // Detached on every path: a scheduler left attached would be what the next "default" run measures.
       detachOnSignal = undefined;
@@ -526,6 +528,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     }
   }
   if (ejected) throw new Error(`${label}: ${ejected}`);
+  if (loadFailed) throw new Error(`${label}: its load did not start (${loadFailed}): not measured`);
   return r;
 }
 
@@ -542,6 +545,20 @@ for (const n of rowNames) {
 const scheds = o.schedulers.split(",") as Sched[];
 for (const s of scheds) {
   if (!SCHEDS.includes(s)) usage(`unknown scheduler "${s}": use one of ${SCHEDS.join(", ")}`);
+}
+/** Whether `cmd` is on PATH (the guest sees the host's /usr). */
+const onPath = (cmd: string) =>
+  new Deno.Command("/bin/sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" }).outputSync()
+    .success;
+// Without it a loaded row would measure an idle machine, each run then failing as its load did not
+// start: refused before any VM boots.
+if (rowNames.some((r) => ROWS[r].loads.length) && !onPath("stress-ng")) {
+  console.error(
+    `error: bench:sched: stress-ng is not installed, and rows ${
+      rowNames.filter((r) => ROWS[r].loads.length).join(", ")
+    } load the CPUs with it: install it (scripts/setup --test)`,
+  );
+  Deno.exit(6);
 }
 for (const [what, list] of [["row", rowNames], ["scheduler", scheds as string[]]] as const) {
   const twice = list.find((x, i) => list.indexOf(x) !== i);

@@ -38,6 +38,26 @@ Deno.test("bench:sched", async (t) => {
     });
   }
 
+  await t.step(
+    "refuses loaded rows with exit 6 when stress-ng is missing, naming the rows and the fix, before it boots anything",
+    async () => {
+      // A PATH without stress-ng: once, its rounds ran unloaded and each then failed as "Failed to spawn".
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--unstable-ffi", `${ROOT}/bench/sched.ts`, "--rows", "quiet-4ms,hogs4-6ms,fork-4ms"],
+        env: { PATH: "/nonexistent", NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 6, stderr);
+      assert.equal(
+        stderr.split("\n")[0],
+        "error: bench:sched: stress-ng is not installed, and rows hogs4-6ms, fork-4ms load the CPUs with it: install it (scripts/setup --test)",
+      );
+      assert.doesNotMatch(stderr, /booting|building|cargo/);
+    },
+  );
+
   await t.step("-h prints what it measures, its rows and schedulers, and exits 0", async () => {
     const r = await benchSched(["-h"]);
     assert.equal(r.code, 0, r.stderr);

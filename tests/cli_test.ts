@@ -28,6 +28,12 @@ Deno.test("the CLI", async (t) => {
       assert.match(r.stdout, /Examples:\n {2}(sudo )?fastpath /);
       assert.match(r.stdout, /Exit codes:/);
     }
+    // Each action of `sched` shows its own examples first, not only the group's.
+    for (const action of ["run", "observe", "status", "stats"]) {
+      const r = await cli(["sched", action, "--help"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`Examples:\\n {2}sudo fastpath sched ${action}\\b`));
+    }
     const top = await cli(["--help"]);
     assert.equal(top.code, 0);
     for (const cmd of ["reflect", "probe", "lab", "sched", "doctor", "service", "completions"]) {

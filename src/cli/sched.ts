@@ -157,11 +157,29 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
 const KNOB_RANGES = `Each knob's range is in brackets (the library's: not shown when it cannot load). Besides,
     --slice-min-us <= --slice-us, --lag-us <= --lag-max-us, --busy-low-pct <= --busy-high-pct.`;
 
+/** Each action's examples, shown in its own help; `fastpath sched --help` shows them all. */
+const RUN_EXAMPLES = [
+  "sudo fastpath sched run",
+  "sudo fastpath sched run --foreground game.exe --foreground-weight-pct 400",
+  "sudo fastpath sched run --slice-us 3000 --duration-s 60 --format json",
+  "sudo fastpath sched run --game eldenring.exe --input-window-us 4000",
+  "sudo curl -s --unix-socket /run/fastpath/sched.sock http://fastpath/metrics   # while sched run runs",
+];
+const STATUS_EXAMPLES = [
+  "sudo fastpath sched status",
+  "sudo fastpath sched status --threads 20",
+  "sudo fastpath sched status --format json | jq .state",
+];
+const STATS_EXAMPLES = [
+  "sudo fastpath sched stats",
+  "sudo fastpath sched stats --format json | jq .preempt_kicks",
+];
+
 const status = command("status", {
   summary: "what /sys/kernel/sched_ext says (state, the attached scheduler) and the detectors: the game and why",
   usage: "[flags]",
   description: "",
-  examples: [],
+  examples: STATUS_EXAMPLES,
 })
   .addOption(threadsOption("also the detectors' threads: which are classified as what and why (at most N)"))
   .addOption(formatOption())
@@ -174,7 +192,7 @@ const stats = command("stats", {
   summary: "the counters of the fastpath scheduler attached now (by any process)",
   usage: "[flags]",
   description: "",
-  examples: [],
+  examples: STATS_EXAMPLES,
 })
   .addOption(formatOption())
   .action(async (f) => {
@@ -198,8 +216,8 @@ const run = knobs(
     command("run", {
       summary: "attach the scheduler and show live counters until Ctrl-C or SIGTERM",
       usage: "[flags]",
-      description: `${KNOB_RANGES}\nWhat it does, and examples: fastpath sched --help.`,
-      examples: [],
+      description: `${KNOB_RANGES}\nWhat it does: fastpath sched --help.`,
+      examples: RUN_EXAMPLES,
     }),
     SCHED_KNOBS,
     "SchedOptions",
@@ -390,14 +408,10 @@ status: what /sys/kernel/sched_ext says (state, the attached scheduler) and the 
 stats: the counters of the fastpath scheduler attached now (by any process).
 Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
   examples: [
-    "sudo fastpath sched run",
-    "sudo fastpath sched run --foreground game.exe --foreground-weight-pct 400",
-    "sudo fastpath sched run --slice-us 3000 --duration-s 60 --format json",
-    "sudo fastpath sched run --game eldenring.exe --input-window-us 4000",
+    ...RUN_EXAMPLES,
     "sudo fastpath sched observe --duration-s 20",
-    "sudo fastpath sched status --threads 20",
-    "sudo fastpath sched stats --format json | jq .preempt_kicks",
-    "sudo curl -s --unix-socket /run/fastpath/sched.sock http://fastpath/metrics   # while sched run runs",
+    ...STATUS_EXAMPLES.slice(1),
+    ...STATS_EXAMPLES.slice(1),
   ],
 })
   .addCommand(run)
