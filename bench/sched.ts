@@ -38,7 +38,8 @@
  *
  * Schedulers: default, minimal, fastpath, nosignals, foreground, baseline, bpfland, lavd (the list
  * defaults to default,fastpath,foreground,bpfland,lavd; input rows run nosignals in foreground's place).
- * Bad arguments are refused before the VM boots (exit 2). Ctrl-C or SIGTERM detaches the scheduler
+ * Bad arguments are refused before the VM boots (exit 2), and so are loaded rows without stress-ng
+ * (exit 6; scripts/setup --test installs it). Ctrl-C or SIGTERM detaches the scheduler
  * of the run in progress.
  *
  * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
