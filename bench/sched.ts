@@ -39,8 +39,9 @@
  * Schedulers: default, minimal, fastpath, nosignals, foreground, baseline, bpfland, lavd (the list
  * defaults to default,fastpath,foreground,bpfland,lavd; input rows run nosignals in foreground's place).
  * Bad arguments are refused before the VM boots (exit 2), and so are loaded rows without stress-ng
- * (exit 6; scripts/setup --test installs it). Ctrl-C or SIGTERM detaches the scheduler
- * of the run in progress.
+ * on PATH (exit 6; scripts/setup --test installs it). A run whose load did not start or ended early
+ * is not measured: listed under "not measured" (and in --json), exit 1 as for an ejection. Ctrl-C or
+ * SIGTERM detaches the scheduler of the run in progress.
  *
  * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
  * `git worktree` of the commit before a change), so a change is measured against its parent in the
@@ -462,6 +463,9 @@ console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.m
 /** The attached scheduler's detach, for a signal that ends the bench in the middle of a run. */
 let detachOnSignal: (() => Promise<unknown>) | undefined;
 
+/** A run whose load did not start or ended early: nothing it measured counts, and it is no ejection. */
+class LoadFailed extends Error {}
+
 async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   const sched = await attach(s);
   detachOnSignal = sched.detach;
@@ -470,10 +474,21 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   let r: Result;
   let ejected: string | undefined;
   let loadFailed: string | undefined;
+  // Each load's exit code once it ends: one that ends before it is killed did not load the run (a
+  // stress-ng refusing an option, a chrt without the right to SCHED_FIFO), though it started.
+  const exits = new Map<Deno.ChildProcess, number>();
+  const endedEarly = () => [...exits.values()].find((code) => code !== 0);
   try {
-    pending = row.loads.map(async (l) => loads.push(await l()));
+    pending = row.loads.map(async (l) => {
+      const c = await l();
+      loads.push(c);
+      c.status.then((st) => exits.set(c, st.code));
+    });
     pending.forEach((p) => p.catch(() => {})); // a load that failed to start is reported below
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
+    if (exits.size) {
+      throw new LoadFailed(`${label}: a load ended at once (exit ${[...exits.values()][0]}): not measured`);
+    }
     const input = row.input
       ? new Deno.Command(INPUT_PROBE, {
         args: [
@@ -513,6 +528,8 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   } finally {
     try {
       const failed = (await Promise.allSettled(pending)).find((p) => p.status === "rejected");
+      if (failed) loadFailed = `did not start (${(failed.reason as Error)?.message ?? String(failed.reason)})`;
+      else if (endedEarly() !== undefined) loadFailed = `ended before the run did (exit ${endedEarly()})`;
       for (const l of loads) {
         try {
           l.kill("SIGKILL");
@@ -521,7 +538,6 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
       }
       // stress-ng's workers are its children: make sure none outlive the row.
       await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
-      if (failed) loadFailed = (failed.reason as Error)?.message ?? String(failed.reason);
     } finally {
       // Detached on every path: a scheduler left attached would be what the next "default" run measures.
       detachOnSignal = undefined;
@@ -529,7 +545,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     }
   }
   if (ejected) throw new Error(`${label}: ${ejected}`);
-  if (loadFailed) throw new Error(`${label}: its load did not start (${loadFailed}): not measured`);
+  if (loadFailed) throw new LoadFailed(`${label}: its load ${loadFailed}: not measured`);
   return r;
 }
 
@@ -546,20 +562,6 @@ for (const n of rowNames) {
 const scheds = o.schedulers.split(",") as Sched[];
 for (const s of scheds) {
   if (!SCHEDS.includes(s)) usage(`unknown scheduler "${s}": use one of ${SCHEDS.join(", ")}`);
-}
-/** Whether `cmd` is on PATH (the guest sees the host's /usr). */
-const onPath = (cmd: string) =>
-  new Deno.Command("/bin/sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" }).outputSync()
-    .success;
-// Without it a loaded row would measure an idle machine, each run then failing as its load did not
-// start: refused before any VM boots.
-if (rowNames.some((r) => ROWS[r].loads.length) && !onPath("stress-ng")) {
-  console.error(
-    `error: bench:sched: stress-ng is not installed, and rows ${
-      rowNames.filter((r) => ROWS[r].loads.length).join(", ")
-    } load the CPUs with it: install it (scripts/setup --test)`,
-  );
-  Deno.exit(6);
 }
 for (const [what, list] of [["row", rowNames], ["scheduler", scheds as string[]]] as const) {
   const twice = list.find((x, i) => list.indexOf(x) !== i);
@@ -578,7 +580,9 @@ for (const k of ["rounds", "duration-s"] as const) {
   if (!/^[1-9][0-9]*$/.test(o[k])) usage(`--${k} must be a whole number of at least 1, not ${o[k]}`);
 }
 
-if (!o["in-vm"] && !schedStatus().present) {
+/** Whether this run boots the VM (this kernel has no sched_ext): its own argument checks come first. */
+const bootsVm = !o["in-vm"] && !schedStatus().present;
+if (bootsVm) {
   if (!exists(VM)) {
     console.error(
       "error: bench:sched: this kernel has no sched_ext and ../shared/vm is not here: run it on Linux 6.12+ with CONFIG_SCHED_CLASS_EXT=y",
@@ -597,6 +601,24 @@ if (!o["in-vm"] && !schedStatus().present) {
   if (o.json && !resolve(o.json).startsWith(`${ROOT}/`)) {
     usage(`--json ${o.json} is outside ${ROOT}, the only directory the test VM writes back: give a path inside it`);
   }
+}
+
+/** Whether `cmd` is on PATH (the guest sees the host's /usr). */
+const onPath = (cmd: string) =>
+  new Deno.Command("/bin/sh", { args: ["-c", `command -v ${cmd}`], stdout: "null", stderr: "null" }).outputSync()
+    .success;
+// Without it a loaded row would measure an idle machine, each run then failing as its load did not
+// start: refused after the arguments are checked and before anything is built or booted.
+const loaded = rowNames.filter((r) => ROWS[r].loads.length);
+if (loaded.length && !onPath("stress-ng")) {
+  const rows = loaded.length === 1 ? `row ${loaded[0]} loads` : `rows ${loaded.join(", ")} load`;
+  console.error(
+    `error: bench:sched: stress-ng is not on PATH, and ${rows} the CPUs with it: install it (scripts/setup --test) or put it on PATH`,
+  );
+  Deno.exit(6);
+}
+
+if (bootsVm) {
   for (const p of PUBLIC.filter((p) => scheds.includes(p.name))) {
     const why = await ensurePublic(p);
     if (why) console.error(`${p.name}: ${why}`);
@@ -658,6 +680,8 @@ for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
 
 const results: Record<string, Record<string, Result[]>> = {};
 const ejections: string[] = [];
+/** Runs whose load did not start or ended early (LoadFailed): not measured, and no ejection. */
+const unmeasured: string[] = [];
 for (const rowName of rowNames) {
   const row = ROWS[rowName];
   results[rowName] = {};
@@ -670,7 +694,7 @@ for (const rowName of rowNames) {
       try {
         (results[rowName][s] ??= []).push(await oneRun(row, s, `round ${i + 1} ${s}`));
       } catch (err) {
-        ejections.push((err as Error).message);
+        (err instanceof LoadFailed ? unmeasured : ejections).push((err as Error).message);
         console.error(`  ${(err as Error).message}`);
       }
     }
@@ -750,10 +774,11 @@ for (const rowName of rowNames.filter((n) => ROWS[n].input)) {
 }
 for (const [s, why] of absent) console.log(`${s}: absent (${why})`);
 console.log(`ejections: ${ejections.length ? ejections.join("; ") : "none"}`);
+if (unmeasured.length) console.log(`not measured: ${unmeasured.join("; ")}`);
 if (o.json) {
   Deno.writeTextFileSync(
     o.json,
-    JSON.stringify({ kernel: Deno.osRelease(), ncpu, duration, results, ejections }, null, 2),
+    JSON.stringify({ kernel: Deno.osRelease(), ncpu, duration, results, ejections, unmeasured }, null, 2),
   );
 }
-Deno.exit(ejections.length ? 1 : 0);
+Deno.exit(ejections.length || unmeasured.length ? 1 : 0);

@@ -10,6 +10,17 @@ const bootsVm = !(await there("/sys/kernel/sched_ext")) && await there(`${ROOT}/
 const benchSched = (args: string[]) =>
   run([Deno.execPath(), "run", "-A", "--unstable-ffi", `${ROOT}/bench/sched.ts`, ...args]);
 
+/** bench/sched.ts with `args` and a PATH without stress-ng: its exit code and stderr. */
+async function benchSchedWithoutPath(args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--unstable-ffi", `${ROOT}/bench/sched.ts`, ...args],
+    env: { PATH: "/nonexistent", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr) };
+}
+
 Deno.test("bench:sched", async (t) => {
   for (
     const [args, says] of [
@@ -42,19 +53,26 @@ Deno.test("bench:sched", async (t) => {
     "refuses loaded rows with exit 6 when stress-ng is missing, naming the rows and the fix, before it boots anything",
     async () => {
       // A PATH without stress-ng: once, its rounds ran unloaded and each then failed as "Failed to spawn".
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--unstable-ffi", `${ROOT}/bench/sched.ts`, "--rows", "quiet-4ms,hogs4-6ms,fork-4ms"],
-        env: { PATH: "/nonexistent", NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(out.code, 6, stderr);
+      const { code, stderr } = await benchSchedWithoutPath(["--rows", "quiet-4ms,hogs4-6ms,fork-4ms"]);
+      assert.equal(code, 6, stderr);
       assert.equal(
         stderr.split("\n")[0],
-        "error: bench:sched: stress-ng is not installed, and rows hogs4-6ms, fork-4ms load the CPUs with it: install it (scripts/setup --test)",
+        "error: bench:sched: stress-ng is not on PATH, and rows hogs4-6ms, fork-4ms load the CPUs with it: install it (scripts/setup --test) or put it on PATH",
       );
       assert.doesNotMatch(stderr, /booting|building|cargo/);
+      // Bad arguments are named first (exit 2), and one loaded row is one row.
+      for (
+        const [args, says, code] of [
+          [["--rows", "fork-4ms", "--rounds", "0"], /--rounds must be a whole number/, 2],
+          [["--rows", "hogs1-4ms,hogs1-4ms"], /row hogs1-4ms is named twice/, 2],
+          [["--rows", "quiet-4ms,rt-4ms", "--rounds", "x"], /--rounds must be/, 2],
+          [["--rows", "quiet-4ms,rt-4ms"], /stress-ng is not on PATH, and row rt-4ms loads the CPUs/, 6],
+        ] as const
+      ) {
+        const r = await benchSchedWithoutPath([...args]);
+        assert.equal(r.code, code, r.stderr);
+        assert.match(r.stderr.split("\n")[0], says);
+      }
     },
   );
 

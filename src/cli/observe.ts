@@ -134,6 +134,13 @@ export function detectOptionsOf(
 
 const [game, compositor] = gameOptions();
 
+/** observe's examples, shown in its help and in `fastpath sched --help`. */
+export const OBSERVE_EXAMPLES = [
+  "sudo fastpath sched observe",
+  "sudo fastpath sched observe --game wine64-preloader --duration-s 30",
+  "sudo fastpath sched observe --format json | jq 'select(.type==\"detect_interval\") | .threads'",
+];
+
 export const observe = knobs(
   command("observe", {
     summary: "run the detectors without a scheduler and show which threads are classified as what, and why",
@@ -141,11 +148,7 @@ export const observe = knobs(
     description: `Attaches the detectors (input_event, wakeups from interrupts and real-time tasks, drm_ioctl, ALSA PCM,
     INET sends, exec/exit) without attaching a scheduler: works on kernels without sched_ext. Prints
     each thread when its classification changes, with the evidence, and the table at the end.`,
-    examples: [
-      "sudo fastpath sched observe",
-      "sudo fastpath sched observe --game wine64-preloader --duration-s 30",
-      "sudo fastpath sched observe --format json | jq 'select(.type==\"detect_interval\") | .threads'",
-    ],
+    examples: OBSERVE_EXAMPLES,
   }),
   DETECT_KNOBS,
   "DetectKnobs",

@@ -20,6 +20,7 @@ import {
   detectOptionsOf,
   gameOptions,
   observe,
+  OBSERVE_EXAMPLES,
   signalsOption,
   statusText,
   threadsOption,
@@ -160,7 +161,7 @@ const KNOB_RANGES = `Each knob's range is in brackets (the library's: not shown 
 /** Each action's examples, shown in its own help; `fastpath sched --help` shows them all. */
 const RUN_EXAMPLES = [
   "sudo fastpath sched run",
-  "sudo fastpath sched run --foreground game.exe --foreground-weight-pct 400",
+  "sudo fastpath sched run --foreground game.exe --foreground-weight-pct 800",
   "sudo fastpath sched run --slice-us 3000 --duration-s 60 --format json",
   "sudo fastpath sched run --game eldenring.exe --input-window-us 4000",
   "sudo curl -s --unix-socket /run/fastpath/sched.sock http://fastpath/metrics   # while sched run runs",
@@ -409,9 +410,9 @@ stats: the counters of the fastpath scheduler attached now (by any process).
 Needs Linux 6.12 or newer built with CONFIG_SCHED_CLASS_EXT=y.`,
   examples: [
     ...RUN_EXAMPLES,
-    "sudo fastpath sched observe --duration-s 20",
-    ...STATUS_EXAMPLES.slice(1),
-    ...STATS_EXAMPLES.slice(1),
+    ...OBSERVE_EXAMPLES,
+    ...STATUS_EXAMPLES,
+    ...STATS_EXAMPLES,
   ],
 })
   .addCommand(run)
