@@ -451,8 +451,9 @@ time.sleep(60)
       try {
         const probe = new Deno.Command(INPUTPROBE, {
           // Long enough that the game still runs when `sched status` (a new Deno, 3-8 s to start
-          // in the emulated VM under this load) reads it.
-          args: ["--warmup-s", "15", "--duration-s", "2", "--rate-hz", "250"],
+          // in the emulated VM under this load, and over 14 s in a slow spell of a CI run: the game
+          // had exited, and status rightly named none) reads it.
+          args: ["--warmup-s", "40", "--duration-s", "2", "--rate-hz", "250"],
           stdout: "piped",
           stderr: "inherit",
         }).spawn();

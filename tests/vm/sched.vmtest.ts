@@ -91,13 +91,19 @@ interface ProbeResult {
 }
 
 /**
+ * How long `sched run` may take to say it attached: starting Deno, loading the library and passing
+ * the verifier took over 30 s in a slow spell of the emulated VM (TCG) during a CI run.
+ */
+const ATTACH_TIMEOUT_MS = 90_000;
+
+/**
  * `fastpath sched run ARGS` around `body`, checked to attach; whatever happens in `body`, it is
  * stopped (SIGINT, SIGKILL if that fails) and the kernel's state is disabled again afterwards.
  */
 async function withScheduler<T>(args: string[], body: (run: ReturnType<typeof spawnCli>) => Promise<T>): Promise<T> {
   const run = spawnCli(["sched", "run", "--interval-ms", "500", "--format", "json", ...args]);
   try {
-    await run.waitFor('"type":"sched_started"', 30_000);
+    await run.waitFor('"type":"sched_started"', ATTACH_TIMEOUT_MS);
     return await body(run);
   } finally {
     try {
@@ -227,7 +233,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         "--format",
         "json",
       ]);
-      await run.waitFor('"type":"sched_started"', 30_000);
+      await run.waitFor('"type":"sched_started"', ATTACH_TIMEOUT_MS);
       assert.deepEqual(state(), "enabled");
       assert.deepEqual(ops(), "fastpath");
       assert.deepEqual(Number(Deno.readTextFileSync(`${SCX}/enable_seq`)), seqBefore + 1);
@@ -270,7 +276,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
 
   await t.step("more CPU hogs than CPUs share the CPUs and queue by deadline, none treated as pinned", async () => {
     await withLoader([], async (run) => {
-      await run.waitFor("fastpath scheduler attached", 30_000);
+      await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
       const stats = async () => {
         const r = await cli(["sched", "stats", "--format", "json"]);
         assert.deepEqual(r.code, 0, r.stderr);
@@ -344,7 +350,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
 
   await t.step("a second loader is refused while one runs, with the reason", async () => {
     await withLoader([], async (run) => {
-      await run.waitFor("fastpath scheduler attached", 30_000);
+      await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
       const second = await cli(["sched", "run", "--duration-s", "1"]);
       assert.deepEqual(second.code, 7, second.stderr);
       assert.match(
@@ -451,7 +457,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
 
   await t.step("SIGKILL of the loader detaches the scheduler (the link dies with the process)", async () => {
     await withLoader([], async (run) => {
-      await run.waitFor("fastpath scheduler attached", 30_000);
+      await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
       assert.deepEqual(state(), "enabled");
       run.child.kill("SIGKILL");
       await run.finish();
@@ -742,7 +748,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       }).spawn();
       const run = spawnCli(["sched", "run", "--watchdog-ms", "2000", "--format", "json"]);
       try {
-        await run.waitFor('"type":"sched_started"', 30_000);
+        await run.waitFor('"type":"sched_started"', ATTACH_TIMEOUT_MS);
         await rtHog(6, 200);
         const r = await run.finish();
         assert.deepEqual(r.code, 11, r.stderr);
