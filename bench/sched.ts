@@ -112,6 +112,17 @@ const exists = (path: string) => {
   }
 };
 
+/** Whether an executable `cmd` is in a directory on PATH, as a spawn looks (not sh, which has a PATH of its own when none is set). */
+const onPath = (cmd: string) =>
+  (Deno.env.get("PATH") ?? "").split(":").filter(Boolean).some((dir) => {
+    try {
+      const st = Deno.statSync(`${dir}/${cmd}`);
+      return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
+    } catch {
+      return false;
+    }
+  });
+
 /** bench/minimal.bpf.c built for the bpf target: the floor (what sched_ext costs before any policy). */
 const MINIMAL_SRC = `${ROOT}/bench/minimal.bpf.c`;
 const MINIMAL_OBJ = () => `${o["scx-dir"]}/minimal.bpf.o`;
@@ -143,8 +154,7 @@ async function ensureMinimal(): Promise<string | undefined> {
 async function ensurePublic(p: (typeof PUBLIC)[number]): Promise<string | undefined> {
   if (exists(binOf(p))) return undefined;
   if (o["no-build-scx"]) return `not built (--no-build-scx): ${binOf(p)} is missing`;
-  const cargo = await new Deno.Command("sh", { args: ["-c", "command -v cargo"], stdout: "piped" }).output();
-  if (cargo.code !== 0) return "cargo is not installed (the Rust toolchain builds it from the package registry)";
+  if (!onPath("cargo")) return "cargo is not installed (the Rust toolchain builds it from the package registry)";
   const toolbin = `${o["scx-dir"]}/toolbin`;
   Deno.mkdirSync(toolbin, { recursive: true });
   for (const [name, target] of [["clang", "/usr/bin/clang-19"], ["llvm-strip", "/usr/bin/llvm-strip-19"]]) {
@@ -219,8 +229,8 @@ const ncpu = navigator.hardwareConcurrency;
 const duration = Number(o["duration-s"]);
 
 type Load = () => Deno.ChildProcess | Promise<Deno.ChildProcess>;
-// Killed when its run ends; the timeout only bounds a bench that died. It covers the load's second
-// first and an input row's warm-up: at duration + 5 the hogs of input-hogs1/4 ended 2 s before the
+// Killed when its run ends; the timeout only bounds a bench that died. It covers the second the load
+// runs alone first and an input row's warm-up: at duration + 5 the hogs of input-hogs1/4 ended 2 s before the
 // run did (an 8 s run measured its last 2 s unloaded).
 const stress = (...args: string[]): Load => () =>
   new Deno.Command("stress-ng", {
@@ -490,7 +500,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     });
     pending.forEach((p) => p.catch(() => {})); // a load that failed to start is reported below
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
-    if (exits.size) throw new LoadFailed(`ended at once (exit ${[...exits.values()][0].code})`);
+    if (endedEarly() !== undefined) throw new LoadFailed(`ended at once (exit ${endedEarly()})`);
     const input = row.input
       ? new Deno.Command(INPUT_PROBE, {
         args: [
@@ -610,16 +620,6 @@ if (bootsVm) {
   }
 }
 
-/** Whether an executable `cmd` is in a directory on PATH, as a spawn looks (not sh, which has a PATH of its own when none is set). */
-const onPath = (cmd: string) =>
-  (Deno.env.get("PATH") ?? "").split(":").filter(Boolean).some((dir) => {
-    try {
-      const st = Deno.statSync(`${dir}/${cmd}`);
-      return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
-    } catch {
-      return false;
-    }
-  });
 // Without it a loaded row would measure an idle machine, each run then failing as its load did not
 // start: refused after the arguments are checked and before anything is built or booted.
 const loaded = rowNames.filter((r) => ROWS[r].loads.length);
