@@ -673,10 +673,12 @@ const active = scheds.filter((s) => !absent.has(s));
 /** The schedulers a row runs: input rows compare the detectors on and off. */
 const schedsOf = (row: Row): Sched[] =>
   row.input ? INPUT_SCHEDS.filter((s) => !absent.has(s) && (scheds.includes(s) || s === "nosignals")) : active;
+const inputRow = rowNames.map((n) => ROWS[n]).find((r) => r.input);
 console.error(
   `bench:sched on ${Deno.osRelease()}, ${ncpu} CPUs, ${duration} s per run, ${o.rounds} round(s), schedulers ${
     active.join(", ")
   }` +
+    (inputRow ? `; input rows: ${schedsOf(inputRow).join(", ")}` : "") +
     [...absent].map(([s, why]) => `; ${s} absent: ${why}`).join(""),
 );
 

@@ -623,6 +623,9 @@ Deno.test("the CLI", async (t) => {
         // Once accepted as "none off".
         [["observe", "--signals-off", ""], "--signals-off needs one or more of input, wake, irq"],
         [["run", "--signals-off", " , "], "--signals-off needs one or more of input, wake, irq"],
+        // These two were once taken without a word.
+        [["run", "--signals-off", "gpu,gpu"], "--signals-off names gpu twice: name each detector once"],
+        [["observe", "--signals-off", "gpu,"], '--signals-off has an empty item in "gpu,": name each detector once'],
         [["run", "--chain-hops", "9"], "--chain-hops must be 0 to 4, not 9"],
         [["run", "--busy-low-pct", "90"], "--busy-low-pct (90) must not exceed --busy-high-pct (75)"],
         [["status", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],

@@ -5,12 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { Detector } from "../src/detect.ts";
+import { ratesText } from "../src/cli/observe.ts";
 import { cli, isRoot, skipUnless } from "./helpers.ts";
 
 const lines = (stdout: string) => stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
 const ALWAYS = ["wake", "irq", "exec"];
 const OPTIONAL: Record<string, string> = {
-  input: "input",
+  input: "input events",
   gpu: "GPU submit",
   nvidia: "NVIDIA submit",
   pcm: "PCM periods",
@@ -31,7 +32,32 @@ Deno.test("sched observe: the detectors without a scheduler", async (t) => {
     },
   );
 
+  await t.step("the live line reads 'absent' or 'off' for a detector that is not on, not a rate of 0", () => {
+    // It once read "0 GPU submits/s" on a kernel with no DRM driver, as if it had counted none.
+    const rate = (k: string) => (k === "urgent_boosts" ? 7 : 0);
+    assert.equal(
+      ratesText(["wake", "irq", "exec", "net"], ["pcm", "pcm_write"], rate),
+      "input absent, 7 urgent/s, GPU absent, PCM off, 0 game sends/s",
+    );
+    // The GPU line counts while either GPU detector is on.
+    assert.match(ratesText(["nvidia"], [], rate), /0 GPU submits\/s/);
+  });
+
   if (skipUnless(isRoot, "the detectors are BPF programs: run the tests as root")) return;
+
+  await t.step(
+    "its text says what it does not show: a named game that is not running, threads under --threads 0",
+    async () => {
+      // Both once read as if there were nothing: "game: none detected", "no threads ... yet".
+      const r = await cli(["sched", "observe", "--game", "fp-nosuchgame", "--threads", "0", "--duration-s", "1"]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /game: +none detected \(--game fp-nosuchgame: no process of that name runs yet\)/);
+      assert.match(r.stderr, /threads: none listed \(--threads 0\)/);
+      const pid = await cli(["sched", "observe", "--game", "4194000", "--duration-s", "1"]);
+      assert.equal(pid.code, 0, pid.stderr);
+      assert.match(pid.stderr, /none detected \(--game 4194000: no such process runs\)/);
+    },
+  );
 
   await t.step(
     "observe attaches the detectors this kernel allows and names each absent one with its reason",
@@ -43,7 +69,8 @@ Deno.test("sched observe: the detectors without a scheduler", async (t) => {
       assert.ok(started, r.stdout);
       for (const s of ALWAYS) assert.ok(started.signals.includes(s), `${s} attached: ${started.signals}`);
       for (const [signal, what] of Object.entries(OPTIONAL)) {
-        const absent = started.absent.find((a: string) => a.startsWith(`${what}:`));
+        // Named first by its --signals-off name, so a script can map it.
+        const absent = started.absent.find((a: string) => a.startsWith(`${signal} (${what}): `));
         assert.ok(
           started.signals.includes(signal) !== (absent !== undefined),
           `${signal} is either attached or absent with a reason: ${started.signals} / ${started.absent.join("; ")}`,

@@ -36,8 +36,9 @@ export function evidence(t: DetectThread): string {
   return why.join("; ");
 }
 
-/** The thread table for people. */
-export function threadTable(threads: DetectThread[]): string {
+/** The thread table for people; `max` is the `--threads` it was read with (0: none listed). */
+export function threadTable(threads: DetectThread[], max: number): string {
+  if (max === 0) return "threads: none listed (--threads 0)";
   if (threads.length === 0) return "no threads with a role or in an input chain yet";
   return table(
     ["tid", "pid", "comm", "roles", "classes", "seen", "evidence"],
@@ -53,23 +54,56 @@ export function threadTable(threads: DetectThread[]): string {
   );
 }
 
-/** The detectors' status for people: signals, what is absent and why, the game. */
-export function statusText(st: DetectStatus): string[] {
+/** The detectors' status for people: signals, what is absent and why, the game (`named`: gameText). */
+export function statusText(st: DetectStatus, named?: string): string[] {
   return [
     `signals:     ${st.signals.join(", ") || "none"}`,
     ...st.absent.map((a, i) => `${i === 0 ? "absent:     " : "            "} ${a}`),
-    ...gameText(st),
+    ...gameText(st, named),
   ];
 }
 
-/** What changes while the detectors run: the game and the roles found. */
-export function gameText(st: DetectStatus): string[] {
+/**
+ * The live line's rates, each from its detector's counters; a detector that is not on (absent from
+ * this kernel, or left off) reads "absent" or "off", not a rate of 0.
+ */
+export function ratesText(
+  on: readonly string[],
+  off: readonly string[],
+  rate: (counter: keyof DetectStatus["counters"]) => number,
+): string {
+  const parts: Array<[string[], string, () => string]> = [
+    [["input"], "input", () => `${rate("input_events")} input events/s, ${rate("input_boosts")} input boosts/s`],
+    [["wake", "irq"], "urgent", () => `${rate("urgent_boosts")} urgent/s`],
+    [["gpu", "nvidia"], "GPU", () => `${rate("gpu_submits")} GPU submits/s`],
+    [["pcm"], "PCM", () => `${rate("pcm_periods")} PCM periods/s`],
+    [["net"], "sends", () => `${rate("net_sends")} game sends/s`],
+  ];
+  return parts.map(([signals, label, text]) =>
+    signals.some((x) => on.includes(x))
+      ? text()
+      : signals.every((x) => off.includes(x))
+      ? `${label} off`
+      : `${label} absent`
+  ).join(", ");
+}
+
+/**
+ * What changes while the detectors run: the game and the roles found. `named` is the `--game` they
+ * were started with, if any: while no such process runs, the line says so.
+ */
+export function gameText(st: DetectStatus, named?: string): string[] {
   const found = st.game?.foundAfterExecUs
     ? `, found ${(st.game.foundAfterExecUs / 1000).toFixed(1)} ms after its exec`
     : "";
+  const waiting = named === undefined
+    ? ""
+    : /^\d+$/.test(named)
+    ? ` (--game ${named}: no such process runs)`
+    : ` (--game ${named}: no process of that name runs yet)`;
   const game = st.game
     ? `${st.game.comm} (pid ${st.game.pid}, ${st.game.reason.replace("_", " ")}${found})`
-    : "none detected";
+    : `none detected${waiting}`;
   return [
     `game:        ${game}`,
     `compositors: ${st.compositors}, audio servers: ${st.audioServers}, audio clients: ${st.audioClients}`,
@@ -107,11 +141,20 @@ export function gameOptions() {
 
 /** `--signals-off a,b` as signal names (each checked; at least one: an empty list is a slip, not "none"). */
 export function parseSignalsOff(v: string | undefined): SignalName[] {
-  const names = (v ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  if (names.length === 0) {
+  const items = (v ?? "").split(",").map((s) => s.trim());
+  if (items.every((s) => s === "")) {
     throw new FastpathError("usage", `\`signalsOff\` needs one or more of ${ENUMS.Signal.join(", ")}`);
   }
-  return names.map((s) => parseChoice("signalsOff", s, ENUMS.Signal));
+  if (items.includes("")) {
+    throw new FastpathError(
+      "usage",
+      `\`signalsOff\` has an empty item in "${v}": name each detector once, e.g. gpu,net`,
+    );
+  }
+  const names = items.map((s) => parseChoice("signalsOff", s, ENUMS.Signal));
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw new FastpathError("usage", `\`signalsOff\` names ${twice} twice: name each detector once`);
+  return names;
 }
 
 /**
@@ -162,6 +205,7 @@ export const observe = knobs(
   .addOption(formatOption())
   .action(async (f) => {
     const json = f.format === "json";
+    const off: string[] = f.signalsOff === undefined ? [] : parseSignalsOff(f.signalsOff);
     const stop = untilSignal();
     let d: Detector;
     try {
@@ -174,7 +218,7 @@ export const observe = knobs(
       const st0 = d.status();
       if (json) emit("detect_started", { ...st0, knobs: { type: "detect_knobs", ...d.knobs } });
       else {
-        for (const l of statusText(st0)) console.error(l);
+        for (const l of statusText(st0, f.game)) console.error(l);
         console.error("  stop with Ctrl-C");
       }
       const seen = new Map<number, string>();
@@ -187,11 +231,9 @@ export const observe = knobs(
         line: (now, prev, dt) => {
           const c = now.status.counters, p = prev.status.counters;
           const rate = (k: keyof typeof c) => Math.round(((c[k] as number) - (p[k] as number)) / dt);
-          return `detectors: ${rate("input_events")} input events/s, ${rate("input_boosts")} input boosts/s, ${
-            rate("urgent_boosts")
-          } urgent/s, ${rate("gpu_submits")} GPU submits/s, ${rate("pcm_periods")} PCM periods/s, ${
-            rate("net_sends")
-          } game sends/s; game ${now.status.game?.comm ?? "none"}; ${now.threads.length} threads`;
+          return `detectors: ${ratesText(now.status.signals, off, rate)}; game ${
+            now.status.game?.comm ?? "none"
+          }; ${now.threads.length} threads`;
         },
         interval: (now, _prev, dt) => ["detect_interval", { intervalS: dt, ...now.status, threads: now.threads }],
         after: (now) => {
@@ -205,7 +247,7 @@ export const observe = knobs(
               { ...t },
               `${t.tid} ${t.comm} (pid ${t.pid}${t.roles.length ? `, ${t.roles.join(",")}` : ""}): ${
                 t.classes.join(",") || "no class now"
-              } — ${evidence(t)}`,
+              }${evidence(t) ? ` — ${evidence(t)}` : ""}`,
             ]);
           }
           return notes.length && !json ? { notes } : undefined;
@@ -215,8 +257,8 @@ export const observe = knobs(
       if (json) emit("detect_summary", { ...end.status, threads: end.threads });
       else {
         // What can change while it runs (the signals and absences were shown at the start).
-        summaryText(gameText(end.status).join("\n"));
-        summaryText(threadTable(end.threads));
+        summaryText(gameText(end.status, f.game).join("\n"));
+        summaryText(threadTable(end.threads, f.threads));
       }
       setExit(0);
     } finally {

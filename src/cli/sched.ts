@@ -120,7 +120,8 @@ async function attachedDetectors(max: number): Promise<{ status: DetectStatus; t
   try {
     return await Detector.readAttached(max);
   } catch (err) {
-    return err instanceof Error ? err.message : String(err);
+    // "cannot read the detectors: <why>": status prints it after "detectors: not read:".
+    return (err instanceof Error ? err.message : String(err)).replace(/^cannot read the detectors: /, "");
   }
 }
 
@@ -150,7 +151,7 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
   if (typeof det === "string") console.log(`detectors:   not read: ${det}`);
   else {
     for (const l of statusText(det.status)) console.log(l);
-    if (threads !== undefined) console.log(threadTable(det.threads));
+    if (threads !== undefined) console.log(threadTable(det.threads, threads));
   }
 }
 

@@ -156,7 +156,10 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       for (const s of ["input", "wake", "irq", "gpu", "pcm", "pcm_write", "net", "exec"] as const) {
         assert.ok(st.signals.includes(s), `${s} attached: ${st.signals.join(",")}; absent: ${st.absent.join("; ")}`);
       }
-      assert.ok(st.absent.every((a) => a.startsWith("NVIDIA submit")), `only NVIDIA is absent: ${st.absent}`);
+      assert.ok(
+        st.absent.every((a) => a.startsWith("nvidia (NVIDIA submit): ")),
+        `only NVIDIA is absent: ${st.absent}`,
+      );
     });
 
     await t.step("exec of a process with SteamGameId is the game within 100 ms, and its exit clears it", async () => {
