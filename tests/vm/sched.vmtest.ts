@@ -190,6 +190,16 @@ function roundsText(r: { all: ProbeResult[] }): string {
   ).join("; ");
 }
 
+/**
+ * At most one round stalls a frame for 300 ms: the bugs these steps guard against stalled frames for
+ * 0.3-2.9 s in every round, and a spell in which the host starves the emulated VM can stall one
+ * (a round then runs far fewer frames than its duration holds, under every scheduler).
+ */
+function assertFewStalls(r: { all: ProbeResult[] }) {
+  const stalled = r.all.filter((x) => x.frame_worst_us >= 300_000).length;
+  assert.ok(stalled <= 1, `at most one round stalls a frame for 300 ms: ${roundsText(r)}`);
+}
+
 const lines = (stdout: string) => stdout.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
 
 /** A step body that starts `fastpath sched run`; whatever happens, no loader survives the step. */
@@ -525,8 +535,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       assert.ok(fg.miss_ratio <= plain.miss_ratio + 0.01, "marking the game foreground never makes it worse off");
       for (const r of [plain, fg]) {
         assert.ok(r.frame_worst_us < 150_000, `no frame stalls for long: median round's worst ${r.frame_worst_us} µs`);
-        const stalled = r.all.filter((x) => x.frame_worst_us >= 300_000).length;
-        assert.ok(stalled <= 1, `at most one round stalls a frame for 300 ms: ${roundsText(r)}`);
+        assertFewStalls(r);
       }
     },
   );
@@ -540,14 +549,16 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // 0.3-0.7 s.
       const args = ["--duration-s", "5", "--frame-work-us", "4000", "--wake-period-us", "0"];
       const load = ["--affinity", String(2 * NCPU), "--affinity-delay", "10000000"];
-      // The median of three interleaved rounds; and no round stalls a frame for 300 ms.
-      const { dflt, ours } = await frameRounds(args, load, { dflt: "default", ours: [] });
+      // The median of five interleaved rounds; and at most one stalls a frame for 300 ms (the bug
+      // stalled every round; a slow spell of the emulated VM once stalled one of three for 360 ms,
+      // 156 of its 300 frames run, as it did the default's rounds: 77-114 frames).
+      const { dflt, ours } = await frameRounds(args, load, { dflt: "default", ours: [] }, 5);
       console.log(`    default: ${roundsText(dflt)}\n    fastpath: ${roundsText(ours)}`);
       assert.ok(
         ours.frame_worst_us < 150_000,
         `no frame stalls for long: median round's worst ${ours.frame_worst_us} µs`,
       );
-      assert.ok(ours.all.every((x) => x.frame_worst_us < 300_000), `no round stalls a frame: ${roundsText(ours)}`);
+      assertFewStalls(ours);
       assert.ok(ours.miss_ratio <= dflt.miss_ratio + 0.02, `misses ${ours.miss_ratio} vs default ${dflt.miss_ratio}`);
     },
   );
