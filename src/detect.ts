@@ -162,9 +162,14 @@ const PID_MAX = 4_194_304;
  * matched). Anything else - empty, 0, negative, too large, a list, a name starting with '-' (a flag
  * taken as a value) - is a usage error naming `option`.
  */
+/** Whether a `--game`/`--compositor`/`--foreground` value names a PID (all digits), not a process name. */
+export function isPidSpec(value: number | string): boolean {
+  return /^\d+$/.test(String(value).trim());
+}
+
 export function processSpec(option: string, value: number | string): string {
   const s = String(value).trim();
-  const pid = /^\d+$/.test(s) ? Number(s) : null;
+  const pid = isPidSpec(s) ? Number(s) : null;
   if (s === "" || s.startsWith("-") || s.includes(",") || pid !== null && !(pid > 0 && pid <= PID_MAX)) {
     throw new FastpathError(
       "usage",

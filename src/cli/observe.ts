@@ -11,6 +11,7 @@ import {
   Detector,
   type DetectStatus,
   type DetectThread,
+  isPidSpec,
   MAX_THREADS,
   type SignalName,
 } from "../detect.ts";
@@ -98,7 +99,7 @@ export function gameText(st: DetectStatus, named?: string): string[] {
     : "";
   const waiting = named === undefined
     ? ""
-    : /^\d+$/.test(named)
+    : isPidSpec(named)
     ? ` (--game ${named}: no such process runs)`
     : ` (--game ${named}: no process of that name runs yet)`;
   const game = st.game
@@ -205,11 +206,12 @@ export const observe = knobs(
   .addOption(formatOption())
   .action(async (f) => {
     const json = f.format === "json";
-    const off: string[] = f.signalsOff === undefined ? [] : parseSignalsOff(f.signalsOff);
+    const opts = detectOptionsOf(f);
+    const off = opts.signalsOff ?? [];
     const stop = untilSignal();
     let d: Detector;
     try {
-      d = await Detector.start(detectOptionsOf(f));
+      d = await Detector.start(opts);
     } catch (err) {
       stop.dispose();
       throw err;
@@ -242,12 +244,13 @@ export const observe = knobs(
             if (seen.get(t.tid) === key(t)) continue;
             seen.set(t.tid, key(t));
             if (t.classes.length === 0 && t.roles.length === 0) continue;
+            const why = evidence(t);
             notes.push([
               "detect_thread",
               { ...t },
               `${t.tid} ${t.comm} (pid ${t.pid}${t.roles.length ? `, ${t.roles.join(",")}` : ""}): ${
                 t.classes.join(",") || "no class now"
-              }${evidence(t) ? ` — ${evidence(t)}` : ""}`,
+              }${why ? ` — ${why}` : ""}`,
             ]);
           }
           return notes.length && !json ? { notes } : undefined;

@@ -15,26 +15,53 @@ const Error = abi.Error;
 
 const detect_obj = @embedFile("detect.bpf.o");
 
-/// An optional detector: its program, the kernel function it needs, the signal it provides, and
-/// what a user misses without it.
-/// `id`: the signal's name in `--signals-off` and the JSON `signals` (an absence names it first, so a
-/// script can map it); `what`: the same for people.
-const Hook = struct { prog: [:0]const u8, target: [:0]const u8, signal: u32, id: []const u8, what: []const u8, missing: []const u8, kprobe: bool = false };
+/// An optional detector: its program, the kernel function it needs, the signal it provides (named as
+/// in `--signals-off` and the JSON `signals`: an absence names it first, so a script can map it),
+/// what it is for people, and what a user misses without it.
+const Hook = struct {
+    prog: [:0]const u8,
+    target: [:0]const u8,
+    signal: abi.Signal,
+    what: []const u8,
+    missing: []const u8,
+    kprobe: bool = false,
+    /// False for the second program of a signal (IPv6 sends): its absence alone leaves the signal on.
+    sole: bool = true,
+
+    /// The signal bit this hook's presence decides (0: none alone).
+    fn bit(h: Hook) u32 {
+        return if (h.sole) @intFromEnum(h.signal) else 0;
+    }
+};
+
+// The hooks name their signals by abi.Signal: its values are detect.h's FP_SIGNAL_* bits.
+comptime {
+    for (std.meta.fields(abi.Signal)) |f| {
+        var up: [f.name.len]u8 = undefined;
+        _ = std.ascii.upperString(&up, f.name);
+        if (f.value != @field(c, "FP_SIGNAL_" ++ up)) @compileError("abi.Signal." ++ f.name ++ " is not detect.h's value");
+    }
+}
 
 const hooks = [_]Hook{
-    .{ .prog = "fp_input_event", .target = "input_event", .signal = c.FP_SIGNAL_INPUT, .id = "input", .what = "input events", .missing = "no input subsystem in this kernel" },
-    .{ .prog = "fp_drm_ioctl", .target = "drm_ioctl", .signal = c.FP_SIGNAL_GPU, .id = "gpu", .what = "GPU submit", .missing = "no DRM driver loaded" },
-    .{ .prog = "fp_nvidia_ioctl", .target = "nvidia_unlocked_ioctl", .signal = c.FP_SIGNAL_NVIDIA, .id = "nvidia", .what = "NVIDIA submit", .missing = "nvidia.ko not loaded", .kprobe = true },
-    .{ .prog = "fp_pcm_period", .target = "snd_pcm_period_elapsed", .signal = c.FP_SIGNAL_PCM, .id = "pcm", .what = "PCM periods", .missing = "no ALSA PCM driver loaded" },
-    .{ .prog = "fp_pcm_write", .target = "__snd_pcm_lib_xfer", .signal = c.FP_SIGNAL_PCM_WRITE, .id = "pcm_write", .what = "PCM writers", .missing = "no ALSA PCM driver loaded" },
-    .{ .prog = "fp_inet_sendmsg", .target = "inet_sendmsg", .signal = c.FP_SIGNAL_NET, .id = "net", .what = "INET sends", .missing = "no IPv4 in this kernel" },
-    .{ .prog = "fp_inet6_sendmsg", .target = "inet6_sendmsg", .signal = 0, .id = "net", .what = "IPv6 sends", .missing = "no IPv6 in this kernel" },
+    .{ .prog = "fp_input_event", .target = "input_event", .signal = .input, .what = "input events", .missing = "no input subsystem in this kernel" },
+    .{ .prog = "fp_drm_ioctl", .target = "drm_ioctl", .signal = .gpu, .what = "GPU submit", .missing = "no DRM driver loaded" },
+    .{ .prog = "fp_nvidia_ioctl", .target = "nvidia_unlocked_ioctl", .signal = .nvidia, .what = "NVIDIA submit", .missing = "nvidia.ko not loaded", .kprobe = true },
+    .{ .prog = "fp_pcm_period", .target = "snd_pcm_period_elapsed", .signal = .pcm, .what = "PCM periods", .missing = "no ALSA PCM driver loaded" },
+    .{ .prog = "fp_pcm_write", .target = "__snd_pcm_lib_xfer", .signal = .pcm_write, .what = "PCM writers", .missing = "no ALSA PCM driver loaded" },
+    .{ .prog = "fp_inet_sendmsg", .target = "inet_sendmsg", .signal = .net, .what = "INET sends", .missing = "no IPv4 in this kernel" },
+    .{ .prog = "fp_inet6_sendmsg", .target = "inet6_sendmsg", .signal = .net, .what = "IPv6 sends", .missing = "no IPv6 in this kernel", .sole = false },
 };
 
 /// Why each absent detector is absent, as `status` shows it ("gpu (GPU submit): no DRM driver loaded; ...").
 const Absent = struct {
     buf: [512]u8 = .{0} ** 512,
     len: usize = 0,
+
+    /// "gpu (GPU submit): " and the reason.
+    fn hook(a: *Absent, h: Hook, comptime fmt: []const u8, args: anytype) void {
+        a.add("{s} ({s}): " ++ fmt, .{ @tagName(h.signal), h.what } ++ args);
+    }
 
     fn add(a: *Absent, comptime fmt: []const u8, args: anytype) void {
         const room = a.buf[a.len .. a.buf.len - 1];
@@ -151,7 +178,7 @@ pub const Detector = struct {
         var present: [hooks.len]bool = undefined;
         for (hooks, 0..) |h, i| present[i] = haveFunction(kbtf, h.target, h.kprobe);
         var absent = Absent{};
-        for (hooks, present) |h, have| if (!have and h.signal != 0) absent.add("{s} ({s}): {s}", .{ h.id, h.what, h.missing });
+        for (hooks, present) |h, have| if (!have and h.sole) absent.hook(h, "{s}", .{h.missing});
         var obj = while (true) {
             var o = try bpf.Object.open(detect_obj, "fastpath_detect");
             for (hooks, present) |h, have| _ = c.bpf_program__set_autoload(try o.program(h.prog), have);
@@ -164,13 +191,13 @@ pub const Detector = struct {
                 if (!present[i]) return err;
                 present[i] = false;
                 const kind = if (hooks[i].kprobe) "kprobe" else "fentry";
-                absent.add("{s} ({s}): this kernel refuses {s} programs on {s} ({s})", .{ hooks[i].id, hooks[i].what, kind, hooks[i].target, errnoText(errno) });
+                absent.hook(hooks[i], "this kernel refuses {s} programs on {s} ({s})", .{ kind, hooks[i].target, errnoText(errno) });
             }
         };
         errdefer obj.close();
         var signals: u32 = c.FP_SIGNAL_WAKE | c.FP_SIGNAL_IRQ | c.FP_SIGNAL_EXEC;
         for (hooks, present) |h, have| if (have) {
-            signals |= h.signal;
+            signals |= h.bit();
         };
 
         const d = gpa.create(Detector) catch return error.OutOfMemory;
@@ -210,8 +237,8 @@ pub const Detector = struct {
                 // An optional hook that loads but cannot attach (no kprobe PMU, no trampoline): absent.
                 const i = hookIndex(std.mem.span(c.bpf_program__name(prog))) orelse return bpf.errnoError("attaching a detector");
                 const kind = if (hooks[i].kprobe) "kprobe" else "fentry";
-                d.absent.add("{s} ({s}): {s} on {s} does not attach here ({s})", .{ hooks[i].id, hooks[i].what, kind, hooks[i].target, errnoText(std.c._errno().*) });
-                d.signals &= ~hooks[i].signal;
+                d.absent.hook(hooks[i], "{s} on {s} does not attach here ({s})", .{ kind, hooks[i].target, errnoText(std.c._errno().*) });
+                d.signals &= ~hooks[i].bit();
                 d.state.signals = d.signals;
                 d.publishAbsent();
                 continue;
