@@ -1149,17 +1149,14 @@ void BPF_STRUCT_OPS(fastpath_enable, struct task_struct *p)
 s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_task_args *args)
 {
 	struct task_ctx *tc = bpf_task_storage_get(&task_ctxs, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	struct task_ctx *parent;
 
 	if (!tc)
 		return 0;
 	tc->idle_cpu = -1;
 	tc->sync_cpu = -1;
-	/* A fork runs in the parent: the child starts behind it (sched.h fp_fork_vruntime). */
-	if (args->fork) {
-		parent = tctx_of(bpf_get_current_task_btf());
-		tc->vruntime = fp_fork_vruntime(parent ? parent->vruntime : 0, state.vtime_now, tun.slice_ns);
-	}
+	/* A forked task starts a slice behind the clock (sched.h fp_fork_vruntime). */
+	if (args->fork)
+		tc->vruntime = fp_fork_vruntime(state.vtime_now, tun.slice_ns);
 	return 0;
 }
 
