@@ -191,6 +191,8 @@ interface Result {
   miss_ratio: number;
   frame_worst_us: number;
   frame_worst_at_ms: number;
+  /** When the frame thread first ran, µs after the probe started (its first frame starts after that). */
+  thread_start_us: number;
   frame_wake_p50_us: number;
   frame_wake_p99_us: number;
   frame_wake_p999_us: number;
@@ -533,7 +535,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
       );
     }
     console.error(
-      `  ${label}: ${r.frames} frames, ${r.misses} missed (worst ${r.frame_worst_us} µs at ${r.frame_worst_at_ms} ms), frame wake p50 ${r.frame_wake_p50_us} p99 ${r.frame_wake_p99_us} max ${r.frame_wake_max_us} µs` +
+      `  ${label}: ${r.frames} frames, ${r.misses} missed (worst ${r.frame_worst_us} µs at ${r.frame_worst_at_ms} ms), thread up at ${r.thread_start_us} µs, frame wake p50 ${r.frame_wake_p50_us} p99 ${r.frame_wake_p99_us} max ${r.frame_wake_max_us} µs` +
         (row.waker ? `, 1 kHz wake p50 ${r.wake_p50_us} p99 ${r.wake_p99_us} µs` : "") +
         (sched.counters() ? ` — ${sched.counters()}` : ""),
     );
@@ -731,6 +733,7 @@ const metrics: Array<[string, (r: Result) => number, (x: number) => string]> = [
   ["wake p50 ms", (r) => r.frame_wake_p50_us, ms],
   ["wake p99 ms", (r) => r.frame_wake_p99_us, ms],
   ["wake p99.9 ms", (r) => r.frame_wake_p999_us, ms],
+  ["thread start ms", (r) => r.thread_start_us, ms],
 ];
 const usCell = (x: number) => x.toFixed(0);
 const inputMetrics: Array<[string, (r: Result) => number, (x: number) => string]> = [

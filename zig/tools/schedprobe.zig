@@ -1,7 +1,13 @@
 //! fp-schedprobe: what a game feels of the CPU scheduler, without a GPU. SCHED_OTHER threads:
 //!  - a frame loop: every `frame_period_us` it wakes (recording how late, as `frame_wake_*`), does
 //!    `frame_work_us` of CPU work (measured on the thread's own CPU clock, so time spent preempted
-//!    counts against it) and misses its deadline when the work ends after the frame's period;
+//!    counts against it) and misses its deadline when the work ends after the frame's period. Its
+//!    first frame starts on the first period boundary after the thread first ran, as a game draws
+//!    once its threads are up; how long after the probe's start that was is `thread_start_us`.
+//!    (Started at once, the first frame also timed the thread's creation and ran before the thread
+//!    ever slept, as a new CPU-bound task: in the VM beside eight CPU hogs or a fork storm it took
+//!    17-41 ms under fastpath and, in the fork storm, 28-44 ms under scx_bpfland - most of the misses
+//!    left in those rows. docs/sched-measurements.md.);
 //!  - a waker (unless `--wake-period-us 0`): sleeps to absolute times every `wake_period_us` and
 //!    records how late it woke (`wake_*`), like an input or audio thread.
 //! Prints one JSON object. Used by the sched_ext tests and `deno task bench:sched`.
@@ -43,6 +49,17 @@ fn wakeLoop(cfg: Config, start: u64, w: *Wakes) void {
     }
 }
 
+/// The frame thread: notes when it first ran (ns since `start`, into `started`), then runs the frame
+/// loop from the next period boundary.
+fn frameThread(cfg: frames.Config, start: u64, fr: *frames.Frames, started: *u64) void {
+    const t = now(.MONOTONIC);
+    started.* = t -| start;
+    var from = start + cfg.period_ns;
+    while (from <= t) from += cfg.period_ns;
+    sleepUntil(from);
+    frames.loop(cfg, from, fr);
+}
+
 fn usage() noreturn {
     std.debug.print("usage: fp-schedprobe [--duration-s S] [--frame-period-us N] [--frame-work-us N] [--wake-period-us N|0] [--work-clock cpu|wall]\n", .{});
     std.process.exit(2);
@@ -71,7 +88,8 @@ pub fn main() !void {
     var wakes = Wakes{ .lat = std.ArrayList(u64).init(gpa) };
     const lat = &wakes.lat;
     const start = now(.MONOTONIC);
-    const ft = try std.Thread.spawn(.{}, frames.loop, .{ cfg.frame, start, &fr });
+    var thread_start_ns: u64 = 0;
+    const ft = try std.Thread.spawn(.{}, frameThread, .{ cfg.frame, start, &fr, &thread_start_ns });
     const wt = if (cfg.wake_period_ns > 0) try std.Thread.spawn(.{}, wakeLoop, .{ cfg, start, &wakes }) else null;
     ft.join();
     if (wt) |t| t.join();
@@ -83,12 +101,13 @@ pub fn main() !void {
     try out.print(
         "{{\"pid\":{d},\"frames\":{d},\"misses\":{d},\"miss_ratio\":{d:.5},\"frame_worst_us\":{d:.1},\"frame_worst_at_ms\":{d}," ++
             "\"frame_wake_p50_us\":{d:.1},\"frame_wake_p99_us\":{d:.1},\"frame_wake_p999_us\":{d:.1},\"frame_wake_max_us\":{d:.1}," ++
-            "\"wakeups\":{d},\"wake_p50_us\":{d:.1},\"wake_p99_us\":{d:.1},\"wake_p999_us\":{d:.1},\"wake_max_us\":{d:.1},\"wake_max_at_ms\":{d}}}\n",
+            "\"wakeups\":{d},\"wake_p50_us\":{d:.1},\"wake_p99_us\":{d:.1},\"wake_p999_us\":{d:.1},\"wake_max_us\":{d:.1},\"wake_max_at_ms\":{d},\"thread_start_us\":{d:.1}}}\n",
         .{
             linux.getpid(),                  fr.frames,                               fr.misses,                      miss_ratio,
             us(fr.worst_ns),                 fr.worst_at_ns / std.time.ns_per_ms, us(percentile(fw, 0.50)),           us(percentile(fw, 0.99)),
             us(percentile(fw, 0.999)),       us(if (fw.len > 0) fw[fw.len - 1] else 0), lat.items.len,                     us(percentile(lat.items, 0.50)),
             us(percentile(lat.items, 0.99)), us(percentile(lat.items, 0.999)),        us(wakes.max_ns),                   wakes.max_at_ns / std.time.ns_per_ms,
+            us(thread_start_ns),
         },
     );
 }
