@@ -14,12 +14,12 @@
 //!
 //! uinput runs input_event in the injector's process context; real USB input arrives from an
 //! interrupt, where fastpath's IRQ signal fires as well. Needs /dev/uinput (root).
-//!
-//! usage: fp-inputprobe [--duration-s S] [--warmup-s S] [--rate-hz N] [--work-us N] [--frame-work-us N]
+//! Flags: `usage_text` (--help); flags.zig checks them.
 const std = @import("std");
 const linux = std.os.linux;
 const timing = @import("timing.zig");
 const frames = @import("frames.zig");
+const flags = @import("flags.zig");
 const now = timing.now;
 const us = timing.us;
 const percentile = timing.percentile;
@@ -259,38 +259,45 @@ fn game(cfg: Config, sock: i32, out_fd: i32, start_ns: u64) !void {
     _ = linux.write(out_fd, fbs.getWritten().ptr, fbs.getWritten().len);
 }
 
-fn usage() noreturn {
-    std.debug.print("usage: fp-inputprobe [--duration-s S] [--warmup-s S] [--rate-hz N] [--work-us N] [--frame-work-us N]\n", .{});
-    std.process.exit(2);
-}
+const usage_text =
+    \\usage: fp-inputprobe [--duration-s S] [--warmup-s S] [--rate-hz N] [--work-us N] [--frame-work-us N]
+    \\  --duration-s S     how long events are measured after the warm-up, 0.1 to 86400 s (default 10)
+    \\  --warmup-s S       events not counted first, 0 to 3600 s (default 6)
+    \\  --rate-hz N        events a second, 1 to 100000 (default 1000)
+    \\  --work-us N        the game worker's CPU work per event, 0 to 100000 µs (default 100)
+    \\  --frame-work-us N  CPU work per 16.6 ms frame of the game's render thread, 0 (none, the default) to 16000 µs
+    \\Needs /dev/uinput (root). Prints one JSON object; exit 0, or 2 on a bad flag.
+;
 
 pub fn main() !void {
     const gpa = std.heap.page_allocator;
+    const us_ = std.time.ns_per_us;
+    const s_ = std.time.ns_per_s;
     var cfg = Config{};
     var role_game = false;
     var sock_fd: i32 = -1;
     var out_fd: i32 = -1;
     var start_ns: u64 = 0;
-    var args = try std.process.argsWithAllocator(gpa);
-    _ = args.next();
-    while (args.next()) |a| {
-        const v = args.next() orelse usage();
-        if (std.mem.eql(u8, a, "--game-fds")) { // internal: the re-executed game
-            var it = std.mem.splitScalar(u8, v, ',');
-            sock_fd = std.fmt.parseInt(i32, it.next() orelse usage(), 10) catch usage();
-            out_fd = std.fmt.parseInt(i32, it.next() orelse usage(), 10) catch usage();
-            start_ns = std.fmt.parseInt(u64, it.next() orelse usage(), 10) catch usage();
+    var args = try flags.Args.init("fp-inputprobe", usage_text, gpa);
+    while (args.next()) |p| {
+        if (std.mem.eql(u8, p.flag, "--game-fds")) { // internal: the re-executed game
+            var it = std.mem.splitScalar(u8, p.value, ',');
+            const bad = "--game-fds is internal (SOCK,OUT,START): run fp-inputprobe without it";
+            sock_fd = std.fmt.parseInt(i32, it.next() orelse args.fail(bad, .{}), 10) catch args.fail(bad, .{});
+            out_fd = std.fmt.parseInt(i32, it.next() orelse args.fail(bad, .{}), 10) catch args.fail(bad, .{});
+            start_ns = std.fmt.parseInt(u64, it.next() orelse args.fail(bad, .{}), 10) catch args.fail(bad, .{});
             role_game = true;
-            continue;
-        }
-        const n = std.fmt.parseFloat(f64, v) catch usage();
-        if (n < 0) usage();
-        if (std.mem.eql(u8, a, "--duration-s") and n > 0) cfg.duration_ns = @intFromFloat(n * std.time.ns_per_s) //
-        else if (std.mem.eql(u8, a, "--warmup-s")) cfg.warmup_ns = @intFromFloat(n * std.time.ns_per_s) //
-        else if (std.mem.eql(u8, a, "--rate-hz") and n >= 1 and n <= 100_000) cfg.rate_hz = @intFromFloat(n) //
-        else if (std.mem.eql(u8, a, "--work-us")) cfg.work_ns = @intFromFloat(n * std.time.ns_per_us) //
-        else if (std.mem.eql(u8, a, "--frame-work-us") and n < 16_666) cfg.frame_work_ns = @intFromFloat(n * std.time.ns_per_us) //
-        else usage();
+        } else if (std.mem.eql(u8, p.flag, "--duration-s")) {
+            cfg.duration_ns = args.num(p, .{ .scale = s_, .min = s_ / 10, .max = 86_400 * s_, .unit = "s" });
+        } else if (std.mem.eql(u8, p.flag, "--warmup-s")) {
+            cfg.warmup_ns = args.num(p, .{ .scale = s_, .min = 0, .max = 3_600 * s_, .unit = "s" });
+        } else if (std.mem.eql(u8, p.flag, "--rate-hz")) {
+            cfg.rate_hz = args.num(p, .{ .scale = 1, .min = 1, .max = 100_000, .unit = "Hz" });
+        } else if (std.mem.eql(u8, p.flag, "--work-us")) {
+            cfg.work_ns = args.num(p, .{ .scale = us_, .min = 0, .max = 100_000 * us_, .unit = "µs" });
+        } else if (std.mem.eql(u8, p.flag, "--frame-work-us")) {
+            cfg.frame_work_ns = args.num(p, .{ .scale = us_, .min = 0, .max = 16_000 * us_, .unit = "µs" });
+        } else args.unknown(p);
     }
     if (role_game) return game(cfg, sock_fd, out_fd, start_ns);
 
@@ -390,10 +397,11 @@ pub fn main() !void {
     _ = linux.waitpid(@intCast(gm), &status, 0);
     if (got == 0) die("the game process reported nothing (exit status {d})", .{status});
     const out = std.io.getStdOut().writer();
-    try out.print("{{\"rate_hz\":{d},\"events_sent\":{d},\"events_late\":{d},\"game_pid\":{d},\"compositor_pid\":{d},{s}}}\n", .{ cfg.rate_hz, sent, late, gm, comp, result[0..got] });
+    try out.print("{{\"type\":\"inputprobe_result\",\"rate_hz\":{d},\"events_sent\":{d},\"events_late\":{d},\"game_pid\":{d},\"compositor_pid\":{d},{s}}}\n", .{ cfg.rate_hz, sent, late, gm, comp, result[0..got] });
 }
 
 test {
     _ = timing;
     _ = frames;
+    _ = flags;
 }
