@@ -31,7 +31,7 @@
  *
  * On a kernel without sched_ext it boots ../shared/vm (Linux 6.12) and runs there. The public
  * schedulers are built from the Rust package registry into .tools/scx when missing (cargo and clang
- * needed; --no-build-scx to skip), at the versions pinned below.
+ * needed; --no-build-scx to skip), at the versions this help ends with.
  *
  * usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST]
  *                              [--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [-h]
@@ -39,8 +39,8 @@
  * Schedulers: default, minimal, fastpath, nosignals, foreground, baseline, bpfland, lavd (the list
  * defaults to default,fastpath,foreground,bpfland,lavd; input rows run nosignals in foreground's place).
  * Bad arguments are refused before the VM boots (exit 2), and so are loaded rows without stress-ng
- * on PATH (exit 6; scripts/setup --test installs it). A run whose load did not start or ended early
- * is not measured: listed under "not measured" (and in --json), exit 1 as for an ejection. Ctrl-C or
+ * on PATH (exit 6; scripts/setup --test installs it). A run whose load did not start or ended early,
+ * or whose probe failed, is not measured: listed under "not measured" (and in --json), exit 1 as for an ejection. Ctrl-C or
  * SIGTERM detaches the scheduler of the run in progress.
  *
  * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
@@ -52,7 +52,7 @@
  * floor: the kernel's own idle-CPU search and one FIFO queue, what sched_ext costs before any policy.
  */
 import { parseArgs } from "node:util";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { schedStatus, Scheduler } from "../mod.ts";
 import { table } from "../src/format.ts";
 
@@ -87,22 +87,38 @@ const OPTIONS = {
 } as const;
 const USAGE = "usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST] " +
   "[--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [-h]";
-const { values: o } = (() => {
+const { values: o, tokens } = (() => {
   try {
-    return parseArgs({ args: Deno.args, options: OPTIONS });
+    return parseArgs({ args: Deno.args, options: OPTIONS, tokens: true });
   } catch (e) {
-    console.error(`error: bench:sched: ${(e as Error).message}\n${USAGE}`);
+    const msg = (e as Error).message.split("\n")[0];
+    // node:util's words for a value that starts with a dash (--rounds -1) name no fix.
+    const flag = /^Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(msg)?.[1];
+    const why = flag ? `${flag} needs a value (one that starts with "-" goes as ${flag}=VALUE)` : msg;
+    console.error(`error: bench:sched: ${why}\n${USAGE}`);
     Deno.exit(2);
   }
 })();
+// The last of a repeated flag would win without a word.
+const given = tokens.flatMap((t) => t.kind === "option" ? [t.rawName] : []);
+const repeated = given.find((n, i) => given.indexOf(n) !== i);
+if (repeated) usage(`${repeated} is given twice: give it once`);
 if (o.help) {
   // The module's own documentation.
   const doc = /\/\*\*\n([\s\S]*?)\*\//.exec(Deno.readTextFileSync(new URL(import.meta.url)))![1];
   console.log(doc.split("\n").map((l) => l.replace(/^ \* ?/, "")).join("\n").trimEnd());
+  console.log(`\nPinned: ${PUBLIC.map((p) => [p.crate, p.version, ...p.args].join(" ")).join(", ")}.`);
   Deno.exit(0);
 }
 
 const binOf = (p: (typeof PUBLIC)[number]) => `${o["scx-dir"]}/${p.crate}-${p.version}/bin/${p.crate}`;
+const isDir = (path: string) => {
+  try {
+    return Deno.statSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+};
 const exists = (path: string) => {
   try {
     Deno.statSync(path);
@@ -478,8 +494,22 @@ console.log(JSON.stringify({ ejected, error: e.error, reason: e.reason, msg: e.m
 /** The attached scheduler's detach, for a signal that ends the bench in the middle of a run. */
 let detachOnSignal: (() => Promise<unknown>) | undefined;
 
-/** A run whose load did not start or ended early: nothing it measured counts, and it is no ejection. */
-class LoadFailed extends Error {}
+/**
+ * A run that measured nothing - its load did not start or ended early, or a probe failed - and is no
+ * ejection: listed as not measured.
+ */
+class NotMeasured extends Error {}
+/** A probe that exited with an error or printed no result (its stderr says why). */
+class ProbeFailed extends Error {}
+
+/** A probe's one JSON object, or ProbeFailed naming the probe and its exit code. */
+function probeResult<T>(name: string, out: Deno.CommandOutput): T {
+  const text = new TextDecoder().decode(out.stdout);
+  try {
+    if (out.code === 0) return JSON.parse(text) as T;
+  } catch { /* reported below */ }
+  throw new ProbeFailed(`${name} failed (exit ${out.code}${out.signal ? `, ${out.signal}` : ""})`);
+}
 
 async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   const sched = await attach(s);
@@ -489,6 +519,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   let r: Result | undefined;
   let ejected: string | undefined;
   let loadFailed: string | undefined;
+  let probeFailed: string | undefined;
   // Each load's exit code once it ends: one that ends before it is killed did not load the run (a
   // stress-ng refusing an option, a chrt without the right to SCHED_FIFO), though it started.
   // (The real-time hog runs a third of the run and ends on its own: only a failure of it counts.)
@@ -502,7 +533,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     });
     pending.forEach((p) => p.catch(() => {})); // a load that failed to start is reported below
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
-    if (endedEarly() !== undefined) throw new LoadFailed(`ended at once (exit ${endedEarly()})`);
+    if (endedEarly() !== undefined) throw new NotMeasured(`ended at once (exit ${endedEarly()})`);
     const input = row.input
       ? new Deno.Command(INPUT_PROBE, {
         args: [
@@ -524,11 +555,10 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     }).spawn();
     sched.setGame(probe.pid);
     const out = await probe.output();
-    r = JSON.parse(new TextDecoder().decode(out.stdout)) as Result;
-    if (input) {
-      const io = await input.output();
-      if (io.code !== 0) throw new Error(`${label}: fp-inputprobe failed (exit ${io.code})`);
-      r.input = JSON.parse(new TextDecoder().decode(io.stdout)) as InputResult;
+    const io = input && await input.output();
+    r = probeResult<Result>("fp-schedprobe", out);
+    if (io) {
+      r.input = probeResult<InputResult>("fp-inputprobe", io);
       const i = r.input;
       console.error(
         `  ${label}: input ${i.events_seen}/${i.events_sent} events; p50/p99/max µs: compositor ${i.compositor_p50_us}/${i.compositor_p99_us}/${i.compositor_max_us}, input thread ${i.input_p50_us}/${i.input_p99_us}/${i.input_max_us}, worker ${i.worker_p50_us}/${i.worker_p99_us}/${i.worker_max_us}; game render ${i.game_misses}/${i.game_frames} missed, wake p99 ${i.game_frame_wake_p99_us} µs`,
@@ -540,8 +570,9 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
         (sched.counters() ? ` — ${sched.counters()}` : ""),
     );
   } catch (err) {
-    if (!(err instanceof LoadFailed)) throw err;
-    loadFailed = err.message;
+    if (err instanceof ProbeFailed) probeFailed = err.message;
+    else if (err instanceof NotMeasured) loadFailed = err.message;
+    else throw err;
   } finally {
     try {
       const failed = (await Promise.allSettled(pending)).find((p) => p.status === "rejected");
@@ -564,7 +595,8 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     }
   }
   if (ejected) throw new Error(`${label}: ${ejected}`);
-  if (loadFailed || !r) throw new LoadFailed(`${label}: its load ${loadFailed ?? "did not run"}: not measured`);
+  if (loadFailed) throw new NotMeasured(`${label}: its load ${loadFailed}: not measured`);
+  if (probeFailed || !r) throw new NotMeasured(`${label}: ${probeFailed ?? "no result"}: not measured`);
   return r;
 }
 
@@ -592,15 +624,27 @@ if (o.baseline && !scheds.includes("baseline")) scheds.push("baseline");
 if (scheds.includes("baseline") && !o.baseline) {
   usage("the scheduler baseline needs --baseline DIR (a checkout with a built library)");
 }
+if (o.baseline && !isDir(o.baseline)) {
+  usage(`--baseline ${o.baseline} is not a directory: give a checkout (git worktree add DIR COMMIT)`);
+}
 if (o.baseline && !exists(`${o.baseline}/zig/zig-out/lib/libfastpath.so`)) {
   usage(`--baseline ${o.baseline} has no built library: run scripts/build there`);
 }
-for (const k of ["rounds", "duration-s"] as const) {
-  if (!/^[1-9][0-9]*$/.test(o[k])) usage(`--${k} must be a whole number of at least 1, not ${o[k]}`);
+for (const [k, max] of [["rounds", 100], ["duration-s", 3600]] as const) {
+  if (!/^[1-9][0-9]*$/.test(o[k]) || Number(o[k]) > max) {
+    usage(`--${k} must be a whole number from 1 to ${max}, not ${o[k]}`);
+  }
+}
+// The JSON is written after the whole run: a path that cannot take it is refused now.
+if (o.json) {
+  const dir = dirname(resolve(o.json));
+  if (!isDir(dir)) usage(`--json ${o.json}: ${dir} is not a directory: create it or give another path`);
+  if (isDir(o.json)) usage(`--json ${o.json} is a directory: give a file name`);
 }
 
 /** Whether this run boots the VM (this kernel has no sched_ext): its own argument checks come first. */
 const bootsVm = !o["in-vm"] && !schedStatus().present;
+if (o["in-vm"] && !schedStatus().present) usage("--in-vm is the bench's own flag in the VM it boots: run without it");
 if (bootsVm) {
   if (!exists(VM)) {
     console.error(
@@ -697,7 +741,7 @@ for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
 
 const results: Record<string, Record<string, Result[]>> = {};
 const ejections: string[] = [];
-/** Runs whose load did not start or ended early (LoadFailed): not measured, and no ejection. */
+/** Runs that measured nothing (NotMeasured): a load that did not start or ended early, a probe that failed. */
 const unmeasured: string[] = [];
 for (const rowName of rowNames) {
   const row = ROWS[rowName];
@@ -711,7 +755,7 @@ for (const rowName of rowNames) {
       try {
         (results[rowName][s] ??= []).push(await oneRun(row, s, `round ${i + 1} ${s}`));
       } catch (err) {
-        (err instanceof LoadFailed ? unmeasured : ejections).push((err as Error).message);
+        (err instanceof NotMeasured ? unmeasured : ejections).push((err as Error).message);
         console.error(`  ${(err as Error).message}`);
       }
     }
