@@ -564,7 +564,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
   );
 
   await t.step(
-    "a fork storm's children start behind their parents, so a frame loop beside it misses no more than under the default",
+    "a fork storm's children start a slice behind the virtual clock, so a frame loop beside it misses no more than under the default",
     async () => {
       // Children placed at the virtual clock queued ahead of everything and held the clock: the frame
       // thread's wake-up p99 was 8-11 ms against the default's 5-7 ms.

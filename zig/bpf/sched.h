@@ -350,8 +350,9 @@ static inline __u64 fp_vruntime_capped(__u64 vruntime, __u64 vtime_now, __u64 de
  * waited 9-11 ms at p99. Not behind its parent: a parent may run up to FP_DEBT_SLICES ahead of the
  * clock, and each generation added that lead and a slice - a thread spawned by a process just
  * started began up to 20 ms behind the clock, level with CPU hogs (whose deadlines count lag_max_ns
- * of runtime). Beside eight hogs in the VM the frame probe's thread first ran 11-27 ms after its
- * process started; placed here, 2-5 ms (bench:sched hogs4-6ms, "thread start", one boot). EEVDF too
+ * of runtime). Beside eight hogs in the VM the frame probe's thread first ran 11-27 ms after the
+ * probe created it; placed here, 2-5 ms (bench:sched hogs4-6ms, "thread start": 5 rounds in one boot
+ * with the probe of b007b2e, docs/sched-measurements.md). EEVDF too
  * places a new task by the average, whoever its parent; what a child gains is bounded by its
  * parent's debt.
  */

@@ -957,8 +957,8 @@ test "a forked task starts a slice behind the clock, whatever its parent's lead"
     try testing.expect(child > c.fp_deadline(now, now, 0, 4 * ms, 100, t.lag_max_ns));
     // A thread spawned by a parent running two slices ahead of the clock: its first 6 ms of running
     // are due before a CPU hog at the clock. Placed behind its parent it started 15 ms behind the
-    // clock, level with the hogs (in the VM beside eight hogs it first ran 11-27 ms after its
-    // process started; placed here, 2-5 ms).
+    // clock, level with the hogs (in the VM beside eight hogs it first ran 11-27 ms after the probe
+    // created it; placed here, 2-5 ms: docs/sched-measurements.md).
     const hog = c.fp_deadline(now, now, c.fp_lag_credit(&t, 0, 100), 1000 * ms, 100, c.fp_exec_max(&t, 0, 0));
     try testing.expect(c.fp_deadline(child, now, 0, 6 * ms, 100, c.fp_exec_max(&t, 0, 0)) < hog);
 }
