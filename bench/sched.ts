@@ -95,7 +95,7 @@ const { values: o, tokens } = (() => {
     // node:util's words for a value that starts with a dash (--rounds -1) name no fix.
     const flag = /^Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(msg)?.[1];
     const why = flag ? `${flag} needs a value (one that starts with "-" goes as ${flag}=VALUE)` : msg;
-    console.error(`error: bench:sched: ${why}\n${USAGE}`);
+    console.error(`error: bench:sched: ${why} (${USAGE})`);
     Deno.exit(2);
   }
 })();
@@ -636,6 +636,9 @@ for (const [k, max] of [["rounds", 100], ["duration-s", 3600]] as const) {
   }
 }
 // The JSON is written after the whole run: a path that cannot take it is refused now.
+for (const k of ["json", "baseline"] as const) {
+  if (o[k] === "") usage(`--${k} is empty: give a ${k === "json" ? "file name" : "directory"}`);
+}
 if (o.json) {
   const dir = dirname(resolve(o.json));
   if (!isDir(dir)) usage(`--json ${o.json}: ${dir} is not a directory: create it or give another path`);
@@ -669,6 +672,13 @@ if (bootsVm) {
 // Without it a loaded row would measure an idle machine, each run then failing as its load did not
 // start: refused after the arguments are checked and before anything is built or booted.
 const loaded = rowNames.filter((r) => ROWS[r].loads.length);
+// The probes come from scripts/build (deno task bench:sched runs it first; bench/sched.ts alone does not).
+for (const [probe, needed] of [[PROBE, true], [INPUT_PROBE, rowNames.some((r) => ROWS[r].input)]] as const) {
+  if (needed && !exists(probe)) {
+    console.error(`error: bench:sched: ${probe} is not built: run scripts/build`);
+    Deno.exit(6);
+  }
+}
 if (loaded.length && !onPath("stress-ng")) {
   const rows = loaded.length === 1 ? `row ${loaded[0]} loads` : `rows ${loaded.join(", ")} load`;
   console.error(

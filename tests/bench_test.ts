@@ -36,6 +36,9 @@ Deno.test("bench:sched", async (t) => {
       [["--json", "no-such-dir/x.json"], /--json no-such-dir\/x.json: .*no-such-dir is not a directory: create it/],
       [["--json", "docs"], /--json docs is a directory: give a file name/],
       [["--baseline", "README.md"], /--baseline .*README.md is not a directory: give a checkout/],
+      [["--json", ""], /--json is empty: give a file name/],
+      [["--baseline", ""], /--baseline is empty: give a directory/],
+      [["--in-vm"], /--in-vm is the bench's own flag in the VM it boots: run without it/],
       [["--bogus"], /Unknown option '--bogus'/],
       [["--rows", "constructor"], /unknown row "constructor"/],
       [["--rows", "quiet-4ms,quiet-4ms"], /row quiet-4ms is named twice: name it once/],
@@ -49,7 +52,10 @@ Deno.test("bench:sched", async (t) => {
     ] as const
   ) {
     await t.step(`refuses ${args.join(" ")} with exit 2 and the fix, before it builds or boots anything`, async () => {
-      const r = await benchSched([...args]);
+      // Without stress-ng on PATH: a refusal that regressed ends at its check (exit 6), not in a VM.
+      const r = await benchSchedWithoutPath(
+        (args as readonly string[]).includes("--rows") ? [...args] : [...args, "--rows", "hogs1-4ms"],
+      );
       assert.equal(r.code, 2, r.stderr);
       const first = r.stderr.split("\n")[0];
       assert.match(first, /^error: bench:sched: /);
@@ -69,13 +75,14 @@ Deno.test("bench:sched", async (t) => {
         "error: bench:sched: stress-ng is not on PATH, and rows hogs4-6ms, fork-4ms load the CPUs with it: install it (scripts/setup --test) or put it on PATH",
       );
       assert.doesNotMatch(stderr, /booting|building|cargo/);
-      // Bad arguments are named first (exit 2), and one loaded row is one row.
+      // Bad arguments are named first (exit 2), and one loaded row is one row; the limits themselves pass.
       for (
         const [args, says, code] of [
           [["--rows", "fork-4ms", "--rounds", "0"], /--rounds must be a whole number/, 2],
           [["--rows", "hogs1-4ms,hogs1-4ms"], /row hogs1-4ms is named twice/, 2],
           [["--rows", "quiet-4ms,rt-4ms", "--rounds", "x"], /--rounds must be/, 2],
           [["--rows", "quiet-4ms,rt-4ms"], /stress-ng is not on PATH, and row rt-4ms loads the CPUs/, 6],
+          [["--rows", "fork-4ms", "--rounds", "100", "--duration-s", "3600"], /stress-ng is not on PATH/, 6],
         ] as const
       ) {
         const r = await benchSchedWithoutPath([...args]);
@@ -117,20 +124,29 @@ Deno.test("bench:sched", async (t) => {
       ["fp-schedprobe", ["--bogus", "1"], "unknown flag --bogus: see --help"],
       ["fp-schedprobe", ["--duration-s"], "--duration-s needs a value"],
       [
+        "fp-schedprobe",
+        ["--duration-s", "0.05", "--wake-period-us", "1000000"],
+        "--wake-period-us 1000000 is longer than the run (0.05 s): the waker would never wake; give a shorter period, or 0 for none",
+      ],
+      ["fp-schedprobe", ["--frame-work-us=0x10"], "--frame-work-us takes 1 to 10000000 µs, not '0x10'"],
+      [
         "fp-inputprobe",
         ["--rate-hz", "99999999999999999999"],
         "--rate-hz takes 1 to 100000 Hz, not '99999999999999999999'",
       ],
+      ["fp-inputprobe", ["--rate-hz", "0.5"], "--rate-hz takes 1 to 100000 Hz, not '0.5'"],
       ["fp-inputprobe", ["--frame-work-us", "20000"], "--frame-work-us takes 0 to 16000 µs, not '20000'"],
     ] as const
   ) {
     await t.step(
       `${probe} refuses ${args.join(" ")} in one line naming the flag and what it takes, exit 2`,
       async () => {
+        // Killed after 5 s: a value that reached the loop as 0 ns once made it spin for ever.
         const out = await new Deno.Command(`${ROOT}/zig/zig-out/bin/${probe}`, {
           args: [...args],
           stdout: "piped",
           stderr: "piped",
+          signal: AbortSignal.timeout(5000),
         })
           .output();
         assert.equal(out.code, 2);

@@ -19,9 +19,16 @@ pub const Number = struct {
 
 pub const ParseError = error{ NotANumber, OutOfRange };
 
-/// `text` as a whole number of `n.scale` units (rounded to the nearest), within `n`'s range.
+/// `text` - a plain decimal, as in 16666.5, 1e3 or -1 - as a whole number of `n.scale` units (rounded
+/// to the nearest; a count, scale 1, must be whole), within `n`'s range (whose bounds f64 holds exactly).
 pub fn number(text: []const u8, n: Number) ParseError!u64 {
+    std.debug.assert(n.max <= 1 << 53);
+    for (text) |ch| switch (ch) {
+        '0'...'9', '.', 'e', 'E', '-', '+' => {},
+        else => return error.NotANumber, // 0x10, 1_0, nan, inf: parseFloat takes them
+    };
     const v = std.fmt.parseFloat(f64, text) catch return error.NotANumber;
+    if (n.scale == 1 and @round(v) != v) return error.NotANumber;
     if (!std.math.isFinite(v)) return error.NotANumber;
     if (v == 0 and n.zero_ok) return 0;
     const scaled = @round(v * n.scale);
@@ -47,20 +54,23 @@ pub const Args = struct {
 
     /// The next pair; prints help and exits 0 on -h/--help; refuses a flag without a value or given twice.
     pub fn next(self: *Args) ?Pair {
-        const flag = self.it.next() orelse return null;
-        if (std.mem.eql(u8, flag, "-h") or std.mem.eql(u8, flag, "--help")) {
+        const arg = self.it.next() orelse return null;
+        if (std.mem.eql(u8, arg, "-h") or std.mem.eql(u8, arg, "--help")) {
             std.io.getStdOut().writer().print("{s}\n", .{self.usage}) catch {};
             std.process.exit(0);
         }
-        if (!std.mem.startsWith(u8, flag, "--")) self.fail("'{s}' is not a flag: give --flag value pairs", .{flag});
-        const value = self.it.next() orelse self.fail("{s} needs a value", .{flag});
+        if (!std.mem.startsWith(u8, arg, "--")) self.fail("'{s}' is not a flag: give --flag value pairs", .{arg});
+        // --flag=value as well as --flag value.
+        const eq = std.mem.indexOfScalar(u8, arg, '=');
+        const flag = if (eq) |i| arg[0..i] else arg;
+        const value = if (eq) |i| arg[i + 1 ..] else self.it.next() orelse self.fail("{s} needs a value", .{flag});
         for (self.seen[0..self.n_seen]) |s| {
             if (std.mem.eql(u8, s, flag)) self.fail("{s} is given twice: give it once", .{flag});
         }
-        if (self.n_seen < self.seen.len) {
-            self.seen[self.n_seen] = flag;
-            self.n_seen += 1;
-        }
+        // An unknown flag ends the run before the next one is read: more than the known flags never get here.
+        if (self.n_seen == self.seen.len) self.fail("more than {d} flags: see --help", .{self.seen.len});
+        self.seen[self.n_seen] = flag;
+        self.n_seen += 1;
         return .{ .flag = flag, .value = value };
     }
 
@@ -98,6 +108,11 @@ test "a number is scaled, rounded and held to its range; 0 only where it means o
     try std.testing.expectError(error.NotANumber, number("inf", period));
     try std.testing.expectError(error.NotANumber, number("abc", period));
     try std.testing.expectError(error.NotANumber, number("", period));
+    try std.testing.expectError(error.NotANumber, number("0x4000", period));
+    try std.testing.expectError(error.NotANumber, number("1_0000", period));
+    const hz = Number{ .scale = 1, .min = 1, .max = 100_000, .unit = "Hz" };
+    try std.testing.expectEqual(@as(u64, 1000), try number("1e3", hz));
+    try std.testing.expectError(error.NotANumber, number("0.5", hz)); // a count is whole
     const wake = Number{ .scale = std.time.ns_per_us, .min = 10 * std.time.ns_per_us, .max = 10 * std.time.ns_per_s, .zero_ok = true, .unit = "µs" };
     try std.testing.expectEqual(@as(u64, 0), try number("0", wake));
     try std.testing.expectError(error.OutOfRange, number("0.5", wake));

@@ -336,9 +336,9 @@ pub fn main() !void {
             "--warmup-s",
             (std.fmt.bufPrintZ(&a_buf[2], "{d}", .{@as(f64, @floatFromInt(cfg.warmup_ns)) / 1e9}) catch unreachable).ptr,
             "--work-us",
-            (std.fmt.bufPrintZ(&a_buf[3], "{d}", .{cfg.work_ns / 1000}) catch unreachable).ptr,
+            (std.fmt.bufPrintZ(&a_buf[3], "{d}", .{@as(f64, @floatFromInt(cfg.work_ns)) / 1e3}) catch unreachable).ptr,
             "--frame-work-us",
-            (std.fmt.bufPrintZ(&a_buf[4], "{d}", .{cfg.frame_work_ns / 1000}) catch unreachable).ptr,
+            (std.fmt.bufPrintZ(&a_buf[4], "{d}", .{@as(f64, @floatFromInt(cfg.frame_work_ns)) / 1e3}) catch unreachable).ptr,
             "--duration-s",
             (std.fmt.bufPrintZ(&a_buf[5], "{d}", .{@as(f64, @floatFromInt(cfg.duration_ns)) / 1e9}) catch unreachable).ptr,
         };

@@ -99,6 +99,8 @@ fn parseArgs(gpa: std.mem.Allocator) !Config {
         args.fail("--frame-work-us {d} is not less than the frame period ({d} µs): every frame would miss; give less work or a longer period", .{ us(cfg.frame.work_ns), us(cfg.frame.period_ns) });
     if (cfg.frame.duration_ns < cfg.frame.period_ns)
         args.fail("--duration-s {d} is shorter than one frame ({d} µs): give a longer duration", .{ @as(f64, @floatFromInt(cfg.frame.duration_ns)) / std.time.ns_per_s, us(cfg.frame.period_ns) });
+    if (cfg.wake_period_ns > cfg.frame.duration_ns)
+        args.fail("--wake-period-us {d} is longer than the run ({d} s): the waker would never wake; give a shorter period, or 0 for none", .{ us(cfg.wake_period_ns), @as(f64, @floatFromInt(cfg.frame.duration_ns)) / std.time.ns_per_s });
     return cfg;
 }
 
