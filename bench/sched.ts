@@ -112,21 +112,15 @@ if (o.help) {
 }
 
 const binOf = (p: (typeof PUBLIC)[number]) => `${o["scx-dir"]}/${p.crate}-${p.version}/bin/${p.crate}`;
-const isDir = (path: string) => {
+const statOf = (path: string) => {
   try {
-    return Deno.statSync(path).isDirectory;
+    return Deno.statSync(path);
   } catch {
-    return false;
+    return undefined;
   }
 };
-const exists = (path: string) => {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const exists = (path: string) => statOf(path) !== undefined;
+const isDir = (path: string) => statOf(path)?.isDirectory ?? false;
 
 /** Whether an executable `cmd` is in a directory on PATH, as a spawn looks (not sh, which has a PATH of its own when none is set). */
 const onPath = (cmd: string) =>
@@ -499,16 +493,13 @@ let detachOnSignal: (() => Promise<unknown>) | undefined;
  * ejection: listed as not measured.
  */
 class NotMeasured extends Error {}
-/** A probe that exited with an error or printed no result (its stderr says why). */
-class ProbeFailed extends Error {}
-
-/** A probe's one JSON object, or ProbeFailed naming the probe and its exit code. */
+/** A probe's one JSON object, or NotMeasured naming the probe and its exit code (its stderr says why). */
 function probeResult<T>(name: string, out: Deno.CommandOutput): T {
   const text = new TextDecoder().decode(out.stdout);
   try {
     if (out.code === 0) return JSON.parse(text) as T;
   } catch { /* reported below */ }
-  throw new ProbeFailed(`${name} failed (exit ${out.code}${out.signal ? `, ${out.signal}` : ""})`);
+  throw new NotMeasured(`${name} failed (exit ${out.code}${out.signal ? `, ${out.signal}` : ""})`);
 }
 
 async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
@@ -518,8 +509,8 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
   let pending: Promise<unknown>[] = [];
   let r: Result | undefined;
   let ejected: string | undefined;
-  let loadFailed: string | undefined;
-  let probeFailed: string | undefined;
+  /** Why the run measured nothing (its load, a probe). */
+  let whyNot: string | undefined;
   // Each load's exit code once it ends: one that ends before it is killed did not load the run (a
   // stress-ng refusing an option, a chrt without the right to SCHED_FIFO), though it started.
   // (The real-time hog runs a third of the run and ends on its own: only a failure of it counts.)
@@ -533,7 +524,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     });
     pending.forEach((p) => p.catch(() => {})); // a load that failed to start is reported below
     await new Promise((r) => setTimeout(r, 1000)); // the load is running everywhere first
-    if (endedEarly() !== undefined) throw new NotMeasured(`ended at once (exit ${endedEarly()})`);
+    if (endedEarly() !== undefined) throw new NotMeasured(`its load ended at once (exit ${endedEarly()})`);
     const input = row.input
       ? new Deno.Command(INPUT_PROBE, {
         args: [
@@ -570,15 +561,14 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
         (sched.counters() ? ` — ${sched.counters()}` : ""),
     );
   } catch (err) {
-    if (err instanceof ProbeFailed) probeFailed = err.message;
-    else if (err instanceof NotMeasured) loadFailed = err.message;
-    else throw err;
+    if (!(err instanceof NotMeasured)) throw err;
+    whyNot = err.message;
   } finally {
     try {
       const failed = (await Promise.allSettled(pending)).find((p) => p.status === "rejected");
-      if (failed) loadFailed = `did not start (${(failed.reason as Error)?.message ?? String(failed.reason)})`;
-      else if (!loadFailed && endedEarly() !== undefined) {
-        loadFailed = `ended before the run did (exit ${endedEarly()})`;
+      if (failed) whyNot = `its load did not start (${(failed.reason as Error)?.message ?? String(failed.reason)})`;
+      else if (!whyNot && endedEarly() !== undefined) {
+        whyNot = `its load ended before the run did (exit ${endedEarly()})`;
       }
       for (const l of loads) {
         try {
@@ -595,8 +585,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
     }
   }
   if (ejected) throw new Error(`${label}: ${ejected}`);
-  if (loadFailed) throw new NotMeasured(`${label}: its load ${loadFailed}: not measured`);
-  if (probeFailed || !r) throw new NotMeasured(`${label}: ${probeFailed ?? "no result"}: not measured`);
+  if (whyNot || !r) throw new NotMeasured(`${label}: ${whyNot ?? "no result"}: not measured`);
   return r;
 }
 
@@ -646,8 +635,9 @@ if (o.json) {
 }
 
 /** Whether this run boots the VM (this kernel has no sched_ext): its own argument checks come first. */
-const bootsVm = !o["in-vm"] && !schedStatus().present;
-if (o["in-vm"] && !schedStatus().present) usage("--in-vm is the bench's own flag in the VM it boots: run without it");
+const hasSchedExt = schedStatus().present;
+if (o["in-vm"] && !hasSchedExt) usage("--in-vm is the bench's own flag in the VM it boots: run without it");
+const bootsVm = !o["in-vm"] && !hasSchedExt;
 if (bootsVm) {
   if (!exists(VM)) {
     console.error(
