@@ -28,7 +28,8 @@
  *  - Busy/idle hysteresis: while the system is idle, wakeups spread to idle CPUs anywhere; while
  *    it is busy, they stay within their LLC.
  *  - The foreground thread groups (a map the loader fills at run time) run with
- *    knobs.foreground_weight_pct of their weight.
+ *    knobs.foreground_weight_pct of their weight; fastpath's own process (own_tgid) runs at nice
+ *    19's weight and is never latency-critical, so its CLI does not compete with the game.
  *
  * One object runs on 6.12 through 6.18: kfuncs renamed in 6.13 are declared weak under both
  * names and picked with bpf_ksym_exists(); enum values come from the running kernel's BTF
@@ -155,6 +156,12 @@ const volatile u32 reenqueue_from_switch;
  */
 const volatile u32 partial_mode;
 
+/*
+ * The thread group of the loader that attached this scheduler (its getpid(), set before load): its
+ * threads run at FP_OWN_WEIGHT and are never latency-critical (sched.h: fp_task_class).
+ */
+const volatile u32 own_tgid;
+
 /* LLC of each CPU, read by the loader from /sys/devices/system/cpu/cpuN/cache (never guessed). */
 const volatile u32 cpu_llc[FP_MAX_CPUS];
 
@@ -227,7 +234,7 @@ struct task_ctx {
 	u64 wake_hz;	 /* exponential average, events per second */
 	u64 deadline;
 	u64 exec_vtime;	 /* the runtime term of the deadline it was last given (deadline_of) */
-	u32 foreground;	 /* cached at each ops.enqueue from the foreground map and the game role */
+	u32 cls;	 /* enum fp_task_class, cached at each ops.enqueue (class_of) */
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 	s32 sync_cpu;	 /* the waker's CPU, for a wakeup queued first there (see fastpath_select_cpu) */
 	u32 jumped;	 /* queued first (a hand-off, a preempting wakeup): its start does not end its CPU's overtakes */
@@ -290,6 +297,14 @@ static __always_inline bool is_foreground(struct task_struct *p)
 	return (knobs.nr_foreground && bpf_map_lookup_elem(&foreground, &tgid)) || (roles_of(tgid) & FP_ROLE_GAME);
 }
 
+/* The task's class (sched.h): fastpath's own process first, whatever it is named or detected as. */
+static __always_inline u32 class_of(struct task_struct *p)
+{
+	if (own_tgid && p->tgid == own_tgid)
+		return FP_TASK_OWN;
+	return is_foreground(p) ? FP_TASK_FOREGROUND : FP_TASK_NORMAL;
+}
+
 /* The task's wake frequency as of now (sched.h: a task that stopped waking loses its frequency). */
 static __always_inline u64 hz_of(struct task_ctx *tc)
 {
@@ -298,7 +313,7 @@ static __always_inline u64 hz_of(struct task_ctx *tc)
 
 static __always_inline u64 weight_of(struct task_struct *p, struct task_ctx *tc)
 {
-	return fp_weight(p->scx.weight, tc->foreground, knobs.foreground_weight_pct);
+	return fp_weight(p->scx.weight, tc->cls, knobs.foreground_weight_pct);
 }
 
 /*
@@ -327,7 +342,7 @@ static __always_inline u32 signal_urgency(struct task_struct *p)
  */
 static __always_inline u64 exec_max_of(struct task_struct *p, struct task_ctx *tc)
 {
-	int urgent = fp_deadline_urgent(&tun, tc->wake_hz, now_ns() - tc->last_woke, tc->foreground,
+	int urgent = fp_deadline_urgent(&tun, tc->wake_hz, now_ns() - tc->last_woke, tc->cls,
 					signal_urgency(p) > 0);
 
 	return fp_exec_max(&tun, tc->wake_hz, urgent);
@@ -342,7 +357,7 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 {
 	u64 weight = weight_of(p, tc);
 	u64 credit = fp_lag_credit(&tun, hz_of(tc), weight);
-	u64 max, exec;
+	u64 max, exec, d, last;
 
 	/*
 	 * The time slept bounds the credit of a task that has not run since it woke (its vruntime is
@@ -357,7 +372,15 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	/* Right after a wakeup there is no runtime to bound: skip the detectors' lookups. */
 	max = exec ? exec_max_of(p, tc) : 0;
 	tc->exec_vtime = fp_vtime_delta(exec < max ? exec : max, weight);
-	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
+	d = fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
+	if (tc->cls == FP_TASK_OWN && (last = fp_own_deadline(&tun, d, state.vtime_now)) < d) {
+		/* The runtime term shrinks with it: the clock's bound reads the placement back from both. */
+		u64 placed = d - tc->exec_vtime;
+
+		tc->exec_vtime = last > placed ? last - placed : 0;
+		d = last;
+	}
+	return d;
 }
 
 /* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */
@@ -366,6 +389,9 @@ static __always_inline u64 slice_of(struct task_ctx *tc)
 	s32 cpu = bpf_get_smp_processor_id();
 	u64 queued = scx_bpf_dsq_nr_queued(FP_DSQ_SHARED) + tun.nr_cpus * scx_bpf_dsq_nr_queued(FP_DSQ_CPU(cpu));
 
+	/* fastpath's own threads hold a CPU as briefly as any task may: they are background. */
+	if (tc && tc->cls == FP_TASK_OWN)
+		return tun.slice_min_ns;
 	return fp_slice_loaded(&tun, tc ? hz_of(tc) : 0, queued);
 }
 
@@ -551,14 +577,12 @@ static void maybe_fold(u64 now)
 /* 0 normal, 1 latency-critical (wakes often), 2 foreground (named, or the detected game). */
 static __always_inline u32 policy_urgency(struct task_ctx *tc)
 {
-	return tc->foreground ? 2 : fp_latency_critical(&tun, hz_of(tc), 0) ? 1 : 0;
+	return tc->cls == FP_TASK_FOREGROUND ? 2 : fp_latency_critical(&tun, hz_of(tc), tc->cls) ? 1 : 0;
 }
 
 static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
 {
-	u32 policy = policy_urgency(tc), signal = signal_urgency(p);
-
-	return signal > policy ? signal : policy;
+	return fp_urgency(tc->cls, policy_urgency(tc), signal_urgency(p));
 }
 
 /*
@@ -692,7 +716,7 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * ops.enqueue runs at once and preempts without an IPI, rather than on its previous CPU,
 		 * which the kernel reaches through an interrupt before ops.enqueue even runs (the
 		 * detectors' evidence is already in: sched_waking fires before ops.select_cpu; the
-		 * foreground flag is as ops.enqueue last cached it).
+		 * class is as ops.enqueue last cached it).
 		 */
 		if (cc && cc->started_at && cc->running_lat < urgency(p, tc))
 			return self;
@@ -713,7 +737,7 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 	if (tc && !partial_mode && rt_quiet(cpu, now)) {
 		if (wake_flags & SCX(WAKE_TTWU))
 			woke(tc, now);
-		tc->foreground = is_foreground(p);
+		tc->cls = class_of(p);
 		tc->deadline = deadline_of(p, tc, 0);
 		insert(p, SCX(DSQ_LOCAL), slice_of(tc), 0);
 		return cpu;
@@ -864,7 +888,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 * Looked up at every queueing, not only at wakeups: a game thread that never sleeps - a main
 	 * loop spinning at 100 % - named or detected after it started was never seen as foreground.
 	 */
-	tc->foreground = is_foreground(p);
+	tc->cls = class_of(p);
 	level = urgency(p, tc);
 	/*
 	 * A thread in an input window or an audio thread (urgency 3) gets a whole slice, not the one a
@@ -1031,7 +1055,7 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	struct cpu_ctx *cc = this_cpu_ctx();
 	struct task_ctx *tc = tctx_of(p);
 	u64 now = now_ns();
-	u32 policy = tc ? policy_urgency(tc) : 0, signal = signal_urgency(p);
+	u32 policy = tc ? policy_urgency(tc) : 0, lat = fp_urgency(tc ? tc->cls : FP_TASK_NORMAL, policy, signal_urgency(p));
 
 	if (cc) {
 		/* A task that waited its turn runs: the hand-offs that went ahead of it start again from 0. */
@@ -1041,7 +1065,7 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 			cc->overtakes = 0;
 		cc->started_at = now;
 		cc->running_deadline = tc ? tc->deadline : 0;
-		cc->running_lat = signal > policy ? signal : policy;
+		cc->running_lat = lat;
 		cc->running_weight = tc ? weight_of(p, tc) : FP_WEIGHT_NICE0;
 		cc->running_pid = p->pid;
 	}
@@ -1051,9 +1075,9 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 		advance_vtime(fp_clock_bound(tc->vruntime, shared_head_vruntime()));
 	if (c) {
 		c->runs++;
-		if (tc && tc->foreground)
+		if (tc && tc->cls == FP_TASK_FOREGROUND)
 			c->foreground_runs++;
-		if (signal > policy)
+		if (lat > policy)
 			c->signal_runs++;
 	}
 	maybe_fold(now);

@@ -179,12 +179,39 @@ static inline __u64 fp_wake_hz_now(__u64 wake_hz, __u64 since_wake_ns)
 	return wake_hz < bound ? wake_hz : bound;
 }
 
-/* A task's weight with the foreground boost applied (pct = 100 leaves it alone). */
-static inline __u64 fp_weight(__u32 task_weight, int foreground, __u32 fg_pct)
+/*
+ * What the policy treats a task as, cached in its context at each ops.enqueue: named with
+ * --foreground or the detected game; fastpath's own process (the loader that attached the
+ * scheduler - its CLI, live view and runtime threads); or neither.
+ */
+enum fp_task_class {
+	FP_TASK_NORMAL = 0,
+	FP_TASK_FOREGROUND = 1,
+	FP_TASK_OWN = 2,
+};
+
+/*
+ * The weight of fastpath's own threads while the scheduler is attached: nice 19's (sched_ext
+ * scales it to 1 of nice 0's 100), whatever their nice; their deadline is capped
+ * (fp_own_deadline) and their slice is `slice_min_ns`. At its fair share the CLI competed with the
+ * game: in a trace beside eight CPU hogs, 20 of the frame thread's 23 waits over 8 ms had the CLI's
+ * Deno/V8/tokio threads running in them; run under `nice -n 19` (4 runs each, alternating), the
+ * frame loop missed 0 frames per run against 5-14 (docs/sched-measurements.md). Only while attached:
+ * after an ejection the loader runs at its own nice under the default scheduler and re-attaches.
+ */
+#define FP_OWN_WEIGHT 1
+
+/*
+ * A task's weight for its class: the foreground's boosted to `fg_pct` % of its own (100 leaves it
+ * alone), fastpath's own FP_OWN_WEIGHT, the rest as the kernel set it (never 0).
+ */
+static inline __u64 fp_weight(__u32 task_weight, __u32 cls, __u32 fg_pct)
 {
 	__u64 w = task_weight ? task_weight : 1;
 
-	return foreground ? (w * fg_pct + 99) / 100 : w;
+	if (cls == FP_TASK_OWN)
+		return FP_OWN_WEIGHT;
+	return cls == FP_TASK_FOREGROUND ? (w * fg_pct + 99) / 100 : w;
 }
 
 /* Runtime `ns` converted to virtual time: heavier tasks age more slowly. */
@@ -263,14 +290,16 @@ static inline __u64 fp_sleep_credit(__u64 credit, __u64 slept_ns)
 #define FP_BACKLOG_NS (250ULL * FP_NSEC_PER_MSEC)
 
 /*
- * Whether a task's deadline counts its runtime as a latency-critical task's: in the foreground, a
- * detector's signal on it (`signal`), or waking `latency_hz` times a second or more (its average,
- * `wake_hz`) and awake for less than FP_BACKLOG_NS (`since_wake_ns`).
+ * Whether a task's deadline counts its runtime as a latency-critical task's: in the foreground
+ * (`cls`), a detector's signal on it (`signal`), or waking `latency_hz` times a second or more (its
+ * average, `wake_hz`) and awake for less than FP_BACKLOG_NS (`since_wake_ns`). Never fastpath's own.
  */
 static inline int fp_deadline_urgent(const volatile struct fp_sched_tunables *t, __u64 wake_hz,
-				     __u64 since_wake_ns, int foreground, int signal)
+				     __u64 since_wake_ns, __u32 cls, int signal)
 {
-	return foreground || signal || (wake_hz >= t->latency_hz && since_wake_ns < FP_BACKLOG_NS);
+	if (cls == FP_TASK_OWN)
+		return 0;
+	return cls == FP_TASK_FOREGROUND || signal || (wake_hz >= t->latency_hz && since_wake_ns < FP_BACKLOG_NS);
 }
 
 /*
@@ -303,6 +332,21 @@ static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, _
 	if (vruntime < floor)
 		vruntime = floor;
 	return vruntime + fp_vtime_delta(exec_ns < exec_max ? exec_ns : exec_max, weight);
+}
+
+/*
+ * The latest deadline a thread of fastpath's own process is given: a nice-0 CPU hog's at its
+ * greatest lead (FP_DEBT_SLICES slices ahead of the clock, its runtime term at `lag_max_ns`). At
+ * FP_OWN_WEIGHT the runtime term alone reaches seconds of virtual time: beside eight hogs the bench,
+ * which holds the scheduler in its own process, started its probe seconds late (bench:sched in the
+ * VM: "its load ended before the run did" in 2 of 3 rounds). Capped, it queues behind every hog
+ * and the game, and no further: it waits about one round of the hogs, never seconds.
+ */
+static inline __u64 fp_own_deadline(const volatile struct fp_sched_tunables *t, __u64 deadline, __u64 vtime_now)
+{
+	__u64 last = vtime_now + FP_DEBT_SLICES * t->slice_ns + t->lag_max_ns;
+
+	return deadline < last ? deadline : last;
 }
 
 /*
@@ -379,10 +423,27 @@ static inline __u32 fp_util_pct(__u64 busy_ns, __u64 period_ns, __u32 nr_cpus)
 	return pct > 100 ? 100 : (__u32)pct;
 }
 
-/* Whether a task waking `wake_hz` times a second, or in the foreground, should preempt. */
-static inline int fp_latency_critical(const volatile struct fp_sched_tunables *t, __u64 wake_hz, int foreground)
+/*
+ * Whether a task of class `cls` waking `wake_hz` times a second should preempt: the foreground
+ * always, a frequent waker too - but never fastpath's own threads, however often they wake.
+ */
+static inline int fp_latency_critical(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u32 cls)
 {
-	return foreground || wake_hz >= t->latency_hz;
+	if (cls == FP_TASK_OWN)
+		return 0;
+	return cls == FP_TASK_FOREGROUND || wake_hz >= t->latency_hz;
+}
+
+/*
+ * A task's urgency class for preemption (0 normal .. 3 input/audio): the higher of what the policy
+ * says (`policy`: 2 foreground, 1 frequent waker) and what the detectors found (`signal`) - 0 for
+ * fastpath's own threads, which a terminal's input or a timer interrupt would otherwise raise.
+ */
+static inline __u32 fp_urgency(__u32 cls, __u32 policy, __u32 signal)
+{
+	if (cls == FP_TASK_OWN)
+		return 0;
+	return signal > policy ? signal : policy;
 }
 
 #endif

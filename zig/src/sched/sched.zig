@@ -373,6 +373,9 @@ pub const Scheduler = struct {
         try obj.setRodata("reenqueue_from_switch", std.mem.asBytes(&reenqueue));
         const partial_mode: u32 = @intFromBool(o.partial != 0);
         try obj.setRodata("partial_mode", std.mem.asBytes(&partial_mode));
+        // This process's threads (CLI, live view, runtime) yield to everything else while attached.
+        const own_tgid: u32 = @intCast(std.os.linux.getpid());
+        try obj.setRodata("own_tgid", std.mem.asBytes(&own_tgid));
 
         // With the detectors, their task storage and roles are the maps the scheduler reads.
         if (s.detector) |d| {
@@ -993,7 +996,7 @@ test "a latency-critical thread that fell behind is due before CPU hogs, and onl
     // A thread that woke often but has not slept for FP_BACKLOG_NS is a hog again; a foreground
     // thread or one a detector marked stays latency-critical; a rare waker never is by frequency.
     try testing.expectEqual(@as(c_int, 0), c.fp_deadline_urgent(&t, 700, c.FP_BACKLOG_NS, 0, 0));
-    try testing.expectEqual(@as(c_int, 1), c.fp_deadline_urgent(&t, 0, 10_000 * ms, 1, 0));
+    try testing.expectEqual(@as(c_int, 1), c.fp_deadline_urgent(&t, 0, 10_000 * ms, c.FP_TASK_FOREGROUND, 0));
     try testing.expectEqual(@as(c_int, 1), c.fp_deadline_urgent(&t, 0, 10_000 * ms, 0, 1));
     try testing.expectEqual(@as(c_int, 0), c.fp_deadline_urgent(&t, t.latency_hz - 1, ms, 0, 0));
     try testing.expectEqual(t.lag_max_ns, c.fp_exec_max(&t, 700, 0));
@@ -1009,9 +1012,9 @@ test "the clock advances by each runnable task's fair share of the time run" {
 }
 
 test "weights: foreground boost applies only to the foreground, zero weight is safe" {
-    try testing.expectEqual(@as(u64, 100), c.fp_weight(100, 0, 400));
-    try testing.expectEqual(@as(u64, 250), c.fp_weight(100, 1, 250));
-    try testing.expectEqual(@as(u64, 1), c.fp_weight(0, 0, 100));
+    try testing.expectEqual(@as(u64, 100), c.fp_weight(100, c.FP_TASK_NORMAL, 400));
+    try testing.expectEqual(@as(u64, 250), c.fp_weight(100, c.FP_TASK_FOREGROUND, 250));
+    try testing.expectEqual(@as(u64, 1), c.fp_weight(0, c.FP_TASK_NORMAL, 100));
     try testing.expectEqual(@as(u64, 1_000_000), c.fp_vtime_delta(1_000_000, 0) / 100);
 }
 
@@ -1035,9 +1038,38 @@ test "utilisation is a percentage of all CPUs over the period, capped at 100" {
 
 test "latency-critical means foreground or waking at latency_hz or more" {
     const t = tunables();
-    try testing.expect(c.fp_latency_critical(&t, 60, 0) != 0);
-    try testing.expect(c.fp_latency_critical(&t, 10, 0) == 0);
-    try testing.expect(c.fp_latency_critical(&t, 0, 1) != 0);
+    try testing.expect(c.fp_latency_critical(&t, 60, c.FP_TASK_NORMAL) != 0);
+    try testing.expect(c.fp_latency_critical(&t, 10, c.FP_TASK_NORMAL) == 0);
+    try testing.expect(c.fp_latency_critical(&t, 0, c.FP_TASK_FOREGROUND) != 0);
+}
+
+test "fastpath's own threads run at nice 19's weight and are never latency-critical, however they wake" {
+    const t = tunables();
+    const ms = std.time.ns_per_ms;
+    // Whatever the nice of the process, and even if it were named foreground (the class wins).
+    try testing.expectEqual(@as(u64, 1), c.fp_weight(100, c.FP_TASK_OWN, 400));
+    try testing.expectEqual(@as(u64, 1), c.fp_weight(8000, c.FP_TASK_OWN, 100));
+    // A Deno runtime thread waking 5000 times a second does not preempt, nor is its deadline urgent.
+    try testing.expect(c.fp_latency_critical(&t, 5000, c.FP_TASK_OWN) == 0);
+    try testing.expectEqual(@as(c_int, 0), c.fp_deadline_urgent(&t, 5000, ms, c.FP_TASK_OWN, 1));
+    try testing.expectEqual(@as(c_int, 1), c.fp_deadline_urgent(&t, 5000, ms, c.FP_TASK_NORMAL, 0));
+    // A detector's signal (a terminal's input) raises anyone's urgency but fastpath's own.
+    try testing.expectEqual(@as(u32, 3), c.fp_urgency(c.FP_TASK_NORMAL, 1, 3));
+    try testing.expectEqual(@as(u32, 2), c.fp_urgency(c.FP_TASK_FOREGROUND, 2, 1));
+    try testing.expectEqual(@as(u32, 0), c.fp_urgency(c.FP_TASK_OWN, 1, 3));
+    // A frame thread woken at 60 Hz after 2 ms of work is due before an own thread that ran half
+    // as long: its runtime counts a hundred times heavier.
+    const now: u64 = 1000 * ms;
+    const own_w = c.fp_weight(100, c.FP_TASK_OWN, 100);
+    const own = c.fp_deadline(now, now, c.fp_lag_credit(&t, 1000, own_w), 1 * ms, own_w, c.fp_exec_max(&t, 1000, 0));
+    const frame = c.fp_deadline(now, now, c.fp_lag_credit(&t, 60, 100), 2 * ms, 100, c.fp_exec_max(&t, 60, 1));
+    try testing.expect(frame < own);
+    // ... and after the CPU hogs, but never later than a nice-0 hog at its greatest lead: at weight
+    // 1 its runtime term alone is 100 ms of virtual time, most of a second beside eight hogs.
+    const hog_last = now + c.FP_DEBT_SLICES * t.slice_ns + c.fp_vtime_delta(t.lag_max_ns, 100);
+    try testing.expect(own > hog_last);
+    try testing.expectEqual(hog_last, c.fp_own_deadline(&t, own, now));
+    try testing.expectEqual(frame, c.fp_own_deadline(&t, frame, now));
 }
 
 test "the topology names every CPU's LLC by a CPU that shares it" {
