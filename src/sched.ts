@@ -280,6 +280,9 @@ export class Scheduler extends NativeHandle {
   /**
    * Attaches the scheduler: from here every normal task is scheduled by it, in the kernel. The
    * library checks every knob (errors name it as spelled in SCHED_KNOBS). Throws FastpathError.
+   * While it is attached, the calling process (every thread of it) is background: nice 19's
+   * weight, the shortest slice, queued behind CPU hogs (zig/bpf/sched.h, FP_OWN_WEIGHT) - run a
+   * game, or anything that must be prompt, in another process.
    */
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {
     // What start checks first, with nothing in front of its message: a knob's fault is the
