@@ -28,8 +28,8 @@
  *  - Busy/idle hysteresis: while the system is idle, wakeups spread to idle CPUs anywhere; while
  *    it is busy, they stay within their LLC.
  *  - The foreground thread groups (a map the loader fills at run time) run with
- *    knobs.foreground_weight_pct of their weight; fastpath's own process (own_tgid) runs at nice
- *    19's weight and is never latency-critical, so its CLI does not compete with the game.
+ *    knobs.foreground_weight_pct of their weight; fastpath's own process (own_tgid) gets no favour:
+ *    never latency-critical, no sleep credit, the shortest slice - its CLI does not jump the game.
  *
  * One object runs on 6.12 through 6.18: kfuncs renamed in 6.13 are declared weak under both
  * names and picked with bpf_ksym_exists(); enum values come from the running kernel's BTF
@@ -157,13 +157,17 @@ const volatile u32 reenqueue_from_switch;
 const volatile u32 partial_mode;
 
 /*
- * The thread group of the loader that attached this scheduler (its getpid(), set before load): its
- * threads run at FP_OWN_WEIGHT and are never latency-critical (sched.h: fp_task_class).
+ * The loader's getpid(), set before load: its thread group is fastpath's own (sched.h:
+ * fp_task_class) unless ops.init sees another - inside a PID namespace getpid() is not the
+ * kernel's tgid, so ops.init takes the tgid of the task attaching it (own_tgid below).
  */
-const volatile u32 own_tgid;
+const volatile u32 loader_tgid;
 
 /* LLC of each CPU, read by the loader from /sys/devices/system/cpu/cpuN/cache (never guessed). */
 const volatile u32 cpu_llc[FP_MAX_CPUS];
+
+/* The thread group of the loader that attached this scheduler; 0 until ops.init. */
+static u32 own_tgid;
 
 /* Changed at run time by the loader through the mmaped .bss. */
 struct fp_sched_knobs knobs; /* zero here: the loader writes it before attaching */
@@ -357,7 +361,7 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 {
 	u64 weight = weight_of(p, tc);
 	u64 credit = fp_lag_credit(&tun, hz_of(tc), weight);
-	u64 max, exec, d, last;
+	u64 max, exec;
 
 	/*
 	 * The time slept bounds the credit of a task that has not run since it woke (its vruntime is
@@ -368,19 +372,14 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	 */
 	if (tc->exec_ns + ran == 0)
 		credit = fp_sleep_credit(credit, tc->slept_ns);
+	/* fastpath's own threads never go ahead of a task that waited (sched.h: fp_task_class). */
+	if (tc->cls == FP_TASK_OWN)
+		credit = 0;
 	exec = tc->exec_ns + ran;
 	/* Right after a wakeup there is no runtime to bound: skip the detectors' lookups. */
 	max = exec ? exec_max_of(p, tc) : 0;
 	tc->exec_vtime = fp_vtime_delta(exec < max ? exec : max, weight);
-	d = fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
-	if (tc->cls == FP_TASK_OWN && (last = fp_own_deadline(&tun, d, state.vtime_now)) < d) {
-		/* The runtime term shrinks with it: the clock's bound reads the placement back from both. */
-		u64 placed = d - tc->exec_vtime;
-
-		tc->exec_vtime = last > placed ? last - placed : 0;
-		d = last;
-	}
-	return d;
+	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
 }
 
 /* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */
@@ -621,8 +620,9 @@ static __always_inline struct fp_task_sig *wake_sig(struct task_struct *p)
 	return bpf_task_storage_get(&task_sig, p, 0, 0);
 }
 
-/* PF_EXITING (include/linux/sched.h): the task is in do_exit(). */
+/* PF_EXITING, PF_KTHREAD (include/linux/sched.h): the task is in do_exit(); a kernel thread. */
 #define FP_PF_EXITING 0x00000004
+#define FP_PF_KTHREAD 0x00200000
 
 /*
  * A wakeup's bookkeeping: its frequency, how long it slept, a runtime count started afresh. Done
@@ -1186,8 +1186,12 @@ s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_ta
 
 s32 BPF_STRUCT_OPS_SLEEPABLE(fastpath_init)
 {
+	struct task_struct *cur = bpf_get_current_task_btf();
 	s32 err = scx_bpf_create_dsq(FP_DSQ_SHARED, -1);
 	u32 i;
+
+	/* On 6.12 the loader's own task attaches; a kernel enabling from a kthread leaves getpid(). */
+	own_tgid = cur->flags & FP_PF_KTHREAD ? loader_tgid : cur->tgid;
 
 	bpf_for(i, 0, FP_MAX_CPUS) {
 		if (err || i >= tun.nr_cpus)

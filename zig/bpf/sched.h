@@ -182,7 +182,11 @@ static inline __u64 fp_wake_hz_now(__u64 wake_hz, __u64 since_wake_ns)
 /*
  * What the policy treats a task as, cached in its context at each ops.enqueue: named with
  * --foreground or the detected game; fastpath's own process (the loader that attached the
- * scheduler - its CLI, live view and runtime threads); or neither.
+ * scheduler - its CLI, live view and runtime threads); or neither. fastpath's own threads get no
+ * favour: never latency-critical (no preemption, no hand-off, no detector's urgency), no sleep
+ * credit, the shortest slice. In a trace beside eight CPU hogs, the CLI's Deno/V8/tokio threads -
+ * frequent wakers, so latency-critical with the largest credit - ran in 20 of the frame thread's 23
+ * waits over 8 ms (docs/sched-measurements.md).
  */
 enum fp_task_class {
 	FP_TASK_NORMAL = 0,
@@ -191,26 +195,16 @@ enum fp_task_class {
 };
 
 /*
- * The weight of fastpath's own threads while the scheduler is attached: nice 19's (sched_ext
- * scales it to 1 of nice 0's 100), whatever their nice; their deadline is capped
- * (fp_own_deadline) and their slice is `slice_min_ns`. At its fair share the CLI competed with the
- * game: in a trace beside eight CPU hogs, 20 of the frame thread's 23 waits over 8 ms had the CLI's
- * Deno/V8/tokio threads running in them; run under `nice -n 19` (4 runs each, alternating), the
- * frame loop missed 0 frames per run against 5-14 (docs/sched-measurements.md). Only while attached:
- * after an ejection the loader runs at its own nice under the default scheduler and re-attaches.
- */
-#define FP_OWN_WEIGHT 1
-
-/*
  * A task's weight for its class: the foreground's boosted to `fg_pct` % of its own (100 leaves it
- * alone), fastpath's own FP_OWN_WEIGHT, the rest as the kernel set it (never 0).
+ * alone), everyone else's as the kernel set it (never 0). fastpath's own threads keep theirs: a
+ * lower weight (nice 19's) pushed their deadlines seconds out beside CPU hogs - the loader then
+ * answered a message in 10-13 s where it took 5 (docs/sched-measurements.md) - and each run of
+ * theirs dragged the virtual clock up to its debt bound.
  */
 static inline __u64 fp_weight(__u32 task_weight, __u32 cls, __u32 fg_pct)
 {
 	__u64 w = task_weight ? task_weight : 1;
 
-	if (cls == FP_TASK_OWN)
-		return FP_OWN_WEIGHT;
 	return cls == FP_TASK_FOREGROUND ? (w * fg_pct + 99) / 100 : w;
 }
 
@@ -332,21 +326,6 @@ static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, _
 	if (vruntime < floor)
 		vruntime = floor;
 	return vruntime + fp_vtime_delta(exec_ns < exec_max ? exec_ns : exec_max, weight);
-}
-
-/*
- * The latest deadline a thread of fastpath's own process is given: a nice-0 CPU hog's at its
- * greatest lead (FP_DEBT_SLICES slices ahead of the clock, its runtime term at `lag_max_ns`). At
- * FP_OWN_WEIGHT the runtime term alone reaches seconds of virtual time: beside eight hogs the bench,
- * which holds the scheduler in its own process, started its probe seconds late (bench:sched in the
- * VM: "its load ended before the run did" in 2 of 3 rounds). Capped, it queues behind every hog
- * and the game, and no further: it waits about one round of the hogs, never seconds.
- */
-static inline __u64 fp_own_deadline(const volatile struct fp_sched_tunables *t, __u64 deadline, __u64 vtime_now)
-{
-	__u64 last = vtime_now + FP_DEBT_SLICES * t->slice_ns + t->lag_max_ns;
-
-	return deadline < last ? deadline : last;
 }
 
 /*

@@ -373,9 +373,10 @@ pub const Scheduler = struct {
         try obj.setRodata("reenqueue_from_switch", std.mem.asBytes(&reenqueue));
         const partial_mode: u32 = @intFromBool(o.partial != 0);
         try obj.setRodata("partial_mode", std.mem.asBytes(&partial_mode));
-        // This process's threads (CLI, live view, runtime) yield to everything else while attached.
-        const own_tgid: u32 = @intCast(std.os.linux.getpid());
-        try obj.setRodata("own_tgid", std.mem.asBytes(&own_tgid));
+        // This process's threads (CLI, live view, runtime) get no favour while attached; ops.init
+        // takes the kernel's tgid of the task attaching, this is its fallback.
+        const loader_tgid: u32 = @intCast(std.os.linux.getpid());
+        try obj.setRodata("loader_tgid", std.mem.asBytes(&loader_tgid));
 
         // With the detectors, their task storage and roles are the maps the scheduler reads.
         if (s.detector) |d| {
@@ -1043,33 +1044,21 @@ test "latency-critical means foreground or waking at latency_hz or more" {
     try testing.expect(c.fp_latency_critical(&t, 0, c.FP_TASK_FOREGROUND) != 0);
 }
 
-test "fastpath's own threads run at nice 19's weight and are never latency-critical, however they wake" {
+test "fastpath's own threads keep their weight and are never latency-critical, however they wake" {
     const t = tunables();
     const ms = std.time.ns_per_ms;
-    // Whatever the nice of the process, and even if it were named foreground (the class wins).
-    try testing.expectEqual(@as(u64, 1), c.fp_weight(100, c.FP_TASK_OWN, 400));
-    try testing.expectEqual(@as(u64, 1), c.fp_weight(8000, c.FP_TASK_OWN, 100));
+    // No boost, even if it were named foreground (the class decides); its own weight otherwise.
+    try testing.expectEqual(@as(u64, 100), c.fp_weight(100, c.FP_TASK_OWN, 400));
+    try testing.expectEqual(@as(u64, 8000), c.fp_weight(8000, c.FP_TASK_OWN, 100));
     // A Deno runtime thread waking 5000 times a second does not preempt, nor is its deadline urgent.
     try testing.expect(c.fp_latency_critical(&t, 5000, c.FP_TASK_OWN) == 0);
+    try testing.expect(c.fp_latency_critical(&t, 5000, c.FP_TASK_NORMAL) != 0);
     try testing.expectEqual(@as(c_int, 0), c.fp_deadline_urgent(&t, 5000, ms, c.FP_TASK_OWN, 1));
     try testing.expectEqual(@as(c_int, 1), c.fp_deadline_urgent(&t, 5000, ms, c.FP_TASK_NORMAL, 0));
     // A detector's signal (a terminal's input) raises anyone's urgency but fastpath's own.
     try testing.expectEqual(@as(u32, 3), c.fp_urgency(c.FP_TASK_NORMAL, 1, 3));
     try testing.expectEqual(@as(u32, 2), c.fp_urgency(c.FP_TASK_FOREGROUND, 2, 1));
     try testing.expectEqual(@as(u32, 0), c.fp_urgency(c.FP_TASK_OWN, 1, 3));
-    // A frame thread woken at 60 Hz after 2 ms of work is due before an own thread that ran half
-    // as long: its runtime counts a hundred times heavier.
-    const now: u64 = 1000 * ms;
-    const own_w = c.fp_weight(100, c.FP_TASK_OWN, 100);
-    const own = c.fp_deadline(now, now, c.fp_lag_credit(&t, 1000, own_w), 1 * ms, own_w, c.fp_exec_max(&t, 1000, 0));
-    const frame = c.fp_deadline(now, now, c.fp_lag_credit(&t, 60, 100), 2 * ms, 100, c.fp_exec_max(&t, 60, 1));
-    try testing.expect(frame < own);
-    // ... and after the CPU hogs, but never later than a nice-0 hog at its greatest lead: at weight
-    // 1 its runtime term alone is 100 ms of virtual time, most of a second beside eight hogs.
-    const hog_last = now + c.FP_DEBT_SLICES * t.slice_ns + c.fp_vtime_delta(t.lag_max_ns, 100);
-    try testing.expect(own > hog_last);
-    try testing.expectEqual(hog_last, c.fp_own_deadline(&t, own, now));
-    try testing.expectEqual(frame, c.fp_own_deadline(&t, frame, now));
 }
 
 test "the topology names every CPU's LLC by a CPU that shares it" {
