@@ -31,7 +31,7 @@ export const NO_SCHED_EXT: string = Deno.build.os === "linux" ? noSchedExt() : n
  */
 export const SCHED_KNOBS = {
   sliceUs: { default: 5000, help: "slice of a task that rarely wakes, µs" },
-  sliceMinUs: { default: 500, help: "floor for slices of tasks that wake often, µs" },
+  sliceMinUs: { default: 500, help: "floor for slices of tasks that wake often (and fastpath's own slice), µs" },
   lagUs: { default: 2000, help: "sleep credit of a rarely-waking task, µs" },
   lagMaxUs: { default: 20000, help: "ceiling of the sleep credit of tasks that wake often, µs" },
   wakeRefHz: { default: 30, help: "wake frequency above which slices shrink, Hz" },
@@ -280,8 +280,8 @@ export class Scheduler extends NativeHandle {
   /**
    * Attaches the scheduler: from here every normal task is scheduled by it, in the kernel. The
    * library checks every knob (errors name it as spelled in SCHED_KNOBS). Throws FastpathError.
-   * While it is attached, the calling process (every thread of it) is background: nice 19's
-   * weight, the shortest slice, queued behind CPU hogs (zig/bpf/sched.h, FP_OWN_WEIGHT) - run a
+   * While it is attached, the calling process (every thread of it) gets no favour: never
+   * latency-critical, no sleep credit, the shortest slice (zig/bpf/sched.h, fp_task_class) - run a
    * game, or anything that must be prompt, in another process.
    */
   static async start(o: SchedulerOptions = {}): Promise<Scheduler> {

@@ -402,7 +402,8 @@ export const sched = command("sched", {
     With the detectors (default; --no-signals turns them off) the game is found (--game, else Steam's
     SteamGameId or a Proton/Wine .exe, the busiest one, sticky for --game-switch-ms) and its input
     chain, GPU-submit, audio and network threads, and threads woken from interrupts or by real-time
-    tasks, go first while their evidence is fresh.
+    tasks, go first while their evidence is fresh. fastpath's own process gets no favour while
+    attached (never first in line, never preempting, --slice-min-us slices).
     ${KNOB_RANGES}
 observe: the detectors alone (no sched_ext needed): which threads are classified as what, and why.
 status: what /sys/kernel/sched_ext says (state, the attached scheduler) and the detectors: the game
