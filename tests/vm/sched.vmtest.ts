@@ -46,6 +46,17 @@ function stress(seconds: number, ...args: string[]) {
   }).spawn();
 }
 
+/** A CPU hog of the fair class: a shell loop that never sleeps (its own process, its own tgid). */
+function spinHog(): Deno.ChildProcess {
+  return new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn();
+}
+
+/** CPU time of process `pid` so far, in clock ticks: utime + stime (fields 14 and 15 of /proc/PID/stat). */
+function cpuTicks(pid: number): number {
+  const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return Number(f[11]) + Number(f[12]);
+}
+
 /** A SCHED_FIFO hog on the last CPU for `seconds`, after `delayMs` (a PipeWire-like thread gone wrong). */
 async function rtHog(seconds: number, delayMs: number) {
   await new Promise((r) => setTimeout(r, delayMs));
@@ -293,14 +304,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         return JSON.parse(r.stdout);
       };
       const before = await stats();
-      const hogs = Array.from(
-        { length: NCPU + 1 },
-        () => new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn(),
-      );
-      const cpuTicks = (pid: number) => {
-        const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-        return Number(f[11]) + Number(f[12]); // utime + stime (fields 14 and 15 of stat)
-      };
+      const hogs = Array.from({ length: NCPU + 1 }, spinHog);
       try {
         await new Promise((r) => setTimeout(r, 6000));
         const ticks = hogs.map((h) => cpuTicks(h.pid));
@@ -330,14 +334,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     // got). Foreground, each is due a slice after its virtual runtime, a hog 20 ms after its own:
     // the others must still run. The scheduler runs in this process (mod.ts), so no CLI child has
     // to win CPU time from the spinners to report.
-    const spin = () =>
-      new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn();
-    const cpuTicks = (pid: number) => {
-      const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
-      return Number(f[11]) + Number(f[12]); // utime + stime
-    };
     const sched = await Scheduler.start({ signals: false });
-    const game = Array.from({ length: NCPU }, spin), others = Array.from({ length: NCPU }, spin);
+    const game = Array.from({ length: NCPU }, spinHog), others = Array.from({ length: NCPU }, spinHog);
     try {
       await new Promise((r) => setTimeout(r, 500));
       sched.setForeground(game.map((g) => g.pid));
@@ -364,8 +362,6 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // The loader's threads (here this test's: mod.ts) get no favour (sched.h fp_task_class). Before,
       // a frequent waker among them was latency-critical like any other and took CPUs from hogs; the
       // CLI's threads so ran in 20 of 23 long waits of a frame thread beside eight hogs.
-      const spin = () =>
-        new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn();
       const ticker = `self.onmessage = (e) => {
         const ia = new Int32Array(new SharedArrayBuffer(4)), end = Date.now() + e.data;
         while (Date.now() < end) Atomics.wait(ia, 0, 0, 1);
@@ -388,7 +384,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         }
       };
       try {
-        for (let i = 0; i < 2 * NCPU; i++) hogs.push(spin());
+        for (let i = 0; i < 2 * NCPU; i++) hogs.push(spinHog());
         await new Promise((r) => setTimeout(r, 500));
         const kicks = () => sched.stats().preempt_kicks;
         worker = new Worker(`data:text/javascript,${encodeURIComponent(ticker)}`, { type: "module" });
@@ -541,8 +537,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
   });
 
   await t.step("a stalling build is ejected with kind 1026 and the CLI exits 11 saying why", async () => {
-    const victim = new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" })
-      .spawn();
+    const victim = spinHog();
     try {
       const r = await cli([
         "sched",
@@ -741,11 +736,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
               stderr: "inherit",
             }).spawn());
           procs.push(...sleepers);
-          const hogs = Array.from(
-            { length: 4 * NCPU },
-            () =>
-              new Deno.Command("sh", { args: ["-c", "while :; do :; done"], stdout: "null", stderr: "null" }).spawn(),
-          );
+          const hogs = Array.from({ length: 4 * NCPU }, spinHog);
           procs.push(...hogs);
           procs.push(
             new Deno.Command("python3", { args: ["-c", PING_PONG], stdout: "null", stderr: "inherit" }).spawn(),
