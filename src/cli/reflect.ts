@@ -41,17 +41,24 @@ export const reflectorFlags = {
 };
 
 /**
- * What to tell about the link, from each interval's counters (`link_down`, `link_up`): "down" when it
- * went down, "still-down" when it was down at start and still is after the first interval, "up" when
- * it came back after either was told. A link still coming up when the reflector started (after a
- * bounce the kernel reports a veth down for a moment) is not news: it was never said to be down.
+ * What to tell about the interface, from each interval's counters (`link_down`, `link_up`,
+ * `mac_changes`): "down" when it went down, "still-down" when it was down at start and still is after
+ * the first interval, "up" when it came back after either was told, "mac" when `mac_changes` passed
+ * what was last told (counted from 0: a change the reflector followed before the loop's first sample
+ * is told too). A link still coming up when the reflector started (after a bounce the kernel reports
+ * a veth down for a moment) is not news: it was never said to be down.
  */
 export class LinkNews {
   #told = false;
   #first = true;
+  #macChanges = 0;
 
-  next(c: Counters, prev: Counters): Array<"down" | "still-down" | "up"> {
-    const events: Array<"down" | "still-down" | "up"> = [];
+  next(c: Counters, prev: Counters): Array<"down" | "still-down" | "up" | "mac"> {
+    const events: Array<"down" | "still-down" | "up" | "mac"> = [];
+    if (c.mac_changes > this.#macChanges) {
+      events.push("mac");
+      this.#macChanges = c.mac_changes;
+    }
     if (c.link_down > prev.link_down) {
       events.push("down");
       this.#told = true;
@@ -273,15 +280,14 @@ export const reflect = cmd
           const notes: Array<[string, Record<string, unknown>, string]> = [];
           const link = (state: string, text: string) =>
             notes.push(["reflect_link", { state, timeS: Date.now() / 1000 }, text]);
-          if (c.mac_changes > prev.mac_changes) {
-            notes.push([
-              "reflect_mac",
-              { timeS: Date.now() / 1000, macChanges: c.mac_changes },
-              `${iface} changed its MAC address: reflecting for the new one, no longer for the old`,
-            ]);
-          }
           for (const event of linkNews.next(c, prev)) {
-            if (event === "up") link("up", `${iface} is up again: reflecting`);
+            if (event === "mac") {
+              notes.push([
+                "reflect_mac",
+                { timeS: Date.now() / 1000, macChanges: c.mac_changes },
+                `${iface} changed its MAC address: reflecting for the new one, no longer for the old`,
+              ]);
+            } else if (event === "up") link("up", `${iface} is up again: reflecting`);
             else if (event === "down") {
               link("down", `warning: ${iface} went down: nothing is reflected until it is up again`);
             } else link("down", `warning: ${iface} is down: nothing is reflected until it is up`);
