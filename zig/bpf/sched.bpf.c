@@ -360,24 +360,17 @@ static __always_inline u64 exec_max_of(struct task_struct *p, struct task_ctx *t
 static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *tc, u64 ran)
 {
 	u64 weight = weight_of(p, tc);
-	u64 credit = fp_lag_credit(&tun, hz_of(tc), weight);
-	u64 max, exec;
-
+	u64 exec = tc->exec_ns + ran;
 	/*
-	 * The time slept bounds the credit of a task that has not run since it woke (its vruntime is
-	 * stale), not of one that has run since and waits again: that one is behind because it was
-	 * served less than its share. Bounding it too cost a compositor forwarding 1 kHz input beside
-	 * eight CPU hogs its place - queued at the clock like a hog after each short slice, it fell
-	 * behind for good and the game's input waited 0.1-0.7 s (p99).
+	 * The time slept bounds the credit only of a task that has not run since it woke. Bounding it
+	 * for one that ran and waits again cost a compositor forwarding 1 kHz input beside eight CPU
+	 * hogs its place - queued at the clock like a hog after each short slice, it fell behind for
+	 * good and the game's input waited 0.1-0.7 s (p99). fastpath's own threads get none.
 	 */
-	if (tc->exec_ns + ran == 0)
-		credit = fp_sleep_credit(credit, tc->slept_ns);
-	/* fastpath's own threads never go ahead of a task that waited (sched.h: fp_task_class). */
-	if (tc->cls == FP_TASK_OWN)
-		credit = 0;
-	exec = tc->exec_ns + ran;
+	u64 credit = fp_wake_credit(&tun, hz_of(tc), weight, exec == 0, tc->slept_ns, tc->cls);
 	/* Right after a wakeup there is no runtime to bound: skip the detectors' lookups. */
-	max = exec ? exec_max_of(p, tc) : 0;
+	u64 max = exec ? exec_max_of(p, tc) : 0;
+
 	tc->exec_vtime = fp_vtime_delta(exec < max ? exec : max, weight);
 	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
 }
@@ -388,10 +381,7 @@ static __always_inline u64 slice_of(struct task_ctx *tc)
 	s32 cpu = bpf_get_smp_processor_id();
 	u64 queued = scx_bpf_dsq_nr_queued(FP_DSQ_SHARED) + tun.nr_cpus * scx_bpf_dsq_nr_queued(FP_DSQ_CPU(cpu));
 
-	/* fastpath's own threads hold a CPU as briefly as any task may: they are background. */
-	if (tc && tc->cls == FP_TASK_OWN)
-		return tun.slice_min_ns;
-	return fp_slice_loaded(&tun, tc ? hz_of(tc) : 0, queued);
+	return tc ? fp_class_slice(&tun, hz_of(tc), queued, tc->cls) : fp_slice_loaded(&tun, 0, queued);
 }
 
 /* Deadline of the first task in queue `dsq`; ~0 when it is empty. */

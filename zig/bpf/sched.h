@@ -273,6 +273,33 @@ static inline __u64 fp_sleep_credit(__u64 credit, __u64 slept_ns)
 }
 
 /*
+ * The credit a task of class `cls` is queued with: `fp_lag_credit`, bounded by the time it slept
+ * (`fp_sleep_credit`) when it has not run since it woke (`fresh`: its vruntime is stale; one that
+ * ran and waits again is behind because it was served less than its share). None for fastpath's own
+ * threads: they never go ahead of a task that waited.
+ */
+static inline __u64 fp_wake_credit(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u64 weight,
+				   int fresh, __u64 slept_ns, __u32 cls)
+{
+	__u64 credit;
+
+	if (cls == FP_TASK_OWN)
+		return 0;
+	credit = fp_lag_credit(t, wake_hz, weight);
+	return fresh ? fp_sleep_credit(credit, slept_ns) : credit;
+}
+
+/*
+ * The slice of a task of class `cls` (`fp_slice_loaded`). fastpath's own threads hold a CPU as
+ * briefly as any task may, `slice_min_ns`, however rarely they wake: they are background.
+ */
+static inline __u64 fp_class_slice(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u64 nr_queued,
+				   __u32 cls)
+{
+	return cls == FP_TASK_OWN ? t->slice_min_ns : fp_slice_loaded(t, wake_hz, nr_queued);
+}
+
+/*
  * How long a task that woke `latency_hz` times a second or more stays latency-critical for its
  * deadline while it runs or waits without sleeping. A pipeline stage - the compositor forwarding
  * input, the game's input thread - that falls behind at 1 kHz no longer sleeps: each event is

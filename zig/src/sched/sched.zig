@@ -1061,6 +1061,26 @@ test "fastpath's own threads keep their weight and are never latency-critical, h
     try testing.expectEqual(@as(u32, 0), c.fp_urgency(c.FP_TASK_OWN, 1, 3));
 }
 
+test "fastpath's own threads wake with no credit and run the shortest slice; other tasks as before" {
+    const t = tunables();
+    const ms = std.time.ns_per_ms;
+    // A loader thread that slept a second at 60 Hz is queued at the clock, a frame thread ahead of it.
+    try testing.expectEqual(@as(u64, 0), c.fp_wake_credit(&t, 60, 100, 1, 1000 * ms, c.FP_TASK_OWN));
+    try testing.expectEqual(@as(u64, 0), c.fp_wake_credit(&t, 60, 100, 0, 0, c.FP_TASK_OWN));
+    const frame = c.fp_wake_credit(&t, 60, 100, 1, 12 * ms, c.FP_TASK_NORMAL);
+    try testing.expectEqual(c.fp_lag_credit(&t, 60, 100), frame);
+    try testing.expect(frame > 0);
+    try testing.expectEqual(frame, c.fp_wake_credit(&t, 60, 100, 1, 12 * ms, c.FP_TASK_FOREGROUND));
+    // Fresh from a 100 us sleep: bounded by it; after running (not fresh): the whole credit.
+    try testing.expectEqual(@as(u64, 100_000), c.fp_wake_credit(&t, 5000, 100, 1, 100_000, c.FP_TASK_NORMAL));
+    try testing.expectEqual(c.fp_lag_credit(&t, 5000, 100), c.fp_wake_credit(&t, 5000, 100, 0, 100_000, c.FP_TASK_NORMAL));
+    // The slice: the floor for fastpath's own even on an idle machine, the loaded slice for others.
+    try testing.expectEqual(t.slice_min_ns, c.fp_class_slice(&t, 0, 0, c.FP_TASK_OWN));
+    try testing.expectEqual(c.fp_slice_loaded(&t, 0, 0), c.fp_class_slice(&t, 0, 0, c.FP_TASK_NORMAL));
+    try testing.expect(c.fp_class_slice(&t, 0, 0, c.FP_TASK_NORMAL) > t.slice_min_ns);
+    try testing.expectEqual(c.fp_slice_loaded(&t, 60, 7), c.fp_class_slice(&t, 60, 7, c.FP_TASK_FOREGROUND));
+}
+
 test "the topology names every CPU's LLC by a CPU that shares it" {
     var llc: [c.FP_MAX_CPUS]u32 = undefined;
     const topo = readTopology(&llc);
