@@ -34,7 +34,7 @@
  * needed; --no-build-scx to skip), at the versions this help ends with.
  *
  * usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST]
- *                              [--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [-h]
+ *                              [--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [--bpf-stats] [-h]
  *
  * Schedulers: default, minimal, fastpath, nosignals, foreground, baseline, bpfland, lavd (the list
  * defaults to default,fastpath,foreground,bpfland,lavd; input rows run nosignals in foreground's place).
@@ -42,6 +42,11 @@
  * on PATH (exit 6; scripts/setup --test installs it). A run whose load did not start or ended early,
  * or whose probe failed, is not measured: listed under "not measured" (and in --json), exit 1 as for an ejection. Ctrl-C or
  * SIGTERM detaches the scheduler of the run in progress.
+ *
+ * --bpf-stats turns on the kernel's BPF run-time statistics (kernel.bpf_stats_enabled, as it was after)
+ * and prints, for each run, every BPF program that ran during the probe: its runs and its mean run time
+ * (bpftool prog show): what fastpath's callbacks and detectors' tracepoints, and the public
+ * schedulers' own, cost per call. The statistics slow every program a little (two clock reads a run).
  *
  * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
  * `git worktree` of the commit before a change), so a change is measured against its parent in the
@@ -83,10 +88,11 @@ const OPTIONS = {
   json: { type: "string" },
   "in-vm": { type: "boolean", default: false },
   baseline: { type: "string" },
+  "bpf-stats": { type: "boolean", default: false },
   help: { type: "boolean", short: "h", default: false },
 } as const;
 const USAGE = "usage: deno task bench:sched [--duration-s 15] [--rounds 3] [--rows LIST] [--schedulers LIST] " +
-  "[--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [-h]";
+  "[--scx-dir DIR] [--no-build-scx] [--json FILE] [--baseline DIR] [--bpf-stats] [-h]";
 const { values: o, tokens } = (() => {
   try {
     return parseArgs({ args: Deno.args, options: OPTIONS, tokens: true });
@@ -212,6 +218,45 @@ interface Result {
   wake_p99_us: number;
   /** input rows: fp-inputprobe's figures */
   input?: InputResult;
+  /** --bpf-stats: each BPF program that ran during the probe, by name: runs and total run time, ns */
+  bpf?: Record<string, { runs: number; run_time_ns: number }>;
+}
+
+/** --bpf-stats: every loaded BPF program's name, runs and total run time (ns), by id, from bpftool. */
+async function progTimes(): Promise<Map<number, { name: string; runs: number; ns: number }>> {
+  const out = await new Deno.Command("bpftool", { args: ["-j", "prog", "show"], stdout: "piped", stderr: "piped" })
+    .output();
+  if (!out.success) throw new Error(`bpftool prog show failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  const progs = JSON.parse(new TextDecoder().decode(out.stdout)) as Array<
+    { id: number; name?: string; run_cnt?: number; run_time_ns?: number }
+  >;
+  return new Map(
+    progs.map((p) => [p.id, { name: p.name ?? `id ${p.id}`, runs: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 }]),
+  );
+}
+
+/** What ran between two `progTimes`, by program name (a program loaded in between counts from 0). */
+function progDelta(
+  before: Map<number, { runs: number; ns: number }>,
+  after: Map<number, { name: string; runs: number; ns: number }>,
+): Record<string, { runs: number; run_time_ns: number }> {
+  const d: Record<string, { runs: number; run_time_ns: number }> = {};
+  for (const [id, a] of after) {
+    const runs = a.runs - (before.get(id)?.runs ?? 0);
+    if (runs <= 0) continue;
+    const e = (d[a.name] ??= { runs: 0, run_time_ns: 0 });
+    e.runs += runs;
+    e.run_time_ns += a.ns - (before.get(id)?.ns ?? 0);
+  }
+  return d;
+}
+
+/** One line of `progDelta`: the programs by total time, each with its mean µs per run and runs. */
+function progLine(d: Record<string, { runs: number; run_time_ns: number }>): string {
+  const rows = Object.entries(d).sort((a, b) => b[1].run_time_ns - a[1].run_time_ns);
+  const total = rows.reduce((n, [, e]) => n + e.run_time_ns, 0);
+  return `BPF ${(total / 1e6).toFixed(1)} ms: ` +
+    rows.map(([n, e]) => `${n} ${(e.run_time_ns / e.runs / 1000).toFixed(2)} µs × ${e.runs}`).join(", ");
 }
 
 interface InputResult {
@@ -545,9 +590,12 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
       stdout: "piped",
     }).spawn();
     sched.setGame(probe.pid);
+    const progsBefore = o["bpf-stats"] ? await progTimes() : undefined;
     const out = await probe.output();
+    const progsAfter = progsBefore && await progTimes();
     const io = input && await input.output();
     r = probeResult<Result>("fp-schedprobe", out);
+    if (progsBefore && progsAfter) r.bpf = progDelta(progsBefore, progsAfter);
     if (io) {
       r.input = probeResult<InputResult>("fp-inputprobe", io);
       const i = r.input;
@@ -560,6 +608,7 @@ async function oneRun(row: Row, s: Sched, label: string): Promise<Result> {
         (row.waker ? `, 1 kHz wake p50 ${r.wake_p50_us} p99 ${r.wake_p99_us} µs` : "") +
         (sched.counters() ? ` — ${sched.counters()}` : ""),
     );
+    if (r.bpf && Object.keys(r.bpf).length) console.error(`  ${label}: ${progLine(r.bpf)}`);
   } catch (err) {
     if (!(err instanceof NotMeasured)) throw err;
     whyNot = err.message;
@@ -676,6 +725,12 @@ if (loaded.length && !onPath("stress-ng")) {
   );
   Deno.exit(6);
 }
+if (o["bpf-stats"] && !onPath("bpftool")) {
+  console.error(
+    "error: bench:sched: --bpf-stats reads the programs' run times with bpftool, which is not on PATH: install it (Debian: bpftool)",
+  );
+  Deno.exit(6);
+}
 
 if (bootsVm) {
   for (const p of PUBLIC.filter((p) => scheds.includes(p.name))) {
@@ -731,9 +786,15 @@ console.error(
 // A bench interrupted before this one may have left the floor scheduler attached through its pin.
 removeMinimalPin();
 await untilDisabled().catch((e) => usage(`${(e as Error).message}: detach it first (fastpath sched status)`));
+// --bpf-stats: the kernel counts every BPF program's runs and run time until this is put back.
+const BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled";
+const bpfStatsWas = o["bpf-stats"] ? Deno.readTextFileSync(BPF_STATS).trim() : undefined;
+if (bpfStatsWas !== undefined) Deno.writeTextFileSync(BPF_STATS, "1");
+const restoreBpfStats = () => bpfStatsWas !== undefined && Deno.writeTextFileSync(BPF_STATS, bpfStatsWas);
 for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
   Deno.addSignalListener(sig, async () => {
     await detachOnSignal?.().catch(() => {});
+    restoreBpfStats();
     await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output().catch(() => {});
     Deno.exit(code);
   });
@@ -843,4 +904,5 @@ if (o.json) {
     JSON.stringify({ kernel: Deno.osRelease(), ncpu, duration, results, ejections, unmeasured }, null, 2),
   );
 }
+restoreBpfStats();
 Deno.exit(ejections.length || unmeasured.length ? 1 : 0);

@@ -83,6 +83,13 @@ Deno.test("bench:sched", async (t) => {
           [["--rows", "quiet-4ms,rt-4ms", "--rounds", "x"], /--rounds must be/, 2],
           [["--rows", "quiet-4ms,rt-4ms"], /stress-ng is not on PATH, and row rt-4ms loads the CPUs/, 6],
           [["--rows", "fork-4ms", "--rounds", "100", "--duration-s", "3600"], /stress-ng is not on PATH/, 6],
+          // The quiet row needs no stress-ng, --bpf-stats needs bpftool: named before anything boots.
+          [
+            ["--rows", "quiet-4ms", "--bpf-stats"],
+            /^error: bench:sched: --bpf-stats reads the programs' run times with bpftool, which is not on PATH: install it \(Debian: bpftool\)$/,
+            6,
+          ],
+          [["--rows", "quiet-4ms", "--bpf-stats", "--bpf-stats"], /--bpf-stats is given twice/, 2],
         ] as const
       ) {
         const r = await benchSchedWithoutPath([...args]);
