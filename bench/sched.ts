@@ -39,14 +39,19 @@
  * Schedulers: default, minimal, fastpath, nosignals, foreground, baseline, bpfland, lavd (the list
  * defaults to default,fastpath,foreground,bpfland,lavd; input rows run nosignals in foreground's place).
  * Bad arguments are refused before the VM boots (exit 2), and so are loaded rows without stress-ng
- * on PATH (exit 6; scripts/setup --test installs it). A run whose load did not start or ended early,
+ * on PATH, and --bpf-stats without bpftool (exit 6; scripts/setup --test installs both). A run whose load did not start or ended early,
  * or whose probe failed, is not measured: listed under "not measured" (and in --json), exit 1 as for an ejection. Ctrl-C or
- * SIGTERM detaches the scheduler of the run in progress.
+ * SIGTERM (or SIGHUP) detaches the scheduler of the run in progress.
  *
- * --bpf-stats turns on the kernel's BPF run-time statistics (kernel.bpf_stats_enabled, as it was after)
- * and prints, for each run, every BPF program that ran during the probe: its runs and its mean run time
- * (bpftool prog show): what fastpath's callbacks and detectors' tracepoints, and the public
- * schedulers' own, cost per call. The statistics slow every program a little (two clock reads a run).
+ * --bpf-stats turns on the kernel's BPF run-time statistics (kernel.bpf_stats_enabled, put back as it
+ * was when the bench ends) and prints, for each run, the BPF programs that ran between two bpftool
+ * snapshots taken as the probe starts and as it ends: each one's mean µs per run and runs (programs of
+ * one name summed, their number given; one unloaded meanwhile not counted), and the total of all of
+ * them - every program on the machine, not only the scheduler's. What fastpath's callbacks and
+ * detectors' tracepoints, and the public schedulers' own, cost per call. The statistics slow every
+ * program a little (two clock reads a run). In --json each run has them as "bpf": {NAME: {runs,
+ * run_time_ns, programs}}. Without bpftool on PATH: exit 6, as without stress-ng for a loaded row; a
+ * snapshot that fails is a warning, and that run has no statistics.
  *
  * --baseline DIR adds the scheduler "baseline": fastpath as built in another checkout DIR (say a
  * `git worktree` of the commit before a change), so a change is measured against its parent in the
@@ -218,45 +223,65 @@ interface Result {
   wake_p99_us: number;
   /** input rows: fp-inputprobe's figures */
   input?: InputResult;
-  /** --bpf-stats: each BPF program that ran during the probe, by name: runs and total run time, ns */
-  bpf?: Record<string, { runs: number; run_time_ns: number }>;
+  /** --bpf-stats: the BPF programs that ran during the probe, by name (progDelta) */
+  bpf?: Record<string, ProgRun>;
 }
 
-/** --bpf-stats: every loaded BPF program's name, runs and total run time (ns), by id, from bpftool. */
-async function progTimes(): Promise<Map<number, { name: string; runs: number; ns: number }>> {
-  const out = await new Deno.Command("bpftool", { args: ["-j", "prog", "show"], stdout: "piped", stderr: "piped" })
-    .output();
-  if (!out.success) throw new Error(`bpftool prog show failed: ${new TextDecoder().decode(out.stderr).trim()}`);
-  const progs = JSON.parse(new TextDecoder().decode(out.stdout)) as Array<
-    { id: number; name?: string; run_cnt?: number; run_time_ns?: number }
-  >;
-  return new Map(
-    progs.map((p) => [p.id, { name: p.name ?? `id ${p.id}`, runs: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 }]),
-  );
+/** What BPF programs of one name ran: runs, total run time (ns), and how many programs that is. */
+interface ProgRun {
+  runs: number;
+  run_time_ns: number;
+  programs: number;
+}
+type ProgSnapshot = Map<number, { name: string; runs: number; ns: number }>;
+
+/**
+ * --bpf-stats: every loaded BPF program's name, runs and total run time (ns), by id, from bpftool;
+ * undefined, with a warning, when bpftool fails (that run then has no statistics, and is measured).
+ */
+async function progTimes(): Promise<ProgSnapshot | undefined> {
+  try {
+    const out = await new Deno.Command("bpftool", { args: ["-j", "prog", "show"], stdout: "piped", stderr: "piped" })
+      .output();
+    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr).trim() || `exit ${out.code}`);
+    const progs = JSON.parse(new TextDecoder().decode(out.stdout)) as Array<
+      { id: number; name?: string; run_cnt?: number; run_time_ns?: number }
+    >;
+    return new Map(
+      progs.map((p) => [p.id, { name: p.name ?? `id ${p.id}`, runs: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 }]),
+    );
+  } catch (e) {
+    console.error(`  warning: bpftool prog show failed (${(e as Error).message}): this run has no BPF statistics`);
+    return undefined;
+  }
 }
 
-/** What ran between two `progTimes`, by program name (a program loaded in between counts from 0). */
-function progDelta(
-  before: Map<number, { runs: number; ns: number }>,
-  after: Map<number, { name: string; runs: number; ns: number }>,
-): Record<string, { runs: number; run_time_ns: number }> {
-  const d: Record<string, { runs: number; run_time_ns: number }> = {};
+/**
+ * What ran between two snapshots, by program name: a program loaded in between counts from 0, one
+ * unloaded in between is not in `after` and is not counted.
+ */
+function progDelta(before: ProgSnapshot, after: ProgSnapshot): Record<string, ProgRun> {
+  const d: Record<string, ProgRun> = {};
   for (const [id, a] of after) {
     const runs = a.runs - (before.get(id)?.runs ?? 0);
     if (runs <= 0) continue;
-    const e = (d[a.name] ??= { runs: 0, run_time_ns: 0 });
+    const e = (d[a.name] ??= { runs: 0, run_time_ns: 0, programs: 0 });
     e.runs += runs;
     e.run_time_ns += a.ns - (before.get(id)?.ns ?? 0);
+    e.programs++;
   }
   return d;
 }
 
-/** One line of `progDelta`: the programs by total time, each with its mean µs per run and runs. */
-function progLine(d: Record<string, { runs: number; run_time_ns: number }>): string {
+/** One line of `progDelta`: the total of all programs, then each by total time with its mean µs per run and runs. */
+function progLine(d: Record<string, ProgRun>): string {
   const rows = Object.entries(d).sort((a, b) => b[1].run_time_ns - a[1].run_time_ns);
   const total = rows.reduce((n, [, e]) => n + e.run_time_ns, 0);
-  return `BPF ${(total / 1e6).toFixed(1)} ms: ` +
-    rows.map(([n, e]) => `${n} ${(e.run_time_ns / e.runs / 1000).toFixed(2)} µs × ${e.runs}`).join(", ");
+  const each = ([n, e]: [string, ProgRun]) =>
+    `${n}${e.programs > 1 ? ` (${e.programs} programs)` : ""} ${
+      (e.run_time_ns / e.runs / 1000).toFixed(2)
+    } µs × ${e.runs}`;
+  return `BPF, all programs, ${(total / 1e6).toFixed(1)} ms: ${rows.map(each).join(", ")}`;
 }
 
 interface InputResult {
@@ -791,10 +816,12 @@ const BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled";
 const bpfStatsWas = o["bpf-stats"] ? Deno.readTextFileSync(BPF_STATS).trim() : undefined;
 if (bpfStatsWas !== undefined) Deno.writeTextFileSync(BPF_STATS, "1");
 const restoreBpfStats = () => bpfStatsWas !== undefined && Deno.writeTextFileSync(BPF_STATS, bpfStatsWas);
-for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+// Put back first on a signal (synchronous: a detach that hangs cannot keep it on), and at any exit.
+globalThis.addEventListener("unload", restoreBpfStats);
+for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const) {
   Deno.addSignalListener(sig, async () => {
-    await detachOnSignal?.().catch(() => {});
     restoreBpfStats();
+    await detachOnSignal?.().catch(() => {});
     await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output().catch(() => {});
     Deno.exit(code);
   });
@@ -898,11 +925,11 @@ for (const rowName of rowNames.filter((n) => ROWS[n].input)) {
 for (const [s, why] of absent) console.log(`${s}: absent (${why})`);
 console.log(`ejections: ${ejections.length ? ejections.join("; ") : "none"}`);
 if (unmeasured.length) console.log(`not measured: ${unmeasured.join("; ")}`);
+restoreBpfStats();
 if (o.json) {
   Deno.writeTextFileSync(
     o.json,
     JSON.stringify({ kernel: Deno.osRelease(), ncpu, duration, results, ejections, unmeasured }, null, 2),
   );
 }
-restoreBpfStats();
 Deno.exit(ejections.length || unmeasured.length ? 1 : 0);
