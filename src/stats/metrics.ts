@@ -235,7 +235,7 @@ function reflectorMetrics(src: MetricSource, counter: Make, each: Each): void {
   );
   counter(
     "fastpath_reflector_mac_changes_total",
-    "times the interface's MAC changed (the reflector answers for the new one only)",
+    "changes of the interface's MAC the reflector followed (several within a moment can count as one; it answers for the new MAC only)",
     rlabels,
     (set) => each(reflectorOf, (c) => set(rl(), n(c.mac_changes))),
   );
