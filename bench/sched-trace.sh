@@ -24,7 +24,7 @@ echo 'sched:sched_switch sched:sched_wakeup sched:sched_waking sched:sched_migra
 .tools/bin/deno run -A --unstable-ffi main.ts sched run > "$OUT/sched.log" 2>&1 &
 sched=$!
 trap 'echo 0 > $T/tracing_on; pkill -KILL stress-ng; kill -INT $sched 2>/dev/null; wait $sched' EXIT
-for _ in $(seq 60); do grep -q enabled /sys/kernel/sched_ext/state 2>/dev/null && break; sleep 0.5; done
+for _ in $(seq 240); do grep -q enabled /sys/kernel/sched_ext/state 2>/dev/null && break; sleep 0.5; done
 grep -q enabled /sys/kernel/sched_ext/state || { echo "fastpath did not attach: see $OUT/sched.log" >&2; exit 1; }
 sleep 3
 for i in $(seq "$ROUNDS"); do
