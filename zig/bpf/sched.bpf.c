@@ -309,10 +309,14 @@ static __always_inline u32 class_of(struct task_struct *p)
 	return is_foreground(p) ? FP_TASK_FOREGROUND : FP_TASK_NORMAL;
 }
 
-/* The task's wake frequency as of now (sched.h: a task that stopped waking loses its frequency). */
-static __always_inline u64 hz_of(struct task_ctx *tc)
+/*
+ * The task's wake frequency as of `now` (sched.h: a task that stopped waking loses its frequency).
+ * Each callback reads the clock once and passes it down: on 6.12, without scx_bpf_now, every read
+ * is a helper call on the wake-up path.
+ */
+static __always_inline u64 hz_of(struct task_ctx *tc, u64 now)
 {
-	return fp_wake_hz_now(tc->wake_hz, now_ns() - tc->last_woke);
+	return fp_wake_hz_now(tc->wake_hz, now - tc->last_woke);
 }
 
 static __always_inline u64 weight_of(struct task_struct *p, struct task_ctx *tc)
@@ -325,14 +329,14 @@ static __always_inline u64 weight_of(struct task_struct *p, struct task_ctx *tc)
  * window (the compositor's reader and the threads it wakes) or an audio thread; 2 the game's
  * GPU-submit or network thread; 1 woken from an interrupt or by a real-time task; else 0.
  */
-static __always_inline u32 signal_urgency(struct task_struct *p)
+static __always_inline u32 signal_urgency(struct task_struct *p, u64 now)
 {
 	struct fp_task_sig *sig = bpf_task_storage_get(&task_sig, p, 0, 0);
 	u32 cls;
 
 	if (!sig)
 		return 0;
-	cls = fp_classes(sig, roles_of(p->tgid), now_ns(), &dknobs);
+	cls = fp_classes(sig, roles_of(p->tgid), now, &dknobs);
 	if (cls & (FP_CLASS_INPUT | FP_CLASS_AUDIO))
 		return 3;
 	if (cls & (FP_CLASS_GPU | FP_CLASS_NET))
@@ -344,10 +348,10 @@ static __always_inline u32 signal_urgency(struct task_struct *p)
  * The most runtime since its last wakeup `p`'s deadline counts (sched.h: fp_exec_max): one slice
  * for a latency-critical task, even one that has not slept for a while because it fell behind.
  */
-static __always_inline u64 exec_max_of(struct task_struct *p, struct task_ctx *tc)
+static __always_inline u64 exec_max_of(struct task_struct *p, struct task_ctx *tc, u64 now)
 {
-	int urgent = fp_deadline_urgent(&tun, tc->wake_hz, now_ns() - tc->last_woke, tc->cls,
-					signal_urgency(p) > 0);
+	int urgent = fp_deadline_urgent(&tun, tc->wake_hz, now - tc->last_woke, tc->cls,
+					signal_urgency(p, now) > 0);
 
 	return fp_exec_max(&tun, tc->wake_hz, urgent);
 }
@@ -357,7 +361,7 @@ static __always_inline u64 exec_max_of(struct task_struct *p, struct task_ctx *t
  * running task's context is brought up to date only when it stops). Records its runtime term, so
  * the clock's bound (shared_head_vruntime) takes off what the queued deadline holds.
  */
-static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *tc, u64 ran)
+static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *tc, u64 ran, u64 now)
 {
 	u64 weight = weight_of(p, tc);
 	u64 exec = tc->exec_ns + ran;
@@ -367,21 +371,21 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	 * hogs its place - queued at the clock like a hog after each short slice, it fell behind for
 	 * good and the game's input waited 0.1-0.7 s (p99). fastpath's own threads get none.
 	 */
-	u64 credit = fp_wake_credit(&tun, hz_of(tc), weight, exec == 0, tc->slept_ns, tc->cls);
+	u64 credit = fp_wake_credit(&tun, hz_of(tc, now), weight, exec == 0, tc->slept_ns, tc->cls);
 	/* Right after a wakeup there is no runtime to bound: skip the detectors' lookups. */
-	u64 max = exec ? exec_max_of(p, tc) : 0;
+	u64 max = exec ? exec_max_of(p, tc, now) : 0;
 
 	tc->exec_vtime = fp_vtime_delta(exec < max ? exec : max, weight);
 	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
 }
 
 /* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */
-static __always_inline u64 slice_of(struct task_ctx *tc)
+static __always_inline u64 slice_of(struct task_ctx *tc, u64 now)
 {
 	s32 cpu = bpf_get_smp_processor_id();
 	u64 queued = scx_bpf_dsq_nr_queued(FP_DSQ_SHARED) + tun.nr_cpus * scx_bpf_dsq_nr_queued(FP_DSQ_CPU(cpu));
 
-	return tc ? fp_class_slice(&tun, hz_of(tc), queued, tc->cls) : fp_slice_loaded(&tun, 0, queued);
+	return tc ? fp_class_slice(&tun, hz_of(tc, now), queued, tc->cls) : fp_slice_loaded(&tun, 0, queued);
 }
 
 /* Deadline of the first task in queue `dsq`; ~0 when it is empty. */
@@ -564,14 +568,14 @@ static void maybe_fold(u64 now)
 /* --- sched_ext_ops ----------------------------------------------------------------------------- */
 
 /* 0 normal, 1 latency-critical (wakes often), 2 foreground (named, or the detected game). */
-static __always_inline u32 policy_urgency(struct task_ctx *tc)
+static __always_inline u32 policy_urgency(struct task_ctx *tc, u64 now)
 {
-	return tc->cls == FP_TASK_FOREGROUND ? 2 : fp_latency_critical(&tun, hz_of(tc), tc->cls) ? 1 : 0;
+	return tc->cls == FP_TASK_FOREGROUND ? 2 : fp_latency_critical(&tun, hz_of(tc, now), tc->cls) ? 1 : 0;
 }
 
-static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc)
+static __always_inline u32 urgency(struct task_struct *p, struct task_ctx *tc, u64 now)
 {
-	return fp_urgency(tc->cls, policy_urgency(tc), signal_urgency(p));
+	return fp_urgency(tc->cls, policy_urgency(tc, now), signal_urgency(p, now));
 }
 
 /*
@@ -708,7 +712,7 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		 * detectors' evidence is already in: sched_waking fires before ops.select_cpu; the
 		 * class is as ops.enqueue last cached it).
 		 */
-		if (cc && cc->started_at && cc->running_lat < urgency(p, tc))
+		if (cc && cc->started_at && cc->running_lat < urgency(p, tc, now_ns()))
 			return self;
 		return prev_cpu;
 	}
@@ -728,8 +732,8 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 		if (wake_flags & SCX(WAKE_TTWU))
 			woke(tc, now);
 		tc->cls = class_of(p);
-		tc->deadline = deadline_of(p, tc, 0);
-		insert(p, SCX(DSQ_LOCAL), slice_of(tc), 0);
+		tc->deadline = deadline_of(p, tc, 0, now);
+		insert(p, SCX(DSQ_LOCAL), slice_of(tc, now), 0);
 		return cpu;
 	}
 	if (tc)
@@ -770,10 +774,10 @@ static __always_inline bool preemptible(struct cpu_ctx *cc, u32 level, u64 deadl
  * (the wakeup's timer or interrupt fired here, so its caches are warm for the wakee too). -1 when
  * no CPU should be interrupted.
  */
-static s32 preempt_victim(struct task_struct *p, u32 level, u64 deadline)
+static s32 preempt_victim(struct task_struct *p, u32 level, u64 deadline, u64 now)
 {
 	u32 i, zero = 0, best_level = ~0U;
-	u64 best_deadline = 0, now = now_ns();
+	u64 best_deadline = 0;
 	s32 victim = -1;
 	s32 self = bpf_get_smp_processor_id();
 	struct cpu_ctx *cc = this_cpu_ctx();
@@ -840,7 +844,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	struct fp_sched_counters *c = cnt();
 	struct task_ctx *tc = tctx_or_create(p);
 	struct cpu_ctx *cc;
-	u64 slice, deadline;
+	u64 slice, deadline, now = now_ns();
 	u32 zero = 0, level;
 	s32 cpu;
 
@@ -873,13 +877,13 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 * it waited 0.3 s.
 	 */
 	if (enq_flags & SCX(ENQ_WAKEUP))
-		woke(tc, now_ns());
+		woke(tc, now);
 	/*
 	 * Looked up at every queueing, not only at wakeups: a game thread that never sleeps - a main
 	 * loop spinning at 100 % - named or detected after it started was never seen as foreground.
 	 */
 	tc->cls = class_of(p);
-	level = urgency(p, tc);
+	level = urgency(p, tc, now);
 	/*
 	 * A thread in an input window or an audio thread (urgency 3) gets a whole slice, not the one a
 	 * frequent waker shrinks to beside a long queue: the compositor's 0.5 ms ran out between its read
@@ -887,7 +891,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 * had preempted - resumed first in the local queue - ran before it: 34 of 3005 input chains
 	 * beside four hogs per CPU, a median 2.2 ms each, most of the event->worker p99 (tracefs).
 	 */
-	slice = level >= 3 ? tun.slice_ns : slice_of(tc);
+	slice = level >= 3 ? tun.slice_ns : slice_of(tc, now);
 	cpu = scx_bpf_task_cpu(p);
 
 	/*
@@ -898,9 +902,9 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (is_pinned(p) && bpf_cpumask_test_cpu(cpu, p->cpus_ptr)) {
 		cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
-		deadline = deadline_of(p, tc, 0);
+		deadline = deadline_of(p, tc, 0, now);
 		tc->deadline = deadline;
-		if ((enq_flags & SCX(ENQ_WAKEUP)) && level && cc && preemptible(cc, level, deadline, now_ns()))
+		if ((enq_flags & SCX(ENQ_WAKEUP)) && level && cc && preemptible(cc, level, deadline, now))
 			preempt_with(p, tc, cpu, slice, enq_flags);
 		else if (migration_disabled(p))
 			insert(p, SCX(DSQ_LOCAL_ON) | cpu, slice, enq_flags);
@@ -930,7 +934,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 		}
 	}
 
-	deadline = deadline_of(p, tc, 0);
+	deadline = deadline_of(p, tc, 0, now);
 	tc->deadline = deadline;
 
 	/*
@@ -956,7 +960,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	cpu = tc->idle_cpu >= 0 ? tc->idle_cpu : scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	tc->idle_cpu = -1;
 	if (cpu < 0 && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
-		cpu = preempt_victim(p, level, deadline);
+		cpu = preempt_victim(p, level, deadline, now);
 		if (cpu >= 0) {
 			preempt_with(p, tc, cpu, slice, enq_flags);
 			return;
@@ -1003,14 +1007,14 @@ void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
 	bool expired = prev && (prev->scx.flags & SCX(TASK_QUEUED));
 	struct task_ctx *tc = expired ? tctx_of(prev) : NULL;
 	u64 shared = shared_head_deadline(), own = head_deadline(FP_DSQ_CPU(cpu));
-	u64 first = shared < own ? shared : own;
+	u64 first = shared < own ? shared : own, now = now_ns();
 
 	/*
 	 * The previous task used up its slice and is still runnable. It has not been queued again
 	 * yet, so no queue holds it: compare it with the first task of either queue this CPU serves,
 	 * or a frame thread whose slice ends mid-frame would wait behind a hog's whole slice.
 	 */
-	if (tc && cc && cc->started_at && deadline_of(prev, tc, now_ns() - cc->started_at) <= first)
+	if (tc && cc && cc->started_at && deadline_of(prev, tc, now - cc->started_at, now) <= first)
 		goto keep;
 	/* Both queues empty and nothing to go on with: this CPU idles (most calls, on a quiet machine). */
 	if (first == ~0ULL && !expired)
@@ -1029,11 +1033,11 @@ keep:
 	 * Nothing queued is due earlier: the previous task goes on, with no ops.stopping - so its
 	 * runtime is accounted here, and its deadline as the next wakeup's preemption sees it.
 	 */
-	prev->scx.slice = slice_of(tc);
+	prev->scx.slice = slice_of(tc, now);
 	if (cc && cc->started_at) {
-		account_run(prev, tc, cc, now_ns());
+		account_run(prev, tc, cc, now);
 		if (tc)
-			cc->running_deadline = tc->deadline = deadline_of(prev, tc, 0);
+			cc->running_deadline = tc->deadline = deadline_of(prev, tc, 0, now);
 	}
 	if (c)
 		c->kept_running++;
@@ -1045,7 +1049,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	struct cpu_ctx *cc = this_cpu_ctx();
 	struct task_ctx *tc = tctx_of(p);
 	u64 now = now_ns();
-	u32 policy = tc ? policy_urgency(tc) : 0, lat = fp_urgency(tc ? tc->cls : FP_TASK_NORMAL, policy, signal_urgency(p));
+	u32 policy = tc ? policy_urgency(tc, now) : 0;
+	u32 lat = fp_urgency(tc ? tc->cls : FP_TASK_NORMAL, policy, signal_urgency(p, now));
 
 	if (cc) {
 		/* A task that waited its turn runs: the hand-offs that went ahead of it start again from 0. */
@@ -1061,7 +1066,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	}
 	if (cc)
 		__sync_fetch_and_add(&nr_running, 1);
-	if (tc)
+	/* The clock moves only forward: no look at the shared queue's head when it would not move. */
+	if (tc && tc->vruntime > state.vtime_now)
 		advance_vtime(fp_clock_bound(tc->vruntime, shared_head_vruntime()));
 	if (c) {
 		c->runs++;
