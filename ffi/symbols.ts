@@ -141,9 +141,19 @@ export const symbols = {
       "pointer", // struct fp_scheduler *s
       "buffer", // const uint32_t *tgids
       "u32", // uint32_t n
+      "buffer", // const char *names - NUL-separated process names, looked up again at each exec
+      "u32", // uint32_t names_len
       "u32", // uint32_t weight_pct
     ],
     result: "i32",
+  },
+  fp_sched_foreground: {
+    parameters: [
+      "pointer", // struct fp_scheduler *s
+      "buffer", // uint32_t *out
+      "u32", // uint32_t cap
+    ],
+    result: "u32", // how many thread groups are foreground now (may exceed cap)
   },
   fp_sched_wait: {
     parameters: [

@@ -52,8 +52,9 @@ export type SchedKnobs = Record<SchedKnob, number>;
 
 export type SchedulerOptions = Partial<SchedKnobs> & {
   /**
-   * Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight. Names are
-   * looked up again every second while the scheduler runs, so a game started later is found.
+   * Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight. Names
+   * (command name, or the executable's base name) are looked up again by the library at every exec
+   * the detectors see, and every second, so a game started later is found within 100 ms.
    */
   foreground?: Array<number | string>;
   /**
@@ -243,8 +244,6 @@ export class Scheduler extends NativeHandle {
   /** Partial mode: only the foreground is scheduled by fastpath. */
   readonly partial: boolean;
   #detector: Detector | undefined;
-  #foreground: number[] = [];
-  #resolver: ReturnType<typeof setInterval> | undefined;
 
   private constructor(handle: Deno.PointerObject, lib: Lib, options: SchedKnobs, partial: boolean) {
     super(handle, "scheduler");
@@ -304,17 +303,7 @@ export class Scheduler extends NativeHandle {
       const d = lib.native.fp_sched_detector(s.live());
       if (d) s.#detector = new Detector(d, lib, false, detectKnobs(o.detect), o.detect?.signalsOff ?? []);
     }
-    if (fg.tgids.length) s.setForeground(fg.tgids);
-    const names = (o.foreground ?? []).filter((x) => !/^\d+$/.test(String(x)));
-    if (names.length) {
-      const timer = setInterval(() => {
-        if (!s.open || s.state() !== "running") return;
-        const { tgids } = resolveForeground(o.foreground!);
-        if (tgids.join() !== s.#foreground.join()) s.setForeground(tgids);
-      }, 1000);
-      Deno.unrefTimer(timer);
-      s.#resolver = timer;
-    }
+    if (o.foreground?.length) s.setForeground(o.foreground);
     return s;
   }
 
@@ -346,22 +335,34 @@ export class Scheduler extends NativeHandle {
     Object.assign(this.options, next);
   }
 
-  /** Foreground thread groups now (tgids). */
+  /** Foreground thread groups now (tgids): the PIDs given and the processes the names match now. */
   get foreground(): number[] {
-    return [...this.#foreground];
+    const out = new Uint32Array(64); // FP_MAX_FOREGROUND
+    const n = this.#lib.native.fp_sched_foreground(this.live(), new Uint8Array(out.buffer), out.length);
+    return [...out.subarray(0, Math.min(n, out.length))].sort((a, b) => a - b);
   }
 
-  /** Replaces the foreground set (PIDs; resolve names with `resolveForeground`). */
-  setForeground(tgids: number[], weightPct = this.options.foregroundWeightPct): void {
-    const arr = new Uint32Array(tgids);
+  /**
+   * Replaces the foreground: PIDs (a thread's PID counts as its process; one that is gone is left
+   * out) and process names (command name, or the executable's base name). The library looks the
+   * names up again at every exec its detectors see (every second without them), in its own thread:
+   * a game started later is foreground within 100 ms of its start, however busy the machine.
+   * Throws FastpathError (more than 64 entries, a bad weight).
+   */
+  setForeground(specs: Array<number | string>, weightPct = this.options.foregroundWeightPct): void {
+    const pids = specs.filter((x) => /^\d+$/.test(String(x).trim()));
+    const names = specs.map((x) => String(x).trim()).filter((x) => !/^\d+$/.test(x));
+    const arr = new Uint32Array(pids.length ? resolveForeground(pids).tgids : []);
+    const nameBytes = new TextEncoder().encode(names.join("\0"));
     const status = this.#lib.native.fp_sched_set_foreground(
       this.live(),
       new Uint8Array(arr.buffer),
       arr.length,
+      nameBytes,
+      nameBytes.length,
       weightPct,
     );
     this.#lib.unwrap(status, "setting the foreground");
-    this.#foreground = [...tgids];
   }
 
   /** Resolves true as soon as the kernel ejects the scheduler, false after `timeoutMs`. */
@@ -392,18 +393,11 @@ export class Scheduler extends NativeHandle {
 
   /** Detaches (the kernel runs ops.exit; every task goes back to the fair class) and says why it ended. */
   stop(): SchedExit {
-    this.#stopResolver();
     this.#lib.native.fp_sched_stop(this.live());
     return this.exitInfo();
   }
 
-  #stopResolver(): void {
-    if (this.#resolver !== undefined) clearInterval(this.#resolver);
-    this.#resolver = undefined;
-  }
-
   protected free(handle: Deno.PointerObject): void {
-    this.#stopResolver();
     this.#detector?.close();
     this.#lib.native.fp_sched_close(handle);
   }

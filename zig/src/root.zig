@@ -221,9 +221,20 @@ export fn fp_sched_exit_info(s: *Scheduler) *const abi.SchedExit {
     return &s.exit;
 }
 
-/// Replaces the foreground thread groups and their weight (% of their own).
-export fn fp_sched_set_foreground(s: *Scheduler, tgids: [*]const u32, n: u32, weight_pct: u32) abi.Status {
-    return status(s.setForeground(tgids[0..n], weight_pct));
+/// Replaces the foreground - `n` thread groups and `names_len` bytes of NUL-separated process
+/// names (command or executable names, looked up again at each exec) - and its weight (% of their own).
+/// Either pointer may be null when its length is 0 (an empty buffer crosses the FFI as null).
+export fn fp_sched_set_foreground(s: *Scheduler, tgids: ?[*]const u32, n: u32, names: ?[*]const u8, names_len: u32, weight_pct: u32) abi.Status {
+    const t: []const u32 = if (tgids) |p| p[0..n] else if (n == 0) &.{} else return status(diag.fail(error.InvalidArgument, "{d} foreground thread groups at a null pointer", .{n}));
+    const m: []const u8 = if (names) |p| p[0..names_len] else if (names_len == 0) "" else return status(diag.fail(error.InvalidArgument, "{d} bytes of foreground names at a null pointer", .{names_len}));
+    return status(s.setForeground(t, m, weight_pct));
+}
+
+/// Copies up to `cap` foreground thread groups (given and found by name) into `out`; returns how
+/// many there are.
+export fn fp_sched_foreground(s: *Scheduler, out: ?[*]u32, cap: u32) u32 {
+    var none: [0]u32 = .{};
+    return @intCast(s.foreground(if (out) |p| p[0..cap] else &none));
 }
 
 /// Changes the knobs of `opts` (every `sched_limits` field) while the scheduler runs; the modes

@@ -143,6 +143,9 @@ pub const Detector = struct {
     state: *volatile c.struct_fp_detect_state,
     links: std.ArrayListUnmanaged(*c.bpf_link) = .empty,
     ring: ?*c.struct_ring_buffer = null,
+    /// Exec events handled so far: the scheduler's monitor looks for `--foreground` names again
+    /// when this moves (Scheduler.followNames).
+    execs_seen: std.atomic.Value(u64) = .init(0),
     counters_fd: i32,
     threads_fd: i32,
     roles_fd: i32,
@@ -305,6 +308,7 @@ pub const Detector = struct {
         defer d.lock.unlock();
         switch (e.kind) {
             c.FP_EVENT_EXEC => {
+                _ = d.execs_seen.fetchAdd(1, .release);
                 // A new candidate is picked now, not at the next second: a game is found as it starts.
                 const before = d.candidates.items.len;
                 d.consider(e.tgid, e.at);

@@ -160,6 +160,49 @@ pub fn readProc(pid: u32, what: []const u8, buf: []u8) ?[]const u8 {
     return buf[0..n];
 }
 
+/// Whether a process whose command name is `comm` (the kernel keeps its first 15 bytes) or whose
+/// executable's base name is `exe` is the one `name` names, as `--foreground NAME` means it.
+pub fn nameMatches(comm_: []const u8, exe: []const u8, name: []const u8) bool {
+    if (name.len == 0) return false;
+    return std.mem.eql(u8, comm_, name) or std.mem.eql(u8, exe, name) or
+        (name.len > 15 and std.mem.eql(u8, comm_, name[0..15]));
+}
+
+/// The base name of a process's executable (readlink /proc/<pid>/exe); null for kernel threads and
+/// processes gone meanwhile.
+pub fn exeBase(pid: u32, buf: []u8) ?[]const u8 {
+    var path_buf: [48]u8 = undefined;
+    const path = std.fmt.bufPrintZ(&path_buf, "/proc/{d}/exe", .{pid}) catch return null;
+    const rc = linux.readlink(path, buf.ptr, buf.len);
+    if (linux.E.init(rc) != .SUCCESS) return null;
+    const target = buf[0..rc];
+    return target[(std.mem.lastIndexOfScalar(u8, target, '/') orelse return target) + 1 ..];
+}
+
+/// Fills `out` with the thread groups whose name is one of `names` (NUL-separated; see
+/// nameMatches) and returns how many (at most out.len; the rest are left out). Reads /proc.
+pub fn pidsNamed(names: []const u8, out: []u32) usize {
+    var n: usize = 0;
+    var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return 0;
+    defer proc.close();
+    var it = proc.iterate();
+    while (it.next() catch null) |e| {
+        if (n == out.len) break;
+        const pid = std.fmt.parseInt(u32, e.name, 10) catch continue;
+        var comm_buf: [32]u8 = undefined;
+        const cm = comm(pid, &comm_buf) orelse continue;
+        var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const exe = exeBase(pid, &exe_buf) orelse "";
+        var names_it = std.mem.tokenizeScalar(u8, names, 0);
+        while (names_it.next()) |name| if (nameMatches(cm, exe, name)) {
+            out[n] = pid;
+            n += 1;
+            break;
+        };
+    }
+    return n;
+}
+
 /// The command name of a process (comm, without the newline).
 pub fn comm(pid: u32, buf: *[32]u8) ?[]const u8 {
     const text = readProc(pid, "comm", buf) orelse return null;
@@ -276,4 +319,25 @@ test "a process's CPU time and command name come from /proc" {
     try std.testing.expect(comm(self, &buf) != null);
     try std.testing.expect(cpuNs(self) != null);
     try std.testing.expect(!holdsEvdev(self));
+}
+
+test "--foreground NAME matches the command name, its first 15 bytes, or the executable's base name" {
+    try std.testing.expect(nameMatches("game.exe", "wine64-preloader", "game.exe"));
+    try std.testing.expect(nameMatches("VeryLongGameNam", "", "VeryLongGameName.exe"));
+    try std.testing.expect(nameMatches("Main", "eldenring.exe", "eldenring.exe"));
+    try std.testing.expect(!nameMatches("game", "game2", "game.exe"));
+    try std.testing.expect(!nameMatches("VeryLongGameNam", "", "VeryLongGameNam"[0..14]));
+    try std.testing.expect(!nameMatches("", "", ""));
+}
+
+test "pidsNamed finds this process by its executable's base name, and nothing by a name no process has" {
+    const self: u32 = @intCast(std.os.linux.getpid());
+    var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const exe = exeBase(self, &exe_buf).?;
+    var names_buf: [300]u8 = undefined;
+    const names = try std.fmt.bufPrint(&names_buf, "no-such-process-fp\x00{s}", .{exe});
+    var out: [64]u32 = undefined;
+    const n = pidsNamed(names, &out);
+    try std.testing.expect(std.mem.indexOfScalar(u32, out[0..n], self) != null);
+    try std.testing.expectEqual(@as(usize, 0), pidsNamed("no-such-process-fp", &out));
 }

@@ -251,10 +251,21 @@ pub const Scheduler = struct {
     /// What earlier attaches of this run counted: a re-attach (CPU hotplug) continues the counters.
     base: c.struct_fp_sched_counters = std.mem.zeroes(c.struct_fp_sched_counters),
     counters: *align(64) abi.SchedCounters,
-    /// The foreground set and weight now, put back after a re-attach (the maps start empty).
+    /// The foreground set and weight now, put back after a re-attach (the maps start empty): the
+    /// thread groups given by number and those the names resolve to.
     fg: [c.FP_MAX_FOREGROUND]u32 = undefined,
     nfg: usize = 0,
     fg_weight_pct: u32 = 100,
+    /// The foreground as given: thread groups, and names (NUL-separated, see roles.nameMatches)
+    /// that the monitor thread looks up again at each exec the detectors report, and every second.
+    given: [c.FP_MAX_FOREGROUND]u32 = undefined,
+    ngiven: usize = 0,
+    names: [max_names_bytes]u8 = undefined,
+    names_len: usize = 0,
+    /// When (CLOCK_MONOTONIC ns) followNames looks again without an exec, and the detectors' exec
+    /// count it last looked at.
+    names_next: u64 = 0,
+    names_execs: u64 = 0,
     /// Partial mode: the threads moved to SCHED_EXT (put back to SCHED_NORMAL at stop).
     switched: std.ArrayListUnmanaged(i32) = .empty,
     /// The sched_switch program: which CPUs real-time tasks hold (and, on kernels without
@@ -469,6 +480,7 @@ pub const Scheduler = struct {
             _ = std.os.linux.poll(&fds, 1, 100);
             if (fds[0].revents != 0) return;
             s.refresh();
+            s.followNames();
             s.followGame();
             s.rescueStranded();
             s.lock.lock();
@@ -543,19 +555,91 @@ pub const Scheduler = struct {
         }
     }
 
-    /// Replaces the foreground thread groups (at most FP_MAX_FOREGROUND) and their weight. Kept, so a
-    /// re-attach (CPU hotplug) restores them; in partial mode their threads are moved to SCHED_EXT.
-    pub fn setForeground(s: *Scheduler, tgids: []const u32, weight_pct: u32) Error!void {
+    /// Replaces the foreground - thread groups (at most FP_MAX_FOREGROUND) and process names
+    /// (`names`: NUL-separated, at most FP_MAX_FOREGROUND of them, each up to 255 bytes) - and its
+    /// weight. The names are looked up now, then again by the monitor thread at each exec the
+    /// detectors report (every second without them): a game started later, under any load, is
+    /// foreground within 100 ms of its exec - not when the caller's own event loop gets the CPU,
+    /// which beside eight CPU hogs in the VM was never in a 5 s run. Kept, so a re-attach (CPU
+    /// hotplug) restores them; in partial mode their threads are moved to SCHED_EXT.
+    pub fn setForeground(s: *Scheduler, tgids: []const u32, names: []const u8, weight_pct: u32) Error!void {
         if (tgids.len > c.FP_MAX_FOREGROUND)
             return diag.fail(error.InvalidArgument, "at most {d} foreground processes, not {d}", .{ c.FP_MAX_FOREGROUND, tgids.len });
+        try checkNames(names);
         try checkWeight(weight_pct);
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return diag.fail(error.InvalidArgument, "the scheduler is not attached", .{});
-        @memcpy(s.fg[0..tgids.len], tgids);
-        s.nfg = tgids.len;
+        @memcpy(s.given[0..tgids.len], tgids);
+        s.ngiven = tgids.len;
+        @memcpy(s.names[0..names.len], names);
+        s.names_len = names.len;
         s.fg_weight_pct = weight_pct;
+        _ = s.resolveForeground();
+        s.names_next = sys.monotonicNs() + std.time.ns_per_s;
         try s.applyForeground();
+    }
+
+    /// `names` as setForeground takes them: at most FP_MAX_FOREGROUND, none empty or over 255 bytes.
+    fn checkNames(names: []const u8) Error!void {
+        if (names.len > max_names_bytes)
+            return diag.fail(error.InvalidArgument, "foreground names take at most {d} bytes together, not {d}", .{ max_names_bytes, names.len });
+        var n: usize = 0;
+        var it = std.mem.splitScalar(u8, names, 0);
+        while (names.len > 0) {
+            const name = it.next() orelse break;
+            if (name.len == 0 or name.len > 255)
+                return diag.fail(error.InvalidArgument, "a foreground name must be 1 to 255 bytes, not {d}", .{name.len});
+            n += 1;
+        }
+        if (n > c.FP_MAX_FOREGROUND)
+            return diag.fail(error.InvalidArgument, "at most {d} foreground names, not {d}", .{ c.FP_MAX_FOREGROUND, n });
+    }
+
+    /// The foreground set now: the given thread groups and those the names resolve to (at most
+    /// FP_MAX_FOREGROUND, the given ones first). True when it changed. The lock is held.
+    fn resolveForeground(s: *Scheduler) bool {
+        var next: [c.FP_MAX_FOREGROUND]u32 = undefined;
+        @memcpy(next[0..s.ngiven], s.given[0..s.ngiven]);
+        var n = s.ngiven;
+        if (s.names_len > 0) {
+            var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
+            const nf = roles.pidsNamed(s.names[0..s.names_len], &found);
+            for (found[0..nf]) |t| {
+                if (n == next.len) break;
+                if (std.mem.indexOfScalar(u32, next[0..n], t) != null) continue;
+                next[n] = t;
+                n += 1;
+            }
+        }
+        const changed = n != s.nfg or !std.mem.eql(u32, next[0..n], s.fg[0..s.nfg]);
+        @memcpy(s.fg[0..n], next[0..n]);
+        s.nfg = n;
+        return changed;
+    }
+
+    /// The monitor thread: the foreground names looked up again after an exec (the detectors count
+    /// them) or a second after the last look.
+    fn followNames(s: *Scheduler) void {
+        if (s.names_len == 0) return;
+        const execs = if (s.detector) |d| d.execs_seen.load(.acquire) else 0;
+        const now = sys.monotonicNs();
+        if (execs == s.names_execs and now < s.names_next) return;
+        s.names_execs = execs;
+        s.names_next = now + std.time.ns_per_s;
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (s.obj == null) return;
+        if (s.resolveForeground()) s.applyForeground() catch {};
+    }
+
+    /// Copies the foreground set now into `out`; returns how many there are (may exceed out.len).
+    pub fn foreground(s: *Scheduler, out: []u32) usize {
+        s.lock.lock();
+        defer s.lock.unlock();
+        const n = @min(out.len, s.nfg);
+        @memcpy(out[0..n], s.fg[0..n]);
+        return s.nfg;
     }
 
     /// Writes the kept foreground set into the maps and knobs (the lock is held, or no one else runs).
@@ -673,6 +757,10 @@ pub const Scheduler = struct {
         s.gpa.destroy(s);
     }
 };
+
+/// Room for setForeground's names: FP_MAX_FOREGROUND names of a command name's length, or fewer
+/// executable names.
+const max_names_bytes = 4096;
 
 /// CPUs the scheduler knows (FP_MAX_CPUS, sched.h).
 const max_cpus = c.FP_MAX_CPUS;

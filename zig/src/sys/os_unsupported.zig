@@ -112,7 +112,10 @@ pub const Scheduler = struct {
     /// this system for a Linux one is checked there, at its start.
     pub fn validate(_: *const abi.SchedOptions) abi.Error!void {}
     pub fn refresh(_: *Scheduler) void {}
-    pub fn setForeground(_: *Scheduler, _: []const u32, _: u32) abi.Error!void {
+    pub fn foreground(_: *Scheduler, _: []u32) usize {
+        return 0;
+    }
+    pub fn setForeground(_: *Scheduler, _: []const u32, _: []const u8, _: u32) abi.Error!void {
         return noSchedExt();
     }
     pub fn setKnobs(_: *Scheduler, _: *const abi.SchedOptions) abi.Error!void {
