@@ -134,6 +134,9 @@ fn moduleHasFunction(name: [:0]const u8) bool {
     return false;
 }
 
+/// What Detector.exec_hook calls: `f(ctx, tgid)` on the detectors' thread.
+pub const ExecHook = struct { ctx: *anyopaque, f: *const fn (*anyopaque, u32) void };
+
 pub const Detector = struct {
     gpa: std.mem.Allocator,
     opts: abi.DetectOptions,
@@ -143,9 +146,9 @@ pub const Detector = struct {
     state: *volatile c.struct_fp_detect_state,
     links: std.ArrayListUnmanaged(*c.bpf_link) = .empty,
     ring: ?*c.struct_ring_buffer = null,
-    /// Exec events handled so far: the scheduler's monitor looks for `--foreground` names again
-    /// when this moves (Scheduler.followNames).
-    execs_seen: std.atomic.Value(u64) = .init(0),
+    /// Told of each exec (the new program's thread group) before the detectors look at it: the
+    /// scheduler matches its `--foreground` names there (Scheduler.onExec). Set under `lock`.
+    exec_hook: ?ExecHook = null,
     counters_fd: i32,
     threads_fd: i32,
     roles_fd: i32,
@@ -304,11 +307,18 @@ pub const Detector = struct {
         const d: *Detector = @ptrCast(@alignCast(ctx.?));
         if (size < @sizeOf(c.struct_fp_proc_event)) return 0;
         const e: *const c.struct_fp_proc_event = @ptrCast(@alignCast(data.?));
+        if (e.kind == c.FP_EVENT_EXEC) {
+            // First, and outside the lock (the hook takes the scheduler's): reading a process's
+            // environment below takes longer than its two names.
+            d.lock.lock();
+            const hook = d.exec_hook;
+            d.lock.unlock();
+            if (hook) |h| h.f(h.ctx, e.tgid);
+        }
         d.lock.lock();
         defer d.lock.unlock();
         switch (e.kind) {
             c.FP_EVENT_EXEC => {
-                _ = d.execs_seen.fetchAdd(1, .release);
                 // A new candidate is picked now, not at the next second: a game is found as it starts.
                 const before = d.candidates.items.len;
                 d.consider(e.tgid, e.at);

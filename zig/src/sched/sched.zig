@@ -257,15 +257,13 @@ pub const Scheduler = struct {
     nfg: usize = 0,
     fg_weight_pct: u32 = 100,
     /// The foreground as given: thread groups, and names (NUL-separated, see roles.nameMatches)
-    /// that the monitor thread looks up again at each exec the detectors report, and every second.
+    /// matched at each exec the detectors report (onExec) and looked up every second (followNames).
     given: [c.FP_MAX_FOREGROUND]u32 = undefined,
     ngiven: usize = 0,
     names: [max_names_bytes]u8 = undefined,
     names_len: usize = 0,
-    /// When (CLOCK_MONOTONIC ns) followNames looks again without an exec, and the detectors' exec
-    /// count it last looked at.
+    /// When (CLOCK_MONOTONIC ns) followNames looks again.
     names_next: u64 = 0,
-    names_execs: u64 = 0,
     /// Partial mode: the threads moved to SCHED_EXT (put back to SCHED_NORMAL at stop).
     switched: std.ArrayListUnmanaged(i32) = .empty,
     /// The sched_switch program: which CPUs real-time tasks hold (and, on kernels without
@@ -298,6 +296,11 @@ pub const Scheduler = struct {
         errdefer gpa.free(s.percpu);
         if (opts.signals != 0) s.detector = try detect.Detector.start(gpa, &opts.detect);
         errdefer if (s.detector) |d| d.destroy();
+        if (s.detector) |d| {
+            d.lock.lock();
+            defer d.lock.unlock();
+            d.exec_hook = .{ .ctx = s, .f = onExec };
+        }
         try s.attach();
         errdefer s.detach();
         s.monitor = std.Thread.spawn(.{}, monitorLoop, .{s}) catch return diag.fail(error.System, "starting the scheduler's monitor thread", .{});
@@ -557,11 +560,12 @@ pub const Scheduler = struct {
 
     /// Replaces the foreground - thread groups (at most FP_MAX_FOREGROUND) and process names
     /// (`names`: NUL-separated, at most FP_MAX_FOREGROUND of them, each up to 255 bytes) - and its
-    /// weight. The names are looked up now, then again by the monitor thread at each exec the
-    /// detectors report (every second without them): a game started later, under any load, is
-    /// foreground within 100 ms of its exec - not when the caller's own event loop gets the CPU,
-    /// which beside eight CPU hogs in the VM was never in a 5 s run. Kept, so a re-attach (CPU
-    /// hotplug) restores them; in partial mode their threads are moved to SCHED_EXT.
+    /// weight. The names are looked up now, matched at each exec the detectors report (onExec, on
+    /// their thread) and looked up again every second by the monitor thread (a program that renames
+    /// itself; the detectors off): a game started later is foreground as it starts, however busy
+    /// the machine - not when the caller's event loop gets the CPU, which beside eight CPU hogs in
+    /// the VM it did not in 4 of 5 runs of 5 s. Kept, so a re-attach (CPU hotplug) restores them;
+    /// in partial mode their threads are moved to SCHED_EXT.
     pub fn setForeground(s: *Scheduler, tgids: []const u32, names: []const u8, weight_pct: u32) Error!void {
         if (tgids.len > c.FP_MAX_FOREGROUND)
             return diag.fail(error.InvalidArgument, "at most {d} foreground processes, not {d}", .{ c.FP_MAX_FOREGROUND, tgids.len });
@@ -618,19 +622,37 @@ pub const Scheduler = struct {
         return changed;
     }
 
-    /// The monitor thread: the foreground names looked up again after an exec (the detectors count
-    /// them) or a second after the last look.
+    /// The monitor thread: the foreground names looked up again a second after the last look.
     fn followNames(s: *Scheduler) void {
         if (s.names_len == 0) return;
-        const execs = if (s.detector) |d| d.execs_seen.load(.acquire) else 0;
         const now = sys.monotonicNs();
-        if (execs == s.names_execs and now < s.names_next) return;
-        s.names_execs = execs;
+        if (now < s.names_next) return;
         s.names_next = now + std.time.ns_per_s;
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return;
         if (s.resolveForeground()) s.applyForeground() catch {};
+    }
+
+    /// The detectors' exec hook: a program just exec'd as thread group `tgid`; foreground at once
+    /// if one of the names names it. Reads its two names only (roles.nameMatches), never all of /proc.
+    fn onExec(ctx: *anyopaque, tgid: u32) void {
+        const s: *Scheduler = @ptrCast(@alignCast(ctx));
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (s.names_len == 0 or s.obj == null or s.nfg == s.fg.len) return;
+        if (std.mem.indexOfScalar(u32, s.fg[0..s.nfg], tgid) != null) return;
+        var comm_buf: [32]u8 = undefined;
+        const cm = roles.comm(tgid, &comm_buf) orelse return;
+        var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const exe = roles.exeBase(tgid, &exe_buf) orelse "";
+        var it = std.mem.tokenizeScalar(u8, s.names[0..s.names_len], 0);
+        while (it.next()) |name| if (roles.nameMatches(cm, exe, name)) {
+            s.fg[s.nfg] = tgid;
+            s.nfg += 1;
+            s.applyForeground() catch {};
+            return;
+        };
     }
 
     /// Copies the foreground set now into `out`; returns how many there are (may exceed out.len).
