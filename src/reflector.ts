@@ -197,6 +197,17 @@ export class Reflector extends NativeHandle {
     return new Reflector(handle, lib, workerViews, readInfo(lib, handle, o));
   }
 
+  /**
+   * The MAC the reflector answers for now, "aa:bb:cc:dd:ee:ff": `info.mac` is the one it started
+   * with; the reflector follows a change of the interface's MAC (the `mac_changes` counter).
+   */
+  get mac(): string {
+    const b = this.#layout.builder("ReflectorInfo");
+    this.#native.fp_reflector_info(this.live(), b.bytes);
+    const at = this.#layout.field("ReflectorInfo", "mac").offset;
+    return formatMac(b.bytes.slice(at, at + 6));
+  }
+
   /** Totals over all workers, read from shared memory (no native call per counter). */
   stats(): Counters {
     const h = this.live();

@@ -191,7 +191,7 @@ Deno.test("a running reflector follows its interface's identity", async (t) => {
         await text.waitFor("stop with Ctrl-C");
         await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "address", NEW_MAC);
         await text.waitFor(
-          `${lab.reflectorIf} changed its MAC address: reflecting for the new one, no longer for the old`,
+          `${lab.reflectorIf} changed its MAC address to ${NEW_MAC.toLowerCase()}: reflecting for the new one, no longer for the old`,
         );
       } finally {
         await ip(lab.reflectorNs, "link", "set", lab.reflectorIf, "address", lab.reflectorMac);
@@ -213,7 +213,9 @@ Deno.test("a running reflector follows its interface's identity", async (t) => {
       }
       assert.equal(r.code, 0, r.stderr);
       const objects = r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l));
-      assert.equal(objects.filter((o) => o.type === "reflect_mac").length, 2, r.stdout);
+      const macs = objects.filter((o) => o.type === "reflect_mac");
+      assert.equal(macs.length, 2, r.stdout);
+      assert.deepEqual(macs.map((o) => o.mac), [NEW_MAC.toLowerCase(), lab.reflectorMac.toLowerCase()], r.stdout);
       assert.equal(objects.find((o) => o.type === "reflect_summary")?.mac_changes, 2, r.stdout);
     });
 

@@ -273,7 +273,7 @@ export const reflect = cmd
         stop: stop.promise,
         sample: () => r.stats(),
         line: (c, prev, dt) => line(iface, c, prev, dt),
-        board: (c, prev, dt) => reflectBoard(iface, r.info, c, prev, dt),
+        board: (c, prev, dt) => reflectBoard(iface, { ...r.info, mac: r.mac }, c, prev, dt),
         interval: (c, _prev, dt) => ["reflect_interval", { timeS: Date.now() / 1000, intervalS: dt, ...c }],
         observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         after: (c, prev) => {
@@ -282,10 +282,11 @@ export const reflect = cmd
             notes.push(["reflect_link", { state, timeS: Date.now() / 1000 }, text]);
           for (const event of linkNews.next(c, prev)) {
             if (event === "mac") {
+              const mac = r.mac;
               notes.push([
                 "reflect_mac",
-                { timeS: Date.now() / 1000, macChanges: c.mac_changes },
-                `${iface} changed its MAC address: reflecting for the new one, no longer for the old`,
+                { timeS: Date.now() / 1000, mac, macChanges: c.mac_changes },
+                `${iface} changed its MAC address to ${mac}: reflecting for the new one, no longer for the old`,
               ]);
             } else if (event === "up") link("up", `${iface} is up again: reflecting`);
             else if (event === "down") {
