@@ -328,6 +328,33 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     });
   });
 
+  await t.step(
+    "a foreground PID whose process ended is dropped within seconds, so a reused PID is not favoured",
+    async () => {
+      // Once the library held given PIDs for the whole run (the JS timer that re-resolved them was gone).
+      const sched = await Scheduler.start({ signals: false });
+      const gone = new Deno.Command("sleep", { args: ["30"] }).spawn(),
+        stays = new Deno.Command("sleep", { args: ["30"] }).spawn();
+      try {
+        sched.setForeground([gone.pid, stays.pid]);
+        assert.deepEqual(sched.foreground, [gone.pid, stays.pid].sort((a, b) => a - b));
+        gone.kill("SIGKILL");
+        await gone.status;
+        await waitFor(() => sched.foreground.join() === String(stays.pid), "the ended PID dropped", 10_000);
+      } finally {
+        for (const p of [gone, stays]) {
+          try {
+            p.kill("SIGKILL");
+          } catch { /* ended */ }
+          await p.status;
+        }
+        sched.stop();
+        sched.close();
+        await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
+      }
+    },
+  );
+
   await t.step("CPU hogs marked foreground do not starve the other CPU hogs", async () => {
     // Spinning before they are named: a task that never sleeps used to be looked up in the
     // foreground set only when it woke, so these were never foreground (they got what the others

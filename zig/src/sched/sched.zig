@@ -579,7 +579,8 @@ pub const Scheduler = struct {
         @memcpy(s.names[0..names.len], names);
         s.names_len = names.len;
         s.fg_weight_pct = weight_pct;
-        _ = s.resolveForeground();
+        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
+        _ = s.resolveForeground(found[0..roles.pidsNamed(names, &found)]);
         s.names_next = sys.monotonicNs() + std.time.ns_per_s;
         try s.applyForeground();
     }
@@ -600,21 +601,17 @@ pub const Scheduler = struct {
             return diag.fail(error.InvalidArgument, "at most {d} foreground names, not {d}", .{ c.FP_MAX_FOREGROUND, n });
     }
 
-    /// The foreground set now: the given thread groups and those the names resolve to (at most
-    /// FP_MAX_FOREGROUND, the given ones first). True when it changed. The lock is held.
-    fn resolveForeground(s: *Scheduler) bool {
+    /// The foreground set now: the given thread groups and `found`, those the names resolve to (at
+    /// most FP_MAX_FOREGROUND, the given ones first). True when it changed. The lock is held.
+    fn resolveForeground(s: *Scheduler, found: []const u32) bool {
         var next: [c.FP_MAX_FOREGROUND]u32 = undefined;
         @memcpy(next[0..s.ngiven], s.given[0..s.ngiven]);
         var n = s.ngiven;
-        if (s.names_len > 0) {
-            var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
-            const nf = roles.pidsNamed(s.names[0..s.names_len], &found);
-            for (found[0..nf]) |t| {
-                if (n == next.len) break;
-                if (std.mem.indexOfScalar(u32, next[0..n], t) != null) continue;
-                next[n] = t;
-                n += 1;
-            }
+        for (found) |t| {
+            if (n == next.len) break;
+            if (std.mem.indexOfScalar(u32, next[0..n], t) != null) continue;
+            next[n] = t;
+            n += 1;
         }
         const changed = n != s.nfg or !std.mem.eql(u32, next[0..n], s.fg[0..s.nfg]);
         @memcpy(s.fg[0..n], next[0..n]);
@@ -622,16 +619,37 @@ pub const Scheduler = struct {
         return changed;
     }
 
-    /// The monitor thread: the foreground names looked up again a second after the last look.
+    /// The monitor thread, every second: a given thread group whose process ended is dropped for
+    /// good (its PID may be reused by another process), and the names are looked up again.
+    /// /proc is read without the lock (the CLI reads the set at every sample, onExec waits on it).
     fn followNames(s: *Scheduler) void {
-        if (s.names_len == 0) return;
         const now = sys.monotonicNs();
-        if (now < s.names_next) return;
-        s.names_next = now + std.time.ns_per_s;
+        var names: [max_names_bytes]u8 = undefined;
+        var names_len: usize = 0;
+        {
+            s.lock.lock();
+            defer s.lock.unlock();
+            if (now < s.names_next or s.obj == null or (s.names_len == 0 and s.ngiven == 0)) return;
+            s.names_next = now + std.time.ns_per_s;
+            names_len = s.names_len;
+            @memcpy(names[0..names_len], s.names[0..names_len]);
+        }
+        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
+        const nf = if (names_len > 0) roles.pidsNamed(names[0..names_len], &found) else 0;
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return;
-        if (s.resolveForeground()) s.applyForeground() catch {};
+        var i: usize = 0;
+        while (i < s.ngiven) {
+            var comm_buf: [32]u8 = undefined;
+            if (roles.comm(s.given[i], &comm_buf) != null) {
+                i += 1;
+                continue;
+            }
+            s.given[i] = s.given[s.ngiven - 1];
+            s.ngiven -= 1;
+        }
+        if (s.resolveForeground(found[0..nf])) s.applyForeground() catch {};
     }
 
     /// The detectors' exec hook: a program just exec'd as thread group `tgid`; foreground at once
