@@ -52,9 +52,12 @@ export type SchedKnobs = Record<SchedKnob, number>;
 
 export type SchedulerOptions = Partial<SchedKnobs> & {
   /**
-   * Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight. Names
-   * (command name, or the executable's base name) are looked up again by the library at every exec
-   * the detectors see, and every second, so a game started later is found within 100 ms.
+   * Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight, at most
+   * 64. A name matches a process's command name (a name over 15 bytes: its first 15, all the kernel
+   * keeps) or its executable's base name; the library matches it at each exec the detectors see (a
+   * game named by its executable is foreground as it starts: in the VM beside eight CPU hogs, from
+   * its first frame) and looks all names up again every second (a Wine game renames itself after
+   * its exec; the detectors off). A PID whose process ended is dropped at that look.
    */
   foreground?: Array<number | string>;
   /**
@@ -169,7 +172,25 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
  * `fastpath service print sched` runs it on a unit's flags, so a unit never holds what a start refuses.
  */
 export function checkSchedOptions(o: SchedulerOptions): void {
-  for (const spec of o.foreground ?? []) processSpec("foreground", spec);
+  for (const spec of o.foreground ?? []) {
+    processSpec("foreground", spec);
+    // What the library takes (sched.zig setForeground), refused here before anything attaches.
+    const s = String(spec).trim();
+    if (s.includes("/") || s.includes("\0") || new TextEncoder().encode(s).length > 255) {
+      throw new FastpathError(
+        "usage",
+        `\`foreground\`: '${s.slice(0, 40)}${
+          s.length > 40 ? "…" : ""
+        }' is not a process name: give the command or executable's base name (at most 255 bytes, no '/') or a PID`,
+      );
+    }
+  }
+  if ((o.foreground?.length ?? 0) > 64) {
+    throw new FastpathError(
+      "usage",
+      `\`foreground\` names at most 64 processes, not ${o.foreground!.length}: name fewer`,
+    );
+  }
   if (o.detect?.game !== undefined) processSpec("game", o.detect.game);
   if (o.detect?.compositor !== undefined) processSpec("compositor", o.detect.compositor);
   if (o.signals === false) {
@@ -303,7 +324,12 @@ export class Scheduler extends NativeHandle {
       const d = lib.native.fp_sched_detector(s.live());
       if (d) s.#detector = new Detector(d, lib, false, detectKnobs(o.detect), o.detect?.signalsOff ?? []);
     }
-    if (o.foreground?.length) s.setForeground(o.foreground);
+    try {
+      if (o.foreground?.length) s.setForeground(o.foreground);
+    } catch (e) {
+      s.close(); // detaches: no scheduler is left attached without a handle to stop it
+      throw e;
+    }
     return s;
   }
 
@@ -344,10 +370,9 @@ export class Scheduler extends NativeHandle {
 
   /**
    * Replaces the foreground: PIDs (a thread's PID counts as its process; one that is gone is left
-   * out) and process names (command name, or the executable's base name). The library looks the
-   * names up again at every exec its detectors see (every second without them), in its own thread:
-   * a game started later is foreground within 100 ms of its start, however busy the machine.
-   * Throws FastpathError (more than 64 entries, a bad weight).
+   * out, one that ends is dropped within a second) and process names, matched as `foreground` in
+   * SchedulerOptions says, in the library's threads. Throws FastpathError (more than 64 entries, a
+   * name over 255 bytes, a bad weight).
    */
   setForeground(specs: Array<number | string>, weightPct = this.options.foregroundWeightPct): void {
     const pids = specs.filter((x) => /^\d+$/.test(String(x).trim()));

@@ -642,6 +642,14 @@ Deno.test("the CLI", async (t) => {
         [["observe", "--compositor", "0"], "--compositor must be one process name or a PID from 1 to 4194304, not '0'"],
         [["run", "--foreground", ""], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
         [["run", "--foreground", "a,,b"], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
+        // These once attached the scheduler first, then failed in the library (exit 2, the scheduler
+        // left attached by a script's Scheduler.start).
+        [["run", "--foreground", "/usr/bin/game"], "--foreground: '/usr/bin/game' is not a process name"],
+        [["run", "--foreground", "x".repeat(300)], "is not a process name: give the command or executable's base name"],
+        [
+          ["run", "--foreground", Array.from({ length: 65 }, (_, i) => `g${i}`).join(",")],
+          "--foreground names at most 64 processes, not 65: name fewer",
+        ],
         [
           ["run", "--no-signals", "--chain-hops", "3"],
           "--chain-hops is a detector setting, and the detectors are off (--no-signals): drop one of them",

@@ -239,7 +239,7 @@ const run = knobs(
   .addOption(
     text(
       "foreground",
-      "comma list of PIDs or process names to favour (names are looked up again at each exec and every second)",
+      "comma list of PIDs or process names to favour (a name: the command or executable's base name, matched at each exec and every second)",
       "LIST",
     ),
   )
