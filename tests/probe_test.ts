@@ -204,9 +204,10 @@ Deno.test("honest live numbers and exit codes", async (t) => {
           const seen = `sent ${summary.tx_wire_mbps} Mbit/s on the wire, ${summary.tx_slipped} frames slipped`;
           assert.ok(Math.abs(scheduled - 20) < 0.05, seen);
           assert.ok(summary.tx_wire_mbps < 20.05, seen);
-          // A broken pacer slips most of its schedule; a loaded CI host slipped 5.4 % (716 frames, the
-          // sender at 18.9 Mbit/s) while the schedule was exactly 20.
-          assert.ok(summary.tx_slipped <= summary.sent * 0.25, `a pacer that slips this much is broken: ${seen}`);
+          // A loaded CI host slipped 5 % of the schedule (716 frames, the sender at 18.9 Mbit/s) while
+          // the schedule was exactly 20; a pacer that slips twice that is broken.
+          const schedule = summary.sent + summary.tx_slipped;
+          assert.ok(summary.tx_slipped <= schedule * 0.1, `a pacer that slips this much is broken: ${seen}`);
         },
       );
 
