@@ -620,25 +620,16 @@ pub const Scheduler = struct {
     }
 
     /// The monitor thread, every second: a given thread group whose process ended is dropped for
-    /// good (its PID may be reused by another process), and the names are looked up again.
-    /// /proc is read without the lock (the CLI reads the set at every sample, onExec waits on it).
+    /// good (its PID may be reused by another process), and the names are looked up again. Under
+    /// the lock, /proc included: read outside it, a scan begun before a game's exec replaced the set
+    /// onExec had just added the game to, and the game lost a second as foreground (CI: 120 runs as
+    /// foreground for 180 frames).
     fn followNames(s: *Scheduler) void {
         const now = sys.monotonicNs();
-        var names: [max_names_bytes]u8 = undefined;
-        var names_len: usize = 0;
-        {
-            s.lock.lock();
-            defer s.lock.unlock();
-            if (now < s.names_next or s.obj == null or (s.names_len == 0 and s.ngiven == 0)) return;
-            s.names_next = now + std.time.ns_per_s;
-            names_len = s.names_len;
-            @memcpy(names[0..names_len], s.names[0..names_len]);
-        }
-        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
-        const nf = if (names_len > 0) roles.pidsNamed(names[0..names_len], &found) else 0;
         s.lock.lock();
         defer s.lock.unlock();
-        if (s.obj == null) return;
+        if (now < s.names_next or s.obj == null or (s.names_len == 0 and s.ngiven == 0)) return;
+        s.names_next = now + std.time.ns_per_s;
         var i: usize = 0;
         while (i < s.ngiven) {
             var comm_buf: [32]u8 = undefined;
@@ -649,6 +640,8 @@ pub const Scheduler = struct {
             s.given[i] = s.given[s.ngiven - 1];
             s.ngiven -= 1;
         }
+        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
+        const nf = if (s.names_len > 0) roles.pidsNamed(s.names[0..s.names_len], &found) else 0;
         if (s.resolveForeground(found[0..nf])) s.applyForeground() catch {};
     }
 
