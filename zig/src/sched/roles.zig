@@ -179,8 +179,20 @@ pub fn exeBase(pid: u32, buf: []u8) ?[]const u8 {
     return target[(std.mem.lastIndexOfScalar(u8, target, '/') orelse return target) + 1 ..];
 }
 
-/// Fills `out` with the thread groups whose name is one of `names` (NUL-separated; see
-/// nameMatches) and returns how many (at most out.len; the rest are left out). Reads /proc.
+/// Whether process `pid` is named by one of `names` (NUL-separated; see nameMatches): reads its
+/// command name and its executable's link. False for a process gone meanwhile.
+pub fn processNamed(pid: u32, names: []const u8) bool {
+    var comm_buf: [32]u8 = undefined;
+    const cm = comm(pid, &comm_buf) orelse return false;
+    var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const exe = exeBase(pid, &exe_buf) orelse "";
+    var it = std.mem.tokenizeScalar(u8, names, 0);
+    while (it.next()) |name| if (nameMatches(cm, exe, name)) return true;
+    return false;
+}
+
+/// Fills `out` with the thread groups whose name is one of `names` (processNamed) and returns how
+/// many (at most out.len; the rest are left out). Reads /proc.
 pub fn pidsNamed(names: []const u8, out: []u32) usize {
     var n: usize = 0;
     var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return 0;
@@ -189,16 +201,9 @@ pub fn pidsNamed(names: []const u8, out: []u32) usize {
     while (it.next() catch null) |e| {
         if (n == out.len) break;
         const pid = std.fmt.parseInt(u32, e.name, 10) catch continue;
-        var comm_buf: [32]u8 = undefined;
-        const cm = comm(pid, &comm_buf) orelse continue;
-        var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
-        const exe = exeBase(pid, &exe_buf) orelse "";
-        var names_it = std.mem.tokenizeScalar(u8, names, 0);
-        while (names_it.next()) |name| if (nameMatches(cm, exe, name)) {
-            out[n] = pid;
-            n += 1;
-            break;
-        };
+        if (!processNamed(pid, names)) continue;
+        out[n] = pid;
+        n += 1;
     }
     return n;
 }

@@ -653,17 +653,10 @@ pub const Scheduler = struct {
         defer s.lock.unlock();
         if (s.names_len == 0 or s.obj == null or s.nfg == s.fg.len) return;
         if (std.mem.indexOfScalar(u32, s.fg[0..s.nfg], tgid) != null) return;
-        var comm_buf: [32]u8 = undefined;
-        const cm = roles.comm(tgid, &comm_buf) orelse return;
-        var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
-        const exe = roles.exeBase(tgid, &exe_buf) orelse "";
-        var it = std.mem.tokenizeScalar(u8, s.names[0..s.names_len], 0);
-        while (it.next()) |name| if (roles.nameMatches(cm, exe, name)) {
-            s.fg[s.nfg] = tgid;
-            s.nfg += 1;
-            s.applyForeground() catch {};
-            return;
-        };
+        if (!roles.processNamed(tgid, s.names[0..s.names_len])) return;
+        s.fg[s.nfg] = tgid;
+        s.nfg += 1;
+        s.applyForeground() catch {};
     }
 
     /// Copies the foreground set now into `out`; returns how many there are (may exceed out.len).
