@@ -7,7 +7,7 @@ import { apiText, cliText, FastpathError, snake } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView, setAll, textAt } from "../ffi/layout.ts";
 import type { SchedCounterName } from "../ffi/enums.ts";
-import { detectKnobs, type DetectOptions, Detector, optionsStruct, processSpec } from "./detect.ts";
+import { detectKnobs, type DetectOptions, Detector, isPidSpec, optionsStruct, processSpec } from "./detect.ts";
 
 export type { SchedCounterName };
 export const SCHED_EXT = "/sys/kernel/sched_ext";
@@ -149,7 +149,7 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
   const missing: string[] = [];
   for (const spec of specs) {
     const s = String(spec).trim();
-    if (/^\d+$/.test(s)) {
+    if (isPidSpec(s)) {
       try {
         const status = Deno.readTextFileSync(`/proc/${s}/status`);
         tgids.add(Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? s));
@@ -309,8 +309,11 @@ export class Scheduler extends NativeHandle {
     // caller's, not a failure to attach. The library's layout is checked there before the knobs
     // cross into it.
     const { lib, knobs, bytes } = await checkedStart(o, "");
-    const fg = o.foreground?.length ? resolveForeground(o.foreground) : { tgids: [], missing: [] };
-    if (fg.missing.length && fg.tgids.length === 0 && o.foreground?.every((s) => /^\d+$/.test(String(s)))) {
+    // Only a list of PIDs alone can name no process now: names are the library's to match, later
+    // too (setForeground), and a scan of /proc here would be done again there.
+    const onlyPids = o.foreground?.length && o.foreground.every(isPidSpec);
+    const fg = onlyPids ? resolveForeground(o.foreground!) : null;
+    if (fg && fg.tgids.length === 0) {
       throw new FastpathError(
         "usage",
         `\`foreground\`: no process ${fg.missing.join(", ")}: give a running PID or a process name`,
@@ -375,8 +378,8 @@ export class Scheduler extends NativeHandle {
    * name over 255 bytes, a bad weight).
    */
   setForeground(specs: Array<number | string>, weightPct = this.options.foregroundWeightPct): void {
-    const pids = specs.filter((x) => /^\d+$/.test(String(x).trim()));
-    const names = specs.map((x) => String(x).trim()).filter((x) => !/^\d+$/.test(x));
+    const pids = specs.filter(isPidSpec);
+    const names = specs.filter((x) => !isPidSpec(x)).map((x) => String(x).trim());
     const arr = new Uint32Array(pids.length ? resolveForeground(pids).tgids : []);
     const nameBytes = new TextEncoder().encode(names.join("\0"));
     const status = this.#lib.native.fp_sched_set_foreground(
