@@ -17,8 +17,9 @@
  *    CPU goes straight to the local queue of a CPU running something less urgent, preempting it
  *    (SCX_ENQ_PREEMPT: no round trip through the shared queue, where a hog could take its place);
  *    a latency-critical task preempted that way resumes right after, on its CPU.
- *  - A task's virtual runtime never runs more than FP_DEBT_SLICES slices ahead of the clock, so a
- *    favoured task pays back a bounded debt instead of waiting behind every hog at once.
+ *  - A task's virtual runtime never runs more than FP_DEBT_SLICES slices ahead of the clock - one of
+ *    its own slices for a frequent waker - so a favoured task pays back a bounded debt instead of
+ *    waiting behind every hog at once.
  *  - When a real-time task takes a CPU, the tasks queued on that CPU that may run elsewhere are
  *    queued again (ops.cpu_release, or the sched_switch tracepoint on kernels without it).
  *  - Placement: an idle whole core in the waker's LLC, then any idle core, then any idle CPU,
@@ -29,7 +30,8 @@
  *    it is busy, they stay within their LLC.
  *  - The foreground thread groups (a map the loader fills at run time) run with
  *    knobs.foreground_weight_pct of their weight; fastpath's own process (own_tgid) gets no favour:
- *    never latency-critical, no sleep credit, the shortest slice - its CLI does not jump the game.
+ *    never latency-critical, no sleep credit, queued as a CPU hog, the shortest slice - its CLI does
+ *    not jump the game.
  *
  * One object runs on 6.12 through 6.18: kfuncs renamed in 6.13 are declared weak under both
  * names and picked with bpf_ksym_exists(); enum values come from the running kernel's BTF
@@ -374,9 +376,11 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	u64 credit = fp_wake_credit(&tun, hz_of(tc, now), weight, exec == 0, tc->slept_ns, tc->cls);
 	/* Right after a wakeup there is no runtime to bound: skip the detectors' lookups. */
 	u64 max = exec ? exec_max_of(p, tc, now) : 0;
+	u64 counted = fp_deadline_exec(&tun, exec, max, tc->cls);
 
-	tc->exec_vtime = fp_vtime_delta(exec < max ? exec : max, weight);
-	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, exec, weight, max);
+	tc->exec_vtime = fp_vtime_delta(counted, weight);
+	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, counted, weight,
+			   counted);
 }
 
 /* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */
@@ -975,7 +979,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 
 /*
  * Accounts what `p` ran on this CPU since `cc->started_at` (up to `now`, which becomes the new start):
- * its runtime since it woke and its virtual runtime (held to FP_DEBT_SLICES ahead of the clock), the
+ * its runtime since it woke and its virtual runtime (held to fp_debt_bound ahead of the clock), the
  * CPU's busy time, and the clock's step (sched.h fp_clock_step). Called when a task stops, and when
  * ops.dispatch lets it go on: a CPU hog kept running slice after slice never stops, and accounted
  * only then, its whole run was forgiven by the debt bound at once and the clock stood still - two
@@ -996,7 +1000,7 @@ static __always_inline void account_run(struct task_struct *p, struct task_ctx *
 	if (tc) {
 		tc->exec_ns += ran;
 		tc->vruntime = fp_vruntime_capped(tc->vruntime + fp_vtime_delta(ran, weight_of(p, tc)),
-						  state.vtime_now, FP_DEBT_SLICES * tun.slice_ns);
+						  state.vtime_now, fp_debt_bound(&tun, hz_of(tc, now), tc->cls));
 	}
 }
 

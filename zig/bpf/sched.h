@@ -339,6 +339,21 @@ static inline __u64 fp_exec_max(const volatile struct fp_sched_tunables *t, __u6
 }
 
 /*
+ * The runtime since its last wakeup the deadline of a task of class `cls` counts: `exec_ns` up to
+ * `exec_max` (fp_exec_max), and for fastpath's own threads `lag_max_ns` whatever they ran - queued
+ * as a CPU hog that has run for long is, never ahead of the tasks that waited. Counting what they
+ * ran, the CLI's V8 worker threads woke at the clock and were kept slice after slice, ~10 ms on
+ * both CPUs at once while a 60 Hz frame thread waited 17 ms (bpf_printk trace beside eight hogs).
+ */
+static inline __u64 fp_deadline_exec(const volatile struct fp_sched_tunables *t, __u64 exec_ns, __u64 exec_max,
+				     __u32 cls)
+{
+	if (cls == FP_TASK_OWN)
+		return t->lag_max_ns;
+	return exec_ns < exec_max ? exec_ns : exec_max;
+}
+
+/*
  * Deadline of a task: its virtual runtime, clamped to at most `credit` behind the virtual clock,
  * plus the weighted runtime it used since it last woke, counted up to `exec_max` (a task that
  * runs long before sleeping queues behind ones that run briefly; the bound keeps CPU hogs fair
@@ -385,7 +400,28 @@ static inline __u64 fp_clock_step(__u64 ran, __u64 nr_runnable)
 }
 
 /*
- * A virtual runtime held to at most `debt` ahead of the virtual clock (see FP_DEBT_SLICES): what
+ * How far ahead of the virtual clock the virtual runtime of a task of class `cls` waking `wake_hz`
+ * times a second (as acted on now, fp_wake_hz_now) may run: FP_DEBT_SLICES slices, but one of its
+ * own slices (fp_slice) for a task waking `latency_hz` times a second or more. A 60 Hz frame thread
+ * doing 6 ms of work beside eight CPU hogs on two CPUs asks 36 % of a CPU where its share is ~20 %:
+ * it is always in debt, and at the two-slice bound it was queued 10 ms of virtual time ahead of the
+ * clock, behind every hog queued ~3 ms earlier (bpf_printk on its thread: vruntime - clock at 997
+ * queueings median 9.9 ms, p90 10.0; 2-5 of 480 frames missed in each of 6 rounds,
+ * docs/sched-measurements.md). EEVDF forgives a sleeper's debt while it sleeps; here a task that
+ * sleeps often owes at most what it asks each time it runs, and the clock's steady advance
+ * (fp_clock_step) still brings every hog's deadline due. A task that does not sleep keeps the wider
+ * bound whatever its class - two spinning --foreground threads per CPU must not take the CPUs from
+ * the other hogs - and so do fastpath's own threads.
+ */
+static inline __u64 fp_debt_bound(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u32 cls)
+{
+	if (cls != FP_TASK_OWN && wake_hz >= t->latency_hz)
+		return fp_slice(t, wake_hz);
+	return FP_DEBT_SLICES * t->slice_ns;
+}
+
+/*
+ * A virtual runtime held to at most `debt` ahead of the virtual clock (fp_debt_bound): what
  * the loader stores back, so the forgiven part is never paid later.
  */
 static inline __u64 fp_vruntime_capped(__u64 vruntime, __u64 vtime_now, __u64 debt)

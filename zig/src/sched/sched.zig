@@ -1117,6 +1117,51 @@ test "a latency-critical thread that fell behind is due before CPU hogs, and onl
     try testing.expectEqual(t.lag_max_ns, c.fp_exec_max(&t, 700, 0));
 }
 
+test "a 60 Hz frame thread in debt owes one of its slices, not two, and is due before hogs queued earlier" {
+    const t = tunables();
+    const ms = std.time.ns_per_ms;
+    const now: u64 = 10_000 * ms;
+    // Traced beside eight hogs on two CPUs: the frame thread (6 ms of every 16.6) runs ahead of the
+    // clock at every queueing. At the two-slice bound it stood 10 ms ahead; now 2.5 ms (its slice).
+    const debt = c.fp_debt_bound(&t, 60, c.FP_TASK_NORMAL);
+    try testing.expectEqual(c.fp_slice(&t, 60), debt);
+    try testing.expectEqual(@as(u64, 2_500_000), debt);
+    const vruntime = c.fp_vruntime_capped(now + 40 * ms, now, debt);
+    // Requeued mid-frame after 2.5 ms of its frame: due before a hog queued 8 ms of virtual time
+    // earlier (the clock then 8 ms behind, 20 ms of runtime counted); with two slices it was not.
+    const max = c.fp_exec_max(&t, 60, c.fp_deadline_urgent(&t, 60, 3 * ms, 0, 0));
+    const frame = c.fp_deadline(vruntime, now, c.fp_lag_credit(&t, 60, 100), 2_500_000, 100, max);
+    const hog = c.fp_deadline(now - 8 * ms, now - 8 * ms, c.fp_lag_credit(&t, 0, 100), 1000 * ms, 100, t.lag_max_ns);
+    try testing.expect(frame < hog);
+    const two_slices = c.fp_vruntime_capped(now + 40 * ms, now, c.FP_DEBT_SLICES * t.slice_ns);
+    try testing.expect(c.fp_deadline(two_slices, now, c.fp_lag_credit(&t, 60, 100), 2_500_000, 100, max) > hog);
+    // A thread that stopped waking - a --foreground spinner, a hog that woke often while starting -
+    // keeps the two-slice bound, as fastpath's own threads always do.
+    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, c.fp_wake_hz_now(700, 100 * ms), c.FP_TASK_FOREGROUND));
+    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, t.latency_hz - 1, c.FP_TASK_NORMAL));
+    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, 5000, c.FP_TASK_OWN));
+    // A foreground frame thread is no worse off than the same thread unmarked.
+    try testing.expectEqual(debt, c.fp_debt_bound(&t, 60, c.FP_TASK_FOREGROUND));
+}
+
+test "fastpath's own threads are queued as a CPU hog that ran long, whatever they ran" {
+    const t = tunables();
+    const ms = std.time.ns_per_ms;
+    const now: u64 = 10_000 * ms;
+    // A V8 worker of the CLI waking at the clock having run nothing was due at the clock, ahead of a
+    // frame thread owing a slice; now it counts lag_max_ns of runtime like a hog.
+    const counted = c.fp_deadline_exec(&t, 0, 0, c.FP_TASK_OWN);
+    try testing.expectEqual(t.lag_max_ns, counted);
+    try testing.expectEqual(t.lag_max_ns, c.fp_deadline_exec(&t, 3 * ms, t.lag_max_ns, c.FP_TASK_OWN));
+    const own = c.fp_deadline(now - 50 * ms, now, c.fp_wake_credit(&t, 700, 100, 1, 50 * ms, c.FP_TASK_OWN), counted, 100, counted);
+    const frame = c.fp_deadline(now + c.fp_debt_bound(&t, 60, 0), now, 0, c.fp_deadline_exec(&t, 0, 0, 0), 100, 0);
+    try testing.expect(frame < own);
+    try testing.expectEqual(now + t.lag_max_ns, own);
+    // Everyone else's: what they ran, up to their bound.
+    try testing.expectEqual(3 * ms, c.fp_deadline_exec(&t, 3 * ms, t.lag_max_ns, c.FP_TASK_NORMAL));
+    try testing.expectEqual(2 * ms, c.fp_deadline_exec(&t, 3 * ms, 2 * ms, c.FP_TASK_FOREGROUND));
+}
+
 test "the clock advances by each runnable task's fair share of the time run" {
     const ms = std.time.ns_per_ms;
     // Ten runnable tasks: 4 ms of running earns each 0.4 ms of virtual time.
