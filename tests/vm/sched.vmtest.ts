@@ -670,7 +670,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // queued behind hogs queued earlier: 4, 6, 3, 2 misses of ~480 in 8 s rounds (one boot, parent
       // 3804304); owing one of its slices, 1, 0, 1, 1. The default misses nearly every frame here
       // (its work stretches past the period), so the bound is the public schedulers' level
-      // (scx_bpfland 0.63 % in the README's matrix), not the default's.
+      // (scx_bpfland 0.63 % in the README's matrix), not the default's. The --foreground half is a
+      // guard (the parent passed it too: 0, 1, 0, 0): marking the game must not cost it frames.
       const args = ["--duration-s", "8", "--frame-work-us", "6000", "--wake-period-us", "0", "--work-clock", "cpu"];
       const { plain, fg } = await frameRounds(args, ["--cpu", String(4 * NCPU)], {
         plain: [],

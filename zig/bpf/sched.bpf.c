@@ -376,9 +376,10 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	u64 credit = fp_wake_credit(&tun, hz_of(tc, now), weight, exec == 0, tc->slept_ns, tc->cls);
 	/* Right after a wakeup there is no runtime to bound: skip the detectors' lookups. */
 	u64 max = exec ? exec_max_of(p, tc, now) : 0;
-	u64 counted = fp_deadline_exec(&tun, exec, max, tc->cls);
+	u64 counted = fp_deadline_exec(&tun, exec, max, weight, tc->cls);
 
 	tc->exec_vtime = fp_vtime_delta(counted, weight);
+	/* `counted` is already bounded (for fastpath's own, not by `max`): it is its own bound. */
 	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, counted, weight,
 			   counted);
 }
@@ -1000,7 +1001,8 @@ static __always_inline void account_run(struct task_struct *p, struct task_ctx *
 	if (tc) {
 		tc->exec_ns += ran;
 		tc->vruntime = fp_vruntime_capped(tc->vruntime + fp_vtime_delta(ran, weight_of(p, tc)),
-						  state.vtime_now, fp_debt_bound(&tun, hz_of(tc, now), tc->cls));
+						  state.vtime_now,
+						  fp_debt_bound(&tun, tc->wake_hz, now - tc->last_woke, tc->cls));
 	}
 }
 

@@ -339,17 +339,20 @@ static inline __u64 fp_exec_max(const volatile struct fp_sched_tunables *t, __u6
 }
 
 /*
- * The runtime since its last wakeup the deadline of a task of class `cls` counts: `exec_ns` up to
- * `exec_max` (fp_exec_max), and for fastpath's own threads `lag_max_ns` whatever they ran - queued
- * as a CPU hog that has run for long is, never ahead of the tasks that waited. Counting what they
- * ran, the CLI's V8 worker threads woke at the clock and were kept slice after slice, ~10 ms on
- * both CPUs at once while a 60 Hz frame thread waited 17 ms (bpf_printk trace beside eight hogs).
+ * The runtime since its last wakeup the deadline of a task of class `cls` and weight `weight` counts:
+ * `exec_ns` up to `exec_max` (fp_exec_max); for fastpath's own threads, whatever they ran, the
+ * runtime that is `lag_max_ns` of virtual time at their weight - queued as a nice-0 CPU hog that has
+ * run for long is, never ahead of the tasks that waited, and no further back for a loader run at
+ * nice 19 (counted at its own weight, 1, its 20 ms would be 2 s of virtual time: ~9 s of waiting
+ * beside eight hogs on two CPUs). Counting what they ran, the CLI's V8 worker threads woke at the
+ * clock and were kept slice after slice, ~10 ms on both CPUs at once while a 60 Hz frame thread
+ * waited 17 ms (bpf_printk trace beside eight hogs).
  */
 static inline __u64 fp_deadline_exec(const volatile struct fp_sched_tunables *t, __u64 exec_ns, __u64 exec_max,
-				     __u32 cls)
+				     __u64 weight, __u32 cls)
 {
 	if (cls == FP_TASK_OWN)
-		return t->lag_max_ns;
+		return t->lag_max_ns * (weight ? weight : 1) / FP_WEIGHT_NICE0;
 	return exec_ns < exec_max ? exec_ns : exec_max;
 }
 
@@ -400,22 +403,26 @@ static inline __u64 fp_clock_step(__u64 ran, __u64 nr_runnable)
 }
 
 /*
- * How far ahead of the virtual clock the virtual runtime of a task of class `cls` waking `wake_hz`
- * times a second (as acted on now, fp_wake_hz_now) may run: FP_DEBT_SLICES slices, but one of its
- * own slices (fp_slice) for a task waking `latency_hz` times a second or more. A 60 Hz frame thread
- * doing 6 ms of work beside eight CPU hogs on two CPUs asks 36 % of a CPU where its share is ~20 %:
- * it is always in debt, and at the two-slice bound it was queued 10 ms of virtual time ahead of the
- * clock, behind every hog queued ~3 ms earlier (bpf_printk on its thread: vruntime - clock at 997
- * queueings median 9.9 ms, p90 10.0; 2-5 of 480 frames missed in each of 6 rounds,
- * docs/sched-measurements.md). EEVDF forgives a sleeper's debt while it sleeps; here a task that
- * sleeps often owes at most what it asks each time it runs, and the clock's steady advance
- * (fp_clock_step) still brings every hog's deadline due. A task that does not sleep keeps the wider
- * bound whatever its class - two spinning --foreground threads per CPU must not take the CPUs from
- * the other hogs - and so do fastpath's own threads.
+ * How far ahead of the virtual clock the virtual runtime of a task of class `cls` may run:
+ * FP_DEBT_SLICES slices, but one of its own slices (fp_slice) for a task that wakes `latency_hz`
+ * times a second or more (its average, `wake_hz`) and has been awake less than FP_BACKLOG_NS
+ * (`since_wake_ns`) - the test fp_deadline_urgent makes, so a frame thread running late keeps the
+ * bound. A 60 Hz frame thread doing 6 ms of work beside eight CPU hogs on two CPUs asks 36 % of a CPU
+ * where nine tasks have ~22 % each: it is always in debt, and at the two-slice bound it stood 10 ms
+ * of virtual time ahead of the clock, behind every hog queued earlier (bpf_printk on its thread:
+ * vruntime - clock at 997 queueings median 9.9 ms, p90 10.0; 2-5 of 480 frames missed in each of 6
+ * rounds, docs/sched-measurements.md). EEVDF forgives a sleeper's debt while it sleeps; here a task
+ * that sleeps often owes at most what it asks each time it runs, and the clock's steady advance
+ * (fp_clock_step) still brings every hog's deadline due (later than before beside such a task that
+ * keeps a CPU busy). A task that does not sleep keeps the wider bound whatever its class - two
+ * spinning --foreground threads per CPU must not take the CPUs from the other hogs - and so do
+ * fastpath's own threads. So does a frame loop under `latency_hz` (a 30 Hz game), --foreground or
+ * not: only the wake rate lowers the bound.
  */
-static inline __u64 fp_debt_bound(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u32 cls)
+static inline __u64 fp_debt_bound(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u64 since_wake_ns,
+				  __u32 cls)
 {
-	if (cls != FP_TASK_OWN && wake_hz >= t->latency_hz)
+	if (cls != FP_TASK_OWN && wake_hz >= t->latency_hz && since_wake_ns < FP_BACKLOG_NS)
 		return fp_slice(t, wake_hz);
 	return FP_DEBT_SLICES * t->slice_ns;
 }

@@ -1123,7 +1123,7 @@ test "a 60 Hz frame thread in debt owes one of its slices, not two, and is due b
     const now: u64 = 10_000 * ms;
     // Traced beside eight hogs on two CPUs: the frame thread (6 ms of every 16.6) runs ahead of the
     // clock at every queueing. At the two-slice bound it stood 10 ms ahead; now 2.5 ms (its slice).
-    const debt = c.fp_debt_bound(&t, 60, c.FP_TASK_NORMAL);
+    const debt = c.fp_debt_bound(&t, 60, 3 * ms, c.FP_TASK_NORMAL);
     try testing.expectEqual(c.fp_slice(&t, 60), debt);
     try testing.expectEqual(@as(u64, 2_500_000), debt);
     const vruntime = c.fp_vruntime_capped(now + 40 * ms, now, debt);
@@ -1135,13 +1135,17 @@ test "a 60 Hz frame thread in debt owes one of its slices, not two, and is due b
     try testing.expect(frame < hog);
     const two_slices = c.fp_vruntime_capped(now + 40 * ms, now, c.FP_DEBT_SLICES * t.slice_ns);
     try testing.expect(c.fp_deadline(two_slices, now, c.fp_lag_credit(&t, 60, 100), 2_500_000, 100, max) > hog);
+    // A frame running late keeps it: 18 and 25 ms into its frame (review: the rate as acted on now
+    // fell under latency_hz there, and the bound went back to two slices just when frames ran late).
+    try testing.expectEqual(debt, c.fp_debt_bound(&t, 60, 18 * ms, c.FP_TASK_NORMAL));
+    try testing.expectEqual(debt, c.fp_debt_bound(&t, 60, 25 * ms, c.FP_TASK_NORMAL));
     // A thread that stopped waking - a --foreground spinner, a hog that woke often while starting -
-    // keeps the two-slice bound, as fastpath's own threads always do.
-    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, c.fp_wake_hz_now(700, 100 * ms), c.FP_TASK_FOREGROUND));
-    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, t.latency_hz - 1, c.FP_TASK_NORMAL));
-    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, 5000, c.FP_TASK_OWN));
+    // keeps the two-slice bound once awake FP_BACKLOG_NS, as a rare waker and fastpath's own always do.
+    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, 700, c.FP_BACKLOG_NS, c.FP_TASK_FOREGROUND));
+    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, t.latency_hz - 1, ms, c.FP_TASK_NORMAL));
+    try testing.expectEqual(c.FP_DEBT_SLICES * t.slice_ns, c.fp_debt_bound(&t, 5000, ms, c.FP_TASK_OWN));
     // A foreground frame thread is no worse off than the same thread unmarked.
-    try testing.expectEqual(debt, c.fp_debt_bound(&t, 60, c.FP_TASK_FOREGROUND));
+    try testing.expectEqual(debt, c.fp_debt_bound(&t, 60, 3 * ms, c.FP_TASK_FOREGROUND));
 }
 
 test "fastpath's own threads are queued as a CPU hog that ran long, whatever they ran" {
@@ -1150,16 +1154,21 @@ test "fastpath's own threads are queued as a CPU hog that ran long, whatever the
     const now: u64 = 10_000 * ms;
     // A V8 worker of the CLI waking at the clock having run nothing was due at the clock, ahead of a
     // frame thread owing a slice; now it counts lag_max_ns of runtime like a hog.
-    const counted = c.fp_deadline_exec(&t, 0, 0, c.FP_TASK_OWN);
+    const counted = c.fp_deadline_exec(&t, 0, 0, 100, c.FP_TASK_OWN);
     try testing.expectEqual(t.lag_max_ns, counted);
-    try testing.expectEqual(t.lag_max_ns, c.fp_deadline_exec(&t, 3 * ms, t.lag_max_ns, c.FP_TASK_OWN));
+    try testing.expectEqual(t.lag_max_ns, c.fp_deadline_exec(&t, 3 * ms, t.lag_max_ns, 100, c.FP_TASK_OWN));
     const own = c.fp_deadline(now - 50 * ms, now, c.fp_wake_credit(&t, 700, 100, 1, 50 * ms, c.FP_TASK_OWN), counted, 100, counted);
-    const frame = c.fp_deadline(now + c.fp_debt_bound(&t, 60, 0), now, 0, c.fp_deadline_exec(&t, 0, 0, 0), 100, 0);
+    const frame = c.fp_deadline(now + c.fp_debt_bound(&t, 60, ms, 0), now, 0, c.fp_deadline_exec(&t, 0, 0, 100, 0), 100, 0);
     try testing.expect(frame < own);
     try testing.expectEqual(now + t.lag_max_ns, own);
-    // Everyone else's: what they ran, up to their bound.
-    try testing.expectEqual(3 * ms, c.fp_deadline_exec(&t, 3 * ms, t.lag_max_ns, c.FP_TASK_NORMAL));
-    try testing.expectEqual(2 * ms, c.fp_deadline_exec(&t, 3 * ms, 2 * ms, c.FP_TASK_FOREGROUND));
+    // At any weight it is lag_max_ns of virtual time: a loader at nice 19 (weight 1) is not queued 2 s
+    // of virtual time back (review), nor one at nice -10 (weight 9548) nearer than a hog.
+    for ([_]u64{ 1, 15, 100, 9548 }) |w| {
+        try testing.expectEqual(t.lag_max_ns, c.fp_vtime_delta(c.fp_deadline_exec(&t, 0, 0, w, c.FP_TASK_OWN), w));
+    }
+    // Everyone else's: what they ran, up to their bound, whatever their weight.
+    try testing.expectEqual(3 * ms, c.fp_deadline_exec(&t, 3 * ms, t.lag_max_ns, 1, c.FP_TASK_NORMAL));
+    try testing.expectEqual(2 * ms, c.fp_deadline_exec(&t, 3 * ms, 2 * ms, 400, c.FP_TASK_FOREGROUND));
 }
 
 test "the clock advances by each runnable task's fair share of the time run" {
