@@ -311,16 +311,25 @@ static inline __u64 fp_class_slice(const volatile struct fp_sched_tunables *t, _
 #define FP_BACKLOG_NS (250ULL * FP_NSEC_PER_MSEC)
 
 /*
+ * Whether a task is latency-critical by the way it wakes: `latency_hz` times a second or more (its
+ * average, `wake_hz`) and awake for less than FP_BACKLOG_NS (`since_wake_ns`). What a deadline's
+ * runtime term (fp_deadline_urgent) and the debt bound (fp_debt_bound) go by.
+ */
+static inline int fp_wakes_often(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u64 since_wake_ns)
+{
+	return wake_hz >= t->latency_hz && since_wake_ns < FP_BACKLOG_NS;
+}
+
+/*
  * Whether a task's deadline counts its runtime as a latency-critical task's: in the foreground
- * (`cls`), a detector's signal on it (`signal`), or waking `latency_hz` times a second or more (its
- * average, `wake_hz`) and awake for less than FP_BACKLOG_NS (`since_wake_ns`). Never fastpath's own.
+ * (`cls`), a detector's signal on it (`signal`), or waking often (fp_wakes_often). Never fastpath's own.
  */
 static inline int fp_deadline_urgent(const volatile struct fp_sched_tunables *t, __u64 wake_hz,
 				     __u64 since_wake_ns, __u32 cls, int signal)
 {
 	if (cls == FP_TASK_OWN)
 		return 0;
-	return cls == FP_TASK_FOREGROUND || signal || (wake_hz >= t->latency_hz && since_wake_ns < FP_BACKLOG_NS);
+	return cls == FP_TASK_FOREGROUND || signal || fp_wakes_often(t, wake_hz, since_wake_ns);
 }
 
 /*
@@ -404,10 +413,8 @@ static inline __u64 fp_clock_step(__u64 ran, __u64 nr_runnable)
 
 /*
  * How far ahead of the virtual clock the virtual runtime of a task of class `cls` may run:
- * FP_DEBT_SLICES slices, but one of its own slices (fp_slice) for a task that wakes `latency_hz`
- * times a second or more (its average, `wake_hz`) and has been awake less than FP_BACKLOG_NS
- * (`since_wake_ns`) - the test fp_deadline_urgent makes, so a frame thread running late keeps the
- * bound. A 60 Hz frame thread doing 6 ms of work beside eight CPU hogs on two CPUs asks 36 % of a CPU
+ * FP_DEBT_SLICES slices, but one of its own slices (fp_slice) for a task that wakes often
+ * (fp_wakes_often: its average rate, so a frame thread running late keeps the bound). A 60 Hz frame thread doing 6 ms of work beside eight CPU hogs on two CPUs asks 36 % of a CPU
  * where nine tasks have ~22 % each: it is always in debt, and at the two-slice bound it stood 10 ms
  * of virtual time ahead of the clock, behind every hog queued earlier (bpf_printk on its thread:
  * vruntime - clock at 997 queueings median 9.9 ms, p90 10.0; 2-5 of 480 frames missed in each of 6
@@ -422,7 +429,7 @@ static inline __u64 fp_clock_step(__u64 ran, __u64 nr_runnable)
 static inline __u64 fp_debt_bound(const volatile struct fp_sched_tunables *t, __u64 wake_hz, __u64 since_wake_ns,
 				  __u32 cls)
 {
-	if (cls != FP_TASK_OWN && wake_hz >= t->latency_hz && since_wake_ns < FP_BACKLOG_NS)
+	if (cls != FP_TASK_OWN && fp_wakes_often(t, wake_hz, since_wake_ns))
 		return fp_slice(t, wake_hz);
 	return FP_DEBT_SLICES * t->slice_ns;
 }
