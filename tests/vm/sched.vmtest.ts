@@ -860,34 +860,64 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
   );
 
   await t.step(
-    "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog",
+    "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog, and at stop every thread it moved - and those they started - has its policy back",
     async () => {
-      const game = new Deno.Command(PROBE, { args: ["--duration-s", "60"], stdout: "null" }).spawn();
+      // Both outlive the scheduler's attach (up to ATTACH_TIMEOUT_MS in a slow spell of the VM).
+      const game = new Deno.Command(PROBE, { args: ["--duration-s", "300"], stdout: "null" }).spawn();
+      // A second foreground process that starts a thread (and sets one to SCHED_BATCH) only when
+      // told, once fastpath has moved it: the new thread inherits SCHED_EXT and must come back too.
+      const late = new Deno.Command("python3", {
+        args: [
+          "-c",
+          "import os,sys,threading,time\n" +
+          "def batch():\n os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0)); time.sleep(300)\n" +
+          "threading.Thread(target=batch, daemon=True).start()\n" +
+          "sys.stdin.readline()\n" +
+          "threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n" +
+          "time.sleep(300)",
+        ],
+        stdin: "piped",
+        stdout: "null",
+      }).spawn();
+      const go = late.stdin.getWriter();
       let pinned: Deno.ChildProcess | undefined;
       try {
         const policy = (pid: number) =>
           Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
+        const threads = (pid: number) => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name)).sort();
+        const policies = (pid: number) => threads(pid).map(policy);
+        await waitFor(() => policies(late.pid).includes(3), "python's SCHED_BATCH thread to start", 10_000);
         // Without partial mode the pinned sleeper is ours and gets no CPU at all while the RT hog
         // runs (before Linux 7.0 no deadline server reserves time for sched_ext tasks): the step
         // after this one shows that stall. Here it stays on the default scheduler, whose deadline
         // server gives it 50 ms a second. It starts once the scheduler is attached: loading takes
         // seconds in this emulated VM, and a sleeper started before could end before the check.
-        await withScheduler(["--partial", "--foreground", String(game.pid)], async () => {
+        await withScheduler(["--partial", "--foreground", `${game.pid},${late.pid}`], async () => {
           pinned = new Deno.Command("taskset", {
             args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "10", "--frame-work-us", "200"],
             stdout: "piped",
           }).spawn();
           assert.deepEqual(policy(game.pid), 7, "the foreground runs as SCHED_EXT");
           assert.deepEqual(policy(pinned.pid), 0, "everything else stays SCHED_NORMAL");
+          await go.write(new TextEncoder().encode("go\n"));
+          await waitFor(() => threads(late.pid).length === 3, "python's later thread to start", 10_000);
+          assert.deepEqual(policies(late.pid), [7, 7, 7], "a thread started after the move inherits SCHED_EXT");
           await rtHog(5, 500);
           assert.deepEqual(state(), "enabled", "not ejected by the 5 s RT hog");
         });
         assert.deepEqual(policy(game.pid), 0, "the foreground is back to SCHED_NORMAL after stop");
+        assert.deepEqual(
+          policies(late.pid).sort(),
+          [0, 0, 3],
+          "every thread of it is back, the later one included, and the SCHED_BATCH one to SCHED_BATCH",
+        );
         const r = JSON.parse(new TextDecoder().decode((await pinned!.output()).stdout));
         console.log(`    the pinned sleeper's worst wake beside the RT hog: ${(r.wake_max_us / 1000).toFixed(0)} ms`);
         assert.ok(r.wake_max_us < 2_000_000, "the default scheduler's deadline server kept it running");
       } finally {
         await reap(game);
+        await go.close().catch(() => {});
+        await reap(late);
         if (pinned) await reap(pinned);
       }
     },

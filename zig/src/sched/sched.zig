@@ -264,8 +264,12 @@ pub const Scheduler = struct {
     names_len: usize = 0,
     /// When (CLOCK_MONOTONIC ns) followNames looks again.
     names_next: u64 = 0,
-    /// Partial mode: the threads moved to SCHED_EXT (put back to SCHED_NORMAL at stop).
-    switched: std.ArrayListUnmanaged(i32) = .empty,
+    /// Partial mode: the thread groups whose threads were moved to SCHED_EXT (put back at stop,
+    /// with the threads they started since, which inherit the policy), and the policy each thread
+    /// moved had (SCHED_BATCH and SCHED_IDLE come back as they were; a thread not listed, to
+    /// SCHED_NORMAL). Both drop what has exited whenever a thread group is added.
+    switched: std.ArrayListUnmanaged(u32) = .empty,
+    switched_from: std.AutoHashMapUnmanaged(i32, u32) = .empty,
     /// The sched_switch program: which CPUs real-time tasks hold (and, on kernels without
     /// ops.cpu_release, the re-enqueue it stands in for).
     switch_link: ?*c.bpf_link = null,
@@ -710,20 +714,57 @@ pub const Scheduler = struct {
 
     /// Partial mode: every thread of `tgid` to SCHED_EXT (threads it starts later inherit it).
     fn switchThreads(s: *Scheduler, tgid: u32) void {
-        var path_buf: [48]u8 = undefined;
-        const path = std.fmt.bufPrint(&path_buf, "/proc/{d}/task", .{tgid}) catch return;
-        var dir = std.fs.cwd().openDir(path, .{ .iterate = true }) catch return;
-        defer dir.close();
-        var it = dir.iterate();
-        while (it.next() catch null) |e| {
-            const tid = std.fmt.parseInt(i32, e.name, 10) catch continue;
+        s.trimSwitched();
+        var it = ThreadIter.open(tgid) orelse return;
+        defer it.close();
+        var moved = false;
+        while (it.next()) |tid| {
             // Only threads of the fair class: a real-time or deadline thread (a game's audio
             // thread) keeps its class.
-            const policy = std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid))));
-            if (!fairPolicy(policy)) continue;
-            if (setPolicy(tid, sched_ext_policy) and std.mem.indexOfScalar(i32, s.switched.items, tid) == null)
-                s.switched.append(s.gpa, tid) catch {};
+            const policy = policyOf(tid) orelse continue;
+            if (!fairPolicy(policy) or !setPolicy(tid, sched_ext_policy)) continue;
+            moved = true;
+            s.switched_from.put(s.gpa, tid, @intCast(policy)) catch {};
         }
+        if (moved and std.mem.indexOfScalar(u32, s.switched.items, tgid) == null)
+            s.switched.append(s.gpa, tgid) catch {};
+    }
+
+    /// Drops the thread groups and threads that have exited (their IDs may be reused).
+    fn trimSwitched(s: *Scheduler) void {
+        var i: usize = 0;
+        while (i < s.switched.items.len) {
+            if (threadExists(@intCast(s.switched.items[i]))) i += 1 else _ = s.switched.swapRemove(i);
+        }
+        var gone: [64]i32 = undefined;
+        while (true) {
+            var n: usize = 0;
+            var it = s.switched_from.keyIterator();
+            while (it.next()) |tid| if (!threadExists(tid.*) and n < gone.len) {
+                gone[n] = tid.*;
+                n += 1;
+            };
+            for (gone[0..n]) |tid| _ = s.switched_from.remove(tid);
+            if (n < gone.len) break;
+        }
+    }
+
+    /// Partial mode, at stop: the threads of the groups we moved that are still SCHED_EXT go back to
+    /// the policy they had, and those they started since (born SCHED_EXT) to SCHED_NORMAL. Only
+    /// SCHED_EXT threads are touched: a thread since made real-time, or another task that took the
+    /// ID of one that exited, keeps its class (a list of thread IDs put back to SCHED_NORMAL
+    /// whatever they had become would have demoted a real-time thread that reused one).
+    fn restoreSwitched(s: *Scheduler) void {
+        for (s.switched.items) |tgid| {
+            var it = ThreadIter.open(tgid) orelse continue;
+            defer it.close();
+            while (it.next()) |tid| {
+                if (policyOf(tid) != sched_ext_policy) continue;
+                _ = setPolicy(tid, s.switched_from.get(tid) orelse 0);
+            }
+        }
+        s.switched.clearRetainingCapacity();
+        s.switched_from.clearRetainingCapacity();
     }
 
     /// Changes the knobs while the scheduler runs (checked like the options; `stall_tgid`, `partial`
@@ -766,9 +807,8 @@ pub const Scheduler = struct {
             s.detach();
             s.state.store(abi.sched_state.stopped, .release);
         }
-        // Partial mode: the threads we moved go back to the normal policy (the ones still alive).
-        for (s.switched.items) |tid| _ = setPolicy(tid, 0);
-        s.switched.clearRetainingCapacity();
+        // Partial mode: the threads we moved go back to their policy (the ones still alive).
+        s.restoreSwitched();
         s.done.set();
     }
 
@@ -777,6 +817,7 @@ pub const Scheduler = struct {
         s.stop_signal.deinit();
         s.gpa.free(s.percpu);
         s.switched.deinit(s.gpa);
+        s.switched_from.deinit(s.gpa);
         if (s.detector) |d| d.destroy();
         const block: *align(64) [1]abi.SchedCounters = @ptrCast(s.counters);
         s.gpa.free(block);
@@ -862,6 +903,43 @@ fn niceOf(tid: i32) ?i32 {
     if (std.os.linux.E.init(prio) != .SUCCESS) return null;
     return 20 - @as(i32, @intCast(prio));
 }
+
+/// sched_getscheduler(tid); null when the thread is gone.
+fn policyOf(tid: i32) ?usize {
+    const r = std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid))));
+    if (std.os.linux.E.init(r) != .SUCCESS) return null;
+    return r;
+}
+
+/// Whether thread (or thread group) `tid` exists: /proc/TID names any thread, not only leaders.
+fn threadExists(tid: i32) bool {
+    var buf: [32]u8 = undefined;
+    const path = std.fmt.bufPrint(&buf, "/proc/{d}", .{tid}) catch return false;
+    std.fs.cwd().access(path, .{}) catch return false;
+    return true;
+}
+
+/// The thread IDs of a thread group, from /proc/TGID/task.
+const ThreadIter = struct {
+    dir: std.fs.Dir,
+    it: std.fs.Dir.Iterator,
+
+    fn open(tgid: u32) ?ThreadIter {
+        var buf: [48]u8 = undefined;
+        const path = std.fmt.bufPrint(&buf, "/proc/{d}/task", .{tgid}) catch return null;
+        const dir = std.fs.cwd().openDir(path, .{ .iterate = true }) catch return null;
+        return .{ .dir = dir, .it = dir.iterate() };
+    }
+
+    fn next(t: *ThreadIter) ?i32 {
+        while (t.it.next() catch null) |e| return std.fmt.parseInt(i32, e.name, 10) catch continue;
+        return null;
+    }
+
+    fn close(t: *ThreadIter) void {
+        t.dir.close();
+    }
+};
 
 /// The fair class's policies (include/uapi/linux/sched.h): SCHED_NORMAL, SCHED_BATCH, SCHED_IDLE.
 fn fairPolicy(policy: usize) bool {
