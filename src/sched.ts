@@ -62,10 +62,9 @@ export type SchedulerOptions = Partial<SchedKnobs> & {
   foreground?: Array<number | string>;
   /**
    * Partial mode (SCX_OPS_SWITCH_PARTIAL): only the `foreground` processes' threads and the game the
-   * detectors found (moved to the SCHED_EXT policy; at stop back to the policy they had, threads
-   * they started since to SCHED_NORMAL; a process they forked keeps SCHED_EXT) are scheduled by
-   * fastpath; every other task stays on the kernel's default scheduler, with its protection against
-   * real-time hogs.
+   * detectors found (moved to the SCHED_EXT policy; at stop back to the policy they had, the
+   * threads and processes they started since to SCHED_NORMAL) are scheduled by fastpath; every other
+   * task stays on the kernel's default scheduler, with its protection against real-time hogs.
    */
   partial?: boolean;
   /**

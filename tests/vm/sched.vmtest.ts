@@ -860,12 +860,13 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
   );
 
   await t.step(
-    "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog, and at stop every thread it moved - and those they started - has its policy back",
+    "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog, and at stop every thread it moved - and the threads and processes they started - has its policy back",
     async () => {
       // Both outlive the scheduler's attach (up to ATTACH_TIMEOUT_MS in a slow spell of the VM).
       const game = new Deno.Command(PROBE, { args: ["--duration-s", "300"], stdout: "null" }).spawn();
-      // A second foreground process that starts a thread (and sets one to SCHED_BATCH) only when
-      // told, once fastpath has moved it: the new thread inherits SCHED_EXT and must come back too.
+      // A second foreground process that starts a thread and forks a process (and sets a thread to
+      // SCHED_BATCH) only when told, once fastpath has moved it: the new thread and process inherit
+      // SCHED_EXT and must come back too.
       const late = new Deno.Command("python3", {
         args: [
           "-c",
@@ -874,19 +875,30 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           "threading.Thread(target=batch, daemon=True).start()\n" +
           "sys.stdin.readline()\n" +
           "threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n" +
+          "if os.fork() == 0:\n time.sleep(300)\n os._exit(0)\n" +
           "time.sleep(300)",
         ],
         stdin: "piped",
         stdout: "null",
+        stderr: "null",
       }).spawn();
       const go = late.stdin.getWriter();
       let pinned: Deno.ChildProcess | undefined;
+      let forked: number | undefined;
       try {
         const policy = (pid: number) =>
           Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
         const threads = (pid: number) => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name)).sort();
         const policies = (pid: number) => threads(pid).map(policy);
-        await waitFor(() => policies(late.pid).includes(3), "python's SCHED_BATCH thread to start", 10_000);
+        const childOf = (pid: number) =>
+          [...Deno.readDirSync("/proc")].map((e) => Number(e.name)).find((p) => {
+            try {
+              return p > 0 && Deno.readTextFileSync(`/proc/${p}/stat`).split(") ")[1].split(" ")[1] === String(pid);
+            } catch {
+              return false;
+            }
+          });
+        await waitFor(() => policies(late.pid).includes(3), "python's SCHED_BATCH thread to start", 30_000);
         // Without partial mode the pinned sleeper is ours and gets no CPU at all while the RT hog
         // runs (before Linux 7.0 no deadline server reserves time for sched_ext tasks): the step
         // after this one shows that stall. Here it stays on the default scheduler, whose deadline
@@ -900,8 +912,10 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           assert.deepEqual(policy(game.pid), 7, "the foreground runs as SCHED_EXT");
           assert.deepEqual(policy(pinned.pid), 0, "everything else stays SCHED_NORMAL");
           await go.write(new TextEncoder().encode("go\n"));
-          await waitFor(() => threads(late.pid).length === 3, "python's later thread to start", 10_000);
+          await waitFor(() => threads(late.pid).length === 3, "python's later thread to start", 30_000);
+          await waitFor(() => (forked = childOf(late.pid)) !== undefined, "python's child process", 30_000);
           assert.deepEqual(policies(late.pid), [7, 7, 7], "a thread started after the move inherits SCHED_EXT");
+          assert.deepEqual(policy(forked!), 7, "a process forked after the move inherits SCHED_EXT");
           await rtHog(5, 500);
           assert.deepEqual(state(), "enabled", "not ejected by the 5 s RT hog");
         });
@@ -911,12 +925,18 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           [0, 0, 3],
           "every thread of it is back, the later one included, and the SCHED_BATCH one to SCHED_BATCH",
         );
+        assert.deepEqual(policy(forked!), 0, "the process it forked is back to SCHED_NORMAL");
         const r = JSON.parse(new TextDecoder().decode((await pinned!.output()).stdout));
         console.log(`    the pinned sleeper's worst wake beside the RT hog: ${(r.wake_max_us / 1000).toFixed(0)} ms`);
         assert.ok(r.wake_max_us < 2_000_000, "the default scheduler's deadline server kept it running");
       } finally {
         await reap(game);
         await go.close().catch(() => {});
+        if (forked) {
+          try {
+            Deno.kill(forked, "SIGKILL");
+          } catch { /* ended */ }
+        }
         await reap(late);
         if (pinned) await reap(pinned);
       }

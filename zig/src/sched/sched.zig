@@ -695,7 +695,10 @@ pub const Scheduler = struct {
         }
         s.knobs.foreground_weight_pct = s.fg_weight_pct;
         s.knobs.nr_foreground = @intCast(tgids.len);
-        if (s.opts.partial != 0) for (tgids) |t| s.switchThreads(t);
+        if (s.opts.partial != 0) {
+            s.trimSwitched();
+            for (tgids) |t| s.switchThreads(t);
+        }
     }
 
     /// Partial mode with the detectors: the game they found is scheduled by fastpath too (its
@@ -709,28 +712,33 @@ pub const Scheduler = struct {
         defer s.lock.unlock();
         if (game == s.partial_game or s.obj == null) return;
         s.partial_game = game;
-        if (game != 0) s.switchThreads(game);
+        if (game == 0) return;
+        s.trimSwitched();
+        s.switchThreads(game);
     }
 
-    /// Partial mode: every thread of `tgid` to SCHED_EXT (threads it starts later inherit it).
+    /// Partial mode: every thread of `tgid` to SCHED_EXT (threads it starts later inherit it). The
+    /// group is recorded for stop if any of its threads is SCHED_EXT afterwards - also when all
+    /// already were (a process a moved one forked).
     fn switchThreads(s: *Scheduler, tgid: u32) void {
-        s.trimSwitched();
         var it = ThreadIter.open(tgid) orelse return;
         defer it.close();
-        var moved = false;
+        var ours = false;
         while (it.next()) |tid| {
             // Only threads of the fair class: a real-time or deadline thread (a game's audio
             // thread) keeps its class.
             const policy = policyOf(tid) orelse continue;
+            if (policy == sched_ext_policy) ours = true;
             if (!fairPolicy(policy) or !setPolicy(tid, sched_ext_policy)) continue;
-            moved = true;
+            ours = true;
             s.switched_from.put(s.gpa, tid, @intCast(policy)) catch {};
         }
-        if (moved and std.mem.indexOfScalar(u32, s.switched.items, tgid) == null)
+        if (ours and std.mem.indexOfScalar(u32, s.switched.items, tgid) == null)
             s.switched.append(s.gpa, tgid) catch {};
     }
 
-    /// Drops the thread groups and threads that have exited (their IDs may be reused).
+    /// Drops the thread groups and threads that have exited (their IDs may be reused): before
+    /// groups are added, and at stop.
     fn trimSwitched(s: *Scheduler) void {
         var i: usize = 0;
         while (i < s.switched.items.len) {
@@ -754,17 +762,61 @@ pub const Scheduler = struct {
     /// SCHED_EXT threads are touched: a thread since made real-time, or another task that took the
     /// ID of one that exited, keeps its class (a list of thread IDs put back to SCHED_NORMAL
     /// whatever they had become would have demoted a real-time thread that reused one).
+    /// Processes a moved thread forked since are thread groups of their own, born SCHED_EXT: those
+    /// descended from a recorded group go back to SCHED_NORMAL too. A thread started meanwhile may
+    /// be missed by one pass over /proc, so it repeats while a pass finds any (three at most).
     fn restoreSwitched(s: *Scheduler) void {
-        for (s.switched.items) |tgid| {
-            var it = ThreadIter.open(tgid) orelse continue;
-            defer it.close();
-            while (it.next()) |tid| {
-                if (policyOf(tid) != sched_ext_policy) continue;
-                _ = setPolicy(tid, s.switched_from.get(tid) orelse 0);
-            }
+        s.trimSwitched();
+        var pass: usize = 0;
+        while (pass < 3) : (pass += 1) {
+            var n: usize = 0;
+            for (s.switched.items) |tgid| n += s.restoreGroup(tgid);
+            n += s.restoreDescendants();
+            if (n == 0) break;
         }
         s.switched.clearRetainingCapacity();
         s.switched_from.clearRetainingCapacity();
+    }
+
+    /// Puts back the SCHED_EXT threads of `tgid`; returns how many.
+    fn restoreGroup(s: *Scheduler, tgid: u32) usize {
+        var n: usize = 0;
+        var it = ThreadIter.open(tgid) orelse return 0;
+        defer it.close();
+        while (it.next()) |tid| {
+            if (policyOf(tid) != sched_ext_policy) continue;
+            if (setPolicy(tid, s.switched_from.get(tid) orelse 0)) n += 1;
+        }
+        return n;
+    }
+
+    /// Puts back the SCHED_EXT threads of every process whose leader is SCHED_EXT and that
+    /// descends (parent by parent, /proc/PID/stat field 4) from a recorded group; returns how many.
+    fn restoreDescendants(s: *Scheduler) usize {
+        var n: usize = 0;
+        var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return 0;
+        defer proc.close();
+        var pids = proc.iterate();
+        while (pids.next() catch null) |e| {
+            const pid = std.fmt.parseInt(u32, e.name, 10) catch continue;
+            if (policyOf(@intCast(pid)) != sched_ext_policy) continue;
+            if (std.mem.indexOfScalar(u32, s.switched.items, pid) != null) continue;
+            if (s.descendsFromSwitched(pid)) n += s.restoreGroup(pid);
+        }
+        return n;
+    }
+
+    fn descendsFromSwitched(s: *Scheduler, pid: u32) bool {
+        var p = pid;
+        var depth: usize = 0;
+        while (depth < 64) : (depth += 1) {
+            var buf: [1024]u8 = undefined;
+            const stat = roles.readProc(p, "stat", &buf) orelse return false;
+            p = std.fmt.parseInt(u32, roles.statField(stat, 4) orelse return false, 10) catch return false;
+            if (p <= 1) return false;
+            if (std.mem.indexOfScalar(u32, s.switched.items, p) != null) return true;
+        }
+        return false;
     }
 
     /// Changes the knobs while the scheduler runs (checked like the options; `stall_tgid`, `partial`
@@ -1013,6 +1065,40 @@ test "a thread's policy changes and its nice value stays (the partial mode's swi
     try testing.expectEqual(@as(usize, 20 - 3), std.os.linux.syscall2(.getpriority, 0, @as(usize, @bitCast(@as(isize, tid)))));
     try testing.expect(setPolicy(tid, 0));
     try testing.expectEqual(@as(usize, 0), std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid)))));
+}
+
+test "a thread group's threads are listed, and a thread exists by its ID until it ends" {
+    const tgid: u32 = @intCast(std.os.linux.getpid());
+    const Spin = struct {
+        fn wait(done: *std.atomic.Value(bool), tid: *std.atomic.Value(i32)) void {
+            tid.store(std.os.linux.gettid(), .release);
+            while (!done.load(.acquire)) std.time.sleep(std.time.ns_per_ms);
+        }
+    };
+    var done = std.atomic.Value(bool).init(false);
+    var tid_of = std.atomic.Value(i32).init(0);
+    const t = try std.Thread.spawn(.{}, Spin.wait, .{ &done, &tid_of });
+    while (tid_of.load(.acquire) == 0) std.time.sleep(std.time.ns_per_ms);
+    const other = tid_of.load(.acquire);
+    var seen_self = false;
+    var seen_other = false;
+    var it = ThreadIter.open(tgid) orelse return error.TestUnexpectedResult;
+    while (it.next()) |tid| {
+        if (tid == std.os.linux.gettid()) seen_self = true;
+        if (tid == other) seen_other = true;
+    }
+    it.close();
+    try testing.expect(seen_self and seen_other);
+    try testing.expect(threadExists(other)); // /proc/TID names a thread that is not a leader too
+    try testing.expectEqual(@as(?usize, 0), policyOf(other));
+    done.store(true, .release);
+    t.join();
+    // join returns when the kernel clears the thread's TID word, a moment before it is released.
+    var waited: usize = 0;
+    while (threadExists(other) and waited < 1000) : (waited += 1) std.time.sleep(std.time.ns_per_ms);
+    try testing.expect(!threadExists(other));
+    try testing.expectEqual(@as(?usize, null), policyOf(other));
+    try testing.expect(ThreadIter.open(0x7fff_fff0) == null);
 }
 
 test "every knob reaches the tunable of its name, microseconds as nanoseconds" {
