@@ -973,7 +973,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     "CPU hotplug: the scheduler re-attaches with its foreground, and its counters never go backwards",
     async () => {
       const online = `/sys/devices/system/cpu/cpu${NCPU - 1}/online`;
-      const game = new Deno.Command(PROBE, { args: ["--duration-s", "90"], stdout: "null" }).spawn(); // killed at the end
+      // Outlives the attach (up to ATTACH_TIMEOUT_MS in a slow spell of the VM); killed at the end.
+      const game = new Deno.Command(PROBE, { args: ["--duration-s", "300"], stdout: "null" }).spawn();
       try {
         await withScheduler(["--foreground", "fp-schedprobe"], async (run) => {
           const flip = async (n: number, gapMs: number) => {

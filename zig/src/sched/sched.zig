@@ -264,6 +264,8 @@ pub const Scheduler = struct {
     names_len: usize = 0,
     /// When (CLOCK_MONOTONIC ns) followNames looks again.
     names_next: u64 = 0,
+    /// Bumped when setForeground replaces the names: a scan of /proc begun before is not applied.
+    names_gen: u64 = 0,
     /// Partial mode: the thread groups whose threads were moved to SCHED_EXT (put back at stop,
     /// with the threads they started since, which inherit the policy), and the policy each thread
     /// moved had (SCHED_BATCH and SCHED_IDLE come back as they were; a thread not listed, to
@@ -582,6 +584,7 @@ pub const Scheduler = struct {
         s.ngiven = tgids.len;
         @memcpy(s.names[0..names.len], names);
         s.names_len = names.len;
+        s.names_gen +%= 1;
         s.fg_weight_pct = weight_pct;
         var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
         _ = s.resolveForeground(found[0..roles.pidsNamed(names, &found)]);
@@ -624,16 +627,33 @@ pub const Scheduler = struct {
     }
 
     /// The monitor thread, every second: a given thread group whose process ended is dropped for
-    /// good (its PID may be reused by another process), and the names are looked up again. Under
-    /// the lock, /proc included: read outside it, a scan begun before a game's exec replaced the set
-    /// onExec had just added the game to, and the game lost a second as foreground (CI: 120 runs as
-    /// foreground for 180 frames).
+    /// good (its PID may be reused by another process), and the names are looked up again. The scan
+    /// of /proc runs outside the lock, so the detectors' exec hook (onExec) never waits for it:
+    /// beside eight CPU hogs fastpath's own threads run in short turns behind every hog, and a scan
+    /// under the lock could hold it for hundreds of milliseconds. What onExec adds meanwhile is kept:
+    /// the set's entries still named so join the scan's (replaced by the scan's alone, a scan begun
+    /// before a game's exec dropped the game again for a second: CI, 120 runs as foreground for 180
+    /// frames).
     fn followNames(s: *Scheduler) void {
         const now = sys.monotonicNs();
+        var names_buf: [max_names_bytes]u8 = undefined;
+        var names: []const u8 = &.{};
+        var gen: u64 = 0;
+        {
+            s.lock.lock();
+            defer s.lock.unlock();
+            if (now < s.names_next or s.obj == null or (s.names_len == 0 and s.ngiven == 0)) return;
+            s.names_next = now + std.time.ns_per_s;
+            @memcpy(names_buf[0..s.names_len], s.names[0..s.names_len]);
+            names = names_buf[0..s.names_len];
+            gen = s.names_gen;
+        }
+        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
+        var nf: usize = if (names.len > 0) roles.pidsNamed(names, &found) else 0;
         s.lock.lock();
         defer s.lock.unlock();
-        if (now < s.names_next or s.obj == null or (s.names_len == 0 and s.ngiven == 0)) return;
-        s.names_next = now + std.time.ns_per_s;
+        // Names replaced meanwhile (setForeground): the next look uses the new ones.
+        if (s.obj == null or gen != s.names_gen) return;
         var i: usize = 0;
         while (i < s.ngiven) {
             var comm_buf: [32]u8 = undefined;
@@ -644,8 +664,14 @@ pub const Scheduler = struct {
             s.given[i] = s.given[s.ngiven - 1];
             s.ngiven -= 1;
         }
-        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
-        const nf = if (s.names_len > 0) roles.pidsNamed(s.names[0..s.names_len], &found) else 0;
+        if (names.len > 0) for (s.fg[0..s.nfg]) |t| {
+            if (nf == found.len) break;
+            if (std.mem.indexOfScalar(u32, s.given[0..s.ngiven], t) != null) continue;
+            if (std.mem.indexOfScalar(u32, found[0..nf], t) != null) continue;
+            if (!roles.processNamed(t, names)) continue;
+            found[nf] = t;
+            nf += 1;
+        };
         if (s.resolveForeground(found[0..nf])) s.applyForeground() catch {};
     }
 
