@@ -62,7 +62,8 @@ export type SchedulerOptions = Partial<SchedKnobs> & {
   foreground?: Array<number | string>;
   /**
    * Partial mode (SCX_OPS_SWITCH_PARTIAL): only the `foreground` processes' threads and the game the
-   * detectors found (moved to the SCHED_EXT policy; at stop back to the policy they had, the
+   * detectors found (moved to the SCHED_EXT policy, SCHED_RESET_ON_FORK kept; when a process
+   * leaves the foreground or stops being the game, and at stop, back to the policy they had, the
    * threads and processes they started since to SCHED_NORMAL) are scheduled by fastpath; every other
    * task stays on the kernel's default scheduler, with its protection against real-time hogs.
    */
@@ -374,8 +375,9 @@ export class Scheduler extends NativeHandle {
   /**
    * Replaces the foreground: PIDs (a thread's PID counts as its process; one that is gone is left
    * out, one that ends is dropped within a second) and process names, matched as `foreground` in
-   * SchedulerOptions says, in the library's threads. Throws FastpathError (more than 64 entries, a
-   * name over 255 bytes, a bad weight).
+   * SchedulerOptions says, in the library's threads. In partial mode a process left out goes back to
+   * the default scheduler before this returns. Throws FastpathError (more than 64 entries, a name
+   * over 255 bytes, a bad weight).
    */
   setForeground(specs: Array<number | string>, weightPct = this.options.foregroundWeightPct): void {
     const pids = specs.filter(isPidSpec);

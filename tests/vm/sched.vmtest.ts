@@ -57,6 +57,17 @@ function cpuTicks(pid: number): number {
   return Number(f[11]) + Number(f[12]);
 }
 
+/** A child process of `pid` (its parent, field 4 of /proc/PID/stat, is `pid`); undefined while none. */
+function childOf(pid: number): number | undefined {
+  return [...Deno.readDirSync("/proc")].map((e) => Number(e.name)).find((p) => {
+    try {
+      return p > 0 && Deno.readTextFileSync(`/proc/${p}/stat`).split(") ")[1].split(" ")[1] === String(pid);
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** A SCHED_FIFO hog on the last CPU for `seconds`, after `delayMs` (a PipeWire-like thread gone wrong). */
 async function rtHog(seconds: number, delayMs: number) {
   await new Promise((r) => setTimeout(r, delayMs));
@@ -890,14 +901,6 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
         const threads = (pid: number) => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name)).sort();
         const policies = (pid: number) => threads(pid).map(policy);
-        const childOf = (pid: number) =>
-          [...Deno.readDirSync("/proc")].map((e) => Number(e.name)).find((p) => {
-            try {
-              return p > 0 && Deno.readTextFileSync(`/proc/${p}/stat`).split(") ")[1].split(" ")[1] === String(pid);
-            } catch {
-              return false;
-            }
-          });
         await waitFor(() => policies(late.pid).includes(3), "python's SCHED_BATCH thread to start", 30_000);
         // Without partial mode the pinned sleeper is ours and gets no CPU at all while the RT hog
         // runs (before Linux 7.0 no deadline server reserves time for sched_ext tasks): the step
@@ -939,6 +942,94 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         }
         await reap(late);
         if (pinned) await reap(pinned);
+      }
+    },
+  );
+
+  await t.step(
+    "partial mode: a process that leaves the foreground goes back to its policy at once, with the process it forked, and a thread with SCHED_RESET_ON_FORK is moved too and keeps the flag",
+    async () => {
+      // sched_getscheduler(2) as python returns it: the policy ORed with SCHED_RESET_ON_FORK.
+      const RESET = 0x40000000;
+      const raw = async (tids: number[]) => {
+        const out = await new Deno.Command("python3", {
+          args: [
+            "-c",
+            "import os,sys\nprint(*(os.sched_getscheduler(int(t)) for t in sys.argv[1:]))",
+            ...tids.map(String),
+          ],
+          stdout: "piped",
+        }).output();
+        return new TextDecoder().decode(out.stdout).trim().split(" ").map(Number);
+      };
+      const threads = (pid: number) => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name)).sort();
+      // Audio and game threads often run with SCHED_RESET_ON_FORK (rtkit asks for it): the main
+      // thread here has it, the second thread not.
+      const flagged = new Deno.Command("python3", {
+        args: [
+          "-c",
+          "import os,threading,time\n" +
+          "os.sched_setscheduler(0, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, os.sched_param(0))\n" +
+          "threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n" +
+          "time.sleep(300)",
+        ],
+        stdout: "null",
+      }).spawn();
+      // Forks a child when told, once it has been moved: the child inherits SCHED_EXT.
+      const leaving = new Deno.Command("python3", {
+        args: ["-c", "import os,sys,time\nsys.stdin.readline()\nos.fork()\ntime.sleep(300)"],
+        stdin: "piped",
+        stdout: "null",
+      }).spawn();
+      const go = leaving.stdin.getWriter();
+      let sched: Scheduler | undefined;
+      let child: number | undefined;
+      try {
+        await waitFor(
+          async () => (await raw(threads(flagged.pid))).sort((a, b) => a - b).join() === `0,${RESET}`,
+          "python's flag",
+          30_000,
+        );
+        const tids = threads(flagged.pid);
+        sched = await Scheduler.start({ partial: true, signals: false, foreground: [flagged.pid, leaving.pid] });
+        assert.deepEqual(
+          (await raw(tids)).sort((a, b) => a - b),
+          [7, 7 | RESET],
+          "both threads run as SCHED_EXT, and the flagged one keeps SCHED_RESET_ON_FORK",
+        );
+        await go.write(new TextEncoder().encode("go\n"));
+        await waitFor(
+          () => (child = childOf(leaving.pid)) !== undefined,
+          "the leaving process's child",
+          30_000,
+        );
+        assert.deepEqual(await raw([leaving.pid, child!]), [7, 7], "the process and its child run as SCHED_EXT");
+        sched.setForeground([flagged.pid]);
+        assert.deepEqual(
+          await raw([leaving.pid, child!]),
+          [0, 0],
+          "the process that left the foreground and its child are back to SCHED_NORMAL",
+        );
+        assert.deepEqual(
+          (await raw(tids)).sort((a, b) => a - b),
+          [7, 7 | RESET],
+          "the foreground still runs as SCHED_EXT",
+        );
+        assert.deepEqual(state(), "enabled");
+        sched.stop();
+        assert.deepEqual((await raw(tids)).sort((a, b) => a - b), [0, RESET], "at stop both are back, the flag kept");
+      } finally {
+        sched?.stop();
+        sched?.close();
+        await go.close().catch(() => {});
+        if (child) {
+          try {
+            Deno.kill(child, "SIGKILL");
+          } catch { /* ended */ }
+        }
+        await reap(flagged);
+        await reap(leaving);
+        await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
       }
     },
   );

@@ -721,15 +721,12 @@ pub const Scheduler = struct {
         }
         s.knobs.foreground_weight_pct = s.fg_weight_pct;
         s.knobs.nr_foreground = @intCast(tgids.len);
-        if (s.opts.partial != 0) {
-            s.trimSwitched();
-            for (tgids) |t| s.switchThreads(t);
-        }
+        if (s.opts.partial != 0) s.followPartial();
     }
 
     /// Partial mode with the detectors: the game they found is scheduled by fastpath too (its
     /// threads moved to SCHED_EXT as the foreground's are; checked every 100 ms, threads it starts
-    /// later inherit the policy).
+    /// later inherit the policy). A game that is no longer the game goes back (followPartial).
     fn followGame(s: *Scheduler) void {
         const d = s.detector orelse return;
         if (s.opts.partial == 0) return;
@@ -738,9 +735,39 @@ pub const Scheduler = struct {
         defer s.lock.unlock();
         if (game == s.partial_game or s.obj == null) return;
         s.partial_game = game;
-        if (game == 0) return;
+        s.followPartial();
+    }
+
+    /// Partial mode, when the foreground set or the game changed (the lock is held): the thread
+    /// groups moved before that are neither now go back to their policies, with the processes they
+    /// forked since (restoreGroups) - unless one descends from a group still wanted, whose policy it
+    /// inherited - and the threads of the foreground and the game move to SCHED_EXT.
+    fn followPartial(s: *Scheduler) void {
         s.trimSwitched();
-        s.switchThreads(game);
+        var wanted: [c.FP_MAX_FOREGROUND + 1]u32 = undefined;
+        @memcpy(wanted[0..s.nfg], s.fg[0..s.nfg]);
+        var nw = s.nfg;
+        if (s.partial_game != 0 and std.mem.indexOfScalar(u32, wanted[0..nw], s.partial_game) == null) {
+            wanted[nw] = s.partial_game;
+            nw += 1;
+        }
+        var left: [c.FP_MAX_FOREGROUND + 1]u32 = undefined;
+        var nl: usize = 0;
+        var i: usize = 0;
+        while (i < s.switched.items.len) {
+            const t = s.switched.items[i];
+            const keep = nl == left.len or std.mem.indexOfScalar(u32, wanted[0..nw], t) != null or
+                firstAncestorIn(t, wanted[0..nw], &.{}) != null;
+            if (keep) {
+                i += 1;
+                continue;
+            }
+            left[nl] = t;
+            nl += 1;
+            _ = s.switched.swapRemove(i);
+        }
+        if (nl > 0) s.restoreGroups(left[0..nl], wanted[0..nw]);
+        for (wanted[0..nw]) |t| s.switchThreads(t);
     }
 
     /// Partial mode: every thread of `tgid` to SCHED_EXT (threads it starts later inherit it). The
@@ -783,25 +810,30 @@ pub const Scheduler = struct {
         }
     }
 
-    /// Partial mode, at stop: the threads of the groups we moved that are still SCHED_EXT go back to
-    /// the policy they had, and those they started since (born SCHED_EXT) to SCHED_NORMAL. Only
-    /// SCHED_EXT threads are touched: a thread since made real-time, or another task that took the
-    /// ID of one that exited, keeps its class (a list of thread IDs put back to SCHED_NORMAL
-    /// whatever they had become would have demoted a real-time thread that reused one).
-    /// Processes a moved thread forked since are thread groups of their own, born SCHED_EXT: those
-    /// descended from a recorded group go back to SCHED_NORMAL too. A thread started meanwhile may
-    /// be missed by one pass over /proc, so it repeats while a pass finds any (three at most).
+    /// Partial mode, at stop: every group we moved goes back (restoreGroups).
     fn restoreSwitched(s: *Scheduler) void {
         s.trimSwitched();
+        s.restoreGroups(s.switched.items, &.{});
+        s.switched.clearRetainingCapacity();
+        s.switched_from.clearRetainingCapacity();
+    }
+
+    /// Puts back the SCHED_EXT threads of `groups` to the policy they had, and those they started
+    /// since (born SCHED_EXT) to SCHED_NORMAL. Only SCHED_EXT threads are touched: a thread since
+    /// made real-time, or another task that took the ID of one that exited, keeps its class (a list
+    /// of thread IDs put back to SCHED_NORMAL whatever they had become would have demoted a
+    /// real-time thread that reused one). Processes a moved thread forked since are thread groups of
+    /// their own, born SCHED_EXT: those descended from one of `groups` go back to SCHED_NORMAL too,
+    /// unless a group in `keep` is met first going up from them. A thread started meanwhile may be
+    /// missed by one pass over /proc, so it repeats while a pass finds any (three at most).
+    fn restoreGroups(s: *Scheduler, groups: []const u32, keep: []const u32) void {
         var pass: usize = 0;
         while (pass < 3) : (pass += 1) {
             var n: usize = 0;
-            for (s.switched.items) |tgid| n += s.restoreGroup(tgid);
-            n += s.restoreDescendants();
+            for (groups) |tgid| n += s.restoreGroup(tgid);
+            n += s.restoreDescendants(groups, keep);
             if (n == 0) break;
         }
-        s.switched.clearRetainingCapacity();
-        s.switched_from.clearRetainingCapacity();
     }
 
     /// Puts back the SCHED_EXT threads of `tgid`; returns how many.
@@ -816,9 +848,10 @@ pub const Scheduler = struct {
         return n;
     }
 
-    /// Puts back the SCHED_EXT threads of every process whose leader is SCHED_EXT and that
-    /// descends (parent by parent, /proc/PID/stat field 4) from a recorded group; returns how many.
-    fn restoreDescendants(s: *Scheduler) usize {
+    /// Puts back the SCHED_EXT threads of every process whose leader is SCHED_EXT and whose nearest
+    /// ancestor in `groups` or `keep` (parent by parent, /proc/PID/stat field 4) is in `groups`;
+    /// returns how many.
+    fn restoreDescendants(s: *Scheduler, groups: []const u32, keep: []const u32) usize {
         var n: usize = 0;
         var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return 0;
         defer proc.close();
@@ -826,23 +859,11 @@ pub const Scheduler = struct {
         while (pids.next() catch null) |e| {
             const pid = std.fmt.parseInt(u32, e.name, 10) catch continue;
             if (policyOf(@intCast(pid)) != sched_ext_policy) continue;
-            if (std.mem.indexOfScalar(u32, s.switched.items, pid) != null) continue;
-            if (s.descendsFromSwitched(pid)) n += s.restoreGroup(pid);
+            if (std.mem.indexOfScalar(u32, groups, pid) != null or std.mem.indexOfScalar(u32, keep, pid) != null) continue;
+            const up = firstAncestorIn(pid, groups, keep) orelse continue;
+            if (std.mem.indexOfScalar(u32, groups, up) != null) n += s.restoreGroup(pid);
         }
         return n;
-    }
-
-    fn descendsFromSwitched(s: *Scheduler, pid: u32) bool {
-        var p = pid;
-        var depth: usize = 0;
-        while (depth < 64) : (depth += 1) {
-            var buf: [1024]u8 = undefined;
-            const stat = roles.readProc(p, "stat", &buf) orelse return false;
-            p = std.fmt.parseInt(u32, roles.statField(stat, 4) orelse return false, 10) catch return false;
-            if (p <= 1) return false;
-            if (std.mem.indexOfScalar(u32, s.switched.items, p) != null) return true;
-        }
-        return false;
     }
 
     /// Changes the knobs while the scheduler runs (checked like the options; `stall_tgid`, `partial`
@@ -982,11 +1003,38 @@ fn niceOf(tid: i32) ?i32 {
     return 20 - @as(i32, @intCast(prio));
 }
 
-/// sched_getscheduler(tid); null when the thread is gone.
+/// sched_getscheduler(tid) without SCHED_RESET_ON_FORK; null when the thread is gone.
 fn policyOf(tid: i32) ?usize {
+    const r = rawPolicyOf(tid) orelse return null;
+    return r & ~reset_on_fork;
+}
+
+/// sched_getscheduler(tid) as the kernel returns it: the policy, ORed with SCHED_RESET_ON_FORK when
+/// the thread has it (sched_getscheduler(2)); null when the thread is gone.
+fn rawPolicyOf(tid: i32) ?usize {
     const r = std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid))));
     if (std.os.linux.E.init(r) != .SUCCESS) return null;
     return r;
+}
+
+/// SCHED_RESET_ON_FORK (include/uapi/linux/sched.h): in sched_getscheduler's result; set through
+/// sched_setattr as SCHED_FLAG_RESET_ON_FORK. Audio and game threads often carry it (rtkit asks for it).
+const reset_on_fork: usize = 0x40000000;
+const sched_flag_reset_on_fork: u64 = 0x01;
+
+/// The nearest ancestor of process `pid` (parent by parent, /proc/PID/stat field 4, 64 at most)
+/// that is in `a` or `b`; null when none is (or the chain cannot be read).
+fn firstAncestorIn(pid: u32, a: []const u32, b: []const u32) ?u32 {
+    var p = pid;
+    var depth: usize = 0;
+    while (depth < 64) : (depth += 1) {
+        var buf: [1024]u8 = undefined;
+        const stat = roles.readProc(p, "stat", &buf) orelse return null;
+        p = std.fmt.parseInt(u32, roles.statField(stat, 4) orelse return null, 10) catch return null;
+        if (p <= 1) return null;
+        if (std.mem.indexOfScalar(u32, a, p) != null or std.mem.indexOfScalar(u32, b, p) != null) return p;
+    }
+    return null;
 }
 
 /// Whether thread (or thread group) `tid` exists: /proc/TID names any thread, not only leaders.
@@ -1028,15 +1076,17 @@ fn fairPolicy(policy: usize) bool {
 /// is attached (in partial mode, only such tasks), and on the fair class otherwise.
 const sched_ext_policy: u32 = 7;
 
-/// sched_setattr(tid, policy) with the thread's nice value kept; false when the thread is gone or
-/// refused it. (SCHED_FLAG_KEEP_PARAMS would keep the nice value, but the kernel then skips setting
-/// the policy too: the nice value is read and passed back instead.)
+/// sched_setattr(tid, policy) with the thread's nice value and SCHED_RESET_ON_FORK kept; false when
+/// the thread is gone or refused it. (SCHED_FLAG_KEEP_PARAMS would keep the nice value, but the
+/// kernel then skips setting the policy too: the nice value is read and passed back instead; flags
+/// 0 would clear SCHED_RESET_ON_FORK.)
 fn setPolicy(tid: i32, policy: u32) bool {
     const Attr = extern struct { size: u32, policy: u32, flags: u64, nice: i32, priority: u32, runtime: u64, deadline: u64, period: u64 };
     const linux = std.os.linux;
     const who: usize = @bitCast(@as(isize, tid));
     const nice = niceOf(tid) orelse return false;
-    var attr = Attr{ .size = @sizeOf(Attr), .policy = policy, .flags = 0, .nice = nice, .priority = 0, .runtime = 0, .deadline = 0, .period = 0 };
+    const flags: u64 = if ((rawPolicyOf(tid) orelse return false) & reset_on_fork != 0) sched_flag_reset_on_fork else 0;
+    var attr = Attr{ .size = @sizeOf(Attr), .policy = policy, .flags = flags, .nice = nice, .priority = 0, .runtime = 0, .deadline = 0, .period = 0 };
     return linux.E.init(linux.syscall3(.sched_setattr, who, @intFromPtr(&attr), 0)) == .SUCCESS;
 }
 
@@ -1091,6 +1141,20 @@ test "a thread's policy changes and its nice value stays (the partial mode's swi
     try testing.expectEqual(@as(usize, 20 - 3), std.os.linux.syscall2(.getpriority, 0, @as(usize, @bitCast(@as(isize, tid)))));
     try testing.expect(setPolicy(tid, 0));
     try testing.expectEqual(@as(usize, 0), std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid)))));
+}
+
+test "a thread with SCHED_RESET_ON_FORK keeps it when its policy changes, and its policy reads without it" {
+    const tid = std.os.linux.gettid();
+    const who: usize = @bitCast(@as(isize, tid));
+    const param: u32 = 0;
+    try testing.expectEqual(@as(usize, 0), std.os.linux.syscall3(.sched_setscheduler, who, reset_on_fork, @intFromPtr(&param)));
+    defer _ = std.os.linux.syscall3(.sched_setscheduler, who, 0, @intFromPtr(&param));
+    try testing.expectEqual(@as(?usize, 0), policyOf(tid)); // a fair thread, moved as one
+    try testing.expect(setPolicy(tid, 3));
+    try testing.expectEqual(@as(?usize, 3), policyOf(tid));
+    try testing.expectEqual(@as(?usize, 3 | reset_on_fork), rawPolicyOf(tid));
+    try testing.expect(setPolicy(tid, 0));
+    try testing.expectEqual(@as(?usize, reset_on_fork), rawPolicyOf(tid));
 }
 
 test "a thread group's threads are listed, and a thread exists by its ID until it ends" {
