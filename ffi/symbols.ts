@@ -155,6 +155,10 @@ export const symbols = {
     ],
     result: "u32", // how many thread groups are foreground now (may exceed cap)
   },
+  fp_sched_foreground_left_out: {
+    parameters: ["pointer"], // struct fp_scheduler *s
+    result: "u32", // processes the names match that a full foreground set (64) left out
+  },
   fp_sched_wait: {
     parameters: [
       "pointer", // struct fp_scheduler *s

@@ -373,6 +373,14 @@ export class Scheduler extends NativeHandle {
   }
 
   /**
+   * How many processes the foreground names match that are not foreground because the set holds 64
+   * already (as of the library's last look, every second, and the execs since): name fewer.
+   */
+  get foregroundLeftOut(): number {
+    return this.#lib.native.fp_sched_foreground_left_out(this.live());
+  }
+
+  /**
    * Replaces the foreground: PIDs (a thread's PID counts as its process; one that is gone is left
    * out, one that ends is dropped within a second) and process names, matched as `foreground` in
    * SchedulerOptions says, in the library's threads. In partial mode a process left out goes back to

@@ -239,7 +239,7 @@ const run = knobs(
   .addOption(
     text(
       "foreground",
-      "comma list of PIDs or process names to favour (a name: the command or executable's base name, matched at each exec and every second)",
+      "comma list of PIDs or process names to favour (a name: the command or executable's base name, matched at each exec and every second; 64 processes at most, more are left out and reported)",
       "LIST",
     ),
   )
@@ -316,6 +316,7 @@ const run = knobs(
       // After attaching: a second loader is refused for that, naming the scheduler attached.
       stats = await startStats(plan, { command: "sched run", intervalMs: f.intervalMs, families: ["sched"] });
       let fg = s.foreground;
+      let leftOut = 0;
       let gamePid = det?.game?.pid ?? 0;
       let prevDetectors = det;
       await monitor({
@@ -343,13 +344,14 @@ const run = knobs(
         observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
         after: () => {
           const notes: Array<[string, Record<string, unknown>, string]> = [];
-          const now = s.foreground;
-          if (now.join() !== fg.join()) {
-            fg = now;
+          const now = s.foreground, out = s.foregroundLeftOut;
+          if (now.join() !== fg.join() || out !== leftOut) {
+            [fg, leftOut] = [now, out];
             notes.push([
               "sched_foreground",
-              { tgids: now },
-              `foreground now ${now.length ? now.join(",") : "empty (not running)"}`,
+              { tgids: now, left_out: out },
+              `foreground now ${now.length ? now.join(",") : "empty (not running)"}` +
+              (out ? `; ${out} more processes match --foreground, left out: the set holds 64, name fewer` : ""),
             ]);
           }
           const g = s.detector?.status().game ?? null;

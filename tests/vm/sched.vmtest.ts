@@ -366,6 +366,43 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
+  await t.step(
+    "a foreground name that matches more processes than the set holds says how many it left out, and they join as room frees",
+    async () => {
+      // Once the 65th match was dropped without a word (the set holds FP_MAX_FOREGROUND = 64).
+      const exe = "/tmp/fp-fullset";
+      Deno.copyFileSync("/bin/sleep", exe);
+      const procs = Array.from({ length: 70 }, () => new Deno.Command(exe, { args: ["300"] }).spawn());
+      const notes = (run: ReturnType<typeof spawnCli>) =>
+        run.stdout.split("\n").filter((l) => l.startsWith('{"type":"sched_foreground"') && l.endsWith("}"))
+          .map((l) => JSON.parse(l));
+      try {
+        await withScheduler(["--foreground", "fp-fullset"], async (run) => {
+          await waitFor(
+            () => notes(run).some((e) => e.left_out === 6),
+            `left_out 6; the run said: ${run.stdout}`,
+            10_000,
+          );
+          const full = notes(run).at(-1);
+          assert.deepEqual(full.tgids.length, 64);
+          // Ten of the foreground end: the six left out take their place at the next look.
+          const ended = procs.filter((p) => full.tgids.includes(p.pid)).slice(0, 10);
+          for (const p of ended) await reap(p);
+          await waitFor(
+            () => notes(run).at(-1)?.left_out === 0 && notes(run).at(-1)?.tgids.length === 60,
+            `60 foreground, none left out; the run said: ${JSON.stringify(notes(run).at(-1))}`,
+            10_000,
+          );
+          const now = new Set(notes(run).at(-1).tgids);
+          assert.ok(procs.every((p) => ended.includes(p) || now.has(p.pid)), "every running one is foreground");
+        });
+      } finally {
+        for (const p of procs) await reap(p);
+        Deno.removeSync(exe);
+      }
+    },
+  );
+
   await t.step("CPU hogs marked foreground do not starve the other CPU hogs", async () => {
     // Spinning before they are named: a task that never sleeps used to be looked up in the
     // foreground set only when it woke, so these were never foreground (they got what the others

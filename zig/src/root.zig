@@ -237,6 +237,12 @@ export fn fp_sched_foreground(s: *Scheduler, out: ?[*]u32, cap: u32) u32 {
     return @intCast(s.foreground(if (out) |p| p[0..cap] else &none));
 }
 
+/// How many processes the foreground names match that are not foreground because the set holds
+/// FP_MAX_FOREGROUND already (as of the last look, every second, and the execs since).
+export fn fp_sched_foreground_left_out(s: *Scheduler) u32 {
+    return @intCast(@min(s.foregroundLeftOut(), std.math.maxInt(u32)));
+}
+
 /// Changes the knobs of `opts` (every `sched_limits` field) while the scheduler runs; the modes
 /// (`partial`, `signals`, `stall_tgid`) stay as started.
 export fn fp_sched_set_knobs(s: *Scheduler, opts: *const abi.SchedOptions) abi.Status {

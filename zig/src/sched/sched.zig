@@ -266,6 +266,8 @@ pub const Scheduler = struct {
     names_next: u64 = 0,
     /// Bumped when setForeground replaces the names: a scan of /proc begun before is not applied.
     names_gen: u64 = 0,
+    /// Processes the names matched that did not fit in the set (foregroundLeftOut).
+    left_out: usize = 0,
     /// Partial mode: the thread groups whose threads were moved to SCHED_EXT (put back at stop,
     /// with the threads they started since, which inherit the policy), and the policy each thread
     /// moved had (SCHED_BATCH and SCHED_IDLE come back as they were; a thread not listed, to
@@ -586,8 +588,8 @@ pub const Scheduler = struct {
         s.names_len = names.len;
         s.names_gen +%= 1;
         s.fg_weight_pct = weight_pct;
-        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
-        _ = s.resolveForeground(found[0..roles.pidsNamed(names, &found)]);
+        var found: [found_max]u32 = undefined;
+        _ = s.resolveForeground(&found, roles.pidsNamed(names, &found));
         s.names_next = sys.monotonicNs() + std.time.ns_per_s;
         try s.applyForeground();
     }
@@ -608,21 +610,16 @@ pub const Scheduler = struct {
             return diag.fail(error.InvalidArgument, "at most {d} foreground names, not {d}", .{ c.FP_MAX_FOREGROUND, n });
     }
 
-    /// The foreground set now: the given thread groups and `found`, those the names resolve to (at
-    /// most FP_MAX_FOREGROUND, the given ones first). True when it changed. The lock is held.
-    fn resolveForeground(s: *Scheduler, found: []const u32) bool {
+    /// The foreground set now (pickForeground), and left_out. True when the set changed. The lock
+    /// is held.
+    fn resolveForeground(s: *Scheduler, found: []const u32, nfound: usize) bool {
         var next: [c.FP_MAX_FOREGROUND]u32 = undefined;
-        @memcpy(next[0..s.ngiven], s.given[0..s.ngiven]);
-        var n = s.ngiven;
-        for (found) |t| {
-            if (n == next.len) break;
-            if (std.mem.indexOfScalar(u32, next[0..n], t) != null) continue;
-            next[n] = t;
-            n += 1;
-        }
-        const changed = n != s.nfg or !std.mem.eql(u32, next[0..n], s.fg[0..s.nfg]);
-        @memcpy(s.fg[0..n], next[0..n]);
-        s.nfg = n;
+        const p = pickForeground(s.given[0..s.ngiven], s.fg[0..s.nfg], found, nfound, &next);
+        s.left_out = p.left_out;
+        var changed = p.n != s.nfg;
+        for (next[0..p.n]) |t| changed = changed or std.mem.indexOfScalar(u32, s.fg[0..s.nfg], t) == null;
+        @memcpy(s.fg[0..p.n], next[0..p.n]);
+        s.nfg = p.n;
         return changed;
     }
 
@@ -648,8 +645,9 @@ pub const Scheduler = struct {
             names = names_buf[0..s.names_len];
             gen = s.names_gen;
         }
-        var found: [c.FP_MAX_FOREGROUND]u32 = undefined;
-        var nf: usize = if (names.len > 0) roles.pidsNamed(names, &found) else 0;
+        var found: [found_max]u32 = undefined;
+        const scanned: usize = if (names.len > 0) roles.pidsNamed(names, &found) else 0;
+        var nf = @min(scanned, found.len);
         s.lock.lock();
         defer s.lock.unlock();
         // Names replaced meanwhile (setForeground): the next look uses the new ones.
@@ -672,7 +670,7 @@ pub const Scheduler = struct {
             found[nf] = t;
             nf += 1;
         };
-        if (s.resolveForeground(found[0..nf])) s.applyForeground() catch {};
+        if (s.resolveForeground(&found, nf + (scanned - @min(scanned, found.len)))) s.applyForeground() catch {};
     }
 
     /// The detectors' exec hook: a program just exec'd as thread group `tgid`; foreground at once
@@ -681,9 +679,13 @@ pub const Scheduler = struct {
         const s: *Scheduler = @ptrCast(@alignCast(ctx));
         s.lock.lock();
         defer s.lock.unlock();
-        if (s.names_len == 0 or s.obj == null or s.nfg == s.fg.len) return;
+        if (s.names_len == 0 or s.obj == null) return;
         if (std.mem.indexOfScalar(u32, s.fg[0..s.nfg], tgid) != null) return;
         if (!roles.processNamed(tgid, s.names[0..s.names_len])) return;
+        if (s.nfg == s.fg.len) {
+            s.left_out += 1;
+            return;
+        }
         s.fg[s.nfg] = tgid;
         s.nfg += 1;
         s.applyForeground() catch {};
@@ -696,6 +698,14 @@ pub const Scheduler = struct {
         const n = @min(out.len, s.nfg);
         @memcpy(out[0..n], s.fg[0..n]);
         return s.nfg;
+    }
+
+    /// How many processes the foreground names matched at the last look (and at execs since) that
+    /// are not foreground because the set was full (FP_MAX_FOREGROUND).
+    pub fn foregroundLeftOut(s: *Scheduler) usize {
+        s.lock.lock();
+        defer s.lock.unlock();
+        return s.left_out;
     }
 
     /// Writes the kept foreground set into the maps and knobs (the lock is held, or no one else runs).
@@ -924,6 +934,32 @@ pub const Scheduler = struct {
     }
 };
 
+/// The foreground set from the `given` thread groups and those the names resolve to (`nfound`
+/// processes, the first found.len of them in `found`), into `out` (FP_MAX_FOREGROUND): the given
+/// ones first, then matches already in the set `now` (a full set does not trade one match for
+/// another at each look), then the others; `left_out` counts the matches that did not fit.
+fn pickForeground(given: []const u32, now: []const u32, found: []const u32, nfound: usize, out: *[c.FP_MAX_FOREGROUND]u32) struct { n: usize, left_out: usize } {
+    @memcpy(out[0..given.len], given);
+    var n = given.len;
+    const kept = found[0..@min(nfound, found.len)];
+    var left_out = nfound - kept.len;
+    for ([2]bool{ true, false }) |already| for (kept) |t| {
+        if ((std.mem.indexOfScalar(u32, now, t) != null) != already) continue;
+        if (std.mem.indexOfScalar(u32, out[0..n], t) != null) continue;
+        if (n == out.len) {
+            left_out += 1;
+            continue;
+        }
+        out[n] = t;
+        n += 1;
+    };
+    return .{ .n = n, .left_out = left_out };
+}
+
+/// How many name matches one look keeps, so those left out of a full set are counted exactly up to
+/// this many (beyond it, all count as left out).
+const found_max = 4 * c.FP_MAX_FOREGROUND;
+
 /// Room for setForeground's names: FP_MAX_FOREGROUND names of a command name's length, or fewer
 /// executable names.
 const max_names_bytes = 4096;
@@ -1141,6 +1177,33 @@ test "a thread's policy changes and its nice value stays (the partial mode's swi
     try testing.expectEqual(@as(usize, 20 - 3), std.os.linux.syscall2(.getpriority, 0, @as(usize, @bitCast(@as(isize, tid)))));
     try testing.expect(setPolicy(tid, 0));
     try testing.expectEqual(@as(usize, 0), std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid)))));
+}
+
+test "a full foreground set keeps its members and counts the name matches left out" {
+    const max = c.FP_MAX_FOREGROUND;
+    var out: [max]u32 = undefined;
+    // 200 processes named, 10 PIDs given: the given first, then 54 of the named; 146 left out.
+    var found: [200]u32 = undefined;
+    for (&found, 0..) |*f, i| f.* = @intCast(1000 + i);
+    const given = [_]u32{ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 };
+    var p = pickForeground(&given, &.{}, &found, found.len, &out);
+    try testing.expectEqual(@as(usize, max), p.n);
+    try testing.expectEqual(@as(usize, 200 - (max - 10)), p.left_out);
+    try testing.expectEqualSlices(u32, &given, out[0..10]);
+    // At the next look the same members stay although the scan lists the others first.
+    var now: [max]u32 = out;
+    std.mem.reverse(u32, &found);
+    p = pickForeground(&given, &now, &found, found.len, &out);
+    try testing.expectEqual(@as(usize, max), p.n);
+    for (out[0..p.n]) |t| try testing.expect(std.mem.indexOfScalar(u32, &now, t) != null);
+    // More matches than a look keeps: those not kept count as left out too.
+    p = pickForeground(&.{}, &.{}, found[0..100], 300, &out);
+    try testing.expectEqual(@as(usize, max), p.n);
+    try testing.expectEqual(@as(usize, 300 - max), p.left_out);
+    // A PID both given and named counts once.
+    p = pickForeground(&given, &.{}, given[0..3], 3, &out);
+    try testing.expectEqual(@as(usize, 10), p.n);
+    try testing.expectEqual(@as(usize, 0), p.left_out);
 }
 
 test "a thread with SCHED_RESET_ON_FORK keeps it when its policy changes, and its policy reads without it" {
