@@ -65,7 +65,9 @@ export type SchedulerOptions = Partial<SchedKnobs> & {
    * detectors found (moved to the SCHED_EXT policy, SCHED_RESET_ON_FORK kept; when a process
    * leaves the foreground or stops being the game, and at stop, back to the policy they had, the
    * threads and processes they started since to SCHED_NORMAL) are scheduled by fastpath; every other
-   * task stays on the kernel's default scheduler, with its protection against real-time hogs.
+   * task stays on the kernel's default scheduler, with its protection against real-time hogs - and
+   * runs first: the kernel ranks its fair class above sched_ext, so the game gets only the CPU time
+   * the rest leaves (beside two CPU hogs in the VM, 6 frames of 480). For a machine where little else runs.
    */
   partial?: boolean;
   /**
@@ -152,7 +154,7 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
     const s = String(spec).trim();
     if (isPidSpec(s)) {
       try {
-        const status = Deno.readTextFileSync(`/proc/${s}/status`);
+        const status = Deno.readTextFileSync(`/proc/${Number(s)}/status`); // "01" is PID 1
         tgids.add(Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? s));
       } catch {
         missing.push(s);
@@ -173,25 +175,7 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
  * `fastpath service print sched` runs it on a unit's flags, so a unit never holds what a start refuses.
  */
 export function checkSchedOptions(o: SchedulerOptions): void {
-  for (const spec of o.foreground ?? []) {
-    processSpec("foreground", spec);
-    // What the library takes (sched.zig setForeground), refused here before anything attaches.
-    const s = String(spec).trim();
-    if (s.includes("/") || s.includes("\0") || new TextEncoder().encode(s).length > 255) {
-      throw new FastpathError(
-        "usage",
-        `\`foreground\`: '${s.slice(0, 40)}${
-          s.length > 40 ? "…" : ""
-        }' is not a process name: give the command or executable's base name (at most 255 bytes, no '/') or a PID`,
-      );
-    }
-  }
-  if ((o.foreground?.length ?? 0) > 64) {
-    throw new FastpathError(
-      "usage",
-      `\`foreground\` names at most 64 processes, not ${o.foreground!.length}: name fewer`,
-    );
-  }
+  checkForeground(o.foreground ?? []);
   if (o.detect?.game !== undefined) processSpec("game", o.detect.game);
   if (o.detect?.compositor !== undefined) processSpec("compositor", o.detect.compositor);
   if (o.signals === false) {
@@ -208,6 +192,33 @@ export function checkSchedOptions(o: SchedulerOptions): void {
       "usage",
       "`partial` schedules only the foreground and the detected game: name one with `foreground`, or leave the detectors on",
     );
+  }
+}
+
+/**
+ * A foreground list as `Scheduler.start` and `setForeground` take it: at most 64 entries, each a
+ * PID from 1 to PID_MAX (a whole number) or a process name of at most 255 bytes with no '/' or NUL.
+ * Throws FastpathError("usage") naming the entry.
+ */
+export function checkForeground(specs: Array<number | string>): void {
+  for (const spec of specs) {
+    if (typeof spec === "number" && !Number.isInteger(spec)) {
+      throw new FastpathError("usage", `\`foreground\`: ${spec} is not a PID: give a whole number or a process name`);
+    }
+    processSpec("foreground", spec);
+    // What the library takes (sched.zig setForeground), refused here before anything attaches.
+    const s = String(spec).trim();
+    if (s.includes("/") || s.includes("\0") || new TextEncoder().encode(s).length > 255) {
+      throw new FastpathError(
+        "usage",
+        `\`foreground\`: '${s.slice(0, 40)}${
+          s.length > 40 ? "…" : ""
+        }' is not a process name: give the command or executable's base name (at most 255 bytes, no '/') or a PID`,
+      );
+    }
+  }
+  if (specs.length > 64) {
+    throw new FastpathError("usage", `\`foreground\` takes at most 64 entries, not ${specs.length}: name fewer`);
   }
 }
 
@@ -384,10 +395,11 @@ export class Scheduler extends NativeHandle {
    * Replaces the foreground: PIDs (a thread's PID counts as its process; one that is gone is left
    * out, one that ends is dropped within a second) and process names, matched as `foreground` in
    * SchedulerOptions says, in the library's threads. In partial mode a process left out goes back to
-   * the default scheduler before this returns. Throws FastpathError (more than 64 entries, a name
-   * over 255 bytes, a bad weight).
+   * the default scheduler before this returns. Throws FastpathError (an entry `start` refuses:
+   * checkForeground; PID 1 or a kernel thread; a bad weight).
    */
   setForeground(specs: Array<number | string>, weightPct = this.options.foregroundWeightPct): void {
+    checkForeground(specs);
     const pids = specs.filter(isPidSpec);
     const names = specs.filter((x) => !isPidSpec(x)).map((x) => String(x).trim());
     const arr = new Uint32Array(pids.length ? resolveForeground(pids).tgids : []);

@@ -648,7 +648,7 @@ Deno.test("the CLI", async (t) => {
         [["run", "--foreground", "x".repeat(300)], "is not a process name: give the command or executable's base name"],
         [
           ["run", "--foreground", Array.from({ length: 65 }, (_, i) => `g${i}`).join(",")],
-          "--foreground names at most 64 processes, not 65: name fewer",
+          "--foreground takes at most 64 entries, not 65: name fewer",
         ],
         [
           ["run", "--no-signals", "--chain-hops", "3"],

@@ -4,7 +4,7 @@ import { ABI_VERSION } from "../ffi/symbols.ts";
 import { checkLayout } from "../ffi/enums.ts";
 import { FastpathError, snake } from "../ffi/error.ts";
 import { Reflector } from "../src/reflector.ts";
-import { noSchedExt, SCHED_KNOBS, Scheduler } from "../src/sched.ts";
+import { checkForeground, noSchedExt, SCHED_KNOBS, Scheduler } from "../src/sched.ts";
 import { DETECT_KNOBS } from "../src/detect.ts";
 import { DENO, ROOT, skipUnless } from "./helpers.ts";
 
@@ -139,6 +139,24 @@ Deno.test("the FFI layer", async (t) => {
     // Named as scripts spell the knobs; the CLI prints the same message with its flags (tests/vm).
     // A fault of the knobs, not a failure to attach: no "cannot attach the scheduler:" before it.
     assert.equal(err.message, "sliceMinUs must be 10 to sliceUs (5000), not 9000");
+  });
+
+  await t.step("a foreground entry start refuses, setForeground refuses too (one check)", () => {
+    // setForeground once took "", -1, 0, 1.5, NaN, "a/b" and PIDs past PID_MAX: "" emptied the set.
+    for (const bad of ["", " ", -1, 0, 1.5, NaN, "a/b", "a\0b", 99999999, "x".repeat(256)]) {
+      const err = (() => {
+        try {
+          checkForeground([bad]);
+        } catch (e) {
+          return e;
+        }
+      })();
+      assert.ok(err instanceof FastpathError, `refused: ${JSON.stringify(bad)}`);
+      assert.equal(err.code, "usage");
+      assert.match(err.message, /^foreground/);
+    }
+    assert.throws(() => checkForeground(Array.from({ length: 65 }, (_, i) => `g${i}`)), /at most 64 entries, not 65/);
+    checkForeground([1234, "1234", "game.exe", "x".repeat(255)]);
   });
 
   await t.step("a wrong FASTPATH_LIB is the only path tried, and the error says so", async () => {

@@ -246,7 +246,7 @@ const run = knobs(
   .addOption(
     new Option(
       "--partial",
-      "schedule only the game and the --foreground processes with fastpath; every other task stays on the kernel's default scheduler (and its protection against real-time hogs)",
+      "schedule only the game and the --foreground processes with fastpath; every other task stays on the kernel's default scheduler (and its protection against real-time hogs) - and the kernel runs those first: for a machine where little else runs",
     ),
   )
   .addOption(intervalOption())
@@ -287,6 +287,7 @@ const run = knobs(
       const c0 = s.stats();
       const o = s.options;
       const det = s.detector?.status() ?? null;
+      const leftOut0 = s.foregroundLeftOut;
       if (json) {
         emit("sched_started", {
           state: st.state,
@@ -295,6 +296,7 @@ const run = knobs(
           nrCpus: c0.nr_cpus,
           nrLlcs: c0.nr_llcs,
           foreground: s.foreground,
+          foregroundLeftOut: leftOut0,
           partial: s.partial,
           detectors: det,
           detectKnobs: s.detector ? { type: "detect_knobs", ...s.detector.knobs } : null,
@@ -307,16 +309,24 @@ const run = knobs(
         console.error(
           `  slice ${o.sliceUs} µs (down to ${o.sliceMinUs} µs for frequent wakers), preempt from ${o.latencyHz} Hz, foreground weight ${o.foregroundWeightPct} %` +
             (specs.length
-              ? `, foreground ${specs.join(",")} → ${s.foreground.length ? s.foreground.join(",") : "not running yet"}`
+              ? `, foreground ${specs.join(",")} → ${
+                s.foreground.length ? s.foreground.join(",") : "not running yet"
+              }` +
+                (leftOut0 ? `; ${leftOut0} more processes match, left out: the set holds 64, name fewer` : "")
               : ""),
         );
+        if (s.partial) {
+          console.error(
+            "  partial mode: only the game and the --foreground processes run on fastpath; the kernel runs every other task first, so they get only the CPU time the others leave",
+          );
+        }
         for (const l of det ? statusText(det) : ["signals:     off (--no-signals)"]) console.error(`  ${l}`);
         console.error("  stop with Ctrl-C");
       }
       // After attaching: a second loader is refused for that, naming the scheduler attached.
       stats = await startStats(plan, { command: "sched run", intervalMs: f.intervalMs, families: ["sched"] });
       let fg = s.foreground;
-      let leftOut = 0;
+      let leftOut = leftOut0;
       let gamePid = det?.game?.pid ?? 0;
       let prevDetectors = det;
       await monitor({

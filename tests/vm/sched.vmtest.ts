@@ -142,6 +142,13 @@ async function withScheduler<T>(args: string[], body: (run: ReturnType<typeof sp
   }
 }
 
+/** SIGKILL to `pid` if it is set and still runs (a process the test did not spawn itself). */
+function killPid(pid: number | undefined): void {
+  try {
+    if (pid) Deno.kill(pid, "SIGKILL");
+  } catch { /* ended */ }
+}
+
 /** Kills a child if it still runs and waits for it. */
 async function reap(c: Deno.ChildProcess): Promise<void> {
   try {
@@ -378,12 +385,14 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           .map((l) => JSON.parse(l));
       try {
         await withScheduler(["--foreground", "fp-fullset"], async (run) => {
+          // Said at the start, or in a note once a look found them all.
+          const started = JSON.parse(run.stdout.split("\n").find((l) => l.startsWith('{"type":"sched_started"'))!);
           await waitFor(
-            () => notes(run).some((e) => e.left_out === 6),
-            `left_out 6; the run said: ${run.stdout}`,
+            () => started?.foreground_left_out === 6 || notes(run).some((e) => e.left_out === 6),
+            `left out 6; the run said: ${run.stdout}`,
             10_000,
           );
-          const full = notes(run).at(-1);
+          const full = notes(run).at(-1) ?? { tgids: started.foreground };
           assert.deepEqual(full.tgids.length, 64);
           // Ten of the foreground end: the six left out take their place at the next look.
           const ended = procs.filter((p) => full.tgids.includes(p.pid)).slice(0, 10);
@@ -972,11 +981,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       } finally {
         await reap(game);
         await go.close().catch(() => {});
-        if (forked) {
-          try {
-            Deno.kill(forked, "SIGKILL");
-          } catch { /* ended */ }
-        }
+        killPid(forked);
         await reap(late);
         if (pinned) await reap(pinned);
       }
@@ -1059,13 +1064,90 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         sched?.stop();
         sched?.close();
         await go.close().catch(() => {});
-        if (child) {
-          try {
-            Deno.kill(child, "SIGKILL");
-          } catch { /* ended */ }
-        }
+        killPid(child);
         await reap(flagged);
         await reap(leaving);
+        await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
+      }
+    },
+  );
+
+  await t.step(
+    "partial mode: a thread made SCHED_OTHER after the move moves too, a process orphaned since is put back at stop, one SCHED_EXT before the start stays so, and init and kernel threads are refused",
+    async () => {
+      const policy = (pid: number) =>
+        Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
+      const threads = (pid: number) => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name)).sort();
+      const orphanFile = "/tmp/fp-orphan.pid";
+      try {
+        Deno.removeSync(orphanFile);
+      } catch { /* none */ }
+      // SCHED_EXT before fastpath starts (another program's choice): left so at stop.
+      const pre = new Deno.Command("python3", {
+        args: ["-c", "import os,time\nos.sched_setscheduler(0, 7, os.sched_param(0))\ntime.sleep(300)"],
+        stdout: "null",
+      }).spawn();
+      // When told: a thread that sets itself SCHED_OTHER (born SCHED_EXT), and a grandchild whose
+      // parent exits at once, so init adopts it.
+      const fam = new Deno.Command("python3", {
+        args: [
+          "-c",
+          "import os,sys,threading,time\n" +
+          "sys.stdin.readline()\n" +
+          "def other():\n os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)); time.sleep(300)\n" +
+          "threading.Thread(target=other, daemon=True).start()\n" +
+          "if os.fork() == 0:\n" +
+          " if os.fork() == 0:\n" +
+          `  open('${orphanFile}', 'w').write(str(os.getpid())); time.sleep(300); os._exit(0)\n` +
+          " os._exit(0)\n" +
+          "os.wait()\n" +
+          "time.sleep(300)",
+        ],
+        stdin: "piped",
+        stdout: "null",
+      }).spawn();
+      const go = fam.stdin.getWriter();
+      let sched: Scheduler | undefined;
+      let orphan: number | undefined;
+      try {
+        await waitFor(() => policy(pre.pid) === 7, "python's SCHED_EXT", 30_000);
+        sched = await Scheduler.start({ partial: true, signals: false, foreground: [fam.pid, pre.pid] });
+        // In partial mode everything init or kthreadd starts later would inherit SCHED_EXT.
+        assert.throws(() => sched!.setForeground([1]), /PID 1 is init/);
+        assert.throws(() => sched!.setForeground([2]), /PID 2 is a kernel thread/);
+        assert.throws(() => sched!.setForeground([""]), /foreground must be one process name/);
+        assert.deepEqual(sched.foreground, [fam.pid, pre.pid].sort((a, b) => a - b), "the set is as it was");
+        await go.write(new TextEncoder().encode("go\n"));
+        await waitFor(() => threads(fam.pid).length === 2, "python's second thread", 30_000);
+        await waitFor(
+          () => {
+            try {
+              orphan = Number(Deno.readTextFileSync(orphanFile));
+              return orphan > 0 && Deno.readTextFileSync(`/proc/${orphan}/stat`).split(") ")[1].split(" ")[1] !== "";
+            } catch {
+              return false;
+            }
+          },
+          "the orphan",
+          30_000,
+        );
+        await waitFor(
+          () => threads(fam.pid).every((t) => policy(t) === 7),
+          `the thread that made itself SCHED_OTHER moved again: ${threads(fam.pid).map(policy)}`,
+          10_000,
+        );
+        assert.deepEqual(policy(orphan!), 7, "the orphan inherited SCHED_EXT");
+        sched.stop();
+        assert.deepEqual(policy(orphan!), 0, "the orphan is back to SCHED_NORMAL");
+        assert.deepEqual(threads(fam.pid).map(policy), [0, 0], "the process's threads are back");
+        assert.deepEqual(policy(pre.pid), 7, "the process SCHED_EXT before the start is left so");
+      } finally {
+        sched?.stop();
+        sched?.close();
+        await go.close().catch(() => {});
+        killPid(orphan);
+        await reap(fam);
+        await reap(pre);
         await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
       }
     },
@@ -1087,7 +1169,10 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         const exit = lines(r.stdout).find((e) => e.type === "sched_exit");
         assert.deepEqual(exit.kind_name, "error_stall");
         assert.match(exit.msg, /CPU \d was held by a real-time task for \d+\.\d s/);
-        assert.match(r.stderr, /run with --partial so only the game is scheduled by fastpath, or use Linux 7\.0/);
+        assert.match(
+          r.stderr,
+          /use Linux 7\.0 or newer, or run with --partial so only the game is scheduled by fastpath \(the kernel then runs every other task before it\)/,
+        );
       } finally {
         await reap(run.child);
         await run.finish();

@@ -182,10 +182,13 @@ pub fn exeBase(pid: u32, buf: []u8) ?[]const u8 {
 /// Whether process `pid` is named by one of `names` (NUL-separated; see nameMatches): reads its
 /// command name and its executable's link. False for a process gone meanwhile.
 pub fn processNamed(pid: u32, names: []const u8) bool {
+    // Never init (`--foreground systemd`: in partial mode every service it starts would inherit
+    // SCHED_EXT), nor a kernel thread or a zombie: neither has an executable.
+    if (pid <= 1) return false;
     var comm_buf: [32]u8 = undefined;
     const cm = comm(pid, &comm_buf) orelse return false;
     var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const exe = exeBase(pid, &exe_buf) orelse "";
+    const exe = exeBase(pid, &exe_buf) orelse return false;
     var it = std.mem.tokenizeScalar(u8, names, 0);
     while (it.next()) |name| if (nameMatches(cm, exe, name)) return true;
     return false;
@@ -205,6 +208,15 @@ pub fn pidsNamed(names: []const u8, out: []u32) usize {
         n += 1;
     }
     return n;
+}
+
+/// Whether `pid` is a kernel thread: PF_KTHREAD (include/linux/sched.h) in its flags, field 9 of
+/// /proc/PID/stat. False when it is gone.
+pub fn isKernelThread(pid: u32) bool {
+    var buf: [1024]u8 = undefined;
+    const stat = readProc(pid, "stat", &buf) orelse return false;
+    const flags = std.fmt.parseInt(u32, statField(stat, 9) orelse return false, 10) catch return false;
+    return flags & 0x00200000 != 0;
 }
 
 /// The command name of a process (comm, without the newline).
@@ -332,6 +344,16 @@ test "--foreground NAME matches the command name, its first 15 bytes, or the exe
     try std.testing.expect(!nameMatches("game", "game2", "game.exe"));
     try std.testing.expect(!nameMatches("VeryLongGameNam", "", "VeryLongGameNam"[0..14]));
     try std.testing.expect(!nameMatches("", "", ""));
+}
+
+test "a kernel thread is told from a process, and PID 1 and kernel threads are never named" {
+    try std.testing.expect(isKernelThread(2)); // kthreadd
+    try std.testing.expect(!isKernelThread(@intCast(std.os.linux.getpid())));
+    var comm_buf: [32]u8 = undefined;
+    const kthreadd = comm(2, &comm_buf).?;
+    try std.testing.expect(!processNamed(2, kthreadd));
+    var one_buf: [32]u8 = undefined;
+    if (comm(1, &one_buf)) |init| try std.testing.expect(!processNamed(1, init));
 }
 
 test "pidsNamed finds this process by its executable's base name, and nothing by a name no process has" {

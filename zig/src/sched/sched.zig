@@ -274,6 +274,10 @@ pub const Scheduler = struct {
     /// SCHED_NORMAL). Both drop what has exited whenever a thread group is added.
     switched: std.ArrayListUnmanaged(u32) = .empty,
     switched_from: std.AutoHashMapUnmanaged(i32, u32) = .empty,
+    /// Partial mode: the threads that were SCHED_EXT before the start (left so at stop), and when
+    /// (CLOCK_MONOTONIC ns) the foreground's threads are looked over again (sweepPartial).
+    pre_ext: std.AutoHashMapUnmanaged(i32, void) = .empty,
+    sweep_next: u64 = 0,
     /// The sched_switch program: which CPUs real-time tasks hold (and, on kernels without
     /// ops.cpu_release, the re-enqueue it stands in for).
     switch_link: ?*c.bpf_link = null,
@@ -309,6 +313,7 @@ pub const Scheduler = struct {
             defer d.lock.unlock();
             d.exec_hook = .{ .ctx = s, .f = onExec };
         }
+        if (opts.partial != 0) s.snapshotExt();
         try s.attach();
         errdefer s.detach();
         s.monitor = std.Thread.spawn(.{}, monitorLoop, .{s}) catch return diag.fail(error.System, "starting the scheduler's monitor thread", .{});
@@ -468,7 +473,7 @@ pub const Scheduler = struct {
         // A stall while a real-time task held a CPU: name the cause and the remedy.
         if (u.kind == @intFromEnum(abi.SchedExitKind.error_stall) and u.rt_cpu >= 0 and u.rt_ms >= 1000) {
             const end = std.mem.indexOfScalar(u8, &e.msg, 0) orelse e.msg.len - 1;
-            _ = std.fmt.bufPrintZ(e.msg[end..], "{s}CPU {d} was held by a real-time task for {d}.{d} s, and tasks that may run only there got no CPU (before Linux 7.0 no deadline server reserves time for sched_ext tasks): run with `partial` so only the game is scheduled by fastpath, or use Linux 7.0 or newer", .{ if (end == 0) "" else "; ", u.rt_cpu, u.rt_ms / 1000, (u.rt_ms % 1000) / 100 }) catch {};
+            _ = std.fmt.bufPrintZ(e.msg[end..], "{s}CPU {d} was held by a real-time task for {d}.{d} s, and tasks that may run only there got no CPU (before Linux 7.0 no deadline server reserves time for sched_ext tasks): use Linux 7.0 or newer, or run with `partial` so only the game is scheduled by fastpath (the kernel then runs every other task before it)", .{ if (end == 0) "" else "; ", u.rt_cpu, u.rt_ms / 1000, (u.rt_ms % 1000) / 100 }) catch {};
         }
         s.exit = e;
     }
@@ -493,6 +498,7 @@ pub const Scheduler = struct {
             s.refresh();
             s.followNames();
             s.followGame();
+            s.sweepPartial();
             s.rescueStranded();
             s.lock.lock();
             const ejected = s.obj != null and s.uei.kind != 0;
@@ -579,6 +585,11 @@ pub const Scheduler = struct {
             return diag.fail(error.InvalidArgument, "at most {d} foreground processes, not {d}", .{ c.FP_MAX_FOREGROUND, tgids.len });
         try checkNames(names);
         try checkWeight(weight_pct);
+        for (tgids) |t| {
+            // In partial mode every process init or kthreadd starts later would inherit SCHED_EXT.
+            if (t <= 1 or roles.isKernelThread(t))
+                return diag.fail(error.InvalidArgument, "PID {d} is {s}, not a game or an application: give another PID", .{ t, if (t <= 1) "init" else "a kernel thread" });
+        }
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return diag.fail(error.InvalidArgument, "the scheduler is not attached", .{});
@@ -820,16 +831,53 @@ pub const Scheduler = struct {
         }
     }
 
-    /// Partial mode, at stop: every group we moved goes back (restoreGroups).
+    /// Partial mode, before the first attach: the threads already SCHED_EXT (another program's
+    /// choice, or a run killed before it could put them back), left as they are at stop.
+    fn snapshotExt(s: *Scheduler) void {
+        var it = SystemThreads.open() orelse return;
+        defer it.close();
+        while (it.next()) |tid| if (policyOf(tid) == sched_ext_policy) s.pre_ext.put(s.gpa, tid, {}) catch {};
+    }
+
+    /// Partial mode, every second: threads of the foreground and the game that are of the fair
+    /// class now (started with an explicit SCHED_OTHER, or a real-time thread demoted since) move
+    /// too - the moves at a change of the set see only the threads there then.
+    fn sweepPartial(s: *Scheduler) void {
+        if (s.opts.partial == 0) return;
+        const now = sys.monotonicNs();
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (now < s.sweep_next or s.obj == null) return;
+        s.sweep_next = now + std.time.ns_per_s;
+        for (s.fg[0..s.nfg]) |t| s.switchThreads(t);
+        if (s.partial_game != 0) s.switchThreads(s.partial_game);
+    }
+
+    /// Partial mode, at stop: every SCHED_EXT thread in the system that was not SCHED_EXT at the
+    /// start goes back to the policy it had (SCHED_NORMAL for one born SCHED_EXT since) - also a
+    /// process a moved one forked whose parent has exited (re-parented to init, out of reach of
+    /// restoreDescendants). Only SCHED_EXT threads are touched. A thread started meanwhile may be
+    /// missed by one pass over /proc, so it repeats while a pass finds any (three at most).
     fn restoreSwitched(s: *Scheduler) void {
-        s.trimSwitched();
-        s.restoreGroups(s.switched.items, &.{});
+        if (s.opts.partial == 0) return;
+        var pass: usize = 0;
+        while (pass < 3) : (pass += 1) {
+            var n: usize = 0;
+            var it = SystemThreads.open() orelse break;
+            while (it.next()) |tid| {
+                if (policyOf(tid) != sched_ext_policy or s.pre_ext.contains(tid)) continue;
+                if (setPolicy(tid, s.switched_from.get(tid) orelse 0)) n += 1;
+            }
+            it.close();
+            if (n == 0) break;
+        }
         s.switched.clearRetainingCapacity();
         s.switched_from.clearRetainingCapacity();
     }
 
-    /// Puts back the SCHED_EXT threads of `groups` to the policy they had, and those they started
-    /// since (born SCHED_EXT) to SCHED_NORMAL. Only SCHED_EXT threads are touched: a thread since
+    /// Groups that left the foreground (followPartial): puts back the SCHED_EXT threads of `groups`
+    /// to the policy they had, and those they started since (born SCHED_EXT) to SCHED_NORMAL
+    /// (restoreSwitched does the same for every thread at stop). Only SCHED_EXT threads are touched: a thread since
     /// made real-time, or another task that took the ID of one that exited, keeps its class (a list
     /// of thread IDs put back to SCHED_NORMAL whatever they had become would have demoted a
     /// real-time thread that reused one). Processes a moved thread forked since are thread groups of
@@ -852,7 +900,7 @@ pub const Scheduler = struct {
         var it = ThreadIter.open(tgid) orelse return 0;
         defer it.close();
         while (it.next()) |tid| {
-            if (policyOf(tid) != sched_ext_policy) continue;
+            if (policyOf(tid) != sched_ext_policy or s.pre_ext.contains(tid)) continue;
             if (setPolicy(tid, s.switched_from.get(tid) orelse 0)) n += 1;
         }
         return n;
@@ -927,6 +975,7 @@ pub const Scheduler = struct {
         s.gpa.free(s.percpu);
         s.switched.deinit(s.gpa);
         s.switched_from.deinit(s.gpa);
+        s.pre_ext.deinit(s.gpa);
         if (s.detector) |d| d.destroy();
         const block: *align(64) [1]abi.SchedCounters = @ptrCast(s.counters);
         s.gpa.free(block);
@@ -1100,6 +1149,36 @@ const ThreadIter = struct {
 
     fn close(t: *ThreadIter) void {
         t.dir.close();
+    }
+};
+
+/// Every thread of the system, from /proc/PID/task/TID.
+const SystemThreads = struct {
+    proc: std.fs.Dir,
+    pids: std.fs.Dir.Iterator,
+    group: ?ThreadIter = null,
+
+    fn open() ?SystemThreads {
+        const proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return null;
+        return .{ .proc = proc, .pids = proc.iterate() };
+    }
+
+    fn next(t: *SystemThreads) ?i32 {
+        while (true) {
+            if (t.group) |*g| {
+                if (g.next()) |tid| return tid;
+                g.close();
+                t.group = null;
+            }
+            const e = (t.pids.next() catch null) orelse return null;
+            const pid = std.fmt.parseInt(u32, e.name, 10) catch continue;
+            t.group = ThreadIter.open(pid);
+        }
+    }
+
+    fn close(t: *SystemThreads) void {
+        if (t.group) |*g| g.close();
+        t.proc.close();
     }
 };
 
