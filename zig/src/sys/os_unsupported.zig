@@ -115,6 +115,9 @@ pub const Scheduler = struct {
     pub fn foreground(_: *Scheduler, _: []u32) usize {
         return 0;
     }
+    pub fn foregroundLeftOut(_: *Scheduler) usize {
+        return 0;
+    }
     pub fn setForeground(_: *Scheduler, _: []const u32, _: []const u8, _: u32) abi.Error!void {
         return noSchedExt();
     }
