@@ -220,6 +220,14 @@ export function checkForeground(specs: Array<number | string>): void {
   if (specs.length > 64) {
     throw new FastpathError("usage", `\`foreground\` takes at most 64 entries, not ${specs.length}: name fewer`);
   }
+  // The library's other limits (sched.zig setForeground), here too so a start refuses before it attaches.
+  if (specs.some((x) => isPidSpec(x) && Number(x) === 1)) {
+    throw new FastpathError("usage", "`foreground`: PID 1 is init, not a game or an application: give another PID");
+  }
+  const names = specs.filter((x) => !isPidSpec(x)).map((x) => String(x).trim()).join("\0");
+  if (new TextEncoder().encode(names).length > 4096) {
+    throw new FastpathError("usage", "`foreground` names take at most 4096 bytes together: name fewer or shorter");
+  }
 }
 
 /** struct fp_sched_options for a start with `o` and its knob values (each set checked against its C type). */

@@ -156,6 +156,9 @@ Deno.test("the FFI layer", async (t) => {
       assert.match(err.message, /^foreground/);
     }
     assert.throws(() => checkForeground(Array.from({ length: 65 }, (_, i) => `g${i}`)), /at most 64 entries, not 65/);
+    // What the library refuses after attaching, refused before: init, and more name bytes than it holds.
+    assert.throws(() => checkForeground(["01"]), /PID 1 is init/);
+    assert.throws(() => checkForeground(Array.from({ length: 20 }, (_, i) => `${i}`.padEnd(250, "x"))), /4096 bytes/);
     checkForeground([1234, "1234", "game.exe", "x".repeat(255)]);
   });
 

@@ -182,15 +182,17 @@ pub fn exeBase(pid: u32, buf: []u8) ?[]const u8 {
 /// Whether process `pid` is named by one of `names` (NUL-separated; see nameMatches): reads its
 /// command name and its executable's link. False for a process gone meanwhile.
 pub fn processNamed(pid: u32, names: []const u8) bool {
-    // Never init (`--foreground systemd`: in partial mode every service it starts would inherit
-    // SCHED_EXT), nor a kernel thread or a zombie: neither has an executable.
-    if (pid <= 1) return false;
     var comm_buf: [32]u8 = undefined;
     const cm = comm(pid, &comm_buf) orelse return false;
     var exe_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const exe = exeBase(pid, &exe_buf) orelse return false;
+    // No link for a kernel thread, or once a process's main thread has exited (its others run on).
+    const exe = exeBase(pid, &exe_buf) orelse "";
     var it = std.mem.tokenizeScalar(u8, names, 0);
-    while (it.next()) |name| if (nameMatches(cm, exe, name)) return true;
+    while (it.next()) |name| if (nameMatches(cm, exe, name)) {
+        // Never init (`--foreground systemd`: in partial mode every service it starts would
+        // inherit SCHED_EXT), nor a kernel thread.
+        return pid > 1 and !isKernelThread(pid);
+    };
     return false;
 }
 

@@ -314,6 +314,7 @@ pub const Scheduler = struct {
             d.exec_hook = .{ .ctx = s, .f = onExec };
         }
         if (opts.partial != 0) s.snapshotExt();
+        errdefer s.pre_ext.deinit(gpa);
         try s.attach();
         errdefer s.detach();
         s.monitor = std.Thread.spawn(.{}, monitorLoop, .{s}) catch return diag.fail(error.System, "starting the scheduler's monitor thread", .{});
@@ -699,7 +700,10 @@ pub const Scheduler = struct {
         }
         s.fg[s.nfg] = tgid;
         s.nfg += 1;
-        s.applyForeground() catch {};
+        // The set only grew: its map entry, and in partial mode this group's threads - not
+        // followPartial's look over every group (and /proc) under the lock, on the detectors' thread.
+        s.applyMaps() catch return;
+        if (s.opts.partial != 0) s.switchThreads(tgid);
     }
 
     /// Copies the foreground set now into `out`; returns how many there are (may exceed out.len).
@@ -721,6 +725,12 @@ pub const Scheduler = struct {
 
     /// Writes the kept foreground set into the maps and knobs (the lock is held, or no one else runs).
     fn applyForeground(s: *Scheduler) Error!void {
+        try s.applyMaps();
+        if (s.opts.partial != 0) s.followPartial();
+    }
+
+    /// The foreground map and knobs from the kept set (the lock is held).
+    fn applyMaps(s: *Scheduler) Error!void {
         const tgids = s.fg[0..s.nfg];
         // Drop what is not in the new set, then add.
         var key: u32 = 0;
@@ -742,7 +752,6 @@ pub const Scheduler = struct {
         }
         s.knobs.foreground_weight_pct = s.fg_weight_pct;
         s.knobs.nr_foreground = @intCast(tgids.len);
-        if (s.opts.partial != 0) s.followPartial();
     }
 
     /// Partial mode with the detectors: the game they found is scheduled by fastpath too (its
