@@ -205,6 +205,11 @@ const stats = command("stats", {
     setExit(0);
   });
 
+/** What a full foreground set left out, for the text lines ("" when nothing). */
+function leftOutText(n: number): string {
+  return n ? `; ${n} more processes match --foreground, left out: the set holds 64, name fewer` : "";
+}
+
 /** `--foreground a,b` as its entries, each as given ("a,,b" has an empty one, which start refuses). */
 export function foregroundSpecs(v: string | undefined): string[] {
   return v === undefined ? [] : v.split(",");
@@ -312,7 +317,7 @@ const run = knobs(
               ? `, foreground ${specs.join(",")} → ${
                 s.foreground.length ? s.foreground.join(",") : "not running yet"
               }` +
-                (leftOut0 ? `; ${leftOut0} more processes match, left out: the set holds 64, name fewer` : "")
+                leftOutText(leftOut0)
               : ""),
         );
         if (s.partial) {
@@ -361,7 +366,7 @@ const run = knobs(
               "sched_foreground",
               { tgids: now, left_out: out },
               `foreground now ${now.length ? now.join(",") : "empty (not running)"}` +
-              (out ? `; ${out} more processes match --foreground, left out: the set holds 64, name fewer` : ""),
+              leftOutText(out),
             ]);
           }
           const g = s.detector?.status().game ?? null;

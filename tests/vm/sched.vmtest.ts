@@ -149,6 +149,13 @@ function killPid(pid: number | undefined): void {
   } catch { /* ended */ }
 }
 
+/** Stops and closes a scheduler this process started (mod.ts), if any, and waits for the kernel to say so. */
+async function closeScheduler(sched: Scheduler | undefined): Promise<void> {
+  sched?.stop();
+  sched?.close();
+  await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
+}
+
 /** Kills a child if it still runs and waits for it. */
 async function reap(c: Deno.ChildProcess): Promise<void> {
   try {
@@ -366,9 +373,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           } catch { /* ended */ }
           await p.status;
         }
-        sched.stop();
-        sched.close();
-        await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
+        await closeScheduler(sched);
       }
     },
   );
@@ -434,9 +439,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     } finally {
       for (const h of [...game, ...others]) h.kill("SIGKILL");
       await Promise.all([...game, ...others].map((h) => h.status));
-      sched.stop();
-      sched.close();
-      await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
+      await closeScheduler(sched);
     }
   });
 
@@ -679,9 +682,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       } finally {
         await reap(load);
         await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
-        sched.stop();
-        sched.close();
-        await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
+        await closeScheduler(sched);
       }
     },
   );
@@ -1061,13 +1062,11 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         sched.stop();
         assert.deepEqual((await raw(tids)).sort((a, b) => a - b), [0, RESET], "at stop both are back, the flag kept");
       } finally {
-        sched?.stop();
-        sched?.close();
+        await closeScheduler(sched);
         await go.close().catch(() => {});
         killPid(child);
         await reap(flagged);
         await reap(leaving);
-        await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
       }
     },
   );
@@ -1142,13 +1141,11 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         assert.deepEqual(threads(fam.pid).map(policy), [0, 0], "the process's threads are back");
         assert.deepEqual(policy(pre.pid), 7, "the process SCHED_EXT before the start is left so");
       } finally {
-        sched?.stop();
-        sched?.close();
+        await closeScheduler(sched);
         await go.close().catch(() => {});
         killPid(orphan);
         await reap(fam);
         await reap(pre);
-        await waitFor(() => state() === "disabled", "state disabled after the step", 10_000);
       }
     },
   );

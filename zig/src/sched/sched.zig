@@ -682,7 +682,7 @@ pub const Scheduler = struct {
             found[nf] = t;
             nf += 1;
         };
-        if (s.resolveForeground(&found, nf + (scanned - @min(scanned, found.len)))) s.applyForeground() catch {};
+        if (s.resolveForeground(&found, nf + (scanned -| found.len))) s.applyForeground() catch {};
     }
 
     /// The detectors' exec hook: a program just exec'd as thread group `tgid`; foreground at once
@@ -865,23 +865,24 @@ pub const Scheduler = struct {
     /// Partial mode, at stop: every SCHED_EXT thread in the system that was not SCHED_EXT at the
     /// start goes back to the policy it had (SCHED_NORMAL for one born SCHED_EXT since) - also a
     /// process a moved one forked whose parent has exited (re-parented to init, out of reach of
-    /// restoreDescendants). Only SCHED_EXT threads are touched. A thread started meanwhile may be
-    /// missed by one pass over /proc, so it repeats while a pass finds any (three at most).
+    /// restoreDescendants). Only SCHED_EXT threads are touched; passes repeat (untilNoneLeft).
     fn restoreSwitched(s: *Scheduler) void {
         if (s.opts.partial == 0) return;
-        var pass: usize = 0;
-        while (pass < 3) : (pass += 1) {
-            var n: usize = 0;
-            var it = SystemThreads.open() orelse break;
-            while (it.next()) |tid| {
-                if (policyOf(tid) != sched_ext_policy or s.pre_ext.contains(tid)) continue;
-                if (setPolicy(tid, s.switched_from.get(tid) orelse 0)) n += 1;
-            }
-            it.close();
-            if (n == 0) break;
-        }
+        untilNoneLeft(restoreAllOnce, .{s});
         s.switched.clearRetainingCapacity();
         s.switched_from.clearRetainingCapacity();
+    }
+
+    /// One pass of restoreSwitched over every thread; returns how many it put back.
+    fn restoreAllOnce(s: *Scheduler) usize {
+        var n: usize = 0;
+        var it = SystemThreads.open() orelse return 0;
+        defer it.close();
+        while (it.next()) |tid| {
+            if (policyOf(tid) != sched_ext_policy or s.pre_ext.contains(tid)) continue;
+            if (setPolicy(tid, s.switched_from.get(tid) orelse 0)) n += 1;
+        }
+        return n;
     }
 
     /// Groups that left the foreground (followPartial): puts back the SCHED_EXT threads of `groups`
@@ -891,16 +892,15 @@ pub const Scheduler = struct {
     /// of thread IDs put back to SCHED_NORMAL whatever they had become would have demoted a
     /// real-time thread that reused one). Processes a moved thread forked since are thread groups of
     /// their own, born SCHED_EXT: those descended from one of `groups` go back to SCHED_NORMAL too,
-    /// unless a group in `keep` is met first going up from them. A thread started meanwhile may be
-    /// missed by one pass over /proc, so it repeats while a pass finds any (three at most).
+    /// unless a group in `keep` is met first going up from them (untilNoneLeft).
     fn restoreGroups(s: *Scheduler, groups: []const u32, keep: []const u32) void {
-        var pass: usize = 0;
-        while (pass < 3) : (pass += 1) {
-            var n: usize = 0;
-            for (groups) |tgid| n += s.restoreGroup(tgid);
-            n += s.restoreDescendants(groups, keep);
-            if (n == 0) break;
-        }
+        untilNoneLeft(restoreGroupsOnce, .{ s, groups, keep });
+    }
+
+    fn restoreGroupsOnce(s: *Scheduler, groups: []const u32, keep: []const u32) usize {
+        var n: usize = 0;
+        for (groups) |tgid| n += s.restoreGroup(tgid);
+        return n + s.restoreDescendants(groups, keep);
     }
 
     /// Puts back the SCHED_EXT threads of `tgid`; returns how many.
@@ -1035,31 +1035,21 @@ const rescue_after_ns: u64 = 100 * std.time.ns_per_ms;
 fn rescueOn(s: *Scheduler, held: *const std.StaticBitSet(max_cpus)) u64 {
     const partial = s.opts.partial != 0;
     var n: u64 = 0;
-    var proc = std.fs.openDirAbsolute("/proc", .{ .iterate = true }) catch return 0;
-    defer proc.close();
-    var pids = proc.iterate();
-    while (pids.next() catch null) |pe| {
-        _ = std.fmt.parseInt(u32, pe.name, 10) catch continue;
-        var tbuf: [64]u8 = undefined;
-        const tpath = std.fmt.bufPrint(&tbuf, "{s}/task", .{pe.name}) catch continue;
-        var tasks = proc.openDir(tpath, .{ .iterate = true }) catch continue;
-        defer tasks.close();
-        var it = tasks.iterate();
-        while (it.next() catch null) |te| {
-            const tid = std.fmt.parseInt(u32, te.name, 10) catch continue;
-            var buf: [1024]u8 = undefined;
-            const stat = roles.readProc(tid, "stat", &buf) orelse continue;
-            const state = roles.statField(stat, 3) orelse continue;
-            const cpu = std.fmt.parseInt(u32, roles.statField(stat, 39) orelse continue, 10) catch continue;
-            const policy = std.fmt.parseInt(u32, roles.statField(stat, 41) orelse continue, 10) catch continue;
-            if (state[0] != 'R' or cpu >= max_cpus or !held.isSet(cpu)) continue;
-            const ours = policy == sched_ext_policy or (!partial and fairPolicy(policy));
-            if (!ours or !mayRunElsewhere(@intCast(tid), held)) continue;
-            // Under the lock: setForeground's policy changes read and write nice values too.
-            s.lock.lock();
-            defer s.lock.unlock();
-            if (requeue(@intCast(tid))) n += 1;
-        }
+    var it = SystemThreads.open() orelse return 0;
+    defer it.close();
+    while (it.next()) |tid| {
+        var buf: [1024]u8 = undefined;
+        const stat = roles.readProc(@intCast(tid), "stat", &buf) orelse continue;
+        const state = roles.statField(stat, 3) orelse continue;
+        const cpu = std.fmt.parseInt(u32, roles.statField(stat, 39) orelse continue, 10) catch continue;
+        const policy = std.fmt.parseInt(u32, roles.statField(stat, 41) orelse continue, 10) catch continue;
+        if (state[0] != 'R' or cpu >= max_cpus or !held.isSet(cpu)) continue;
+        const ours = policy == sched_ext_policy or (!partial and fairPolicy(policy));
+        if (!ours or !mayRunElsewhere(tid, held)) continue;
+        // Under the lock: setForeground's policy changes read and write nice values too.
+        s.lock.lock();
+        defer s.lock.unlock();
+        if (requeue(tid)) n += 1;
     }
     return n;
 }
@@ -1115,6 +1105,13 @@ fn rawPolicyOf(tid: i32) ?usize {
 /// sched_setattr as SCHED_FLAG_RESET_ON_FORK. Audio and game threads often carry it (rtkit asks for it).
 const reset_on_fork: usize = 0x40000000;
 const sched_flag_reset_on_fork: u64 = 0x01;
+
+/// Runs `pass` (how many threads it put back) again while it finds any, three times at most: a
+/// thread started meanwhile may be missed by one pass over /proc.
+fn untilNoneLeft(comptime pass: anytype, args: anytype) void {
+    var i: usize = 0;
+    while (i < 3) : (i += 1) if (@call(.auto, pass, args) == 0) break;
+}
 
 /// The nearest ancestor of process `pid` (parent by parent, /proc/PID/stat field 4, 64 at most)
 /// that is in `a` or `b`; null when none is (or the chain cannot be read).
