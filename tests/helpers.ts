@@ -188,11 +188,15 @@ export function watchFrames(netns: string, iface: string, seconds: number) {
   });
 }
 
-/** Polls `cond` every 20 ms for up to `ms`; fails with `what` if it never holds. */
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = 3000): Promise<void> {
+/** Polls `cond` every 20 ms for up to `ms`; fails with `what` (a function is called at the timeout, so it can say what was seen then) if it never holds. */
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  what: string | (() => string),
+  ms = 3000,
+): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${typeof what === "string" ? what : what()}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }

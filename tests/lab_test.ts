@@ -574,7 +574,10 @@ Deno.test("VLAN tags and veth peers in the namespace lab", async (t) => {
       await peerForMode(lab, "packet"); // the peer loses its NAPI while the reflector runs
       const r = await send("ito");
       assert.equal(r.reflected, 0);
-      await waitFor(() => refl.stats().drop_tx_error === 50, `drop_tx_error 50, got ${refl.stats().drop_tx_error}`);
+      await waitFor(
+        () => refl.stats().drop_tx_error === 50,
+        () => `drop_tx_error 50, got ${refl.stats().drop_tx_error}`,
+      );
       assert.equal(refl.stats().tx_packets, 0);
     });
 
@@ -590,7 +593,7 @@ Deno.test("VLAN tags and veth peers in the namespace lab", async (t) => {
           assert.equal(lost.reflected, 0, JSON.stringify(lost));
           await waitFor(
             () => refl.stats().drop_tx_error === 50,
-            `drop_tx_error 50, got ${refl.stats().drop_tx_error} (tx_packets ${refl.stats().tx_packets})`,
+            () => `drop_tx_error 50, got ${refl.stats().drop_tx_error} (tx_packets ${refl.stats().tx_packets})`,
           );
           assert.equal(refl.stats().tx_packets, 0);
           await peerForMode(lab, "xdp");
