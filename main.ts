@@ -5,7 +5,15 @@
  * Errors print `error: <what>: <detail>` on one line and exit with a documented code.
  */
 import { cliText, FastpathError } from "./ffi/error.ts";
-import { Command, EXIT_HELP, HelpShown, needsLayoutForHelp, takeExit, useLayoutForHelp } from "./src/cli/flags.ts";
+import {
+  type Command,
+  EXIT_HELP,
+  HelpShown,
+  needsLayoutForHelp,
+  rootCommand,
+  takeExit,
+  useLayoutForHelp,
+} from "./src/cli/flags.ts";
 import { load } from "./ffi/load.ts";
 import { doctor } from "./src/cli/doctor.ts";
 import { lab } from "./src/cli/lab.ts";
@@ -42,11 +50,7 @@ ${EXIT_HELP}`;
 }
 
 function program(): Command {
-  const p = new Command("fastpath")
-    .exitOverride()
-    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} });
-  for (const c of COMMANDS) p.addCommand(c);
-  return p;
+  return rootCommand("fastpath", COMMANDS);
 }
 
 /** Runs the CLI on `argv`; resolves with the exit code (errors are thrown as FastpathError). */

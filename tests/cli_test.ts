@@ -90,6 +90,35 @@ Deno.test("the CLI", async (t) => {
     );
   });
 
+  await t.step("a flag where a value belongs is refused by name, not taken as the value", async () => {
+    const cases: [string[], string][] = [
+      [
+        ["sched", "run", "--foreground", "--duration-s", "1"],
+        "--foreground needs a value, got the flag --duration-s: give --foreground its value (see 'fastpath sched run --help')",
+      ],
+      [
+        ["probe", "lo", "--to", "--count=3"],
+        "--to needs a value, got the flag --count: give --to its value (see 'fastpath probe --help')",
+      ],
+    ];
+    for (const [args, want] of cases) {
+      const r = await cli(args);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `error: ${want}\n`);
+    }
+    // Given with `=`, a value that looks like a flag is the user's to give (the option's own check
+    // judges it), and `--help` after a flag still shows the help.
+    let r = await cli(["sched", "run", "--foreground=--odd-name"]);
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr,
+      "error: --foreground must be one process name or a PID from 1 to 4194304, not '--odd-name'\n",
+    );
+    r = await cli(["reflect", "lo", "--netns", "--help"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^reflect ITO test frames/);
+  });
+
   await t.step("a missing interface names the interface and how to list them (exit 4)", async () => {
     if (skipUnless(isRoot, "needs root to open AF_PACKET sockets")) return;
     const r = await cli(["reflect", "fp-missing0"]);
@@ -662,7 +691,7 @@ Deno.test("the CLI", async (t) => {
         // A flag taken as a value: it once ran in full mode with a process named "--partial".
         [
           ["run", "--foreground", "--partial"],
-          "--foreground must be one process name or a PID from 1 to 4194304, not '--partial'",
+          "--foreground needs a value, got the flag --partial: give --foreground its value",
         ],
         [["run", "--compositor", "99999999999"], "--compositor must be one process name or a PID from 1 to 4194304"],
         // commander kept the last of a repeated flag without a word.

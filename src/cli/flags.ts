@@ -60,12 +60,26 @@ export function command(name: string, doc: CommandDoc): Command {
   return c
     .helpOption("-h, --help", "show this help")
     .allowExcessArguments(false)
+    .hook("preSubcommand", (_, sub) => refuseFlagValuesOf(sub))
     .hook("preAction", (_, action) => refuseRepeatsOf(action))
     .exitOverride((err) => {
       throw usageError(c, err);
     })
     .configureOutput({ writeOut: (s) => console.log(s.replace(/\n$/, "")), writeErr: () => {}, outputError: () => {} })
     .configureHelp({ formatHelp: (cmd) => helpOf(cmd) });
+}
+
+/** The program: `commands` under `name`, each checked by the preSubcommand hook before it parses. */
+export function rootCommand(
+  name: string,
+  commands: readonly Command<unknown[], OptionValues, OptionValues>[],
+): Command {
+  const p = new Command(name)
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} })
+    .hook("preSubcommand", (_, sub) => refuseFlagValuesOf(sub));
+  for (const c of commands) p.addCommand(c);
+  return p;
 }
 
 /**
@@ -193,15 +207,43 @@ function rangeHelp(o: Option): string {
 }
 
 /**
+ * Refuses a flag where a value belongs: commander takes the word after a flag that needs a value
+ * whatever it is, so `sched run --foreground --duration-s 1` complained about the '1' and `probe lo
+ * --to --count=3` that '--count=3' is no address. Run before the command parses (the parent's
+ * preSubcommand hook), so it is the first error the user sees.
+ */
+function refuseFlagValuesOf(sub: Command<unknown[], OptionValues, OptionValues>): void {
+  const args = rawArgsOf(sub);
+  const end = args.indexOf("--");
+  for (const [i, a] of (end < 0 ? args : args.slice(0, end)).entries()) {
+    const o = sub.options.find((o) => o.long === a && o.required);
+    const next = args[i + 1];
+    // `--help` shows the help, whatever comes before it.
+    if (o && next !== undefined && /^--[a-z]/.test(next) && next !== "--help" && i + 1 !== end) {
+      throw new FastpathError(
+        "usage",
+        `${o.long} needs a value, got the flag ${next.replace(/=.*/, "")}: give ${o.long} its value (see '${
+          path(sub)
+        } --help')`,
+      );
+    }
+  }
+}
+
+/**
  * A flag given twice (`--game a --game b`, or `--tos-toggle --no-tos-toggle`) is a usage error:
  * commander keeps the last value without a word, and a script that appended a flag to a command line
  * would silently change what it ran. Counted on the command line as typed, up to a `--`.
  */
 function refuseRepeatsOf(action: Command<unknown[], OptionValues, OptionValues>): void {
-  let root = action;
+  refuseRepeats(action.options, rawArgsOf(action), path(action));
+}
+
+/** The command line as typed: commander keeps it in the root's rawArgs (its typings leave it out). */
+function rawArgsOf(c: Command<unknown[], OptionValues, OptionValues>): string[] {
+  let root = c;
   while (root.parent) root = root.parent;
-  // commander keeps the arguments it parsed in rawArgs (its typings leave it out).
-  refuseRepeats(action.options, (root as unknown as { rawArgs: string[] }).rawArgs ?? [], path(action));
+  return (root as unknown as { rawArgs?: string[] }).rawArgs ?? [];
 }
 
 /** The check above for `args` against `options` (also `service print`'s, on a unit's flags). */
