@@ -46,8 +46,12 @@ export function checkJsonOutput(args: string[], stdout: string): void {
  * Starts the CLI (or another `script`) and returns the child plus a promise of everything it printed;
  * with `netns`, inside that namespace ('ip netns exec', which execs the CLI: the child's pid is the CLI's);
  * with `wrap`, through that command (e.g. setpriv with fewer capabilities), which must exec it too.
+ * It is killed after `lifetimeMs` (120 s unless given), so no test hangs CI.
  */
-export function spawnCli(args: string[], opts: { netns?: string; script?: string; wrap?: string[] } = {}) {
+export function spawnCli(
+  args: string[],
+  opts: { netns?: string; script?: string; wrap?: string[]; lifetimeMs?: number } = {},
+) {
   const argv = [DENO, "run", "-A", "--unstable-ffi", "--quiet", opts.script ?? `${ROOT}/main.ts`, ...args];
   const full = [...(opts.netns ? ["ip", "netns", "exec", opts.netns] : []), ...(opts.wrap ?? []), ...argv];
   const child = new Deno.Command(full[0], {
@@ -55,7 +59,7 @@ export function spawnCli(args: string[], opts: { netns?: string; script?: string
     env: { NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
-    signal: AbortSignal.timeout(120_000), // no test may hang CI
+    signal: AbortSignal.timeout(opts.lifetimeMs ?? 120_000),
   }).spawn();
   const dec = new TextDecoder();
   let stderr = "";
@@ -196,7 +200,15 @@ export async function waitFor(
 ): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${typeof what === "string" ? what : what()}`);
+    if (Date.now() > end) {
+      let said: string;
+      try {
+        said = typeof what === "string" ? what : what();
+      } catch (e) {
+        said = `(its message failed: ${e})`;
+      }
+      throw new Error(`timed out waiting for: ${said}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -120,10 +120,15 @@ const ATTACH_TIMEOUT_MS = 90_000;
 
 /**
  * `fastpath sched run ARGS` around `body`, checked to attach; whatever happens in `body`, it is
- * stopped (SIGINT, SIGKILL if that fails) and the kernel's state is disabled again afterwards.
+ * stopped (SIGINT, SIGKILL if that fails) and the kernel's state is disabled again afterwards. The
+ * CLI is killed after `lifetimeMs` (spawnCli's 120 s unless given).
  */
-async function withScheduler<T>(args: string[], body: (run: ReturnType<typeof spawnCli>) => Promise<T>): Promise<T> {
-  const run = spawnCli(["sched", "run", "--interval-ms", "500", "--format", "json", ...args]);
+async function withScheduler<T>(
+  args: string[],
+  body: (run: ReturnType<typeof spawnCli>) => Promise<T>,
+  lifetimeMs?: number,
+): Promise<T> {
+  const run = spawnCli(["sched", "run", "--interval-ms", "500", "--format", "json", ...args], { lifetimeMs });
   try {
     await run.waitFor('"type":"sched_started"', ATTACH_TIMEOUT_MS);
     return await body(run);
@@ -317,44 +322,6 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       assert.deepEqual(state(), "disabled");
       const bad = badKernelLines(kernelLog().split("\n").slice(logBefore).join("\n"));
       assert.deepEqual(bad, [], "no BUG/WARNING/stall in the kernel log");
-    },
-  );
-
-  await t.step(
-    "a nice-19 CPU hog and a SCHED_IDLE one beside four hogs per CPU get turns within a 5 s watchdog, and stay behind the others",
-    async () => {
-      const low = (args: string[]) =>
-        new Deno.Command(args[0], { args: [...args.slice(1), "sh", "-c", "while :; do :; done"], stdout: "null" })
-          .spawn();
-      const procs: Deno.ChildProcess[] = [];
-      try {
-        // Started after the attach: beside ten hogs of the default scheduler the CLI took over 90 s to start.
-        await withScheduler(["--watchdog-ms", "5000"], async (run) => {
-          const hogs = Array.from({ length: 4 * NCPU }, spinHog);
-          const lows = [low(["nice", "-n", "19"]), low(["chrt", "--idle", "0"])];
-          procs.push(...hogs, ...lows);
-          await new Promise((r) => setTimeout(r, 2000));
-          const [h0, l0] = [hogs.map((h) => cpuTicks(h.pid)), lows.map((l) => cpuTicks(l.pid))];
-          // Weight 1 (sched_ext's scale) for both: a turn every few seconds beside eight hogs
-          // counted 2 s of virtual time each, and the watchdog ejected the scheduler.
-          await new Promise((r) => setTimeout(r, 20_000));
-          if (state() !== "enabled") {
-            await Promise.race([run.finish(), new Promise((r) => setTimeout(r, 5000))]);
-            assert.fail(`ejected: ${run.stderr.split("\n").filter((l) => /EXIT|stall|error/.test(l)).join(" ")}`);
-          }
-          const hog = hogs.map((h, i) => cpuTicks(h.pid) - h0[i]).sort((a, b) => a - b);
-          const got = lows.map((l, i) => cpuTicks(l.pid) - l0[i]);
-          console.log(`    CPU ticks in 20 s: nice 19 ${got[0]}, SCHED_IDLE ${got[1]}, hogs ${hog.join(", ")}`);
-          const median = hog[hog.length >> 1];
-          for (const [i, name] of ["nice 19", "SCHED_IDLE"].entries()) {
-            assert.ok(got[i] > 0, `the ${name} hog ran: ${got[i]} ticks`);
-            assert.ok(got[i] < median / 4, `the ${name} hog stayed behind: ${got[i]} ticks, a hog ${median}`);
-          }
-        });
-      } finally {
-        for (const p of procs) p.kill("SIGKILL");
-        await Promise.all(procs.map((p) => p.status));
-      }
     },
   );
 
@@ -1224,6 +1191,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // Outlives the attach (up to ATTACH_TIMEOUT_MS in a slow spell of the VM); killed at the end.
       const game = new Deno.Command(PROBE, { args: ["--duration-s", "300"], stdout: "null" }).spawn();
       try {
+        // The CLI lives up to 5 min here (spawnCli's default is 2): attach, flips and re-attach
+        // may each take most of a minute and a half in a slow spell of the VM.
         await withScheduler(["--foreground", "fp-schedprobe"], async (run) => {
           const flip = async (n: number, gapMs: number) => {
             for (let i = 0; i < n; i++) {
@@ -1265,7 +1234,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
               assert.ok(intervals[i][k] >= intervals[i - 1][k], `${k} went backwards at interval ${i}`);
             }
           }
-        });
+        }, 300_000);
       } finally {
         Deno.writeTextFileSync(online, "1");
         await reap(game);

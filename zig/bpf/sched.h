@@ -366,32 +366,11 @@ static inline __u64 fp_deadline_exec(const volatile struct fp_sched_tunables *t,
 }
 
 /*
- * The most virtual time the runtime term of a deadline holds: 200 ms, about the lead EEVDF gives
- * nice 19 (its 3 ms slice at weight 15/1024 is 205 ms). With N tasks runnable on C CPUs the clock
- * moves C/N of a second a second, so a task waits about its lead times N/C for its turn. A CPU
- * hog's term is `lag_max_ns` of runtime at its weight: at nice 19's (1 in sched_ext's scale) 20 ms
- * was 2 s of virtual time, ten times EEVDF's lead, and beside eight CPU hogs on two CPUs with
- * --watchdog-ms 5000 the kernel ejected the scheduler ("runnable task stall"); at the kernel's 30 s
- * it takes 30 hogs (VM test "a nice-19 CPU hog ..."). Only weights under 10 (nice 10 and lower
- * priority) that run long reach the bound: tasks from nice 10 to 19 that never sleep then share
- * alike, ones that run briefly keep their order.
- */
-#define FP_LEAD_VTIME_MAX_NS (200ULL * 1000 * 1000)
-
-/* The runtime term of a deadline: `ns` of runtime at `weight`, at most FP_LEAD_VTIME_MAX_NS. */
-static inline __u64 fp_lead_vtime(__u64 ns, __u64 weight)
-{
-	__u64 v = fp_vtime_delta(ns, weight);
-
-	return v < FP_LEAD_VTIME_MAX_NS ? v : FP_LEAD_VTIME_MAX_NS;
-}
-
-/*
  * Deadline of a task: its virtual runtime, clamped to at most `credit` behind the virtual clock,
  * plus the weighted runtime it used since it last woke, counted up to `exec_max` (a task that
  * runs long before sleeping queues behind ones that run briefly; the bound keeps CPU hogs fair
  * among themselves: without it a hog that started later would run alone until its runtime
- * caught up with the older ones') and held to fp_lead_vtime's bound.
+ * caught up with the older ones').
  */
 static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, __u64 exec_ns, __u64 weight,
 				__u64 exec_max)
@@ -400,7 +379,7 @@ static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, _
 
 	if (vruntime < floor)
 		vruntime = floor;
-	return vruntime + fp_lead_vtime(exec_ns < exec_max ? exec_ns : exec_max, weight);
+	return vruntime + fp_vtime_delta(exec_ns < exec_max ? exec_ns : exec_max, weight);
 }
 
 /*
