@@ -91,14 +91,27 @@ Deno.test("the CLI", async (t) => {
   });
 
   await t.step("a flag where a value belongs is refused by name, not taken as the value", async () => {
+    const give = (flag: string, cmd: string) =>
+      `give ${flag} its value, or ${flag}=VALUE for one that starts with '-' (see 'fastpath ${cmd} --help')`;
     const cases: [string[], string][] = [
       [
         ["sched", "run", "--foreground", "--duration-s", "1"],
-        "--foreground needs a value, got the flag --duration-s: give --foreground its value (see 'fastpath sched run --help')",
+        `--foreground needs a value, got the flag --duration-s: ${give("--foreground", "sched run")}`,
       ],
+      [["probe", "lo", "--to", "--count=3"], `--to needs a value, got the flag --count: ${give("--to", "probe")}`],
       [
-        ["probe", "lo", "--to", "--count=3"],
-        "--to needs a value, got the flag --count: give --to its value (see 'fastpath probe --help')",
+        ["lab", "up", "--prefix", "--FORMAT", "json"],
+        `--prefix needs a value, got the flag --FORMAT: ${give("--prefix", "lab up")}`,
+      ],
+      // A `--` taken as the value no longer hides the flags after it.
+      [
+        ["probe", "lo", "--netns", "--", "--to", "--count", "3"],
+        `--netns needs a value, got '--': ${give("--netns", "probe")}`,
+      ],
+      // service print checks a unit's flags as the job does: such a unit failed at every start.
+      [
+        ["service", "print", "reflect", "lo", "--netns", "--tos-toggle"],
+        `--netns needs a value, got the flag --tos-toggle: ${give("--netns", "reflect")}`,
       ],
     ];
     for (const [args, want] of cases) {
@@ -106,9 +119,12 @@ Deno.test("the CLI", async (t) => {
       assert.equal(r.code, 2, r.stderr);
       assert.equal(r.stderr, `error: ${want}\n`);
     }
-    // Given with `=`, a value that looks like a flag is the user's to give (the option's own check
-    // judges it), and `--help` after a flag still shows the help.
-    let r = await cli(["sched", "run", "--foreground=--odd-name"]);
+    // A negative number is a value; with `=`, a value that looks like a flag is the user's to give
+    // (the option's own check judges it); `--help` after a flag still shows the help.
+    let r = await cli(["reflect", "lo", "--nice", "-5", "--bogus"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^error: unknown flag '--bogus' for reflect/);
+    r = await cli(["sched", "run", "--foreground=--odd-name"]);
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,

@@ -213,20 +213,32 @@ function rangeHelp(o: Option): string {
  * preSubcommand hook), so it is the first error the user sees.
  */
 function refuseFlagValuesOf(sub: Command<unknown[], OptionValues, OptionValues>): void {
-  const args = rawArgsOf(sub);
-  const end = args.indexOf("--");
-  for (const [i, a] of (end < 0 ? args : args.slice(0, end)).entries()) {
-    const o = sub.options.find((o) => o.long === a && o.required);
+  refuseFlagValues(sub.options, rawArgsOf(sub), path(sub));
+}
+
+/**
+ * The check above for `args` against `options` (also `service print`'s, on a unit's flags): after a
+ * flag that needs a value, a long flag (`--x`, any case), one of `options`' short flags or `--` is
+ * refused; a negative number (`--nice -5`) or another word with one dash (`--prefix -rv`) is a value
+ * for the option's own check to judge, `--help` and `-h` show the help, and `--flag=--text` too goes
+ * to the option's check. Scanned up to a `--` that is not a flag's value.
+ */
+export function refuseFlagValues(options: readonly Option[], args: string[], name: string): void {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") return;
+    const o = options.find((o) => o.long === a || (o.short !== undefined && o.short === a));
+    if (!o?.required) continue;
     const next = args[i + 1];
-    // `--help` shows the help, whatever comes before it.
-    if (o && next !== undefined && /^--[a-z]/.test(next) && next !== "--help" && i + 1 !== end) {
+    if (next === undefined || next === "--help" || next === "-h") return;
+    if (next === "--" || /^--[A-Za-z]/.test(next) || options.some((s) => s.short === next)) {
+      const got = next === "--" ? "'--'" : `the flag ${next.replace(/=.*/, "")}`;
       throw new FastpathError(
         "usage",
-        `${o.long} needs a value, got the flag ${next.replace(/=.*/, "")}: give ${o.long} its value (see '${
-          path(sub)
-        } --help')`,
+        `${o.long} needs a value, got ${got}: give ${o.long} its value, or ${o.long}=VALUE for one that starts with '-' (see '${name} --help')`,
       );
     }
+    i++; // the value
   }
 }
 

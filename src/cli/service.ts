@@ -5,7 +5,7 @@
  * the program would refuse at start. docs/service.md says how to install one.
  */
 import { EXIT_CODES, FastpathError } from "../../ffi/error.ts";
-import { choice, type Command, command, type Option, refuseRepeats, setExit, text } from "./flags.ts";
+import { choice, type Command, command, type Option, refuseFlagValues, refuseRepeats, setExit, text } from "./flags.ts";
 import { reflect } from "./reflect.ts";
 import { foregroundSpecs, sched } from "./sched.ts";
 import { detectOptionsOf } from "./observe.ts";
@@ -219,6 +219,7 @@ export function checkJobArgs(
   const cmd = jobCommand(job);
   const label = job === "reflect" ? "reflect" : "sched run";
   refuseRepeats(cmd.options as unknown as Option[], args, `fastpath ${label}`);
+  refuseFlagValues(cmd.options as unknown as Option[], args, `fastpath ${label}`);
   const operands: string[] = [];
   const values: Record<string, unknown> = {};
   let netns = false;
