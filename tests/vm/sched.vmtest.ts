@@ -660,7 +660,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
   });
 
   await t.step(
-    "a game named by --foreground that starts beside four hogs per CPU is foreground from its first frames",
+    "a game named by --foreground that starts beside four hogs per CPU is foreground within 1.5 s of its start",
     async () => {
       // Names were looked up by a JS timer in the loader's process, which gets no favour: beside eight
       // hogs in the VM it ran in one of five 5 s probes (foreground_runs 0 in the other four), so the
