@@ -54,11 +54,12 @@ export type SchedulerOptions = Partial<SchedKnobs> & {
   /**
    * Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight, at most
    * 64. A name matches a process's command name (a name over 15 bytes: its first 15, all the kernel
-   * keeps) or its executable's base name; the library matches it at each exec the detectors see (a
-   * game named by its executable is foreground as it starts: in the VM beside eight CPU hogs, from
-   * its first frames in 6 of 7 runs of a 3 s probe on 2026-12-04, in the other 0.8 s later,
-   * not yet explained) and looks all names up again every second (a Wine game renames itself after
-   * its exec; the detectors off). A PID whose process ended is dropped at that look.
+   * keeps) or its executable's base name. The kernel matches the names at each exec (an executable's
+   * name over 62 bytes: the library, at the exec the detectors report), so a game is foreground from
+   * its first instruction however late this process runs - in the VM beside eight CPU hogs, with this
+   * process stopped, 190-196 runs as foreground for the 180 frames of a 3 s probe - and the library
+   * looks all names up again every second (a Wine game renames itself after its exec). A PID whose
+   * process ended is dropped at that look.
    */
   foreground?: Array<number | string>;
   /**

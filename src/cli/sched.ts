@@ -244,7 +244,7 @@ const run = knobs(
   .addOption(
     text(
       "foreground",
-      "comma list of PIDs or process names to favour (a name: the command or executable's base name, matched at each exec and every second; 64 processes at most, more are left out and reported)",
+      "comma list of PIDs or process names to favour (a name: the command or executable's base name, matched by the kernel at each exec and looked up every second; 64 processes at most, more are left out and reported)",
       "LIST",
     ),
   )

@@ -188,6 +188,18 @@ struct {
 	__type(value, u32);
 } foreground SEC(".maps");
 
+/*
+ * The --foreground names (key -> FP_NAME_COMM | FP_NAME_EXE, sched.h), matched at each exec in the
+ * kernel (fastpath_exec): a game is foreground from its first instruction, however late the
+ * loader's own threads - which get no favour - run beside a loaded machine.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * FP_MAX_FOREGROUND);
+	__type(key, struct fp_name_key);
+	__type(value, u32);
+} fg_names SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -300,7 +312,8 @@ static __always_inline bool is_foreground(struct task_struct *p)
 {
 	u32 tgid = p->tgid;
 
-	return (knobs.nr_foreground && bpf_map_lookup_elem(&foreground, &tgid)) || (roles_of(tgid) & FP_ROLE_GAME);
+	return ((knobs.nr_foreground || knobs.nr_names) && bpf_map_lookup_elem(&foreground, &tgid)) ||
+	       (roles_of(tgid) & FP_ROLE_GAME);
 }
 
 /* The task's class (sched.h): fastpath's own process first, whatever it is named or detected as. */
@@ -1150,6 +1163,40 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 		if (cpu < FP_MAX_CPUS)
 			state.rt_held_since[cpu] = 0;
 	}
+	return 0;
+}
+
+/*
+ * A program was just exec'd: its thread group joins the foreground when one of the names names it
+ * (by command name or executable, as roles.nameMatches in the loader). The loader learns of it at
+ * its next look and keeps it (FP_FG_EXEC); a full map leaves it to the loader, which counts it as
+ * left out. Beside eight CPU hogs in the VM the loader's own exec hook ran 0.5-1.8 s late in some
+ * runs (its threads get no favour), and the game ran those first frames as any hog would.
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(fastpath_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct fp_name_key key = {};
+	u32 tgid = p->tgid, how = FP_FG_EXEC;
+	u32 *flags;
+	long n;
+
+	/* Never init: in partial mode every process it starts would inherit SCHED_EXT. */
+	if (!knobs.nr_names || tgid <= 1)
+		return 0;
+	bpf_probe_read_kernel_str(key.s, FP_COMM_BYTES + 1, p->comm);
+	flags = bpf_map_lookup_elem(&fg_names, &key);
+	if (!flags || !(*flags & FP_NAME_COMM)) {
+		__builtin_memset(&key, 0, sizeof(key));
+		n = bpf_probe_read_kernel_str(key.s, sizeof(key.s), bprm->file->f_path.dentry->d_name.name);
+		/* A name as long as the key may have been cut: the loader matches those. */
+		if (n <= 0 || n >= (long)sizeof(key.s))
+			return 0;
+		flags = bpf_map_lookup_elem(&fg_names, &key);
+		if (!flags || !(*flags & FP_NAME_EXE))
+			return 0;
+	}
+	bpf_map_update_elem(&foreground, &tgid, &how, BPF_NOEXIST);
 	return 0;
 }
 

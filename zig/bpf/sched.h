@@ -20,6 +20,21 @@
 #define FP_MAX_CPUS 1024
 /* Foreground thread groups the user can name at once. */
 #define FP_MAX_FOREGROUND 64
+/*
+ * Foreground names matched in the kernel at exec (the fg_names map, sched.bpf.c): a key is a name
+ * zero-padded to FP_NAME_KEY_BYTES; how it may match is FP_NAME_COMM (the command name, 15 bytes at
+ * most: a longer name by its first 15) and/or FP_NAME_EXE (the executable's base name, up to
+ * FP_NAME_KEY_BYTES - 2 bytes; longer ones are matched by the loader only). The rule is
+ * roles.nameMatches; nameKeys in sched.zig builds the keys.
+ */
+#define FP_NAME_KEY_BYTES 64
+#define FP_NAME_COMM 1
+#define FP_NAME_EXE 2
+/* 15 bytes of a command name (TASK_COMM_LEN - 1). */
+#define FP_COMM_BYTES 15
+/* Values in the foreground map: put there by the loader, or by the kernel at an exec it matched. */
+#define FP_FG_LOADER 1
+#define FP_FG_EXEC 2
 /* Weight of a nice-0 task in sched_ext (p->scx.weight). */
 #define FP_WEIGHT_NICE0 100
 
@@ -74,12 +89,16 @@ struct fp_sched_counters {
 	__u64 handoffs;     /* latency-critical wakeups queued first on their waker's CPU (sync, input chain) */
 };
 
+struct fp_name_key {
+	char s[FP_NAME_KEY_BYTES];
+};
+
 /* Knobs that change while the scheduler runs; they live in .bss, written by the loader. */
 struct fp_sched_knobs {
 	__u32 foreground_weight_pct; /* weight of foreground tasks, in % of their own */
 	__u32 nr_foreground;	     /* number of tgids in the foreground map */
 	__u32 stall_tgid;	     /* test build only: thread group to starve */
-	__u32 _pad;
+	__u32 nr_names;		     /* number of keys in the fg_names map (0: no names, no lookup at exec) */
 };
 
 /* State the scheduler publishes in .bss for the loader (read through the mmaped map). */

@@ -247,6 +247,7 @@ pub const Scheduler = struct {
     partial_game: u32 = 0,
     counters_fd: i32 = -1,
     foreground_fd: i32 = -1,
+    names_fd: i32 = -1,
     percpu: []c.struct_fp_sched_counters = &.{},
     /// What earlier attaches of this run counted: a re-attach (CPU hotplug) continues the counters.
     base: c.struct_fp_sched_counters = std.mem.zeroes(c.struct_fp_sched_counters),
@@ -281,6 +282,8 @@ pub const Scheduler = struct {
     /// The sched_switch program: which CPUs real-time tasks hold (and, on kernels without
     /// ops.cpu_release, the re-enqueue it stands in for).
     switch_link: ?*c.bpf_link = null,
+    /// The exec program: the names matched in the kernel as each program starts (applyNames).
+    exec_link: ?*c.bpf_link = null,
     exit: abi.SchedExit = .{},
     act_restart: u64 = 0,
     state: std.atomic.Value(u32) = .init(abi.sched_state.running),
@@ -397,6 +400,7 @@ pub const Scheduler = struct {
         const kid = c.btf__find_by_name_kind(kbtf, "sched_ext_ops", c.BTF_KIND_STRUCT);
         const has_release = kid > 0 and memberOffset(kbtf, @intCast(kid), "cpu_release") != null;
         const switch_prog = try obj.program("fastpath_sched_switch");
+        const exec_prog = try obj.program("fastpath_exec");
         const reenqueue: u32 = @intFromBool(!has_release);
         try obj.setRodata("reenqueue_from_switch", std.mem.asBytes(&reenqueue));
         const partial_mode: u32 = @intFromBool(o.partial != 0);
@@ -429,10 +433,16 @@ pub const Scheduler = struct {
         s.knobs.stall_tgid = o.stall_tgid;
         s.counters_fd = try obj.mapFd("counters");
         s.foreground_fd = try obj.mapFd("foreground");
+        s.names_fd = try obj.mapFd("fg_names");
         s.switch_link = c.bpf_program__attach(switch_prog) orelse return bpf.errnoError("attaching the sched_switch program");
         errdefer if (s.switch_link) |l| {
             _ = c.bpf_link__destroy(l);
             s.switch_link = null;
+        };
+        s.exec_link = c.bpf_program__attach(exec_prog) orelse return bpf.errnoError("attaching the exec program");
+        errdefer if (s.exec_link) |l| {
+            _ = c.bpf_link__destroy(l);
+            s.exec_link = null;
         };
         s.obj = obj;
         s.link = attachStructOps(ops.map, "attaching the scheduler") catch |e| {
@@ -441,6 +451,7 @@ pub const Scheduler = struct {
         };
         s.state.store(abi.sched_state.running, .release);
         // A re-attach starts with empty maps: the same foreground as before.
+        s.applyNames() catch {};
         s.applyForeground() catch {};
     }
 
@@ -450,6 +461,8 @@ pub const Scheduler = struct {
         s.link = null;
         if (s.switch_link) |l| _ = c.bpf_link__destroy(l);
         s.switch_link = null;
+        if (s.exec_link) |l| _ = c.bpf_link__destroy(l);
+        s.exec_link = null;
         // The counters continue across a re-attach: what this attach counted becomes the base.
         if (s.obj != null) {
             inline for (std.meta.fields(c.struct_fp_sched_counters)) |f| @field(s.base, f.name) = @field(s.counters, f.name);
@@ -599,6 +612,7 @@ pub const Scheduler = struct {
         @memcpy(s.names[0..names.len], names);
         s.names_len = names.len;
         s.names_gen +%= 1;
+        try s.applyNames();
         s.fg_weight_pct = weight_pct;
         var found: [found_max]u32 = undefined;
         _ = s.resolveForeground(&found, roles.pidsNamed(names, &found));
@@ -702,8 +716,8 @@ pub const Scheduler = struct {
         s.nfg += 1;
         // The set only grew: its map entry, and in partial mode this group's threads - not
         // followPartial's look over every group (and /proc) under the lock, on the detectors' thread.
-        s.applyMaps() catch return;
-        if (s.opts.partial != 0) s.switchThreads(tgid);
+        const adopted = s.applyMaps() catch return;
+        if (s.opts.partial != 0) for (s.fg[s.nfg - adopted - 1 .. s.nfg]) |t| s.switchThreads(t);
     }
 
     /// Copies the foreground set now into `out`; returns how many there are (may exceed out.len).
@@ -725,14 +739,17 @@ pub const Scheduler = struct {
 
     /// Writes the kept foreground set into the maps and knobs (the lock is held, or no one else runs).
     fn applyForeground(s: *Scheduler) Error!void {
-        try s.applyMaps();
+        _ = try s.applyMaps();
         if (s.opts.partial != 0) s.followPartial();
     }
 
-    /// The foreground map and knobs from the kept set (the lock is held).
-    fn applyMaps(s: *Scheduler) Error!void {
-        const tgids = s.fg[0..s.nfg];
+    /// The foreground map and knobs from the kept set (the lock is held). A thread group the kernel
+    /// added at its exec (FP_FG_EXEC) that the names still name joins the set while there is room
+    /// - a look at /proc begun before that exec would otherwise drop it until the exec hook runs;
+    /// returns how many joined (the last ones of `fg`).
+    fn applyMaps(s: *Scheduler) Error!usize {
         // Drop what is not in the new set, then add.
+        const nkept = s.nfg;
         var key: u32 = 0;
         var next: u32 = 0;
         var stale: [c.FP_MAX_FOREGROUND]u32 = undefined;
@@ -740,18 +757,42 @@ pub const Scheduler = struct {
         var prev: ?*const u32 = null;
         while (c.bpf_map_get_next_key(s.foreground_fd, prev, &next) == 0) : (prev = &key) {
             key = next;
-            if (std.mem.indexOfScalar(u32, tgids, key) == null and nstale < stale.len) {
+            if (std.mem.indexOfScalar(u32, s.fg[0..s.nfg], key) != null) continue;
+            var how: u32 = 0;
+            _ = c.bpf_map_lookup_elem(s.foreground_fd, &key, &how);
+            if (how == c.FP_FG_EXEC and s.nfg < s.fg.len and s.names_len > 0 and roles.processNamed(key, s.names[0..s.names_len])) {
+                s.fg[s.nfg] = key;
+                s.nfg += 1;
+            } else if (nstale < stale.len) {
                 stale[nstale] = key;
                 nstale += 1;
             }
         }
         for (stale[0..nstale]) |k| _ = c.bpf_map_delete_elem(s.foreground_fd, &k);
-        const one: u32 = 1;
+        const tgids = s.fg[0..s.nfg];
+        const loader: u32 = c.FP_FG_LOADER;
         for (tgids) |t| {
-            if (c.bpf_map_update_elem(s.foreground_fd, &t, &one, c.BPF_ANY) != 0) return bpf.errnoError("updating the foreground map");
+            if (c.bpf_map_update_elem(s.foreground_fd, &t, &loader, c.BPF_ANY) != 0) return bpf.errnoError("updating the foreground map");
         }
         s.knobs.foreground_weight_pct = s.fg_weight_pct;
         s.knobs.nr_foreground = @intCast(tgids.len);
+        return s.nfg - nkept;
+    }
+
+    /// The names into the kernel's fg_names map (nameKeys), matched there at each exec (the lock is
+    /// held, or no one else runs).
+    fn applyNames(s: *Scheduler) Error!void {
+        s.knobs.nr_names = 0;
+        var key: c.struct_fp_name_key = undefined;
+        while (c.bpf_map_get_next_key(s.names_fd, null, &key) == 0) {
+            if (c.bpf_map_delete_elem(s.names_fd, &key) != 0) return bpf.errnoError("clearing the foreground names map");
+        }
+        var keys: [max_name_keys]NameKey = undefined;
+        const n = nameKeys(s.names[0..s.names_len], &keys);
+        for (keys[0..n]) |*k| {
+            if (c.bpf_map_update_elem(s.names_fd, &k.key, &k.how, c.BPF_ANY) != 0) return bpf.errnoError("updating the foreground names map");
+        }
+        s.knobs.nr_names = @intCast(n);
     }
 
     /// Partial mode with the detectors: the game they found is scheduled by fastpath too (its
@@ -1014,6 +1055,41 @@ fn pickForeground(given: []const u32, now: []const u32, found: []const u32, nfou
     return .{ .n = n, .left_out = left_out };
 }
 
+/// A key of the kernel's fg_names map (sched.h) and how it may match.
+const NameKey = struct { key: c.struct_fp_name_key, how: u32 };
+const max_name_keys = 2 * c.FP_MAX_FOREGROUND;
+
+/// The fg_names keys for `names` (NUL-separated) into `out`; returns how many. roles.nameMatches
+/// in the kernel's terms: a name of up to 15 bytes is a command name or an executable's; a longer
+/// one matches a command name by its first 15 bytes (the kernel keeps no more) and an executable's
+/// whole, up to FP_NAME_KEY_BYTES - 2 bytes (one longer is matched by the loader only). Keys that
+/// coincide merge their ways to match.
+fn nameKeys(names: []const u8, out: *[max_name_keys]NameKey) usize {
+    var n: usize = 0;
+    var it = std.mem.tokenizeScalar(u8, names, 0);
+    while (it.next()) |name| {
+        const ways = [_]struct { text: []const u8, how: u32, ok: bool }{
+            .{ .text = name[0..@min(name.len, c.FP_COMM_BYTES)], .how = c.FP_NAME_COMM, .ok = true },
+            .{ .text = name, .how = c.FP_NAME_EXE, .ok = name.len <= c.FP_NAME_KEY_BYTES - 2 },
+        };
+        for (ways) |w| {
+            if (!w.ok) continue;
+            var k = std.mem.zeroes(c.struct_fp_name_key);
+            @memcpy(k.s[0..w.text.len], w.text);
+            const same = for (out[0..n]) |*o| {
+                if (std.mem.eql(u8, &o.key.s, &k.s)) break o;
+            } else null;
+            if (same) |o| {
+                o.how |= w.how;
+            } else if (n < out.len) {
+                out[n] = .{ .key = k, .how = w.how };
+                n += 1;
+            }
+        }
+    }
+    return n;
+}
+
 /// How many name matches one look keeps, so those left out of a full set are counted exactly up to
 /// this many (beyond it, all count as left out).
 const found_max = 4 * c.FP_MAX_FOREGROUND;
@@ -1262,6 +1338,29 @@ test "a thread's policy changes and its nice value stays (the partial mode's swi
     try testing.expectEqual(@as(usize, 20 - 3), std.os.linux.syscall2(.getpriority, 0, @as(usize, @bitCast(@as(isize, tid)))));
     try testing.expect(setPolicy(tid, 0));
     try testing.expectEqual(@as(usize, 0), std.os.linux.syscall1(.sched_getscheduler, @as(usize, @bitCast(@as(isize, tid)))));
+}
+
+test "foreground names become kernel keys that match as roles.nameMatches does" {
+    var keys: [max_name_keys]NameKey = undefined;
+    const long = "a-very-long-game-name"; // 21 bytes: its command name is the first 15
+    const too_long = "x" ** 63; // as long as a key allows: left to the loader as an executable's name
+    const n = nameKeys("game\x00" ++ long ++ "\x00" ++ too_long ++ "\x00game", &keys);
+    try testing.expectEqual(@as(usize, 4), n);
+    const Want = struct { text: []const u8, how: u32 };
+    const want = [_]Want{
+        .{ .text = "game", .how = c.FP_NAME_COMM | c.FP_NAME_EXE }, // named twice: one key
+        .{ .text = long[0..15], .how = c.FP_NAME_COMM },
+        .{ .text = long, .how = c.FP_NAME_EXE },
+        .{ .text = too_long[0..15], .how = c.FP_NAME_COMM },
+    };
+    for (want, keys[0..n]) |w, k| {
+        try testing.expectEqualStrings(w.text, std.mem.sliceTo(&k.key.s, 0));
+        try testing.expect(std.mem.allEqual(u8, k.key.s[w.text.len..], 0));
+        try testing.expectEqual(w.how, k.how);
+        // The loader's rule agrees: the command name a process would have, and the executable.
+        if (w.how & c.FP_NAME_COMM != 0) try testing.expect(roles.nameMatches(w.text, "", if (std.mem.eql(u8, w.text, "game")) "game" else if (w.text[0] == 'x') too_long else long));
+    }
+    try testing.expectEqual(@as(usize, 0), nameKeys("", &keys));
 }
 
 test "a full foreground set keeps its members and counts the name matches left out" {
