@@ -325,6 +325,50 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
+  await t.step(
+    "a nice-19 CPU hog and a SCHED_IDLE one beside four hogs per CPU get turns within a 5 s watchdog, and stay behind the others",
+    async () => {
+      // Weight 1 in sched_ext's scale for both: a deadline's runtime term counted 20 ms of runtime
+      // as 2 s of virtual time, a turn every ~9 s beside eight hogs, and the watchdog ejected the
+      // scheduler ("nice[157] failed to run for 6.650s"). Now at most 200 ms (sched.h, fp_lead_vtime).
+      const low = (args: string[]) =>
+        new Deno.Command(args[0], { args: [...args.slice(1), "sh", "-c", "while :; do :; done"], stdout: "null" })
+          .spawn();
+      const hogs: Deno.ChildProcess[] = [];
+      const lows: Deno.ChildProcess[] = [];
+      try {
+        // Started after the attach: beside ten hogs of the default scheduler the CLI took over 90 s to start.
+        await withScheduler(["--watchdog-ms", "5000"], async (run) => {
+          for (let i = 0; i < 4 * NCPU; i++) hogs.push(spinHog());
+          lows.push(low(["nice", "-n", "19"]));
+          lows.push(low(["chrt", "--idle", "0"]));
+          await new Promise((r) => setTimeout(r, 2000));
+          const [h0, l0] = [hogs.map((h) => cpuTicks(h.pid)), lows.map((l) => cpuTicks(l.pid))];
+          await new Promise((r) => setTimeout(r, 20_000));
+          if (state() !== "enabled") {
+            await Promise.race([run.finish(), new Promise((r) => setTimeout(r, 5000))]);
+            assert.fail(`ejected: ${run.stderr.split("\n").filter((l) => /EXIT|stall|error/.test(l)).join(" ")}`);
+          }
+          const hog = hogs.map((h, i) => cpuTicks(h.pid) - h0[i]).sort((a, b) => a - b);
+          const got = lows.map((l, i) => cpuTicks(l.pid) - l0[i]);
+          console.log(`    CPU ticks in 20 s: nice 19 ${got[0]}, SCHED_IDLE ${got[1]}, hogs ${hog.join(", ")}`);
+          const median = hog[hog.length >> 1];
+          for (const [i, name] of ["nice 19", "SCHED_IDLE"].entries()) {
+            assert.ok(got[i] > 0, `the ${name} hog ran: ${got[i]} ticks`);
+            assert.ok(got[i] < median / 4, `the ${name} hog stayed behind: ${got[i]} ticks, a hog ${median}`);
+          }
+        }, 180_000);
+      } finally {
+        for (const p of [...hogs, ...lows]) {
+          try {
+            p.kill("SIGKILL");
+          } catch { /* ended */ }
+        }
+        await Promise.all([...hogs, ...lows].map((p) => p.status));
+      }
+    },
+  );
+
   await t.step("more CPU hogs than CPUs share the CPUs and queue by deadline, none treated as pinned", async () => {
     await withLoader([], async (run) => {
       await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);

@@ -391,10 +391,9 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	u64 max = exec ? exec_max_of(p, tc, now) : 0;
 	u64 counted = fp_deadline_exec(&tun, exec, max, weight, tc->cls);
 
-	tc->exec_vtime = fp_vtime_delta(counted, weight);
 	/* `counted` is already bounded (for fastpath's own, not by `max`): it is its own bound. */
-	return fp_deadline(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, counted, weight,
-			   counted);
+	tc->exec_vtime = fp_lead_vtime(counted, weight);
+	return fp_deadline_at(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, tc->exec_vtime);
 }
 
 /* The slice for `tc` now: shorter for frequent wakers, and shorter as more tasks wait (sched.h). */

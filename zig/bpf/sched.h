@@ -385,20 +385,50 @@ static inline __u64 fp_deadline_exec(const volatile struct fp_sched_tunables *t,
 }
 
 /*
+ * The most virtual time a deadline's runtime term holds - never less than the runtime itself, a nice-0
+ * task's term for it (so `--lag-max-us` above 200 ms is not cut): 200 ms, about the lead EEVDF gives
+ * nice 19 (its 3 ms slice at weight 15/1024 is 205 ms). With N tasks runnable on C CPUs the clock
+ * moves C/N of a second a second, so a task waits about its lead times N/C for each turn. A CPU
+ * hog's term is `lag_max_ns` of runtime at its weight: at weight 1 (nice 19, and SCHED_IDLE in
+ * sched_ext's scale) 20 ms was 2 s of virtual time, ten times EEVDF's lead, and beside eight CPU hogs
+ * on two CPUs with --watchdog-ms 5000 the kernel ejected the scheduler ("runnable task stall"); at
+ * the kernel's 30 s it took about 15 runnable tasks per CPU. Only weights of 10 and under (nice 11
+ * to 19, SCHED_IDLE) that run long reach it: those share alike, ones that run briefly keep their order.
+ */
+#define FP_LEAD_VTIME_MAX_NS (200ULL * FP_NSEC_PER_MSEC)
+
+/* The runtime term of a deadline: `ns` of runtime at `weight`, at most max(FP_LEAD_VTIME_MAX_NS, ns). */
+static inline __u64 fp_lead_vtime(__u64 ns, __u64 weight)
+{
+	__u64 v = fp_vtime_delta(ns, weight);
+	__u64 cap = ns > FP_LEAD_VTIME_MAX_NS ? ns : FP_LEAD_VTIME_MAX_NS;
+
+	return v < cap ? v : cap;
+}
+
+/*
+ * Deadline of a task whose runtime term is `lead` of virtual time (fp_lead_vtime): its virtual
+ * runtime, clamped to at most `credit` behind the virtual clock, plus `lead`.
+ */
+static inline __u64 fp_deadline_at(__u64 vruntime, __u64 vtime_now, __u64 credit, __u64 lead)
+{
+	__u64 floor = vtime_now > credit ? vtime_now - credit : 0;
+
+	return (vruntime < floor ? floor : vruntime) + lead;
+}
+
+/*
  * Deadline of a task: its virtual runtime, clamped to at most `credit` behind the virtual clock,
  * plus the weighted runtime it used since it last woke, counted up to `exec_max` (a task that
  * runs long before sleeping queues behind ones that run briefly; the bound keeps CPU hogs fair
  * among themselves: without it a hog that started later would run alone until its runtime
- * caught up with the older ones').
+ * caught up with the older ones') and held to fp_lead_vtime's bound.
  */
 static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, __u64 exec_ns, __u64 weight,
 				__u64 exec_max)
 {
-	__u64 floor = vtime_now > credit ? vtime_now - credit : 0;
-
-	if (vruntime < floor)
-		vruntime = floor;
-	return vruntime + fp_vtime_delta(exec_ns < exec_max ? exec_ns : exec_max, weight);
+	return fp_deadline_at(vruntime, vtime_now, credit,
+			      fp_lead_vtime(exec_ns < exec_max ? exec_ns : exec_max, weight));
 }
 
 /*

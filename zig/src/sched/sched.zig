@@ -1533,6 +1533,25 @@ test "a deadline never starts further behind the virtual clock than the credit" 
     try testing.expectEqual(@as(u64, 0), c.fp_deadline(0, 1000, 2_000_000, 0, 100, max));
 }
 
+test "a nice-19 CPU hog's deadline leads the clock by 200 ms of virtual time at most; one that runs briefly keeps its order" {
+    const t = tunables();
+    const now: u64 = 10_000_000_000;
+    // A hog at weight 1 (nice 19, SCHED_IDLE) counts lag_max_ns of runtime: 2 s of virtual time
+    // unbounded, about nine seconds of waiting beside eight hogs on two CPUs.
+    try testing.expectEqual(@as(u64, 2_000_000_000), c.fp_vtime_delta(t.lag_max_ns, 1));
+    try testing.expectEqual(@as(u64, 200_000_000), c.FP_LEAD_VTIME_MAX_NS);
+    try testing.expectEqual(@as(u64, now + c.FP_LEAD_VTIME_MAX_NS), c.fp_deadline(now, now, 0, 50_000_000, 1, t.lag_max_ns));
+    // Nice 10 (weight 11 in sched_ext's scale) is untouched: 20 ms at weight 11 is 181 ms.
+    try testing.expectEqual(@as(u64, now + c.fp_vtime_delta(t.lag_max_ns, 11)), c.fp_deadline(now, now, 0, 50_000_000, 11, t.lag_max_ns));
+    // A nice-0 hog's term is untouched; so is a weight-1 task that ran 1 ms (100 ms).
+    try testing.expectEqual(@as(u64, now + t.lag_max_ns), c.fp_deadline(now, now, 0, 50_000_000, 100, t.lag_max_ns));
+    try testing.expectEqual(@as(u64, now + 100_000_000), c.fp_deadline(now, now, 0, 1_000_000, 1, t.lag_max_ns));
+    try testing.expect(c.fp_lead_vtime(1_000_000, 1) > c.fp_lead_vtime(1_000_000, 2));
+    // --lag-max-us above 200 ms is never cut below its own runtime: a nice-0 task's term.
+    try testing.expectEqual(@as(u64, 500_000_000), c.fp_lead_vtime(500_000_000, 1));
+    try testing.expectEqual(@as(u64, 500_000_000), c.fp_lead_vtime(500_000_000, 100));
+}
+
 test "the frame thread of a game gets an earlier deadline than a CPU hog" {
     const t = tunables();
     const now: u64 = 10_000_000_000;
