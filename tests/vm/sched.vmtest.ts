@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { cli, DENO, ROOT, spawnCli, waitFor } from "../helpers.ts";
-import { Scheduler } from "../../mod.ts";
+import { Scheduler, type SchedulerOptions } from "../../mod.ts";
 import { get, parsePrometheus, scxRequests } from "../stats_client.ts";
 
 const SCX = "/sys/kernel/sched_ext";
@@ -169,11 +169,15 @@ async function reap(c: Deno.ChildProcess): Promise<void> {
   await c.status;
 }
 
-/** The frame probe under `load` (stress-ng arguments), on the default scheduler or `sched run ARGS`. */
+/**
+ * The frame probe under `load` (stress-ng arguments), on the default scheduler, `sched run ARGS`
+ * (flags) or the scheduler started in this process with options (mod.ts, as the CLI does in its own:
+ * the same defaults, without a Deno start of 13-18 s in the emulated VM for each round).
+ */
 async function frameRun(
   probeArgs: string[],
   loadArgs: string[],
-  sched: string[] | "default",
+  sched: string[] | "default" | SchedulerOptions,
   during?: () => Promise<unknown>,
 ): Promise<ProbeResult> {
   const measure = async () => {
@@ -190,7 +194,14 @@ async function frameRun(
       await new Deno.Command("pkill", { args: ["-KILL", "stress-ng"] }).output();
     }
   };
-  return sched === "default" ? await measure() : await withScheduler(sched, measure);
+  if (sched === "default") return await measure();
+  if (Array.isArray(sched)) return await withScheduler(sched, measure);
+  const s = await Scheduler.start(sched);
+  try {
+    return await measure();
+  } finally {
+    await closeScheduler(s);
+  }
 }
 
 /**
@@ -202,7 +213,7 @@ async function frameRun(
 async function frameRounds<K extends string>(
   probeArgs: string[],
   loadArgs: string[],
-  scheds: Record<K, string[] | "default">,
+  scheds: Record<K, string[] | "default" | SchedulerOptions>,
   rounds = 3,
 ): Promise<Record<K, ProbeResult & { all: ProbeResult[] }>> {
   const all = Object.fromEntries(Object.keys(scheds).map((k) => [k, [] as ProbeResult[]])) as Record<K, ProbeResult[]>;
@@ -758,8 +769,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // (114-283 of 300 frames under every scheduler).
       const { dflt, plain, fg } = await frameRounds(args, hogs, {
         dflt: "default",
-        plain: [],
-        fg: ["--foreground", "fp-schedprobe"],
+        plain: {},
+        fg: { foreground: ["fp-schedprobe"] },
       }, 5);
       console.log(
         `    default: ${roundsText(dflt)}\n    fastpath: ${roundsText(plain)}\n    --foreground: ${roundsText(fg)}`,
@@ -787,8 +798,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // guard (the parent passed it too: 0, 1, 0, 0): marking the game must not cost it frames.
       const args = ["--duration-s", "8", "--frame-work-us", "6000", "--wake-period-us", "0", "--work-clock", "cpu"];
       const { plain, fg } = await frameRounds(args, ["--cpu", String(4 * NCPU)], {
-        plain: [],
-        fg: ["--foreground", "fp-schedprobe"],
+        plain: {},
+        fg: { foreground: ["fp-schedprobe"] },
       }, 5);
       console.log(`    fastpath: ${roundsText(plain)}\n    --foreground: ${roundsText(fg)}`);
       assert.ok(plain.miss_ratio <= 0.005, `fastpath misses ${plain.miss_ratio} (median of 5) > 0.005`);
@@ -809,7 +820,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // The median of five interleaved rounds; and at most one stalls a frame for 300 ms (the bug
       // stalled every round; a slow spell of the emulated VM once stalled one of three for 360 ms,
       // 156 of its 300 frames run, as it did the default's rounds: 77-114 frames).
-      const { dflt, ours } = await frameRounds(args, load, { dflt: "default", ours: [] }, 5);
+      const { dflt, ours } = await frameRounds(args, load, { dflt: "default", ours: {} }, 5);
       console.log(`    default: ${roundsText(dflt)}\n    fastpath: ${roundsText(ours)}`);
       assert.ok(
         ours.frame_worst_us < 150_000,
