@@ -180,7 +180,10 @@ struct fp_sched_exit uei;
 
 /* --- Maps -------------------------------------------------------------------------------------- */
 
-/* Foreground thread groups (tgid -> 1), filled by the loader at run time. */
+/*
+ * Foreground thread groups (tgid -> FP_FG_LOADER, put there by the loader; or FP_FG_EXEC, by the
+ * kernel at an exec or a rename the names match: fastpath_exec, fastpath_rename).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FP_MAX_FOREGROUND);
@@ -392,7 +395,7 @@ static __always_inline u64 deadline_of(struct task_struct *p, struct task_ctx *t
 	u64 counted = fp_deadline_exec(&tun, exec, max, weight, tc->cls);
 
 	/* `counted` is already bounded (for fastpath's own, not by `max`): it is its own bound. */
-	tc->exec_vtime = fp_lead_vtime(counted, weight);
+	tc->exec_vtime = fp_lead_vtime(&tun, counted, weight);
 	return fp_deadline_at(tc->vruntime + fp_vtime_delta(ran, weight), state.vtime_now, credit, tc->exec_vtime);
 }
 
@@ -1165,36 +1168,72 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 	return 0;
 }
 
+/* Whether `comm` (a task's command name) is one of the foreground names as a command name. */
+static __always_inline bool comm_named(const char *comm)
+{
+	struct fp_name_key key = {};
+	u32 *how;
+
+	bpf_probe_read_kernel_str(key.s, FP_COMM_BYTES + 1, comm);
+	how = bpf_map_lookup_elem(&fg_names, &key);
+	return how && (*how & FP_NAME_COMM);
+}
+
+/* Whether the executable `bprm` loads has one of the foreground names as its base name. */
+static __always_inline bool exe_named(struct linux_binprm *bprm)
+{
+	struct fp_name_key key = {};
+	u32 *how;
+	long n;
+
+	n = bpf_probe_read_kernel_str(key.s, sizeof(key.s), bprm->file->f_path.dentry->d_name.name);
+	/* A name as long as the key may have been cut: the loader matches those. */
+	if (n <= 0 || n >= (long)sizeof(key.s))
+		return false;
+	how = bpf_map_lookup_elem(&fg_names, &key);
+	return how && (*how & FP_NAME_EXE);
+}
+
 /*
  * A program was just exec'd: its thread group joins the foreground when one of the names names it
- * (by command name or executable, as roles.nameMatches in the loader). The loader learns of it at
- * its next look and keeps it (FP_FG_EXEC); a full map leaves it to the loader, which counts it as
- * left out. Beside eight CPU hogs in the VM the loader's own exec hook ran 0.5-1.8 s late in some
- * runs (its threads get no favour), and the game ran those first frames as any hog would.
+ * (by command name or executable, as roles.nameMatches in the loader), and leaves it when the kernel
+ * had put it there and it no longer is (a launcher that execs the real program under another name).
+ * The loader learns of it at its next look and keeps it; a full map leaves it to the loader, which
+ * counts it as left out. Beside eight CPU hogs in the VM the loader's own exec hook ran 0.5-1.8 s
+ * late in some runs (its threads get no favour), and the game ran those first frames as any hog would.
  */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(fastpath_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	struct fp_name_key key = {};
 	u32 tgid = p->tgid, how = FP_FG_EXEC;
-	u32 *flags;
-	long n;
+	u32 *was;
 
 	/* Never init: in partial mode every process it starts would inherit SCHED_EXT. */
 	if (!knobs.nr_names || tgid <= 1)
 		return 0;
-	bpf_probe_read_kernel_str(key.s, FP_COMM_BYTES + 1, p->comm);
-	flags = bpf_map_lookup_elem(&fg_names, &key);
-	if (!flags || !(*flags & FP_NAME_COMM)) {
-		__builtin_memset(&key, 0, sizeof(key));
-		n = bpf_probe_read_kernel_str(key.s, sizeof(key.s), bprm->file->f_path.dentry->d_name.name);
-		/* A name as long as the key may have been cut: the loader matches those. */
-		if (n <= 0 || n >= (long)sizeof(key.s))
-			return 0;
-		flags = bpf_map_lookup_elem(&fg_names, &key);
-		if (!flags || !(*flags & FP_NAME_EXE))
-			return 0;
+	if (comm_named(p->comm) || exe_named(bprm)) {
+		bpf_map_update_elem(&foreground, &tgid, &how, BPF_NOEXIST);
+		return 0;
 	}
+	was = bpf_map_lookup_elem(&foreground, &tgid);
+	if (was && *was == FP_FG_EXEC)
+		bpf_map_delete_elem(&foreground, &tgid);
+	return 0;
+}
+
+/*
+ * A process renamed its main thread (prctl PR_SET_NAME, as Wine does to take its game's .exe name
+ * after its exec): it joins the foreground if the new command name is one of the names. Only joins:
+ * whether a process the kernel marked at its exec is still named is the next exec's question, and the
+ * loader's (it also matches the executable). Other threads' names are not the process's.
+ */
+SEC("tp_btf/task_rename")
+int BPF_PROG(fastpath_rename, struct task_struct *task, const char *comm)
+{
+	u32 tgid = task->tgid, how = FP_FG_EXEC;
+
+	if (!knobs.nr_names || tgid <= 1 || task->pid != tgid || !comm_named(comm))
+		return 0;
 	bpf_map_update_elem(&foreground, &tgid, &how, BPF_NOEXIST);
 	return 0;
 }

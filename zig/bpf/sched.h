@@ -385,23 +385,24 @@ static inline __u64 fp_deadline_exec(const volatile struct fp_sched_tunables *t,
 }
 
 /*
- * The most virtual time a deadline's runtime term holds - never less than the runtime itself, a nice-0
- * task's term for it (so `--lag-max-us` above 200 ms is not cut): 200 ms, about the lead EEVDF gives
+ * The most virtual time a deadline's runtime term holds - never less than a nice-0 CPU hog's term,
+ * `--lag-max-us` (so that knob above 200 ms is not cut): 200 ms, about the lead EEVDF gives
  * nice 19 (its 3 ms slice at weight 15/1024 is 205 ms). With N tasks runnable on C CPUs the clock
  * moves C/N of a second a second, so a task waits about its lead times N/C for each turn. A CPU
  * hog's term is `lag_max_ns` of runtime at its weight: at weight 1 (nice 19, and SCHED_IDLE in
  * sched_ext's scale) 20 ms was 2 s of virtual time, ten times EEVDF's lead, and beside eight CPU hogs
  * on two CPUs with --watchdog-ms 5000 the kernel ejected the scheduler ("runnable task stall"); at
- * the kernel's 30 s it took about 15 runnable tasks per CPU. Only weights of 10 and under (nice 11
- * to 19, SCHED_IDLE) that run long reach it: those share alike, ones that run briefly keep their order.
+ * the kernel's 30 s it took about 15 runnable tasks per CPU. At the default `--lag-max-us` (20 ms)
+ * only weights of 10 and under (nice 11 to 19, SCHED_IDLE) that run long reach it - those share
+ * alike, ones that run briefly keep their order; at 100 ms, weights of 50 and under.
  */
 #define FP_LEAD_VTIME_MAX_NS (200ULL * FP_NSEC_PER_MSEC)
 
-/* The runtime term of a deadline: `ns` of runtime at `weight`, at most max(FP_LEAD_VTIME_MAX_NS, ns). */
-static inline __u64 fp_lead_vtime(__u64 ns, __u64 weight)
+/* The runtime term of a deadline: `ns` of runtime at `weight`, at most max(FP_LEAD_VTIME_MAX_NS, lag_max_ns). */
+static inline __u64 fp_lead_vtime(const volatile struct fp_sched_tunables *t, __u64 ns, __u64 weight)
 {
 	__u64 v = fp_vtime_delta(ns, weight);
-	__u64 cap = ns > FP_LEAD_VTIME_MAX_NS ? ns : FP_LEAD_VTIME_MAX_NS;
+	__u64 cap = t->lag_max_ns > FP_LEAD_VTIME_MAX_NS ? t->lag_max_ns : FP_LEAD_VTIME_MAX_NS;
 
 	return v < cap ? v : cap;
 }
@@ -424,11 +425,11 @@ static inline __u64 fp_deadline_at(__u64 vruntime, __u64 vtime_now, __u64 credit
  * among themselves: without it a hog that started later would run alone until its runtime
  * caught up with the older ones') and held to fp_lead_vtime's bound.
  */
-static inline __u64 fp_deadline(__u64 vruntime, __u64 vtime_now, __u64 credit, __u64 exec_ns, __u64 weight,
-				__u64 exec_max)
+static inline __u64 fp_deadline(const volatile struct fp_sched_tunables *t, __u64 vruntime, __u64 vtime_now,
+				__u64 credit, __u64 exec_ns, __u64 weight, __u64 exec_max)
 {
 	return fp_deadline_at(vruntime, vtime_now, credit,
-			      fp_lead_vtime(exec_ns < exec_max ? exec_ns : exec_max, weight));
+			      fp_lead_vtime(t, exec_ns < exec_max ? exec_ns : exec_max, weight));
 }
 
 /*
