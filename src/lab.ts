@@ -7,6 +7,7 @@ import { FastpathError } from "../ffi/error.ts";
 import { ip, requirePrivilege, run } from "./net.ts";
 import { load } from "../ffi/load.ts";
 import { RUN_DIR } from "./run_dir.ts";
+import { STOP_SIGNALS } from "./signals.ts";
 
 export interface LabConfig {
   /** Prefix of every name the lab creates, so several labs (and tests) can coexist. */
@@ -82,8 +83,8 @@ async function writeSys(ns: string, path: string, value: string): Promise<void> 
  * (FastpathError "busy", exit 7).
  *
  * `owner` is who the lab belongs to: "script" (the default) holds it while this process lives and
- * removes it when the process is interrupted (SIGINT, SIGTERM or SIGHUP: the lab goes, then the process
- * exits 130, 143 or 129); "lab run" holds it likewise but handles the signals itself; "lab up" leaves it for
+ * removes it when the process is interrupted (SIGINT, SIGTERM, SIGHUP or SIGQUIT: the lab goes, then the
+ * process exits 130, 143, 129 or 131); "lab run" holds it likewise but handles the signals itself; "lab up" leaves it for
  * `labDown` in a later process.
  */
 export async function labUp(c: Partial<LabConfig> & { owner?: LabOwner } = {}): Promise<Lab> {
@@ -361,14 +362,14 @@ async function flockHolders(): Promise<Map<string, number>> {
 }
 
 /**
- * A script's labs go when it is interrupted: SIGINT, SIGTERM and SIGHUP remove them, then the process exits.
+ * A script's labs go when it is interrupted: SIGINT, SIGTERM, SIGHUP and SIGQUIT (STOP_SIGNALS) remove
+ * them, then the process exits with the signal's code.
  * Meanwhile whatever the script was doing in the lab (a probe resolving its reflector's address) fails
  * as the namespaces go: those failures are the interruption's, so they end nothing before the exit code.
  */
 const signalLabs = new Set<Lab>();
-const SIGNALS = [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const;
 const swallow = (e: Event) => e.preventDefault();
-const listeners = SIGNALS.map(([sig, code]) =>
+const listeners = STOP_SIGNALS.map(([sig, code]) =>
   [sig, async () => {
     addEventListener("unhandledrejection", swallow);
     addEventListener("error", swallow);

@@ -28,7 +28,7 @@ export const EXIT_HELP = `Exit codes:
   9  timed out (e.g. the reflector's address did not answer ARP)
   10 a run failed (a worker stopped, a probe got nothing back, lost more than --max-loss-pct or saw wrong rewrites, …)
   11 the kernel ejected the scheduler (an error or a stalled task; the EXIT: line says which)
-  130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP (probe and lab run, after printing what was measured)`;
+  130 interrupted by Ctrl-C, 143 by SIGTERM, 129 by SIGHUP, 131 by SIGQUIT (probe and lab run, after printing what was measured)`;
 
 /** What a command's help says beyond its flags. */
 export interface CommandDoc {

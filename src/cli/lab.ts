@@ -278,8 +278,8 @@ export const lab = command("lab", {
   description: `up: creates namespaces PREFIX-refl and PREFIX-probe joined by veth PREFIX-r0 <-> PREFIX-p0
     (198.18.0.1 / 198.18.0.2, 2001:2::1 / 2001:2::2, MTU 9000; the probe's MAC has NetAlly's OUI).
 down: removes what lab up built. run: brings its own lab up, reflects real ITO traffic for each --size,
-    prints a table of what came back, and removes that lab again on every exit path (Ctrl-C, SIGTERM
-    and SIGHUP included). A lab in use (a reflector in it, a running lab run), one lab up built (for lab
+    prints a table of what came back, and removes that lab again on every exit path (Ctrl-C, Ctrl-\\,
+    SIGTERM and SIGHUP included). A lab in use (a reflector in it, a running lab run), one lab up built (for lab
     run) and namespaces no fastpath lab made are refused with exit 7 naming the holder: stop it, or
     choose another --prefix.
 Traffic never leaves the veth pair.`,

@@ -12,6 +12,7 @@ import { type Board, Dashboard, dashboardWanted } from "./dashboard.ts";
 import { num } from "./flags.ts";
 import { JOURNAL_EVERY_MS, stdoutIsJournal } from "./journal.ts";
 import { emit } from "./json.ts";
+import { STOP_SIGNALS } from "../signals.ts";
 
 /** How often long-running commands report, ms: `--interval-ms` (at least MIN_INTERVAL_MS). */
 export const DEFAULT_INTERVAL_MS = 1000;
@@ -26,18 +27,10 @@ export function intervalOption() {
   }).default(DEFAULT_INTERVAL_MS);
 }
 
-/**
- * The signals that stop a command, and the exit code of one they interrupt (128 + the signal's number):
- * SIGINT (Ctrl-C), SIGTERM, and SIGHUP (its terminal closed), so each exit path cleans up.
- */
-export const STOP_SIGNALS = [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]] as const;
-
-export function interruptedExit(signal: string): number {
-  return STOP_SIGNALS.find(([s]) => s === signal)?.[1] ?? 130;
-}
+export { interruptedExit } from "../signals.ts";
 
 /**
- * Resolves with the signal's name on SIGINT, SIGTERM or SIGHUP, and aborts `abort` (for the library's
+ * Resolves with the signal's name on any of STOP_SIGNALS (SIGINT, SIGTERM, SIGHUP, SIGQUIT), and aborts `abort` (for the library's
  * waits, e.g. a probe's ARP wait); `dispose()` removes the listeners.
  */
 export function untilSignal(): { promise: Promise<string>; abort: AbortSignal; dispose: () => void } {
