@@ -54,12 +54,14 @@ export type SchedulerOptions = Partial<SchedKnobs> & {
   /**
    * Processes (PIDs or names) whose threads run with `foregroundWeightPct` of their weight, at most
    * 64. A name matches a process's command name (a name over 15 bytes: its first 15, all the kernel
-   * keeps) or its executable's base name. The kernel matches the names at each exec (an executable's
-   * name over 62 bytes: the library, at the exec the detectors report), so a game is foreground from
-   * its first instruction however late this process runs - in the VM beside eight CPU hogs, with this
-   * process stopped, 190-196 runs as foreground for the 180 frames of a 3 s probe - and the library
-   * looks all names up again every second (a Wine game renames itself after its exec). A PID whose
-   * process ended is dropped at that look.
+   * keeps) or its executable's base name. The kernel matches the names at each exec and at each
+   * rename of a process (a Wine game execs as wine64-preloader, then takes its .exe's name), so a game
+   * is foreground from its first instruction however late this process runs - in the VM beside eight
+   * CPU hogs, with this process stopped, 190-196 runs as foreground for the 180 frames of a 3 s probe.
+   * Not so, and up to a second later: an executable's name over 62 bytes (matched by the library at
+   * the exec the detectors report), a set already full, partial mode (the game is ours only once the
+   * library has moved its threads to SCHED_EXT). The library looks all names up again every second;
+   * a PID whose process ended is dropped at that look.
    */
   foreground?: Array<number | string>;
   /**
@@ -130,6 +132,35 @@ export function schedStatus(): SchedStatus {
     hotplugSeq: Number(readSys("hotplug_seq") ?? NaN),
   };
 }
+
+/**
+ * Threads whose policy is SCHED_EXT (7) - with no scheduler attached, those a partial-mode loader
+ * killed by SIGKILL could not put back: they run as SCHED_NORMAL meanwhile, but the next sched_ext
+ * scheduler to attach takes them, partial mode or not. `threads` counts them, `pids` are their
+ * processes (ascending). Reads /proc/PID/task/TID/stat (proc(5): field 41, policy); a process or
+ * thread gone meanwhile is skipped.
+ */
+export function extPolicyThreads(): { threads: number; pids: number[] } {
+  let threads = 0;
+  const pids = new Set<number>();
+  for (const p of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(p.name)) continue;
+    try {
+      for (const t of Deno.readDirSync(`/proc/${p.name}/task`)) {
+        const stat = Deno.readTextFileSync(`/proc/${p.name}/task/${t.name}/stat`);
+        // Fields after the command name (which may hold spaces and parentheses) start at field 3.
+        const policy = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3]);
+        if (policy !== SCHED_EXT_POLICY) continue;
+        threads++;
+        pids.add(Number(p.name));
+      }
+    } catch { /* gone meanwhile */ }
+  }
+  return { threads, pids: [...pids].sort((a, b) => a - b) };
+}
+
+/** SCHED_EXT's policy number (include/uapi/linux/sched.h). */
+const SCHED_EXT_POLICY = 7;
 
 /** Every PID whose command name (comm, or the executable's base name) is `name`. */
 export function pidsNamed(name: string): number[] {
@@ -204,6 +235,12 @@ export function checkSchedOptions(o: SchedulerOptions): void {
  */
 export function checkForeground(specs: Array<number | string>): void {
   for (const spec of specs) {
+    if (String(spec).trim() === "") {
+      throw new FastpathError(
+        "usage",
+        "`foreground` has an empty entry: give a process name or a PID in each (no comma at either end of the list, none doubled)",
+      );
+    }
     if (typeof spec === "number" && !Number.isInteger(spec)) {
       throw new FastpathError("usage", `\`foreground\`: ${spec} is not a PID: give a whole number or a process name`);
     }

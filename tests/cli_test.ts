@@ -685,8 +685,13 @@ Deno.test("the CLI", async (t) => {
         // These once reached the sched_ext check (exit 6 here) or were silently dropped.
         [["run", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194304, not ''"],
         [["observe", "--compositor", "0"], "--compositor must be one process name or a PID from 1 to 4194304, not '0'"],
-        [["run", "--foreground", ""], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
-        [["run", "--foreground", "a,,b"], "--foreground must be one process name or a PID from 1 to 4194304, not ''"],
+        // An empty entry was "must be one process name ..., not ''": no word of the list's commas.
+        [["run", "--foreground", ""], "--foreground has an empty entry: give a process name or a PID in each"],
+        [
+          ["run", "--foreground", "a,,b"],
+          "--foreground has an empty entry: give a process name or a PID in each (no comma",
+        ],
+        [["run", "--foreground", "game,"], "--foreground has an empty entry"],
         // These once attached the scheduler first, then failed in the library (exit 2, the scheduler
         // left attached by a script's Scheduler.start).
         [["run", "--foreground", "/usr/bin/game"], "--foreground: '/usr/bin/game' is not a process name"],

@@ -270,3 +270,12 @@ export function sampleProbeReport(over: Partial<ProbeReport>): ProbeReport {
 export function smallLabRun(prefix: string, durationS: number): string[] {
   return ["lab", "run", "--prefix", prefix, "--size", "64", "--rate", "1kpps", "--duration-s", String(durationS)];
 }
+
+/**
+ * `t.step(name, fn)` of a VM test, ignored (Deno lists it as ignored) when FP_VM_STEPS is set and its
+ * regular expression does not match the step's name: `tests/vm/guest.sh REPORT REGEX` runs those alone.
+ */
+export function vmStep(t: Deno.TestContext, name: string, fn: (t: Deno.TestContext) => void | Promise<void>) {
+  const only = Deno.env.get("FP_VM_STEPS");
+  return t.step({ name, fn, ignore: only !== undefined && !new RegExp(only).test(name) });
+}

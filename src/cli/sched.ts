@@ -3,6 +3,7 @@ import { FastpathError } from "../../ffi/error.ts";
 import { table } from "../format.ts";
 import {
   exitLine,
+  extPolicyThreads,
   NO_SCHED_EXT,
   SCHED_KNOBS,
   type SchedCounters,
@@ -129,6 +130,8 @@ async function attachedDetectors(max: number): Promise<{ status: DetectStatus; t
 async function statusOut(st: SchedStatus, json: boolean, threads: number | undefined): Promise<void> {
   // The detectors of `sched run` or of `sched observe` (which needs no sched_ext).
   const det = await attachedDetectors(threads ?? 0);
+  // With no scheduler attached, a SCHED_EXT thread was left by a partial-mode loader that was killed.
+  const left = st.present && st.state === "disabled" ? extPolicyThreads() : undefined;
   if (json) {
     emit("sched_status", {
       state: st.present ? st.state : "unsupported",
@@ -138,6 +141,8 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
       detectors: typeof det === "string" ? null : det.status,
       detectorsAbsentWhy: typeof det === "string" ? det : null,
       threads: typeof det === "string" || threads === undefined ? null : det.threads,
+      extPolicyThreads: left?.threads ?? null,
+      extPolicyPids: left?.pids ?? null,
     });
     return;
   }
@@ -147,12 +152,22 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
     console.log(`scheduler:   ${st.ops || "(none: the kernel's default scheduler)"}`);
     console.log(`enable_seq:  ${st.enableSeq}`);
     console.log(`hotplug_seq: ${st.hotplugSeq}`);
+    if (left?.threads) console.log(strandedText(left));
   }
   if (typeof det === "string") console.log(`detectors:   not read: ${det}`);
   else {
     for (const l of statusText(det.status)) console.log(l);
     if (threads !== undefined) console.log(threadTable(det.threads, threads));
   }
+}
+
+/** The `sched status` line for SCHED_EXT threads left with no scheduler attached (extPolicyThreads). */
+export function strandedText(left: { threads: number; pids: number[] }): string {
+  const n = left.threads === 1 ? "1 thread still has" : `${left.threads} threads still have`;
+  const them = left.threads === 1 ? "it" : "them";
+  const pids = left.pids.length > 8 ? `${left.pids.slice(0, 8).join(", ")}, …` : left.pids.join(", ");
+  return `stranded:    ${n} the SCHED_EXT policy (process ${pids}): a partial-mode sched run was killed before it put ${them} back; ` +
+    `${them} run as SCHED_NORMAL now, but the next sched_ext scheduler to attach takes ${them} - put each process back with: sudo chrt --other --all-tasks --pid 0 PID`;
 }
 
 /** Where a knob's range is, and the relations between knobs the library also checks (sched/sched.zig). */

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { Detector, type DetectThread } from "../../src/detect.ts";
 import { Scheduler } from "../../src/sched.ts";
-import { cli, ROOT, waitFor } from "../helpers.ts";
+import { cli, ROOT, vmStep, waitFor } from "../helpers.ts";
 
 const INPUTPROBE = `${ROOT}/zig/zig-out/bin/fp-inputprobe`;
 const PY = "/usr/bin/python3";
@@ -151,7 +151,7 @@ while True:
 Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
   const d = await Detector.start({ chainHops: 0 });
   try {
-    await t.step("every detector attaches where the kernel has its target; none is absent", () => {
+    await vmStep(t, "every detector attaches where the kernel has its target; none is absent", () => {
       const st = d.status();
       for (const s of ["input", "wake", "irq", "gpu", "pcm", "pcm_write", "net", "exec"] as const) {
         assert.ok(st.signals.includes(s), `${s} attached: ${st.signals.join(",")}; absent: ${st.absent.join("; ")}`);
@@ -162,29 +162,34 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       );
     });
 
-    await t.step("exec of a process with SteamGameId is the game within 100 ms, and its exit clears it", async () => {
-      const game = new Deno.Command("sleep", { args: ["30"], env: { SteamGameId: "1091500" } }).spawn();
-      try {
-        // Not polled: this test's own polling (one status() costs 20-100 ms of CPU in the emulated
-        // VM) would compete with the detector's thread for the two CPUs.
-        await sleep(500);
-        const g = d.status().game;
-        assert.ok(g?.pid === game.pid, `the game detected: ${JSON.stringify(g)}`);
-        assert.deepEqual(g.reason, "steam");
-        // From the exec event's time to the detector's decision, both on the kernel's clock.
-        const found = (g.foundAfterExecUs ?? Infinity) / 1000;
-        console.log(`    detected ${found.toFixed(1)} ms after its exec`);
-        assert.ok(found <= 100, `detected within 100 ms of its exec, not ${found.toFixed(1)} ms`);
-        game.kill("SIGKILL");
-        await game.status;
-        await sleep(100);
-        assert.deepEqual(d.status().game, null, "its exit cleared it within 100 ms");
-      } finally {
-        await reap(game);
-      }
-    });
+    await vmStep(
+      t,
+      "exec of a process with SteamGameId is the game within 100 ms, and its exit clears it",
+      async () => {
+        const game = new Deno.Command("sleep", { args: ["30"], env: { SteamGameId: "1091500" } }).spawn();
+        try {
+          // Not polled: this test's own polling (one status() costs 20-100 ms of CPU in the emulated
+          // VM) would compete with the detector's thread for the two CPUs.
+          await sleep(500);
+          const g = d.status().game;
+          assert.ok(g?.pid === game.pid, `the game detected: ${JSON.stringify(g)}`);
+          assert.deepEqual(g.reason, "steam");
+          // From the exec event's time to the detector's decision, both on the kernel's clock.
+          const found = (g.foundAfterExecUs ?? Infinity) / 1000;
+          console.log(`    detected ${found.toFixed(1)} ms after its exec`);
+          assert.ok(found <= 100, `detected within 100 ms of its exec, not ${found.toFixed(1)} ms`);
+          game.kill("SIGKILL");
+          await game.status;
+          await sleep(100);
+          assert.deepEqual(d.status().game, null, "its exit cleared it within 100 ms");
+        } finally {
+          await reap(game);
+        }
+      },
+    );
 
-    await t.step(
+    await vmStep(
+      t,
       "input opens a window; the compositor's reader holds it, and with chainHops 2 the game's input thread and worker too",
       async () => {
         const c0 = d.status().counters;
@@ -223,7 +228,8 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       },
     );
 
-    await t.step(
+    await vmStep(
+      t,
       "a sleeper its timer wakes while the compositor's reader runs is not in the input chain (the timer woke it, not the reader)",
       async () => {
         d.setKnobs({ chainHops: 2 });
@@ -265,7 +271,8 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       },
     );
 
-    await t.step(
+    await vmStep(
+      t,
       "a thread woken by a network receive (softirq) is woken from an interrupt; one woken by its own timer is not",
       async () => {
         const c0 = d.status().counters;
@@ -298,7 +305,8 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       },
     );
 
-    await t.step(
+    await vmStep(
+      t,
       "a thread a real-time thread wakes is woken by RT; one its timer wakes on a CPU a real-time hog holds is not",
       async () => {
         // The timer interrupts the hog, which is then the current task but not the waker: that
@@ -341,7 +349,8 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       },
     );
 
-    await t.step(
+    await vmStep(
+      t,
       "a game thread sending UDP is network; an AF_UNIX sender and another process's UDP are not",
       async () => {
         const game = python(SENDERS, { SteamGameId: "730" });
@@ -374,7 +383,7 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       },
     );
 
-    await t.step("a game thread issuing DRM driver ioctls at 60 Hz is GPU-submit", async () => {
+    await vmStep(t, "a game thread issuing DRM driver ioctls at 60 Hz is GPU-submit", async () => {
       const game = python(GPU, { SteamGameId: "570" });
       try {
         await waitFor(() => d.status().game?.pid === game.pid, "the game detected", 3000);
@@ -390,7 +399,7 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       }
     });
 
-    await t.step("a thread playing to the dummy sound card is audio, and PCM periods are counted", async () => {
+    await vmStep(t, "a thread playing to the dummy sound card is audio, and PCM periods are counted", async () => {
       const c0 = d.status().counters;
       const play = new Deno.Command("aplay", {
         args: ["-q", "-D", "hw:0,0", "-f", "S16_LE", "-r", "48000", "-c", "2", "-d", "2", "/dev/zero"],
@@ -409,7 +418,7 @@ Deno.test("the detectors in a kernel with uinput, DRM and ALSA", async (t) => {
       assert.ok(c1.pcm_writes > c0.pcm_writes && c1.pcm_periods > c0.pcm_periods, JSON.stringify(c1));
     });
 
-    await t.step("10 000 short-lived threads of the game leave no state behind", async () => {
+    await vmStep(t, "10 000 short-lived threads of the game leave no state behind", async () => {
       const game = python(
         `
 import threading, time
@@ -441,13 +450,14 @@ time.sleep(60)
     d.close();
   }
 
-  await t.step("observe's detectors are gone after it stops: none left attached", async () => {
+  await vmStep(t, "observe's detectors are gone after it stops: none left attached", async () => {
     const r = await cli(["sched", "status", "--threads", "1", "--format", "json"]);
     const s = JSON.parse(r.stdout);
     assert.deepEqual(s.detectors, null, "no detectors left running");
   });
 
-  await t.step(
+  await vmStep(
+    t,
     "with the scheduler, the game's input chain runs boosted (signal_runs), sched status names the game from another process, beside hogs the worker runs on the CPU its input thread handed it the event on, and --no-signals boosts nothing",
     async () => {
       const s = await Scheduler.start({ detect: { gameSwitchMs: 1000 } });

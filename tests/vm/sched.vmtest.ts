@@ -4,7 +4,7 @@
  * Every step looks at what the kernel says: /sys/kernel/sched_ext, the kernel log, /proc.
  */
 import assert from "node:assert/strict";
-import { cli, DENO, ROOT, spawnCli, waitFor } from "../helpers.ts";
+import { cli, DENO, ROOT, spawnCli, vmStep, waitFor } from "../helpers.ts";
 import { Scheduler, type SchedulerOptions } from "../../mod.ts";
 import { get, parsePrometheus, scxRequests } from "../stats_client.ts";
 
@@ -55,6 +55,11 @@ function spinHog(): Deno.ChildProcess {
 function cpuTicks(pid: number): number {
   const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
   return Number(f[11]) + Number(f[12]);
+}
+
+/** The policy of thread `tid` (/proc/TID/sched: 0 SCHED_NORMAL, 3 SCHED_BATCH, 7 SCHED_EXT). */
+function policy(tid: number): number {
+  return Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${tid}/sched`))?.[1]);
 }
 
 /** A child process of `pid` (its parent, field 4 of /proc/PID/stat, is `pid`); undefined while none. */
@@ -273,7 +278,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
   assert.deepEqual(state(), "disabled", "another scheduler is attached before the tests");
   const logBefore = kernelLog().split("\n").length;
 
-  await t.step("sched status reports the kernel's own state", async () => {
+  await vmStep(t, "sched status reports the kernel's own state", async () => {
     const r = await cli(["sched", "status", "--format", "json"]);
     assert.deepEqual(r.code, 0, r.stderr);
     const s = JSON.parse(r.stdout);
@@ -281,7 +286,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     assert.deepEqual(s.ops, null);
   });
 
-  await t.step(
+  await vmStep(
+    t,
     "run attaches, survives 30 s of stress-ng with a frame loop running, and detaches on SIGTERM",
     async () => {
       const seqBefore = Number(Deno.readTextFileSync(`${SCX}/enable_seq`));
@@ -336,7 +342,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a nice-19 CPU hog and a SCHED_IDLE one beside four hogs per CPU get turns within a 5 s watchdog, and stay behind the others",
     async () => {
       // Weight 1 in sched_ext's scale for both: a deadline's runtime term counted 20 ms of runtime
@@ -380,7 +387,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step("more CPU hogs than CPUs share the CPUs and queue by deadline, none treated as pinned", async () => {
+  await vmStep(t, "more CPU hogs than CPUs share the CPUs and queue by deadline, none treated as pinned", async () => {
     await withLoader([], async (run) => {
       await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
       const stats = async () => {
@@ -413,7 +420,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     });
   });
 
-  await t.step(
+  await vmStep(
+    t,
     "a foreground PID whose process ended is dropped within seconds, so a reused PID is not favoured",
     async () => {
       // Once the library held given PIDs for the whole run (the JS timer that re-resolved them was gone).
@@ -438,7 +446,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a foreground name that matches more processes than the set holds says how many it left out, and they join as room frees",
     async () => {
       // Once the 65th match was dropped without a word (the set holds FP_MAX_FOREGROUND = 64).
@@ -477,7 +486,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step("CPU hogs marked foreground do not starve the other CPU hogs", async () => {
+  await vmStep(t, "CPU hogs marked foreground do not starve the other CPU hogs", async () => {
     // Spinning before they are named: a task that never sleeps used to be looked up in the
     // foreground set only when it woke, so these were never foreground (they got what the others
     // got). Foreground, each is due a slice after its virtual runtime, a hog 20 ms after its own:
@@ -503,7 +512,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     }
   });
 
-  await t.step(
+  await vmStep(
+    t,
     "fastpath's own threads never preempt: a 1 kHz sleeper in the loader's process interrupts no hog, the same in another process does",
     async () => {
       // The loader's threads (here this test's: mod.ts) get no favour (sched.h fp_task_class). Before,
@@ -566,7 +576,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step("a second loader is refused while one runs, with the reason", async () => {
+  await vmStep(t, "a second loader is refused while one runs, with the reason", async () => {
     await withLoader([], async (run) => {
       await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
       const second = await cli(["sched", "run", "--duration-s", "1"]);
@@ -582,7 +592,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     });
   });
 
-  await t.step(
+  await vmStep(
+    t,
     "its stats socket serves /metrics and answers scx_stats' stats and stats_meta with the run's own counters",
     async () => {
       const sock = "/run/fastpath/vmtest-sched.sock";
@@ -617,7 +628,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "with only the capabilities its service unit gives, no new privileges and a read-only file system, sched run attaches and stops cleanly; without CAP_BPF it fails saying so",
     async () => {
       const unit = (await cli(["service", "print", "sched"])).stdout;
@@ -673,17 +685,51 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step("SIGKILL of the loader detaches the scheduler (the link dies with the process)", async () => {
-    await withLoader([], async (run) => {
-      await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
-      assert.deepEqual(state(), "enabled");
-      run.child.kill("SIGKILL");
-      await run.finish();
-      await waitFor(() => state() === "disabled", "state disabled after SIGKILL", 10_000);
-    });
-  });
+  await vmStep(
+    t,
+    "SIGKILL of the loader detaches the scheduler (the link dies with the process); in partial mode sched status then names the threads left SCHED_EXT and the command that puts them back",
+    async () => {
+      await withLoader([], async (run) => {
+        await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
+        assert.deepEqual(state(), "enabled");
+        run.child.kill("SIGKILL");
+        await run.finish();
+        await waitFor(() => state() === "disabled", "state disabled after SIGKILL", 10_000);
+      });
+      // A partial-mode loader killed so cannot put the threads it moved back: they run as
+      // SCHED_NORMAL, but the next sched_ext scheduler takes them. Nothing said so.
+      const sleeper = new Deno.Command("sleep", { args: ["120"] }).spawn();
+      try {
+        await withLoader(["--partial", "--foreground", String(sleeper.pid)], async (run) => {
+          await run.waitFor("fastpath scheduler attached", ATTACH_TIMEOUT_MS);
+          await waitFor(() => policy(sleeper.pid) === 7, "the foreground moved to SCHED_EXT", 10_000);
+          run.child.kill("SIGKILL");
+          await run.finish();
+          await waitFor(() => state() === "disabled", "state disabled after SIGKILL", 10_000);
+        });
+        const text = await cli(["sched", "status"]);
+        assert.match(
+          text.stdout,
+          new RegExp(
+            `^stranded: +1 thread still has the SCHED_EXT policy \\(process ${sleeper.pid}\\): .*sudo chrt --other --all-tasks --pid 0 PID$`,
+            "m",
+          ),
+        );
+        const fix = await new Deno.Command("chrt", {
+          args: ["--other", "--all-tasks", "--pid", "0", String(sleeper.pid)],
+        }).output();
+        assert.deepEqual(fix.code, 0, "the command sched status names puts it back");
+        assert.deepEqual(policy(sleeper.pid), 0);
+        const json = lines((await cli(["sched", "status", "--format", "json"])).stdout)[0];
+        assert.deepEqual([json.ext_policy_threads, json.ext_policy_pids], [0, []]);
+        assert.doesNotMatch((await cli(["sched", "status"])).stdout, /stranded/);
+      } finally {
+        await reap(sleeper);
+      }
+    },
+  );
 
-  await t.step("a stalling build is ejected with kind 1026 and the CLI exits 11 saying why", async () => {
+  await vmStep(t, "a stalling build is ejected with kind 1026 and the CLI exits 11 saying why", async () => {
     const victim = spinHog();
     try {
       const r = await cli([
@@ -714,16 +760,18 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     }
   });
 
-  await t.step(
-    "a game named by --foreground that starts beside four hogs per CPU is foreground from its first frames, even while the loader's process is stopped",
+  await vmStep(
+    t,
+    "a game named by --foreground that starts beside four hogs per CPU is foreground from its first frames, even while the loader's process is stopped, and so is one that takes the name by renaming itself, as Wine does",
     async () => {
       // The kernel matches the names at each exec (fastpath_exec, sched.bpf.c). Before, the loader's
       // exec hook did, on a thread that gets no favour: beside eight hogs in the VM it ran 0.5-1.8 s
       // late in some runs (CI: 135 and 86 runs as foreground for 180 frames), and a JS timer before
-      // it in 4 of 5. SIGSTOP makes late never: only the kernel can find the game now.
-      await withScheduler(["--foreground", "fp-schedprobe"], async (run) => {
+      // it in 4 of 5. SIGSTOP makes late never: only the kernel can find the game now. A Wine game
+      // execs as wine64-preloader and takes its .exe's name with prctl(PR_SET_NAME) (fastpath_rename).
+      await withScheduler(["--foreground", "fp-schedprobe,fp-renamed"], async (run) => {
         const before = (await Scheduler.readAttached()).foreground_runs;
-        const load = stress(10, "--cpu", String(4 * NCPU));
+        const load = stress(60, "--cpu", String(4 * NCPU));
         Deno.kill(run.child.pid, "SIGSTOP");
         try {
           await new Promise((r) => setTimeout(r, 1000));
@@ -744,6 +792,26 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
             runs >= 0.9 * r.frames,
             `the probe ran as foreground from its first frames: ${runs} runs, ${r.frames} frames`,
           );
+          // It prints how many times it woke after its rename: each wakeup is a run at least.
+          const renamed = new Deno.Command("python3", {
+            args: [
+              "-c",
+              "import ctypes,time\n" +
+              "ctypes.CDLL(None).prctl(15, b'fp-renamed', 0, 0, 0)\n" +
+              "n, end = 0, time.monotonic() + 2\n" +
+              "while time.monotonic() < end:\n    time.sleep(0.005)\n    n += 1\n" +
+              "print(n)",
+            ],
+            stdout: "piped",
+          });
+          const at = (await Scheduler.readAttached()).foreground_runs;
+          const wakes = Number(new TextDecoder().decode((await renamed.output()).stdout).trim());
+          const renamedRuns = (await Scheduler.readAttached()).foreground_runs - at;
+          console.log(`    renamed: ${wakes} wakeups after the rename, ${renamedRuns} runs as foreground`);
+          assert.ok(
+            wakes > 0 && renamedRuns >= 0.9 * wakes,
+            `the renamed process ran as foreground: ${renamedRuns} runs, ${wakes} wakeups`,
+          );
         } finally {
           Deno.kill(run.child.pid, "SIGCONT");
           await reap(load);
@@ -753,7 +821,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a 60 Hz frame loop beside four hogs per CPU fares no worse under fastpath than under the default, and no worse as --foreground",
     async () => {
       // Wall-clock work: a frame misses only when its thread is kept off the CPU (the probe on which
@@ -786,7 +855,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a 60 Hz frame loop doing 6 ms of CPU work beside four hogs per CPU misses at most one frame in 200, as --foreground too",
     async () => {
       // CPU-time work (the bench's probe): the frame thread asks 36 % of a CPU where nine tasks on two
@@ -808,7 +878,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "CPU hogs re-pinned every 10 ms do not count as waking, so they never crowd out a frame loop",
     async () => {
       // stress-ng --affinity moves each hog to another CPU every 10 ms (sched_setaffinity). The kernel
@@ -831,7 +902,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a fork storm's children start a slice behind the virtual clock, so a frame loop beside it misses no more than under the default",
     async () => {
       // Children placed at the virtual clock queued ahead of everything and held the clock: the frame
@@ -851,7 +923,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a real-time hog on one CPU: unpinned tasks move, nothing is ejected, and the frame loop misses no more than under the default, with the detectors and without",
     async () => {
       // A 1 kHz sleeper and a frame loop, neither pinned; a SCHED_FIFO hog takes the last CPU for 6 s.
@@ -887,7 +960,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a thread left in the local queue of a CPU a real-time task holds is queued again by the loader within a second",
     async () => {
       // On 6.12 the kernel does not always call ops.cpu_release when an RT task takes a CPU (from
@@ -919,7 +993,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "a pipe ping-pong pair beside four hogs per CPU and a pinned 10 Hz sleeper on each CPU: every one of them runs, nothing is ejected",
     async () => {
       // Each side's pipe write is a sync wakeup of the other, queued first on the writer's CPU (ahead of
@@ -983,8 +1058,9 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
-    "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog, and at stop every thread it moved - and the threads and processes they started - has its policy back",
+  await vmStep(
+    t,
+    "partial mode: only the foreground runs on fastpath, so a pinned sleeper keeps running beside a real-time hog, and when Ctrl-\\ (SIGQUIT) stops it every thread it moved - and the threads and processes they started - has its policy back",
     async () => {
       // Both outlive the scheduler's attach (up to ATTACH_TIMEOUT_MS in a slow spell of the VM).
       const game = new Deno.Command(PROBE, { args: ["--duration-s", "300"], stdout: "null" }).spawn();
@@ -1010,8 +1086,6 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       let pinned: Deno.ChildProcess | undefined;
       let forked: number | undefined;
       try {
-        const policy = (pid: number) =>
-          Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
         const threads = (pid: number) => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name)).sort();
         const policies = (pid: number) => threads(pid).map(policy);
         await waitFor(() => policies(late.pid).includes(3), "python's SCHED_BATCH thread to start", 30_000);
@@ -1020,7 +1094,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         // after this one shows that stall. Here it stays on the default scheduler, whose deadline
         // server gives it 50 ms a second. It starts once the scheduler is attached: loading takes
         // seconds in this emulated VM, and a sleeper started before could end before the check.
-        await withScheduler(["--partial", "--foreground", `${game.pid},${late.pid}`], async () => {
+        await withScheduler(["--partial", "--foreground", `${game.pid},${late.pid}`], async (run) => {
           pinned = new Deno.Command("taskset", {
             args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "10", "--frame-work-us", "200"],
             stdout: "piped",
@@ -1034,6 +1108,11 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           assert.deepEqual(policy(forked!), 7, "a process forked after the move inherits SCHED_EXT");
           await rtHog(5, 500);
           assert.deepEqual(state(), "enabled", "not ejected by the 5 s RT hog");
+          // Ctrl-\ stops it as Ctrl-C does: SIGQUIT killed the loader, and every thread it moved
+          // stayed SCHED_EXT.
+          run.child.kill("SIGQUIT");
+          const r = await run.finish();
+          assert.deepEqual(r.code, 0, `sched run stopped by SIGQUIT exits 0: ${r.stderr}`);
         });
         assert.deepEqual(policy(game.pid), 0, "the foreground is back to SCHED_NORMAL after stop");
         assert.deepEqual(
@@ -1055,7 +1134,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "partial mode: a process that leaves the foreground goes back to its policy at once, with the process it forked, and a thread with SCHED_RESET_ON_FORK is moved too and keeps the flag",
     async () => {
       // sched_getscheduler(2) as python returns it: the policy ORed with SCHED_RESET_ON_FORK.
@@ -1137,11 +1217,10 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
+  await vmStep(
+    t,
     "partial mode: a thread made SCHED_OTHER after the move moves too, a process orphaned since is put back at stop, one SCHED_EXT before the start stays so, and init and kernel threads are refused",
     async () => {
-      const policy = (pid: number) =>
-        Number(/^policy\s*:\s*(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/sched`))?.[1]);
       const threads = (pid: number) => [...Deno.readDirSync(`/proc/${pid}/task`)].map((e) => Number(e.name)).sort();
       const orphanFile = "/tmp/fp-orphan.pid";
       try {
@@ -1216,36 +1295,34 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step(
-    "a stall caused by a real-time hog says so in the exit message and names partial mode",
-    async () => {
-      const pinned = new Deno.Command("taskset", {
-        args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "40", "--frame-work-us", "200"], // reaped at the end
-        stdout: "null",
-      }).spawn();
-      const run = spawnCli(["sched", "run", "--watchdog-ms", "2000", "--format", "json"]);
-      try {
-        await run.waitFor('"type":"sched_started"', ATTACH_TIMEOUT_MS);
-        await rtHog(6, 200);
-        const r = await run.finish();
-        assert.deepEqual(r.code, 11, r.stderr);
-        const exit = lines(r.stdout).find((e) => e.type === "sched_exit");
-        assert.deepEqual(exit.kind_name, "error_stall");
-        assert.match(exit.msg, /CPU \d was held by a real-time task for \d+\.\d s/);
-        assert.match(
-          r.stderr,
-          /use Linux 7\.0 or newer, or run with --partial so only the game is scheduled by fastpath \(the kernel then runs every other task before it\)/,
-        );
-      } finally {
-        await reap(run.child);
-        await run.finish();
-        await reap(pinned);
-        await waitFor(() => state() === "disabled", "state disabled", 10_000);
-      }
-    },
-  );
+  await vmStep(t, "a stall caused by a real-time hog says so in the exit message and names partial mode", async () => {
+    const pinned = new Deno.Command("taskset", {
+      args: ["-c", String(NCPU - 1), PROBE, "--duration-s", "40", "--frame-work-us", "200"], // reaped at the end
+      stdout: "null",
+    }).spawn();
+    const run = spawnCli(["sched", "run", "--watchdog-ms", "2000", "--format", "json"]);
+    try {
+      await run.waitFor('"type":"sched_started"', ATTACH_TIMEOUT_MS);
+      await rtHog(6, 200);
+      const r = await run.finish();
+      assert.deepEqual(r.code, 11, r.stderr);
+      const exit = lines(r.stdout).find((e) => e.type === "sched_exit");
+      assert.deepEqual(exit.kind_name, "error_stall");
+      assert.match(exit.msg, /CPU \d was held by a real-time task for \d+\.\d s/);
+      assert.match(
+        r.stderr,
+        /use Linux 7\.0 or newer, or run with --partial so only the game is scheduled by fastpath \(the kernel then runs every other task before it\)/,
+      );
+    } finally {
+      await reap(run.child);
+      await run.finish();
+      await reap(pinned);
+      await waitFor(() => state() === "disabled", "state disabled", 10_000);
+    }
+  });
 
-  await t.step(
+  await vmStep(
+    t,
     "CPU hotplug: the scheduler re-attaches with its foreground, and its counters never go backwards",
     async () => {
       const online = `/sys/devices/system/cpu/cpu${NCPU - 1}/online`;
@@ -1303,7 +1380,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     },
   );
 
-  await t.step("a fork/exit storm beside a memory hog holding most of memory ejects nothing", async () => {
+  await vmStep(t, "a fork/exit storm beside a memory hog holding most of memory ejects nothing", async () => {
     await withScheduler([], async () => {
       const vm = stress(14, "--vm", "1", "--vm-bytes", "80%", "--vm-keep");
       const forks = stress(12, "--fork", String(2 * NCPU));
@@ -1318,7 +1395,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
     });
   });
 
-  await t.step("bad flags are refused before anything is attached", async () => {
+  await vmStep(t, "bad flags are refused before anything is attached", async () => {
     const r = await cli(["sched", "run", "--slice-min-us", "9000", "--slice-us", "5000"]);
     assert.deepEqual(r.code, 2);
     assert.match(
