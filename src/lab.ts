@@ -369,8 +369,12 @@ async function flockHolders(): Promise<Map<string, number>> {
  */
 const signalLabs = new Set<Lab>();
 const swallow = (e: Event) => e.preventDefault();
+let exiting = false;
 const listeners = STOP_SIGNALS.map(([sig, code]) =>
   [sig, async () => {
+    // Once: a burst of signals ran labDown concurrently and could leave an owner file behind.
+    if (exiting) return;
+    exiting = true;
     addEventListener("unhandledrejection", swallow);
     addEventListener("error", swallow);
     for (const lab of [...signalLabs]) await labDown(lab).catch(() => {});

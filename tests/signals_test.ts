@@ -19,6 +19,7 @@ import {
   xdpAttached,
 } from "./helpers.ts";
 import { ip } from "../src/net.ts";
+import { RUN_DIR } from "../src/run_dir.ts";
 
 const PREFIX = labPrefix("fps");
 
@@ -81,6 +82,46 @@ Deno.test("exit paths", async (t) => {
       },
     );
   }
+
+  await t.step(
+    "Ctrl-\\ after Ctrl-C while lab run removes its lab does not kill it: the lab goes, and it exits 130",
+    async () => {
+      // The listeners went before the cleanup: a second signal then had its default action, and the
+      // process died mid-cleanup ("Quit", both namespaces and the owner file left).
+      const p = spawnCli([
+        "lab",
+        "run",
+        "--prefix",
+        PREFIX,
+        "--size",
+        "64,1518",
+        "--rate",
+        "1kpps",
+        "--duration-s",
+        "10",
+      ]);
+      const deadline = Date.now() + 15_000;
+      while (!(await netnsList()).includes(`${PREFIX}-probe`)) {
+        assert.ok(Date.now() < deadline, `the lab never came up: ${p.stderr}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await new Promise((r) => setTimeout(r, 1500));
+      p.child.kill("SIGINT");
+      const status = p.child.status;
+      let ended = false;
+      status.then(() => ended = true);
+      for (let i = 0; i < 300 && !ended; i++) {
+        try {
+          p.child.kill("SIGQUIT");
+        } catch { /* ended */ }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const r = await p.finish();
+      assert.equal(r.code, 130, r.stderr);
+      assert.deepEqual((await netnsList()).filter((n) => n.startsWith(`${PREFIX}-`)), []);
+      assert.ok(!(await exists(`${RUN_DIR}/lab.${PREFIX}.owner`)), "its owner file goes too");
+    },
+  );
 
   await t.step("a script interrupted while its probe starts in its lab exits 130, with no uncaught error", async () => {
     // Its lab went while the probe was resolving the reflector's address: once in 7 runs the probe's

@@ -204,9 +204,14 @@ const run = command("run", {
       }
     } finally {
       for (const text of dashboard?.close() ?? []) console.error(text);
-      stop.dispose();
-      stats?.close();
-      await labDown(lab);
+      // The listeners go last: with none left a second Ctrl-C or Ctrl-\ killed the process
+      // mid-cleanup, and the lab stayed.
+      try {
+        stats?.close();
+        await labDown(lab);
+      } finally {
+        stop.dispose();
+      }
     }
     const signal = interruptedBy();
     const bad = results.reduce((n, r) => n + r.probe.badRewrite, 0);

@@ -265,7 +265,10 @@ export const observe = knobs(
       }
       setExit(0);
     } finally {
-      stop.dispose();
-      d.close();
+      try {
+        d.close();
+      } finally {
+        stop.dispose(); // last: a second signal meanwhile must not kill the cleanup
+      }
     }
   });

@@ -284,8 +284,11 @@ export const probe = cmd
       }
       setExit(0);
     } finally {
-      stop.dispose();
-      stats?.close();
-      p.close();
+      try {
+        stats?.close();
+        p.close();
+      } finally {
+        stop.dispose(); // last: a second signal meanwhile must not kill the cleanup
+      }
     }
   });

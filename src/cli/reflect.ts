@@ -310,8 +310,11 @@ export const reflect = cmd
       if (failure) throw new FastpathError("failed", `reflector on ${iface}: ${failure}`);
       setExit(0);
     } finally {
-      stop.dispose();
-      stats?.close();
-      r.close();
+      try {
+        stats?.close();
+        r.close();
+      } finally {
+        stop.dispose(); // last: a second signal meanwhile must not kill the cleanup
+      }
     }
   });
