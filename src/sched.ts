@@ -135,28 +135,37 @@ export function schedStatus(): SchedStatus {
 
 /**
  * Threads whose policy is SCHED_EXT (7) - with no scheduler attached, those a partial-mode loader
- * killed by SIGKILL could not put back: they run as SCHED_NORMAL meanwhile, but the next sched_ext
- * scheduler to attach takes them, partial mode or not. `threads` counts them, `pids` are their
- * processes (ascending). Reads /proc/PID/task/TID/stat (proc(5): field 41, policy); a process or
- * thread gone meanwhile is skipped.
+ * killed by SIGKILL could not put back (or one re-attaching after a CPU hotplug right now): they run
+ * as SCHED_NORMAL meanwhile, but the next sched_ext scheduler to attach takes them, partial mode or
+ * not. `tids` are the threads, `pids` their processes (both ascending). Reads
+ * /proc/PID/task/TID/stat (proc(5): field 41, policy); a thread gone meanwhile is skipped.
  */
-export function extPolicyThreads(): { threads: number; pids: number[] } {
-  let threads = 0;
+export function extPolicyThreads(): { tids: number[]; pids: number[] } {
+  const tids: number[] = [];
   const pids = new Set<number>();
   for (const p of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(p.name)) continue;
+    let tasks: Deno.DirEntry[];
     try {
-      for (const t of Deno.readDirSync(`/proc/${p.name}/task`)) {
-        const stat = Deno.readTextFileSync(`/proc/${p.name}/task/${t.name}/stat`);
-        // Fields after the command name (which may hold spaces and parentheses) start at field 3.
-        const policy = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3]);
-        if (policy !== SCHED_EXT_POLICY) continue;
-        threads++;
-        pids.add(Number(p.name));
+      tasks = [...Deno.readDirSync(`/proc/${p.name}/task`)];
+    } catch {
+      continue; // gone meanwhile
+    }
+    for (const t of tasks) {
+      let stat: string;
+      try {
+        stat = Deno.readTextFileSync(`/proc/${p.name}/task/${t.name}/stat`);
+      } catch {
+        continue; // gone meanwhile
       }
-    } catch { /* gone meanwhile */ }
+      // Fields after the command name (which may hold spaces and parentheses) start at field 3.
+      const policy = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[41 - 3]);
+      if (policy !== SCHED_EXT_POLICY) continue;
+      tids.push(Number(t.name));
+      pids.add(Number(p.name));
+    }
   }
-  return { threads, pids: [...pids].sort((a, b) => a - b) };
+  return { tids: tids.sort((a, b) => a - b), pids: [...pids].sort((a, b) => a - b) };
 }
 
 /** SCHED_EXT's policy number (include/uapi/linux/sched.h). */

@@ -14,6 +14,7 @@ import { run } from "../src/net.ts";
 import { probeSummary, rttSummary } from "../src/probe.ts";
 import { probeLine } from "../src/cli/probe.ts";
 import { noSchedExt } from "../src/sched.ts";
+import { strandedText } from "../src/cli/sched.ts";
 import { Detector } from "../src/detect.ts";
 import { ABI_VERSION } from "../ffi/symbols.ts";
 
@@ -761,6 +762,29 @@ Deno.test("the CLI", async (t) => {
     assert.equal(one.code, 2);
     assert.equal(one.stderr, "error: unknown service action 'lint': use print\n", "a command with one action names it");
   });
+});
+
+Deno.test("sched status's stranded line", async (t) => {
+  await t.step(
+    "it names each thread left SCHED_EXT, its process and a per-thread fix, in the singular and the plural",
+    () => {
+      // It once read "it run", "them run" and "(process 1, 2, 3)", and advised chrt --all-tasks, which
+      // also demotes a process's real-time threads (fastpath never moves those).
+      assert.equal(
+        strandedText({ tids: [120], pids: [120] }),
+        "stranded:    1 thread has the SCHED_EXT policy with no scheduler attached (TID 120; process 120): a partial-mode sched run killed before it put it back may have left it; it runs as SCHED_NORMAL now, but the next sched_ext scheduler to attach takes it - put it back with: sudo chrt --other --pid 0 120",
+      );
+      const many = strandedText({ tids: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], pids: [1, 5] });
+      assert.match(
+        many,
+        /^stranded: {4}10 threads have the SCHED_EXT policy .*\(TIDs 1, 2, 3, 4, 5, 6, 7, 8, … \(10 in all\); processes 1, 5\)/,
+      );
+      assert.match(
+        many,
+        /; they run as SCHED_NORMAL now, .* takes them - put each back with: sudo chrt --other --pid 0 TID$/,
+      );
+    },
+  );
 });
 
 Deno.test("the probe's summary", async (t) => {

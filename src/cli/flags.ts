@@ -16,7 +16,7 @@ export { Command, Option };
 
 /** The exit codes, in every command's help and the README. */
 export const EXIT_HELP = `Exit codes:
-  0  success (a reflector, sched run or sched observe stopped with Ctrl-C or SIGTERM also exits 0)
+  0  success (a reflector, sched run or sched observe stopped by Ctrl-C, SIGQUIT, SIGTERM or SIGHUP also exits 0)
   1  unexpected internal error
   2  bad usage or invalid argument
   3  missing privilege (run as root)

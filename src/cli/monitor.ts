@@ -5,7 +5,7 @@
  * one JSON object per interval when stdout is not a terminal or with `--format json` (a line every
  * 10 s or more on stderr when only stderr is not a terminal). Without `--format json`, a command's
  * text summary then goes to stderr (`summaryText`): stdout stays JSON lines to its end.
- * It ends on SIGINT/SIGTERM/SIGHUP, at a deadline, or when the command's own wait says so.
+ * It ends on any of STOP_SIGNALS (SIGINT, SIGTERM, SIGHUP, SIGQUIT), at a deadline, or when the command's own wait says so.
  */
 import { StatusLine } from "../format.ts";
 import { type Board, Dashboard, dashboardWanted } from "./dashboard.ts";

@@ -141,7 +141,7 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
       detectors: typeof det === "string" ? null : det.status,
       detectorsAbsentWhy: typeof det === "string" ? det : null,
       threads: typeof det === "string" || threads === undefined ? null : det.threads,
-      extPolicyThreads: left?.threads ?? null,
+      extPolicyTids: left?.tids ?? null,
       extPolicyPids: left?.pids ?? null,
     });
     return;
@@ -152,7 +152,7 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
     console.log(`scheduler:   ${st.ops || "(none: the kernel's default scheduler)"}`);
     console.log(`enable_seq:  ${st.enableSeq}`);
     console.log(`hotplug_seq: ${st.hotplugSeq}`);
-    if (left?.threads) console.log(strandedText(left));
+    if (left?.tids.length) console.log(strandedText(left));
   }
   if (typeof det === "string") console.log(`detectors:   not read: ${det}`);
   else {
@@ -161,13 +161,27 @@ async function statusOut(st: SchedStatus, json: boolean, threads: number | undef
   }
 }
 
-/** The `sched status` line for SCHED_EXT threads left with no scheduler attached (extPolicyThreads). */
-export function strandedText(left: { threads: number; pids: number[] }): string {
-  const n = left.threads === 1 ? "1 thread still has" : `${left.threads} threads still have`;
-  const them = left.threads === 1 ? "it" : "them";
-  const pids = left.pids.length > 8 ? `${left.pids.slice(0, 8).join(", ")}, …` : left.pids.join(", ");
-  return `stranded:    ${n} the SCHED_EXT policy (process ${pids}): a partial-mode sched run was killed before it put ${them} back; ` +
-    `${them} run as SCHED_NORMAL now, but the next sched_ext scheduler to attach takes ${them} - put each process back with: sudo chrt --other --all-tasks --pid 0 PID`;
+/**
+ * The `sched status` line for threads left SCHED_EXT with no scheduler attached (extPolicyThreads):
+ * the threads, their processes and the command that puts each back. Per thread, not per process
+ * (`chrt --all-tasks`): that would also demote the process's real-time threads, which fastpath never moves.
+ */
+export function strandedText(left: { tids: number[]; pids: number[] }): string {
+  const list = (xs: number[]) =>
+    xs.length > 8 ? `${xs.slice(0, 8).join(", ")}, … (${xs.length} in all)` : xs.join(", ");
+  const one = left.tids.length === 1;
+  const tids = `${one ? "TID" : "TIDs"} ${list(left.tids)}`;
+  const pids = `${left.pids.length === 1 ? "process" : "processes"} ${list(left.pids)}`;
+  const [they, run] = one ? ["it", "runs"] : ["they", "run"];
+  return `stranded:    ${left.tids.length} ${
+    one ? "thread has" : "threads have"
+  } the SCHED_EXT policy with no scheduler attached (${tids}; ${pids}): ` +
+    `a partial-mode sched run killed before it put ${one ? "it" : "them"} back may have left ${
+      one ? "it" : "them"
+    }; ${they} ${run} as SCHED_NORMAL now, ` +
+    `but the next sched_ext scheduler to attach takes ${one ? "it" : "them"} - put ${
+      one ? "it" : "each"
+    } back with: sudo chrt --other --pid 0 ${one ? left.tids[0] : "TID"}`;
 }
 
 /** Where a knob's range is, and the relations between knobs the library also checks (sched/sched.zig). */
@@ -193,7 +207,8 @@ const STATS_EXAMPLES = [
 ];
 
 const status = command("status", {
-  summary: "what /sys/kernel/sched_ext says (state, the attached scheduler) and the detectors: the game and why",
+  summary:
+    "what /sys/kernel/sched_ext says (state, the attached scheduler), threads left SCHED_EXT with none attached, and the detectors: the game and why",
   usage: "[flags]",
   description: "",
   examples: STATUS_EXAMPLES,
@@ -259,7 +274,7 @@ const run = knobs(
   .addOption(
     text(
       "foreground",
-      "comma list of PIDs or process names to favour (a name: the command or executable's base name, matched by the kernel at each exec and looked up every second; 64 processes at most, more are left out and reported)",
+      "comma list of PIDs or process names to favour (a name: the command or executable's base name, matched by the kernel at each exec and rename and looked up every second; 64 processes at most, more are left out and reported)",
       "LIST",
     ),
   )
@@ -418,9 +433,12 @@ const run = knobs(
       }
       setExit(e.error || ejected ? 11 : 0);
     } finally {
-      stop.dispose();
-      stats?.close();
-      s.close();
+      try {
+        stats?.close();
+        s.close(); // in partial mode: every thread it moved back to its policy
+      } finally {
+        stop.dispose(); // last: a second signal meanwhile must not kill the cleanup
+      }
     }
   });
 

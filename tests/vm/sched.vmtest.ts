@@ -707,21 +707,24 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
           await run.finish();
           await waitFor(() => state() === "disabled", "state disabled after SIGKILL", 10_000);
         });
-        const text = await cli(["sched", "status"]);
+        const status = async () => lines((await cli(["sched", "status", "--format", "json"])).stdout)[0];
+        const before = await status();
+        assert.deepEqual([before.ext_policy_tids, before.ext_policy_pids], [[sleeper.pid], [sleeper.pid]]);
+        const text = (await cli(["sched", "status"])).stdout;
+        const line = text.split("\n").find((l) => l.startsWith("stranded:"));
         assert.match(
-          text.stdout,
+          line ?? text,
           new RegExp(
-            `^stranded: +1 thread still has the SCHED_EXT policy \\(process ${sleeper.pid}\\): .*sudo chrt --other --all-tasks --pid 0 PID$`,
-            "m",
+            `^stranded: +1 thread has the SCHED_EXT policy .*\\(TID ${sleeper.pid}; process ${sleeper.pid}\\)`,
           ),
         );
-        const fix = await new Deno.Command("chrt", {
-          args: ["--other", "--all-tasks", "--pid", "0", String(sleeper.pid)],
-        }).output();
-        assert.deepEqual(fix.code, 0, "the command sched status names puts it back");
+        // The command it names, as named (root already: no sudo), puts it back.
+        const fix = line!.split("back with: sudo ")[1].split(" ");
+        assert.deepEqual(fix, ["chrt", "--other", "--pid", "0", String(sleeper.pid)]);
+        assert.deepEqual((await new Deno.Command(fix[0], { args: fix.slice(1) }).output()).code, 0);
         assert.deepEqual(policy(sleeper.pid), 0);
-        const json = lines((await cli(["sched", "status", "--format", "json"])).stdout)[0];
-        assert.deepEqual([json.ext_policy_threads, json.ext_policy_pids], [0, []]);
+        const after = await status();
+        assert.deepEqual([after.ext_policy_tids, after.ext_policy_pids], [[], []]);
         assert.doesNotMatch((await cli(["sched", "status"])).stdout, /stranded/);
       } finally {
         await reap(sleeper);
