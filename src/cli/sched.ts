@@ -170,18 +170,16 @@ export function strandedText(left: { tids: number[]; pids: number[] }): string {
   const list = (xs: number[]) =>
     xs.length > 8 ? `${xs.slice(0, 8).join(", ")}, … (${xs.length} in all)` : xs.join(", ");
   const one = left.tids.length === 1;
+  const [have, them, they, run, each] = one
+    ? ["thread has", "it", "it", "runs", "it"]
+    : ["threads have", "them", "they", "run", "each"];
   const tids = `${one ? "TID" : "TIDs"} ${list(left.tids)}`;
   const pids = `${left.pids.length === 1 ? "process" : "processes"} ${list(left.pids)}`;
-  const [they, run] = one ? ["it", "runs"] : ["they", "run"];
-  return `stranded:    ${left.tids.length} ${
-    one ? "thread has" : "threads have"
-  } the SCHED_EXT policy with no scheduler attached (${tids}; ${pids}): ` +
-    `a partial-mode sched run killed before it put ${one ? "it" : "them"} back may have left ${
-      one ? "it" : "them"
-    }; ${they} ${run} as SCHED_NORMAL now, ` +
-    `but the next sched_ext scheduler to attach takes ${one ? "it" : "them"} - put ${
-      one ? "it" : "each"
-    } back with: sudo chrt --other --pid 0 ${one ? left.tids[0] : "TID"}`;
+  return `stranded:    ${left.tids.length} ${have} the SCHED_EXT policy with no scheduler attached (${tids}; ${pids}): ` +
+    `a partial-mode sched run killed before it put ${them} back may have left ${them}; ${they} ${run} as SCHED_NORMAL now, ` +
+    `but the next sched_ext scheduler to attach takes ${them} - put ${each} back with: sudo chrt --other --pid 0 ${
+      one ? left.tids[0] : "TID"
+    }`;
 }
 
 /** Where a knob's range is, and the relations between knobs the library also checks (sched/sched.zig). */

@@ -192,8 +192,8 @@ struct {
 } foreground SEC(".maps");
 
 /*
- * The --foreground names (key -> FP_NAME_COMM | FP_NAME_EXE, sched.h), matched at each exec in the
- * kernel (fastpath_exec): a game is foreground from its first instruction, however late the
+ * The --foreground names (key -> FP_NAME_COMM | FP_NAME_EXE, sched.h), matched in the kernel at each
+ * exec and rename (fastpath_exec, fastpath_rename): a game is foreground from its first instruction, however late the
  * loader's own threads - which get no favour - run beside a loaded machine.
  */
 struct {
