@@ -107,6 +107,8 @@ Deno.test("exit paths", async (t) => {
       }
       await new Promise((r) => setTimeout(r, 1500));
       p.child.kill("SIGINT");
+      // Handled before the first Ctrl-\ comes (its cleanup takes about a second): the run ends as SIGINT's.
+      await new Promise((r) => setTimeout(r, 100));
       const status = p.child.status;
       let ended = false;
       status.then(() => ended = true);

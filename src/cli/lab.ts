@@ -152,96 +152,96 @@ const run = command("run", {
     let stats: Stats | null = null;
     // One dashboard for every size: the screen stays up between them instead of flashing.
     const dashboard = !json && dashboardWanted() ? new Dashboard() : undefined;
+    // The listeners go last, after the summary: with none left a second Ctrl-C or Ctrl-\ kills the
+    // process at once - mid-cleanup it left the lab, after it the summary and the exit code.
     try {
-      // After the lab: a lab another run holds is refused for that, naming its holder.
-      stats = await startStats(plan, { command: "lab run", intervalMs: 1000, families: ["reflector", "probe"] });
-      for (const c of cases) {
-        if (interruptedBy()) break;
-        const running = await startLabCase(lab, c, { signal: stop.abort }).catch((err) => {
-          setupExit = interruptedSetup(err, `starting the ${c.size}-byte run`);
-        });
-        if (!running) break;
-        await using _ = running;
-        const size = running.probe.options.size;
-        stats?.core.label({
-          reflectorIface: lab.reflectorIf,
-          mode: running.reflector.info.mode,
-          probeIface: lab.probeIf,
-        });
-        const end = await monitor({
-          json,
-          intervalMs: 1000,
-          stop: stop.promise,
-          sample: () => ({ probe: running.probe.report(), reflector: running.reflector.stats() }),
-          line: ({ probe: p }) =>
-            `${size}B: sent ${p.sent} received ${p.received} loss ${pct(p.lossPct)} rtt p50 ${
-              p.rttUs ? us(p.rttUs.p50) : "-"
-            }`,
-          interval: ({ probe: p, reflector: r }) => [
-            "lab_interval",
-            { size, probe: { type: "probe_report", ...p }, reflector: { type: "reflector_counters", ...r } },
-          ],
-          board: (now, prev, dt) => ({
-            ...labBoard(names, size, running.reflector.info),
-            sections: [
-              ...probeSections(now.probe, prev.probe, dt),
-              ...reflectorSections(now.reflector, prev.reflector, dt),
-            ],
-            progress: {
-              done: now.probe.elapsedS,
-              total: f.durationS,
-              label: `size ${results.length + 1} of ${cases.length}`,
-            },
-          }),
-          dashboard,
-          wait: async (ms) => (await running.probe.wait(ms)) ? "done" : undefined,
-          observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
-        });
-        if (end !== "done") running.stop();
-        const r = await running.done();
-        results.push(r);
-        if (json) emit("lab_result", labResultJson(r));
-      }
-    } finally {
-      for (const text of dashboard?.close() ?? []) console.error(text);
-      // The listeners go last: with none left a second Ctrl-C or Ctrl-\ killed the process
-      // mid-cleanup, and the lab stayed.
       try {
+        // After the lab: a lab another run holds is refused for that, naming its holder.
+        stats = await startStats(plan, { command: "lab run", intervalMs: 1000, families: ["reflector", "probe"] });
+        for (const c of cases) {
+          if (interruptedBy()) break;
+          const running = await startLabCase(lab, c, { signal: stop.abort }).catch((err) => {
+            setupExit = interruptedSetup(err, `starting the ${c.size}-byte run`);
+          });
+          if (!running) break;
+          await using _ = running;
+          const size = running.probe.options.size;
+          stats?.core.label({
+            reflectorIface: lab.reflectorIf,
+            mode: running.reflector.info.mode,
+            probeIface: lab.probeIf,
+          });
+          const end = await monitor({
+            json,
+            intervalMs: 1000,
+            stop: stop.promise,
+            sample: () => ({ probe: running.probe.report(), reflector: running.reflector.stats() }),
+            line: ({ probe: p }) =>
+              `${size}B: sent ${p.sent} received ${p.received} loss ${pct(p.lossPct)} rtt p50 ${
+                p.rttUs ? us(p.rttUs.p50) : "-"
+              }`,
+            interval: ({ probe: p, reflector: r }) => [
+              "lab_interval",
+              { size, probe: { type: "probe_report", ...p }, reflector: { type: "reflector_counters", ...r } },
+            ],
+            board: (now, prev, dt) => ({
+              ...labBoard(names, size, running.reflector.info),
+              sections: [
+                ...probeSections(now.probe, prev.probe, dt),
+                ...reflectorSections(now.reflector, prev.reflector, dt),
+              ],
+              progress: {
+                done: now.probe.elapsedS,
+                total: f.durationS,
+                label: `size ${results.length + 1} of ${cases.length}`,
+              },
+            }),
+            dashboard,
+            wait: async (ms) => (await running.probe.wait(ms)) ? "done" : undefined,
+            observe: stats ? (type, obj) => stats!.core.observe(type, obj) : undefined,
+          });
+          if (end !== "done") running.stop();
+          const r = await running.done();
+          results.push(r);
+          if (json) emit("lab_result", labResultJson(r));
+        }
+      } finally {
+        for (const text of dashboard?.close() ?? []) console.error(text);
         stats?.close();
         await labDown(lab);
-      } finally {
-        stop.dispose();
       }
-    }
-    const signal = interruptedBy();
-    const bad = results.reduce((n, r) => n + r.probe.badRewrite, 0);
-    if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted: signal !== undefined });
-    else if (results.length) {
-      summaryText(rows(results));
-      // What the table cannot show: a sender that stalled or fell short of its rate, loss on this host.
-      for (const r of results) {
-        for (const note of probeNotes(r.probe, r.ratePps)) summaryText(`${label(r)}: ${note}`);
-      }
-      summaryText(
-        bad === 0
-          ? "every reflection came back with exactly the expected fields swapped"
-          : `${bad} reflections had wrong bytes`,
-      );
-    }
-    if (signal) {
-      if (results.length) {
-        if (!json) {
-          summaryText(
-            `interrupted by ${signal} after ${results.length} of ${cases.length} sizes: these numbers are partial, not a finished run`,
-          );
+      const signal = interruptedBy();
+      const bad = results.reduce((n, r) => n + r.probe.badRewrite, 0);
+      if (json) emit("lab_summary", { runs: results.length, badRewrite: bad, interrupted: signal !== undefined });
+      else if (results.length) {
+        summaryText(rows(results));
+        // What the table cannot show: a sender that stalled or fell short of its rate, loss on this host.
+        for (const r of results) {
+          for (const note of probeNotes(r.probe, r.ratePps)) summaryText(`${label(r)}: ${note}`);
         }
-      } else if (setupExit === undefined) {
-        console.error(`lab run: interrupted by ${signal} before the first run: nothing was measured`);
+        summaryText(
+          bad === 0
+            ? "every reflection came back with exactly the expected fields swapped"
+            : `${bad} reflections had wrong bytes`,
+        );
       }
-      return setExit(interruptedExit(signal));
+      if (signal) {
+        if (results.length) {
+          if (!json) {
+            summaryText(
+              `interrupted by ${signal} after ${results.length} of ${cases.length} sizes: these numbers are partial, not a finished run`,
+            );
+          }
+        } else if (setupExit === undefined) {
+          console.error(`lab run: interrupted by ${signal} before the first run: nothing was measured`);
+        }
+        return setExit(interruptedExit(signal));
+      }
+      if (bad > 0) throw new FastpathError("failed", `${bad} reflections were rewritten wrongly`);
+      setExit(0);
+    } finally {
+      stop.dispose();
     }
-    if (bad > 0) throw new FastpathError("failed", `${bad} reflections were rewritten wrongly`);
-    setExit(0);
   });
 
 /**
