@@ -191,7 +191,7 @@ export function pidsNamed(name: string): number[] {
 /** Resolves PIDs and names to thread group ids (a PID that is a thread maps to its process). */
 export function resolveForeground(specs: Array<number | string>): { tgids: number[]; missing: string[] } {
   const tgids = new Set<number>();
-  const missing: string[] = [];
+  const missing = new Set<string>(); // once each: `--foreground 12,12` names one missing process
   for (const spec of specs) {
     const s = String(spec).trim();
     if (isPidSpec(s)) {
@@ -199,15 +199,15 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
         const status = Deno.readTextFileSync(`/proc/${Number(s)}/status`); // "01" is PID 1
         tgids.add(Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? s));
       } catch {
-        missing.push(s);
+        missing.add(s);
       }
       continue;
     }
     const found = pidsNamed(s);
-    if (found.length === 0) missing.push(s);
+    if (found.length === 0) missing.add(s);
     for (const p of found) tgids.add(p);
   }
-  return { tgids: [...tgids].sort((a, b) => a - b), missing };
+  return { tgids: [...tgids].sort((a, b) => a - b), missing: [...missing] };
 }
 
 /**

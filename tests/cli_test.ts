@@ -693,6 +693,8 @@ Deno.test("the CLI", async (t) => {
           "--foreground has an empty entry: give a process name or a PID in each (no comma",
         ],
         [["run", "--foreground", "game,"], "--foreground has an empty entry"],
+        // A PID given twice was named twice: "no process 4194303, 4194303".
+        [["run", "--foreground", "4194303,4194303"], "--foreground: no process 4194303: give a running PID"],
         // These once attached the scheduler first, then failed in the library (exit 2, the scheduler
         // left attached by a script's Scheduler.start).
         [["run", "--foreground", "/usr/bin/game"], "--foreground: '/usr/bin/game' is not a process name"],
