@@ -127,6 +127,30 @@ Deno.test("sched observe: the detectors without a scheduler", async (t) => {
     },
   );
 
+  await t.step(
+    "the detectors' thread sleeps between events: a wakeup or so a second on a quiet machine, not ten",
+    async () => {
+      const d = await Detector.start();
+      try {
+        // Its wakeups as the kernel counts them: the thread is named fp-detect (top -H shows it).
+        const tasks = [...Deno.readDirSync("/proc/self/task")].map((e) => `/proc/self/task/${e.name}`);
+        const task = tasks.find((t) => Deno.readTextFileSync(`${t}/comm`).trim() === "fp-detect");
+        assert.ok(task, "a thread named fp-detect runs the detectors");
+        const switches = () =>
+          Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(Deno.readTextFileSync(`${task}/status`))![1]);
+        await new Promise((r) => setTimeout(r, 1500)); // past its first look at the game
+        const before = switches();
+        await new Promise((r) => setTimeout(r, 4000));
+        const perS = (switches() - before) / 4;
+        // It looked every 100 ms as well: 10-11 a second. Each exec or exit on this machine (the
+        // ring's events) wakes it too, so a busy host may add a few.
+        assert.ok(perS <= 4, `fp-detect woke ${perS} times a second`);
+      } finally {
+        d.close();
+      }
+    },
+  );
+
   await t.step("knobs change while the detectors run; a bad one is refused and the others stay", async () => {
     const d = await Detector.start({ inputWindowUs: 4000 });
     try {

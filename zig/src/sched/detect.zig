@@ -254,6 +254,7 @@ pub const Detector = struct {
         d.ring = c.ring_buffer__new(try d.obj.mapFd("proc_events"), onEvent, d, null) orelse
             return bpf.errnoError("opening the detectors' event ring");
         d.thread = std.Thread.spawn(.{}, run, .{d}) catch return diag.fail(error.System, "cannot start the detectors' thread", .{});
+        d.thread.?.setName(thread_name) catch {}; // a name `top -H` and a test can tell apart
         return d;
     }
 
@@ -330,8 +331,14 @@ pub const Detector = struct {
         return 0;
     }
 
-    /// The native thread: events as they come (100 ms at most between looks), the game every
-    /// second, compositors and audio every five.
+    /// The detectors' thread, as `top -H` shows it.
+    pub const thread_name = "fp-detect";
+
+    /// The native thread: events as they come (the ring wakes it: every submit asks for a wakeup),
+    /// the game every second, compositors and audio every five - and no other wakeup. It once
+    /// looked every 100 ms as well: ten wakeups a second on an idle machine, each a scheduling
+    /// event and, in the emulated VM, time the other vCPU's wake-ups waited for
+    /// (docs/sched-measurements.md, "The quiet row in a trace").
     fn run(d: *Detector) void {
         var last_pick: u64 = 0;
         var last_scan = sys.monotonicNs();
@@ -340,7 +347,7 @@ pub const Detector = struct {
                 .{ .fd = d.stop_signal.fd, .events = linux.POLL.IN, .revents = 0 },
                 .{ .fd = c.ring_buffer__epoll_fd(d.ring), .events = linux.POLL.IN, .revents = 0 },
             };
-            _ = linux.poll(&fds, 2, 100);
+            _ = linux.poll(&fds, 2, untilNextPick(last_pick, sys.monotonicNs()));
             if (fds[0].revents != 0) return;
             _ = c.ring_buffer__consume(d.ring);
             const now = sys.monotonicNs();
@@ -355,6 +362,14 @@ pub const Detector = struct {
                 d.scanAll();
             }
         }
+    }
+
+    /// The poll's timeout: milliseconds until a second has passed since `last_pick` (0 if it has),
+    /// rounded up so the look after it finds the second passed.
+    fn untilNextPick(last_pick: u64, now: u64) i32 {
+        const due = last_pick +| std.time.ns_per_s;
+        if (now >= due) return 0;
+        return @intCast(std.math.divCeil(u64, due - now, std.time.ns_per_ms) catch unreachable);
     }
 
     const recheck_ns = 30 * std.time.ns_per_s;
@@ -596,6 +611,15 @@ pub fn dumpThreads(fd: i32, out: []abi.DetectThread) u32 {
         n += 1;
     }
     return n;
+}
+
+test "the detectors' thread sleeps until the next look at the game, a second after the last one" {
+    const s = std.time.ns_per_s;
+    try std.testing.expectEqual(@as(i32, 0), Detector.untilNextPick(0, 5 * s)); // never looked: now
+    try std.testing.expectEqual(@as(i32, 1000), Detector.untilNextPick(5 * s, 5 * s));
+    try std.testing.expectEqual(@as(i32, 1000), Detector.untilNextPick(5 * s, 5 * s + 1)); // rounded up
+    try std.testing.expectEqual(@as(i32, 1), Detector.untilNextPick(5 * s, 6 * s - 1));
+    try std.testing.expectEqual(@as(i32, 0), Detector.untilNextPick(5 * s, 6 * s));
 }
 
 test "the detectors' pure rules: rates decay, and classes hold only while their evidence is fresh" {

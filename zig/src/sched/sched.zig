@@ -318,6 +318,7 @@ pub const Scheduler = struct {
         try s.attach();
         errdefer s.detach();
         s.monitor = std.Thread.spawn(.{}, monitorLoop, .{s}) catch return diag.fail(error.System, "starting the scheduler's monitor thread", .{});
+        s.monitor.?.setName(monitor_thread_name) catch {};
         return s;
     }
 
@@ -498,6 +499,9 @@ pub const Scheduler = struct {
         @atomicStore(u64, &s.counters.busy_flips, s.bpf_state.busy_flips, .monotonic);
         @atomicStore(u64, &s.counters.rt_rescues, s.rescues, .monotonic);
     }
+
+    /// The monitor thread, as `top -H` shows it.
+    pub const monitor_thread_name = "fp-sched";
 
     fn monitorLoop(s: *Scheduler) void {
         var fds = [_]std.os.linux.pollfd{.{ .fd = s.stop_signal.fd, .events = std.os.linux.POLL.IN, .revents = 0 }};
