@@ -9,16 +9,21 @@
 # a 60 Hz frame loop and a 1 kHz waker, no load) under the default scheduler, then the same under
 # `fastpath sched run`. tracefs records hrtimer_start, hrtimer_expire_entry, sched_waking,
 # sched_switch and sched_migrate_task during each probe, on the mono clock (so a timestamp compares
-# with the expiry a timer was armed for). Writes .vm/trace-quiet/: default-N.txt and fastpath-N.txt
-# (the traces), default-N.json and fastpath-N.json (the probe's results), sched-N.log. Read the traces
-# with bench/sched_trace_wakeups.py. SCHED_ARGS adds flags to `sched run` (e.g. "--no-signals").
+# with the expiry a timer was armed for). Writes .vm/trace-quiet/ afresh (what an earlier run left
+# there is removed first): default-N.txt and fastpath-N.txt (the traces), default-N.json and
+# fastpath-N.json (the probe's results), sched-N.log. Read the traces with
+# bench/sched_trace_wakeups.py. SCHED_ARGS adds flags to `sched run` (e.g. "--no-signals"). Build
+# first (scripts/build: the library and fp-schedprobe); exit 2 for a bad ROUNDS, 1 when the probe is
+# not built or fastpath does not attach.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "sched-trace-quiet.sh: ROUNDS must be 1 to 99, not '$ROUNDS'" >&2; exit 2; }
 export DENO_DIR=$ROOT/.tools/deno-dir NO_COLOR=1
 OUT=$ROOT/.vm/trace-quiet
 T=/sys/kernel/tracing
 cd "$ROOT" || exit 1
+[ -x zig/zig-out/bin/fp-schedprobe ] || { echo "sched-trace-quiet.sh: zig/zig-out/bin/fp-schedprobe is not built: run scripts/build first" >&2; exit 1; }
 rm -rf "$OUT" && mkdir -p "$OUT"
 mountpoint -q $T || mount -t tracefs nodev $T
 echo 0 > $T/tracing_on

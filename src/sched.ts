@@ -199,7 +199,7 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
         const status = Deno.readTextFileSync(`/proc/${Number(s)}/status`); // "01" is PID 1
         tgids.add(Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? s));
       } catch {
-        missing.add(s);
+        missing.add(String(Number(s))); // 04194303 is 4194303
       }
       continue;
     }

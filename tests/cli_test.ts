@@ -695,6 +695,7 @@ Deno.test("the CLI", async (t) => {
         [["run", "--foreground", "game,"], "--foreground has an empty entry"],
         // A PID given twice was named twice: "no process 4194303, 4194303".
         [["run", "--foreground", "4194303,4194303"], "--foreground: no process 4194303: give a running PID"],
+        [["run", "--foreground", "4194303,04194303"], "--foreground: no process 4194303: give a running PID"],
         // These once attached the scheduler first, then failed in the library (exit 2, the scheduler
         // left attached by a script's Scheduler.start).
         [["run", "--foreground", "/usr/bin/game"], "--foreground: '/usr/bin/game' is not a process name"],

@@ -128,7 +128,7 @@ Deno.test("sched observe: the detectors without a scheduler", async (t) => {
   );
 
   await t.step(
-    "the detectors' thread sleeps between events: a wakeup or so a second on a quiet machine, not ten",
+    "the detectors' thread sleeps between events: a wakeup a second on a quiet machine, not ten",
     async () => {
       const d = await Detector.start();
       try {
@@ -138,13 +138,15 @@ Deno.test("sched observe: the detectors without a scheduler", async (t) => {
         assert.ok(task, "a thread named fp-detect runs the detectors");
         const switches = () =>
           Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(Deno.readTextFileSync(`${task}/status`))![1]);
+        // Every exec and exit on the machine is an event that wakes it (a host running a build
+        // has tens a second): they are counted, and allowed for.
+        const events = () => d.status().counters.execs + d.status().counters.exits;
         await new Promise((r) => setTimeout(r, 1500)); // past its first look at the game
-        const before = switches();
+        const [s0, e0] = [switches(), events()];
         await new Promise((r) => setTimeout(r, 4000));
-        const perS = (switches() - before) / 4;
-        // It looked every 100 ms as well: 10-11 a second. Each exec or exit on this machine (the
-        // ring's events) wakes it too, so a busy host may add a few.
-        assert.ok(perS <= 4, `fp-detect woke ${perS} times a second`);
+        const woke = switches() - s0, evs = events() - e0;
+        // It looked every 100 ms as well: 10-11 a second beside the events.
+        assert.ok(woke <= 4 * 1.5 + 2 + evs, `fp-detect woke ${woke} times in 4 s, with ${evs} exec and exit events`);
       } finally {
         d.close();
       }
