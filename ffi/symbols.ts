@@ -121,6 +121,8 @@ export const symbols = {
   },
   /** fp_status fp_sched_check(const struct fp_sched_options *opts) — what start checks first, opening nothing */
   fp_sched_check: { parameters: ["buffer"], result: "i32" },
+  /** fp_status fp_sched_check_foreground(const uint32_t *tgids, uint32_t n) — none init or a kernel thread */
+  fp_sched_check_foreground: { parameters: ["buffer", "u32"], result: "i32" },
   fp_sched_start: {
     parameters: [
       "buffer", // const struct fp_sched_options *opts

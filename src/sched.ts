@@ -379,13 +379,18 @@ export class Scheduler extends NativeHandle {
     const { lib, knobs, bytes } = await checkedStart(o, "");
     // Only a list of PIDs alone can name no process now: names are the library's to match, later
     // too (setForeground), and a scan of /proc here would be done again there.
-    const onlyPids = o.foreground?.length && o.foreground.every(isPidSpec);
-    const fg = onlyPids ? resolveForeground(o.foreground!) : null;
-    if (fg && fg.tgids.length === 0) {
+    const pids = o.foreground?.filter(isPidSpec) ?? [];
+    const fg = pids.length ? resolveForeground(pids) : null;
+    if (fg && fg.tgids.length === 0 && pids.length === o.foreground!.length) {
       throw new FastpathError(
         "usage",
         `\`foreground\`: no process ${fg.missing.join(", ")}: give a running PID or a process name`,
       );
+    }
+    // What setForeground would refuse after the attach (init, a kernel thread), refused before it.
+    if (fg?.tgids.length) {
+      const arr = new Uint32Array(fg.tgids);
+      lib.unwrap(lib.native.fp_sched_check_foreground(new Uint8Array(arr.buffer), arr.length), "`foreground`");
     }
     const signals = o.signals !== false;
     const out = new BigUint64Array(1);

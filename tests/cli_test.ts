@@ -696,6 +696,8 @@ Deno.test("the CLI", async (t) => {
         // A PID given twice was named twice: "no process 4194303, 4194303".
         [["run", "--foreground", "4194303,4194303"], "--foreground: no process 4194303: give a running PID"],
         [["run", "--foreground", "4194303,04194303"], "--foreground: no process 4194303: give a running PID"],
+        // A kernel thread was refused only by setForeground, after the attach (exit 6 here).
+        [["run", "--foreground", "game,2"], "--foreground: PID 2 is a kernel thread, not a game or an application"],
         // These once attached the scheduler first, then failed in the library (exit 2, the scheduler
         // left attached by a script's Scheduler.start).
         [["run", "--foreground", "/usr/bin/game"], "--foreground: '/usr/bin/game' is not a process name"],

@@ -194,6 +194,13 @@ export fn fp_sched_check(opts: *const abi.SchedOptions) abi.Status {
     return status(Scheduler.validate(opts));
 }
 
+/// What setForeground checks of `n` thread groups (none init or a kernel thread), with no scheduler:
+/// run before a start, so a bad PID is refused before anything attaches.
+export fn fp_sched_check_foreground(tgids: ?[*]const u32, n: u32) abi.Status {
+    const t: []const u32 = if (tgids) |p| p[0..n] else if (n == 0) &.{} else return status(diag.fail(error.InvalidArgument, "{d} foreground thread groups at a null pointer", .{n}));
+    return status(Scheduler.checkTgids(t));
+}
+
 export fn fp_sched_start(opts: *const abi.SchedOptions, out: *?*Scheduler) abi.Status {
     out.* = null;
     return status(blk: {

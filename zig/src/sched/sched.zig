@@ -614,11 +614,7 @@ pub const Scheduler = struct {
             return diag.fail(error.InvalidArgument, "at most {d} foreground processes, not {d}", .{ c.FP_MAX_FOREGROUND, tgids.len });
         try checkNames(names);
         try checkWeight(weight_pct);
-        for (tgids) |t| {
-            // In partial mode every process init or kthreadd starts later would inherit SCHED_EXT.
-            if (t <= 1 or roles.isKernelThread(t))
-                return diag.fail(error.InvalidArgument, "PID {d} is {s}, not a game or an application: give another PID", .{ t, if (t <= 1) "init" else "a kernel thread" });
-        }
+        try checkTgids(tgids);
         s.lock.lock();
         defer s.lock.unlock();
         if (s.obj == null) return diag.fail(error.InvalidArgument, "the scheduler is not attached", .{});
@@ -633,6 +629,17 @@ pub const Scheduler = struct {
         _ = s.resolveForeground(&found, roles.pidsNamed(names, &found));
         s.names_next = sys.monotonicNs() + std.time.ns_per_s;
         try s.applyForeground();
+    }
+
+    /// Foreground thread groups as setForeground takes them: none init or a kernel thread. Also run
+    /// before a start (fp_sched_check_foreground), so a usage error never attaches and detaches the
+    /// machine's scheduler first.
+    pub fn checkTgids(tgids: []const u32) Error!void {
+        for (tgids) |t| {
+            // In partial mode every process init or kthreadd starts later would inherit SCHED_EXT.
+            if (t <= 1 or roles.isKernelThread(t))
+                return diag.fail(error.InvalidArgument, "PID {d} is {s}, not a game or an application: give another PID", .{ t, if (t <= 1) "init" else "a kernel thread" });
+        }
     }
 
     /// `names` as setForeground takes them: at most FP_MAX_FOREGROUND, none empty or over 255 bytes.
