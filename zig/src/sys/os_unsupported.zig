@@ -111,6 +111,8 @@ pub const Scheduler = struct {
     /// Nothing to check against here (the limits live with the Linux loader): a unit printed on
     /// this system for a Linux one is checked there, at its start.
     pub fn validate(_: *const abi.SchedOptions) abi.Error!void {}
+    /// Nothing to check either: start refuses next, for want of sched_ext.
+    pub fn checkTgids(_: []const u32) abi.Error!void {}
     pub fn refresh(_: *Scheduler) void {}
     pub fn foreground(_: *Scheduler, _: []u32) usize {
         return 0;
