@@ -194,10 +194,17 @@ export fn fp_sched_check(opts: *const abi.SchedOptions) abi.Status {
     return status(Scheduler.validate(opts));
 }
 
+/// `n` thread groups at `tgids` (null only when `n` is 0: an empty buffer crosses the FFI as null).
+fn tgidSlice(tgids: ?[*]const u32, n: u32) abi.Error![]const u32 {
+    if (tgids) |p| return p[0..n];
+    if (n == 0) return &.{};
+    return diag.fail(error.InvalidArgument, "{d} foreground thread groups at a null pointer", .{n});
+}
+
 /// What setForeground checks of `n` thread groups (none init or a kernel thread), with no scheduler:
 /// run before a start, so a bad PID is refused before anything attaches.
 export fn fp_sched_check_foreground(tgids: ?[*]const u32, n: u32) abi.Status {
-    const t: []const u32 = if (tgids) |p| p[0..n] else if (n == 0) &.{} else return status(diag.fail(error.InvalidArgument, "{d} foreground thread groups at a null pointer", .{n}));
+    const t = tgidSlice(tgids, n) catch |e| return status(e);
     return status(Scheduler.checkTgids(t));
 }
 
@@ -232,7 +239,7 @@ export fn fp_sched_exit_info(s: *Scheduler) *const abi.SchedExit {
 /// names (command or executable names, looked up again at each exec) - and its weight (% of their own).
 /// Either pointer may be null when its length is 0 (an empty buffer crosses the FFI as null).
 export fn fp_sched_set_foreground(s: *Scheduler, tgids: ?[*]const u32, n: u32, names: ?[*]const u8, names_len: u32, weight_pct: u32) abi.Status {
-    const t: []const u32 = if (tgids) |p| p[0..n] else if (n == 0) &.{} else return status(diag.fail(error.InvalidArgument, "{d} foreground thread groups at a null pointer", .{n}));
+    const t = tgidSlice(tgids, n) catch |e| return status(e);
     const m: []const u8 = if (names) |p| p[0..names_len] else if (names_len == 0) "" else return status(diag.fail(error.InvalidArgument, "{d} bytes of foreground names at a null pointer", .{names_len}));
     return status(s.setForeground(t, m, weight_pct));
 }
