@@ -965,13 +965,15 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
 
   await vmStep(
     t,
-    "a thread left in the local queue of a CPU a real-time task holds is queued again by the loader within a second",
+    "a thread left in the local queue of a CPU a real-time task holds is queued again by the loader within 180 ms",
     async () => {
       // On 6.12 the kernel does not always call ops.cpu_release when an RT task takes a CPU (from
       // idle; a task that makes itself real-time; a blocked RT task picked again while ops.dispatch
       // had dropped the run-queue lock): what waits in that CPU's local queue then waits out the RT
       // task. In CI an unpinned 1 kHz sleeper waited out a whole 6 s RT hog so. The stall build
-      // strands a thread named fp-strand there at each wakeup, the same way, on purpose.
+      // strands a thread named fp-strand there at each wakeup, the same way, on purpose. The loader
+      // counts what waits there (a BPF run every 20 ms while a CPU is held) and walks /proc only
+      // then: when it walked on a guess every 0.1-0.2 s, the worst gap was 196-397 ms (three CI runs).
       const idle = new Deno.Command("sleep", { args: ["120"] }).spawn(); // the stall build's victim: never wakes
       try {
         await withScheduler(["--test-stall-pid", String(idle.pid)], async () => {
@@ -987,7 +989,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
             `    the stranded 100 Hz sleeper's worst gap: ${worstMs} ms; ${stats.rt_rescues} threads rescued`,
           );
           assert.ok(stats.rt_rescues > 0, `the loader queued threads again: ${stats.rt_rescues}`);
-          assert.ok(worstMs < 1000, `the stranded sleeper ran within a second of the RT hog's start: ${worstMs} ms`);
+          assert.ok(worstMs < 180, `the stranded sleeper waited at most 180 ms at a time: ${worstMs} ms`);
           assert.deepEqual(state(), "enabled");
         });
       } finally {

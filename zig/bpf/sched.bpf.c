@@ -1168,6 +1168,29 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 	return 0;
 }
 
+/*
+ * Run by the loader (BPF_PROG_TEST_RUN) when a real-time or deadline task has held a CPU for a
+ * while: how many tasks of ours wait in each held CPU's local queue (state.rt_local_queued), so that
+ * it walks /proc for them only when some are there, and at once - not on a guess every 0.1-0.2 s
+ * (sched.zig rescueStranded). Returns how many CPUs have such tasks.
+ */
+SEC("syscall")
+int fastpath_count_stranded(void *ctx)
+{
+	u32 i, held = 0;
+	s32 n;
+
+	bpf_for(i, 0, FP_MAX_CPUS) {
+		if (i >= tun.nr_cpus)
+			break;
+		n = state.rt_held_since[i] ? scx_bpf_dsq_nr_queued(SCX(DSQ_LOCAL_ON) | i) : 0;
+		state.rt_local_queued[i] = n > 0 ? n : 0;
+		if (n > 0)
+			held++;
+	}
+	return held;
+}
+
 /* Whether `comm` (a task's command name) is one of the foreground names as a command name. */
 static __always_inline bool comm_named(const char *comm)
 {

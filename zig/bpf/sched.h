@@ -114,6 +114,12 @@ struct fp_sched_state {
 	 * it. The loader reads it to rescue tasks left in that CPU's local queue (see sched.zig).
 	 */
 	__u64 rt_held_since[FP_MAX_CPUS];
+	/*
+	 * Per CPU: how many tasks of ours wait in its local queue while a real-time or deadline task
+	 * holds it (0 where none holds it), as of the loader's last count (sched.bpf.c
+	 * fastpath_count_stranded, run by the loader before it walks /proc for them).
+	 */
+	__u32 rt_local_queued[FP_MAX_CPUS];
 };
 
 /* What ops.exit saw (struct scx_exit_info, copied out). */

@@ -290,6 +290,8 @@ pub const Scheduler = struct {
     rescues: u64 = 0,
     /// CLOCK_MONOTONIC ns before which rescueStranded does not scan again.
     rescue_next: u64 = 0,
+    /// fastpath_count_stranded (sched.bpf.c), loaded with the ops; null while detached.
+    count_stranded: ?*c.bpf_program = null,
     stop_signal: sys.StopSignal,
     done: std.Thread.ResetEvent = .{},
     stopped: bool = false,
@@ -399,6 +401,7 @@ pub const Scheduler = struct {
         const has_release = kid > 0 and memberOffset(kbtf, @intCast(kid), "cpu_release") != null;
         var traced: [traced_programs.len]*c.bpf_program = undefined;
         for (traced_programs, &traced) |t, *prog| prog.* = try obj.program(t.name);
+        const count_stranded = try obj.program("fastpath_count_stranded");
         const reenqueue: u32 = @intFromBool(!has_release);
         try obj.setRodata("reenqueue_from_switch", std.mem.asBytes(&reenqueue));
         const partial_mode: u32 = @intFromBool(o.partial != 0);
@@ -441,6 +444,7 @@ pub const Scheduler = struct {
             s.obj = null;
             return e;
         };
+        s.count_stranded = count_stranded;
         s.state.store(abi.sched_state.running, .release);
         // A re-attach starts with empty maps: the same foreground as before.
         s.applyNames() catch {};
@@ -451,6 +455,7 @@ pub const Scheduler = struct {
     fn detach(s: *Scheduler) void {
         if (s.link) |l| _ = c.bpf_link__destroy(l);
         s.link = null;
+        s.count_stranded = null;
         s.detachTraced();
         // The counters continue across a re-attach: what this attach counted becomes the base.
         if (s.obj != null) {
@@ -505,14 +510,17 @@ pub const Scheduler = struct {
 
     fn monitorLoop(s: *Scheduler) void {
         var fds = [_]std.os.linux.pollfd{.{ .fd = s.stop_signal.fd, .events = std.os.linux.POLL.IN, .revents = 0 }};
+        var timeout_ms: i32 = 100;
         while (true) {
-            _ = std.os.linux.poll(&fds, 1, 100);
+            _ = std.os.linux.poll(&fds, 1, timeout_ms);
             if (fds[0].revents != 0) return;
             s.refresh();
             s.followNames();
             s.followGame();
             s.sweepPartial();
-            s.rescueStranded();
+            // While a real-time task holds a CPU, its stranded tasks are looked for every
+            // rescue_poll_ms: each look costs one BPF run, not a /proc walk (rescueStranded).
+            timeout_ms = if (s.rescueStranded()) rescue_poll_ms else 100;
             s.lock.lock();
             const ejected = s.obj != null and s.uei.kind != 0;
             s.lock.unlock();
@@ -541,33 +549,49 @@ pub const Scheduler = struct {
     /// (ops.cpu_release is not called when the RT task took the CPU from idle, when a task of ours
     /// made itself real-time, or when a blocked RT task is picked again while ops.dispatch had
     /// dropped the run-queue lock to pull a task: an unpinned 1 kHz sleeper waited out a whole 6 s
-    /// RT hog in the VM test). After `rescue_after_ns` of such a hold, every runnable thread of ours
-    /// that last ran on that CPU and may run elsewhere has its nice value changed and restored: the
-    /// kernel takes it off that queue and ops.enqueue queues it again, on the shared queue while
-    /// the hold lasts. Threads that may run only there (partial mode is their remedy) are left.
-    fn rescueStranded(s: *Scheduler) void {
+    /// RT hog in the VM test). Once a CPU has been held `rescue_after_ns`, fastpath_count_stranded
+    /// (a BPF run) counts the tasks in its local queue; where there are some, every runnable thread
+    /// of ours that last ran on that CPU and may run elsewhere has its nice value changed and
+    /// restored: the kernel takes it off that queue and ops.enqueue queues it again, on the shared
+    /// queue while the hold lasts. Threads that may run only there (partial mode is their remedy)
+    /// are left. Returns whether a real-time task holds some CPU now (the monitor looks again
+    /// sooner). Before the count, a /proc walk every 0.1-0.2 s on a guess left the VM test's
+    /// stranded 100 Hz sleeper waiting 196-397 ms at worst (three CI runs).
+    fn rescueStranded(s: *Scheduler) bool {
         var held = std.StaticBitSet(max_cpus).initEmpty();
+        var holding = false;
         const now = @import("../sys/clock.zig").monotonicNs();
-        // A scan that found nothing to move waits twice as long: an RT thread that holds a CPU for
-        // good (one pinned there) costs a /proc walk every 0.2 s, not every 0.1 s.
-        if (now < s.rescue_next) return;
-        s.lock.lock();
-        if (s.obj != null) {
+        {
+            s.lock.lock();
+            defer s.lock.unlock();
+            if (s.obj == null) return false;
+            var long = false;
             for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
                 const since = s.bpf_state.rt_held_since[cpu];
-                if (since != 0 and now > since and now - since > rescue_after_ns) held.set(cpu);
+                holding = holding or since != 0;
+                if (since != 0 and now > since and now - since > rescue_after_ns) long = true;
+            }
+            // A scan that moved nothing (a thread that may run only there) waits before the next.
+            if (!long or now < s.rescue_next) return holding;
+            const counted = if (s.count_stranded) |prog| (if (bpf.runSyscall(prog)) |_| true else |_| false) else false;
+            for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
+                const since = s.bpf_state.rt_held_since[cpu];
+                if (since == 0 or now <= since or now - since <= rescue_after_ns) continue;
+                // A kernel that refuses the count: every long-held CPU is looked at.
+                const queued = if (counted) s.bpf_state.rt_local_queued[cpu] else 1;
+                if (queued > 0) held.set(cpu);
             }
         }
-        s.lock.unlock();
-        if (held.count() == 0) return;
+        if (held.count() == 0) return holding;
         const n = rescueOn(s, &held);
-        s.rescue_next = now + if (n == 0) 2 * rescue_after_ns else 0;
+        s.rescue_next = if (n == 0) now + rescue_retry_ns else 0;
         s.lock.lock();
         defer s.lock.unlock();
         s.rescues += n;
         // Also in the scheduler's .bss, so `sched stats` in another process reads it (a restart's
         // new .bss gets the running total at the next rescue).
         if (s.obj != null) s.bpf_state.rt_rescues = s.rescues;
+        return holding;
     }
 
     /// Attaches again after the kernel asked for a restart. CPUs that keep coming and going make
@@ -1140,8 +1164,17 @@ const max_names_bytes = 4096;
 const max_cpus = c.FP_MAX_CPUS;
 
 /// How long a real-time task holds a CPU before the loader rescues the tasks queued there
-/// (Scheduler.rescueStranded): longer than an audio server's period, far below the watchdog.
-const rescue_after_ns: u64 = 100 * std.time.ns_per_ms;
+/// (Scheduler.rescueStranded): longer than an audio server's period (5-20 ms; its thread runs far
+/// less), far below the watchdog.
+const rescue_after_ns: u64 = 20 * std.time.ns_per_ms;
+
+/// How long after a walk of /proc that moved no thread (what waits there may run nowhere else) the
+/// loader walks again for the same hold: a walk costs ~30 ms of CPU in the emulated VM.
+const rescue_retry_ns: u64 = 200 * std.time.ns_per_ms;
+
+/// How often the monitor looks for stranded tasks while a real-time task holds a CPU, ms (else it
+/// wakes every 100 ms).
+const rescue_poll_ms: i32 = 20;
 
 /// Requeues every runnable thread of ours (fairPolicy; in partial mode SCHED_EXT only) whose last
 /// CPU is in `held` and whose affinity allows another CPU; returns how many. Reads

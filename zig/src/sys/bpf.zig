@@ -17,6 +17,7 @@ pub const c = @cImport({
 
 // bpf_shim.c: calls that need LIBBPF_OPTS.
 extern fn fp_bpf_open_mem(buf: [*]const u8, len: usize, name: [*:0]const u8) ?*c.bpf_object;
+extern fn fp_bpf_run_syscall(prog_fd: c_int) c_int;
 extern fn fp_bpf_test_run(prog_fd: c_int, in: [*]const u8, in_len: u32, out: [*]u8, out_len: *u32, repeat: u32, retval: *u32, duration: *u32) c_int;
 pub extern fn fp_bpf_xdp_attach_mode(ifindex: c_int) c_int;
 pub extern fn fp_bpf_xdp_features(ifindex: c_int, features: *u64, zc_max_segs: *u32) c_int;
@@ -346,6 +347,14 @@ pub const Bss = struct {
         b.mem = &.{};
     }
 };
+
+/// Runs a loaded SEC("syscall") program once (BPF_PROG_TEST_RUN, no context); returns what it
+/// returned. Errors: System (the kernel refused the run; the message names BPF_PROG_TEST_RUN).
+pub fn runSyscall(prog: *c.bpf_program) Error!u32 {
+    const rc = fp_bpf_run_syscall(c.bpf_program__fd(prog));
+    if (rc < 0) return errnoError("BPF_PROG_TEST_RUN");
+    return @intCast(rc);
+}
 
 /// Runs a loaded XDP program once on `frame` (BPF_PROG_TEST_RUN); returns the XDP action and the
 /// bytes the program left in `out`.

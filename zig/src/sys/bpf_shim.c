@@ -30,6 +30,15 @@ int fp_bpf_test_run(int prog_fd, const void *in, __u32 in_len, void *out, __u32 
 	return 0;
 }
 
+/* Runs a loaded SEC("syscall") program once, with no context: its return value, or a negative errno. */
+int fp_bpf_run_syscall(int prog_fd)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	int err = bpf_prog_test_run_opts(prog_fd, &opts);
+
+	return err ? err : (int)opts.retval;
+}
+
 /* XDP_ATTACHED_* of the program on `ifindex`, or a negative errno. */
 int fp_bpf_xdp_attach_mode(int ifindex)
 {
