@@ -250,21 +250,28 @@ int BPF_PROG(fp_input_event, struct input_dev *dev, unsigned int type, unsigned 
 SEC("tp_btf/sched_waking")
 int BPF_PROG(fp_sched_waking, struct task_struct *p)
 {
-	struct fp_detect_counters *c = dcnt();
-	struct task_struct *waker = bpf_get_current_task_btf();
-	__u64 now = bpf_ktime_get_ns();
+	struct fp_detect_counters *c;
+	struct task_struct *waker = NULL;
+	__u64 now;
 	__u64 input_ns = (__u64)dknobs.input_window_us * 1000;
 	__u64 urgent_ns = (__u64)dknobs.urgent_window_us * 1000;
-	bool irq, no_waker, rt, reader, input_hop, urgent_hop;
+	bool irq, rt, reader, input_hop, urgent_hop;
 	struct fp_task_sig *ws = NULL, *ps;
 	struct fp_irq_ctx *x;
 	__u32 roles;
 
 	if (!signal_on(FP_SIGNAL_WAKE))
 		return 0;
-	/* In an interrupt the current task is whatever it interrupted: no waker to inherit from. */
+	/*
+	 * In an interrupt the current task is whatever it interrupted: no waker to inherit from.
+	 * Helper calls are made only where they are needed: a timer's wakeup of a thread with no
+	 * evidence and no role (most of a quiet machine's) makes two (its roles, its storage) besides
+	 * the per-CPU lookup - in the emulated VM the BPF run on a wakeup's path is time the other
+	 * vCPU's wakeups wait (docs/sched-measurements.md, "The quiet row in a trace").
+	 */
 	x = irq_ctx_here();
-	no_waker = no_waker_here(x);
+	if (!no_waker_here(x))
+		waker = bpf_get_current_task_btf();
 	irq = signal_on(FP_SIGNAL_IRQ) && in_interrupt_ctx(x);
 	/*
 	 * A real-time or deadline waker (an audio server's thread). Not a timer or an interrupt that
@@ -272,17 +279,21 @@ int BPF_PROG(fp_sched_waking, struct task_struct *p)
 	 * scheduler, which left an unpinned sleeper woken on a real-time hog's CPU behind it for 6.2 s;
 	 * the VM test "a real-time hog on one CPU" now runs with --no-signals too.)
 	 */
-	rt = !no_waker && waker->prio < 100; /* MAX_RT_PRIO */
-	if (!no_waker)
+	rt = waker && waker->prio < 100; /* MAX_RT_PRIO */
+	if (waker)
 		ws = bpf_task_storage_get(&task_sig, waker, 0, 0);
 	roles = roles_of(p->tgid);
+	ps = bpf_task_storage_get(&task_sig, p, 0, 0);
+	/* Nothing to carry and nowhere to keep it: a reader needs a role, a hop a waker's evidence. */
+	if (!ps && !(irq || rt || ws || roles))
+		return 0;
+	now = bpf_ktime_get_ns();
 	/* Input: the compositor's reader, woken while a window is open; then hop by hop. */
 	reader = (roles & FP_ROLE_COMPOSITOR) && dstate.input_at && now - dstate.input_at < input_ns;
 	input_hop = !reader && ws && ws->input_until > now && ws->input_hops < dknobs.chain_hops;
 	urgent_hop = !rt && ws && ws->urgent_until > now && ws->urgent_hops < dknobs.chain_hops;
 
 	/* Storage only for a thread with something to carry (or a role): most wakeups have neither. */
-	ps = bpf_task_storage_get(&task_sig, p, 0, 0);
 	if (!ps) {
 		if (!(irq || rt || reader || input_hop || urgent_hop || roles))
 			return 0;
@@ -290,9 +301,10 @@ int BPF_PROG(fp_sched_waking, struct task_struct *p)
 		if (!ps)
 			return 0;
 	}
+	c = dcnt();
 	ps->woken_by_irq = irq;
 	ps->woken_by_rt = rt;
-	ps->waker_tid = no_waker ? 0 : waker->pid;
+	ps->waker_tid = waker ? waker->pid : 0;
 
 	if (reader) {
 		ps->input_until = dstate.input_at + input_ns;

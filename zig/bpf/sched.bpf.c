@@ -168,6 +168,15 @@ const volatile u32 loader_tgid;
 /* LLC of each CPU, read by the loader from /sys/devices/system/cpu/cpuN/cache (never guessed). */
 const volatile u32 cpu_llc[FP_MAX_CPUS];
 
+/*
+ * 1 when some CPU has an SMT sibling, or the loader could not tell (it reads each CPU's
+ * topology/thread_siblings_list). Without SMT every idle CPU is a whole idle core, and placement
+ * skips the idle-core pass: at least three kfunc calls fewer on every wakeup. In the emulated VM
+ * the BPF run on a wakeup's path is time the other vCPU's wakeups wait (docs/sched-measurements.md,
+ * "The quiet row in a trace").
+ */
+const volatile u32 smt_on;
+
 /* The thread group of the loader that attached this scheduler; 0 until ops.init. */
 static u32 own_tgid;
 
@@ -218,7 +227,6 @@ struct cpu_ctx {
 	u64 busy_ns;	  /* running time, summed by the utilisation fold */
 	u64 running_deadline;
 	u64 rt_since;	  /* when a real-time or deadline task took this CPU from us; 0 = it did not */
-	u64 rt_last;	  /* when a real-time or deadline task last started here */
 	u32 running_lat;  /* urgency() of the running task */
 	s32 running_pid;  /* the task running here (0: none of ours) */
 	s32 preempted_pid; /* the task a wakeup was queued in front of, to resume right after it */
@@ -269,6 +277,11 @@ struct {
 } task_ctxs SEC(".maps");
 
 static u64 last_fold;
+/*
+ * When a real-time or deadline task last started on each CPU (fastpath_sched_switch): read for
+ * another CPU at wakeups, where a plain array costs no helper call (a per-CPU map's does).
+ */
+static u64 rt_last_at[FP_MAX_CPUS];
 static u64 last_busy_sum;
 static u64 nr_running; /* tasks between ops.running and ops.stopping, all CPUs */
 
@@ -542,10 +555,13 @@ static s32 pick_idle_pass(struct task_struct *p, s32 prev_cpu, u32 llc, const st
 /* Idle-core-first placement: whole idle cores, then any idle CPU; -1 when every allowed CPU is busy. */
 static s32 pick_idle(struct task_struct *p, s32 prev_cpu)
 {
-	const struct cpumask *smt = scx_bpf_get_idle_smtmask();
+	const struct cpumask *smt;
 	u32 llc = llc_of(prev_cpu);
 	s32 cpu;
 
+	if (!smt_on) /* every idle CPU is an idle core: the second pass alone finds the same */
+		return pick_idle_pass(p, prev_cpu, llc, NULL, 0);
+	smt = scx_bpf_get_idle_smtmask();
 	cpu = pick_idle_pass(p, prev_cpu, llc, smt, SCX(PICK_IDLE_CORE));
 	if (cpu < 0)
 		cpu = pick_idle_pass(p, prev_cpu, llc, NULL, 0);
@@ -668,15 +684,17 @@ static __always_inline void woke(struct task_ctx *tc, u64 now)
 
 /*
  * Whether no real-time or deadline task started on `cpu` in the last FP_RT_QUIET_NS. `now` is this
- * CPU's clock and rt_last that CPU's: with scx_bpf_now (6.14+) one may run slightly ahead of the
+ * CPU's clock and rt_last_at that CPU's: with scx_bpf_now (6.14+) one may run slightly ahead of the
  * other, and an RT task that started "after now" has just started.
  */
 static __always_inline bool rt_quiet(s32 cpu, u64 now)
 {
-	u32 zero = 0;
-	struct cpu_ctx *cc = bpf_map_lookup_percpu_elem(&cpu_ctxs, &zero, cpu);
+	u64 last;
 
-	return cc && now > cc->rt_last && now - cc->rt_last > FP_RT_QUIET_NS;
+	if (cpu < 0 || cpu >= FP_MAX_CPUS)
+		return false;
+	last = rt_last_at[cpu];
+	return now > last && now - last > FP_RT_QUIET_NS;
 }
 
 s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64 wake_flags)
@@ -1028,8 +1046,15 @@ void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
 	bool expired = prev && (prev->scx.flags & SCX(TASK_QUEUED));
 	struct task_ctx *tc = expired ? tctx_of(prev) : NULL;
 	u64 shared = shared_head_deadline(), own = head_deadline(FP_DSQ_CPU(cpu));
-	u64 first = shared < own ? shared : own, now = now_ns();
+	u64 first = shared < own ? shared : own, now;
 
+	/*
+	 * Both queues empty and nothing to go on with: this CPU idles (most calls, on a quiet machine),
+	 * before the clock is read - a helper call on 6.12.
+	 */
+	if (first == ~0ULL && !expired)
+		return;
+	now = now_ns();
 	/*
 	 * The previous task used up its slice and is still runnable. It has not been queued again
 	 * yet, so no queue holds it: compare it with the first task of either queue this CPU serves,
@@ -1037,9 +1062,6 @@ void BPF_STRUCT_OPS(fastpath_dispatch, s32 cpu, struct task_struct *prev)
 	 */
 	if (tc && cc && cc->started_at && deadline_of(prev, tc, now - cc->started_at, now) <= first)
 		goto keep;
-	/* Both queues empty and nothing to go on with: this CPU idles (most calls, on a quiet machine). */
-	if (first == ~0ULL && !expired)
-		return;
 	/* The earlier of the two heads; the other queue when that one was emptied meanwhile. */
 	if (move_to_local(own <= shared ? FP_DSQ_CPU(cpu) : FP_DSQ_SHARED) ||
 	    move_to_local(own <= shared ? FP_DSQ_SHARED : FP_DSQ_CPU(cpu))) {
@@ -1152,9 +1174,12 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 	if (!cc)
 		return 0;
 	if (next->prio < 100) { /* MAX_RT_PRIO: RT and deadline tasks */
-		cc->rt_last = now_ns();
+		u64 now = now_ns();
+
+		if (cpu < FP_MAX_CPUS)
+			rt_last_at[cpu] = now;
 		if (!cc->rt_since)
-			cc->rt_since = now_ns();
+			cc->rt_since = now;
 		if (cpu < FP_MAX_CPUS && !state.rt_held_since[cpu])
 			state.rt_held_since[cpu] = bpf_ktime_get_ns();
 		if (reenqueue_from_switch && bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))

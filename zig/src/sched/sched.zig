@@ -139,13 +139,24 @@ fn sumPerCpu(fd: i32, percpu: []c.struct_fp_sched_counters, base: *const c.struc
 }
 
 /// LLC id (the lowest CPU sharing it) of every possible CPU, from sysfs; CPUs without cache
-/// information share LLC 0. Returns the number of CPUs and of distinct LLCs.
-pub fn readTopology(llc: []u32) struct { nr_cpus: u32, nr_llcs: u32 } {
+/// information share LLC 0. Returns the number of CPUs and of distinct LLCs, and whether some CPU
+/// has an SMT sibling (its topology/thread_siblings_list names more than itself) - taken to be so
+/// when no CPU's list could be read (sysfs hidden, as in some containers): unknown keeps the
+/// idle-core pass.
+pub fn readTopology(llc: []u32) struct { nr_cpus: u32, nr_llcs: u32, smt: bool } {
     var buf: [256]u8 = undefined;
     const nr_cpus: u32 = @intCast(@max(1, @min(c.libbpf_num_possible_cpus(), @as(c_int, @intCast(llc.len)))));
     var nr_llcs: u32 = 0;
+    var smt = false;
+    var siblings_read = false;
     for (0..nr_cpus) |cpu| {
         llc[cpu] = 0;
+        var sib_buf: [96]u8 = undefined;
+        const sib_path = std.fmt.bufPrint(&sib_buf, "/sys/devices/system/cpu/cpu{d}/topology/thread_siblings_list", .{cpu}) catch unreachable;
+        if (readSys(sib_path, &buf)) |list| {
+            siblings_read = true;
+            smt = smt or std.mem.indexOfAny(u8, list, ",-") != null;
+        }
         // The highest cache level is the last level: the one whose sharing matters.
         var best_level: u32 = 0;
         var index: u32 = 0;
@@ -165,7 +176,7 @@ pub fn readTopology(llc: []u32) struct { nr_cpus: u32, nr_llcs: u32 } {
         for (0..cpu) |other| seen = seen or llc[other] == llc[cpu];
         if (!seen) nr_llcs += 1;
     }
-    return .{ .nr_cpus = nr_cpus, .nr_llcs = nr_llcs };
+    return .{ .nr_cpus = nr_cpus, .nr_llcs = nr_llcs, .smt = smt or !siblings_read };
 }
 
 /// The BPF tunables from the knobs: each tunable takes the knob of the same name, or of its name
@@ -369,20 +380,25 @@ pub const Scheduler = struct {
         try obj.setRodata("scx_enums", std.mem.asBytes(&enums));
 
         const o = s.opts;
+        // hotplug_seq before the topology: CPUs that come or go after this read make the kernel
+        // refuse the attach, so the topology read below is the one it runs with.
+        var seq_buf: [32]u8 = undefined;
+        const seq_text = readSys(sysfs ++ "/hotplug_seq", &seq_buf);
         var llc: [c.FP_MAX_CPUS]u32 = undefined;
         const topo = readTopology(&llc);
         var tun = tunablesOf(&o);
         tun.fold_ms = 100;
         tun.nr_cpus = topo.nr_cpus;
         try obj.setRodata("cpu_llc", std.mem.asBytes(&llc));
+        const smt_on: u32 = @intFromBool(topo.smt);
+        try obj.setRodata("smt_on", std.mem.asBytes(&smt_on));
         s.counters.nr_cpus = topo.nr_cpus;
         s.counters.nr_llcs = topo.nr_llcs;
 
         // The ops struct: hotplug_seq (the kernel refuses us if CPUs came or went since we read
         // it), the watchdog, and NULL for any op this kernel does not know.
         const ops = try prepareStructOps(&obj, kbtf, "fastpath_ops", "sched_ext_ops");
-        var seq_buf: [32]u8 = undefined;
-        if (readSys(sysfs ++ "/hotplug_seq", &seq_buf)) |text| {
+        if (seq_text) |text| {
             const seq = std.fmt.parseInt(u64, text, 10) catch 0;
             if (memberOffset(ops.btf, ops.type_id, "hotplug_seq")) |off| std.mem.writeInt(u64, ops.data[off..][0..8], seq, .little);
         }
@@ -1849,6 +1865,11 @@ test "the topology names every CPU's LLC by a CPU that shares it" {
     const topo = readTopology(&llc);
     try testing.expect(topo.nr_cpus >= 1 and topo.nr_llcs >= 1 and topo.nr_llcs <= topo.nr_cpus);
     for (llc[0..topo.nr_cpus]) |id| try testing.expect(id < topo.nr_cpus);
+    // SMT as the kernel reports it active, where it does (CONFIG_HOTPLUG_SMT; a kernel without
+    // CONFIG_SCHED_SMT would read 0 here beside siblings: none that fastpath runs on).
+    var buf: [8]u8 = undefined;
+    if (readSys("/sys/devices/system/cpu/smt/active", &buf)) |active|
+        try testing.expectEqual(std.mem.eql(u8, active, "1"), topo.smt);
 }
 
 test "preflight on a kernel without sched_ext names the kernel option" {
