@@ -153,12 +153,15 @@ export function optionsStruct(lib: Lib, o: DetectOptions): StructBuilder {
   return b;
 }
 
-/** PID_MAX_LIMIT (include/linux/threads.h): no PID is larger on any Linux. */
-const PID_MAX = 4_194_304;
+/**
+ * The largest PID on any Linux: PID_MAX_LIMIT (include/linux/threads.h, 4194304) is the most
+ * /proc/sys/kernel/pid_max may be, and PIDs stay below pid_max.
+ */
+const PID_MAX = 4_194_303;
 
 /**
  * One process as `game`, `compositor` and each `foreground` entry name it: a PID from 1 to
- * PID_MAX_LIMIT or a process name (trimmed; the kernel keeps 15 bytes of it, and that is what is
+ * PID_MAX (4194303) or a process name (trimmed; the kernel keeps 15 bytes of it, and that is what is
  * matched). Anything else - empty, 0, negative, too large, a list, a name starting with '-' (a flag
  * taken as a value) - is a usage error naming `option`.
  */

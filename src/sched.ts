@@ -247,7 +247,9 @@ export function checkForeground(specs: Array<number | string>): void {
     if (String(spec).trim() === "") {
       throw new FastpathError(
         "usage",
-        "`foreground` has an empty entry: give a process name or a PID in each (no comma at either end of the list, none doubled)",
+        specs.length === 1
+          ? "`foreground` is empty: give a process name or a PID"
+          : "`foreground` has an empty entry: give a process name or a PID in each (no comma at either end of the list, none doubled)",
       );
     }
     if (typeof spec === "number" && !Number.isInteger(spec)) {

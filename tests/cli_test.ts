@@ -129,7 +129,7 @@ Deno.test("the CLI", async (t) => {
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
-      "error: --foreground must be one process name or a PID from 1 to 4194304, not '--odd-name'\n",
+      "error: --foreground must be one process name or a PID from 1 to 4194303, not '--odd-name'\n",
     );
     r = await cli(["reflect", "lo", "--netns", "--help"]);
     assert.equal(r.code, 0, r.stderr);
@@ -676,18 +676,20 @@ Deno.test("the CLI", async (t) => {
         [["run", "--busy-low-pct", "90"], "--busy-low-pct (90) must not exceed --busy-high-pct (75)"],
         [["status", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
         [["observe", "--threads", "-1"], "--threads must be a whole number from 0 to 65536, not -1"],
-        [["observe", "--game", ""], "--game must be one process name or a PID from 1 to 4194304, not ''"],
-        [["observe", "--game", "-5"], "--game must be one process name or a PID from 1 to 4194304, not '-5'"],
-        [["run", "--game", "a,b"], "--game must be one process name or a PID from 1 to 4194304, not 'a,b'"],
+        [["observe", "--game", ""], "--game must be one process name or a PID from 1 to 4194303, not ''"],
+        [["observe", "--game", "-5"], "--game must be one process name or a PID from 1 to 4194303, not '-5'"],
+        [["run", "--game", "a,b"], "--game must be one process name or a PID from 1 to 4194303, not 'a,b'"],
         // Once "a whole number from 0 to 4294967295" (the field's C type) for -1, "0 to 4" for 5.
         [["observe", "--chain-hops", "-1"], "--chain-hops must be 0 to 4, not -1"],
         [["run", "--chain-hops", "1.5"], "--chain-hops must be a whole number from 0 to 4, not 1.5"],
         [["run", "--slice-us", "-1"], "--slice-us must be 50 to 100000, not -1"],
         // These once reached the sched_ext check (exit 6 here) or were silently dropped.
-        [["run", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194304, not ''"],
-        [["observe", "--compositor", "0"], "--compositor must be one process name or a PID from 1 to 4194304, not '0'"],
+        [["run", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194303, not ''"],
+        [["observe", "--compositor", "0"], "--compositor must be one process name or a PID from 1 to 4194303, not '0'"],
         // An empty entry was "must be one process name ..., not ''": no word of the list's commas.
-        [["run", "--foreground", ""], "--foreground has an empty entry: give a process name or a PID in each"],
+        [["run", "--foreground", ""], "--foreground is empty: give a process name or a PID"],
+        // A blank value alone got the hint about the list's commas, which it has none of.
+        [["run", "--foreground", " "], "--foreground is empty: give a process name or a PID"],
         [
           ["run", "--foreground", "a,,b"],
           "--foreground has an empty entry: give a process name or a PID in each (no comma",
@@ -720,7 +722,9 @@ Deno.test("the CLI", async (t) => {
           ["run", "--foreground", "--partial"],
           "--foreground needs a value, got the flag --partial: give --foreground its value",
         ],
-        [["run", "--compositor", "99999999999"], "--compositor must be one process name or a PID from 1 to 4194304"],
+        [["run", "--compositor", "99999999999"], "--compositor must be one process name or a PID from 1 to 4194303"],
+        // PID_MAX_LIMIT is pid_max's ceiling; PIDs stay below it (it was taken, and named, as the largest).
+        [["run", "--compositor", "4194304"], "--compositor must be one process name or a PID from 1 to 4194303"],
         // commander kept the last of a repeated flag without a word.
         [
           ["observe", "--game", "a", "--game", "b"],

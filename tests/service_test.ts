@@ -183,7 +183,7 @@ Deno.test("services", async (t) => {
           "--chain-hops is a detector setting, and the detectors are off",
         ],
         [["sched", "--foreground", "a,,b"], "--foreground has an empty entry: give a process name or a PID in each"],
-        [["sched", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194304, not ''"],
+        [["sched", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194303, not ''"],
         [["sched", "--partial", "--no-signals"], "--partial schedules only the foreground and the detected game"],
         // The library's own ranges and relations between knobs (its fp_sched_check, which start runs first).
         [["sched", "--watchdog-ms", "-1"], "must be 0 or 500 to 30000, not -1"],
