@@ -285,10 +285,10 @@ pub const Scheduler = struct {
     /// moved had (SCHED_BATCH and SCHED_IDLE come back as they were; a thread not listed, to
     /// SCHED_NORMAL). Both drop what has exited whenever a thread group is added.
     switched: std.ArrayListUnmanaged(u32) = .empty,
-    switched_from: std.AutoHashMapUnmanaged(i32, u32) = .empty,
+    switched_from: std.AutoHashMapUnmanaged(i32, Moved) = .empty,
     /// Partial mode: the threads that were SCHED_EXT before the start (left so at stop), and when
     /// (CLOCK_MONOTONIC ns) the foreground's threads are looked over again (sweepPartial).
-    pre_ext: std.AutoHashMapUnmanaged(i32, void) = .empty,
+    pre_ext: std.AutoHashMapUnmanaged(i32, u64) = .empty,
     sweep_next: u64 = 0,
     /// The tracing programs (traced_programs), attached beside the ops.
     trace_links: [traced_programs.len]?*c.bpf_link = @splat(null),
@@ -924,7 +924,7 @@ pub const Scheduler = struct {
             if (policy == sched_ext_policy) ours = true;
             if (!fairPolicy(policy) or !setPolicy(tid, sched_ext_policy)) continue;
             ours = true;
-            s.switched_from.put(s.gpa, tid, @intCast(policy)) catch {};
+            s.switched_from.put(s.gpa, tid, .{ .policy = @intCast(policy), .start = startTime(tid) orelse 0 }) catch {};
         }
         if (ours and std.mem.indexOfScalar(u32, s.switched.items, tgid) == null)
             s.switched.append(s.gpa, tgid) catch {};
@@ -955,7 +955,7 @@ pub const Scheduler = struct {
     fn snapshotExt(s: *Scheduler) void {
         var it = SystemThreads.open() orelse return;
         defer it.close();
-        while (it.next()) |tid| if (policyOf(tid) == sched_ext_policy) s.pre_ext.put(s.gpa, tid, {}) catch {};
+        while (it.next()) |tid| if (policyOf(tid) == sched_ext_policy) s.pre_ext.put(s.gpa, tid, startTime(tid) orelse 0) catch {};
     }
 
     /// Partial mode, every second: threads of the foreground and the game that are of the fair
@@ -989,8 +989,8 @@ pub const Scheduler = struct {
         var it = SystemThreads.open() orelse return 0;
         defer it.close();
         while (it.next()) |tid| {
-            if (policyOf(tid) != sched_ext_policy or s.pre_ext.contains(tid)) continue;
-            if (setPolicy(tid, s.switched_from.get(tid) orelse 0)) n += 1;
+            if (policyOf(tid) != sched_ext_policy or wasExt(&s.pre_ext, tid)) continue;
+            if (setPolicy(tid, policyBefore(&s.switched_from, tid))) n += 1;
         }
         return n;
     }
@@ -1019,8 +1019,8 @@ pub const Scheduler = struct {
         var it = ThreadIter.open(tgid) orelse return 0;
         defer it.close();
         while (it.next()) |tid| {
-            if (policyOf(tid) != sched_ext_policy or s.pre_ext.contains(tid)) continue;
-            if (setPolicy(tid, s.switched_from.get(tid) orelse 0)) n += 1;
+            if (policyOf(tid) != sched_ext_policy or wasExt(&s.pre_ext, tid)) continue;
+            if (setPolicy(tid, policyBefore(&s.switched_from, tid))) n += 1;
         }
         return n;
     }
@@ -1291,6 +1291,34 @@ fn firstAncestorIn(pid: u32, a: []const u32, b: []const u32) ?u32 {
     return null;
 }
 
+/// Partial mode: a thread moved to SCHED_EXT - the policy it had, and when it started (a thread ID
+/// is reused once its thread exits: the pair names one thread).
+const Moved = struct { policy: u32, start: u64 };
+
+/// When thread `tid` started, in clock ticks after boot (/proc/TID/stat field 22, proc(5)); null
+/// when it is gone.
+fn startTime(tid: i32) ?u64 {
+    if (tid <= 0) return null;
+    var buf: [1024]u8 = undefined;
+    const stat = roles.readProc(@intCast(tid), "stat", &buf) orelse return null;
+    return std.fmt.parseInt(u64, roles.statField(stat, 22) orelse return null, 10) catch null;
+}
+
+/// Partial mode, at stop: the policy thread `tid` had before it was moved to SCHED_EXT - 0
+/// (SCHED_NORMAL) for one born SCHED_EXT since, also one that took the ID of a moved thread that
+/// exited (it would have got that thread's SCHED_BATCH, say).
+fn policyBefore(moved: *const std.AutoHashMapUnmanaged(i32, Moved), tid: i32) u32 {
+    const m = moved.get(tid) orelse return 0;
+    return if (startTime(tid) == m.start) m.policy else 0;
+}
+
+/// Partial mode, at stop: whether thread `tid` was SCHED_EXT before the start (left so) - not one
+/// that took the ID of such a thread since (`pre`: the start time of each).
+fn wasExt(pre: *const std.AutoHashMapUnmanaged(i32, u64), tid: i32) bool {
+    const start = pre.get(tid) orelse return false;
+    return startTime(tid) == start;
+}
+
 /// Whether thread (or thread group) `tid` exists: /proc/TID names any thread, not only leaders.
 fn threadExists(tid: i32) bool {
     var buf: [32]u8 = undefined;
@@ -1489,6 +1517,30 @@ test "a thread with SCHED_RESET_ON_FORK keeps it when its policy changes, and it
     try testing.expectEqual(@as(?usize, 3 | reset_on_fork), rawPolicyOf(tid));
     try testing.expect(setPolicy(tid, 0));
     try testing.expectEqual(@as(?usize, reset_on_fork), rawPolicyOf(tid));
+}
+
+test "partial mode puts back a moved thread's policy only for the thread it recorded, not one that took its ID" {
+    const gpa = testing.allocator;
+    const tid: i32 = @intCast(std.os.linux.gettid());
+    const start = startTime(tid) orelse return error.TestUnexpectedResult;
+    try testing.expectEqual(start, startTime(tid).?);
+    try testing.expectEqual(@as(?u64, null), startTime(-1));
+    var moved: std.AutoHashMapUnmanaged(i32, Moved) = .empty;
+    defer moved.deinit(gpa);
+    var pre: std.AutoHashMapUnmanaged(i32, u64) = .empty;
+    defer pre.deinit(gpa);
+    // This thread, recorded as itself: SCHED_BATCH (3) back; and it was SCHED_EXT before the start.
+    try moved.put(gpa, tid, .{ .policy = 3, .start = start });
+    try pre.put(gpa, tid, start);
+    try testing.expectEqual(@as(u32, 3), policyBefore(&moved, tid));
+    try testing.expect(wasExt(&pre, tid));
+    // Recorded with another start time: a thread that exited and whose ID this one took.
+    try moved.put(gpa, tid, .{ .policy = 3, .start = start + 1 });
+    try pre.put(gpa, tid, start + 1);
+    try testing.expectEqual(@as(u32, 0), policyBefore(&moved, tid));
+    try testing.expect(!wasExt(&pre, tid));
+    // Never recorded: born SCHED_EXT since, back to SCHED_NORMAL.
+    try testing.expectEqual(@as(u32, 0), policyBefore(&moved, tid + 1_000_000));
 }
 
 test "a thread group's threads are listed, and a thread exists by its ID until it ends" {
