@@ -81,7 +81,10 @@ export const SCHED_COUNTERS: Array<[string, string]> = [
   ["handoffs", "latency-critical wakeups queued first on their waker's CPU (sync wakeups, input chains)"],
   ["busy_flips", "busy/idle transitions"],
   ["restarts", "re-attaches the kernel asked for (CPU hotplug)"],
-  ["rt_rescues", "threads queued again because a real-time task held their CPU for over 100 ms"],
+  [
+    "rt_rescues",
+    "threads the real-time rescue queued again: a real-time task held their last CPU for over 20 ms with tasks left in its local queue",
+  ],
 ];
 
 /** Probe report fields that only grow: [metric name, help, field]. */

@@ -965,7 +965,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
 
   await vmStep(
     t,
-    "a thread left in the local queue of a CPU a real-time task holds is queued again by the loader within 180 ms",
+    "a thread left in the local queue of a CPU a real-time task holds is queued again by the loader within 250 ms",
     async () => {
       // On 6.12 the kernel does not always call ops.cpu_release when an RT task takes a CPU (from
       // idle; a task that makes itself real-time; a blocked RT task picked again while ops.dispatch
@@ -973,7 +973,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // task. In CI an unpinned 1 kHz sleeper waited out a whole 6 s RT hog so. The stall build
       // strands a thread named fp-strand there at each wakeup, the same way, on purpose. The loader
       // counts what waits there (a BPF run every 20 ms while a CPU is held) and walks /proc only
-      // then: when it walked on a guess every 0.1-0.2 s, the worst gap was 196-397 ms (three CI runs).
+      // then: when it walked on a guess every 0.1-0.2 s, the worst gap was 196-397 ms (three CI runs);
+      // with the count 94, 116 and 136 ms (a walk of /proc is most of it in the emulator).
       const idle = new Deno.Command("sleep", { args: ["120"] }).spawn(); // the stall build's victim: never wakes
       try {
         await withScheduler(["--test-stall-pid", String(idle.pid)], async () => {
@@ -989,7 +990,7 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
             `    the stranded 100 Hz sleeper's worst gap: ${worstMs} ms; ${stats.rt_rescues} threads rescued`,
           );
           assert.ok(stats.rt_rescues > 0, `the loader queued threads again: ${stats.rt_rescues}`);
-          assert.ok(worstMs < 180, `the stranded sleeper waited at most 180 ms at a time: ${worstMs} ms`);
+          assert.ok(worstMs < 250, `the stranded sleeper waited at most 250 ms at a time: ${worstMs} ms`);
           assert.deepEqual(state(), "enabled");
         });
       } finally {

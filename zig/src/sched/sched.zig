@@ -299,8 +299,9 @@ pub const Scheduler = struct {
     monitor: ?std.Thread = null,
     /// Threads rescueStranded queued again, over the whole run (restarts included).
     rescues: u64 = 0,
-    /// CLOCK_MONOTONIC ns before which rescueStranded does not scan again.
-    rescue_next: u64 = 0,
+    /// Per CPU: CLOCK_MONOTONIC ns before which rescueStranded does not walk /proc for it again -
+    /// set when a walk left tasks in its local queue (they may run nowhere else), 0 once its hold ends.
+    rescue_retry: [max_cpus]u64 = @splat(0),
     /// fastpath_count_stranded (sched.bpf.c), loaded with the ops; null while detached.
     count_stranded: ?*c.bpf_program = null,
     stop_signal: sys.StopSignal,
@@ -569,10 +570,13 @@ pub const Scheduler = struct {
     /// (a BPF run) counts the tasks in its local queue; where there are some, every runnable thread
     /// of ours that last ran on that CPU and may run elsewhere has its nice value changed and
     /// restored: the kernel takes it off that queue and ops.enqueue queues it again, on the shared
-    /// queue while the hold lasts. Threads that may run only there (partial mode is their remedy)
-    /// are left. Returns whether a real-time task holds some CPU now (the monitor looks again
-    /// sooner). Before the count, a /proc walk every 0.1-0.2 s on a guess left the VM test's
-    /// stranded 100 Hz sleeper waiting 196-397 ms at worst (three CI runs).
+    /// queue while the hold lasts (threads already there that last ran on it are queued again too).
+    /// Threads that may run only there (partial mode is their remedy) are left: a CPU whose local
+    /// queue still holds tasks after a walk is walked again only `rescue_retry_ns` later. Returns
+    /// whether a real-time task holds some CPU now (the monitor looks again in rescue_poll_ms, not
+    /// 100 ms). When the kernel refuses the count, every long-held CPU is walked, at the retry's pace.
+    /// Before the count, a /proc walk every 0.1-0.2 s on a guess left the VM test's stranded 100 Hz
+    /// sleeper waiting 196-397 ms at worst (three CI runs).
     fn rescueStranded(s: *Scheduler) bool {
         var held = std.StaticBitSet(max_cpus).initEmpty();
         var holding = false;
@@ -584,30 +588,42 @@ pub const Scheduler = struct {
             var long = false;
             for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
                 const since = s.bpf_state.rt_held_since[cpu];
+                if (since == 0) s.rescue_retry[cpu] = 0;
                 holding = holding or since != 0;
-                if (since != 0 and now > since and now - since > rescue_after_ns) long = true;
+                if (since != 0 and now > since and now - since > rescue_after_ns and now >= s.rescue_retry[cpu]) long = true;
             }
-            // A scan that moved nothing (a thread that may run only there) waits before the next.
-            if (!long or now < s.rescue_next) return holding;
-            const counted = if (s.count_stranded) |prog| (if (bpf.runSyscall(prog)) |_| true else |_| false) else false;
+            if (!long) return holding;
+            const counted = s.countStranded();
+            if (counted == 0) return holding;
             for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
                 const since = s.bpf_state.rt_held_since[cpu];
-                if (since == 0 or now <= since or now - since <= rescue_after_ns) continue;
-                // A kernel that refuses the count: every long-held CPU is looked at.
-                const queued = if (counted) s.bpf_state.rt_local_queued[cpu] else 1;
-                if (queued > 0) held.set(cpu);
+                if (since == 0 or now <= since or now - since <= rescue_after_ns or now < s.rescue_retry[cpu]) continue;
+                if (counted == null or s.bpf_state.rt_local_queued[cpu] > 0) held.set(cpu);
             }
         }
         if (held.count() == 0) return holding;
         const n = rescueOn(s, &held);
-        s.rescue_next = if (n == 0) now + rescue_retry_ns else 0;
         s.lock.lock();
         defer s.lock.unlock();
         s.rescues += n;
+        if (s.obj == null) return holding;
         // Also in the scheduler's .bss, so `sched stats` in another process reads it (a restart's
         // new .bss gets the running total at the next rescue).
-        if (s.obj != null) s.bpf_state.rt_rescues = s.rescues;
+        s.bpf_state.rt_rescues = s.rescues;
+        // Counted again: a CPU whose local queue the walk did not empty waits before the next.
+        const after = s.countStranded();
+        var it = held.iterator(.{});
+        while (it.next()) |cpu| {
+            if (after == null or s.bpf_state.rt_local_queued[cpu] > 0) s.rescue_retry[cpu] = now + rescue_retry_ns;
+        }
         return holding;
+    }
+
+    /// Runs fastpath_count_stranded (the lock is held): the number of held CPUs with tasks in their
+    /// local queue (state.rt_local_queued has each), or null when the kernel refused the run.
+    fn countStranded(s: *Scheduler) ?u32 {
+        const prog = s.count_stranded orelse return null;
+        return bpf.runSyscall(prog) catch null;
     }
 
     /// Attaches again after the kernel asked for a restart. CPUs that keep coming and going make
@@ -1184,8 +1200,8 @@ const max_cpus = c.FP_MAX_CPUS;
 /// less), far below the watchdog.
 const rescue_after_ns: u64 = 20 * std.time.ns_per_ms;
 
-/// How long after a walk of /proc that moved no thread (what waits there may run nowhere else) the
-/// loader walks again for the same hold: a walk costs ~30 ms of CPU in the emulated VM.
+/// How long after a walk of /proc that left tasks in a held CPU's local queue (they may run nowhere
+/// else) the loader walks again for that CPU: a walk costs ~30 ms of CPU in the emulated VM.
 const rescue_retry_ns: u64 = 200 * std.time.ns_per_ms;
 
 /// How often the monitor looks for stranded tasks while a real-time task holds a CPU, ms (else it
