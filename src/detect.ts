@@ -159,17 +159,18 @@ export function optionsStruct(lib: Lib, o: DetectOptions): StructBuilder {
  */
 const PID_MAX = 4_194_303;
 
-/**
- * One process as `game`, `compositor` and each `foreground` entry name it: a PID from 1 to
- * PID_MAX (4194303) or a process name (trimmed; the kernel keeps 15 bytes of it, and that is what is
- * matched). Anything else - empty, 0, negative, too large, a list, a name starting with '-' (a flag
- * taken as a value) - is a usage error naming `option`.
- */
 /** Whether a `--game`/`--compositor`/`--foreground` value names a PID (all digits), not a process name. */
 export function isPidSpec(value: number | string): boolean {
   return /^\d+$/.test(String(value).trim());
 }
 
+/**
+ * One process as `game`, `compositor` and each `foreground` entry name it: a PID from 1 to
+ * PID_MAX (4194303) or a process name (trimmed; the kernel keeps 15 bytes of it, and that is what is
+ * matched). Anything else - empty, 0, negative, too large, a list, a name starting with '-' (a flag
+ * taken as a value), a path (a command name has no '/': `/usr/bin/game` never matched) - is a usage
+ * error naming `option`.
+ */
 export function processSpec(option: string, value: number | string): string {
   const s = String(value).trim();
   const pid = isPidSpec(s) ? Number(s) : null;
@@ -177,6 +178,14 @@ export function processSpec(option: string, value: number | string): string {
     throw new FastpathError(
       "usage",
       `\`${option}\` must be one process name or a PID from 1 to ${PID_MAX}, not '${value}'`,
+    );
+  }
+  if (s.includes("/")) {
+    throw new FastpathError(
+      "usage",
+      `\`${option}\`: '${s.slice(0, 40)}${
+        s.length > 40 ? "…" : ""
+      }' is not a process name: give the command or executable's base name (no '/') or a PID`,
     );
   }
   return pid !== null ? s : new TextDecoder().decode(new TextEncoder().encode(s).slice(0, 15)).replace(/\uFFFD$/, "");

@@ -247,7 +247,7 @@ export function checkForeground(specs: Array<number | string>): void {
     if (String(spec).trim() === "") {
       throw new FastpathError(
         "usage",
-        specs.length === 1
+        specs.every((x) => String(x).trim() === "")
           ? "`foreground` is empty: give a process name or a PID"
           : "`foreground` has an empty entry: give a process name or a PID in each (no comma at either end of the list, none doubled)",
       );
@@ -258,7 +258,7 @@ export function checkForeground(specs: Array<number | string>): void {
     processSpec("foreground", spec);
     // What the library takes (sched.zig setForeground), refused here before anything attaches.
     const s = String(spec).trim();
-    if (s.includes("/") || s.includes("\0") || new TextEncoder().encode(s).length > 255) {
+    if (s.includes("\0") || new TextEncoder().encode(s).length > 255) {
       throw new FastpathError(
         "usage",
         `\`foreground\`: '${s.slice(0, 40)}${

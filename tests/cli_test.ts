@@ -703,6 +703,10 @@ Deno.test("the CLI", async (t) => {
         // These once attached the scheduler first, then failed in the library (exit 2, the scheduler
         // left attached by a script's Scheduler.start).
         [["run", "--foreground", "/usr/bin/game"], "--foreground: '/usr/bin/game' is not a process name"],
+        // A path passed as --game or --compositor was cut to 15 bytes and never matched a command name.
+        [["run", "--game", "/usr/bin/eldenring.exe"], "--game: '/usr/bin/eldenring.exe' is not a process name"],
+        [["observe", "--compositor", "bin/kwin"], "--compositor: 'bin/kwin' is not a process name"],
+        [["run", "--foreground", " , "], "--foreground is empty: give a process name or a PID"],
         [["run", "--foreground", "x".repeat(300)], "is not a process name: give the command or executable's base name"],
         [
           ["run", "--foreground", Array.from({ length: 65 }, (_, i) => `g${i}`).join(",")],
