@@ -1265,7 +1265,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
         // In partial mode everything init or kthreadd starts later would inherit SCHED_EXT.
         assert.throws(() => sched!.setForeground([1]), /PID 1 is init/);
         assert.throws(() => sched!.setForeground([2]), /PID 2 is a kernel thread/);
-        assert.throws(() => sched!.setForeground([""]), /foreground has an empty entry/);
+        assert.throws(() => sched!.setForeground([""]), /foreground is empty/);
+        assert.throws(() => sched!.setForeground(["a", ""]), /foreground has an empty entry/);
         assert.deepEqual(sched.foreground, [fam.pid, pre.pid].sort((a, b) => a - b), "the set is as it was");
         await go.write(new TextEncoder().encode("go\n"));
         await waitFor(() => threads(fam.pid).length === 2, "python's second thread", 30_000);
