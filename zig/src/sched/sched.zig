@@ -585,19 +585,19 @@ pub const Scheduler = struct {
             s.lock.lock();
             defer s.lock.unlock();
             if (s.obj == null) return false;
-            var long = false;
+            // The CPUs held long enough, and not waiting out a retry.
+            var due = std.StaticBitSet(max_cpus).initEmpty();
             for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
                 const since = s.bpf_state.rt_held_since[cpu];
                 if (since == 0) s.rescue_retry[cpu] = 0;
                 holding = holding or since != 0;
-                if (since != 0 and now > since and now - since > rescue_after_ns and now >= s.rescue_retry[cpu]) long = true;
+                if (since != 0 and now > since and now - since > rescue_after_ns and now >= s.rescue_retry[cpu]) due.set(cpu);
             }
-            if (!long) return holding;
+            if (due.count() == 0) return holding;
             const counted = s.countStranded();
             if (counted == 0) return holding;
-            for (0..@min(s.tun.nr_cpus, max_cpus)) |cpu| {
-                const since = s.bpf_state.rt_held_since[cpu];
-                if (since == 0 or now <= since or now - since <= rescue_after_ns or now < s.rescue_retry[cpu]) continue;
+            var it = due.iterator(.{});
+            while (it.next()) |cpu| {
                 if (counted == null or s.bpf_state.rt_local_queued[cpu] > 0) held.set(cpu);
             }
         }
