@@ -169,15 +169,17 @@ export function isPidSpec(value: number | string): boolean {
  * PID_MAX (4194303) or a process name (trimmed; the kernel keeps 15 bytes of it, and that is what is
  * matched). Anything else - empty, 0, negative, too large, a list, a name starting with '-' (a flag
  * taken as a value), a path (a command name has no '/': `/usr/bin/game` never matched) - is a usage
- * error naming `option`.
+ * error naming `option` ("`foreground` entries must each be" when `entry`: that option takes a list).
  */
-export function processSpec(option: string, value: number | string): string {
+export function processSpec(option: string, value: number | string, entry = false): string {
   const s = String(value).trim();
   const pid = isPidSpec(s) ? Number(s) : null;
   if (s === "" || s.startsWith("-") || s.includes(",") || pid !== null && !(pid > 0 && pid <= PID_MAX)) {
     throw new FastpathError(
       "usage",
-      `\`${option}\` must be one process name or a PID from 1 to ${PID_MAX}, not '${value}'`,
+      entry
+        ? `\`${option}\` entries must each be a process name or a PID from 1 to ${PID_MAX}, not '${value}'`
+        : `\`${option}\` must be one process name or a PID from 1 to ${PID_MAX}, not '${value}'`,
     );
   }
   if (s.includes("/")) {

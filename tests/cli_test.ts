@@ -129,7 +129,7 @@ Deno.test("the CLI", async (t) => {
     assert.equal(r.code, 2);
     assert.equal(
       r.stderr,
-      "error: --foreground must be one process name or a PID from 1 to 4194303, not '--odd-name'\n",
+      "error: --foreground entries must each be a process name or a PID from 1 to 4194303, not '--odd-name'\n",
     );
     r = await cli(["reflect", "lo", "--netns", "--help"]);
     assert.equal(r.code, 0, r.stderr);
@@ -700,6 +700,11 @@ Deno.test("the CLI", async (t) => {
         [["run", "--foreground", "4194303,04194303"], "--foreground: no process 4194303: give a running PID"],
         // A kernel thread was refused only by setForeground, after the attach (exit 6 here).
         [["run", "--foreground", "game,2"], "--foreground: PID 2 is a kernel thread, not a game or an application"],
+        // An entry of the list was "--foreground must be one process name", as if it took one.
+        [
+          ["run", "--foreground", "game,0"],
+          "--foreground entries must each be a process name or a PID from 1 to 4194303",
+        ],
         // These once attached the scheduler first, then failed in the library (exit 2, the scheduler
         // left attached by a script's Scheduler.start).
         [["run", "--foreground", "/usr/bin/game"], "--foreground: '/usr/bin/game' is not a process name"],
@@ -742,6 +747,18 @@ Deno.test("the CLI", async (t) => {
       assert.ok(r.stderr.startsWith("error: ") && r.stderr.includes(msg), r.stderr);
       assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
     }
+  });
+
+  await t.step("a thread of init given to --foreground is named as given, not as PID 1", async () => {
+    // It once said "PID 1 is init" of `--foreground 61`, never naming 61.
+    const tids = [...Deno.readDirSync("/proc/1/task")].map((e) => Number(e.name)).filter((t) => t !== 1);
+    if (skipUnless(tids.length > 0, "init (PID 1) has no thread besides itself here")) return;
+    const r = await cli(["sched", "run", "--foreground", `game,${tids[0]}`]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      `error: --foreground: ${tids[0]} is a thread of init (PID 1), not a game or an application: give another PID\n`,
+    );
   });
 
   await t.step("a bad --src-mac is refused naming the flag", async () => {
