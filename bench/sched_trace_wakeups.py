@@ -89,40 +89,45 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(len(xs) * q))]
 
 
-if len(sys.argv) < 2:
-    print("usage: python3 bench/sched_trace_wakeups.py TRACE.txt... (from bench/sched-trace-quiet.sh)", file=sys.stderr)
-    sys.exit(2)
-status = 0
-for path in sys.argv[1:]:
-    try:
-        evs = events(path)
-    except OSError as e:
-        print(f"error: {path}: {e.strerror}: give a trace that bench/sched-trace-quiet.sh wrote", file=sys.stderr)
-        status = 1
-        continue
-    woken = collections.Counter(
-        int(fields(rest)["pid"]) for _, _, kind, rest, _ in evs if kind == "sched_waking" and "comm=fp-schedprobe" in rest
-    )
-    print(path)
-    if not any(n > 50 for n in woken.values()):
-        print(f"error: {path}: no fp-schedprobe thread woken more than 50 times: not a trace of bench/sched-trace-quiet.sh", file=sys.stderr)
-        status = 1
-        continue
-    for tid in sorted((t for t in woken if woken[t] > 50), key=lambda t: woken[t]):
-        rows = wakeups(evs, tid)
-        if not rows:
+def main():
+    if len(sys.argv) < 2:
+        print("usage: python3 bench/sched_trace_wakeups.py TRACE.txt... (from bench/sched-trace-quiet.sh)", file=sys.stderr)
+        sys.exit(2)
+    status = 0
+    for path in sys.argv[1:]:
+        try:
+            evs = events(path)
+        except OSError as e:
+            print(f"error: {path}: {e.strerror}: give a trace that bench/sched-trace-quiet.sh wrote", file=sys.stderr)
+            status = 1
             continue
-        us = lambda k, f: f([r[k] for r in rows]) * 1e6
-        slow = [r for r in rows if r[3] > SLOW_S]
-        parts = "  ".join(
-            f"{name} {us(k, statistics.median):.0f}/{us(k, lambda xs: pct(xs, 0.99)):.0f}"
-            for k, name in ((0, "timer"), (1, "waking"), (2, "to run"), (3, "total"))
+        woken = collections.Counter(
+            int(fields(rest)["pid"]) for _, _, kind, rest, _ in evs if kind == "sched_waking" and "comm=fp-schedprobe" in rest
         )
-        print(
-            f"  thread {tid} ({len(rows)} timer wake-ups), median/p99 µs: {parts}; over 0.3 ms: {len(slow)}"
-            f" ({sum(r[4] for r in slow)} on another CPU, {sum(r[5] for r in slow)} after that CPU's tick)"
-        )
-    used, length = cpu_time(evs)
-    top = sorted(((v, k) for k, v in used.items() if k != "fp-schedprobe"), reverse=True)[:6]
-    print(f"  CPU besides fp-schedprobe over {length:.1f} s, ms/s: " + ", ".join(f"{k} {v:.1f}" for v, k in top))
-sys.exit(status)
+        print(path)
+        if not any(n > 50 for n in woken.values()):
+            print(f"error: {path}: no fp-schedprobe thread woken more than 50 times: not a trace of bench/sched-trace-quiet.sh", file=sys.stderr)
+            status = 1
+            continue
+        for tid in sorted((t for t in woken if woken[t] > 50), key=lambda t: woken[t]):
+            rows = wakeups(evs, tid)
+            if not rows:
+                continue
+            us = lambda k, f: f([r[k] for r in rows]) * 1e6
+            slow = [r for r in rows if r[3] > SLOW_S]
+            parts = "  ".join(
+                f"{name} {us(k, statistics.median):.0f}/{us(k, lambda xs: pct(xs, 0.99)):.0f}"
+                for k, name in ((0, "timer"), (1, "waking"), (2, "to run"), (3, "total"))
+            )
+            print(
+                f"  thread {tid} ({len(rows)} timer wake-ups), median/p99 µs: {parts}; over 0.3 ms: {len(slow)}"
+                f" ({sum(r[4] for r in slow)} on another CPU, {sum(r[5] for r in slow)} after that CPU's tick)"
+            )
+        used, length = cpu_time(evs)
+        top = sorted(((v, k) for k, v in used.items() if k != "fp-schedprobe"), reverse=True)[:6]
+        print(f"  CPU besides fp-schedprobe over {length:.1f} s, ms/s: " + ", ".join(f"{k} {v:.1f}" for v, k in top))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

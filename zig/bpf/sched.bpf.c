@@ -267,7 +267,11 @@ struct task_ctx {
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 	s32 sync_cpu;	 /* the waker's CPU, for a wakeup queued first there (see fastpath_select_cpu) */
 	u32 jumped;	 /* queued first (a hand-off, a preempting wakeup): its start does not end its CPU's overtakes */
+	u32 forked;	 /* FP_FORKED from ops.init_task to ops.enable; FP_NEW_THREAD then until its first queueing */
 };
+
+#define FP_FORKED 1
+#define FP_NEW_THREAD 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -884,6 +888,7 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	struct cpu_ctx *cc;
 	u64 slice, deadline, now = now_ns();
 	u32 zero = 0, level;
+	bool new_thread;
 	s32 cpu;
 
 #ifdef FP_TEST_STALL
@@ -916,6 +921,8 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (enq_flags & SCX(ENQ_WAKEUP))
 		woke(tc, now);
+	new_thread = tc->forked == FP_NEW_THREAD;
+	tc->forked = 0;
 	/*
 	 * Looked up at every queueing, not only at wakeups: a game thread that never sleeps - a main
 	 * loop spinning at 100 % - named or detected after it started was never seen as foreground.
@@ -993,11 +1000,13 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 
 	/*
 	 * Wake an idle CPU to pull it - the one ops.select_cpu claimed, or any; failing that, preempt
-	 * for a latency-critical wakeup.
+	 * for a latency-critical wakeup, or for a new thread's first queueing (not fastpath's own):
+	 * placed at the clock (sched.h fp_fork_vruntime), it takes a CPU whose task is no more urgent
+	 * and due later (preemptible) - as EEVDF lets a new task preempt, and its parent's CPU first.
 	 */
 	cpu = tc->idle_cpu >= 0 ? tc->idle_cpu : scx_bpf_pick_idle_cpu(p->cpus_ptr, 0);
 	tc->idle_cpu = -1;
-	if (cpu < 0 && (enq_flags & SCX(ENQ_WAKEUP)) && level) {
+	if (cpu < 0 && (((enq_flags & SCX(ENQ_WAKEUP)) && level) || (new_thread && tc->cls != FP_TASK_OWN))) {
 		cpu = preempt_victim(p, level, deadline, now);
 		if (cpu >= 0) {
 			preempt_with(p, tc, cpu, slice, enq_flags);
@@ -1095,6 +1104,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	u32 policy = tc ? policy_urgency(tc, now) : 0;
 	u32 lat = fp_urgency(tc ? tc->cls : FP_TASK_NORMAL, policy, signal_urgency(p, now));
 
+	if (tc && tc->forked)
+		tc->forked = 0; /* placed on an idle CPU at once: its first queueing is over */
 	if (cc) {
 		/* A task that waited its turn runs: the hand-offs that went ahead of it start again from 0. */
 		if (tc && tc->jumped)
@@ -1291,13 +1302,23 @@ void BPF_STRUCT_OPS(fastpath_tick, struct task_struct *p)
 	maybe_fold(now_ns());
 }
 
-/* A task joins at the clock, or later where ops.init_task placed a forked one. */
+/*
+ * A task joins at the clock; a forked one where sched.h fp_fork_vruntime places it - a new process a
+ * slice behind, a new thread at the clock (its PID and thread group are final here, after the fork).
+ */
 void BPF_STRUCT_OPS(fastpath_enable, struct task_struct *p)
 {
 	struct task_ctx *tc = tctx_or_create(p);
+	int thread = p->pid != p->tgid;
 
-	if (tc && tc->vruntime < state.vtime_now)
+	if (!tc)
+		return;
+	if (tc->forked == FP_FORKED) {
+		tc->vruntime = fp_fork_vruntime(state.vtime_now, tun.slice_ns, thread);
+		tc->forked = thread ? FP_NEW_THREAD : 0;
+	} else if (tc->vruntime < state.vtime_now) {
 		tc->vruntime = state.vtime_now;
+	}
 }
 
 /*
@@ -1313,9 +1334,9 @@ s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_ta
 		return 0;
 	tc->idle_cpu = -1;
 	tc->sync_cpu = -1;
-	/* A forked task starts a slice behind the clock (sched.h fp_fork_vruntime). */
+	/* Placed at ops.enable (fastpath_enable). */
 	if (args->fork)
-		tc->vruntime = fp_fork_vruntime(state.vtime_now, tun.slice_ns);
+		tc->forked = FP_FORKED;
 	return 0;
 }
 

@@ -500,21 +500,24 @@ static inline __u64 fp_vruntime_capped(__u64 vruntime, __u64 vtime_now, __u64 de
 }
 
 /*
- * Where a forked task starts: one slice behind the virtual clock, as a new task that asks for a whole
- * slice should. At the clock itself, the children of a fork storm - thousands a second - queued ahead
- * of every running task, held the clock where they were placed, and a 60 Hz frame thread beside them
- * waited 9-11 ms at p99. Not behind its parent: a parent may run up to FP_DEBT_SLICES ahead of the
- * clock, and each generation added that lead and a slice - a thread spawned by a process just
+ * Where a forked task starts. A new process: one slice behind the virtual clock, as a new task that
+ * asks for a whole slice should. At the clock itself, the children of a fork storm - thousands a
+ * second - queued ahead of every running task, held the clock where they were placed, and a 60 Hz
+ * frame thread beside them waited 9-11 ms at p99. A new thread of a running process (`thread`): at
+ * the clock, with no lag, as EEVDF places every new task: placed a slice behind, the frame probe's
+ * new thread beside a fork storm first ran 5-10 ms after it was woken, where the default ran it
+ * within 1.4 ms (tracefs in the VM, docs/sched-measurements.md); its first queueing may also
+ * preempt (fastpath_enqueue). Not behind its parent: a parent may run up to FP_DEBT_SLICES ahead of
+ * the clock, and each generation added that lead and a slice - a thread spawned by a process just
  * started began up to 20 ms behind the clock, level with CPU hogs (whose deadlines count lag_max_ns
  * of runtime). Beside eight hogs in the VM the frame probe's thread first ran 11-27 ms after the
- * probe created it; placed here, 2-5 ms (bench:sched hogs4-6ms, "thread start": 5 rounds in one boot
- * with the probe of b007b2e, docs/sched-measurements.md). EEVDF too
- * places a new task by the average, whoever its parent; what a child gains is bounded by its
- * parent's debt.
+ * probe created it; placed a slice behind, 2-5 ms (bench:sched hogs4-6ms, "thread start": 5 rounds
+ * in one boot with the probe of b007b2e, docs/sched-measurements.md). What a child gains is bounded
+ * by its parent's debt.
  */
-static inline __u64 fp_fork_vruntime(__u64 vtime_now, __u64 slice_ns)
+static inline __u64 fp_fork_vruntime(__u64 vtime_now, __u64 slice_ns, int thread)
 {
-	return vtime_now + slice_ns;
+	return thread ? vtime_now : vtime_now + slice_ns;
 }
 
 /* Busy/idle hysteresis: turns busy above `high`, idle again only below `low`. */
