@@ -164,14 +164,33 @@ export function isPidSpec(value: number | string): boolean {
   return /^\d+$/.test(String(value).trim());
 }
 
+/** What /proc says of a running PID: its thread group, and whether it is a kernel thread (PF_KTHREAD). */
+function procFacts(pid: number): { tgid: number; kthread: boolean } | null {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const flags = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[6]); // field 9
+    return { tgid: Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? pid), kthread: (flags & 0x00200000) !== 0 };
+  } catch {
+    return null; // not running (or no /proc): the start's own lookups say so
+  }
+}
+
 /**
  * One process as `game`, `compositor` and each `foreground` entry name it: a PID from 1 to
  * PID_MAX (4194303) or a process name (trimmed; the kernel keeps 15 bytes of it, and that is what is
- * matched). Anything else - empty, 0, negative, too large, a list, a name starting with '-' (a flag
- * taken as a value), a path (a command name has no '/': `/usr/bin/game` never matched) - is a usage
- * error naming `option` ("`foreground` entries must each be" when `entry`: that option takes a list).
+ * matched). Anything else - empty, 0, negative, too large, not a whole number, a list, a name
+ * starting with '-' (a flag taken as a value), a path (a command name has no '/': `/usr/bin/game`
+ * never matched) - is a usage error naming `option` ("`foreground` entries must each be" when
+ * `entry`: that option takes a list). So is a PID that is init, a thread of init or a kernel thread
+ * (in partial mode a moved init's or kthreadd's children would inherit SCHED_EXT), and, for `game`
+ * and `compositor`, which are matched against processes, a thread of another process (its process
+ * is named; `foreground` takes a thread for its process).
  */
 export function processSpec(option: string, value: number | string, entry = false): string {
+  if (typeof value === "number" && !Number.isSafeInteger(value)) {
+    throw new FastpathError("usage", `\`${option}\`: ${value} is not a PID: give a whole number or a process name`);
+  }
   const s = String(value).trim();
   const pid = isPidSpec(s) ? Number(s) : null;
   if (s === "" || s.startsWith("-") || s.includes(",") || pid !== null && !(pid > 0 && pid <= PID_MAX)) {
@@ -190,7 +209,18 @@ export function processSpec(option: string, value: number | string, entry = fals
       }' is not a process name: give the command or executable's base name (no '/') or a PID`,
     );
   }
-  return pid !== null ? s : new TextDecoder().decode(new TextEncoder().encode(s).slice(0, 15)).replace(/\uFFFD$/, "");
+  if (pid === null) return new TextDecoder().decode(new TextEncoder().encode(s).slice(0, 15)).replace(/\uFFFD$/, "");
+  const facts = pid === 1 ? { tgid: 1, kthread: false } : procFacts(pid);
+  const refuse = (what: string) => {
+    throw new FastpathError("usage", `\`${option}\`: ${what}, not a game or an application: give another PID`);
+  };
+  if (pid === 1) refuse("PID 1 is init");
+  if (facts?.tgid === 1) refuse(`${pid} is a thread of init (PID 1)`);
+  if (facts?.kthread) refuse(`PID ${pid} is a kernel thread`);
+  if (facts && facts.tgid !== pid && !entry) {
+    throw new FastpathError("usage", `\`${option}\`: ${pid} is a thread of process ${facts.tgid}: give ${facts.tgid}`);
+  }
+  return s;
 }
 
 /** Most threads one call returns: a buffer of this many rows is allocated for it. */

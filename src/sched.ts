@@ -188,33 +188,19 @@ export function pidsNamed(name: string): number[] {
   return out;
 }
 
-/**
- * Resolves PIDs and names to thread group ids (a PID that is a thread maps to its process). Throws
- * FastpathError (usage) for a thread of init, naming the PID given (the library's check would name
- * only PID 1).
- */
+/** Resolves PIDs and names to thread group ids (a PID that is a thread maps to its process). */
 export function resolveForeground(specs: Array<number | string>): { tgids: number[]; missing: string[] } {
   const tgids = new Set<number>();
   const missing = new Set<string>(); // once each: `--foreground 12,12` names one missing process
   for (const spec of specs) {
     const s = String(spec).trim();
     if (isPidSpec(s)) {
-      let status;
       try {
-        status = Deno.readTextFileSync(`/proc/${Number(s)}/status`); // "01" is PID 1
+        const status = Deno.readTextFileSync(`/proc/${Number(s)}/status`); // "01" is PID 1
+        tgids.add(Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? s));
       } catch {
         missing.add(String(Number(s))); // 04194303 is 4194303
-        continue;
       }
-      const tgid = Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? s);
-      // The library would say "PID 1 is init" of a thread of init, without the number given.
-      if (tgid === 1 && Number(s) !== 1) {
-        throw new FastpathError(
-          "usage",
-          `\`foreground\`: ${Number(s)} is a thread of init (PID 1), not a game or an application: give another PID`,
-        );
-      }
-      tgids.add(tgid);
       continue;
     }
     const found = pidsNamed(s);
@@ -266,9 +252,6 @@ export function checkForeground(specs: Array<number | string>): void {
           : "`foreground` has an empty entry: give a process name or a PID in each (no comma at either end of the list, none doubled)",
       );
     }
-    if (typeof spec === "number" && !Number.isInteger(spec)) {
-      throw new FastpathError("usage", `\`foreground\`: ${spec} is not a PID: give a whole number or a process name`);
-    }
     processSpec("foreground", spec, true);
     // What the library takes (sched.zig setForeground), refused here before anything attaches.
     const s = String(spec).trim();
@@ -284,10 +267,7 @@ export function checkForeground(specs: Array<number | string>): void {
   if (specs.length > 64) {
     throw new FastpathError("usage", `\`foreground\` takes at most 64 entries, not ${specs.length}: name fewer`);
   }
-  // The library's other limits (sched.zig setForeground), here too so a start refuses before it attaches.
-  if (specs.some((x) => isPidSpec(x) && Number(x) === 1)) {
-    throw new FastpathError("usage", "`foreground`: PID 1 is init, not a game or an application: give another PID");
-  }
+  // The library's other limit (sched.zig setForeground), here too so a start refuses before it attaches.
   const names = specs.filter((x) => !isPidSpec(x)).map((x) => String(x).trim()).join("\0");
   if (new TextEncoder().encode(names).length > 4096) {
     throw new FastpathError("usage", "`foreground` names take at most 4096 bytes together: name fewer or shorter");

@@ -749,16 +749,38 @@ Deno.test("the CLI", async (t) => {
     }
   });
 
-  await t.step("a thread of init given to --foreground is named as given, not as PID 1", async () => {
-    // It once said "PID 1 is init" of `--foreground 61`, never naming 61.
+  await t.step("a thread given as the game, the compositor or the foreground is named as given", async () => {
+    // `--foreground 61` (a thread of init) once said "PID 1 is init", never naming 61, and a unit
+    // printed with it was refused only when it started; `--game` of a thread said "no such process
+    // runs" of a running thread, and `--game 1` made init the game (in partial mode its threads
+    // would have moved to SCHED_EXT).
+    const own = [...Deno.readDirSync(`/proc/${Deno.pid}/task`)].map((e) => Number(e.name)).find((t) => t !== Deno.pid);
+    assert.ok(own, "this test's process has threads");
+    let r = await cli(["sched", "observe", "--game", String(own)]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, `error: --game: ${own} is a thread of process ${Deno.pid}: give ${Deno.pid}\n`);
+    r = await cli(["sched", "observe", "--game", "1"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, "error: --game: PID 1 is init, not a game or an application: give another PID\n");
+    r = await cli(["sched", "run", "--compositor", "2"]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: --compositor: PID 2 is a kernel thread, not a game or an application/);
     const tids = [...Deno.readDirSync("/proc/1/task")].map((e) => Number(e.name)).filter((t) => t !== 1);
     if (skipUnless(tids.length > 0, "init (PID 1) has no thread besides itself here")) return;
-    const r = await cli(["sched", "run", "--foreground", `game,${tids[0]}`]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.equal(
-      r.stderr,
-      `error: --foreground: ${tids[0]} is a thread of init (PID 1), not a game or an application: give another PID\n`,
-    );
+    const want = `--foreground: ${tids[0]} is a thread of init (PID 1), not a game or an application: give another PID`;
+    for (
+      const args of [["sched", "run", "--foreground", `game,${tids[0]}`], [
+        "service",
+        "print",
+        "sched",
+        "--foreground",
+        `${tids[0]}`,
+      ]]
+    ) {
+      r = await cli(args);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stderr, `error: ${want}\n`, args.join(" "));
+    }
   });
 
   await t.step("a bad --src-mac is refused naming the flag", async () => {

@@ -143,7 +143,8 @@ Deno.test("the FFI layer", async (t) => {
 
   await t.step("a foreground entry start refuses, setForeground refuses too (one check)", () => {
     // setForeground once took "", -1, 0, 1.5, NaN, "a/b" and PIDs past PID_MAX: "" emptied the set.
-    for (const bad of ["", " ", -1, 0, 1.5, NaN, "a/b", "a\0b", 99999999, "x".repeat(256)]) {
+    // 1e30, a whole number past any PID, was taken as the process name "1e+30".
+    for (const bad of ["", " ", -1, 0, 1.5, NaN, 1e30, "a/b", "a\0b", 99999999, "x".repeat(256)]) {
       const err = (() => {
         try {
           checkForeground([bad]);

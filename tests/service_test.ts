@@ -184,6 +184,8 @@ Deno.test("services", async (t) => {
         ],
         [["sched", "--foreground", "a,,b"], "--foreground has an empty entry: give a process name or a PID in each"],
         [["sched", "--compositor", ""], "--compositor must be one process name or a PID from 1 to 4194303, not ''"],
+        // In partial mode init as the game would have had its threads moved to SCHED_EXT.
+        [["sched", "--partial", "--game", "1"], "--game: PID 1 is init, not a game or an application"],
         [["sched", "--partial", "--no-signals"], "--partial schedules only the foreground and the detected game"],
         // The library's own ranges and relations between knobs (its fp_sched_check, which start runs first).
         [["sched", "--watchdog-ms", "-1"], "must be 0 or 500 to 30000, not -1"],
