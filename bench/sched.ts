@@ -13,6 +13,8 @@
  *   rt-4ms       1 hog per CPU, and a SCHED_FIFO hog pinned to the last CPU for the middle third of
  *                the run (a PipeWire-like real-time thread)
  *   fork-4ms     a fork/exit storm (stress-ng --fork, 2 per CPU)
+ *   pthread-4ms  a thread create/exit storm (stress-ng --pthread, 2 per CPU): new threads start at
+ *                the virtual clock and may preempt, where new processes start a slice behind
  *   affinity-4ms hogs re-pinned every 10 ms (stress-ng --affinity, 2 per CPU)
  *   quiet-4ms    no load; a 1 kHz waker beside the frame loop (its median wake-up is the row's point)
  *   input-hogsN  N CPU hogs per CPU, and input the way a desktop game gets it (fp-inputprobe,
@@ -377,6 +379,12 @@ const ROWS: Record<string, Row> = {
     waker: false,
   },
   "fork-4ms": { what: "fork/exit storm", loads: [stress("--fork", String(2 * ncpu))], workUs: 4000, waker: false },
+  "pthread-4ms": {
+    what: "thread create/exit storm",
+    loads: [stress("--pthread", String(2 * ncpu))],
+    workUs: 4000,
+    waker: false,
+  },
   "affinity-4ms": {
     what: "hogs re-pinned every 10 ms",
     loads: [stress("--affinity", String(2 * ncpu), "--affinity-delay", "10000000")],

@@ -28,31 +28,51 @@ def first(evs, pred):
     return next((e for e in evs if pred(e)), None)
 
 
+def switch_of(rest):
+    """A sched_switch's fields (prev comm, prev pid, prev state, next comm, next pid); None for a line cut short."""
+    m = SWITCH.search(rest)
+    return m and (m.group(1), int(m.group(2)), m.group(3), m.group(4), int(m.group(5)))
+
+
+def switches(evs):
+    """The whole sched_switch events: (time, cpu, fields)."""
+    out = []
+    for t, cpu, kind, rest, _pid in evs:
+        sw = switch_of(rest) if kind == "sched_switch" else None
+        if sw:
+            out.append((t, cpu, sw))
+    return out
+
+
 def report(path):
     evs = events(path)
     ex = first(evs, lambda e: e[2] == "sched_process_exec" and "fp-schedprobe" in e[3])
     if not ex:
         return None
-    main, t_exec = int(fields(ex[3])["pid"]), ex[0]
-    fork = first(evs, lambda e: e[0] >= t_exec and e[2] == "sched_process_fork" and int(fields(e[3])["pid"]) == main)
+    main, t_exec = int(fields(ex[3]).get("pid", -1)), ex[0]
+    fork = first(
+        evs,
+        lambda e: e[0] >= t_exec and e[2] == "sched_process_fork" and int(fields(e[3]).get("pid", -1)) == main
+        and "child_pid" in fields(e[3]),
+    )
     if not fork:
         return None
     tid, t_fork = int(fields(fork[3])["child_pid"]), fork[0]
-    woken = first(evs, lambda e: e[2] == "sched_wakeup_new" and int(fields(e[3])["pid"]) == tid)
-    run = first(evs, lambda e: e[0] >= t_fork and e[2] == "sched_switch" and int(SWITCH.search(e[3]).group(5)) == tid)
+    woken = first(evs, lambda e: e[2] == "sched_wakeup_new" and int(fields(e[3]).get("pid", -1)) == tid)
+    sws = switches(evs)
+    run = first(sws, lambda e: e[0] >= t_fork and e[2][4] == tid)
     # The main thread between its exec and the clone: running, or runnable and waiting.
     ran = waited = 0.0
     on = off = None
-    for t, _cpu, kind, rest, _pid in evs:
-        if t < t_exec or t > t_fork or kind != "sched_switch":
+    for t, _cpu, (_, prev, state, _, nxt) in sws:
+        if t < t_exec or t > t_fork:
             continue
-        m = SWITCH.search(rest)
-        if int(m.group(2)) == main:
+        if prev == main:
             if on is not None:
                 ran += t - on
                 on = None
-            off = t if m.group(3).startswith("R") else None
-        if int(m.group(5)) == main:
+            off = t if state.startswith("R") else None
+        if nxt == main:
             if off is not None:
                 waited += t - off
                 off = None
@@ -63,20 +83,21 @@ def report(path):
     busy = collections.Counter()
     if woken and run:
         cur = {}
-        for t, cpu, kind, rest, _pid in evs:
-            if kind != "sched_switch":
-                continue
-            m = SWITCH.search(rest)
+        for t, cpu, sw in sws:
             if t > woken[0] and t <= run[0] and cpu in cur:
                 busy[(cpu, cur[cpu][0])] += t - max(cur[cpu][1], woken[0])
             if t > run[0]:
                 break
-            cur[cpu] = (m.group(4), t)
+            cur[cpu] = (sw[3], t)
         for cpu, (name, since) in cur.items():
             if since < run[0]:
                 busy[(cpu, name)] += run[0] - max(since, woken[0])
-    result = json.load(open(os.path.splitext(path)[0] + ".json"))
-    line = (f"{os.path.basename(path)}: thread_start {result['thread_start_us'] / 1000:.2f} ms; "
+    result_path = os.path.splitext(path)[0] + ".json"
+    try:
+        start_us = json.load(open(result_path))["thread_start_us"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"the probe's result {result_path} beside it gives no thread_start_us ({e})") from None
+    line = (f"{os.path.basename(path)}: thread_start {start_us / 1000:.2f} ms; "
             f"exec->clone {(t_fork - t_exec) * 1000:.2f} (main ran {ran * 1000:.2f}, waited runnable {waited * 1000:.2f})")
     if woken and run:
         line += (f"; woken (CPU {fields(woken[3]).get('target_cpu', '?').lstrip('0') or '0'})->run (CPU {run[1]}) "
@@ -95,8 +116,8 @@ def main(paths):
     for path in paths:
         try:
             line = report(path)
-        except (OSError, ValueError, KeyError) as e:
-            print(f"{path}: {e}", file=sys.stderr)
+        except (OSError, ValueError) as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
             status = 1
             continue
         if line is None:

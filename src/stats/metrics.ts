@@ -70,7 +70,7 @@ export const SCHED_COUNTERS: Array<[string, string]> = [
   ["direct_local", "pinned or migration-disabled tasks kept on their CPU"],
   ["dispatched", "tasks a CPU pulled from the shared queue"],
   ["kept_running", "slices renewed because nothing else was waiting"],
-  ["preempt_kicks", "CPUs interrupted for a latency-critical wakeup"],
+  ["preempt_kicks", "CPUs interrupted for a latency-critical wakeup, or for a new thread's first queueing"],
   ["foreground_runs", "times a foreground task got a CPU"],
   ["runs", "times any task got a CPU"],
   ["wakeups", "wakeups of sleeping tasks (not new tasks, not tasks queued again after a change)"],

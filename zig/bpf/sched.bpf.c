@@ -267,11 +267,10 @@ struct task_ctx {
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 	s32 sync_cpu;	 /* the waker's CPU, for a wakeup queued first there (see fastpath_select_cpu) */
 	u32 jumped;	 /* queued first (a hand-off, a preempting wakeup): its start does not end its CPU's overtakes */
-	u32 forked;	 /* FP_FORKED from ops.init_task to ops.enable; FP_NEW_THREAD then until its first queueing */
+	u32 new_thread;	 /* 1 from its fork (a rare thread of a running process) until its first queueing or run */
+	u64 spawn_hz;	 /* threads it creates a second (exponential average, sched.h fp_spawn_rare) */
+	u64 last_spawn;	 /* when it last created one */
 };
-
-#define FP_FORKED 1
-#define FP_NEW_THREAD 2
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -921,8 +920,8 @@ void BPF_STRUCT_OPS(fastpath_enqueue, struct task_struct *p, u64 enq_flags)
 	 */
 	if (enq_flags & SCX(ENQ_WAKEUP))
 		woke(tc, now);
-	new_thread = tc->forked == FP_NEW_THREAD;
-	tc->forked = 0;
+	new_thread = tc->new_thread;
+	tc->new_thread = 0;
 	/*
 	 * Looked up at every queueing, not only at wakeups: a game thread that never sleeps - a main
 	 * loop spinning at 100 % - named or detected after it started was never seen as foreground.
@@ -1104,8 +1103,8 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	u32 policy = tc ? policy_urgency(tc, now) : 0;
 	u32 lat = fp_urgency(tc ? tc->cls : FP_TASK_NORMAL, policy, signal_urgency(p, now));
 
-	if (tc && tc->forked)
-		tc->forked = 0; /* placed on an idle CPU at once: its first queueing is over */
+	if (tc && tc->new_thread)
+		tc->new_thread = 0; /* placed on an idle CPU at once: its first queueing is over */
 	if (cc) {
 		/* A task that waited its turn runs: the hand-offs that went ahead of it start again from 0. */
 		if (tc && tc->jumped)
@@ -1303,22 +1302,20 @@ void BPF_STRUCT_OPS(fastpath_tick, struct task_struct *p)
 }
 
 /*
- * A task joins at the clock; a forked one where sched.h fp_fork_vruntime places it - a new process a
- * slice behind, a new thread at the clock (its PID and thread group are final here, after the fork).
+ * A task joins at the clock, or later where ops.init_task placed a forked one. One that has run
+ * before it joins - forked under another class, moved to SCHED_EXT later (partial mode) - is no new
+ * thread any more: its first queueing here does not preempt.
  */
 void BPF_STRUCT_OPS(fastpath_enable, struct task_struct *p)
 {
 	struct task_ctx *tc = tctx_or_create(p);
-	int thread = p->pid != p->tgid;
 
 	if (!tc)
 		return;
-	if (tc->forked == FP_FORKED) {
-		tc->vruntime = fp_fork_vruntime(state.vtime_now, tun.slice_ns, thread);
-		tc->forked = thread ? FP_NEW_THREAD : 0;
-	} else if (tc->vruntime < state.vtime_now) {
+	if (p->se.sum_exec_runtime)
+		tc->new_thread = 0;
+	if (tc->vruntime < state.vtime_now)
 		tc->vruntime = state.vtime_now;
-	}
 }
 
 /*
@@ -1334,9 +1331,25 @@ s32 BPF_STRUCT_OPS(fastpath_init_task, struct task_struct *p, struct scx_init_ta
 		return 0;
 	tc->idle_cpu = -1;
 	tc->sync_cpu = -1;
-	/* Placed at ops.enable (fastpath_enable). */
-	if (args->fork)
-		tc->forked = FP_FORKED;
+	/*
+	 * A forked task: a new process a slice behind the clock, a new thread of a running process at
+	 * it unless its creator - running here - creates them in a storm (sched.h fp_fork_vruntime,
+	 * fp_spawn_rare). Its PID and thread group are set by now: copy_process() sets them before
+	 * sched_cgroup_fork(), which calls this.
+	 */
+	if (args->fork) {
+		if (p->pid != p->tgid) {
+			struct task_ctx *ctc = bpf_task_storage_get(&task_ctxs, bpf_get_current_task_btf(), 0, 0);
+			u64 now = bpf_ktime_get_ns();
+
+			if (ctc) {
+				tc->new_thread = fp_spawn_rare(ctc->spawn_hz, now - ctc->last_spawn);
+				ctc->spawn_hz = fp_wake_hz(ctc->spawn_hz, now - ctc->last_spawn);
+				ctc->last_spawn = now;
+			}
+		}
+		tc->vruntime = fp_fork_vruntime(state.vtime_now, tun.slice_ns, tc->new_thread);
+	}
 	return 0;
 }
 

@@ -503,8 +503,9 @@ static inline __u64 fp_vruntime_capped(__u64 vruntime, __u64 vtime_now, __u64 de
  * Where a forked task starts. A new process: one slice behind the virtual clock, as a new task that
  * asks for a whole slice should. At the clock itself, the children of a fork storm - thousands a
  * second - queued ahead of every running task, held the clock where they were placed, and a 60 Hz
- * frame thread beside them waited 9-11 ms at p99. A new thread of a running process (`thread`): at
- * the clock, with no lag, as EEVDF places every new task: placed a slice behind, the frame probe's
+ * frame thread beside them waited 9-11 ms at p99. A new thread of a running process whose creator
+ * creates threads rarely (`thread`, fp_spawn_rare): at the clock, with no lag, as EEVDF places every
+ * new task: placed a slice behind, the frame probe's
  * new thread beside a fork storm first ran 5-10 ms after it was woken, where the default ran it
  * within 1.4 ms (tracefs in the VM, docs/sched-measurements.md); its first queueing may also
  * preempt (fastpath_enqueue). Not behind its parent: a parent may run up to FP_DEBT_SLICES ahead of
@@ -518,6 +519,23 @@ static inline __u64 fp_vruntime_capped(__u64 vruntime, __u64 vtime_now, __u64 de
 static inline __u64 fp_fork_vruntime(__u64 vtime_now, __u64 slice_ns, int thread)
 {
 	return thread ? vtime_now : vtime_now + slice_ns;
+}
+
+/*
+ * A thread creator that creates threads this often or more (its average, fp_wake_hz, as of now:
+ * fp_wake_hz_now) makes a storm: its new threads start a slice behind the clock, as new processes
+ * do. At the clock and free to preempt, the threads of `stress-ng --pthread` (hundreds a second) went
+ * ahead of a 60 Hz frame thread one after another once it no longer counted as latency-critical:
+ * its worst frame in four rounds in the VM was 0.02-2.36 s, against 22-52 ms with them behind
+ * (docs/sched-measurements.md). A game starting its workers, or a process adding a thread now and
+ * then, creates them rarely: the first two of a burst start at the clock.
+ */
+#define FP_SPAWN_STORM_HZ 10
+
+/* Whether a thread created now by a creator with `spawn_hz`, that last created one `since_ns` ago, is a rare one. */
+static inline int fp_spawn_rare(__u64 spawn_hz, __u64 since_ns)
+{
+	return fp_wake_hz_now(spawn_hz, since_ns) < FP_SPAWN_STORM_HZ;
 }
 
 /* Busy/idle hysteresis: turns busy above `high`, idle again only below `low`. */

@@ -1760,6 +1760,28 @@ test "a forked process starts a slice behind the clock, whatever its parent's le
     try testing.expect(c.fp_deadline(&t, child, now, 0, 6 * ms, 100, c.fp_exec_max(&t, 0, 0)) < hog);
 }
 
+test "a thread creator's first threads are rare, a storm's are not, and one a second later is again" {
+    const ms = std.time.ns_per_ms;
+    // The first thread a process creates (no average yet).
+    try testing.expect(c.fp_spawn_rare(0, 10_000 * ms) != 0);
+    // A creator making one every millisecond (stress-ng --pthread makes hundreds a second): from
+    // the third on its threads start behind the clock, as a fork storm's children do.
+    var hz: u64 = 0;
+    var rare: usize = 0;
+    for (0..50) |i| {
+        const gap: u64 = if (i == 0) 10_000 * ms else 1 * ms;
+        if (c.fp_spawn_rare(hz, gap) != 0) rare += 1;
+        hz = c.fp_wake_hz(hz, gap);
+    }
+    try testing.expectEqual(@as(usize, 2), rare);
+    // A second after the storm stopped, its next thread is a rare one again.
+    try testing.expect(c.fp_spawn_rare(hz, 1000 * ms) != 0);
+    // One thread every 50 ms (20 a second) stays a storm.
+    hz = 0;
+    for (0..20) |_| hz = c.fp_wake_hz(hz, 50 * ms);
+    try testing.expect(c.fp_spawn_rare(hz, 50 * ms) == 0);
+}
+
 test "a new thread of a running process starts at the clock, ahead of a fork storm's children" {
     const t = tunables();
     const ms = std.time.ns_per_ms;
@@ -1770,7 +1792,7 @@ test "a new thread of a running process starts at the clock, ahead of a fork sto
     // placed a slice behind like them, the frame probe's thread beside a fork storm first ran 5-10 ms
     // after it was woken, where the default ran it within 1.4 ms (tracefs in the VM).
     const thread_due = c.fp_deadline(&t, thread, now, 0, 0, 100, c.fp_exec_max(&t, 0, 0));
-    const earlier_child = c.fp_fork_vruntime(now - t.slice_ns + 1, t.slice_ns, 0);
+    const earlier_child = c.fp_fork_vruntime(now - t.slice_ns / 2, t.slice_ns, 0); // forked half a slice ago
     try testing.expect(thread_due < c.fp_deadline(&t, earlier_child, now, 0, 0, 100, c.fp_exec_max(&t, 0, 0)));
     // A storm parent that woke with its whole sleep credit (lag_ns) stays ahead of it until it has
     // run that credit; then the thread is due first and may take its CPU (fastpath_enqueue,
