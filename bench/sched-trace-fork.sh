@@ -14,7 +14,8 @@
 # them with bench/sched_trace_fork.py. Build first (scripts/build); exit 2 for a bad ROUNDS, 1 when
 # it is not run as root on a kernel with sched_ext and no scheduler attached, stress-ng or the probe
 # is missing, or fastpath does not attach - each checked before anything is changed. Only the
-# storms it starts are killed (their process group); tracefs is left off.
+# storms it starts are killed (their process group); tracing is switched off at the end (the event
+# list, clock and buffer size it set stay).
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROUNDS=${1-4}

@@ -121,7 +121,7 @@ def main(paths):
             status = 1
             continue
         if line is None:
-            print(f"{path}: no exec of fp-schedprobe and clone of its thread in it", file=sys.stderr)
+            print(f"error: {path}: no exec of fp-schedprobe and clone of its thread in it", file=sys.stderr)
             status = 1
             continue
         print(line)

@@ -185,7 +185,8 @@ function procFacts(pid: number): { tgid: number; kthread: boolean } | null {
  * `entry`: that option takes a list). So is a PID that is init, a thread of init or a kernel thread
  * (in partial mode a moved init's or kthreadd's children would inherit SCHED_EXT), and, for `game`
  * and `compositor`, which are matched against processes, a thread of another process (its process
- * is named; `foreground` takes a thread for its process).
+ * is named; `foreground` takes a thread for its process). Those are checked against /proc as it is
+ * now: for a unit printed for a later boot (`service print`) they say only what the PID is today.
  */
 export function processSpec(option: string, value: number | string, entry = false): string {
   if (typeof value === "number" && !Number.isSafeInteger(value)) {
@@ -215,10 +216,13 @@ export function processSpec(option: string, value: number | string, entry = fals
     throw new FastpathError("usage", `\`${option}\`: ${what}, not a game or an application: give another PID`);
   };
   if (pid === 1) refuse("PID 1 is init");
-  if (facts?.tgid === 1) refuse(`${pid} is a thread of init (PID 1)`);
+  if (facts?.tgid === 1) refuse(`PID ${pid} is a thread of init (PID 1)`);
   if (facts?.kthread) refuse(`PID ${pid} is a kernel thread`);
   if (facts && facts.tgid !== pid && !entry) {
-    throw new FastpathError("usage", `\`${option}\`: ${pid} is a thread of process ${facts.tgid}: give ${facts.tgid}`);
+    throw new FastpathError(
+      "usage",
+      `\`${option}\`: PID ${pid} is a thread of process ${facts.tgid}: give ${facts.tgid}`,
+    );
   }
   return s;
 }

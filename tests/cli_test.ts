@@ -758,7 +758,7 @@ Deno.test("the CLI", async (t) => {
     assert.ok(own, "this test's process has threads");
     let r = await cli(["sched", "observe", "--game", String(own)]);
     assert.equal(r.code, 2, r.stderr);
-    assert.equal(r.stderr, `error: --game: ${own} is a thread of process ${Deno.pid}: give ${Deno.pid}\n`);
+    assert.equal(r.stderr, `error: --game: PID ${own} is a thread of process ${Deno.pid}: give ${Deno.pid}\n`);
     r = await cli(["sched", "observe", "--game", "1"]);
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stderr, "error: --game: PID 1 is init, not a game or an application: give another PID\n");
@@ -767,7 +767,9 @@ Deno.test("the CLI", async (t) => {
     assert.match(r.stderr, /^error: --compositor: PID 2 is a kernel thread, not a game or an application/);
     const tids = [...Deno.readDirSync("/proc/1/task")].map((e) => Number(e.name)).filter((t) => t !== 1);
     if (skipUnless(tids.length > 0, "init (PID 1) has no thread besides itself here")) return;
-    const want = `--foreground: ${tids[0]} is a thread of init (PID 1), not a game or an application: give another PID`;
+    const want = `--foreground: PID ${
+      tids[0]
+    } is a thread of init (PID 1), not a game or an application: give another PID`;
     for (
       const args of [["sched", "run", "--foreground", `game,${tids[0]}`], [
         "service",

@@ -527,8 +527,10 @@ static inline __u64 fp_fork_vruntime(__u64 vtime_now, __u64 slice_ns, int thread
  * do. At the clock and free to preempt, the threads of `stress-ng --pthread` (hundreds a second) went
  * ahead of a 60 Hz frame thread one after another once it no longer counted as latency-critical:
  * its worst frame in four rounds in the VM was 0.02-2.36 s, against 22-52 ms with them behind
- * (docs/sched-measurements.md). A game starting its workers, or a process adding a thread now and
- * then, creates them rarely: the first two of a burst start at the clock.
+ * (docs/sched-measurements.md). A process adding a thread now and then creates them rarely. Of a
+ * burst - a game starting eight workers at once - only the first two start at the clock, the rest
+ * a slice behind (not measured). The rate is the creating thread's: threads created by different
+ * threads of one process are counted apart.
  */
 #define FP_SPAWN_STORM_HZ 10
 

@@ -1792,7 +1792,7 @@ test "a new thread of a running process starts at the clock, ahead of a fork sto
     // placed a slice behind like them, the frame probe's thread beside a fork storm first ran 5-10 ms
     // after it was woken, where the default ran it within 1.4 ms (tracefs in the VM).
     const thread_due = c.fp_deadline(&t, thread, now, 0, 0, 100, c.fp_exec_max(&t, 0, 0));
-    const earlier_child = c.fp_fork_vruntime(now - t.slice_ns / 2, t.slice_ns, 0); // forked half a slice ago
+    const earlier_child = c.fp_fork_vruntime(now - t.slice_ns + 1, t.slice_ns, 0);
     try testing.expect(thread_due < c.fp_deadline(&t, earlier_child, now, 0, 0, 100, c.fp_exec_max(&t, 0, 0)));
     // A storm parent that woke with its whole sleep credit (lag_ns) stays ahead of it until it has
     // run that credit; then the thread is due first and may take its CPU (fastpath_enqueue,
