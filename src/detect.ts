@@ -164,8 +164,11 @@ export function isPidSpec(value: number | string): boolean {
   return /^\d+$/.test(String(value).trim());
 }
 
-/** What /proc says of a running PID: its thread group, and whether it is a kernel thread (PF_KTHREAD). */
-function procFacts(pid: number): { tgid: number; kthread: boolean } | null {
+/**
+ * What /proc says of a running PID: its thread group, and whether it is a kernel thread (PF_KTHREAD);
+ * null when it is not running (or there is no /proc).
+ */
+export function procFacts(pid: number): { tgid: number; kthread: boolean } | null {
   try {
     const status = Deno.readTextFileSync(`/proc/${pid}/status`);
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
@@ -211,11 +214,11 @@ export function processSpec(option: string, value: number | string, entry = fals
     );
   }
   if (pid === null) return new TextDecoder().decode(new TextEncoder().encode(s).slice(0, 15)).replace(/\uFFFD$/, "");
-  const facts = pid === 1 ? { tgid: 1, kthread: false } : procFacts(pid);
   const refuse = (what: string) => {
     throw new FastpathError("usage", `\`${option}\`: ${what}, not a game or an application: give another PID`);
   };
   if (pid === 1) refuse("PID 1 is init");
+  const facts = procFacts(pid);
   if (facts?.tgid === 1) refuse(`PID ${pid} is a thread of init (PID 1)`);
   if (facts?.kthread) refuse(`PID ${pid} is a kernel thread`);
   if (facts && facts.tgid !== pid && !entry) {

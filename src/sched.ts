@@ -7,7 +7,15 @@ import { apiText, cliText, FastpathError, snake } from "../ffi/error.ts";
 import { NativeHandle } from "../ffi/handle.ts";
 import { CounterView, setAll, textAt } from "../ffi/layout.ts";
 import type { SchedCounterName } from "../ffi/enums.ts";
-import { detectKnobs, type DetectOptions, Detector, isPidSpec, optionsStruct, processSpec } from "./detect.ts";
+import {
+  detectKnobs,
+  type DetectOptions,
+  Detector,
+  isPidSpec,
+  optionsStruct,
+  processSpec,
+  procFacts,
+} from "./detect.ts";
 
 export type { SchedCounterName };
 export const SCHED_EXT = "/sys/kernel/sched_ext";
@@ -195,12 +203,9 @@ export function resolveForeground(specs: Array<number | string>): { tgids: numbe
   for (const spec of specs) {
     const s = String(spec).trim();
     if (isPidSpec(s)) {
-      try {
-        const status = Deno.readTextFileSync(`/proc/${Number(s)}/status`); // "01" is PID 1
-        tgids.add(Number(/^Tgid:\s+(\d+)/m.exec(status)?.[1] ?? s));
-      } catch {
-        missing.add(String(Number(s))); // 04194303 is 4194303
-      }
+      const facts = procFacts(Number(s)); // "01" is PID 1
+      if (facts) tgids.add(facts.tgid);
+      else missing.add(String(Number(s))); // 04194303 is 4194303
       continue;
     }
     const found = pidsNamed(s);

@@ -267,7 +267,7 @@ struct task_ctx {
 	s32 idle_cpu;	 /* an idle CPU ops.select_cpu claimed for it, to wake once it is queued; -1: none */
 	s32 sync_cpu;	 /* the waker's CPU, for a wakeup queued first there (see fastpath_select_cpu) */
 	u32 jumped;	 /* queued first (a hand-off, a preempting wakeup): its start does not end its CPU's overtakes */
-	u32 new_thread;	 /* 1 from its fork (a rare thread of a running process) until its first queueing or run */
+	u32 new_thread;	 /* 1 from its fork (a rare thread of a running process) until its first queueing */
 	u64 spawn_hz;	 /* threads it creates a second (exponential average, sched.h fp_spawn_rare) */
 	u64 last_spawn;	 /* when it last created one */
 };
@@ -772,6 +772,8 @@ s32 BPF_STRUCT_OPS(fastpath_select_cpu, struct task_struct *p, s32 prev_cpu, u64
 	if (tc && !partial_mode && rt_quiet(cpu, now)) {
 		if (wake_flags & SCX(WAKE_TTWU))
 			woke(tc, now);
+		else
+			tc->new_thread = 0; /* a new task on an idle CPU at once: its first queueing is this */
 		tc->cls = class_of(p);
 		tc->deadline = deadline_of(p, tc, 0, now);
 		insert(p, SCX(DSQ_LOCAL), slice_of(tc, now), 0);
@@ -1103,8 +1105,6 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	u32 policy = tc ? policy_urgency(tc, now) : 0;
 	u32 lat = fp_urgency(tc ? tc->cls : FP_TASK_NORMAL, policy, signal_urgency(p, now));
 
-	if (tc && tc->new_thread)
-		tc->new_thread = 0; /* placed on an idle CPU at once: its first queueing is over */
 	if (cc) {
 		/* A task that waited its turn runs: the hand-offs that went ahead of it start again from 0. */
 		if (tc && tc->jumped)
