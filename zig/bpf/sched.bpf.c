@@ -1138,6 +1138,20 @@ void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
 	struct task_ctx *tc = tctx_of(p);
 	u64 now = now_ns();
 
+	/*
+	 * Runnable with slice left: a higher class takes the CPU (a real-time or deadline task, the
+	 * stop task; a fair task in partial mode) - our own preemptions and expiries end the slice
+	 * first. The kernel would put `p` back first in this CPU's local queue and rely on
+	 * ops.cpu_release to move it, which 6.12 skips while it believes the CPU already released
+	 * (a pick after a real-time task blocked, with no ops.dispatch between): a 1 kHz sleeper so
+	 * waited 1.3 s behind an RT hog (tracefs, VM test). With no slice left it goes through
+	 * ops.enqueue, which queues it where any CPU may run it.
+	 */
+	if (runnable && p->scx.slice) {
+		p->scx.slice = 0;
+		if (cc && cc->preempted_pid == p->pid)
+			cc->preempted_pid = 0; /* not "resume here": this CPU is taken */
+	}
 	if (!cc || !cc->started_at)
 		return;
 	account_run(p, tc, cc, now);
@@ -1160,6 +1174,10 @@ void BPF_STRUCT_OPS(fastpath_cpu_release, s32 cpu, struct scx_cpu_release_args *
 
 	if (cc && !cc->rt_since)
 		cc->rt_since = now_ns();
+#ifdef FP_TEST_STALL
+	/* The test build is the kernel that skips this call (see ops.stopping): nothing moves here. */
+	return;
+#endif
 	reenqueue_local();
 	if (c)
 		c->rt_reenqueued++;
