@@ -76,6 +76,8 @@ extern void scx_bpf_error_bstr(char *fmt, unsigned long long *data, u32 data_len
 /* 6.14: a cheaper clock, exact within a scheduling event. */
 extern u64 scx_bpf_now(void) __ksym __weak;
 extern s32 scx_bpf_dsq_nr_queued(u64 dsq_id) __ksym;
+/* The per-CPU run queues, read in ops.stopping (other_class_queued); in BTF since pahole 1.18. */
+extern const struct rq runqueues __ksym __weak;
 /* 6.12-6.18: callable from ops.cpu_release() only (libbpf resolves the name before ___). */
 extern u32 scx_bpf_reenqueue_local___v1(void) __ksym __weak;
 /* 6.19+: callable from anywhere; the kernel names it ..___v2 (libbpf drops our ___compat). */
@@ -1132,6 +1134,20 @@ void BPF_STRUCT_OPS(fastpath_running, struct task_struct *p)
 	maybe_fold(now);
 }
 
+/*
+ * Whether this CPU's run queue holds a task of another class (rq->nr_running counts every class);
+ * false on a kernel whose BTF lacks the per-CPU variables (the loader's rescue is left there).
+ */
+static __always_inline bool other_class_queued(void)
+{
+	struct rq *rq;
+
+	if (!bpf_ksym_exists(&runqueues))
+		return false;
+	rq = bpf_this_cpu_ptr(&runqueues);
+	return rq->nr_running > rq->scx.nr_running;
+}
+
 void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
 {
 	struct cpu_ctx *cc = this_cpu_ctx();
@@ -1139,18 +1155,20 @@ void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
 	u64 now = now_ns();
 
 	/*
-	 * Runnable with slice left: a higher class takes the CPU (a real-time or deadline task, the
-	 * stop task; a fair task in partial mode) - our own preemptions and expiries end the slice
-	 * first. The kernel would put `p` back first in this CPU's local queue and rely on
-	 * ops.cpu_release to move it, which 6.12 skips while it believes the CPU already released
-	 * (a pick after a real-time task blocked, with no ops.dispatch between): a 1 kHz sleeper so
-	 * waited 1.3 s behind an RT hog (tracefs, VM test). With no slice left it goes through
-	 * ops.enqueue, which queues it where any CPU may run it.
+	 * Runnable, and a task of another class waits here: that real-time, deadline or stop task (a
+	 * fair one in partial mode) takes the CPU. With slice left the kernel would put `p` back first
+	 * in this CPU's local queue and leave moving it to ops.cpu_release, which it skips while it
+	 * holds the CPU as already released (after a pick that no balance preceded, 6.12-6.18): a 1 kHz
+	 * sleeper so waited 1.1-1.3 s behind an RT hog (tracefs, VM test). With its slice ended it goes
+	 * through ops.enqueue, which sends a task that may run elsewhere where any CPU may run it - and
+	 * not back here as a preempted task to resume (preempted_pid). Only then: a core-scheduling
+	 * pick that idles the CPU also stops a task with slice left, and ended, the kernel would queue
+	 * it with SCX_ENQ_LAST, which it warns about for a scheduler without SCX_OPS_ENQ_LAST.
 	 */
-	if (runnable && p->scx.slice) {
+	if (runnable && other_class_queued()) {
 		p->scx.slice = 0;
 		if (cc && cc->preempted_pid == p->pid)
-			cc->preempted_pid = 0; /* not "resume here": this CPU is taken */
+			cc->preempted_pid = 0;
 	}
 	if (!cc || !cc->started_at)
 		return;
@@ -1210,6 +1228,16 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 			cc->rt_since = now;
 		if (cpu < FP_MAX_CPUS && !state.rt_held_since[cpu])
 			state.rt_held_since[cpu] = bpf_ktime_get_ns();
+#ifdef FP_TEST_STALL
+		/*
+		 * The test build, whose ops.cpu_release moves nothing: a task of ours this takes the CPU
+		 * from that the kernel has just put back in this CPU's local queue (its slice not ended in
+		 * ops.stopping), where it would wait for the loader's rescue. An error, so that the VM
+		 * test sees it at once.
+		 */
+		if (preempt && prev->scx.dsq && prev->scx.dsq->id == SCX(DSQ_LOCAL))
+			fp_error("%s[%d] left in CPU %u's local queue by a real-time task", prev->comm, prev->pid, cpu);
+#endif
 		if (reenqueue_from_switch && bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))
 			scx_bpf_reenqueue_local___v2___compat();
 	} else if (cc->rt_since) {
