@@ -1028,8 +1028,8 @@ Deno.test("the fastpath scheduler in a sched_ext kernel", async (t) => {
       // when a real-time task takes the CPU from a task of ours and the kernel leaves it in that CPU's
       // local queue.
       // One CPU hog per CPU, a SCHED_FIFO hog takes the last CPU for 3 s. Without ops.stopping's
-      // change this step was ejected in 2 of 2 rounds in one boot; with it the hogs' longest gaps were
-      // 37-105 ms. (The loader's rescue count is no test: its walk also queues again threads that
+      // change this step was ejected in 2 of 2 rounds in one boot (a hog, a thread of Deno); with it
+      // the hogs' longest gaps were 20-105 ms in four rounds. (The loader's rescue count is no test: its walk also queues again threads that
       // wait where they should - 0 to 3 with the fix, 1 to 3 without.)
       await withStallBuild(async (run) => {
         const hogs = Array.from(

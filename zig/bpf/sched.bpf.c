@@ -1163,9 +1163,10 @@ void BPF_STRUCT_OPS(fastpath_stopping, struct task_struct *p, bool runnable)
 	 * through ops.enqueue, which sends a task that may run elsewhere where any CPU may run it - and
 	 * not back here as a preempted task to resume (preempted_pid). Only then: a core-scheduling
 	 * pick that idles the CPU also stops a task with slice left, and ended, the kernel would queue
-	 * it with SCX_ENQ_LAST, which it warns about for a scheduler without SCX_OPS_ENQ_LAST.
+	 * it with SCX_ENQ_LAST, which it warns about for a scheduler without SCX_OPS_ENQ_LAST. The
+	 * run queue is read only when there is a slice to end or a mark to clear.
 	 */
-	if (runnable && other_class_queued()) {
+	if (runnable && (p->scx.slice || (cc && cc->preempted_pid == p->pid)) && other_class_queued()) {
 		p->scx.slice = 0;
 		if (cc && cc->preempted_pid == p->pid)
 			cc->preempted_pid = 0;
@@ -1230,12 +1231,14 @@ int BPF_PROG(fastpath_sched_switch, bool preempt, struct task_struct *prev, stru
 			state.rt_held_since[cpu] = bpf_ktime_get_ns();
 #ifdef FP_TEST_STALL
 		/*
-		 * The test build, whose ops.cpu_release moves nothing: a task of ours this takes the CPU
-		 * from that the kernel has just put back in this CPU's local queue (its slice not ended in
-		 * ops.stopping), where it would wait for the loader's rescue. An error, so that the VM
-		 * test sees it at once.
+		 * The test build, whose ops.cpu_release moves nothing: a runnable task of ours this takes
+		 * the CPU from - preempted in the kernel or on its way back to user space - that is now in
+		 * a local queue, where it would wait for the loader's rescue, is an error, so that the VM
+		 * test sees it at once. Not one exiting (the kernel queues it there itself, without
+		 * SCX_OPS_ENQ_EXITING) or with migration disabled (ops.enqueue must put it there).
 		 */
-		if (preempt && prev->scx.dsq && prev->scx.dsq->id == SCX(DSQ_LOCAL))
+		if (prev->__state == 0 /* TASK_RUNNING */ && prev->scx.dsq && prev->scx.dsq->id == SCX(DSQ_LOCAL) &&
+		    !(prev->flags & FP_PF_EXITING) && !migration_disabled(prev))
 			fp_error("%s[%d] left in CPU %u's local queue by a real-time task", prev->comm, prev->pid, cpu);
 #endif
 		if (reenqueue_from_switch && bpf_ksym_exists(scx_bpf_reenqueue_local___v2___compat))
